@@ -1,0 +1,285 @@
+//! The experiment YAML: SNAC-Pack's tutorial files, checked once into the typed
+//! [`Experiment`] that the rest of the program uses.
+//!
+//! Parsing is two-staged: `parse` reads the YAML into a tree that remembers
+//! lines, then `check` walks it and collects every error (file, key path, line,
+//! bad value, what would be accepted) before giving up, so `snac validate`
+//! reports them all at once.
+
+mod parse;
+
+pub use parse::{ConfigError, ConfigErrors, load, load_str};
+
+use crate::arch::{Activation, Norm};
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// A whole experiment, resolved and checked.
+#[derive(Clone, Debug, Serialize)]
+pub struct Experiment {
+    /// The file it came from (for messages and relative paths).
+    pub source: PathBuf,
+    pub dataset: DatasetConfig,
+    pub search: SearchConfig,
+    pub search_space: SearchSpaceConfig,
+    pub hls: HlsConfig,
+    pub local_search: Option<LocalSearchConfig>,
+    pub synthesis: Option<SynthesisConfig>,
+    pub output: OutputConfig,
+    /// Keys present in the file that snac does not use (SNAC-Pack's "dummy"
+    /// keys); reported as notes, never errors.
+    pub unused_keys: Vec<String>,
+}
+
+/// Which data, and how to prepare it (REFERENCE.md §1).
+#[derive(Clone, Debug, Serialize)]
+pub struct DatasetConfig {
+    /// `mnist`, `fashion_mnist`, `digits`, `qubit`, `file`.
+    pub name: DatasetName,
+    /// Images are resized to `resize_val` × `resize_val`; `None` keeps them.
+    pub resize_val: Option<usize>,
+    /// First N of train and first N of test (used as validation).
+    pub subset_size: Option<usize>,
+    pub flatten: bool,
+    pub one_hot: bool,
+    /// Resolved relative to the config file's directory.
+    pub data_dir: Option<PathBuf>,
+    /// Generic loader: training file(s) (`.npy`/`.npz`/`.csv`).
+    pub train_file: Option<PathBuf>,
+    pub val_file: Option<PathBuf>,
+    /// Fraction of the training data held out as validation when there is no
+    /// validation split (generic loader, digits). Default 0.2.
+    pub validation_split: f64,
+    /// Qubit: start sample and window length; `normalize` z-scores per feature.
+    pub start_location: Option<usize>,
+    pub window_size: Option<usize>,
+    pub normalize: bool,
+    pub num_classes: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum DatasetName {
+    Mnist,
+    FashionMnist,
+    /// UCI 8×8 handwritten digits, embedded in the binary.
+    Digits,
+    Qubit,
+    /// `.npy` / `.npz` / `.csv` files given by `train_file` (and `val_file`).
+    File,
+}
+
+impl DatasetName {
+    pub fn parse(name: &str) -> Option<DatasetName> {
+        Some(match name.to_lowercase().replace('-', "_").as_str() {
+            "mnist" => DatasetName::Mnist,
+            "fashion_mnist" | "fashionmnist" => DatasetName::FashionMnist,
+            "digits" | "uci_digits" => DatasetName::Digits,
+            "qubit" => DatasetName::Qubit,
+            "file" | "npy" | "npz" | "csv" => DatasetName::File,
+            _ => return None,
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            DatasetName::Mnist => "mnist",
+            DatasetName::FashionMnist => "fashion_mnist",
+            DatasetName::Digits => "digits",
+            DatasetName::Qubit => "qubit",
+            DatasetName::File => "file",
+        }
+    }
+
+    pub const ACCEPTED: &'static str = "mnist, fashion_mnist, digits, qubit, file";
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum ModelType {
+    Mlp,
+    Block,
+}
+
+/// A search objective.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Objective {
+    /// Validation accuracy.
+    PerformanceMetric,
+    /// Bit operations (REFERENCE.md §4).
+    Bops,
+    /// Mean of LUT %, FF %, BRAM %, DSP % (hardware estimate).
+    AvgResource,
+    /// Latency in clock cycles (hardware estimate).
+    ClockCycles,
+    /// Trainable parameters.
+    Params,
+}
+
+impl Objective {
+    pub fn parse(name: &str) -> Option<Objective> {
+        Some(match name.to_lowercase().as_str() {
+            "performance_metric" | "accuracy" => Objective::PerformanceMetric,
+            "bops" => Objective::Bops,
+            "avg_resource" => Objective::AvgResource,
+            "clock_cycles" => Objective::ClockCycles,
+            "params" => Objective::Params,
+            _ => return None,
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Objective::PerformanceMetric => "performance_metric",
+            Objective::Bops => "bops",
+            Objective::AvgResource => "avg_resource",
+            Objective::ClockCycles => "clock_cycles",
+            Objective::Params => "params",
+        }
+    }
+
+    /// Needs an FPGA resource estimator.
+    pub fn is_hardware(&self) -> bool {
+        matches!(self, Objective::AvgResource | Objective::ClockCycles)
+    }
+
+    pub const ACCEPTED: &'static str = "performance_metric, bops, avg_resource, clock_cycles, params";
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum SamplerKind {
+    Random,
+    Nsga2,
+}
+
+impl SamplerKind {
+    pub fn parse(name: &str) -> Option<SamplerKind> {
+        Some(match name.to_lowercase().replace(['-', '_'], "").as_str() {
+            "random" => SamplerKind::Random,
+            "nsga2" | "nsgaii" => SamplerKind::Nsga2,
+            _ => return None,
+        })
+    }
+    pub const ACCEPTED: &'static str = "random, nsga2";
+}
+
+/// The `search:` section.
+#[derive(Clone, Debug, Serialize)]
+pub struct SearchConfig {
+    pub model_type: ModelType,
+    pub n_trials: usize,
+    pub epochs: usize,
+    pub n_folds: usize,
+    pub use_hardware_metrics: bool,
+    /// Objectives with their directions (`true` = maximise).
+    pub objectives: Vec<(Objective, bool)>,
+    /// Our extensions.
+    pub seed: u64,
+    pub sampler: SamplerKind,
+    /// NSGA-II population; Optuna's default 50.
+    pub population_size: usize,
+    /// Parallel trials; `None` = number of cores.
+    pub workers: Option<usize>,
+    /// Storage URL; `None` = SQLite file `study.db` in the results dir.
+    pub storage: Option<String>,
+    pub study_name: Option<String>,
+    /// Training recipe (REFERENCE.md §3); patience defaults depend on the mode.
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub early_stopping_patience: usize,
+    /// MLP mode: number of hidden layers, inclusive range.
+    pub min_layers: usize,
+    pub max_layers: usize,
+}
+
+/// The `search_space:` section.
+#[derive(Clone, Debug, Serialize)]
+pub struct SearchSpaceConfig {
+    pub mlp_width_space: Vec<usize>,
+    pub act_space: Vec<Activation>,
+    pub norm_space: Vec<Norm>,
+    pub block_types: Vec<String>,
+    pub num_blocks: usize,
+    pub initial_img_size: Option<usize>,
+    pub output_dim: Option<usize>,
+    pub output_activation: Activation,
+    pub channel_space: Vec<usize>,
+    pub kernel_space: Vec<usize>,
+    pub conv_attn_hidden_channel_space: Vec<usize>,
+    /// Scale attention scores by 1/√d (off in SNAC-Pack).
+    pub attention_scale: bool,
+}
+
+/// `hls_config:`.
+#[derive(Clone, Debug, Serialize)]
+pub struct HlsConfig {
+    pub board: String,
+    /// `ap_fixed<W,I>` as written.
+    pub precision: String,
+    pub reuse_factor: usize,
+    pub strategy: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct PrecisionPair {
+    pub total_bits: u32,
+    pub int_bits: u32,
+}
+
+/// `local_search:`.
+#[derive(Clone, Debug, Serialize)]
+pub struct LocalSearchConfig {
+    pub qat_epochs: usize,
+    pub pruning_iterations: usize,
+    pub pruning_epochs: usize,
+    pub pruning_rate: f64,
+    pub precision_pairs: Vec<PrecisionPair>,
+}
+
+/// `synthesis:`.
+#[derive(Clone, Debug, Serialize)]
+pub struct SynthesisConfig {
+    pub total_bits: u32,
+    pub int_bits: u32,
+    pub hls_output_dir: PathBuf,
+}
+
+/// `output:`.
+#[derive(Clone, Debug, Serialize)]
+pub struct OutputConfig {
+    /// Resolved against the current directory, as SNAC-Pack does.
+    pub results_dir: PathBuf,
+}
+
+/// Command-line overrides, applied after parsing and checked like the file.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub results_dir: Option<PathBuf>,
+    pub trials: Option<usize>,
+    pub epochs: Option<usize>,
+    pub seed: Option<u64>,
+    pub workers: Option<usize>,
+}
+
+impl Experiment {
+    /// Applies command-line overrides.
+    pub fn apply(&mut self, overrides: &Overrides) -> anyhow::Result<()> {
+        if let Some(dir) = &overrides.results_dir {
+            self.output.results_dir = dir.clone();
+        }
+        if let Some(n) = overrides.trials {
+            anyhow::ensure!(n > 0, "--trials 0: the number of trials must be at least 1");
+            self.search.n_trials = n;
+        }
+        if let Some(n) = overrides.epochs {
+            anyhow::ensure!(n > 0, "--epochs 0: the number of epochs must be at least 1");
+            self.search.epochs = n;
+        }
+        if let Some(seed) = overrides.seed {
+            self.search.seed = seed;
+        }
+        if let Some(n) = overrides.workers {
+            anyhow::ensure!(n > 0, "--workers 0: at least one worker is needed");
+            self.search.workers = Some(n);
+        }
+        Ok(())
+    }
+}

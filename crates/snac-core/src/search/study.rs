@@ -1,0 +1,2 @@
+//! Stub.
+pub struct Study; pub struct Trial;
