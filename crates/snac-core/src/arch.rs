@@ -54,7 +54,9 @@ impl Shape {
             [n] if n > 0 => Ok(Shape::Flat(n)),
             [h, w, c] if h > 0 && w > 0 && c > 0 => Ok(Shape::Image { height: h, width: w, channels: c }),
             [h, w] if h > 0 && w > 0 => Ok(Shape::Image { height: h, width: w, channels: 1 }),
-            _ => bail!("input shape {dims:?} is not one of [features], [height, width] or [height, width, channels] with positive sizes"),
+            _ => bail!(
+                "input shape {dims:?} is not one of [features], [height, width] or [height, width, channels] with positive sizes"
+            ),
         }
     }
 }
@@ -187,12 +189,21 @@ pub enum Padding {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Layer {
     /// Fully connected layer with bias; input must be flat.
-    Dense { units: usize },
+    Dense {
+        units: usize,
+    },
     /// 2-D convolution with bias, stride 1, channels last.
-    Conv2d { filters: usize, kernel: usize, padding: Padding },
+    Conv2d {
+        filters: usize,
+        kernel: usize,
+        padding: Padding,
+    },
     /// Convolutional self-attention over the H·W positions with a residual
     /// connection (REFERENCE.md §2); keeps the shape.
-    ConvAttention { hidden: usize, scale: bool },
+    ConvAttention {
+        hidden: usize,
+        scale: bool,
+    },
     /// Batch normalisation over the last (feature/channel) axis.
     BatchNorm,
     /// Layer normalisation over the features of one sample.
@@ -452,10 +463,7 @@ mod tests {
     fn softmax_only_last() {
         let arch = Arch::new(
             Shape::Flat(4),
-            vec![
-                Component::output("a", 3, Activation::Softmax),
-                Component::mlp("b", 3, Norm::None, Activation::Relu),
-            ],
+            vec![Component::output("a", 3, Activation::Softmax), Component::mlp("b", 3, Norm::None, Activation::Relu)],
         );
         assert!(arch.validate().is_err());
     }

@@ -44,9 +44,13 @@ pub struct DatasetConfig {
     pub one_hot: bool,
     /// Resolved relative to the config file's directory.
     pub data_dir: Option<PathBuf>,
-    /// Generic loader: training file(s) (`.npy`/`.npz`/`.csv`).
+    /// Generic loader (`name: file`): features, or a whole `.npz`/`.csv`
+    /// (`.npz` keys `x`/`X` and `y`; `.csv` label in the last column).
     pub train_file: Option<PathBuf>,
+    /// Labels as a separate `.npy`, when `train_file` is an `.npy` of features.
+    pub train_labels: Option<PathBuf>,
     pub val_file: Option<PathBuf>,
+    pub val_labels: Option<PathBuf>,
     /// Fraction of the training data held out as validation when there is no
     /// validation split (generic loader, digits). Default 0.2.
     pub validation_split: f64,

@@ -15,7 +15,6 @@ mod study;
 
 pub use study::{Study, Trial};
 
-use crate::storage::Storage;
 use anyhow::Result;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -181,10 +180,9 @@ impl FrozenTrial {
 /// What a sampler can see of the study when it decides.
 pub struct StudyView<'a> {
     pub directions: &'a [Direction],
-    /// Every trial of the study so far, in number order.
+    /// Every trial of the study so far, in number order (the storage is the
+    /// only state a sampler may depend on, so this is all it sees).
     pub trials: &'a [FrozenTrial],
-    pub storage: &'a dyn Storage,
-    pub study_id: i64,
 }
 
 /// Decides parameter values. Implementations keep no per-study state that is

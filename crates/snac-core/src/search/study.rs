@@ -1,2 +1,3 @@
 //! Stub.
-pub struct Study; pub struct Trial;
+pub struct Study;
+pub struct Trial;

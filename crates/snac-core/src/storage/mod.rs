@@ -86,7 +86,5 @@ pub fn open(url: &str) -> Result<Arc<dyn Storage>> {
     if url.contains("://") {
         bail!("storage URL '{url}' has an unknown scheme; accepted: memory:, sqlite:///path.db, or a file path");
     }
-    Ok(Arc::new(
-        SqliteStorage::open(Path::new(url)).with_context(|| format!("opening storage '{url}'"))?,
-    ))
+    Ok(Arc::new(SqliteStorage::open(Path::new(url)).with_context(|| format!("opening storage '{url}'"))?))
 }
