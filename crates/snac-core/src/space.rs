@@ -1,1 +1,275 @@
-//! Stub.
+//! The search space: turns a trial's parameters into an [`Arch`].
+//!
+//! Parameters are asked for define-by-run through [`Suggest`], so a block's
+//! parameters exist only when the block does, with SNAC-Pack's names (`b0`,
+//! `b0_Conv_channels_0`, `b1_MLP_units`, `MLP_Head_width_0`, ...; REFERENCE.md
+//! §2). Categorical choices are stored as indices into the config's lists.
+//! Unlike the original's MLP mode, the space is the config's and the decoded
+//! architecture is exactly the one trained and recorded.
+
+use crate::arch::{Activation, Arch, BlockType, Component, Layer, Norm, Padding, Shape};
+use crate::config::{ModelType, SearchSpaceConfig};
+use crate::search::Distribution;
+use anyhow::{Result, bail};
+use serde_json::Value;
+
+/// Source of parameter values (a trial, or a fixed map for replay).
+pub trait Suggest {
+    /// Returns the internal value of `name` drawn from `distribution`.
+    fn suggest(&mut self, name: &str, distribution: Distribution) -> Result<f64>;
+}
+
+/// Everything [`decode`] needs besides the parameters.
+#[derive(Clone, Debug)]
+pub struct SpaceSpec {
+    pub model_type: ModelType,
+    pub space: SearchSpaceConfig,
+    /// Shape of one input sample.
+    pub input_shape: Shape,
+    pub output_dim: usize,
+    /// MLP mode: hidden layers, inclusive.
+    pub min_layers: usize,
+    pub max_layers: usize,
+}
+
+fn pick<T: Clone>(src: &mut dyn Suggest, name: &str, choices: &[T], to_json: impl Fn(&T) -> Value) -> Result<T> {
+    if choices.is_empty() {
+        bail!("parameter '{name}' has no choices");
+    }
+    let distribution = Distribution::Categorical { choices: choices.iter().map(to_json).collect() };
+    let index = src.suggest(name, distribution)?;
+    choices.get(index as usize).cloned().ok_or_else(|| anyhow::anyhow!("'{name}': choice index {index} out of range"))
+}
+
+fn pick_width(src: &mut dyn Suggest, name: &str, widths: &[usize]) -> Result<usize> {
+    pick(src, name, widths, |w| Value::from(*w))
+}
+
+fn pick_act(src: &mut dyn Suggest, name: &str, acts: &[Activation]) -> Result<Activation> {
+    pick(src, name, acts, |a| Value::from(a.name()))
+}
+
+fn pick_norm(src: &mut dyn Suggest, name: &str, norms: &[Norm]) -> Result<Norm> {
+    pick(src, name, norms, |n| n.name().map(Value::from).unwrap_or(Value::Null))
+}
+
+/// Decodes one architecture from the parameters `src` provides.
+pub fn decode(spec: &SpaceSpec, src: &mut dyn Suggest) -> Result<Arch> {
+    let space = &spec.space;
+    let mut components = Vec::new();
+    let mut shape = spec.input_shape;
+    let flatten = |components: &mut Vec<Component>, shape: &mut Shape| {
+        if matches!(shape, Shape::Image { .. }) {
+            components.push(Component { name: "flatten".into(), block_type: BlockType::Flatten, layers: vec![Layer::Flatten] });
+            *shape = Shape::Flat(shape.numel());
+        }
+    };
+    match spec.model_type {
+        ModelType::Mlp => {
+            flatten(&mut components, &mut shape);
+            let n_layers = src.suggest(
+                "num_layers",
+                Distribution::Int { low: spec.min_layers as i64, high: spec.max_layers as i64, step: 1 },
+            )? as usize;
+            for i in 0..n_layers {
+                let units = pick_width(src, &format!("mlp_width_{i}"), &space.mlp_width_space)?;
+                let act = pick_act(src, &format!("mlp_act_{i}"), &space.act_space)?;
+                let norm = pick_norm(src, &format!("mlp_norm_{i}"), &space.norm_space)?;
+                components.push(Component::mlp(&format!("layer_{i}"), units, norm, act));
+            }
+        }
+        ModelType::Block => {
+            for i in 0..space.num_blocks {
+                let block = pick(src, &format!("b{i}"), &space.block_types, |b| Value::from(b.as_str()))?;
+                let name = format!("b{i}");
+                match block.as_str() {
+                    "Conv" => {
+                        let Shape::Image { height, .. } = shape else { continue };
+                        let mut layers = Vec::new();
+                        let mut params = Vec::new();
+                        for j in 0..2 {
+                            let channels = pick_width(src, &format!("b{i}_Conv_channels_{j}"), &space.channel_space)?;
+                            let kernel = pick_width(src, &format!("b{i}_Conv_kernels_{j}"), &space.kernel_space)?;
+                            let act = pick_act(src, &format!("b{i}_Conv_act_{j}"), &space.act_space)?;
+                            let norm = pick_norm(src, &format!("b{i}_Conv_norm_{j}"), &space.norm_space)?;
+                            params.push((channels, kernel, act, norm));
+                        }
+                        // SNAC-Pack: if the image would shrink to nothing, all kernels become 1.
+                        let shrink: usize = params.iter().map(|p| p.1 - 1).sum();
+                        let all_ones = height <= shrink;
+                        for (channels, kernel, act, norm) in params {
+                            let kernel = if all_ones { 1 } else { kernel };
+                            let padding = if kernel > 1 { Padding::Valid } else { Padding::Same };
+                            layers.push(Layer::Conv2d { filters: channels, kernel, padding });
+                            layers.extend(norm.layer());
+                            layers.push(Layer::Act(act));
+                        }
+                        let component = Component { name, block_type: BlockType::Conv, layers };
+                        for layer in &component.layers {
+                            shape = layer.output_shape(shape)?;
+                        }
+                        components.push(component);
+                    }
+                    "ConvAttn" => {
+                        if !matches!(shape, Shape::Image { .. }) {
+                            continue;
+                        }
+                        let hidden = pick_width(src, &format!("b{i}_ConvAttn_hidden"), &space.conv_attn_hidden_channel_space)?;
+                        let act = pick_act(src, &format!("b{i}_ConvAttn_act"), &space.act_space)?;
+                        components.push(Component {
+                            name,
+                            block_type: BlockType::ConvAttn,
+                            layers: vec![Layer::ConvAttention { hidden, scale: space.attention_scale }, Layer::Act(act)],
+                        });
+                    }
+                    "MLP" => {
+                        flatten(&mut components, &mut shape);
+                        let units = pick_width(src, &format!("b{i}_MLP_units"), &space.mlp_width_space)?;
+                        let act = pick_act(src, &format!("b{i}_MLP_act"), &space.act_space)?;
+                        let norm = pick_norm(src, &format!("b{i}_MLP_norm"), &space.norm_space)?;
+                        components.push(Component::mlp(&name, units, norm, act));
+                        shape = Shape::Flat(units);
+                    }
+                    "None" => {}
+                    other => bail!("unknown block type '{other}'; accepted: Conv, ConvAttn, MLP, None"),
+                }
+            }
+            flatten(&mut components, &mut shape);
+            for j in 0..2 {
+                let units = pick_width(src, &format!("MLP_Head_width_{j}"), &space.mlp_width_space)?;
+                let act = pick_act(src, &format!("MLP_Head_act_{j}"), &space.act_space)?;
+                components.push(Component::mlp(&format!("MLP_Head_{j}"), units, Norm::None, act));
+            }
+        }
+    }
+    components.push(Component::output("output", spec.output_dim, space.output_activation));
+    let arch = Arch::new(spec.input_shape, components);
+    arch.validate()?;
+    Ok(arch)
+}
+
+/// Replays fixed parameters (by name → internal value); errors on a missing one.
+pub struct FixedParams<'a>(pub &'a std::collections::BTreeMap<String, f64>);
+
+impl Suggest for FixedParams<'_> {
+    fn suggest(&mut self, name: &str, distribution: Distribution) -> Result<f64> {
+        match self.0.get(name) {
+            Some(v) if distribution.contains(*v) => Ok(*v),
+            Some(v) => bail!("parameter '{name}' = {v} is outside {distribution:?}"),
+            None => bail!("parameter '{name}' is missing"),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    struct RandomSource(rand_chacha::ChaCha8Rng, Vec<String>);
+    impl Suggest for RandomSource {
+        fn suggest(&mut self, name: &str, distribution: Distribution) -> Result<f64> {
+            self.1.push(name.to_string());
+            Ok(distribution.sample(&mut self.0))
+        }
+    }
+
+    pub(crate) fn space(block_types: &[&str]) -> SearchSpaceConfig {
+        SearchSpaceConfig {
+            mlp_width_space: vec![8, 16, 32, 64, 128],
+            act_space: vec![Activation::Relu, Activation::Tanh, Activation::Sigmoid],
+            norm_space: vec![Norm::None, Norm::Batch],
+            block_types: block_types.iter().map(|s| s.to_string()).collect(),
+            num_blocks: 4,
+            initial_img_size: Some(8),
+            output_dim: Some(10),
+            output_activation: Activation::Softmax,
+            channel_space: vec![4, 8],
+            kernel_space: vec![1, 3, 5],
+            conv_attn_hidden_channel_space: vec![4],
+            attention_scale: false,
+        }
+    }
+
+    #[test]
+    fn mlp_mode_honours_space_and_layer_count() {
+        let spec = SpaceSpec {
+            model_type: ModelType::Mlp,
+            space: space(&["MLP"]),
+            input_shape: Shape::Flat(64),
+            output_dim: 10,
+            min_layers: 2,
+            max_layers: 5,
+        };
+        let mut seen_counts = std::collections::BTreeSet::new();
+        for seed in 0..40 {
+            let mut src = RandomSource(rand_chacha::ChaCha8Rng::seed_from_u64(seed), vec![]);
+            let arch = decode(&spec, &mut src).unwrap();
+            let dense: Vec<usize> = arch
+                .layers()
+                .filter_map(|l| if let Layer::Dense { units } = l { Some(*units) } else { None })
+                .collect();
+            // every recorded hidden layer is built, plus the output layer
+            assert_eq!(dense.len() - 1, arch.components.len() - 1);
+            seen_counts.insert(dense.len() - 1);
+            assert!(dense[..dense.len() - 1].iter().all(|w| spec.space.mlp_width_space.contains(w)));
+            assert_eq!(*dense.last().unwrap(), 10);
+            assert_eq!(arch.output_shape().unwrap(), Shape::Flat(10));
+        }
+        assert_eq!(seen_counts.into_iter().collect::<Vec<_>>(), vec![2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn block_mode_names_and_skips() {
+        let spec = SpaceSpec {
+            model_type: ModelType::Block,
+            space: space(&["Conv", "ConvAttn", "MLP", "None"]),
+            input_shape: Shape::Image { height: 8, width: 8, channels: 1 },
+            output_dim: 10,
+            min_layers: 2,
+            max_layers: 5,
+        };
+        for seed in 0..60 {
+            let mut src = RandomSource(rand_chacha::ChaCha8Rng::seed_from_u64(seed), vec![]);
+            let arch = decode(&spec, &mut src).unwrap();
+            let names = src.1;
+            assert!(names.contains(&"b0".to_string()) && names.contains(&"MLP_Head_width_1".to_string()));
+            // no conv block after a flatten
+            let mut flat = false;
+            for c in &arch.components {
+                flat |= c.block_type == BlockType::Flatten;
+                if flat {
+                    assert!(!matches!(c.block_type, BlockType::Conv | BlockType::ConvAttn), "{}", arch.summary());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn conv_kernels_collapse_when_image_too_small() {
+        let mut params = std::collections::BTreeMap::new();
+        let spec = SpaceSpec {
+            model_type: ModelType::Block,
+            space: SearchSpaceConfig { num_blocks: 1, ..space(&["Conv"]) },
+            input_shape: Shape::Image { height: 4, width: 4, channels: 1 },
+            output_dim: 10,
+            min_layers: 2,
+            max_layers: 5,
+        };
+        params.insert("b0".to_string(), 0.0);
+        for j in 0..2 {
+            params.insert(format!("b0_Conv_channels_{j}"), 0.0);
+            params.insert(format!("b0_Conv_kernels_{j}"), 2.0); // kernel 5: 4 - 4 - 4 <= 0
+            params.insert(format!("b0_Conv_act_{j}"), 0.0);
+            params.insert(format!("b0_Conv_norm_{j}"), 0.0);
+            params.insert(format!("MLP_Head_width_{j}"), 0.0);
+            params.insert(format!("MLP_Head_act_{j}"), 0.0);
+        }
+        let arch = decode(&spec, &mut FixedParams(&params)).unwrap();
+        let kernels: Vec<usize> =
+            arch.layers().filter_map(|l| if let Layer::Conv2d { kernel, .. } = l { Some(*kernel) } else { None }).collect();
+        assert_eq!(kernels, vec![1, 1]);
+        params.remove("b0_Conv_act_1");
+        assert!(decode(&spec, &mut FixedParams(&params)).unwrap_err().to_string().contains("b0_Conv_act_1"));
+    }
+}

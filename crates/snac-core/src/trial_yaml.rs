@@ -1,1 +1,316 @@
-//! Stub.
+//! The per-trial architecture YAML in SNAC-Pack's BlockBased schema
+//! (REFERENCE.md §6): `metadata` plus `architecture { model_type: BlockBased,
+//! input_shape, output_dim, components: [{block_type, name, params}] }`.
+//! Written from the IR and read back into it; the round trip is exact.
+
+use crate::arch::{Activation, Arch, BlockType, Component, Layer, Norm, Padding, Shape};
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use std::path::Path;
+
+/// A whole trial file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrialYaml {
+    pub metadata: Metadata,
+    pub architecture: ArchitectureYaml,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Metadata {
+    pub trial_id: u64,
+    pub global_search_accuracy: f64,
+    pub global_search_bops: f64,
+    /// Other objectives and facts (params, avg_resource, seed, ...).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ArchitectureYaml {
+    pub model_type: String,
+    pub input_shape: Vec<usize>,
+    pub output_dim: usize,
+    pub components: Vec<ComponentYaml>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ComponentYaml {
+    pub block_type: String,
+    pub name: String,
+    #[serde(default)]
+    pub params: Map<String, Value>,
+}
+
+/// A main layer with its optional norm and activation.
+struct Unit<'a> {
+    main: &'a Layer,
+    norm: Norm,
+    act: Activation,
+}
+
+fn units(component: &Component) -> Result<Vec<Unit<'_>>> {
+    let mut out = Vec::new();
+    let mut layers = component.layers.iter().peekable();
+    while let Some(main) = layers.next() {
+        let norm = match layers.peek() {
+            Some(Layer::BatchNorm) => Norm::Batch,
+            Some(Layer::LayerNorm) => Norm::Layer,
+            _ => Norm::None,
+        };
+        if norm != Norm::None {
+            layers.next();
+        }
+        let act = match layers.next() {
+            Some(Layer::Act(act)) => *act,
+            other => bail!("component '{}': expected an activation after {}, found {other:?}", component.name, main.kind()),
+        };
+        out.push(Unit { main, norm, act });
+    }
+    Ok(out)
+}
+
+fn norm_json(norm: Norm) -> Value {
+    norm.name().map(Value::from).unwrap_or(Value::Null)
+}
+
+fn component_params(component: &Component) -> Result<Map<String, Value>> {
+    let value = match component.block_type {
+        BlockType::Flatten => json!({}),
+        BlockType::Mlp | BlockType::Output => {
+            let units = units(component)?;
+            let [Unit { main: Layer::Dense { units }, norm, act }] = units.as_slice() else {
+                bail!("component '{}' is not Dense [+ norm] + activation", component.name);
+            };
+            json!({"units": units, "activation": act.name(), "norm": norm_json(*norm)})
+        }
+        BlockType::Conv => {
+            let units = units(component)?;
+            let mut channels = Vec::new();
+            let mut kernels = Vec::new();
+            let mut paddings = Vec::new();
+            for unit in &units {
+                let Layer::Conv2d { filters, kernel, padding } = unit.main else {
+                    bail!("Conv component '{}' holds a {} layer", component.name, unit.main.kind());
+                };
+                channels.push(json!(filters));
+                kernels.push(json!(kernel));
+                paddings.push(json!(if *padding == Padding::Valid { "valid" } else { "same" }));
+            }
+            json!({
+                "channels": channels,
+                "kernels": kernels,
+                "activations": units.iter().map(|u| u.act.name()).collect::<Vec<_>>(),
+                "norms": units.iter().map(|u| norm_json(u.norm)).collect::<Vec<_>>(),
+                "padding": paddings,
+            })
+        }
+        BlockType::ConvAttn => {
+            let units = units(component)?;
+            let [Unit { main: Layer::ConvAttention { hidden, scale }, norm: Norm::None, act }] = units.as_slice() else {
+                bail!("ConvAttn component '{}' is not ConvAttention + activation", component.name);
+            };
+            json!({"hidden_channels": hidden, "activation": act.name(), "attention_scale": scale})
+        }
+    };
+    let Value::Object(map) = value else { unreachable!("params are built as objects") };
+    Ok(map)
+}
+
+impl ArchitectureYaml {
+    pub fn from_arch(arch: &Arch) -> Result<ArchitectureYaml> {
+        let output_dim = arch.output_shape()?.numel();
+        let components = arch
+            .components
+            .iter()
+            .map(|c| {
+                Ok(ComponentYaml {
+                    block_type: c.block_type.name().to_string(),
+                    name: c.name.clone(),
+                    params: component_params(c)?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(ArchitectureYaml { model_type: "BlockBased".into(), input_shape: arch.input_shape.dims(), output_dim, components })
+    }
+
+    /// Reads the architecture back into the IR, naming the component and key
+    /// of anything malformed.
+    pub fn to_arch(&self) -> Result<Arch> {
+        let input_shape = Shape::from_dims(&self.input_shape).context("architecture.input_shape")?;
+        let components = self
+            .components
+            .iter()
+            .enumerate()
+            .map(|(i, c)| c.to_component().with_context(|| format!("architecture.components[{i}] ('{}')", c.name)))
+            .collect::<Result<Vec<_>>>()?;
+        let arch = Arch::new(input_shape, components);
+        arch.validate()?;
+        let out = arch.output_shape()?.numel();
+        if out != self.output_dim {
+            bail!("architecture.output_dim is {} but the components produce {out}", self.output_dim);
+        }
+        Ok(arch)
+    }
+}
+
+fn get<'a>(params: &'a Map<String, Value>, key: &str) -> Result<&'a Value> {
+    params.get(key).with_context(|| format!("params.{key} is missing"))
+}
+
+fn get_usize(value: &Value, key: &str) -> Result<usize> {
+    value.as_u64().filter(|v| *v > 0).map(|v| v as usize).with_context(|| format!("params.{key} = {value}: expected a positive integer"))
+}
+
+fn get_act(value: &Value, key: &str) -> Result<Activation> {
+    value
+        .as_str()
+        .and_then(Activation::parse)
+        .with_context(|| format!("params.{key} = {value}: expected one of {}", Activation::ACCEPTED))
+}
+
+fn get_norm(value: Option<&Value>, key: &str) -> Result<Norm> {
+    match value {
+        None | Some(Value::Null) => Ok(Norm::None),
+        Some(Value::String(s)) => Norm::parse(s).with_context(|| format!("params.{key} = {s}: expected one of {}", Norm::ACCEPTED)),
+        Some(other) => bail!("params.{key} = {other}: expected one of {}", Norm::ACCEPTED),
+    }
+}
+
+fn get_list<'a>(params: &'a Map<String, Value>, key: &str) -> Result<&'a Vec<Value>> {
+    get(params, key)?.as_array().with_context(|| format!("params.{key}: expected a list"))
+}
+
+impl ComponentYaml {
+    fn to_component(&self) -> Result<Component> {
+        let block_type = BlockType::parse(&self.block_type).with_context(|| {
+            format!("block_type '{}' is unknown; accepted: MLP, Conv, ConvAttn, Flatten, Output", self.block_type)
+        })?;
+        let p = &self.params;
+        let layers = match block_type {
+            BlockType::Flatten => vec![Layer::Flatten],
+            BlockType::Mlp | BlockType::Output => {
+                let mut layers = vec![Layer::Dense { units: get_usize(get(p, "units")?, "units")? }];
+                layers.extend(get_norm(p.get("norm"), "norm")?.layer());
+                layers.push(Layer::Act(get_act(get(p, "activation")?, "activation")?));
+                layers
+            }
+            BlockType::Conv => {
+                let channels = get_list(p, "channels")?;
+                let kernels = get_list(p, "kernels")?;
+                let acts = get_list(p, "activations")?;
+                let norms = p.get("norms").and_then(|v| v.as_array());
+                if kernels.len() != channels.len() || acts.len() != channels.len() {
+                    bail!("params.channels, kernels and activations must have the same length");
+                }
+                let mut layers = Vec::new();
+                for i in 0..channels.len() {
+                    let kernel = get_usize(&kernels[i], &format!("kernels[{i}]"))?;
+                    let padding = match p.get("padding").and_then(|v| v.get(i)).and_then(|v| v.as_str()) {
+                        Some("valid") => Padding::Valid,
+                        Some("same") => Padding::Same,
+                        Some(other) => bail!("params.padding[{i}] = {other}: expected valid or same"),
+                        None if kernel > 1 => Padding::Valid,
+                        None => Padding::Same,
+                    };
+                    layers.push(Layer::Conv2d { filters: get_usize(&channels[i], &format!("channels[{i}]"))?, kernel, padding });
+                    layers.extend(get_norm(norms.and_then(|n| n.get(i)), &format!("norms[{i}]"))?.layer());
+                    layers.push(Layer::Act(get_act(&acts[i], &format!("activations[{i}]"))?));
+                }
+                layers
+            }
+            BlockType::ConvAttn => vec![
+                Layer::ConvAttention {
+                    hidden: get_usize(get(p, "hidden_channels")?, "hidden_channels")?,
+                    scale: p.get("attention_scale").and_then(|v| v.as_bool()).unwrap_or(false),
+                },
+                Layer::Act(get_act(get(p, "activation")?, "activation")?),
+            ],
+        };
+        Ok(Component { name: self.name.clone(), block_type, layers })
+    }
+}
+
+impl TrialYaml {
+    pub fn to_yaml(&self) -> Result<String> {
+        serde_saphyr::to_string(self).context("serialising trial YAML")
+    }
+
+    pub fn from_yaml(text: &str) -> Result<TrialYaml> {
+        Ok(serde_saphyr::from_str(text)?)
+    }
+
+    pub fn write(&self, path: &Path) -> Result<()> {
+        crate::write_atomic(path, self.to_yaml()?.as_bytes())
+    }
+
+    pub fn read(path: &Path) -> Result<TrialYaml> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        TrialYaml::from_yaml(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+}
+
+/// Reads just the architecture of a trial YAML file.
+pub fn read_arch(path: &Path) -> Result<Arch> {
+    TrialYaml::read(path)?.architecture.to_arch().with_context(|| format!("in {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ModelType;
+    use crate::space::{SpaceSpec, Suggest, decode};
+    use crate::search::Distribution;
+    use rand::SeedableRng;
+
+    struct RandomSource(rand_chacha::ChaCha8Rng);
+    impl Suggest for RandomSource {
+        fn suggest(&mut self, _name: &str, distribution: Distribution) -> Result<f64> {
+            Ok(distribution.sample(&mut self.0))
+        }
+    }
+
+    fn round_trip(arch: &Arch) {
+        let file = TrialYaml {
+            metadata: Metadata {
+                trial_id: 7,
+                global_search_accuracy: 0.9375,
+                global_search_bops: 123456.0,
+                extra: Map::from_iter([("params".to_string(), json!(42))]),
+            },
+            architecture: ArchitectureYaml::from_arch(arch).unwrap(),
+        };
+        let text = file.to_yaml().unwrap();
+        let back = TrialYaml::from_yaml(&text).unwrap();
+        assert_eq!(back, file, "{text}");
+        assert_eq!(&back.architecture.to_arch().unwrap(), arch, "{text}");
+    }
+
+    #[test]
+    fn round_trip_every_block_kind() {
+        let mut space = crate::space::tests::space(&["Conv", "ConvAttn", "MLP", "None"]);
+        space.norm_space = vec![Norm::None, Norm::Batch, Norm::Layer];
+        space.act_space = vec![Activation::Relu, Activation::LeakyRelu, Activation::Gelu, Activation::Identity];
+        for (model_type, input_shape) in
+            [(ModelType::Block, Shape::Image { height: 8, width: 8, channels: 1 }), (ModelType::Mlp, Shape::Flat(64))]
+        {
+            let spec =
+                SpaceSpec { model_type, space: space.clone(), input_shape, output_dim: 10, min_layers: 2, max_layers: 5 };
+            for seed in 0..30 {
+                let arch = decode(&spec, &mut RandomSource(rand_chacha::ChaCha8Rng::seed_from_u64(seed))).unwrap();
+                round_trip(&arch);
+            }
+        }
+    }
+
+    #[test]
+    fn reads_the_documented_layout() {
+        let text = "metadata:\n  trial_id: 2\n  global_search_accuracy: 0.5\n  global_search_bops: 10.0\narchitecture:\n  model_type: BlockBased\n  input_shape: [64]\n  output_dim: 10\n  components:\n  - block_type: MLP\n    name: b0\n    params: {units: 16, activation: ReLU, norm: batch}\n  - block_type: Output\n    name: output\n    params: {units: 10, activation: softmax}\n";
+        let arch = TrialYaml::from_yaml(text).unwrap().architecture.to_arch().unwrap();
+        assert_eq!(arch.layers().count(), 5);
+        assert_eq!(arch.parameter_count().unwrap(), 64 * 16 + 16 + 32 + 16 * 10 + 10);
+        let bad = text.replace("units: 16", "units: -3");
+        let err = format!("{:#}", TrialYaml::from_yaml(&bad).unwrap().architecture.to_arch().unwrap_err());
+        assert!(err.contains("components[0]") && err.contains("units"), "{err}");
+    }
+}

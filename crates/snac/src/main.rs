@@ -1,1 +1,24 @@
-fn main() {}
+//! `snac`: hardware-aware neural architecture search for FPGAs. `main` only
+//! parses flags, runs the command and turns an error into an exit code.
+
+mod cli;
+mod cmd;
+mod global_search;
+mod outputs;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match cmd::run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -13,7 +13,7 @@ pub mod pareto;
 pub mod random;
 mod study;
 
-pub use study::{Study, Trial};
+pub use study::{FAIL_REASON_KEY, Study, Trial, trial_rng};
 
 use anyhow::Result;
 use rand::RngCore;

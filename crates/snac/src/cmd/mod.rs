@@ -1,0 +1,49 @@
+//! One function per subcommand; this file dispatches and loads configs.
+
+mod bench;
+mod data;
+mod run;
+mod validate;
+
+use crate::cli::{Cli, Command, OverrideArgs, RunArgs};
+use anyhow::Result;
+use snac_core::config::{self, Experiment, Overrides};
+use std::path::Path;
+use std::process::ExitCode;
+
+/// The embedded default experiment (`examples/digits_mlp.yaml`).
+pub const EXAMPLE_CONFIG: &str = include_str!("../../../../examples/digits_mlp.yaml");
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => run::run(&args, true),
+        Command::Search(args) => run::run(&args, false),
+        Command::Validate(args) => validate::validate(&args),
+        Command::Bench(args) => bench::bench(&args),
+        Command::Data { command } => data::data(command),
+        Command::ExampleConfig => {
+            print!("{EXAMPLE_CONFIG}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn overrides(args: &OverrideArgs) -> Overrides {
+    Overrides {
+        results_dir: args.results_dir.clone(),
+        trials: args.trials,
+        epochs: args.epochs,
+        seed: args.seed,
+        workers: args.workers,
+    }
+}
+
+/// Loads the config (or the embedded example) and applies the overrides.
+pub fn load_experiment(args: &RunArgs) -> Result<Experiment> {
+    let mut experiment = match &args.config {
+        Some(path) => config::load(path)?,
+        None => config::load_str(EXAMPLE_CONFIG, Path::new("<embedded examples/digits_mlp.yaml>"))?,
+    };
+    experiment.apply(&overrides(&args.overrides))?;
+    Ok(experiment)
+}

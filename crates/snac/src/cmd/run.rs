@@ -1,0 +1,45 @@
+//! `snac run` and `snac search`: the stages of an experiment.
+
+use crate::cli::RunArgs;
+use crate::global_search::{self, SearchSetup};
+use crate::outputs;
+use anyhow::Result;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+/// Runs the global search (and, with `all_stages`, every later stage that
+/// exists).
+pub fn run(args: &RunArgs, all_stages: bool) -> Result<ExitCode> {
+    let experiment = super::load_experiment(args)?;
+    if args.config.is_none() {
+        eprintln!("no config given: running the embedded digits example (see `snac example-config`)");
+    }
+    for key in &experiment.unused_keys {
+        eprintln!("note: {}: key '{key}' is not used by snac", experiment.source.display());
+    }
+    let results_dir = experiment.output.results_dir.clone();
+    let setup = SearchSetup::prepare(experiment)?;
+    let search = &setup.experiment.search;
+    eprintln!(
+        "global search: {} trials of {} epochs on {} ({} train / {} validation samples, input {}), results in {}",
+        search.n_trials,
+        search.epochs,
+        setup.dataset.name,
+        setup.dataset.train.len(),
+        setup.dataset.val.len(),
+        setup.dataset.sample_shape,
+        results_dir.display()
+    );
+    let summary = global_search::run(&setup, &results_dir, std::io::stderr().is_terminal())?;
+    let complete = global_search::completed(&summary.trials).count();
+    println!("Pareto set ({complete} completed trials):");
+    println!("{}", outputs::pareto_table(&setup, &summary.trials));
+    println!("results: {}", results_dir.join(outputs::csv_name(search.model_type)).display());
+    if summary.best.is_some() {
+        println!("best model: {}", results_dir.join(outputs::BEST_MODEL_FILE).display());
+    }
+    if all_stages && setup.experiment.local_search.is_some() {
+        eprintln!("note: local_search is configured; the local search stage is not implemented yet");
+    }
+    Ok(if complete == 0 && !summary.trials.is_empty() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}

@@ -1,0 +1,22 @@
+//! `snac validate`: the resolved experiment, or every error at once.
+
+use crate::cli::RunArgs;
+use anyhow::Result;
+use std::process::ExitCode;
+
+pub fn validate(args: &RunArgs) -> Result<ExitCode> {
+    match super::load_experiment(args) {
+        Ok(experiment) => {
+            for key in &experiment.unused_keys {
+                eprintln!("note: {}: key '{key}' is not used by snac", experiment.source.display());
+            }
+            print!("{}", serde_saphyr::to_string(&experiment)?);
+            eprintln!("{}: valid", experiment.source.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err) => {
+            eprintln!("{err:#}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! The global search: trials trained side by side, each told to the study as
+//! soon as it finishes, with the CSV and YAML outputs written as it goes.
+//!
+//! A failed trial (an error, a NaN loss, even a panic in training) is stored
+//! as FAIL with its reason and the search goes on. Every finished trial is in
+//! the storage before its CSV row is written, so a killed run resumes with
+//! `snac run` again and loses nothing.
+
+use crate::outputs::{self, CsvLog};
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+use snac_core::arch::{Arch, Shape};
+use snac_core::config::{Experiment, ModelType, Objective, SamplerKind};
+use snac_core::cost::{self, BopsFormula, GLOBAL_SEARCH_BITS};
+use snac_core::data::Dataset;
+use snac_core::search::nsga2::NsgaIISampler;
+use snac_core::search::random::RandomSampler;
+use snac_core::search::{Direction, FrozenTrial, Sampler, Study, Trial, TrialState};
+use snac_core::space::{self, SpaceSpec};
+use snac_core::storage::{self, Storage};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// System attribute marking a trial failed because its process died.
+const INTERRUPTED_KEY: &str = "snac:interrupted";
+
+/// Everything a trial needs, prepared once per search.
+pub struct SearchSetup {
+    pub experiment: Experiment,
+    pub dataset: Arc<Dataset>,
+    pub spec: SpaceSpec,
+    /// Objectives in the study, in order, with their directions.
+    pub objectives: Vec<(Objective, bool)>,
+    /// Objectives the config asks for that cannot be computed yet.
+    pub unavailable: Vec<Objective>,
+    pub formula: BopsFormula,
+}
+
+impl SearchSetup {
+    /// Loads the data and checks that the experiment fits it.
+    pub fn prepare(experiment: Experiment) -> Result<SearchSetup> {
+        let dataset = snac_core::data::load(&experiment.dataset)
+            .with_context(|| format!("loading dataset '{}'", experiment.dataset.name.name()))?;
+        Self::with_dataset(experiment, dataset)
+    }
+
+    pub fn with_dataset(experiment: Experiment, dataset: Dataset) -> Result<SearchSetup> {
+        let space = experiment.search_space.clone();
+        let output_dim = space.output_dim.unwrap_or(dataset.num_classes);
+        if output_dim != dataset.num_classes {
+            bail!(
+                "{}: search_space.output_dim is {output_dim} but dataset '{}' has {} classes",
+                experiment.source.display(),
+                dataset.name,
+                dataset.num_classes
+            );
+        }
+        if let (Some(size), Shape::Image { height, .. }) = (space.initial_img_size, dataset.sample_shape)
+            && size != height
+        {
+            eprintln!(
+                "note: search_space.initial_img_size is {size} but the images are {height}×{height}; using {height}"
+            );
+        }
+        if experiment.search.n_folds > 1 {
+            eprintln!(
+                "note: search.n_folds is {}: k-fold cross-validation is not implemented yet; \
+                 trials use the train/validation split",
+                experiment.search.n_folds
+            );
+        }
+        let mut objectives = Vec::new();
+        let mut unavailable = Vec::new();
+        for (objective, maximize) in &experiment.search.objectives {
+            if objective.is_hardware() {
+                unavailable.push(*objective);
+            } else {
+                objectives.push((*objective, *maximize));
+            }
+        }
+        if !unavailable.is_empty() {
+            let names: Vec<&str> = unavailable.iter().map(|o| o.name()).collect();
+            eprintln!(
+                "note: hardware metrics ({}) are not available yet (FPGA resource estimates arrive in a later \
+                 release); the search optimises the other objectives and the CSV reports them as NA",
+                names.join(", ")
+            );
+        }
+        let formula = match experiment.search.model_type {
+            ModelType::Mlp => BopsFormula::Mlp,
+            ModelType::Block => BopsFormula::Block,
+        };
+        let spec = SpaceSpec {
+            model_type: experiment.search.model_type,
+            space,
+            input_shape: dataset.sample_shape,
+            output_dim,
+            min_layers: experiment.search.min_layers,
+            max_layers: experiment.search.max_layers,
+        };
+        Ok(SearchSetup { experiment, dataset: Arc::new(dataset), spec, objectives, unavailable, formula })
+    }
+
+    pub fn directions(&self) -> Vec<Direction> {
+        self.objectives.iter().map(|(_, max)| Direction::from_maximize(*max)).collect()
+    }
+
+    pub fn train_config(&self, seed: u64) -> snac_train::TrainConfig {
+        let search = &self.experiment.search;
+        snac_train::TrainConfig {
+            epochs: search.epochs,
+            batch_size: search.batch_size,
+            learning_rate: search.learning_rate,
+            early_stopping_patience: search.early_stopping_patience,
+            lr_plateau_patience: 2,
+            lr_factor: 0.5,
+            min_lr: 1e-6,
+            seed,
+        }
+    }
+
+    /// Builds the sampler the config names.
+    pub fn sampler(&self) -> Arc<dyn Sampler> {
+        match self.experiment.search.sampler {
+            SamplerKind::Random => Arc::new(RandomSampler),
+            SamplerKind::Nsga2 => Arc::new(NsgaIISampler::new(self.experiment.search.population_size)),
+        }
+    }
+}
+
+/// What one trial produced.
+pub struct TrialResult {
+    pub arch: Arch,
+    pub accuracy: f64,
+    pub bops: f64,
+    pub params: usize,
+    pub outcome: snac_train::TrainOutcome,
+}
+
+/// Decodes, trains and measures one trial. Panics inside training are caught
+/// and returned as errors, so one bad trial never stops a search.
+pub fn evaluate_trial(setup: &SearchSetup, trial: &mut Trial) -> Result<TrialResult> {
+    let arch = space::decode(&setup.spec, trial)?;
+    let seed = setup.experiment.search.seed ^ trial.training_seed();
+    trial.set_user_attr("seed", &json!(seed))?;
+    trial.set_user_attr("arch", &json!(arch.summary()))?;
+    let config = setup.train_config(seed);
+    let data = &setup.dataset;
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        snac_train::train(&arch, &data.train, &data.val, data.num_classes, &config)
+    }))
+    .map_err(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown panic".into());
+        anyhow::anyhow!("training panicked: {message}")
+    })??;
+    let bops = cost::bops(&arch, setup.formula, GLOBAL_SEARCH_BITS)?;
+    let params = arch.parameter_count()?;
+    Ok(TrialResult { accuracy: outcome.val_accuracy, arch, bops, params, outcome })
+}
+
+/// The values of the study's objectives for a result.
+fn objective_values(setup: &SearchSetup, result: &TrialResult) -> Vec<f64> {
+    setup
+        .objectives
+        .iter()
+        .map(|(objective, _)| match objective {
+            Objective::PerformanceMetric => result.accuracy,
+            Objective::Bops => result.bops,
+            Objective::Params => result.params as f64,
+            Objective::AvgResource | Objective::ClockCycles => f64::NAN,
+        })
+        .collect()
+}
+
+/// Summary of a finished search.
+pub struct SearchSummary {
+    pub trials: Vec<FrozenTrial>,
+    pub results_dir: PathBuf,
+    pub best: Option<FrozenTrial>,
+}
+
+/// Runs the global search of `setup` in `results_dir`.
+pub fn run(setup: &SearchSetup, results_dir: &Path, show_progress: bool) -> Result<SearchSummary> {
+    std::fs::create_dir_all(results_dir).with_context(|| format!("creating {}", results_dir.display()))?;
+    let lock_path = results_dir.join(".snac.lock");
+    let lock = File::create(&lock_path).with_context(|| format!("creating {}", lock_path.display()))?;
+    lock.try_lock().map_err(|_| {
+        anyhow::anyhow!(
+            "another snac process is running in {} (it holds {}); wait for it or use --results-dir",
+            results_dir.display(),
+            lock_path.display()
+        )
+    })?;
+
+    let search = &setup.experiment.search;
+    let storage: Arc<dyn Storage> = match &search.storage {
+        Some(url) => storage::open(url)?,
+        None => storage::open(&results_dir.join("study.db").to_string_lossy())?,
+    };
+    let study_name = search.study_name.clone().unwrap_or_else(|| "snac".to_string());
+    let study = Study::create_or_load(storage.clone(), &study_name, &setup.directions(), setup.sampler(), search.seed)
+        .with_context(|| format!("opening study '{study_name}'"))?;
+
+    // We hold the lock, so RUNNING trials belong to a process that died.
+    let interrupted = storage.fail_stale_trials(study.info().id, Duration::ZERO)?;
+    for trial in study.trials()?.iter().filter(|t| interrupted.contains(&t.number)) {
+        storage.set_trial_system_attr(trial.id, INTERRUPTED_KEY, &Value::Bool(true))?;
+        storage.set_trial_user_attr(
+            trial.id,
+            snac_core::search::FAIL_REASON_KEY,
+            &json!("interrupted: the process running it stopped"),
+        )?;
+    }
+    let counted = |t: &FrozenTrial| t.state.is_finished() && !t.system_attrs.contains_key(INTERRUPTED_KEY);
+    let existing = study.trials()?;
+    let done_before = existing.iter().filter(|t| counted(t)).count();
+    let to_run = search.n_trials.saturating_sub(done_before);
+    if done_before > 0 || !interrupted.is_empty() {
+        eprintln!(
+            "resuming study '{study_name}' in {}: {done_before} finished trials kept, {} interrupted, {to_run} to run",
+            results_dir.display(),
+            interrupted.len()
+        );
+    }
+    if search.sampler == SamplerKind::Nsga2 && search.n_trials < 2 * search.population_size {
+        eprintln!(
+            "warning: {} trials is less than two generations of population {}: NSGA-II never leaves its random \
+             first generation, so this search is effectively random (set search.population_size lower or \
+             search.n_trials higher)",
+            search.n_trials, search.population_size
+        );
+    }
+
+    let csv = Mutex::new(CsvLog::rebuild(results_dir, setup, &existing)?);
+    let workers = search.workers.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let workers = workers.min(to_run.max(1));
+    let bar = if show_progress { ProgressBar::new(to_run as u64) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} trials, ETA {eta} {msg}")
+            .expect("valid template"),
+    );
+    bar.set_message(best_message(setup, &existing));
+    let remaining = AtomicUsize::new(to_run);
+    let failures = AtomicUsize::new(0);
+    let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                while remaining.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+                    if let Err(err) = run_one(setup, &study, results_dir, &csv, &bar, &failures) {
+                        // Storage errors end this worker; trial errors never get here.
+                        first_error.lock().unwrap().get_or_insert(err);
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    bar.finish_and_clear();
+    if let Some(err) = first_error.into_inner().unwrap() {
+        return Err(err.context("the search stopped"));
+    }
+
+    let trials = study.trials()?;
+    let best = outputs::best_by_accuracy(setup, &trials);
+    if let Some(best) = &best {
+        outputs::write_best_model(results_dir, best)?;
+    }
+    let failed = failures.load(Ordering::SeqCst);
+    if failed > 0 {
+        eprintln!("{failed} trial(s) failed; their reasons are in the CSV's fail_reason column");
+    }
+    Ok(SearchSummary { trials, results_dir: results_dir.to_path_buf(), best })
+}
+
+fn run_one(
+    setup: &SearchSetup,
+    study: &Study,
+    results_dir: &Path,
+    csv: &Mutex<CsvLog>,
+    bar: &ProgressBar,
+    failures: &AtomicUsize,
+) -> Result<()> {
+    let mut trial = study.ask()?;
+    let started = Instant::now();
+    let outcome = evaluate_trial(setup, &mut trial);
+    let told = match &outcome {
+        Ok(result) => {
+            let values = objective_values(setup, result);
+            record_result(setup, &trial, result, results_dir)?;
+            study.tell(trial.id, Ok(values))?
+        }
+        Err(err) => {
+            failures.fetch_add(1, Ordering::SeqCst);
+            bar.println(format!("trial {} failed: {err:#}", trial.number));
+            study.tell(trial.id, Err(format!("{err:#}")))?
+        }
+    };
+    if !told {
+        bar.println(format!("trial {} was marked finished by someone else; its result was not stored", trial.number));
+    }
+    let frozen = study.storage().get_trial(trial.id)?;
+    csv.lock().unwrap().append(setup, &frozen)?;
+    let _ = started;
+    bar.inc(1);
+    bar.set_message(best_message(setup, &study.trials()?));
+    Ok(())
+}
+
+/// Stores a trial's facts as user attributes and writes its YAML.
+fn record_result(setup: &SearchSetup, trial: &Trial, result: &TrialResult, results_dir: &Path) -> Result<()> {
+    let history: Vec<Value> = result
+        .outcome
+        .history
+        .iter()
+        .map(|e| {
+            json!({"epoch": e.epoch, "train_loss": e.train_loss, "train_accuracy": e.train_accuracy,
+                   "val_loss": e.val_loss, "val_accuracy": e.val_accuracy, "learning_rate": e.learning_rate})
+        })
+        .collect();
+    trial.set_user_attr("performance_metric", &json!(result.accuracy))?;
+    trial.set_user_attr("bops", &json!(result.bops))?;
+    trial.set_user_attr("params", &json!(result.params))?;
+    trial.set_user_attr("val_loss", &json!(result.outcome.val_loss))?;
+    trial.set_user_attr("best_epoch", &json!(result.outcome.best_epoch))?;
+    trial.set_user_attr("steps", &json!(result.outcome.steps))?;
+    trial.set_user_attr("history", &Value::Array(history))?;
+    let yaml = outputs::trial_yaml(trial.number, result)?;
+    let path = outputs::trial_yaml_path(results_dir, trial.number);
+    yaml.write(&path)?;
+    trial.set_user_attr("yaml_path", &json!(path.to_string_lossy()))?;
+    trial.set_user_attr("architecture", &serde_json::to_value(&yaml.architecture)?)?;
+    let weights_path = outputs::trial_weights_path(results_dir, trial.number);
+    result.outcome.weights.save(&weights_path)?;
+    let _ = setup;
+    Ok(())
+}
+
+fn best_message(setup: &SearchSetup, trials: &[FrozenTrial]) -> String {
+    match outputs::best_by_accuracy(setup, trials) {
+        Some(best) => format!(
+            "best acc {:.4} (trial {}, {})",
+            best.user_attrs.get("performance_metric").and_then(|v| v.as_f64()).unwrap_or(f64::NAN),
+            best.number,
+            best.user_attrs.get("arch").and_then(|v| v.as_str()).unwrap_or("")
+        ),
+        None => String::new(),
+    }
+}
+
+/// Completed trials only.
+pub fn completed(trials: &[FrozenTrial]) -> impl Iterator<Item = &FrozenTrial> {
+    trials.iter().filter(|t| t.state == TrialState::Complete)
+}

@@ -1,0 +1,193 @@
+//! End-to-end tests of the real `snac` binary on real (small) data: the
+//! embedded digits always, MNIST and SNAC-Pack's tutorial configs from
+//! `../shared` when it is there.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn snac() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_snac"))
+}
+
+fn shared_dir() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared");
+    let dir = if dir.exists() { dir } else { PathBuf::from(std::env::var_os("SNAC_SHARED_DIR")?) };
+    dir.join("peer-configs").exists().then_some(dir)
+}
+
+fn run_ok(cmd: &mut Command) -> Output {
+    let output = cmd.output().expect("snac runs");
+    assert!(
+        output.status.success(),
+        "snac failed: {}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn csv_rows(path: &Path) -> Vec<Vec<String>> {
+    let mut reader = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    let mut rows = vec![header];
+    rows.extend(reader.records().map(|r| r.unwrap().iter().map(String::from).collect()));
+    rows
+}
+
+fn column(rows: &[Vec<String>], name: &str) -> usize {
+    rows[0].iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name} in {:?}", rows[0]))
+}
+
+#[test]
+fn embedded_default_search_writes_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_ok(snac().args(["run", "--trials", "4", "--epochs", "3", "--workers", "2", "--results-dir"]).arg(dir.path()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("Pareto set"), "{stdout}");
+    let rows = csv_rows(&dir.path().join("mlp_search_results.csv"));
+    assert_eq!(rows.len(), 5, "header + 4 trials: {rows:?}");
+    for name in ["trial", "performance_metric", "bops", "params", "yaml_path", "run_timestamp", "state", "duration_s", "seed"] {
+        column(&rows, name);
+    }
+    let state = column(&rows, "state");
+    let accuracy = column(&rows, "performance_metric");
+    let mut numbers: Vec<u64> = rows[1..].iter().map(|r| r[0].parse().unwrap()).collect();
+    numbers.sort();
+    assert_eq!(numbers, vec![0, 1, 2, 3]);
+    for row in &rows[1..] {
+        assert_eq!(row[state], "COMPLETE", "{row:?}");
+        let acc: f64 = row[accuracy].parse().unwrap();
+        assert!(acc > 0.3 && acc <= 1.0, "digits accuracy after 3 epochs: {acc}");
+        let yaml = Path::new(&row[column(&rows, "yaml_path")]).to_path_buf();
+        assert!(yaml.exists(), "{}", yaml.display());
+        let arch = snac_core::trial_yaml::read_arch(&yaml).unwrap();
+        assert_eq!(arch.input_shape, snac_core::arch::Shape::Flat(64));
+    }
+    let best = snac_core::trial_yaml::TrialYaml::read(&dir.path().join("best_model_for_local_search.yaml")).unwrap();
+    let best_acc = rows[1..].iter().map(|r| r[accuracy].parse::<f64>().unwrap()).fold(0.0, f64::max);
+    assert_eq!(best.metadata.global_search_accuracy, best_acc);
+    assert!(dir.path().join("study.db").exists());
+}
+
+#[test]
+fn validate_reports_every_error_with_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(
+        &path,
+        "dataset:\n  name: mnistt\nsearch:\n  model_type: mlp\n  sampler: nsga3\n  objective_names: [performance_metric, bops]\n  maximize_flags: [true]\nsearch_space:\n  act_space: [relu, swish]\n",
+    )
+    .unwrap();
+    let output = snac().arg("validate").arg(&path).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for needle in ["dataset.name", "mnistt", ":2", "search.sampler", "nsga3", "random, nsga2", "maximize_flags", "swish", "bad.yaml"] {
+        assert!(stderr.contains(needle), "missing '{needle}' in:\n{stderr}");
+    }
+}
+
+#[test]
+fn validate_accepts_the_tutorial_configs() {
+    let Some(shared) = shared_dir() else {
+        eprintln!("skipped: ../shared (SNAC-Pack's tutorial configs) is not here");
+        return;
+    };
+    for name in ["t1_config.yaml", "t2_config.yaml", "t3_config.yaml"] {
+        let out = run_ok(snac().arg("validate").arg(shared.join("peer-configs").join(name)));
+        assert!(!out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn failed_trials_are_recorded_and_the_search_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("nan.yaml");
+    // A learning rate this large drives the loss to NaN or infinity.
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n",
+            include_str!("../../../examples/digits_mlp.yaml").replace("  seed: 42", "  seed: 42\n  learning_rate: 1.0e30")
+        ),
+    )
+    .unwrap();
+    let output = snac().arg("run").arg(&config).args(["--trials", "3", "--epochs", "2", "--results-dir"]).arg(dir.path().join("r")).output().unwrap();
+    let rows = csv_rows(&dir.path().join("r/mlp_search_results.csv"));
+    assert_eq!(rows.len(), 4, "{rows:?}\n{}", String::from_utf8_lossy(&output.stderr));
+    let state = column(&rows, "state");
+    let reason = column(&rows, "fail_reason");
+    for row in &rows[1..] {
+        assert_eq!(row[state], "FAIL", "{row:?}");
+        assert!(row[reason].to_lowercase().contains("nan") || row[reason].contains("inf"), "{row:?}");
+    }
+    assert!(!output.status.success(), "a search with no completed trial exits non-zero");
+}
+
+#[test]
+fn resume_after_kill_loses_no_completed_trial() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("r");
+    let csv = results.join("mlp_search_results.csv");
+    let mut child = snac()
+        .args(["run", "--trials", "20", "--epochs", "10", "--workers", "1", "--results-dir"])
+        .arg(&results)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let done = csv.exists().then(|| csv_rows(&csv).len().saturating_sub(1)).unwrap_or(0);
+        if done >= 3 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "no progress");
+        assert!(child.try_wait().unwrap().is_none(), "finished before the kill; make the run longer");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = csv_rows(&csv);
+    let accuracy = column(&before, "performance_metric");
+    let out = run_ok(snac().args(["run", "--trials", "20", "--epochs", "10", "--workers", "2", "--results-dir"]).arg(&results));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("resuming"), "{stderr}");
+    let after = csv_rows(&csv);
+    let state = column(&after, "state");
+    for row in &before[1..] {
+        let again = after[1..].iter().find(|r| r[0] == row[0]).expect("completed trial kept");
+        assert_eq!(again[accuracy], row[accuracy]);
+    }
+    let counted = after[1..]
+        .iter()
+        .filter(|r| r[state] == "COMPLETE" || (r[state] == "FAIL" && !r[column(&after, "fail_reason")].starts_with("interrupted")))
+        .count();
+    assert_eq!(counted, 20, "{after:?}");
+}
+
+#[test]
+fn tutorial_1_runs_on_mnist() {
+    let Some(shared) = shared_dir() else {
+        eprintln!("skipped: ../shared (MNIST and tutorial configs) is not here");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_ok(
+        snac()
+            .env("SNAC_DATA_DIR", shared.join("data"))
+            .arg("run")
+            .arg(shared.join("peer-configs/t1_config.yaml"))
+            .arg("--results-dir")
+            .arg(dir.path()),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not available yet"), "hardware metrics are reported as unavailable: {stderr}");
+    let rows = csv_rows(&dir.path().join("mlp_search_results.csv"));
+    assert_eq!(rows.len(), 4, "t1 has n_trials 3");
+    let hw = column(&rows, "avg_resource");
+    assert!(rows[1..].iter().all(|r| r[hw] == "NA"));
+    let accuracy = column(&rows, "performance_metric");
+    assert!(rows[1..].iter().any(|r| r[accuracy].parse::<f64>().unwrap() > 0.5), "{rows:?}");
+}
