@@ -250,9 +250,9 @@ pub fn hypervolume_2d<V: AsRef<[f64]>>(points: &[V], reference: [f64; 2], direct
 #[cfg(test)]
 mod tests {
     use super::*;
+    use Direction::{Maximize as Max, Minimize as Min};
     use serde_json::json;
     use std::collections::BTreeMap;
-    use Direction::{Maximize as Max, Minimize as Min};
 
     const MIN2: [Direction; 2] = [Min, Min];
 
@@ -330,12 +330,12 @@ mod tests {
     fn fronts_with_mixed_directions() {
         // Maximize accuracy, minimize cost.
         let points = [
-            vec![0.9, 10.0], // 0: front 0
-            vec![0.8, 5.0],  // 1: front 0
-            vec![0.8, 12.0], // 2: dominated by 0 and 1 → front 1
+            vec![0.9, 10.0],  // 0: front 0
+            vec![0.8, 5.0],   // 1: front 0
+            vec![0.8, 12.0],  // 2: dominated by 0 and 1 → front 1
             vec![0.95, 20.0], // 3: front 0
-            vec![0.7, 5.0],  // 4: dominated by 1 → front 1
-            vec![0.6, 30.0], // 5: dominated by everything → front 2
+            vec![0.7, 5.0],   // 4: dominated by 1 → front 1
+            vec![0.6, 30.0],  // 5: dominated by everything → front 2
         ];
         let fronts = fast_non_dominated_sort(&points, None, &[Max, Min]);
         assert_eq!(fronts, vec![vec![0, 1, 3], vec![2, 4], vec![5]]);

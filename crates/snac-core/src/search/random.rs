@@ -11,7 +11,12 @@ use rand::RngCore;
 pub struct RandomSampler;
 
 impl Sampler for RandomSampler {
-    fn sample_relative(&self, _study: &StudyView<'_>, _trial_number: u64, _rng: &mut dyn RngCore) -> Result<RelativeSample> {
+    fn sample_relative(
+        &self,
+        _study: &StudyView<'_>,
+        _trial_number: u64,
+        _rng: &mut dyn RngCore,
+    ) -> Result<RelativeSample> {
         Ok(RelativeSample::default())
     }
 
