@@ -5,7 +5,9 @@
 //! A storage is the only shared state of a search: samplers and workers read
 //! the study from it, so a killed process loses nothing that was told.
 
+mod common;
 mod memory;
+mod optuna_json;
 mod sqlite;
 
 #[cfg(test)]
@@ -39,6 +41,16 @@ pub trait Storage: Send + Sync {
 
     /// The study of that name, if any.
     fn load_study(&self, name: &str) -> Result<Option<StudyInfo>>;
+
+    /// Every study, in id order.
+    fn list_studies(&self) -> Result<Vec<StudyInfo>> {
+        bail!("this storage cannot list its studies")
+    }
+
+    /// Removes a study with its trials.
+    fn delete_study(&self, study_id: i64) -> Result<()> {
+        bail!("this storage cannot delete study {study_id}")
+    }
 
     fn set_study_user_attr(&self, study_id: i64, key: &str, value: &Value) -> Result<()>;
     fn study_user_attrs(&self, study_id: i64) -> Result<Vec<(String, Value)>>;
