@@ -1,0 +1,544 @@
+//! The experiment schema: walks the sections of the YAML tree, fills the typed
+//! [`Experiment`] with values or defaults, and records every bad value on the
+//! way. The result is only used when no error was recorded.
+
+use super::reader::{Ctx, Field, Map, is_null, join};
+use crate::arch::{Activation, Norm};
+use crate::config::{
+    DatasetConfig, DatasetName, Experiment, HlsConfig, LocalSearchConfig, ModelType, Objective, OutputConfig,
+    PrecisionPair, SamplerKind, SearchConfig, SearchSpaceConfig, SynthesisConfig,
+};
+use std::path::{Path, PathBuf};
+
+/// FPGA boards `hls_config.board` accepts.
+pub const BOARDS: [&str; 4] = ["zcu102", "pynq-z2", "alveo-u200", "alveo-u250"];
+/// Block types `search_space.block_types` accepts, in their canonical spelling.
+pub const BLOCK_TYPES: [&str; 4] = ["Conv", "ConvAttn", "MLP", "None"];
+/// Local-search precisions when `precision_pairs` is not given (the tutorials').
+pub const DEFAULT_PRECISION_PAIRS: [(u32, u32); 4] = [(16, 6), (8, 3), (6, 2), (4, 1)];
+/// Widest `total_bits` accepted for QAT precisions.
+pub const MAX_BITS: i64 = 32;
+
+const HIDDEN_ACTIVATIONS: &str = "relu, leaky_relu (LeakyReLU), gelu, tanh, sigmoid, identity (linear); \
+                                  softmax only as output_activation";
+
+/// A map being checked, with the error collector.
+struct Section<'c, 's, 'n> {
+    ctx: &'c mut Ctx<'s>,
+    map: Map<'n>,
+}
+
+impl<'c, 's, 'n> Section<'c, 's, 'n> {
+    /// Opens `key` of `parent` as a section (absent or empty: all defaults).
+    fn open(ctx: &'c mut Ctx<'s>, parent: &mut Map<'n>, key: &str) -> Self {
+        let field = parent.get(key);
+        let map = ctx.map(&parent.path_of(key), parent.line_of(key), field);
+        Section { ctx, map }
+    }
+
+    fn path(&self, key: &str) -> String {
+        self.map.path_of(key)
+    }
+
+    fn finish(self) {
+        self.map.finish(self.ctx);
+    }
+
+    fn opt_count(&mut self, key: &str, min: usize) -> Option<usize> {
+        let field = self.map.get(key)?;
+        self.ctx.count(&self.path(key), field, min)
+    }
+
+    fn count_or(&mut self, key: &str, min: usize, default: usize) -> usize {
+        self.opt_count(key, min).unwrap_or(default)
+    }
+
+    fn bool_or(&mut self, key: &str, default: bool) -> bool {
+        match self.map.get(key) {
+            Some(field) => self.ctx.boolean(&self.path(key), field).unwrap_or(default),
+            None => default,
+        }
+    }
+
+    fn number_or(&mut self, key: &str, default: f64, accepted: &str, check: impl Fn(f64) -> bool) -> f64 {
+        match self.map.get(key) {
+            Some(field) => self.ctx.number(&self.path(key), field, accepted, check).unwrap_or(default),
+            None => default,
+        }
+    }
+
+    fn opt_string(&mut self, key: &str, what: &str) -> Option<String> {
+        let field = self.map.get(key)?;
+        self.ctx.string(&self.path(key), field, what)
+    }
+
+    /// A path, resolved against the config file's directory when relative.
+    fn opt_path(&mut self, key: &str, config_dir: &Path) -> Option<PathBuf> {
+        self.opt_string(key, "a path").map(|text| resolve(config_dir, &text))
+    }
+
+    fn opt_choice<T>(
+        &mut self,
+        key: &str,
+        what: &str,
+        accepted: &str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Option<T> {
+        let field = self.map.get(key)?;
+        self.ctx.choice(&self.path(key), field, what, accepted, parse)
+    }
+
+    /// A required choice: reports a missing key.
+    fn required_choice<T>(
+        &mut self,
+        key: &str,
+        what: &str,
+        accepted: &str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Option<T> {
+        if self.map.get(key).is_none() {
+            self.map.require(self.ctx, key, accepted);
+            return None;
+        }
+        self.opt_choice(key, what, accepted, parse)
+    }
+
+    /// A non-empty list; each item is read by `item` (which reports its own
+    /// errors). Bad items are dropped; `default` when the key is absent.
+    fn list_or<T>(
+        &mut self,
+        key: &str,
+        default: Vec<T>,
+        accepted: &str,
+        mut item: impl FnMut(&mut Ctx<'s>, &str, Field<'n>) -> Option<T>,
+    ) -> Vec<T> {
+        let Some(field) = self.map.get(key) else { return default };
+        let path = self.path(key);
+        let Some(items) = self.ctx.list(&path, field, &format!("a list of {accepted}")) else { return default };
+        if items.is_empty() {
+            self.ctx.error(&path, Some(field.line), format!("the list is empty; accepted: a list of {accepted}"));
+            return default;
+        }
+        items.into_iter().filter_map(|(item_path, item_field)| item(self.ctx, &item_path, item_field)).collect()
+    }
+
+    fn positive_list_or(&mut self, key: &str, default: &[usize]) -> Vec<usize> {
+        self.list_or(key, default.to_vec(), "whole numbers ≥ 1", |ctx, path, field| ctx.count(path, field, 1))
+    }
+}
+
+/// Resolves a relative path against the config file's directory.
+fn resolve(config_dir: &Path, text: &str) -> PathBuf {
+    let path = PathBuf::from(text);
+    if path.is_absolute() || config_dir.as_os_str().is_empty() { path } else { config_dir.join(path) }
+}
+
+/// Checks the whole tree. `root` is the document's top-level map (or `None`
+/// for an empty file).
+pub(super) fn experiment<'n>(ctx: &mut Ctx<'_>, root: Option<Field<'n>>, file: &Path) -> Experiment {
+    let mut root = ctx.map("", None, root);
+    // Missing sections have no line to point at.
+    root.line = None;
+    let config_dir = file.parent().unwrap_or(Path::new(""));
+    let dataset = dataset(ctx, &mut root, config_dir);
+    let search = search(ctx, &mut root);
+    let search_space = search_space(ctx, &mut root);
+    let hls = hls(ctx, &mut root);
+    let local_search = local_search(ctx, &mut root);
+    let output = output(ctx, &mut root, file);
+    let synthesis = synthesis(ctx, &mut root, local_search.as_ref(), &output);
+    root.finish(ctx);
+    let mut unused = std::mem::take(&mut ctx.unused);
+    unused.sort_by_key(|(line, _)| *line);
+    Experiment {
+        source: file.to_path_buf(),
+        dataset,
+        search,
+        search_space,
+        hls,
+        local_search,
+        synthesis,
+        output,
+        unused_keys: unused.into_iter().map(|(_, path)| path).collect(),
+    }
+}
+
+fn dataset(ctx: &mut Ctx<'_>, root: &mut Map<'_>, config_dir: &Path) -> DatasetConfig {
+    let mut s = Section::open(ctx, root, "dataset");
+    let name = s.required_choice("name", "a dataset", DatasetName::ACCEPTED, DatasetName::parse);
+    let config = DatasetConfig {
+        name: name.unwrap_or(DatasetName::Digits),
+        resize_val: s.opt_count("resize_val", 1),
+        subset_size: s.opt_count("subset_size", 1),
+        flatten: s.bool_or("flatten", true),
+        one_hot: s.bool_or("one_hot", true),
+        data_dir: s.opt_path("data_dir", config_dir),
+        train_file: s.opt_path("train_file", config_dir),
+        train_labels: s.opt_path("train_labels", config_dir),
+        val_file: s.opt_path("val_file", config_dir),
+        val_labels: s.opt_path("val_labels", config_dir),
+        validation_split: s.number_or("validation_split", 0.2, "a number between 0 and 1 (exclusive)", |v| {
+            v > 0.0 && v < 1.0
+        }),
+        start_location: s.opt_count("start_location", 0),
+        window_size: s.opt_count("window_size", 1),
+        normalize: s.bool_or("normalize", false),
+        num_classes: s.opt_count("num_classes", 2),
+    };
+    if name == Some(DatasetName::File) && config.train_file.is_none() {
+        s.map.require(s.ctx, "train_file", "a .npy, .npz or .csv file (needed when dataset.name is file)");
+    }
+    s.finish();
+    config
+}
+
+fn parse_model_type(text: &str) -> Option<ModelType> {
+    match text.to_lowercase().as_str() {
+        "mlp" => Some(ModelType::Mlp),
+        "block" => Some(ModelType::Block),
+        _ => None,
+    }
+}
+
+fn search(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> SearchConfig {
+    let mut s = Section::open(ctx, root, "search");
+    let model_type = s.required_choice("model_type", "a model type", "mlp, block", parse_model_type);
+    let n_trials = s.count_or("n_trials", 1, 10);
+    let epochs = s.count_or("epochs", 1, 10);
+    let n_folds = s.count_or("n_folds", 1, 1);
+    let use_hardware_metrics = s.bool_or("use_hardware_metrics", false);
+    let objectives = objectives(&mut s, use_hardware_metrics);
+    let seed = s.opt_count("seed", 0).map(|n| n as u64).unwrap_or(42);
+    let sampler = s.opt_choice("sampler", "a sampler", SamplerKind::ACCEPTED, SamplerKind::parse);
+    let population_size = s.count_or("population_size", 2, 50);
+    let workers = s.opt_count("workers", 1);
+    let storage = s.opt_string("storage", "a storage URL");
+    let study_name = s.opt_string("study_name", "a study name");
+    let batch_size = s.count_or("batch_size", 1, 128);
+    let learning_rate = s.number_or("learning_rate", 1e-3, "a number > 0", |v| v > 0.0);
+    let default_patience = if model_type == Some(ModelType::Mlp) { 3 } else { 5 };
+    let patience_key = if s.map.get("patience").is_some() { "patience" } else { "early_stopping_patience" };
+    let early_stopping_patience = s.count_or(patience_key, 0, default_patience);
+    let min_layers = s.opt_count("min_layers", 1);
+    let max_layers = s.opt_count("max_layers", 1);
+    if let (Some(min), Some(max)) = (min_layers, max_layers.or(Some(5))) {
+        if min > max {
+            let (key, message) = if max_layers.is_some() {
+                ("max_layers", format!("{max} is less than search.min_layers ({min}); accepted: a whole number ≥ {min}"))
+            } else {
+                ("min_layers", format!("{min} is more than max_layers (default 5); accepted: 1 to 5, or set max_layers"))
+            };
+            let line = s.map.line_of(key);
+            s.ctx.error(s.path(key), line, message);
+        }
+    }
+    s.finish();
+    SearchConfig {
+        model_type: model_type.unwrap_or(ModelType::Mlp),
+        n_trials,
+        epochs,
+        n_folds,
+        use_hardware_metrics,
+        objectives,
+        seed,
+        sampler: sampler.unwrap_or(SamplerKind::Nsga2),
+        population_size,
+        workers,
+        storage,
+        study_name,
+        batch_size,
+        learning_rate,
+        early_stopping_patience,
+        min_layers: min_layers.unwrap_or(2),
+        max_layers: max_layers.unwrap_or(5),
+    }
+}
+
+/// `objective_names` with `maximize_flags`; SNAC-Pack's objectives when absent.
+/// Without `maximize_flags`, accuracy is maximised and everything else minimised.
+fn objectives(s: &mut Section<'_, '_, '_>, use_hardware_metrics: bool) -> Vec<(Objective, bool)> {
+    let names_field = s.map.get("objective_names");
+    let flags_field = s.map.get("maximize_flags");
+    let (names_path, flags_path) = (s.path("objective_names"), s.path("maximize_flags"));
+
+    let mut names: Vec<Option<Objective>> = Vec::new();
+    if let Some(field) = names_field {
+        let items = s.ctx.list(&names_path, field, &format!("a list of objectives: {}", Objective::ACCEPTED));
+        let items = items.unwrap_or_default();
+        if items.is_empty() && matches!(field.node.data, saphyr::YamlDataOwned::Sequence(_)) {
+            s.ctx.error(&names_path, Some(field.line), format!("the list is empty; accepted: {}", Objective::ACCEPTED));
+        }
+        for (path, item) in &items {
+            let objective = s.ctx.choice(path, *item, "an objective", Objective::ACCEPTED, Objective::parse);
+            if let Some(objective) = objective {
+                if let Some(first) = names.iter().position(|seen| *seen == Some(objective)) {
+                    let message = format!(
+                        "'{}' is listed twice (also {names_path}[{first}]); accepted: each objective once",
+                        objective.name()
+                    );
+                    s.ctx.error(path, Some(item.line), message);
+                } else if objective.is_hardware() && !use_hardware_metrics {
+                    let message = format!(
+                        "'{}' needs a hardware estimate; accepted: set search.use_hardware_metrics: true, \
+                         or use one of performance_metric, bops, params",
+                        objective.name()
+                    );
+                    s.ctx.error(path, Some(item.line), message);
+                }
+            }
+            names.push(objective);
+        }
+    }
+
+    let mut flags: Vec<Option<bool>> = Vec::new();
+    if let Some(field) = flags_field {
+        let items = s.ctx.list(&flags_path, field, "a list of true/false, one per objective").unwrap_or_default();
+        for (path, item) in items {
+            flags.push(s.ctx.boolean(&path, item));
+        }
+        match names_field {
+            None => {
+                let message = "is given without objective_names; accepted: objective_names and maximize_flags together";
+                s.ctx.error(&flags_path, Some(field.line), message);
+            }
+            Some(_) if flags.len() != names.len() => {
+                let message = format!(
+                    "has {} entries but objective_names has {}; accepted: one true/false per objective",
+                    flags.len(),
+                    names.len()
+                );
+                s.ctx.error(&flags_path, Some(field.line), message);
+            }
+            Some(_) => {}
+        }
+    }
+
+    if names_field.is_none() {
+        let mut objectives = vec![(Objective::PerformanceMetric, true), (Objective::Bops, false)];
+        if use_hardware_metrics {
+            objectives.extend([(Objective::AvgResource, false), (Objective::ClockCycles, false)]);
+        }
+        return objectives;
+    }
+    names
+        .iter()
+        .enumerate()
+        .filter_map(|(i, name)| {
+            let objective = (*name)?;
+            let maximize = match flags_field {
+                Some(_) => flags.get(i).copied().flatten().unwrap_or(false),
+                None => objective == Objective::PerformanceMetric,
+            };
+            Some((objective, maximize))
+        })
+        .collect()
+}
+
+fn parse_block_type(text: &str) -> Option<String> {
+    let key = text.to_lowercase().replace(['_', '-'], "");
+    BLOCK_TYPES.iter().find(|name| name.to_lowercase() == key).map(|name| name.to_string())
+}
+
+fn search_space(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> SearchSpaceConfig {
+    let mut s = Section::open(ctx, root, "search_space");
+    let mlp_width_space = s.positive_list_or("mlp_width_space", &[8, 16, 32, 64, 128]);
+    let act_space = s.list_or(
+        "act_space",
+        vec![Activation::Relu, Activation::Tanh, Activation::Sigmoid],
+        "activations",
+        |ctx, path, field| {
+            let parse = |text: &str| Activation::parse(text).filter(|act| *act != Activation::Softmax);
+            ctx.choice(path, field, "a hidden-layer activation", HIDDEN_ACTIVATIONS, parse)
+        },
+    );
+    let norm_space = s.list_or("norm_space", vec![Norm::None, Norm::Batch], "norms", |ctx, path, field| {
+        if is_null(field.node) {
+            return Some(Norm::None);
+        }
+        ctx.choice(path, field, "a norm", Norm::ACCEPTED, Norm::parse)
+    });
+    let block_types = s.list_or("block_types", vec!["MLP".to_string()], "block types", |ctx, path, field| {
+        if is_null(field.node) {
+            return Some("None".to_string());
+        }
+        ctx.choice(path, field, "a block type", &BLOCK_TYPES.join(", "), parse_block_type)
+    });
+    let num_blocks = s.count_or("num_blocks", 1, 3);
+    let initial_img_size = s.opt_count("initial_img_size", 1);
+    let output_dim = s.opt_count("output_dim", 1);
+    let output_activation = s
+        .opt_choice("output_activation", "an activation", Activation::ACCEPTED, Activation::parse)
+        .unwrap_or(Activation::Softmax);
+    let channel_space = s.positive_list_or("channel_space", &[16, 32]);
+    let kernel_space = s.positive_list_or("kernel_space", &[3]);
+    let attention_scale = s.bool_or("attention_scale", false);
+    let conv_attn_hidden_channel_space = {
+        let mut conv_attn = Section::open(&mut *s.ctx, &mut s.map, "conv_attn");
+        let space = conv_attn.positive_list_or("hidden_channel_space", &[4]);
+        conv_attn.finish();
+        space
+    };
+    s.finish();
+    SearchSpaceConfig {
+        mlp_width_space,
+        act_space,
+        norm_space,
+        block_types,
+        num_blocks,
+        initial_img_size,
+        output_dim,
+        output_activation,
+        channel_space,
+        kernel_space,
+        conv_attn_hidden_channel_space,
+        attention_scale,
+    }
+}
+
+fn parse_board(text: &str) -> Option<String> {
+    let key = text.to_lowercase().replace('_', "-");
+    BOARDS.iter().find(|board| **board == key || board.replace('-', "") == key).map(|board| board.to_string())
+}
+
+fn parse_strategy(text: &str) -> Option<String> {
+    match text.to_lowercase().as_str() {
+        "latency" => Some("Latency".to_string()),
+        "resource" => Some("Resource".to_string()),
+        _ => None,
+    }
+}
+
+/// `ap_fixed<W,I>` with `0 < I ≤ W ≤ 1024`: returns (W, I).
+pub fn parse_precision(text: &str) -> Option<(u32, u32)> {
+    let inner = text.trim().strip_prefix("ap_fixed<")?.strip_suffix('>')?;
+    let (width, integer) = inner.split_once(',')?;
+    let (width, integer): (u32, u32) = (width.trim().parse().ok()?, integer.trim().parse().ok()?);
+    (integer > 0 && integer <= width && width <= 1024).then_some((width, integer))
+}
+
+fn hls(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> HlsConfig {
+    let mut s = Section::open(ctx, root, "hls_config");
+    let board = s.opt_choice("board", "a board", &BOARDS.join(", "), parse_board).unwrap_or_else(|| "zcu102".into());
+    let mut model = Section::open(&mut *s.ctx, &mut s.map, "model");
+    let precision = model
+        .opt_choice(
+            "precision",
+            "a fixed-point precision",
+            "ap_fixed<W,I> with 0 < I ≤ W ≤ 1024, e.g. ap_fixed<8,3>",
+            |text| parse_precision(text).map(|_| text.trim().to_string()),
+        )
+        .unwrap_or_else(|| "ap_fixed<8,3>".into());
+    let reuse_factor = model.count_or("reuse_factor", 1, 1);
+    let strategy = model
+        .opt_choice("strategy", "a strategy", "Latency, Resource", parse_strategy)
+        .unwrap_or_else(|| "Latency".into());
+    model.finish();
+    s.finish();
+    HlsConfig { board, precision, reuse_factor, strategy }
+}
+
+/// Reads `total_bits` and `int_bits` from a map; `None` if either is bad.
+fn precision_pair(s: &mut Section<'_, '_, '_>) -> Option<PrecisionPair> {
+    let total_bits = match s.map.get("total_bits") {
+        Some(field) => s.ctx.int_in(&s.path("total_bits"), field, 1, MAX_BITS),
+        None => {
+            s.map.require(s.ctx, "total_bits", &format!("a whole number from 1 to {MAX_BITS}"));
+            None
+        }
+    };
+    let int_bits = match s.map.get("int_bits") {
+        Some(field) => s.ctx.int_in(&s.path("int_bits"), field, 0, MAX_BITS),
+        None => {
+            s.map.require(s.ctx, "int_bits", "a whole number ≥ 0, below total_bits");
+            None
+        }
+    };
+    let (total_bits, int_bits) = (total_bits?, int_bits?);
+    if int_bits >= total_bits {
+        let message = format!(
+            "{int_bits} is not below total_bits ({total_bits}); accepted: 0 ≤ int_bits < total_bits \
+             (the sign bit is not counted in int_bits)"
+        );
+        let line = s.map.line_of("int_bits");
+        s.ctx.error(s.path("int_bits"), line, message);
+        return None;
+    }
+    Some(PrecisionPair { total_bits: total_bits as u32, int_bits: int_bits as u32 })
+}
+
+fn local_search(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> Option<LocalSearchConfig> {
+    root.get("local_search")?;
+    let mut s = Section::open(ctx, root, "local_search");
+    let qat_epochs = s.count_or("qat_epochs", 0, 2);
+    let pruning_iterations = s.count_or("pruning_iterations", 0, 5);
+    let pruning_epochs = s.count_or("pruning_epochs", 1, 2);
+    let pruning_rate =
+        s.number_or("pruning_rate", 0.8, "a number between 0 and 1 (exclusive)", |v| v > 0.0 && v < 1.0);
+    let defaults: Vec<PrecisionPair> = DEFAULT_PRECISION_PAIRS
+        .iter()
+        .map(|&(total_bits, int_bits)| PrecisionPair { total_bits, int_bits })
+        .collect();
+    let mut seen: Vec<(PrecisionPair, String)> = Vec::new();
+    let precision_pairs =
+        s.list_or("precision_pairs", defaults, "{total_bits, int_bits} maps", |ctx, path, field| {
+            let map = ctx.map(path, Some(field.line), Some(field));
+            let mut item = Section { ctx: &mut *ctx, map };
+            let pair = if item.map.valid { precision_pair(&mut item) } else { None };
+            item.finish();
+            let pair = pair?;
+            if let Some((_, first)) = seen.iter().find(|(p, _)| *p == pair) {
+                let message = format!(
+                    "{{total_bits: {}, int_bits: {}}} is listed twice (also {first}); accepted: each pair once",
+                    pair.total_bits, pair.int_bits
+                );
+                ctx.error(path, Some(field.line), message);
+                return None;
+            }
+            seen.push((pair, path.to_string()));
+            Some(pair)
+        });
+    s.finish();
+    Some(LocalSearchConfig { qat_epochs, pruning_iterations, pruning_epochs, pruning_rate, precision_pairs })
+}
+
+fn output(ctx: &mut Ctx<'_>, root: &mut Map<'_>, file: &Path) -> OutputConfig {
+    let mut s = Section::open(ctx, root, "output");
+    let results_dir = s.opt_string("results_dir", "a directory").map(PathBuf::from).unwrap_or_else(|| {
+        let stem = file.file_stem().and_then(|stem| stem.to_str()).unwrap_or("experiment");
+        Path::new("./results").join(stem)
+    });
+    s.finish();
+    OutputConfig { results_dir }
+}
+
+fn synthesis(
+    ctx: &mut Ctx<'_>,
+    root: &mut Map<'_>,
+    local_search: Option<&LocalSearchConfig>,
+    output: &OutputConfig,
+) -> Option<SynthesisConfig> {
+    root.get("synthesis")?;
+    let mut s = Section::open(ctx, root, "synthesis");
+    let pair = if s.map.valid { precision_pair(&mut s) } else { None };
+    let hls_output_dir = s
+        .opt_string("hls_output_dir", "a directory")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| output.results_dir.join("hls_project"));
+    if let (Some(pair), Some(local_search)) = (pair, local_search) {
+        if !local_search.precision_pairs.contains(&pair) {
+            let listed: Vec<String> =
+                local_search.precision_pairs.iter().map(|p| format!("{}/{}", p.total_bits, p.int_bits)).collect();
+            let message = format!(
+                "{}/{} (total_bits/int_bits) is not one of local_search.precision_pairs; accepted: {}",
+                pair.total_bits,
+                pair.int_bits,
+                listed.join(", ")
+            );
+            let line = s.map.line_of("total_bits");
+            s.ctx.error(join(&s.map.path, "total_bits"), line, message);
+        }
+    }
+    s.finish();
+    let pair = pair.unwrap_or(PrecisionPair { total_bits: 8, int_bits: 3 });
+    Some(SynthesisConfig { total_bits: pair.total_bits, int_bits: pair.int_bits, hls_output_dir })
+}

@@ -1,0 +1,563 @@
+//! Tests for the experiment parser: the tutorial files, defaults, and one test
+//! per kind of error, each checking key path, line, bad value and accepted set.
+
+use super::*;
+use crate::arch::{Activation, Norm};
+use crate::config::{DatasetName, ModelType, Objective, PrecisionPair, SamplerKind};
+
+const MINIMAL: &str = "dataset: {name: digits}\nsearch: {model_type: mlp}\n";
+
+fn parse(text: &str) -> Result<Experiment, ConfigErrors> {
+    load_str(text, Path::new("/configs/exp.yaml"))
+}
+
+fn errors(text: &str) -> Vec<ConfigError> {
+    match parse(text) {
+        Ok(_) => panic!("expected errors for:\n{text}"),
+        Err(errors) => errors.errors,
+    }
+}
+
+/// The only error of `text`; checks its path and line, returns its message.
+fn single_error(text: &str, key_path: &str, line: usize) -> String {
+    let errors = errors(text);
+    assert_eq!(errors.len(), 1, "expected one error, got {errors:#?}");
+    let error = &errors[0];
+    assert_eq!(error.key_path, key_path, "{error:?}");
+    assert_eq!(error.line, Some(line), "{error:?}");
+    error.message.clone()
+}
+
+fn assert_mentions(message: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(message.contains(part), "message {message:?} should mention {part:?}");
+    }
+}
+
+/// The minimal config with `extra` appended (lines 3 and on).
+fn with(extra: &str) -> String {
+    format!("{MINIMAL}{extra}")
+}
+
+// ---------------------------------------------------------------- good files
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let experiment = parse(MINIMAL).unwrap();
+    assert_eq!(experiment.dataset.name, DatasetName::Digits);
+    assert!(experiment.dataset.flatten && experiment.dataset.one_hot && !experiment.dataset.normalize);
+    assert_eq!(experiment.dataset.validation_split, 0.2);
+    let search = &experiment.search;
+    assert_eq!(search.model_type, ModelType::Mlp);
+    assert_eq!((search.n_trials, search.epochs, search.n_folds), (10, 10, 1));
+    assert!(!search.use_hardware_metrics);
+    assert_eq!(search.objectives, vec![(Objective::PerformanceMetric, true), (Objective::Bops, false)]);
+    assert_eq!((search.seed, search.sampler, search.population_size), (42, SamplerKind::Nsga2, 50));
+    assert_eq!((search.workers, search.storage.as_deref(), search.study_name.as_deref()), (None, None, None));
+    assert_eq!((search.batch_size, search.learning_rate), (128, 1e-3));
+    assert_eq!(search.early_stopping_patience, 3);
+    assert_eq!((search.min_layers, search.max_layers), (2, 5));
+    let space = &experiment.search_space;
+    assert_eq!(space.mlp_width_space, vec![8, 16, 32, 64, 128]);
+    assert_eq!(space.act_space, vec![Activation::Relu, Activation::Tanh, Activation::Sigmoid]);
+    assert_eq!(space.norm_space, vec![Norm::None, Norm::Batch]);
+    assert_eq!(space.block_types, vec!["MLP"]);
+    assert_eq!((space.num_blocks, space.initial_img_size, space.output_dim), (3, None, None));
+    assert_eq!(space.output_activation, Activation::Softmax);
+    assert_eq!((space.channel_space.clone(), space.kernel_space.clone()), (vec![16, 32], vec![3]));
+    assert_eq!(space.conv_attn_hidden_channel_space, vec![4]);
+    assert!(!space.attention_scale);
+    let hls = &experiment.hls;
+    assert_eq!((hls.board.as_str(), hls.precision.as_str()), ("zcu102", "ap_fixed<8,3>"));
+    assert_eq!((hls.reuse_factor, hls.strategy.as_str()), (1, "Latency"));
+    assert!(experiment.local_search.is_none() && experiment.synthesis.is_none());
+    assert_eq!(experiment.output.results_dir, Path::new("./results/exp"));
+    assert!(experiment.unused_keys.is_empty());
+}
+
+#[test]
+fn block_mode_patience_and_hardware_default_objectives() {
+    let experiment = parse("dataset: {name: mnist}\nsearch: {model_type: block, use_hardware_metrics: true}\n").unwrap();
+    assert_eq!(experiment.search.early_stopping_patience, 5);
+    let names: Vec<_> = experiment.search.objectives.iter().map(|(o, m)| (o.name(), *m)).collect();
+    assert_eq!(
+        names,
+        vec![("performance_metric", true), ("bops", false), ("avg_resource", false), ("clock_cycles", false)]
+    );
+}
+
+#[test]
+fn extensions_are_read() {
+    let experiment = parse(&with(
+        "search_space: {attention_scale: true, block_types: [conv_attn, none, null]}\n\
+         dummy_section: 1\n",
+    ))
+    .unwrap();
+    assert_eq!(experiment.search_space.block_types, vec!["ConvAttn", "None", "None"]);
+    assert!(experiment.search_space.attention_scale);
+    let text = "dataset: {name: digits}\nsearch:\n  model_type: MLP\n  seed: 7\n  sampler: random\n  \
+                population_size: 8\n  workers: 2\n  storage: sqlite:///x.db\n  study_name: s\n  batch_size: 32\n  \
+                learning_rate: 0.01\n  patience: 0\n  min_layers: 1\n  max_layers: 1\n  objective_names: [params, accuracy]\n";
+    let search = parse(text).unwrap().search;
+    assert_eq!((search.seed, search.sampler, search.population_size, search.workers), (7, SamplerKind::Random, 8, Some(2)));
+    assert_eq!((search.storage.as_deref(), search.study_name.as_deref()), (Some("sqlite:///x.db"), Some("s")));
+    assert_eq!((search.batch_size, search.learning_rate, search.early_stopping_patience), (32, 0.01, 0));
+    assert_eq!((search.min_layers, search.max_layers), (1, 1));
+    // Without maximize_flags, accuracy is maximised and the rest minimised.
+    assert_eq!(search.objectives, vec![(Objective::Params, false), (Objective::PerformanceMetric, true)]);
+}
+
+#[test]
+fn unknown_keys_are_listed_not_errors() {
+    let text = with("dummy: 1\nsearch_space:\n  conv_attn: {hidden_channel_space: [2], extra: x}\n  foo: [1]\n");
+    let experiment = parse(&text).unwrap();
+    // In file order.
+    assert_eq!(experiment.unused_keys, vec!["dummy", "search_space.conv_attn.extra", "search_space.foo"]);
+}
+
+#[test]
+fn dataset_paths_resolve_against_the_config_directory() {
+    let text = "dataset:\n  name: file\n  train_file: train.npz\n  val_file: /abs/val.csv\n  data_dir: ../data\n\
+                search: {model_type: mlp}\noutput: {results_dir: out/here}\n";
+    let experiment = parse(text).unwrap();
+    assert_eq!(experiment.dataset.train_file.as_deref(), Some(Path::new("/configs/train.npz")));
+    assert_eq!(experiment.dataset.val_file.as_deref(), Some(Path::new("/abs/val.csv")));
+    assert_eq!(experiment.dataset.data_dir.as_deref(), Some(Path::new("/configs/../data")));
+    // results_dir stays as written (relative to the current directory).
+    assert_eq!(experiment.output.results_dir, Path::new("out/here"));
+    // A bare file name has no directory to resolve against.
+    let experiment = load_str(text, Path::new("exp.yaml")).unwrap();
+    assert_eq!(experiment.dataset.train_file.as_deref(), Some(Path::new("train.npz")));
+}
+
+#[test]
+fn empty_values_take_defaults() {
+    let experiment = parse(&with("search_space:\n  mlp_width_space:\n  act_space: ~\nlocal_search:\n")).unwrap();
+    assert_eq!(experiment.search_space.mlp_width_space, vec![8, 16, 32, 64, 128]);
+    assert!(experiment.local_search.is_none());
+    let experiment = parse(&with("local_search: {qat_epochs: 0}\n")).unwrap();
+    let local = experiment.local_search.unwrap();
+    assert_eq!((local.qat_epochs, local.pruning_iterations, local.pruning_epochs), (0, 5, 2));
+    assert_eq!(local.pruning_rate, 0.8);
+    assert_eq!(local.precision_pairs.len(), 4);
+}
+
+/// `../../../shared` from this crate, else `$SNAC_SHARED_DIR`.
+fn shared_dir() -> Option<PathBuf> {
+    let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared");
+    let candidates = [Some(PathBuf::from("/work/shared")), Some(beside), std::env::var_os("SNAC_SHARED_DIR").map(PathBuf::from)];
+    candidates.into_iter().flatten().find(|dir| dir.join("peer-configs").is_dir())
+}
+
+fn peer_config(name: &str) -> Option<Experiment> {
+    let Some(dir) = shared_dir() else {
+        eprintln!("skipping: no shared/peer-configs (set SNAC_SHARED_DIR)");
+        return None;
+    };
+    let path = dir.join("peer-configs").join(name);
+    match load(&path) {
+        Ok(experiment) => Some(experiment),
+        Err(errors) => panic!("{name} should parse:\n{errors}"),
+    }
+}
+
+fn pairs(list: &[(u32, u32)]) -> Vec<PrecisionPair> {
+    list.iter().map(|&(total_bits, int_bits)| PrecisionPair { total_bits, int_bits }).collect()
+}
+
+#[test]
+fn tutorial_1_mlp_mnist() {
+    let Some(t1) = peer_config("t1_config.yaml") else { return };
+    assert_eq!(t1.dataset.name, DatasetName::Mnist);
+    assert_eq!((t1.dataset.resize_val, t1.dataset.subset_size), (Some(8), Some(10000)));
+    assert_eq!(t1.search.model_type, ModelType::Mlp);
+    assert_eq!((t1.search.n_trials, t1.search.epochs, t1.search.n_folds), (3, 2, 1));
+    assert!(t1.search.use_hardware_metrics);
+    assert_eq!(
+        t1.search.objectives,
+        vec![
+            (Objective::PerformanceMetric, true),
+            (Objective::Bops, false),
+            (Objective::AvgResource, false),
+            (Objective::ClockCycles, false)
+        ]
+    );
+    assert_eq!(t1.search_space.norm_space, vec![Norm::None, Norm::Batch]);
+    assert_eq!(t1.search_space.initial_img_size, Some(8));
+    assert_eq!(t1.local_search.as_ref().unwrap().precision_pairs, pairs(&[(16, 6), (8, 3), (6, 2), (4, 1)]));
+    assert_eq!(t1.output.results_dir, Path::new("./results/tutorial1_mlp"));
+    assert!(t1.unused_keys.is_empty(), "{:?}", t1.unused_keys);
+}
+
+#[test]
+fn tutorial_2_blocks_fashion_mnist() {
+    let Some(t2) = peer_config("t2_config.yaml") else { return };
+    assert_eq!(t2.dataset.name, DatasetName::FashionMnist);
+    assert!(!t2.dataset.flatten);
+    assert_eq!((t2.search.model_type, t2.search.n_folds), (ModelType::Block, 3));
+    assert_eq!(t2.search.early_stopping_patience, 5);
+    assert_eq!(t2.search.objectives, vec![(Objective::PerformanceMetric, true), (Objective::Bops, false)]);
+    assert_eq!(t2.search_space.block_types, vec!["Conv", "ConvAttn", "MLP", "None"]);
+    assert_eq!(t2.search_space.act_space, vec![Activation::Relu, Activation::Gelu, Activation::LeakyRelu]);
+    assert_eq!(t2.search_space.kernel_space, vec![1, 3, 5]);
+    assert_eq!(t2.search_space.conv_attn_hidden_channel_space, vec![4, 8, 16]);
+    assert_eq!(t2.search_space.num_blocks, 4);
+    let local = t2.local_search.unwrap();
+    assert_eq!((local.qat_epochs, local.pruning_iterations, local.pruning_epochs), (10, 10, 10));
+    assert_eq!(local.pruning_rate, 0.7);
+}
+
+#[test]
+fn tutorial_3_qubit() {
+    let Some(t3) = peer_config("t3_config.yaml") else { return };
+    let dataset = &t3.dataset;
+    assert_eq!(dataset.name, DatasetName::Qubit);
+    assert_eq!((dataset.start_location, dataset.window_size, dataset.num_classes), (Some(100), Some(400), Some(2)));
+    assert!(dataset.normalize);
+    let config_dir = t3.source.parent().unwrap();
+    assert_eq!(dataset.data_dir.as_deref(), Some(config_dir.join("../../data/qubit/data").as_path()));
+    assert_eq!(t3.search_space.norm_space, vec![Norm::Batch, Norm::None]);
+    assert_eq!(t3.search_space.block_types, vec!["MLP", "None"]);
+    assert_eq!(t3.hls.reuse_factor, 8);
+    assert_eq!(t3.local_search.unwrap().precision_pairs, pairs(&[(16, 6), (8, 3), (4, 1)]));
+    let synthesis = t3.synthesis.unwrap();
+    assert_eq!((synthesis.total_bits, synthesis.int_bits), (8, 3));
+    assert_eq!(synthesis.hls_output_dir, Path::new("./results/tutorial3_qubit_agent_full/hls_project"));
+}
+
+// ---------------------------------------------------------------- one error each
+
+#[test]
+fn missing_dataset_name() {
+    let message = single_error("dataset:\n  flatten: true\nsearch: {model_type: mlp}\n", "dataset.name", 1);
+    assert_mentions(&message, &["required", "mnist, fashion_mnist, digits, qubit, file"]);
+    // With no dataset section at all there is no line to point at.
+    let errors = errors("search: {model_type: mlp}\n");
+    assert_eq!((errors[0].key_path.as_str(), errors[0].line), ("dataset.name", None));
+}
+
+#[test]
+fn missing_model_type() {
+    let message = single_error("dataset: {name: digits}\nsearch: {n_trials: 3}\n", "search.model_type", 2);
+    assert_mentions(&message, &["required", "mlp, block"]);
+}
+
+#[test]
+fn unknown_dataset_name() {
+    let message = single_error("dataset:\n  name: cifar10\nsearch: {model_type: mlp}\n", "dataset.name", 2);
+    assert_mentions(&message, &["'cifar10'", "not a dataset", "mnist, fashion_mnist"]);
+}
+
+#[test]
+fn unknown_model_type() {
+    let message = single_error("dataset: {name: digits}\nsearch: {model_type: cnn}\n", "search.model_type", 2);
+    assert_mentions(&message, &["'cnn'", "mlp, block"]);
+}
+
+#[test]
+fn bad_sampler() {
+    let text = "dataset: {name: digits}\nsearch:\n  model_type: mlp\n  sampler: nsga3\n";
+    let message = single_error(text, "search.sampler", 4);
+    assert_mentions(&message, &["'nsga3'", "not a sampler", "random, nsga2"]);
+}
+
+#[test]
+fn objective_names_and_flags_length_mismatch() {
+    let text = "dataset: {name: digits}\nsearch:\n  model_type: mlp\n  objective_names: [performance_metric, bops]\n  \
+                maximize_flags: [true, false, false]\n";
+    let message = single_error(text, "search.maximize_flags", 5);
+    assert_mentions(&message, &["3 entries", "objective_names has 2", "one true/false per objective"]);
+}
+
+#[test]
+fn flags_without_names() {
+    let text = "dataset: {name: digits}\nsearch:\n  model_type: mlp\n  maximize_flags: [true, false]\n";
+    let message = single_error(text, "search.maximize_flags", 4);
+    assert_mentions(&message, &["without objective_names"]);
+}
+
+#[test]
+fn bad_maximize_flag() {
+    let text = "dataset: {name: digits}\nsearch:\n  model_type: mlp\n  objective_names: [performance_metric, bops]\n  \
+                maximize_flags: [true, maybe]\n";
+    let message = single_error(text, "search.maximize_flags[1]", 5);
+    assert_mentions(&message, &["'maybe'", "true, false"]);
+}
+
+#[test]
+fn unknown_objective() {
+    let text = "dataset: {name: digits}\nsearch:\n  model_type: mlp\n  objective_names:\n    - performance_metric\n    \
+                - latency\n  maximize_flags: [true, false]\n";
+    let message = single_error(text, "search.objective_names[1]", 6);
+    assert_mentions(&message, &["'latency'", "not an objective", Objective::ACCEPTED]);
+}
+
+#[test]
+fn duplicate_objective() {
+    let text = "dataset: {name: digits}\nsearch:\n  model_type: mlp\n  objective_names: [bops, accuracy, bops]\n";
+    let message = single_error(text, "search.objective_names[2]", 4);
+    assert_mentions(&message, &["'bops'", "twice", "search.objective_names[0]"]);
+}
+
+#[test]
+fn hardware_objective_needs_hardware_metrics() {
+    let text = "dataset: {name: digits}\nsearch:\n  model_type: mlp\n  objective_names: [accuracy, avg_resource]\n";
+    let message = single_error(text, "search.objective_names[1]", 4);
+    assert_mentions(&message, &["'avg_resource'", "use_hardware_metrics: true"]);
+}
+
+#[test]
+fn unknown_activation() {
+    let message = single_error(&with("search_space:\n  act_space: [relu, swish]\n"), "search_space.act_space[1]", 4);
+    assert_mentions(&message, &["'swish'", "relu, leaky_relu", "gelu"]);
+}
+
+#[test]
+fn softmax_is_not_a_hidden_activation() {
+    let message = single_error(&with("search_space:\n  act_space: [Softmax]\n"), "search_space.act_space[0]", 4);
+    assert_mentions(&message, &["'Softmax'", "softmax only as output_activation"]);
+}
+
+#[test]
+fn bad_output_activation() {
+    let message =
+        single_error(&with("search_space:\n  output_activation: argmax\n"), "search_space.output_activation", 4);
+    assert_mentions(&message, &["'argmax'", "softmax"]);
+}
+
+#[test]
+fn bad_norm() {
+    let message =
+        single_error(&with("search_space:\n  norm_space: [null, group]\n"), "search_space.norm_space[1]", 4);
+    assert_mentions(&message, &["'group'", "not a norm", Norm::ACCEPTED]);
+}
+
+#[test]
+fn bad_block_type() {
+    let message = single_error(
+        &with("search_space:\n  block_types:\n    - Conv\n    - Transformer\n"),
+        "search_space.block_types[1]",
+        6,
+    );
+    assert_mentions(&message, &["'Transformer'", "not a block type", "Conv, ConvAttn, MLP, None"]);
+}
+
+#[test]
+fn non_positive_width() {
+    let message =
+        single_error(&with("search_space:\n  mlp_width_space: [8, 0, 16]\n"), "search_space.mlp_width_space[1]", 4);
+    assert_mentions(&message, &["0 is too small", "a whole number ≥ 1"]);
+    let message = single_error(&with("search_space:\n  channel_space: [-4]\n"), "search_space.channel_space[0]", 4);
+    assert_mentions(&message, &["-4", "a whole number ≥ 1"]);
+}
+
+#[test]
+fn empty_list() {
+    let message = single_error(&with("search_space:\n  kernel_space: []\n"), "search_space.kernel_space", 4);
+    assert_mentions(&message, &["empty", "whole numbers ≥ 1"]);
+}
+
+#[test]
+fn bad_precision_string() {
+    let text = with("hls_config:\n  model:\n    precision: ap_fixed<8;3>\n");
+    let message = single_error(&text, "hls_config.model.precision", 5);
+    assert_mentions(&message, &["'ap_fixed<8;3>'", "ap_fixed<W,I> with 0 < I ≤ W"]);
+    let message = single_error(&with("hls_config:\n  model:\n    precision: \"ap_fixed<4,6>\"\n"), "hls_config.model.precision", 5);
+    assert_mentions(&message, &["'ap_fixed<4,6>'"]);
+    assert_eq!(parse_precision(" ap_fixed<16, 6> "), Some((16, 6)));
+    assert_eq!(parse_precision("ap_fixed<8,0>"), None);
+}
+
+#[test]
+fn bad_board_and_strategy() {
+    let errors = errors(&with("hls_config:\n  board: vu9p\n  model: {strategy: fast}\n"));
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert_eq!((errors[0].key_path.as_str(), errors[0].line), ("hls_config.board", Some(4)));
+    assert_mentions(&errors[0].message, &["'vu9p'", "zcu102, pynq-z2, alveo-u200, alveo-u250"]);
+    assert_eq!((errors[1].key_path.as_str(), errors[1].line), ("hls_config.model.strategy", Some(5)));
+    assert_mentions(&errors[1].message, &["'fast'", "Latency, Resource"]);
+    let hls = parse(&with("hls_config: {board: PYNQ_Z2, model: {strategy: resource}}\n")).unwrap().hls;
+    assert_eq!((hls.board.as_str(), hls.strategy.as_str()), ("pynq-z2", "Resource"));
+}
+
+#[test]
+fn int_bits_not_below_total_bits() {
+    let text = with("local_search:\n  precision_pairs:\n    - {total_bits: 8, int_bits: 3}\n    - {total_bits: 4, int_bits: 4}\n");
+    let message = single_error(&text, "local_search.precision_pairs[1].int_bits", 6);
+    assert_mentions(&message, &["4 is not below total_bits (4)", "0 ≤ int_bits < total_bits"]);
+}
+
+#[test]
+fn zero_bits() {
+    let text = with("local_search:\n  precision_pairs:\n    - total_bits: 0\n      int_bits: 0\n");
+    let message = single_error(&text, "local_search.precision_pairs[0].total_bits", 5);
+    assert_mentions(&message, &["0 is out of range", "from 1 to 32"]);
+}
+
+#[test]
+fn negative_and_too_wide_bits() {
+    let text = with("local_search:\n  precision_pairs:\n    - {total_bits: 64, int_bits: -1}\n");
+    let errors = errors(&text);
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert_eq!(errors[0].key_path, "local_search.precision_pairs[0].total_bits");
+    assert_mentions(&errors[0].message, &["64", "from 1 to 32"]);
+    assert_eq!(errors[1].key_path, "local_search.precision_pairs[0].int_bits");
+    assert_mentions(&errors[1].message, &["-1", "from 0 to 32"]);
+    assert!(errors.iter().all(|e| e.line == Some(5)));
+}
+
+#[test]
+fn missing_bits_and_duplicate_pair() {
+    let text = with("local_search:\n  precision_pairs:\n    - {total_bits: 8}\n    - {total_bits: 6, int_bits: 2}\n    - {total_bits: 6, int_bits: 2}\n");
+    let errors = errors(&text);
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert_eq!((errors[0].key_path.as_str(), errors[0].line), ("local_search.precision_pairs[0].int_bits", Some(5)));
+    assert_mentions(&errors[0].message, &["required"]);
+    assert_eq!((errors[1].key_path.as_str(), errors[1].line), ("local_search.precision_pairs[2]", Some(7)));
+    assert_mentions(&errors[1].message, &["twice", "local_search.precision_pairs[1]"]);
+}
+
+#[test]
+fn bad_pruning_rate() {
+    let message = single_error(&with("local_search:\n  pruning_rate: 1.5\n"), "local_search.pruning_rate", 4);
+    assert_mentions(&message, &["1.5", "between 0 and 1"]);
+}
+
+#[test]
+fn synthesis_precision_must_come_from_local_search() {
+    let text = with("local_search:\n  precision_pairs: [{total_bits: 8, int_bits: 3}]\nsynthesis:\n  total_bits: 6\n  int_bits: 2\n");
+    let message = single_error(&text, "synthesis.total_bits", 6);
+    assert_mentions(&message, &["6/2", "accepted: 8/3"]);
+    let synthesis = parse(&with("synthesis: {total_bits: 6, int_bits: 2}\n")).unwrap().synthesis.unwrap();
+    assert_eq!(synthesis.hls_output_dir, Path::new("./results/exp/hls_project"));
+}
+
+#[test]
+fn min_layers_above_max_layers() {
+    let text = "dataset: {name: digits}\nsearch:\n  model_type: mlp\n  min_layers: 4\n  max_layers: 3\n";
+    let message = single_error(text, "search.max_layers", 5);
+    assert_mentions(&message, &["3 is less than search.min_layers (4)", "≥ 4"]);
+}
+
+#[test]
+fn file_dataset_needs_train_file() {
+    let message = single_error("dataset:\n  name: file\nsearch: {model_type: mlp}\n", "dataset.train_file", 1);
+    assert_mentions(&message, &["required", ".npz"]);
+}
+
+#[test]
+fn wrong_types() {
+    let cases: &[(&str, &str, usize, &[&str])] = &[
+        ("search:\n  model_type: mlp\n  n_trials: ten\n", "search.n_trials", 5, &["'ten' (a string)", "a whole number ≥ 1"]),
+        ("search:\n  model_type: mlp\n  epochs: 2.5\n", "search.epochs", 5, &["2.5 (a decimal number)", "a whole number"]),
+        ("search:\n  model_type: mlp\n  n_trials: \"3\"\n", "search.n_trials", 5, &["'3' (a string)"]),
+        ("search:\n  model_type: mlp\n  use_hardware_metrics: 1\n", "search.use_hardware_metrics", 5, &["1 (a whole number)", "true, false"]),
+        ("search:\n  model_type: mlp\n  learning_rate: fast\n", "search.learning_rate", 5, &["'fast'", "a number > 0"]),
+        ("search_space:\n  mlp_width_space: 8\n", "search_space.mlp_width_space", 4, &["8 (a whole number)", "a list of whole numbers"]),
+        ("search_space:\n  conv_attn: [4]\n", "search_space.conv_attn", 4, &["a list is not a map"]),
+        ("hls_config:\n  model: ap_fixed<8,3>\n", "hls_config.model", 4, &["'ap_fixed<8,3>' (a string) is not a map"]),
+        ("output:\n  results_dir: [a, b]\n", "output.results_dir", 4, &["a list is not a directory"]),
+        ("local_search:\n  precision_pairs: [[8, 3]]\n", "local_search.precision_pairs[0]", 4, &["a list is not a map"]),
+        ("search_space: [1, 2]\n", "search_space", 3, &["a list is not a map"]),
+    ];
+    for (extra, key_path, line, parts) in cases {
+        // Sections given twice would be a YAML error; replace the minimal ones.
+        let text = if extra.starts_with("search:") {
+            format!("dataset: {{name: digits}}\nplaceholder: 0\n{extra}")
+        } else {
+            with(extra)
+        };
+        let message = single_error(&text, key_path, *line);
+        assert_mentions(&message, parts);
+    }
+}
+
+#[test]
+fn yaml_syntax_error_has_its_line() {
+    let message = single_error("dataset:\n  name: digits\nsearch: [mlp\n  n_trials: 3\n", "", 4);
+    assert_mentions(&message, &["YAML syntax error"]);
+    let message = single_error("dataset:\n  name: digits\n  name: mnist\n", "", 3);
+    assert_mentions(&message, &["duplicated key"]);
+    let errors = errors("dataset:\n\tname: digits\n");
+    assert_eq!(errors[0].line, Some(2));
+}
+
+#[test]
+fn root_must_be_a_map() {
+    let message = single_error("- dataset\n- search\n", "", 1);
+    assert_mentions(&message, &["a list is not an experiment", "dataset, search"]);
+}
+
+#[test]
+fn every_error_is_reported() {
+    let text = "\
+dataset:
+  name: cifar
+  validation_split: 2
+search:
+  model_type: mlp
+  n_trials: 0
+  sampler: nsga3
+  objective_names: [performance_metric, speed]
+  maximize_flags: [true]
+search_space:
+  act_space: [relu, swish]
+  norm_space: [group]
+  block_types: [Dense]
+  mlp_width_space: [0]
+hls_config:
+  board: zcu102
+  model: {precision: fixed8, reuse_factor: 0}
+local_search:
+  precision_pairs:
+    - {total_bits: 0, int_bits: 0}
+    - {total_bits: 8, int_bits: 8}
+";
+    let errors = parse(text).unwrap_err();
+    let found: Vec<(&str, Option<usize>)> = errors.errors.iter().map(|e| (e.key_path.as_str(), e.line)).collect();
+    assert_eq!(
+        found,
+        vec![
+            ("dataset.name", Some(2)),
+            ("dataset.validation_split", Some(3)),
+            ("search.n_trials", Some(6)),
+            ("search.sampler", Some(7)),
+            ("search.objective_names[1]", Some(8)),
+            ("search.maximize_flags", Some(9)),
+            ("search_space.act_space[1]", Some(11)),
+            ("search_space.norm_space[0]", Some(12)),
+            ("search_space.block_types[0]", Some(13)),
+            ("search_space.mlp_width_space[0]", Some(14)),
+            ("hls_config.model.precision", Some(17)),
+            ("hls_config.model.reuse_factor", Some(17)),
+            ("local_search.precision_pairs[0].total_bits", Some(20)),
+            ("local_search.precision_pairs[1].int_bits", Some(21)),
+        ]
+    );
+    let shown = errors.to_string();
+    assert_eq!(shown.lines().count(), errors.errors.len());
+    assert!(shown.lines().all(|line| line.starts_with("/configs/exp.yaml:")), "{shown}");
+    assert!(shown.contains("/configs/exp.yaml:7: search.sampler: 'nsga3' is not a sampler; accepted: random, nsga2"));
+}
+
+#[test]
+fn display_without_line() {
+    let errors = parse("search: {model_type: mlp}\n").unwrap_err();
+    assert_eq!(
+        errors.to_string(),
+        format!("/configs/exp.yaml: dataset.name: is required; accepted: {}", DatasetName::ACCEPTED)
+    );
+}
+
+#[test]
+fn unreadable_file() {
+    let errors = load(Path::new("/nonexistent/dir/x.yaml")).unwrap_err();
+    assert_eq!(errors.errors.len(), 1);
+    assert!(errors.errors[0].message.starts_with("cannot read"));
+}
+
+#[test]
+fn pyyaml_booleans_are_accepted() {
+    let experiment = parse("dataset: {name: digits, flatten: no, one_hot: Yes}\nsearch: {model_type: mlp}\n").unwrap();
+    assert!(!experiment.dataset.flatten && experiment.dataset.one_hot);
+}
