@@ -1,10 +1,56 @@
 //! Datasets: loading real data (IDX MNIST / Fashion-MNIST, the embedded UCI
 //! digits, `.npy`/`.npz`/`.csv` files) into [`Dataset`], prepared exactly as
 //! SNAC-Pack prepares it (resize, scale, subset, flatten).
+//!
+//! Formats stay at the edge: each loader produces [`Raw`] samples (values as
+//! stored, a sample shape, class indices), and [`prepare`] applies the shared
+//! SNAC-Pack recipe. [`fetch`] downloads MNIST / Fashion-MNIST into the cache
+//! that [`load`] searches.
+//!
+//! ```
+//! use snac_core::arch::Shape;
+//! use snac_core::config::{DatasetConfig, DatasetName};
+//! let config = DatasetConfig {
+//!     name: DatasetName::Digits,
+//!     resize_val: None,
+//!     subset_size: None,
+//!     flatten: true,
+//!     one_hot: true,
+//!     data_dir: None,
+//!     train_file: None,
+//!     train_labels: None,
+//!     val_file: None,
+//!     val_labels: None,
+//!     validation_split: 0.2,
+//!     start_location: None,
+//!     window_size: None,
+//!     normalize: false,
+//!     num_classes: None,
+//! };
+//! let data = snac_core::data::load(&config).unwrap();
+//! assert_eq!(data.sample_shape, Shape::Flat(64));
+//! assert_eq!(data.train.len() + data.val.len(), 1797);
+//! ```
+
+mod digits;
+mod fetch;
+mod files;
+mod idx;
+mod resize;
+
+pub use fetch::{IdxFile, default_cache_dir, fetch, idx_files, verify};
+pub use idx::{MNIST_CLASSES, search_dirs};
+pub use resize::resize_bilinear;
 
 use crate::arch::Shape;
-use crate::config::DatasetConfig;
-use anyhow::Result;
+use crate::config::{DatasetConfig, DatasetName};
+use anyhow::{Result, bail, ensure};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+/// Seed of the shuffle before a validation hold-out (SNAC-Pack uses 42).
+pub const HOLDOUT_SEED: u64 = 42;
 
 /// One split: `x` holds `len()` samples of `Dataset::sample_shape.numel()`
 /// values each, row-major (images channels last); `y` holds class indices.
@@ -21,6 +67,23 @@ impl Split {
     pub fn is_empty(&self) -> bool {
         self.y.is_empty()
     }
+
+    /// Keeps the first `n` samples (all when fewer).
+    fn truncate(&mut self, n: usize, sample_len: usize) {
+        if n < self.len() {
+            self.y.truncate(n);
+            self.x.truncate(n * sample_len);
+        }
+    }
+
+    /// The samples at `indices`, in that order.
+    fn select(&self, indices: &[usize], sample_len: usize) -> Split {
+        let mut x = Vec::with_capacity(indices.len() * sample_len);
+        for &i in indices {
+            x.extend_from_slice(&self.x[i * sample_len..(i + 1) * sample_len]);
+        }
+        Split { x, y: indices.iter().map(|&i| self.y[i]).collect() }
+    }
 }
 
 /// A prepared dataset.
@@ -35,8 +98,208 @@ pub struct Dataset {
     pub val: Split,
 }
 
+/// Samples as a loader read them, before the SNAC-Pack recipe: values as
+/// stored (e.g. 0..255 pixels), `shape` of one sample.
+#[derive(Clone, Debug)]
+pub(crate) struct Raw {
+    pub shape: Shape,
+    pub train: Split,
+    /// `None` when the source has no validation / test split.
+    pub val: Option<Split>,
+    /// Pixels are divided by this after resizing (255 for IDX, 16 for digits,
+    /// 1 for generic files).
+    pub scale: f32,
+    pub num_classes: usize,
+}
+
 /// Loads and prepares the dataset the config describes.
 pub fn load(config: &DatasetConfig) -> Result<Dataset> {
-    let _ = config;
-    anyhow::bail!("data loading is not implemented yet")
+    let raw = match config.name {
+        DatasetName::Mnist | DatasetName::FashionMnist => idx::load(config)?,
+        DatasetName::Digits => digits::load()?,
+        DatasetName::File => files::load(config)?,
+        DatasetName::Qubit => bail!(
+            "dataset.name: qubit: the qubit-readout loader is not part of snac_core::data \
+             (use `name: file` with .npy/.npz/.csv files meanwhile)"
+        ),
+    };
+    prepare(config, raw)
+}
+
+/// SNAC-Pack's recipe: hold out a validation split when there is none,
+/// resize images to `resize_val`², scale, take the first `subset_size` of
+/// each split, flatten.
+pub(crate) fn prepare(config: &DatasetConfig, raw: Raw) -> Result<Dataset> {
+    let name = config.name.name().to_string();
+    let Raw { mut shape, mut train, val, scale, num_classes } = raw;
+    let mut val = match val {
+        Some(val) => val,
+        None => {
+            let (t, v) = holdout(&train, shape.numel(), num_classes, config.validation_split)?;
+            train = t;
+            v
+        }
+    };
+    if let Some(n) = config.subset_size {
+        ensure!(n > 0, "dataset.subset_size: 0 leaves no samples; use at least 1");
+        train.truncate(n, shape.numel());
+        val.truncate(n, shape.numel());
+    }
+    if let Some(size) = config.resize_val {
+        ensure!(size > 0, "dataset.resize_val: 0 is not an image size; use at least 1");
+        match shape {
+            Shape::Image { height, width, channels } if (height, width) != (size, size) => {
+                train.x = resize_bilinear(&train.x, train.len(), height, width, channels, size, size);
+                val.x = resize_bilinear(&val.x, val.len(), height, width, channels, size, size);
+                shape = Shape::Image { height: size, width: size, channels };
+            }
+            Shape::Image { .. } => {}
+            Shape::Flat(n) => bail!(
+                "dataset.resize_val: {size} asks to resize images, but {name} samples are flat vectors of {n} \
+                 values; remove resize_val or give the data as (N, H, W[, C]) images"
+            ),
+        }
+    }
+    if scale != 1.0 {
+        for v in train.x.iter_mut().chain(val.x.iter_mut()) {
+            *v /= scale;
+        }
+    }
+    if config.flatten {
+        shape = Shape::Flat(shape.numel());
+    }
+    ensure!(!train.is_empty(), "{name}: the training split is empty");
+    ensure!(!val.is_empty(), "{name}: the validation split is empty");
+    Ok(Dataset { name, sample_shape: shape, num_classes, train, val })
+}
+
+/// Shuffles with [`HOLDOUT_SEED`] and holds out `fraction` of every class as
+/// validation (stratified); both parts keep the shuffled order.
+pub(crate) fn holdout(data: &Split, sample_len: usize, num_classes: usize, fraction: f64) -> Result<(Split, Split)> {
+    ensure!(
+        fraction > 0.0 && fraction < 1.0,
+        "dataset.validation_split: {fraction} must be between 0 and 1 (exclusive) when the data has no validation split"
+    );
+    let mut order: Vec<usize> = (0..data.len()).collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(HOLDOUT_SEED));
+    let mut per_class = vec![0usize; num_classes];
+    for &label in &data.y {
+        per_class[label as usize] += 1;
+    }
+    let mut val_quota: Vec<usize> = per_class.iter().map(|&n| (n as f64 * fraction).round() as usize).collect();
+    let mut train_idx = Vec::new();
+    let mut val_idx = Vec::new();
+    for i in order {
+        let quota = &mut val_quota[data.y[i] as usize];
+        if *quota > 0 {
+            *quota -= 1;
+            val_idx.push(i);
+        } else {
+            train_idx.push(i);
+        }
+    }
+    ensure!(
+        !val_idx.is_empty() && !train_idx.is_empty(),
+        "holding out {fraction} of {} samples leaves an empty split; give more data or a val_file",
+        data.len()
+    );
+    Ok((data.select(&train_idx, sample_len), data.select(&val_idx, sample_len)))
+}
+
+/// Errors on the first NaN or infinite value, naming `what` (usually a file).
+pub(crate) fn check_finite(values: &[f32], what: &str) -> Result<()> {
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        bail!("{what}: value {} at flat index {i} is not finite (NaN, ±inf, or too large for f32)", values[i]);
+    }
+    Ok(())
+}
+
+/// Errors on the first label `>= num_classes`, naming `what`.
+pub(crate) fn check_labels(labels: &[u32], num_classes: usize, what: &str) -> Result<()> {
+    if let Some(i) = labels.iter().position(|&l| l as usize >= num_classes) {
+        bail!("{what}: label {} at index {i} is out of range: {num_classes} classes allow 0..={}", labels[i], num_classes - 1);
+    }
+    Ok(())
+}
+
+/// Directory with the real data files shared by the project, for tests.
+#[cfg(test)]
+pub(crate) fn shared_data_dir() -> Option<std::path::PathBuf> {
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
+    if here.is_dir() {
+        return Some(here);
+    }
+    let env = std::path::PathBuf::from(std::env::var_os("SNAC_SHARED_DIR")?);
+    [env.join("data"), env].into_iter().find(|d| d.join("mnist").is_dir())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    /// A config with SNAC-Pack's defaults for `name`.
+    pub(crate) fn config(name: DatasetName) -> DatasetConfig {
+        DatasetConfig {
+            name,
+            resize_val: None,
+            subset_size: None,
+            flatten: false,
+            one_hot: true,
+            data_dir: None,
+            train_file: None,
+            train_labels: None,
+            val_file: None,
+            val_labels: None,
+            validation_split: 0.2,
+            start_location: None,
+            window_size: None,
+            normalize: false,
+            num_classes: None,
+        }
+    }
+
+    /// The shared data dir, or `None` after printing why the test is skipped.
+    pub(crate) fn shared_or_skip(test: &str) -> Option<PathBuf> {
+        let dir = shared_data_dir();
+        if dir.is_none() {
+            println!("skipping {test}: ../../../shared/data and $SNAC_SHARED_DIR are both missing");
+        }
+        dir
+    }
+
+    #[test]
+    fn holdout_is_stratified_and_deterministic() {
+        let y: Vec<u32> = (0..100).map(|i| (i % 4) as u32).collect();
+        let x: Vec<f32> = (0..200).map(|i| i as f32).collect();
+        let data = Split { x, y };
+        let (train, val) = holdout(&data, 2, 4, 0.2).unwrap();
+        assert_eq!((train.len(), val.len()), (80, 20));
+        for class in 0..4 {
+            assert_eq!(val.y.iter().filter(|&&c| c == class).count(), 5);
+        }
+        // Rows stay together.
+        for (row, &label) in train.x.chunks(2).zip(&train.y) {
+            assert_eq!(row[1], row[0] + 1.0);
+            assert_eq!((row[0] as usize / 2) % 4, label as usize);
+        }
+        let (train2, val2) = holdout(&data, 2, 4, 0.2).unwrap();
+        assert_eq!((train, val), (train2, val2));
+        assert!(holdout(&data, 2, 4, 0.0).is_err());
+        assert!(holdout(&data, 2, 4, 1.0).is_err());
+    }
+
+    #[test]
+    fn finite_and_label_checks_name_the_place() {
+        let err = check_finite(&[1.0, f32::NAN], "a.npy").unwrap_err().to_string();
+        assert!(err.contains("a.npy") && err.contains("index 1"), "{err}");
+        let err = check_labels(&[0, 3, 12], 10, "y.npy").unwrap_err().to_string();
+        assert!(err.contains("y.npy") && err.contains("label 12 at index 2"), "{err}");
+    }
+
+    #[test]
+    fn qubit_gives_a_clear_error() {
+        let err = load(&config(DatasetName::Qubit)).unwrap_err().to_string();
+        assert!(err.contains("qubit"), "{err}");
+    }
 }

@@ -1,0 +1,528 @@
+//! The generic loader (`dataset.name: file`): features and labels from
+//! `.npy` (labels in a second `.npy`), `.npz` (keys `x`/`X`, `y`/`Y`) or
+//! `.csv` (label in the last column), for training and optionally validation.
+//!
+//! Features are taken as stored (no scaling). X of shape `(N, F)` gives flat
+//! samples, `(N, H, W)` / `(N, H, W, C)` images. Labels are class indices,
+//! integers (or integer-valued floats), or one-hot rows.
+
+use super::{Raw, Split, check_finite, check_labels};
+use crate::arch::Shape;
+use crate::config::DatasetConfig;
+use anyhow::{Context, Result, bail, ensure};
+use npyz::{DType, NpyFile, Order, TypeChar};
+use std::io::Read;
+use std::path::Path;
+
+/// An array as read from a file: dimensions and row-major values.
+struct Array<T> {
+    dims: Vec<usize>,
+    values: Vec<T>,
+}
+
+pub(crate) fn load(config: &DatasetConfig) -> Result<Raw> {
+    let Some(train_file) = &config.train_file else {
+        bail!("dataset.name: file needs dataset.train_file (a .npy, .npz or .csv file)")
+    };
+    let (shape, train, mut max_label) = read_split(train_file, config.train_labels.as_deref())?;
+    let val = match &config.val_file {
+        Some(val_file) => {
+            let (val_shape, val, val_max) = read_split(val_file, config.val_labels.as_deref())?;
+            ensure!(
+                val_shape == shape,
+                "{} has samples of shape {:?} but {} has {:?}",
+                val_file.display(),
+                val_shape.dims(),
+                train_file.display(),
+                shape.dims()
+            );
+            max_label = max_label.max(val_max);
+            Some(val)
+        }
+        None => {
+            ensure!(config.val_labels.is_none(), "dataset.val_labels is set but dataset.val_file is not");
+            None
+        }
+    };
+    let num_classes = match config.num_classes {
+        Some(n) => {
+            let labels_of = |file: &Path, labels: Option<&Path>| labels.unwrap_or(file).display().to_string();
+            check_labels(&train.y, n, &labels_of(train_file, config.train_labels.as_deref()))?;
+            if let (Some(val), Some(val_file)) = (&val, &config.val_file) {
+                check_labels(&val.y, n, &labels_of(val_file, config.val_labels.as_deref()))?;
+            }
+            n
+        }
+        None => max_label as usize + 1,
+    };
+    ensure!(num_classes >= 2, "{}: all labels are 0; a classifier needs at least 2 classes", train_file.display());
+    Ok(Raw { shape, train, val, scale: 1.0, num_classes })
+}
+
+/// One split: its sample shape, the samples, and the largest label.
+fn read_split(file: &Path, labels_file: Option<&Path>) -> Result<(Shape, Split, u32)> {
+    let ext = extension(file);
+    let (x, y, y_name) = match ext.as_str() {
+        "npy" => {
+            let Some(labels_file) = labels_file else {
+                bail!(
+                    "{} holds only features; set the matching labels .npy (dataset.train_labels / val_labels)",
+                    file.display()
+                )
+            };
+            let x = read_npy(file, npy_open(file)?)?;
+            let y = read_labels_file(labels_file)?;
+            (x, y, labels_file.display().to_string())
+        }
+        "npz" => {
+            ensure!(labels_file.is_none(), "{}: an .npz holds its own labels (key y); drop the labels file", file.display());
+            let (x, y) = read_npz(file)?;
+            (x, y, format!("{} (y)", file.display()))
+        }
+        "csv" | "txt" => {
+            ensure!(labels_file.is_none(), "{}: a .csv holds its labels in the last column; drop the labels file", file.display());
+            let (x, y) = read_csv(file)?;
+            (x, y, format!("{} (last column)", file.display()))
+        }
+        _ => bail!("{}: unknown data file type {ext:?}; use .npy, .npz or .csv", file.display()),
+    };
+    let name = file.display().to_string();
+    let n = x.dims.first().copied().unwrap_or(0);
+    ensure!(n > 0 && !x.values.is_empty(), "{name}: empty data (shape {:?})", x.dims);
+    let shape = match x.dims[..] {
+        [_] => Shape::Flat(1),
+        [_, f] => Shape::Flat(f),
+        [_, h, w] => Shape::Image { height: h, width: w, channels: 1 },
+        [_, h, w, c] => Shape::Image { height: h, width: w, channels: c },
+        _ => bail!("{name}: features of shape {:?}; expected (N, F), (N, H, W) or (N, H, W, C)", x.dims),
+    };
+    check_finite(&x.values, &name)?;
+    let labels = labels_to_indices(&y, &y_name)?;
+    ensure!(
+        labels.len() == n,
+        "{name} holds {n} samples (shape {:?}) but {y_name} holds {} labels (shape {:?})",
+        x.dims,
+        labels.len(),
+        y.dims
+    );
+    let max_label = labels.iter().copied().max().unwrap_or(0);
+    Ok((shape, Split { x: x.values, y: labels }, max_label))
+}
+
+fn extension(file: &Path) -> String {
+    file.extension().and_then(|e| e.to_str()).unwrap_or("").to_lowercase()
+}
+
+/// Class indices from `(N,)`, `(N, 1)` or one-hot `(N, K)` labels.
+fn labels_to_indices(y: &Array<f64>, name: &str) -> Result<Vec<u32>> {
+    let as_index = |i: usize, v: f64| -> Result<u32> {
+        ensure!(v.is_finite(), "{name}: label {v} at index {i} is not finite");
+        ensure!(v >= 0.0 && v.fract() == 0.0 && v <= u32::MAX as f64, "{name}: label {v} at index {i} is not a class index (0, 1, 2, ...)");
+        Ok(v as u32)
+    };
+    match y.dims[..] {
+        [_] | [_, 1] => y.values.iter().enumerate().map(|(i, &v)| as_index(i, v)).collect(),
+        [n, k] if k > 1 => (0..n)
+            .map(|row| {
+                let values = &y.values[row * k..(row + 1) * k];
+                let ones: Vec<usize> = (0..k).filter(|&j| values[j] == 1.0).collect();
+                ensure!(
+                    ones.len() == 1 && values.iter().all(|&v| v == 0.0 || v == 1.0),
+                    "{name}: row {row} of the {n}×{k} labels is not one-hot: {values:?}"
+                );
+                Ok(ones[0] as u32)
+            })
+            .collect(),
+        _ => bail!("{name}: labels of shape {:?}; expected (N,), (N, 1) or one-hot (N, K)", y.dims),
+    }
+}
+
+fn npy_open(file: &Path) -> Result<NpyFile<std::io::BufReader<std::fs::File>>> {
+    let reader =
+        std::io::BufReader::new(std::fs::File::open(file).with_context(|| format!("could not open {}", file.display()))?);
+    NpyFile::new(reader).with_context(|| format!("{} is not a valid .npy file", file.display()))
+}
+
+fn read_labels_file(file: &Path) -> Result<Array<f64>> {
+    ensure!(extension(file) == "npy", "{}: labels files must be .npy", file.display());
+    read_npy(file, npy_open(file)?)
+}
+
+/// Reads any numeric `.npy` array, converting every element with `T::from_f64`.
+fn read_npy<T: FromF64, R: Read>(file: &Path, npy: NpyFile<R>) -> Result<Array<T>> {
+    let name = file.display();
+    let dims: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    ensure!(
+        npy.order() == Order::C || dims.iter().filter(|&&d| d > 1).count() <= 1,
+        "{name}: Fortran-ordered arrays are not supported; save it with np.ascontiguousarray"
+    );
+    let DType::Plain(ty) = npy.dtype() else { bail!("{name}: structured dtype {}; expected numbers", npy.dtype().descr()) };
+    let total: usize = dims.iter().product();
+    let mut values = Vec::with_capacity(total);
+    macro_rules! read_as {
+        ($t:ty, $to:expr) => {{
+            let data = npy.data::<$t>().map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            for v in data {
+                let v: $t = v.with_context(|| format!("{name} is truncated or corrupt"))?;
+                values.push(T::from_f64($to(v)));
+            }
+        }};
+    }
+    match (ty.type_char(), ty.size_field()) {
+        (TypeChar::Float, 4) => read_as!(f32, f64::from),
+        (TypeChar::Float, 8) => read_as!(f64, |v| v),
+        (TypeChar::Int, 1) => read_as!(i8, f64::from),
+        (TypeChar::Int, 2) => read_as!(i16, f64::from),
+        (TypeChar::Int, 4) => read_as!(i32, f64::from),
+        (TypeChar::Int, 8) => read_as!(i64, |v| v as f64),
+        (TypeChar::Uint, 1) => read_as!(u8, f64::from),
+        (TypeChar::Uint, 2) => read_as!(u16, f64::from),
+        (TypeChar::Uint, 4) => read_as!(u32, f64::from),
+        (TypeChar::Uint, 8) => read_as!(u64, |v| v as f64),
+        (TypeChar::Bool, 1) => read_as!(bool, |v: bool| f64::from(u8::from(v))),
+        _ => bail!("{name}: dtype {ty} is not supported; use float32/64, int8..int64, uint8..uint64 or bool"),
+    }
+    ensure!(values.len() == total, "{name} is truncated: {} of {total} values", values.len());
+    Ok(Array { dims, values })
+}
+
+trait FromF64 {
+    fn from_f64(v: f64) -> Self;
+}
+impl FromF64 for f32 {
+    fn from_f64(v: f64) -> f32 {
+        v as f32
+    }
+}
+impl FromF64 for f64 {
+    fn from_f64(v: f64) -> f64 {
+        v
+    }
+}
+
+fn read_npz(file: &Path) -> Result<(Array<f32>, Array<f64>)> {
+    let name = file.display();
+    let mut archive =
+        npyz::npz::NpzArchive::open(file).with_context(|| format!("{name} is not a valid .npz (zip) file"))?;
+    let keys: Vec<String> = archive.array_names().map(str::to_string).collect();
+    let pick = |wanted: [&str; 2]| wanted.iter().find(|k| keys.iter().any(|n| n == *k)).map(|k| k.to_string());
+    let Some(x_key) = pick(["x", "X"]) else { bail!("{name}: no array named x or X (arrays: {keys:?})") };
+    let Some(y_key) = pick(["y", "Y"]) else { bail!("{name}: no array named y or Y (arrays: {keys:?})") };
+    let member = |key: &str| format!("{name}[{key}]");
+    let x = {
+        let npy = archive
+            .by_name(&x_key)
+            .with_context(|| format!("{} is corrupt", member(&x_key)))?
+            .expect("listed array exists");
+        read_npy(Path::new(&member(&x_key)), npy)?
+    };
+    let y = {
+        let npy = archive
+            .by_name(&y_key)
+            .with_context(|| format!("{} is corrupt", member(&y_key)))?
+            .expect("listed array exists");
+        read_npy(Path::new(&member(&y_key)), npy)?
+    };
+    Ok((x, y))
+}
+
+fn read_csv(file: &Path) -> Result<(Array<f32>, Array<f64>)> {
+    let name = file.display();
+    let text = std::fs::read_to_string(file).with_context(|| format!("could not read {name} as text"))?;
+    let mut features = Vec::new();
+    let mut labels = Vec::new();
+    let mut columns = None;
+    for (line_no, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        let parsed: Result<Vec<f64>, _> = fields.iter().map(|f| f.parse::<f64>()).collect();
+        let row = match parsed {
+            Ok(row) => row,
+            // A header: the first non-empty line, not numeric.
+            Err(_) if columns.is_none() && labels.is_empty() && fields.iter().any(|f| f.parse::<f64>().is_err()) => {
+                columns = Some(fields.len());
+                continue;
+            }
+            Err(_) => {
+                let (col, bad) = fields.iter().enumerate().find(|(_, f)| f.parse::<f64>().is_err()).expect("a bad field");
+                bail!("{name} line {}, column {}: {bad:?} is not a number", line_no + 1, col + 1)
+            }
+        };
+        ensure!(row.len() >= 2, "{name} line {}: need at least one feature and the label", line_no + 1);
+        match columns {
+            None => columns = Some(row.len()),
+            Some(c) => ensure!(row.len() == c, "{name} line {}: {} columns, expected {c}", line_no + 1, row.len()),
+        }
+        let (label, values) = row.split_last().expect("two columns");
+        features.extend(values.iter().map(|&v| v as f32));
+        labels.push(*label);
+    }
+    let n = labels.len();
+    ensure!(n > 0, "{name}: empty data (no rows)");
+    let f = features.len() / n;
+    Ok((Array { dims: vec![n, f], values: features }, Array { dims: vec![n], values: labels }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DatasetName;
+    use crate::data::load as load_dataset;
+    use crate::data::tests::{config, shared_or_skip};
+    use std::path::PathBuf;
+
+    /// Writes a version-1.0 `.npy` by hand: `descr` like `<f4`, `shape`, raw bytes.
+    fn npy_bytes(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
+        let shape = match shape {
+            [n] => format!("({n},)"),
+            dims => format!("({})", dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+        };
+        let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(data);
+        out
+    }
+
+    fn f32s(v: &[f32]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+    fn i64s(v: &[i64]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    fn file_config(train: &Path, labels: Option<&Path>) -> DatasetConfig {
+        let mut c = config(DatasetName::File);
+        c.train_file = Some(train.to_path_buf());
+        c.train_labels = labels.map(Path::to_path_buf);
+        c
+    }
+
+    fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    fn err(c: &DatasetConfig) -> String {
+        format!("{:#}", load_dataset(c).unwrap_err())
+    }
+
+    /// 10 samples of 3 features `[i, i+0.5, -i]`, labels `i % 2`.
+    fn tiny_npy(dir: &Path) -> (PathBuf, PathBuf) {
+        let x: Vec<f32> = (0..10).flat_map(|i| [i as f32, i as f32 + 0.5, -(i as f32)]).collect();
+        let y: Vec<i64> = (0..10).map(|i| i % 2).collect();
+        (write(dir, "x.npy", &npy_bytes("<f4", &[10, 3], &f32s(&x))), write(dir, "y.npy", &npy_bytes("<i8", &[10], &i64s(&y))))
+    }
+
+    #[test]
+    fn npy_pair_with_holdout() {
+        let dir = tempfile::tempdir().unwrap();
+        let (x, y) = tiny_npy(dir.path());
+        let data = load_dataset(&file_config(&x, Some(&y))).unwrap();
+        assert_eq!(data.sample_shape, Shape::Flat(3));
+        assert_eq!(data.num_classes, 2);
+        assert_eq!((data.train.len(), data.val.len()), (8, 2));
+        assert_eq!(data.val.y.iter().filter(|&&l| l == 1).count(), 1);
+        for (row, &label) in data.train.x.chunks(3).zip(&data.train.y) {
+            assert_eq!(row[1], row[0] + 0.5);
+            assert_eq!(row[0] as u32 % 2, label);
+        }
+    }
+
+    #[test]
+    fn npy_with_val_file_and_image_shapes_and_dtypes() {
+        let dir = tempfile::tempdir().unwrap();
+        let x: Vec<u8> = (0..4 * 2 * 3).map(|v| v as u8).collect();
+        let xs = write(dir.path(), "x.npy", &npy_bytes("|u1", &[4, 2, 3], &x));
+        // Labels as float64 integers.
+        let y: Vec<u8> = [0.0f64, 1.0, 2.0, 1.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let ys = write(dir.path(), "y.npy", &npy_bytes("<f8", &[4], &y));
+        // Validation: 4-D int16 images, one-hot labels.
+        let xv: Vec<u8> = (0..2 * 2 * 3).flat_map(|v| (v as i16 - 3).to_le_bytes()).collect();
+        let xvs = write(dir.path(), "xv.npy", &npy_bytes("<i2", &[2, 2, 3, 1], &xv));
+        let yv: Vec<u8> = [0u8, 0, 1, 1, 0, 0].to_vec();
+        let yvs = write(dir.path(), "yv.npy", &npy_bytes("|u1", &[2, 3], &yv));
+        let mut c = file_config(&xs, Some(&ys));
+        c.val_file = Some(xvs);
+        c.val_labels = Some(yvs);
+        let data = load_dataset(&c).unwrap();
+        assert_eq!(data.sample_shape, Shape::Image { height: 2, width: 3, channels: 1 });
+        assert_eq!(data.num_classes, 3);
+        assert_eq!(data.train.y, vec![0, 1, 2, 1]);
+        assert_eq!(data.train.x[7], 7.0);
+        assert_eq!(data.val.y, vec![2, 0]);
+        assert_eq!(data.val.x[0], -3.0);
+        c.flatten = true;
+        c.resize_val = Some(4);
+        let data = load_dataset(&c).unwrap();
+        assert_eq!(data.sample_shape, Shape::Flat(16));
+    }
+
+    #[test]
+    fn npz_with_upper_case_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.npz");
+        {
+            let mut npz = npyz::npz::NpzWriter::create(&path).unwrap();
+            let x: Vec<f64> = (0..12).map(f64::from).collect();
+            let mut w = npz.array::<f64>("X", Default::default()).unwrap().shape(&[6, 2]).begin_nd().unwrap();
+            w.extend(x).unwrap();
+            w.finish().unwrap();
+            let mut w = npz.array::<i32>("Y", Default::default()).unwrap().shape(&[6]).begin_nd().unwrap();
+            w.extend([0, 1, 0, 1, 0, 1]).unwrap();
+            w.finish().unwrap();
+        }
+        let mut c = file_config(&path, None);
+        c.validation_split = 0.5;
+        let data = load_dataset(&c).unwrap();
+        assert_eq!(data.sample_shape, Shape::Flat(2));
+        assert_eq!((data.train.len(), data.val.len()), (3, 3));
+        // Missing key.
+        let other = dir.path().join("e.npz");
+        {
+            let mut npz = npyz::npz::NpzWriter::create(&other).unwrap();
+            let mut w = npz.array::<f32>("features", Default::default()).unwrap().shape(&[1, 1]).begin_nd().unwrap();
+            w.push(&1.0).unwrap();
+            w.finish().unwrap();
+        }
+        let e = err(&file_config(&other, None));
+        assert!(e.contains("e.npz") && e.contains("no array named x or X") && e.contains("features"), "{e}");
+    }
+
+    #[test]
+    fn csv_with_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "a,b,label\n1,2,0\n3,4,1\n\n5,6,1\n7,8,0\n9,10,2\n";
+        let path = write(dir.path(), "d.csv", text.as_bytes());
+        let mut c = file_config(&path, None);
+        let mut v = dir.path().join("v.csv");
+        std::fs::write(&v, "0.5,1e1,2\n").unwrap();
+        c.val_file = Some(v.clone());
+        let data = load_dataset(&c).unwrap();
+        assert_eq!(data.sample_shape, Shape::Flat(2));
+        assert_eq!(data.train.x, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]);
+        assert_eq!(data.train.y, vec![0, 1, 1, 0, 2]);
+        assert_eq!(data.val.x, vec![0.5, 10.0]);
+        assert_eq!(data.num_classes, 3);
+        // A bad cell after the data started.
+        v = write(dir.path(), "v.csv", b"1,2,0\n3,x,1\n");
+        c.val_file = Some(v);
+        let e = err(&c);
+        assert!(e.contains("v.csv line 2, column 2") && e.contains("\"x\""), "{e}");
+        // Ragged rows.
+        c.val_file = Some(write(dir.path(), "v.csv", b"1,2,0\n3,1\n"));
+        let e = err(&c);
+        assert!(e.contains("v.csv line 2: 2 columns, expected 3"), "{e}");
+    }
+
+    #[test]
+    fn non_finite_values_name_file_and_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, y) = tiny_npy(dir.path());
+        let mut x: Vec<f32> = vec![0.0; 30];
+        x[17] = f32::NAN;
+        let xs = write(dir.path(), "nan.npy", &npy_bytes("<f4", &[10, 3], &f32s(&x)));
+        let e = err(&file_config(&xs, Some(&y)));
+        assert!(e.contains("nan.npy") && e.contains("flat index 17"), "{e}");
+        x[17] = 0.0;
+        x[3] = f32::INFINITY;
+        let xs = write(dir.path(), "inf.npy", &npy_bytes("<f4", &[10, 3], &f32s(&x)));
+        let e = err(&file_config(&xs, Some(&y)));
+        assert!(e.contains("inf.npy") && e.contains("flat index 3"), "{e}");
+        let csv = write(dir.path(), "nan.csv", b"1,0\nnan,1\n");
+        let e = err(&file_config(&csv, None));
+        assert!(e.contains("nan.csv") && e.contains("flat index 1"), "{e}");
+    }
+
+    #[test]
+    fn shape_mismatches_and_bad_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        let (x, _) = tiny_npy(dir.path());
+        let y9 = write(dir.path(), "y9.npy", &npy_bytes("<i8", &[9], &i64s(&[0; 9])));
+        let e = err(&file_config(&x, Some(&y9)));
+        assert!(e.contains("x.npy holds 10 samples") && e.contains("y9.npy holds 9 labels"), "{e}");
+        let neg = write(dir.path(), "neg.npy", &npy_bytes("<i8", &[10], &i64s(&[0, 1, 0, -1, 0, 1, 0, 1, 0, 1])));
+        let e = err(&file_config(&x, Some(&neg)));
+        assert!(e.contains("neg.npy: label -1 at index 3"), "{e}");
+        let frac: Vec<u8> = [0.0f32, 1.5].iter().cycle().take(10).flat_map(|v| v.to_le_bytes()).collect();
+        let frac = write(dir.path(), "frac.npy", &npy_bytes("<f4", &[10], &frac));
+        let e = err(&file_config(&x, Some(&frac)));
+        assert!(e.contains("frac.npy: label 1.5 at index 1"), "{e}");
+        // Out of range for the configured number of classes.
+        let big = write(dir.path(), "big.npy", &npy_bytes("<i8", &[10], &i64s(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9])));
+        let mut c = file_config(&x, Some(&big));
+        c.num_classes = Some(5);
+        let e = err(&c);
+        assert!(e.contains("big.npy: label 5 at index 5 is out of range"), "{e}");
+        // Train and val sample shapes differ.
+        let x4 = write(dir.path(), "x4.npy", &npy_bytes("<f4", &[2, 4], &f32s(&[0.0; 8])));
+        let y2 = write(dir.path(), "y2.npy", &npy_bytes("<i8", &[2], &i64s(&[0, 1])));
+        let mut c = file_config(&x, Some(&big));
+        c.val_file = Some(x4);
+        c.val_labels = Some(y2);
+        let e = err(&c);
+        assert!(e.contains("x4.npy has samples of shape [4]") && e.contains("x.npy has [3]"), "{e}");
+        // Labels of a bad shape, and not one-hot rows.
+        let y3d = write(dir.path(), "y3d.npy", &npy_bytes("<i8", &[10, 1, 1], &i64s(&[0; 10])));
+        assert!(err(&file_config(&x, Some(&y3d))).contains("labels of shape [10, 1, 1]"));
+        let two = write(dir.path(), "two.npy", &npy_bytes("<i8", &[10, 2], &i64s(&[1; 20])));
+        assert!(err(&file_config(&x, Some(&two))).contains("row 0 of the 10×2 labels is not one-hot"));
+    }
+
+    #[test]
+    fn truncated_corrupt_empty_and_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (x, y) = tiny_npy(dir.path());
+        let bytes = std::fs::read(&x).unwrap();
+        let cut = write(dir.path(), "cut.npy", &bytes[..bytes.len() - 6]);
+        let e = err(&file_config(&cut, Some(&y)));
+        assert!(e.contains("cut.npy is truncated"), "{e}");
+        let junk = write(dir.path(), "junk.npy", b"this is not numpy");
+        let e = err(&file_config(&junk, Some(&y)));
+        assert!(e.contains("junk.npy is not a valid .npy file"), "{e}");
+        let junk = write(dir.path(), "junk.npz", b"PK not really");
+        let e = err(&file_config(&junk, None));
+        assert!(e.contains("junk.npz is not a valid .npz"), "{e}");
+        let empty = write(dir.path(), "empty.npy", &npy_bytes("<f4", &[0, 3], &[]));
+        let y0 = write(dir.path(), "y0.npy", &npy_bytes("<i8", &[0], &[]));
+        let e = err(&file_config(&empty, Some(&y0)));
+        assert!(e.contains("empty.npy: empty data"), "{e}");
+        let e = err(&file_config(&write(dir.path(), "e.csv", b"a,b\n"), None));
+        assert!(e.contains("e.csv: empty data"), "{e}");
+        let e = err(&file_config(&x, None));
+        assert!(e.contains("x.npy holds only features"), "{e}");
+        let e = err(&file_config(&dir.path().join("absent.npy"), Some(&y)));
+        assert!(e.contains("could not open") && e.contains("absent.npy"), "{e}");
+        let e = err(&file_config(&write(dir.path(), "c16.npy", &npy_bytes("<c8", &[1, 1], &[0; 8])), Some(&y)));
+        assert!(e.contains("c16.npy: dtype <c8 is not supported"), "{e}");
+        assert!(err(&config(DatasetName::File)).contains("needs dataset.train_file"));
+    }
+
+    #[test]
+    fn real_qubit_npy_files() {
+        let Some(shared) = shared_or_skip("real_qubit_npy_files") else { return };
+        let q = shared.join("qubit_readout");
+        // float32 (20, 800) with int64 labels: 10 ground then 10 excited.
+        let mut c = file_config(&q.join("qick_tb_w400_s100_X.npy"), Some(&q.join("qick_tb_w400_s100_y.npy")));
+        c.validation_split = 0.5;
+        let data = load_dataset(&c).unwrap();
+        assert_eq!(data.sample_shape, Shape::Flat(800));
+        assert_eq!((data.train.len(), data.val.len(), data.num_classes), (10, 10, 2));
+        assert_eq!(data.val.y.iter().filter(|&&l| l == 1).count(), 5);
+        // int16 (6200, 200) board traces.
+        let c = file_config(&q.join("malab_mock_w100_s285_X.npy"), Some(&q.join("malab_mock_w100_s285_y.npy")));
+        let data = load_dataset(&c).unwrap();
+        assert_eq!(data.sample_shape, Shape::Flat(200));
+        assert_eq!((data.train.len(), data.val.len()), (4960, 1240));
+        assert!(data.train.x.iter().all(|v| v.fract() == 0.0));
+    }
+}

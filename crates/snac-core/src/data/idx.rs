@@ -1,0 +1,422 @@
+//! MNIST and Fashion-MNIST from IDX files (gzipped or not), found in the
+//! config's `data_dir`, `$SNAC_DATA_DIR/<name>/`, the per-user cache, or
+//! `/usr/share/datasets/<name>/`.
+//!
+//! IDX: a big-endian magic `0x0000_08NN` (`08` = unsigned bytes, `NN` =
+//! number of dimensions), one big-endian `u32` per dimension, then the bytes.
+
+use super::fetch::{default_cache_dir, idx_files};
+use super::{Raw, Split, check_labels};
+use crate::arch::Shape;
+use crate::config::{DatasetConfig, DatasetName};
+use anyhow::{Context, Result, bail, ensure};
+use flate2::read::GzDecoder;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+/// Classes of MNIST and Fashion-MNIST.
+pub const MNIST_CLASSES: usize = 10;
+
+const IMAGES_MAGIC: u32 = 0x0000_0803;
+const LABELS_MAGIC: u32 = 0x0000_0801;
+
+/// Folder names a dataset may have on disk (Debian spells Fashion-MNIST with a hyphen).
+fn folder_names(name: DatasetName) -> Vec<&'static str> {
+    match name {
+        DatasetName::FashionMnist => vec!["fashion_mnist", "fashion-mnist"],
+        other => vec![other.name()],
+    }
+}
+
+/// Every directory [`load`] looks in for `name`'s IDX files, in order.
+pub fn search_dirs(name: DatasetName, data_dir: Option<&Path>) -> Vec<PathBuf> {
+    let names = folder_names(name);
+    let mut dirs = Vec::new();
+    if let Some(dir) = data_dir {
+        dirs.push(dir.to_path_buf());
+        dirs.extend(names.iter().map(|n| dir.join(n)));
+    }
+    if let Some(root) = std::env::var_os("SNAC_DATA_DIR") {
+        dirs.extend(names.iter().map(|n| PathBuf::from(&root).join(n)));
+    }
+    if let Some(root) = default_cache_dir() {
+        dirs.push(root.join(name.name()));
+    }
+    dirs.extend(names.iter().map(|n| Path::new("/usr/share/datasets").join(n)));
+    dirs
+}
+
+/// `dir/<file>.gz` or `dir/<file>`, whichever exists.
+fn find_file(dir: &Path, file: &str) -> Option<PathBuf> {
+    [dir.join(format!("{file}.gz")), dir.join(file)].into_iter().find(|p| p.is_file())
+}
+
+/// The four files' paths in the first directory that holds all of them.
+fn locate(config: &DatasetConfig) -> Result<[PathBuf; 4]> {
+    let name = config.name.name();
+    let mut looked = Vec::new();
+    for dir in search_dirs(config.name, config.data_dir.as_deref()) {
+        let found: Vec<Option<PathBuf>> = idx_files(config.name).iter().map(|f| find_file(&dir, f.name)).collect();
+        let count = found.iter().flatten().count();
+        if count == 4 {
+            let paths: Vec<PathBuf> = found.into_iter().flatten().collect();
+            return Ok(paths.try_into().expect("four paths"));
+        }
+        looked.push(if count == 0 {
+            format!("  {}", dir.display())
+        } else {
+            format!("  {} (only {count} of the 4 files)", dir.display())
+        });
+    }
+    bail!(
+        "{name}: no IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], \
+         t10k-labels-idx1-ubyte[.gz]) found. Looked in:\n{}\n`snac data fetch {name}` downloads them into the cache, \
+         or set dataset.data_dir / $SNAC_DATA_DIR",
+        looked.join("\n")
+    )
+}
+
+pub(crate) fn load(config: &DatasetConfig) -> Result<Raw> {
+    let [train_images, train_labels, test_images, test_labels] = locate(config)?;
+    // Only the first `subset_size` samples are used: stop reading there.
+    let limit = config.subset_size;
+    let train = read_pair(&train_images, &train_labels, limit)?;
+    let (val, val_shape) = read_pair(&test_images, &test_labels, limit)?;
+    let (train, shape) = train;
+    ensure!(
+        shape == val_shape,
+        "{} holds {:?} images but {} holds {:?}",
+        train_images.display(),
+        shape,
+        test_images.display(),
+        val_shape
+    );
+    Ok(Raw { shape, train, val: Some(val), scale: 255.0, num_classes: MNIST_CLASSES })
+}
+
+/// Images and labels of one split, checked against each other.
+fn read_pair(images: &Path, labels: &Path, limit: Option<usize>) -> Result<(Split, Shape)> {
+    let (x, count, shape) = read_images(images, limit)?;
+    let (y, label_count) = read_labels(labels, limit)?;
+    ensure!(
+        count == label_count,
+        "{} holds {count} images but {} holds {label_count} labels",
+        images.display(),
+        labels.display()
+    );
+    check_labels(&y, MNIST_CLASSES, &labels.display().to_string())?;
+    let take = limit.map_or(count, |n| n.min(count));
+    Ok((Split { x: x.into_iter().map(f32::from).collect(), y: y.into_iter().take(take).collect() }, shape))
+}
+
+/// Opens a file, transparently gunzipping it when it starts with the gzip magic.
+pub(crate) fn open_maybe_gz(path: &Path) -> Result<Box<dyn Read>> {
+    let mut file = BufReader::new(File::open(path).with_context(|| format!("could not open {}", path.display()))?);
+    let is_gz = std::io::BufRead::fill_buf(&mut file)
+        .with_context(|| format!("could not read {}", path.display()))?
+        .starts_with(&[0x1f, 0x8b]);
+    Ok(if is_gz { Box::new(GzDecoder::new(file)) } else { Box::new(file) })
+}
+
+/// Reads exactly `buf.len()` bytes, or says how many the file was short.
+fn read_exact(reader: &mut dyn Read, buf: &mut [u8], path: &Path, what: &str) -> Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => bail!(
+                "{} is truncated: {what} needs {} bytes but only {filled} follow",
+                path.display(),
+                buf.len()
+            ),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e).with_context(|| format!("{} is corrupt (while reading {what})", path.display())),
+        }
+    }
+    Ok(())
+}
+
+/// Magic number and dimensions.
+fn read_header(reader: &mut dyn Read, path: &Path, magic: u32, kind: &str) -> Result<Vec<usize>> {
+    let mut word = [0u8; 4];
+    read_exact(reader, &mut word, path, "the IDX magic number")?;
+    let found = u32::from_be_bytes(word);
+    ensure!(
+        found == magic,
+        "{}: wrong IDX magic number 0x{found:08x}; {kind} files start with 0x{magic:08x} \
+         (is this the right file, and not an HTML error page?)",
+        path.display()
+    );
+    let ndim = (magic & 0xff) as usize;
+    let mut dims = Vec::with_capacity(ndim);
+    for _ in 0..ndim {
+        read_exact(reader, &mut word, path, "the IDX header")?;
+        dims.push(u32::from_be_bytes(word) as usize);
+    }
+    Ok(dims)
+}
+
+/// Reads the rest of the stream to check there is nothing after the payload.
+fn ensure_at_end(reader: &mut dyn Read, path: &Path) -> Result<()> {
+    let mut extra = Vec::new();
+    reader.read_to_end(&mut extra).with_context(|| format!("{} is corrupt", path.display()))?;
+    ensure!(extra.is_empty(), "{}: {} unexpected bytes after the data the header announces", path.display(), extra.len());
+    Ok(())
+}
+
+/// Pixels (of at most `limit` images), the image count from the header, and the shape.
+fn read_images(path: &Path, limit: Option<usize>) -> Result<(Vec<u8>, usize, Shape)> {
+    let mut reader = open_maybe_gz(path)?;
+    let dims = read_header(&mut reader, path, IMAGES_MAGIC, "IDX image (unsigned byte, 3-D)")?;
+    let [count, height, width] = dims[..] else { unreachable!("three dimensions") };
+    ensure!(count > 0 && height > 0 && width > 0, "{}: empty data ({count} images of {height}×{width})", path.display());
+    let take = limit.map_or(count, |n| n.min(count));
+    let mut pixels = vec![0u8; take * height * width];
+    read_exact(&mut reader, &mut pixels, path, &format!("{take} images of {height}×{width}"))?;
+    if take == count {
+        ensure_at_end(&mut reader, path)?;
+    }
+    Ok((pixels, count, Shape::Image { height, width, channels: 1 }))
+}
+
+/// Labels (at most `limit`) and the label count from the header.
+fn read_labels(path: &Path, limit: Option<usize>) -> Result<(Vec<u32>, usize)> {
+    let mut reader = open_maybe_gz(path)?;
+    let dims = read_header(&mut reader, path, LABELS_MAGIC, "IDX label (unsigned byte, 1-D)")?;
+    let count = dims[0];
+    ensure!(count > 0, "{}: empty data (0 labels)", path.display());
+    let take = limit.map_or(count, |n| n.min(count));
+    let mut labels = vec![0u8; take];
+    read_exact(&mut reader, &mut labels, path, &format!("{take} labels"))?;
+    if take == count {
+        ensure_at_end(&mut reader, path)?;
+    }
+    Ok((labels.into_iter().map(u32::from).collect(), count))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::data::load as load_dataset;
+    use crate::data::tests::{config, shared_or_skip};
+    use flate2::Compression;
+    use flate2::write::GzEncoder;
+    use std::io::Write;
+
+    pub(crate) fn idx_bytes(magic: u32, dims: &[u32], payload: &[u8]) -> Vec<u8> {
+        let mut out = magic.to_be_bytes().to_vec();
+        for d in dims {
+            out.extend_from_slice(&d.to_be_bytes());
+        }
+        out.extend_from_slice(payload);
+        out
+    }
+
+    pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
+        enc.write_all(bytes).unwrap();
+        enc.finish().unwrap()
+    }
+
+    /// A tiny MNIST-like set: `n` 4×4 images whose pixels are `10·i + p` and
+    /// labels `i % 10`, written both for train and t10k, gzipped when `gz`.
+    fn write_tiny(dir: &Path, n: u32, gz: bool) {
+        let pixels: Vec<u8> = (0..n * 16).map(|v| ((v / 16) * 10 + v % 16) as u8).collect();
+        let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+        let images = idx_bytes(IMAGES_MAGIC, &[n, 4, 4], &pixels);
+        let labels = idx_bytes(LABELS_MAGIC, &[n], &labels);
+        for split in ["train", "t10k"] {
+            for (file, bytes) in [("images-idx3-ubyte", &images), ("labels-idx1-ubyte", &labels)] {
+                let (name, data) =
+                    if gz { (format!("{split}-{file}.gz"), gzip(bytes)) } else { (format!("{split}-{file}"), bytes.clone()) };
+                std::fs::write(dir.join(name), data).unwrap();
+            }
+        }
+    }
+
+    fn tiny_config(dir: &Path) -> DatasetConfig {
+        let mut c = config(DatasetName::Mnist);
+        c.data_dir = Some(dir.to_path_buf());
+        c
+    }
+
+    #[test]
+    fn tiny_idx_loads_gzipped_or_not() {
+        for gz in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            write_tiny(dir.path(), 12, gz);
+            let data = load_dataset(&tiny_config(dir.path())).unwrap();
+            assert_eq!(data.sample_shape, Shape::Image { height: 4, width: 4, channels: 1 });
+            assert_eq!((data.train.len(), data.val.len(), data.num_classes), (12, 12, 10));
+            assert_eq!(data.train.y[11], 1);
+            assert_eq!(data.train.x[16 * 3 + 5], 35.0 / 255.0);
+        }
+    }
+
+    #[test]
+    fn subset_resize_flatten() {
+        let dir = tempfile::tempdir().unwrap();
+        write_tiny(dir.path(), 12, true);
+        let mut c = tiny_config(dir.path());
+        c.subset_size = Some(5);
+        c.resize_val = Some(2);
+        c.flatten = true;
+        let data = load_dataset(&c).unwrap();
+        assert_eq!(data.sample_shape, Shape::Flat(4));
+        assert_eq!((data.train.len(), data.val.len()), (5, 5));
+        assert_eq!(data.train.x.len(), 20);
+        // Image 1 is 10 + p: 2×2 block means of 0..16 are 2.5, 4.5, 10.5, 12.5.
+        let expected: Vec<f32> = [12.5f32, 14.5, 20.5, 22.5].iter().map(|v| v / 255.0).collect();
+        assert_eq!(&data.train.x[4..8], &expected[..]);
+    }
+
+    fn write(dir: &Path, name: &str, bytes: &[u8]) {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+
+    fn load_err(dir: &Path) -> String {
+        format!("{:#}", load_dataset(&tiny_config(dir)).unwrap_err())
+    }
+
+    #[test]
+    fn wrong_magic_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        write_tiny(dir.path(), 3, false);
+        write(dir.path(), "train-labels-idx1-ubyte", &idx_bytes(IMAGES_MAGIC, &[3, 1, 1], &[0, 1, 2]));
+        let err = load_err(dir.path());
+        assert!(err.contains("train-labels-idx1-ubyte") && err.contains("wrong IDX magic number 0x00000803"), "{err}");
+        write(dir.path(), "train-labels-idx1-ubyte", b"<html>Not found</html>");
+        let err = load_err(dir.path());
+        assert!(err.contains("wrong IDX magic"), "{err}");
+    }
+
+    #[test]
+    fn truncated_files_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        write_tiny(dir.path(), 3, false);
+        let full = idx_bytes(IMAGES_MAGIC, &[3, 4, 4], &[7; 48]);
+        write(dir.path(), "t10k-images-idx3-ubyte", &full[..full.len() - 5]);
+        let err = load_err(dir.path());
+        assert!(err.contains("t10k-images-idx3-ubyte is truncated") && err.contains("needs 48 bytes but only 43"), "{err}");
+        write(dir.path(), "t10k-images-idx3-ubyte", &full[..6]);
+        let err = load_err(dir.path());
+        assert!(err.contains("truncated") && err.contains("header"), "{err}");
+        // Extra bytes after the payload.
+        let mut long = full.clone();
+        long.push(0);
+        write(dir.path(), "t10k-images-idx3-ubyte", &long);
+        let err = load_err(dir.path());
+        assert!(err.contains("1 unexpected bytes"), "{err}");
+    }
+
+    #[test]
+    fn corrupt_gzip_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        write_tiny(dir.path(), 30, true);
+        let path = dir.path().join("train-images-idx3-ubyte.gz");
+        let mut bytes = std::fs::read(&path).unwrap();
+        let n = bytes.len();
+        bytes.truncate(n - 12);
+        std::fs::write(&path, &bytes).unwrap();
+        let err = load_err(dir.path());
+        assert!(err.contains("train-images-idx3-ubyte.gz"), "{err}");
+        // Garbage inside the deflate stream.
+        let mut bytes = gzip(&idx_bytes(IMAGES_MAGIC, &[30, 4, 4], &[1; 480]));
+        for b in &mut bytes[12..20] {
+            *b ^= 0xff;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let err = load_err(dir.path());
+        assert!(err.contains("train-images-idx3-ubyte.gz"), "{err}");
+    }
+
+    #[test]
+    fn count_mismatch_empty_and_label_range() {
+        let dir = tempfile::tempdir().unwrap();
+        write_tiny(dir.path(), 3, false);
+        write(dir.path(), "train-labels-idx1-ubyte", &idx_bytes(LABELS_MAGIC, &[2], &[0, 1]));
+        let err = load_err(dir.path());
+        assert!(err.contains("holds 3 images but") && err.contains("train-labels-idx1-ubyte holds 2 labels"), "{err}");
+        write(dir.path(), "train-labels-idx1-ubyte", &idx_bytes(LABELS_MAGIC, &[3], &[0, 10, 1]));
+        let err = load_err(dir.path());
+        assert!(err.contains("label 10 at index 1 is out of range"), "{err}");
+        write(dir.path(), "train-labels-idx1-ubyte", &idx_bytes(LABELS_MAGIC, &[0], &[]));
+        write(dir.path(), "train-images-idx3-ubyte", &idx_bytes(IMAGES_MAGIC, &[0, 4, 4], &[]));
+        let err = load_err(dir.path());
+        assert!(err.contains("empty data"), "{err}");
+    }
+
+    #[test]
+    fn missing_files_list_every_place_and_suggest_fetch() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "train-images-idx3-ubyte", &[]);
+        let mut c = config(DatasetName::FashionMnist);
+        c.data_dir = Some(dir.path().to_path_buf());
+        let err = format!("{:#}", load_dataset(&c).unwrap_err());
+        assert!(err.contains("snac data fetch fashion_mnist"), "{err}");
+        assert!(err.contains(&format!("{} (only 1 of the 4 files)", dir.path().display())), "{err}");
+        assert!(err.contains("/usr/share/datasets/fashion-mnist"), "{err}");
+        assert!(err.contains("/usr/share/datasets/fashion_mnist"), "{err}");
+    }
+
+    fn real(name: DatasetName, test: &str) -> Option<DatasetConfig> {
+        let dir = shared_or_skip(test)?;
+        let mut c = config(name);
+        c.data_dir = Some(dir.join(name.name()));
+        Some(c)
+    }
+
+    #[test]
+    fn real_mnist_full() {
+        let Some(c) = real(DatasetName::Mnist, "real_mnist_full") else { return };
+        let data = load_dataset(&c).unwrap();
+        assert_eq!(data.sample_shape, Shape::Image { height: 28, width: 28, channels: 1 });
+        assert_eq!((data.train.len(), data.val.len()), (60000, 10000));
+        assert_eq!(data.train.x.len(), 60000 * 784);
+        // The famous first labels: 5 0 4 1 9 2 1 3 1 4; test: 7 2 1 0 4.
+        assert_eq!(&data.train.y[..10], &[5, 0, 4, 1, 9, 2, 1, 3, 1, 4]);
+        assert_eq!(&data.val.y[..5], &[7, 2, 1, 0, 4]);
+        let mut counts = [0usize; 10];
+        data.train.y.iter().for_each(|&l| counts[l as usize] += 1);
+        assert_eq!(counts, [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]);
+        let (min, max) = data.train.x.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+        assert_eq!((min, max), (0.0, 1.0));
+        // The first training image's row 5 starts dark and reaches full white.
+        assert_eq!(data.train.x[0], 0.0);
+        assert!(data.train.x[..784].iter().any(|&v| v == 1.0));
+    }
+
+    #[test]
+    fn real_mnist_as_snac_pack_t1() {
+        // t1_config.yaml: resize 8, subset 10000, flatten.
+        let Some(mut c) = real(DatasetName::Mnist, "real_mnist_as_snac_pack_t1") else { return };
+        c.resize_val = Some(8);
+        c.subset_size = Some(10000);
+        c.flatten = true;
+        let data = load_dataset(&c).unwrap();
+        assert_eq!(data.sample_shape, Shape::Flat(64));
+        assert_eq!((data.train.len(), data.val.len()), (10000, 10000));
+        assert!(data.train.x.iter().all(|&v| (0.0..=1.0).contains(&v)));
+        // Corners of a resized digit stay black; the centre is inked.
+        assert_eq!(data.train.x[0], 0.0);
+        let ink: f32 = data.train.x[..64].iter().sum();
+        assert!(ink > 5.0, "{ink}");
+    }
+
+    #[test]
+    fn real_fashion_mnist_via_env_folder() {
+        let Some(mut c) = real(DatasetName::FashionMnist, "real_fashion_mnist_via_env_folder") else { return };
+        c.resize_val = Some(16);
+        c.subset_size = Some(20000);
+        let data = load_dataset(&c).unwrap();
+        assert_eq!(data.sample_shape, Shape::Image { height: 16, width: 16, channels: 1 });
+        assert_eq!((data.train.len(), data.val.len()), (20000, 10000));
+        // Fashion-MNIST's first labels: 9 (ankle boot) 0 0 3 0; test 9 2 1 1 6.
+        assert_eq!(&data.train.y[..5], &[9, 0, 0, 3, 0]);
+        assert_eq!(&data.val.y[..5], &[9, 2, 1, 1, 6]);
+        let mut counts = [0usize; 10];
+        data.val.y.iter().for_each(|&l| counts[l as usize] += 1);
+        assert_eq!(counts, [1000; 10]);
+    }
+}
