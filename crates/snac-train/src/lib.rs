@@ -1,12 +1,30 @@
-//! Stub until the trainer lands.
-use anyhow::Result;
-use snac_core::arch::Arch;
-use snac_core::data::Split;
-use std::path::Path;
-pub struct TrainConfig { pub epochs: usize, pub batch_size: usize, pub learning_rate: f64,
-    pub early_stopping_patience: usize, pub lr_plateau_patience: usize, pub lr_factor: f64, pub min_lr: f64, pub seed: u64 }
-pub struct EpochStats { pub epoch: usize, pub train_loss: f64, pub train_accuracy: f64, pub val_loss: f64, pub val_accuracy: f64, pub learning_rate: f64 }
-pub struct TrainOutcome { pub val_accuracy: f64, pub val_loss: f64, pub best_epoch: usize, pub history: Vec<EpochStats>, pub steps: usize, pub weights: Weights }
-pub struct Weights;
-impl Weights { pub fn save(&self, _p: &Path) -> Result<()> { Ok(()) } }
-pub fn train(_arch: &Arch, _train: &Split, _val: &Split, _num_classes: usize, _config: &TrainConfig) -> Result<TrainOutcome> { anyhow::bail!("stub") }
+//! Training of snac-pack architectures on burn's Flex CPU backend, with the
+//! semantics of SNAC-Pack's Keras training (REFERENCE §3): Adam, softmax
+//! cross-entropy, EarlyStopping and ReduceLROnPlateau on the validation loss.
+//!
+//! ```no_run
+//! use snac_core::arch::{Activation, Arch, Component, Norm, Shape};
+//! use snac_core::data::Split;
+//! use snac_train::{TrainConfig, evaluate, train};
+//!
+//! let arch = Arch::new(
+//!     Shape::Flat(4),
+//!     vec![
+//!         Component::mlp("b0", 8, Norm::Batch, Activation::Relu),
+//!         Component::output("output", 2, Activation::Softmax),
+//!     ],
+//! );
+//! let split = Split { x: vec![0.0, 1.0, 0.5, 0.2, 1.0, 0.0, 0.3, 0.9], y: vec![0, 1] };
+//! let outcome = train(&arch, &split, &split, 2, &TrainConfig { epochs: 3, ..TrainConfig::default() }).unwrap();
+//! let (loss, accuracy) = evaluate(&arch, &outcome.weights, &split).unwrap();
+//! assert_eq!(accuracy, outcome.val_accuracy);
+//! # let _ = loss;
+//! ```
+
+pub mod layers;
+mod net;
+mod train;
+mod weights;
+
+pub use train::{EpochStats, TrainConfig, TrainOutcome, evaluate, train, train_from};
+pub use weights::{LayerWeights, NamedTensor, Weights};

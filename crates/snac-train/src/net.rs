@@ -1,0 +1,173 @@
+//! A network compiled from an [`Arch`] for burn: the layer sequence with
+//! indices into a flat parameter table, and the forward pass in training or
+//! inference mode.
+//!
+//! Parameters live on the host as `f32` vectors ([`ParamTable`]); each training
+//! step turns them into burn tensors, so the optimiser and the BatchNorm moving
+//! statistics are plain loops over slices.
+
+use crate::layers;
+use crate::weights::{LayerWeights, NamedTensor, Weights};
+use anyhow::{Result, bail, ensure};
+use burn::tensor::{Device, Tensor, TensorData};
+use snac_core::arch::{Activation, Arch, Layer, Shape};
+
+/// One layer of the compiled network; numbers index [`ParamTable::params`].
+#[derive(Clone, Debug)]
+pub(crate) enum NetLayer {
+    Dense { kernel: usize, bias: usize },
+    BatchNorm { gamma: usize, beta: usize, moving_mean: usize, moving_variance: usize },
+    LayerNorm { gamma: usize, beta: usize },
+    Act(Activation),
+}
+
+/// One parameter tensor on the host, shaped 2-D for burn (`[n]` becomes `[1, n]`).
+#[derive(Clone, Debug)]
+pub(crate) struct Param {
+    pub layer: usize,
+    pub name: String,
+    /// The shape as stored in [`Weights`].
+    pub shape: Vec<usize>,
+    pub rows: usize,
+    pub cols: usize,
+    pub trainable: bool,
+    pub values: Vec<f32>,
+}
+
+impl Param {
+    /// The values as a tensor on `device`.
+    pub fn tensor(&self, device: &Device) -> Tensor<2> {
+        Tensor::from_data(TensorData::new(self.values.clone(), [self.rows, self.cols]), device)
+    }
+}
+
+/// The parameters of a network, flat, with the layer kinds to rebuild [`Weights`].
+#[derive(Clone, Debug)]
+pub(crate) struct ParamTable {
+    pub params: Vec<Param>,
+    layer_kinds: Vec<String>,
+}
+
+impl ParamTable {
+    pub fn to_weights(&self) -> Weights {
+        let mut layers: Vec<LayerWeights> = self
+            .layer_kinds
+            .iter()
+            .enumerate()
+            .map(|(index, kind)| LayerWeights { index, kind: kind.clone(), tensors: Vec::new() })
+            .collect();
+        for param in &self.params {
+            layers[param.layer].tensors.push(NamedTensor {
+                name: param.name.clone(),
+                shape: param.shape.clone(),
+                values: param.values.clone(),
+            });
+        }
+        Weights { layers }
+    }
+}
+
+/// The compiled layer sequence. A trailing softmax is left out: the network
+/// outputs logits and the loss applies the softmax.
+#[derive(Clone, Debug)]
+pub(crate) struct Net {
+    pub layers: Vec<NetLayer>,
+    pub input_features: usize,
+    pub output_features: usize,
+}
+
+impl Net {
+    /// Compiles `arch` with `weights` (which must fit it), or says which layer
+    /// is not supported.
+    pub fn build(arch: &Arch, weights: &Weights) -> Result<(Net, ParamTable)> {
+        let shapes = arch.shapes()?;
+        ensure!(!shapes.is_empty(), "architecture has no layers");
+        for (index, (layer, ..)) in shapes.iter().enumerate() {
+            if let Layer::Conv2d { .. } | Layer::ConvAttention { .. } = layer {
+                bail!("layer {index} ({}) is not supported yet by snac-train", layer.kind());
+            }
+        }
+        let Shape::Flat(input_features) = arch.input_shape else {
+            bail!("input shape {} is an image; snac-train supports flat inputs only so far", arch.input_shape)
+        };
+        weights.check_fits(arch)?;
+
+        let mut params = Vec::new();
+        let mut layers = Vec::new();
+        let last = shapes.len() - 1;
+        for (index, (layer, ..)) in shapes.iter().enumerate() {
+            let lw = &weights.layers[index];
+            let mut add = |name: &str| -> Result<usize> {
+                let tensor = lw.get(name)?;
+                let (rows, cols) = match tensor.shape[..] {
+                    [n] => (1, n),
+                    [r, c] => (r, c),
+                    _ => bail!("layer {index} tensor '{name}' has shape {:?}; expected 1-D or 2-D", tensor.shape),
+                };
+                params.push(Param {
+                    layer: index,
+                    name: name.to_string(),
+                    shape: tensor.shape.clone(),
+                    rows,
+                    cols,
+                    trainable: tensor.is_trainable(),
+                    values: tensor.values.clone(),
+                });
+                Ok(params.len() - 1)
+            };
+            match layer {
+                Layer::Dense { .. } => layers.push(NetLayer::Dense { kernel: add("kernel")?, bias: add("bias")? }),
+                Layer::BatchNorm => layers.push(NetLayer::BatchNorm {
+                    gamma: add("gamma")?,
+                    beta: add("beta")?,
+                    moving_mean: add("moving_mean")?,
+                    moving_variance: add("moving_variance")?,
+                }),
+                Layer::LayerNorm => layers.push(NetLayer::LayerNorm { gamma: add("gamma")?, beta: add("beta")? }),
+                Layer::Act(Activation::Softmax) if index == last => {}
+                Layer::Act(Activation::Softmax) => {
+                    bail!("layer {index}: softmax may only be the last layer")
+                }
+                Layer::Act(act) => layers.push(NetLayer::Act(*act)),
+                // Flat input only, so Flatten is a no-op.
+                Layer::Flatten => {}
+                Layer::Conv2d { .. } | Layer::ConvAttention { .. } => unreachable!("rejected above"),
+            }
+        }
+        let output_features = arch.output_shape()?.numel();
+        let layer_kinds = shapes.iter().map(|(layer, ..)| layer.kind().to_string()).collect();
+        Ok((Net { layers, input_features, output_features }, ParamTable { params, layer_kinds }))
+    }
+
+    /// The forward pass to logits. `params[i]` is the tensor of parameter `i`
+    /// (`None` where that mode does not read it: moving statistics in
+    /// training). In training mode BatchNorm uses batch statistics and pushes
+    /// `(moving_mean index, moving_variance index, batch mean, batch variance)`
+    /// to `batch_stats`.
+    pub fn forward(
+        &self,
+        mut x: Tensor<2>,
+        params: &[Option<Tensor<2>>],
+        training: bool,
+        batch_stats: &mut Vec<(usize, usize, Tensor<2>, Tensor<2>)>,
+    ) -> Tensor<2> {
+        let p = |i: usize| params[i].clone().expect("parameter tensor missing for this mode");
+        for layer in &self.layers {
+            x = match *layer {
+                NetLayer::Dense { kernel, bias } => layers::dense(x, p(kernel), p(bias)),
+                NetLayer::BatchNorm { gamma, beta, moving_mean, moving_variance } => {
+                    if training {
+                        let (out, mean, variance) = layers::batch_norm_train(x, p(gamma), p(beta));
+                        batch_stats.push((moving_mean, moving_variance, mean, variance));
+                        out
+                    } else {
+                        layers::batch_norm_eval(x, p(gamma), p(beta), p(moving_mean), p(moving_variance))
+                    }
+                }
+                NetLayer::LayerNorm { gamma, beta } => layers::layer_norm(x, p(gamma), p(beta)),
+                NetLayer::Act(act) => layers::activation(x, act),
+            };
+        }
+        x
+    }
+}

@@ -1,0 +1,381 @@
+//! The training loop: Keras-equivalent Adam, softmax cross-entropy,
+//! per-epoch shuffling, EarlyStopping and ReduceLROnPlateau on `val_loss`.
+//!
+//! Each call runs on one thread of its own (a one-thread rayon pool), so
+//! several trials can train side by side; the result is bit-for-bit the same
+//! for the same seed.
+
+use crate::layers::{BATCH_NORM_MOMENTUM, softmax_cross_entropy};
+use crate::net::{Net, ParamTable};
+use crate::weights::Weights;
+use anyhow::{Context, Result, bail, ensure};
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use snac_core::arch::Arch;
+use snac_core::data::Split;
+
+/// Samples per forward pass when evaluating.
+const EVAL_BATCH: usize = 2048;
+/// Keras `ReduceLROnPlateau` default `min_delta`.
+const LR_PLATEAU_MIN_DELTA: f64 = 1e-4;
+/// Keras Adam defaults.
+const ADAM_BETA1: f64 = 0.9;
+const ADAM_BETA2: f64 = 0.999;
+const ADAM_EPSILON: f32 = 1e-7;
+
+/// Hyper-parameters of one training run (REFERENCE §3 defaults).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    /// EarlyStopping patience on `val_loss`, in epochs.
+    pub early_stopping_patience: usize,
+    /// ReduceLROnPlateau patience on `val_loss`, in epochs.
+    pub lr_plateau_patience: usize,
+    /// ReduceLROnPlateau factor.
+    pub lr_factor: f64,
+    /// ReduceLROnPlateau floor.
+    pub min_lr: f64,
+    /// Seeds weight initialisation and shuffling.
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> TrainConfig {
+        TrainConfig {
+            epochs: 10,
+            batch_size: 128,
+            learning_rate: 1e-3,
+            early_stopping_patience: 5,
+            lr_plateau_patience: 2,
+            lr_factor: 0.5,
+            min_lr: 1e-6,
+            seed: 0,
+        }
+    }
+}
+
+/// What one epoch achieved. Epochs count from 1, as Keras prints them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpochStats {
+    pub epoch: usize,
+    /// Sample-weighted mean of the batch losses (batch statistics in BatchNorm).
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub val_loss: f64,
+    pub val_accuracy: f64,
+    /// The learning rate used during this epoch.
+    pub learning_rate: f64,
+}
+
+/// The result of [`train`]: the best epoch's weights and validation scores.
+#[derive(Clone, Debug)]
+pub struct TrainOutcome {
+    pub val_accuracy: f64,
+    pub val_loss: f64,
+    /// The epoch (from 1) whose weights were restored.
+    pub best_epoch: usize,
+    pub history: Vec<EpochStats>,
+    /// Optimiser steps taken.
+    pub steps: usize,
+    pub weights: Weights,
+}
+
+/// Runs `work` on a fresh one-thread rayon pool, so Flex's kernels stay on it.
+fn single_threaded<T: Send>(work: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .context("could not start a training thread")?;
+    pool.install(work)
+}
+
+fn check_split(split: &Split, features: usize, num_classes: usize, what: &str) -> Result<()> {
+    ensure!(!split.is_empty(), "{what} split is empty");
+    ensure!(
+        split.x.len() == split.len() * features,
+        "{what} split has {} values for {} samples, expected {features} features each",
+        split.x.len(),
+        split.len()
+    );
+    if let Some(bad) = split.y.iter().find(|&&y| y as usize >= num_classes) {
+        bail!("{what} split has label {bad}, but there are {num_classes} classes");
+    }
+    Ok(())
+}
+
+/// Trains `arch` from fresh weights and returns the best epoch's weights.
+pub fn train(arch: &Arch, train: &Split, val: &Split, num_classes: usize, config: &TrainConfig) -> Result<TrainOutcome> {
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    let weights = Weights::init(arch, &mut rng)?;
+    train_from(arch, weights, train, val, num_classes, config)
+}
+
+/// Trains `arch` starting from `weights`.
+pub fn train_from(
+    arch: &Arch,
+    weights: Weights,
+    train: &Split,
+    val: &Split,
+    num_classes: usize,
+    config: &TrainConfig,
+) -> Result<TrainOutcome> {
+    let (net, table) = Net::build(arch, &weights)?;
+    ensure!(
+        net.output_features == num_classes,
+        "the network outputs {} values but there are {num_classes} classes",
+        net.output_features
+    );
+    check_split(train, net.input_features, num_classes, "training")?;
+    check_split(val, net.input_features, num_classes, "validation")?;
+    ensure!(config.epochs > 0, "epochs must be positive");
+    ensure!(config.batch_size > 0, "batch size must be positive");
+    ensure!(config.learning_rate > 0.0, "learning rate must be positive");
+    single_threaded(|| Trainer::new(net, table, num_classes, config).run(train, val))
+}
+
+/// Loss and accuracy of `weights` on `split`, in inference mode.
+pub fn evaluate(arch: &Arch, weights: &Weights, split: &Split) -> Result<(f64, f64)> {
+    let (net, table) = Net::build(arch, weights)?;
+    check_split(split, net.input_features, net.output_features, "evaluation")?;
+    single_threaded(|| Ok(evaluate_net(&net, &table, split)))
+}
+
+/// Inference over `split` in large batches; mean cross-entropy and accuracy.
+fn evaluate_net(net: &Net, table: &ParamTable, split: &Split) -> (f64, f64) {
+    let device = Device::flex();
+    let params: Vec<_> = table.params.iter().map(|p| Some(p.tensor(&device))).collect();
+    let features = net.input_features;
+    let classes = net.output_features;
+    let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+    let mut unused = Vec::new();
+    for start in (0..split.len()).step_by(EVAL_BATCH) {
+        let end = (start + EVAL_BATCH).min(split.len());
+        let x = Tensor::from_data(
+            TensorData::new(split.x[start * features..end * features].to_vec(), [end - start, features]),
+            &device,
+        );
+        let logits = net.forward(x, &params, false, &mut unused).into_data();
+        let logits = logits.as_slice::<f32>().expect("f32 logits");
+        for (row, &label) in logits.chunks_exact(classes).zip(&split.y[start..end]) {
+            let (loss, hit) = row_loss_and_hit(row, label as usize);
+            loss_sum += loss;
+            correct += hit as usize;
+        }
+    }
+    (loss_sum / split.len() as f64, correct as f64 / split.len() as f64)
+}
+
+/// Cross-entropy of one row of logits against `label`, and whether its argmax
+/// is the label (first maximum wins, as `argmax`).
+fn row_loss_and_hit(row: &[f32], label: usize) -> (f64, bool) {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = i;
+        }
+    }
+    let max = row[best] as f64;
+    let log_sum: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln() + max;
+    (log_sum - row[label] as f64, best == label)
+}
+
+/// Adam as Keras (TF ≥ 2.11) applies it: ε is added to `sqrt(v)` before the
+/// bias-corrected step size.
+struct Adam {
+    first_moments: Vec<Vec<f32>>,
+    second_moments: Vec<Vec<f32>>,
+    iterations: u64,
+}
+
+impl Adam {
+    fn new(table: &ParamTable) -> Adam {
+        let zeros: Vec<Vec<f32>> = table
+            .params
+            .iter()
+            .map(|p| if p.trainable { vec![0.0; p.values.len()] } else { Vec::new() })
+            .collect();
+        Adam { first_moments: zeros.clone(), second_moments: zeros, iterations: 0 }
+    }
+
+    /// `gradients[i]` is `None` for parameters that are not trained.
+    fn step(&mut self, table: &mut ParamTable, gradients: &[Option<TensorData>], learning_rate: f64) {
+        self.iterations += 1;
+        let t = self.iterations as f64;
+        let alpha = (learning_rate * (1.0 - ADAM_BETA2.powf(t)).sqrt() / (1.0 - ADAM_BETA1.powf(t))) as f32;
+        let (one_minus_beta1, one_minus_beta2) = ((1.0 - ADAM_BETA1) as f32, (1.0 - ADAM_BETA2) as f32);
+        for (i, gradient) in gradients.iter().enumerate() {
+            let Some(gradient) = gradient else { continue };
+            let gradient = gradient.as_slice::<f32>().expect("f32 gradient");
+            let values = &mut table.params[i].values;
+            let (m, v) = (&mut self.first_moments[i], &mut self.second_moments[i]);
+            for j in 0..values.len() {
+                let g = gradient[j];
+                m[j] += (g - m[j]) * one_minus_beta1;
+                v[j] += (g * g - v[j]) * one_minus_beta2;
+                values[j] -= m[j] * alpha / (v[j].sqrt() + ADAM_EPSILON);
+            }
+        }
+    }
+}
+
+/// Keras `EarlyStopping(monitor="val_loss", restore_best_weights=True)` and
+/// `ReduceLROnPlateau(monitor="val_loss", min_delta=1e-4)` bookkeeping.
+struct Callbacks {
+    best_loss: f64,
+    best_epoch: usize,
+    early_stop_wait: usize,
+    plateau_best: f64,
+    plateau_wait: usize,
+}
+
+struct Trainer<'a> {
+    net: Net,
+    table: ParamTable,
+    classes: usize,
+    config: &'a TrainConfig,
+    adam: Adam,
+    device: Device,
+}
+
+impl<'a> Trainer<'a> {
+    fn new(net: Net, table: ParamTable, classes: usize, config: &'a TrainConfig) -> Trainer<'a> {
+        let adam = Adam::new(&table);
+        Trainer { net, table, classes, config, adam, device: Device::flex().autodiff() }
+    }
+
+    fn run(mut self, train: &Split, val: &Split) -> Result<TrainOutcome> {
+        let config = self.config;
+        // Shuffling draws from its own stream, independent of initialisation.
+        let mut shuffle_rng = ChaCha8Rng::seed_from_u64(config.seed);
+        shuffle_rng.set_stream(1);
+        let mut order: Vec<usize> = (0..train.len()).collect();
+        let mut learning_rate = config.learning_rate;
+        let mut history = Vec::new();
+        let mut best = self.table.clone();
+        let mut callbacks = Callbacks {
+            best_loss: f64::INFINITY,
+            best_epoch: 0,
+            early_stop_wait: 0,
+            plateau_best: f64::INFINITY,
+            plateau_wait: 0,
+        };
+        for epoch in 1..=config.epochs {
+            order.shuffle(&mut shuffle_rng);
+            let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+            for batch in order.chunks(config.batch_size) {
+                let (loss, hits) = self.step(train, batch, learning_rate).map_err(|e| {
+                    anyhow::anyhow!("{e} at epoch {epoch} (step {})", self.adam.iterations)
+                })?;
+                loss_sum += loss * batch.len() as f64;
+                correct += hits;
+            }
+            let (val_loss, val_accuracy) = evaluate_net(&self.net, &self.table, val);
+            if !val_loss.is_finite() {
+                bail!("validation loss became {} at epoch {epoch}", non_finite_name(val_loss));
+            }
+            history.push(EpochStats {
+                epoch,
+                train_loss: loss_sum / train.len() as f64,
+                train_accuracy: correct as f64 / train.len() as f64,
+                val_loss,
+                val_accuracy,
+                learning_rate,
+            });
+
+            // EarlyStopping (min_delta 0): strictly better is an improvement.
+            if val_loss < callbacks.best_loss {
+                callbacks.best_loss = val_loss;
+                callbacks.best_epoch = epoch;
+                callbacks.early_stop_wait = 0;
+                best.clone_from(&self.table);
+            } else {
+                callbacks.early_stop_wait += 1;
+            }
+            let stop = callbacks.early_stop_wait >= config.early_stopping_patience.max(1) && epoch > 1;
+
+            // ReduceLROnPlateau (cooldown 0).
+            if val_loss < callbacks.plateau_best - LR_PLATEAU_MIN_DELTA {
+                callbacks.plateau_best = val_loss;
+                callbacks.plateau_wait = 0;
+            } else {
+                callbacks.plateau_wait += 1;
+                if callbacks.plateau_wait >= config.lr_plateau_patience && learning_rate > config.min_lr {
+                    learning_rate = (learning_rate * config.lr_factor).max(config.min_lr);
+                    callbacks.plateau_wait = 0;
+                }
+            }
+            if stop {
+                break;
+            }
+        }
+        let best_stats = history[callbacks.best_epoch - 1].clone();
+        Ok(TrainOutcome {
+            val_accuracy: best_stats.val_accuracy,
+            val_loss: best_stats.val_loss,
+            best_epoch: callbacks.best_epoch,
+            history,
+            steps: self.adam.iterations as usize,
+            weights: best.to_weights(),
+        })
+    }
+
+    /// One optimiser step on the samples `batch`; the batch loss and the
+    /// number of correct predictions.
+    fn step(&mut self, train: &Split, batch: &[usize], learning_rate: f64) -> Result<(f64, usize)> {
+        let (features, classes, rows) = (self.net.input_features, self.classes, batch.len());
+        let mut x = Vec::with_capacity(rows * features);
+        let mut one_hot = vec![0.0f32; rows * classes];
+        for (row, &sample) in batch.iter().enumerate() {
+            x.extend_from_slice(&train.x[sample * features..(sample + 1) * features]);
+            one_hot[row * classes + train.y[sample] as usize] = 1.0;
+        }
+        let device = &self.device;
+        let x = Tensor::from_data(TensorData::new(x, [rows, features]), device);
+        let one_hot = Tensor::from_data(TensorData::new(one_hot, [rows, classes]), device);
+        let params: Vec<Option<Tensor<2>>> =
+            self.table.params.iter().map(|p| p.trainable.then(|| p.tensor(device).require_grad())).collect();
+
+        let mut batch_stats = Vec::new();
+        let logits = self.net.forward(x, &params, true, &mut batch_stats);
+        let loss = softmax_cross_entropy(logits.clone(), one_hot);
+        let loss_value = loss.clone().inner().into_scalar::<f32>() as f64;
+        if !loss_value.is_finite() {
+            bail!("loss became {}", non_finite_name(loss_value));
+        }
+        let logits = logits.inner().into_data();
+        let hits = logits
+            .as_slice::<f32>()
+            .expect("f32 logits")
+            .chunks_exact(classes)
+            .zip(batch)
+            .filter(|(row, sample)| row_loss_and_hit(row, train.y[**sample] as usize).1)
+            .count();
+
+        let mut grads = loss.backward();
+        let gradients: Vec<Option<TensorData>> = params
+            .iter()
+            .map(|p| p.as_ref().and_then(|p| p.grad_remove(&mut grads)).map(|g| g.into_data()))
+            .collect();
+        self.adam.step(&mut self.table, &gradients, learning_rate);
+
+        let keep = BATCH_NORM_MOMENTUM;
+        for (mean_index, variance_index, mean, variance) in batch_stats {
+            for (index, stat) in [(mean_index, mean), (variance_index, variance)] {
+                let stat = stat.inner().into_data();
+                let stat = stat.as_slice::<f32>().expect("f32 statistics");
+                for (moving, &batch_value) in self.table.params[index].values.iter_mut().zip(stat) {
+                    *moving = *moving * keep + batch_value * (1.0 - keep);
+                }
+            }
+        }
+        Ok((loss_value, hits))
+    }
+}
+
+fn non_finite_name(value: f64) -> &'static str {
+    if value.is_nan() { "NaN" } else { "infinite" }
+}

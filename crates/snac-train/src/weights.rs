@@ -1,0 +1,165 @@
+//! Trained parameters as plain data: one entry per layer of the compute
+//! sequence, each a list of named tensors in Keras naming and layout.
+//!
+//! Dense layers hold `kernel` `[in, out]` and `bias` `[out]`; BatchNorm holds
+//! `gamma`, `beta`, `moving_mean`, `moving_variance`; LayerNorm holds `gamma`
+//! and `beta`. Weights save to and load from JSON, so a later stage (QAT,
+//! export) can restart from them.
+
+use anyhow::{Context, Result, bail, ensure};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use snac_core::arch::{Arch, Layer, Shape};
+use std::path::Path;
+
+/// One named parameter tensor, row-major.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NamedTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub values: Vec<f32>,
+}
+
+impl NamedTensor {
+    fn new(name: &str, shape: Vec<usize>, values: Vec<f32>) -> NamedTensor {
+        NamedTensor { name: name.to_string(), shape, values }
+    }
+
+    /// Whether the optimiser updates this tensor (BatchNorm's moving
+    /// statistics are updated by the forward pass instead).
+    pub fn is_trainable(&self) -> bool {
+        !matches!(self.name.as_str(), "moving_mean" | "moving_variance")
+    }
+}
+
+/// The parameters of one layer (empty for activations and Flatten).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayerWeights {
+    /// Position in [`Arch::layers`].
+    pub index: usize,
+    /// [`Layer::kind`], checked on use.
+    pub kind: String,
+    pub tensors: Vec<NamedTensor>,
+}
+
+impl LayerWeights {
+    /// The tensor called `name`.
+    pub fn get(&self, name: &str) -> Result<&NamedTensor> {
+        self.tensors
+            .iter()
+            .find(|t| t.name == name)
+            .with_context(|| format!("layer {} ({}) has no tensor '{name}'", self.index, self.kind))
+    }
+}
+
+/// All parameters of a network, aligned with [`Arch::layers`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Weights {
+    pub layers: Vec<LayerWeights>,
+}
+
+/// Features of a normalisation layer's input: the last axis.
+fn feature_count(shape: Shape) -> usize {
+    match shape {
+        Shape::Flat(n) => n,
+        Shape::Image { channels, .. } => channels,
+    }
+}
+
+impl Weights {
+    /// Fresh Keras-style initial weights: Glorot-uniform kernels, zero biases,
+    /// gamma 1, beta 0, moving mean 0 and moving variance 1.
+    pub fn init(arch: &Arch, rng: &mut ChaCha8Rng) -> Result<Weights> {
+        let mut layers = Vec::new();
+        for (index, (layer, input, _)) in arch.shapes()?.into_iter().enumerate() {
+            let tensors = match *layer {
+                Layer::Dense { units } => {
+                    let fan_in = input.numel();
+                    let limit = (6.0 / (fan_in + units) as f64).sqrt() as f32;
+                    let kernel = (0..fan_in * units).map(|_| rng.random_range(-limit..limit)).collect();
+                    vec![
+                        NamedTensor::new("kernel", vec![fan_in, units], kernel),
+                        NamedTensor::new("bias", vec![units], vec![0.0; units]),
+                    ]
+                }
+                Layer::BatchNorm => {
+                    let n = feature_count(input);
+                    vec![
+                        NamedTensor::new("gamma", vec![n], vec![1.0; n]),
+                        NamedTensor::new("beta", vec![n], vec![0.0; n]),
+                        NamedTensor::new("moving_mean", vec![n], vec![0.0; n]),
+                        NamedTensor::new("moving_variance", vec![n], vec![1.0; n]),
+                    ]
+                }
+                Layer::LayerNorm => {
+                    let n = feature_count(input);
+                    vec![
+                        NamedTensor::new("gamma", vec![n], vec![1.0; n]),
+                        NamedTensor::new("beta", vec![n], vec![0.0; n]),
+                    ]
+                }
+                Layer::Act(_) | Layer::Flatten => Vec::new(),
+                Layer::Conv2d { .. } | Layer::ConvAttention { .. } => {
+                    bail!("layer {index} ({}) is not supported yet by snac-train", layer.kind())
+                }
+            };
+            layers.push(LayerWeights { index, kind: layer.kind().to_string(), tensors });
+        }
+        Ok(Weights { layers })
+    }
+
+    /// Checks that these weights fit `arch`: same layers, same tensor shapes.
+    pub fn check_fits(&self, arch: &Arch) -> Result<()> {
+        let mut rng = rand::SeedableRng::seed_from_u64(0);
+        let expected = Weights::init(arch, &mut rng)?;
+        ensure!(
+            self.layers.len() == expected.layers.len(),
+            "weights have {} layers, the architecture {}",
+            self.layers.len(),
+            expected.layers.len()
+        );
+        for (have, want) in self.layers.iter().zip(&expected.layers) {
+            ensure!(
+                have.kind == want.kind,
+                "weights layer {} is {}, the architecture's is {}",
+                want.index,
+                have.kind,
+                want.kind
+            );
+            for tensor in &want.tensors {
+                let found = have.get(&tensor.name)?;
+                ensure!(
+                    found.shape == tensor.shape && found.values.len() == tensor.values.len(),
+                    "layer {} ({}) tensor '{}' has shape {:?} ({} values), expected {:?}",
+                    want.index,
+                    want.kind,
+                    tensor.name,
+                    found.shape,
+                    found.values.len(),
+                    tensor.shape
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the weights as JSON.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let file = std::fs::File::create(path).with_context(|| format!("could not create {}", path.display()))?;
+        serde_json::to_writer(std::io::BufWriter::new(file), self)
+            .with_context(|| format!("could not write weights to {}", path.display()))
+    }
+
+    /// Reads weights written by [`Weights::save`].
+    pub fn load(path: &Path) -> Result<Weights> {
+        let file = std::fs::File::open(path).with_context(|| format!("could not open {}", path.display()))?;
+        serde_json::from_reader(std::io::BufReader::new(file))
+            .with_context(|| format!("could not read weights from {}", path.display()))
+    }
+
+    /// Total number of scalars, trainable or not.
+    pub fn scalar_count(&self) -> usize {
+        self.layers.iter().flat_map(|l| &l.tensors).map(|t| t.values.len()).sum()
+    }
+}
