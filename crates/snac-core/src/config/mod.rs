@@ -8,7 +8,9 @@
 
 mod parse;
 
-pub use parse::{BLOCK_TYPES, BOARDS, ConfigError, ConfigErrors, DEFAULT_PRECISION_PAIRS, load, load_str, parse_precision};
+pub use parse::{
+    BLOCK_TYPES, BOARDS, ConfigError, ConfigErrors, DEFAULT_PRECISION_PAIRS, load, load_str, parse_precision,
+};
 
 use crate::arch::{Activation, Norm};
 use serde::Serialize;

@@ -101,16 +101,16 @@ pub fn load_str(text: &str, path: &Path) -> Result<Experiment, ConfigErrors> {
         ctx.error("", Some(second.span.start.line()), message);
     }
     let root = documents.first().filter(|root| !reader::is_null(root));
-    if let Some(root) = root {
-        if !matches!(reader::untag(root).data, YamlDataOwned::Mapping(_)) {
-            let message = format!(
-                "{} is not an experiment; accepted: a map with the sections dataset, search, search_space, \
+    if let Some(root) = root
+        && !matches!(reader::untag(root).data, YamlDataOwned::Mapping(_))
+    {
+        let message = format!(
+            "{} is not an experiment; accepted: a map with the sections dataset, search, search_space, \
                  hls_config, local_search, synthesis, output",
-                ctx.show(root)
-            );
-            ctx.error("", Some(root.span.start.line()), message);
-            return Err(fail(ctx.errors));
-        }
+            ctx.show(root)
+        );
+        ctx.error("", Some(root.span.start.line()), message);
+        return Err(fail(ctx.errors));
     }
     let root = root.map(|node| Field { node, line: node.span.start.line() });
     let experiment = sections::experiment(&mut ctx, root, path);

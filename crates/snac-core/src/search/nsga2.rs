@@ -509,7 +509,7 @@ mod tests {
             }
             t
         };
-        let trials = vec![
+        let trials = [
             constrained(0, [0.0, 0.0], Some(3.0)),    // best values, most violated
             constrained(1, [9.0, 9.0], Some(0.0)),    // feasible
             constrained(2, [1.0, 1.0], Some(0.5)),    // infeasible, small violation

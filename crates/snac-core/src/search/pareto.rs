@@ -141,7 +141,9 @@ fn crowding<V: AsRef<[f64]>>(values: &[V]) -> (Vec<f64>, Vec<usize>) {
     let mut order: Vec<usize> = (0..n).collect();
     let n_objectives = values.first().map_or(0, |v| v.as_ref().len());
     for objective in 0..n_objectives {
-        let value = |i: usize| values[i].as_ref().get(objective).copied().unwrap_or(f64::NAN);
+        // NaN (or a missing value) sorts as the worst, +inf.
+        let value =
+            |i: usize| values[i].as_ref().get(objective).copied().filter(|v| !v.is_nan()).unwrap_or(f64::INFINITY);
         // Stable sorts one objective after another, as Optuna sorts its list
         // in place: the final order decides ties below.
         order.sort_by(|&a, &b| cmp_f64(value(a), value(b)));
@@ -152,7 +154,7 @@ fn crowding<V: AsRef<[f64]>>(values: &[V]) -> (Vec<f64>, Vec<usize>) {
         let lowest = sorted.iter().copied().find(|&v| v != f64::NEG_INFINITY).unwrap_or(f64::INFINITY);
         let highest = sorted.iter().rev().copied().find(|&v| v != f64::INFINITY).unwrap_or(f64::NEG_INFINITY);
         let mut width = highest - lowest;
-        if !(width > 0.0) {
+        if width.is_nan() || width <= 0.0 {
             width = 1.0;
         }
         for (k, &i) in order.iter().enumerate() {

@@ -77,13 +77,7 @@ impl<'c, 's, 'n> Section<'c, 's, 'n> {
         self.opt_string(key, "a path").map(|text| resolve(config_dir, &text))
     }
 
-    fn opt_choice<T>(
-        &mut self,
-        key: &str,
-        what: &str,
-        accepted: &str,
-        parse: impl Fn(&str) -> Option<T>,
-    ) -> Option<T> {
+    fn opt_choice<T>(&mut self, key: &str, what: &str, accepted: &str, parse: impl Fn(&str) -> Option<T>) -> Option<T> {
         let field = self.map.get(key)?;
         self.ctx.choice(&self.path(key), field, what, accepted, parse)
     }
@@ -177,9 +171,8 @@ fn dataset(ctx: &mut Ctx<'_>, root: &mut Map<'_>, config_dir: &Path) -> DatasetC
         train_labels: s.opt_path("train_labels", config_dir),
         val_file: s.opt_path("val_file", config_dir),
         val_labels: s.opt_path("val_labels", config_dir),
-        validation_split: s.number_or("validation_split", 0.2, "a number between 0 and 1 (exclusive)", |v| {
-            v > 0.0 && v < 1.0
-        }),
+        validation_split: s
+            .number_or("validation_split", 0.2, "a number between 0 and 1 (exclusive)", |v| v > 0.0 && v < 1.0),
         start_location: s.opt_count("start_location", 0),
         window_size: s.opt_count("window_size", 1),
         normalize: s.bool_or("normalize", false),
@@ -221,16 +214,16 @@ fn search(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> SearchConfig {
     let early_stopping_patience = s.count_or(patience_key, 0, default_patience);
     let min_layers = s.opt_count("min_layers", 1);
     let max_layers = s.opt_count("max_layers", 1);
-    if let (Some(min), Some(max)) = (min_layers, max_layers.or(Some(5))) {
-        if min > max {
-            let (key, message) = if max_layers.is_some() {
-                ("max_layers", format!("{max} is less than search.min_layers ({min}); accepted: a whole number ≥ {min}"))
-            } else {
-                ("min_layers", format!("{min} is more than max_layers (default 5); accepted: 1 to 5, or set max_layers"))
-            };
-            let line = s.map.line_of(key);
-            s.ctx.error(s.path(key), line, message);
-        }
+    if let (Some(min), Some(max)) = (min_layers, max_layers.or(Some(5)))
+        && min > max
+    {
+        let (key, message) = if max_layers.is_some() {
+            ("max_layers", format!("{max} is less than search.min_layers ({min}); accepted: a whole number ≥ {min}"))
+        } else {
+            ("min_layers", format!("{min} is more than max_layers (default 5); accepted: 1 to 5, or set max_layers"))
+        };
+        let line = s.map.line_of(key);
+        s.ctx.error(s.path(key), line, message);
     }
     s.finish();
     SearchConfig {
@@ -302,8 +295,9 @@ fn objectives(s: &mut Section<'_, '_, '_>, use_hardware_metrics: bool) -> Vec<(O
                 s.ctx.error(&flags_path, Some(field.line), message);
             }
             Some(_) if flags.len() != names.len() => {
+                let entries = if flags.len() == 1 { "entry" } else { "entries" };
                 let message = format!(
-                    "has {} entries but objective_names has {}; accepted: one true/false per objective",
+                    "has {} {entries} but objective_names has {}; accepted: one true/false per objective",
                     flags.len(),
                     names.len()
                 );
@@ -472,31 +466,27 @@ fn local_search(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> Option<LocalSearchConf
     let qat_epochs = s.count_or("qat_epochs", 0, 2);
     let pruning_iterations = s.count_or("pruning_iterations", 0, 5);
     let pruning_epochs = s.count_or("pruning_epochs", 1, 2);
-    let pruning_rate =
-        s.number_or("pruning_rate", 0.8, "a number between 0 and 1 (exclusive)", |v| v > 0.0 && v < 1.0);
-    let defaults: Vec<PrecisionPair> = DEFAULT_PRECISION_PAIRS
-        .iter()
-        .map(|&(total_bits, int_bits)| PrecisionPair { total_bits, int_bits })
-        .collect();
+    let pruning_rate = s.number_or("pruning_rate", 0.8, "a number between 0 and 1 (exclusive)", |v| v > 0.0 && v < 1.0);
+    let defaults: Vec<PrecisionPair> =
+        DEFAULT_PRECISION_PAIRS.iter().map(|&(total_bits, int_bits)| PrecisionPair { total_bits, int_bits }).collect();
     let mut seen: Vec<(PrecisionPair, String)> = Vec::new();
-    let precision_pairs =
-        s.list_or("precision_pairs", defaults, "{total_bits, int_bits} maps", |ctx, path, field| {
-            let map = ctx.map(path, Some(field.line), Some(field));
-            let mut item = Section { ctx: &mut *ctx, map };
-            let pair = if item.map.valid { precision_pair(&mut item) } else { None };
-            item.finish();
-            let pair = pair?;
-            if let Some((_, first)) = seen.iter().find(|(p, _)| *p == pair) {
-                let message = format!(
-                    "{{total_bits: {}, int_bits: {}}} is listed twice (also {first}); accepted: each pair once",
-                    pair.total_bits, pair.int_bits
-                );
-                ctx.error(path, Some(field.line), message);
-                return None;
-            }
-            seen.push((pair, path.to_string()));
-            Some(pair)
-        });
+    let precision_pairs = s.list_or("precision_pairs", defaults, "{total_bits, int_bits} maps", |ctx, path, field| {
+        let map = ctx.map(path, Some(field.line), Some(field));
+        let mut item = Section { ctx: &mut *ctx, map };
+        let pair = if item.map.valid { precision_pair(&mut item) } else { None };
+        item.finish();
+        let pair = pair?;
+        if let Some((_, first)) = seen.iter().find(|(p, _)| *p == pair) {
+            let message = format!(
+                "{{total_bits: {}, int_bits: {}}} is listed twice (also {first}); accepted: each pair once",
+                pair.total_bits, pair.int_bits
+            );
+            ctx.error(path, Some(field.line), message);
+            return None;
+        }
+        seen.push((pair, path.to_string()));
+        Some(pair)
+    });
     s.finish();
     Some(LocalSearchConfig { qat_epochs, pruning_iterations, pruning_epochs, pruning_rate, precision_pairs })
 }
@@ -524,19 +514,19 @@ fn synthesis(
         .opt_string("hls_output_dir", "a directory")
         .map(PathBuf::from)
         .unwrap_or_else(|| output.results_dir.join("hls_project"));
-    if let (Some(pair), Some(local_search)) = (pair, local_search) {
-        if !local_search.precision_pairs.contains(&pair) {
-            let listed: Vec<String> =
-                local_search.precision_pairs.iter().map(|p| format!("{}/{}", p.total_bits, p.int_bits)).collect();
-            let message = format!(
-                "{}/{} (total_bits/int_bits) is not one of local_search.precision_pairs; accepted: {}",
-                pair.total_bits,
-                pair.int_bits,
-                listed.join(", ")
-            );
-            let line = s.map.line_of("total_bits");
-            s.ctx.error(join(&s.map.path, "total_bits"), line, message);
-        }
+    if let (Some(pair), Some(local_search)) = (pair, local_search)
+        && !local_search.precision_pairs.contains(&pair)
+    {
+        let listed: Vec<String> =
+            local_search.precision_pairs.iter().map(|p| format!("{}/{}", p.total_bits, p.int_bits)).collect();
+        let message = format!(
+            "{}/{} (total_bits/int_bits) is not one of local_search.precision_pairs; accepted: {}",
+            pair.total_bits,
+            pair.int_bits,
+            listed.join(", ")
+        );
+        let line = s.map.line_of("total_bits");
+        s.ctx.error(join(&s.map.path, "total_bits"), line, message);
     }
     s.finish();
     let pair = pair.unwrap_or(PrecisionPair { total_bits: 8, int_bits: 3 });

@@ -77,7 +77,8 @@ fn minimal_config_gets_defaults() {
 
 #[test]
 fn block_mode_patience_and_hardware_default_objectives() {
-    let experiment = parse("dataset: {name: mnist}\nsearch: {model_type: block, use_hardware_metrics: true}\n").unwrap();
+    let experiment =
+        parse("dataset: {name: mnist}\nsearch: {model_type: block, use_hardware_metrics: true}\n").unwrap();
     assert_eq!(experiment.search.early_stopping_patience, 5);
     let names: Vec<_> = experiment.search.objectives.iter().map(|(o, m)| (o.name(), *m)).collect();
     assert_eq!(
@@ -99,7 +100,10 @@ fn extensions_are_read() {
                 population_size: 8\n  workers: 2\n  storage: sqlite:///x.db\n  study_name: s\n  batch_size: 32\n  \
                 learning_rate: 0.01\n  patience: 0\n  min_layers: 1\n  max_layers: 1\n  objective_names: [params, accuracy]\n";
     let search = parse(text).unwrap().search;
-    assert_eq!((search.seed, search.sampler, search.population_size, search.workers), (7, SamplerKind::Random, 8, Some(2)));
+    assert_eq!(
+        (search.seed, search.sampler, search.population_size, search.workers),
+        (7, SamplerKind::Random, 8, Some(2))
+    );
     assert_eq!((search.storage.as_deref(), search.study_name.as_deref()), (Some("sqlite:///x.db"), Some("s")));
     assert_eq!((search.batch_size, search.learning_rate, search.early_stopping_patience), (32, 0.01, 0));
     assert_eq!((search.min_layers, search.max_layers), (1, 1));
@@ -145,7 +149,8 @@ fn empty_values_take_defaults() {
 /// `../../../shared` from this crate, else `$SNAC_SHARED_DIR`.
 fn shared_dir() -> Option<PathBuf> {
     let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared");
-    let candidates = [Some(PathBuf::from("/work/shared")), Some(beside), std::env::var_os("SNAC_SHARED_DIR").map(PathBuf::from)];
+    let candidates =
+        [Some(PathBuf::from("/work/shared")), Some(beside), std::env::var_os("SNAC_SHARED_DIR").map(PathBuf::from)];
     candidates.into_iter().flatten().find(|dir| dir.join("peer-configs").is_dir())
 }
 
@@ -327,8 +332,7 @@ fn bad_output_activation() {
 
 #[test]
 fn bad_norm() {
-    let message =
-        single_error(&with("search_space:\n  norm_space: [null, group]\n"), "search_space.norm_space[1]", 4);
+    let message = single_error(&with("search_space:\n  norm_space: [null, group]\n"), "search_space.norm_space[1]", 4);
     assert_mentions(&message, &["'group'", "not a norm", Norm::ACCEPTED]);
 }
 
@@ -362,7 +366,11 @@ fn bad_precision_string() {
     let text = with("hls_config:\n  model:\n    precision: ap_fixed<8;3>\n");
     let message = single_error(&text, "hls_config.model.precision", 5);
     assert_mentions(&message, &["'ap_fixed<8;3>'", "ap_fixed<W,I> with 0 < I ≤ W"]);
-    let message = single_error(&with("hls_config:\n  model:\n    precision: \"ap_fixed<4,6>\"\n"), "hls_config.model.precision", 5);
+    let message = single_error(
+        &with("hls_config:\n  model:\n    precision: \"ap_fixed<4,6>\"\n"),
+        "hls_config.model.precision",
+        5,
+    );
     assert_mentions(&message, &["'ap_fixed<4,6>'"]);
     assert_eq!(parse_precision(" ap_fixed<16, 6> "), Some((16, 6)));
     assert_eq!(parse_precision("ap_fixed<8,0>"), None);
@@ -382,7 +390,9 @@ fn bad_board_and_strategy() {
 
 #[test]
 fn int_bits_not_below_total_bits() {
-    let text = with("local_search:\n  precision_pairs:\n    - {total_bits: 8, int_bits: 3}\n    - {total_bits: 4, int_bits: 4}\n");
+    let text = with(
+        "local_search:\n  precision_pairs:\n    - {total_bits: 8, int_bits: 3}\n    - {total_bits: 4, int_bits: 4}\n",
+    );
     let message = single_error(&text, "local_search.precision_pairs[1].int_bits", 6);
     assert_mentions(&message, &["4 is not below total_bits (4)", "0 ≤ int_bits < total_bits"]);
 }
@@ -408,7 +418,9 @@ fn negative_and_too_wide_bits() {
 
 #[test]
 fn missing_bits_and_duplicate_pair() {
-    let text = with("local_search:\n  precision_pairs:\n    - {total_bits: 8}\n    - {total_bits: 6, int_bits: 2}\n    - {total_bits: 6, int_bits: 2}\n");
+    let text = with(
+        "local_search:\n  precision_pairs:\n    - {total_bits: 8}\n    - {total_bits: 6, int_bits: 2}\n    - {total_bits: 6, int_bits: 2}\n",
+    );
     let errors = errors(&text);
     assert_eq!(errors.len(), 2, "{errors:#?}");
     assert_eq!((errors[0].key_path.as_str(), errors[0].line), ("local_search.precision_pairs[0].int_bits", Some(5)));
@@ -425,7 +437,9 @@ fn bad_pruning_rate() {
 
 #[test]
 fn synthesis_precision_must_come_from_local_search() {
-    let text = with("local_search:\n  precision_pairs: [{total_bits: 8, int_bits: 3}]\nsynthesis:\n  total_bits: 6\n  int_bits: 2\n");
+    let text = with(
+        "local_search:\n  precision_pairs: [{total_bits: 8, int_bits: 3}]\nsynthesis:\n  total_bits: 6\n  int_bits: 2\n",
+    );
     let message = single_error(&text, "synthesis.total_bits", 6);
     assert_mentions(&message, &["6/2", "accepted: 8/3"]);
     let synthesis = parse(&with("synthesis: {total_bits: 6, int_bits: 2}\n")).unwrap().synthesis.unwrap();
@@ -448,16 +462,41 @@ fn file_dataset_needs_train_file() {
 #[test]
 fn wrong_types() {
     let cases: &[(&str, &str, usize, &[&str])] = &[
-        ("search:\n  model_type: mlp\n  n_trials: ten\n", "search.n_trials", 5, &["'ten' (a string)", "a whole number ≥ 1"]),
-        ("search:\n  model_type: mlp\n  epochs: 2.5\n", "search.epochs", 5, &["2.5 (a decimal number)", "a whole number"]),
+        (
+            "search:\n  model_type: mlp\n  n_trials: ten\n",
+            "search.n_trials",
+            5,
+            &["'ten' (a string)", "a whole number ≥ 1"],
+        ),
+        (
+            "search:\n  model_type: mlp\n  epochs: 2.5\n",
+            "search.epochs",
+            5,
+            &["2.5 (a decimal number)", "a whole number"],
+        ),
         ("search:\n  model_type: mlp\n  n_trials: \"3\"\n", "search.n_trials", 5, &["'3' (a string)"]),
-        ("search:\n  model_type: mlp\n  use_hardware_metrics: 1\n", "search.use_hardware_metrics", 5, &["1 (a whole number)", "true, false"]),
+        (
+            "search:\n  model_type: mlp\n  use_hardware_metrics: 1\n",
+            "search.use_hardware_metrics",
+            5,
+            &["1 (a whole number)", "true, false"],
+        ),
         ("search:\n  model_type: mlp\n  learning_rate: fast\n", "search.learning_rate", 5, &["'fast'", "a number > 0"]),
-        ("search_space:\n  mlp_width_space: 8\n", "search_space.mlp_width_space", 4, &["8 (a whole number)", "a list of whole numbers"]),
+        (
+            "search_space:\n  mlp_width_space: 8\n",
+            "search_space.mlp_width_space",
+            4,
+            &["8 (a whole number)", "a list of whole numbers"],
+        ),
         ("search_space:\n  conv_attn: [4]\n", "search_space.conv_attn", 4, &["a list is not a map"]),
         ("hls_config:\n  model: ap_fixed<8,3>\n", "hls_config.model", 4, &["'ap_fixed<8,3>' (a string) is not a map"]),
         ("output:\n  results_dir: [a, b]\n", "output.results_dir", 4, &["a list is not a directory"]),
-        ("local_search:\n  precision_pairs: [[8, 3]]\n", "local_search.precision_pairs[0]", 4, &["a list is not a map"]),
+        (
+            "local_search:\n  precision_pairs: [[8, 3]]\n",
+            "local_search.precision_pairs[0]",
+            4,
+            &["a list is not a map"],
+        ),
         ("search_space: [1, 2]\n", "search_space", 3, &["a list is not a map"]),
     ];
     for (extra, key_path, line, parts) in cases {
