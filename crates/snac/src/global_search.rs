@@ -20,7 +20,7 @@ use snac_core::search::{Direction, FrozenTrial, Sampler, Study, Trial, TrialStat
 use snac_core::space::{self, SpaceSpec};
 use snac_core::storage::{self, Storage};
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -127,7 +127,7 @@ impl SearchSetup {
     pub fn sampler(&self) -> Arc<dyn Sampler> {
         match self.experiment.search.sampler {
             SamplerKind::Random => Arc::new(RandomSampler),
-            SamplerKind::Nsga2 => Arc::new(NsgaIISampler::new(self.experiment.search.population_size)),
+            SamplerKind::Nsga2 => Arc::new(NsgaIISampler { population_size: self.experiment.search.population_size, ..Default::default() }),
         }
     }
 }
@@ -183,7 +183,6 @@ fn objective_values(setup: &SearchSetup, result: &TrialResult) -> Vec<f64> {
 /// Summary of a finished search.
 pub struct SearchSummary {
     pub trials: Vec<FrozenTrial>,
-    pub results_dir: PathBuf,
     pub best: Option<FrozenTrial>,
 }
 
@@ -279,7 +278,7 @@ pub fn run(setup: &SearchSetup, results_dir: &Path, show_progress: bool) -> Resu
     if failed > 0 {
         eprintln!("{failed} trial(s) failed; their reasons are in the CSV's fail_reason column");
     }
-    Ok(SearchSummary { trials, results_dir: results_dir.to_path_buf(), best })
+    Ok(SearchSummary { trials, best })
 }
 
 fn run_one(

@@ -133,7 +133,7 @@ impl Direction {
     }
 }
 
-/// User attribute under which constraint values are kept: a list of floats,
+/// System attribute under which constraint values are kept (as Optuna does): a list of floats,
 /// feasible when every value is ≤ 0 (Optuna's `constraints_func` convention).
 pub const CONSTRAINTS_KEY: &str = "constraints";
 
@@ -166,9 +166,14 @@ impl FrozenTrial {
         list.iter().map(|v| v.as_f64()).collect()
     }
 
-    /// Sum of constraint violations (0 when feasible or unconstrained).
+    /// Sum of constraint violations (0 when feasible or unconstrained; a NaN
+    /// constraint counts as infinitely violated).
     pub fn violation(&self) -> f64 {
-        self.constraints().map(|c| c.iter().map(|v| v.max(0.0)).sum()).unwrap_or(0.0)
+        match self.constraints() {
+            None => 0.0,
+            Some(c) if c.iter().any(|v| v.is_nan()) => f64::INFINITY,
+            Some(c) => c.iter().map(|v| v.max(0.0)).sum(),
+        }
     }
 
     /// Seconds from start to completion.
