@@ -149,6 +149,24 @@ fn read_exact(reader: &mut dyn Read, buf: &mut [u8], path: &Path, what: &str) ->
     Ok(())
 }
 
+/// Reads the `len` payload bytes the header announced, growing the buffer as
+/// data arrives (a corrupt header cannot ask for an absurd allocation).
+fn read_payload(reader: &mut dyn Read, len: Option<usize>, path: &Path, what: &str) -> Result<Vec<u8>> {
+    let Some(len) = len else { bail!("{}: the IDX header announces more data than fits in memory", path.display()) };
+    let mut payload = Vec::with_capacity(len.min(1 << 26));
+    reader
+        .take(len as u64)
+        .read_to_end(&mut payload)
+        .with_context(|| format!("{} is corrupt (while reading {what})", path.display()))?;
+    ensure!(
+        payload.len() == len,
+        "{} is truncated: {what} needs {len} bytes but only {} follow",
+        path.display(),
+        payload.len()
+    );
+    Ok(payload)
+}
+
 /// Magic number and dimensions.
 fn read_header(reader: &mut dyn Read, path: &Path, magic: u32, kind: &str) -> Result<Vec<usize>> {
     let mut word = [0u8; 4];
@@ -192,9 +210,18 @@ fn read_images(path: &Path, limit: Option<usize>) -> Result<(Vec<u8>, usize, Sha
         "{}: empty data ({count} images of {height}×{width})",
         path.display()
     );
+    ensure!(
+        height.checked_mul(width).is_some_and(|n| n <= 1 << 24),
+        "{}: the IDX header announces {height}×{width} images; the file is corrupt",
+        path.display()
+    );
     let take = limit.map_or(count, |n| n.min(count));
-    let mut pixels = vec![0u8; take * height * width];
-    read_exact(&mut reader, &mut pixels, path, &format!("{take} images of {height}×{width}"))?;
+    let pixels = read_payload(
+        &mut reader,
+        take.checked_mul(height * width),
+        path,
+        &format!("{take} images of {height}×{width}"),
+    )?;
     if take == count {
         ensure_at_end(&mut reader, path)?;
     }
@@ -208,8 +235,7 @@ fn read_labels(path: &Path, limit: Option<usize>) -> Result<(Vec<u32>, usize)> {
     let count = dims[0];
     ensure!(count > 0, "{}: empty data (0 labels)", path.display());
     let take = limit.map_or(count, |n| n.min(count));
-    let mut labels = vec![0u8; take];
-    read_exact(&mut reader, &mut labels, path, &format!("{take} labels"))?;
+    let labels = read_payload(&mut reader, Some(take), path, &format!("{take} labels"))?;
     if take == count {
         ensure_at_end(&mut reader, path)?;
     }
@@ -329,6 +355,13 @@ pub(crate) mod tests {
         write(dir.path(), "t10k-images-idx3-ubyte", &full[..6]);
         let err = load_err(dir.path());
         assert!(err.contains("truncated") && err.contains("header"), "{err}");
+        // A header announcing absurd sizes.
+        write(dir.path(), "t10k-images-idx3-ubyte", &idx_bytes(IMAGES_MAGIC, &[u32::MAX, 4, 4], &[0; 10]));
+        let err = load_err(dir.path());
+        assert!(err.contains("truncated") && err.contains("only 10 follow"), "{err}");
+        write(dir.path(), "t10k-images-idx3-ubyte", &idx_bytes(IMAGES_MAGIC, &[3, u32::MAX, u32::MAX], &[0; 10]));
+        let err = load_err(dir.path());
+        assert!(err.contains("corrupt"), "{err}");
         // Extra bytes after the payload.
         let mut long = full.clone();
         long.push(0);
@@ -411,7 +444,7 @@ pub(crate) mod tests {
         assert_eq!((min, max), (0.0, 1.0));
         // The first training image's row 5 starts dark and reaches full white.
         assert_eq!(data.train.x[0], 0.0);
-        assert!(data.train.x[..784].iter().any(|&v| v == 1.0));
+        assert!(data.train.x[..784].contains(&1.0));
     }
 
     #[test]
