@@ -474,3 +474,20 @@ fn restart_keeps_everything(mut f: Fixture) {
     assert!(s.finish_trial(before[3].id, TrialState::Complete, Some(&[1.0, 2.0])).unwrap());
     assert!(!s.finish_trial(before[0].id, TrialState::Complete, Some(&[1.0, 2.0])).unwrap());
 }
+
+#[test]
+fn open_understands_optunas_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    let abs = dir.path().join("a.db");
+    // SQLAlchemy: three slashes, then the path; an absolute path brings a fourth.
+    let s = super::open(&format!("sqlite:///{}", abs.display())).unwrap();
+    s.create_or_load_study("x", &[Minimize]).unwrap();
+    assert!(abs.exists());
+    let plain = dir.path().join("b.db");
+    super::open(plain.to_str().unwrap()).unwrap();
+    assert!(plain.exists());
+    assert!(super::open("memory:").unwrap().list_studies().unwrap().is_empty());
+    for bad in ["sqlite://host/x.db", "postgresql://u@h/db", "redis://x"] {
+        assert!(format!("{:#}", super::open(bad).err().unwrap()).contains(bad), "{bad}");
+    }
+}
