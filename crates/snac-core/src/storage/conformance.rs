@@ -333,7 +333,9 @@ fn finished_trial_is_frozen(f: Fixture) {
     s.set_trial_param(id, "n", 1.0, &Distribution::Int { low: 0, high: 3, step: 1 }).unwrap();
     s.finish_trial(id, TrialState::Fail, None).unwrap();
     let frozen = s.get_trial(id).unwrap();
-    assert!(err_text(s.set_trial_param(id, "m", 1.0, &Distribution::Int { low: 0, high: 3, step: 1 })).contains("finished"));
+    assert!(
+        err_text(s.set_trial_param(id, "m", 1.0, &Distribution::Int { low: 0, high: 3, step: 1 })).contains("finished")
+    );
     assert!(s.set_trial_user_attr(id, "u", &json!(1)).is_err());
     assert!(s.set_trial_system_attr(id, "s", &json!(1)).is_err());
     assert_eq!(s.get_trial(id).unwrap(), frozen);

@@ -128,8 +128,10 @@ fn init_schema(tx: &Transaction) -> Result<()> {
     if !missing.is_empty() {
         bail!("it is an SQLite database but not an Optuna storage (missing tables: {})", missing.join(", "));
     }
-    let revisions: Vec<String> =
-        tx.prepare("SELECT version_num FROM alembic_version")?.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    let revisions: Vec<String> = tx
+        .prepare("SELECT version_num FROM alembic_version")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
     if revisions != [ALEMBIC_HEAD] {
         bail!(
             "Optuna schema revision {:?}, but only {ALEMBIC_HEAD} is supported \
@@ -146,7 +148,8 @@ fn init_schema(tx: &Transaction) -> Result<()> {
 }
 
 fn load_directions(tx: &Transaction, study_id: i64) -> Result<Vec<Direction>> {
-    let mut stmt = tx.prepare_cached("SELECT direction FROM study_directions WHERE study_id = ?1 ORDER BY objective")?;
+    let mut stmt =
+        tx.prepare_cached("SELECT direction FROM study_directions WHERE study_id = ?1 ORDER BY objective")?;
     let names: Vec<String> = stmt.query_map([study_id], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
     names.iter().map(|n| common::parse_direction(n)).collect()
 }
@@ -248,18 +251,21 @@ fn load_trials(tx: &Transaction, filter: &str, arg: i64) -> Result<Vec<FrozenTri
         return Ok(trials);
     }
     let join = |cols: &str, table: &str, order: &str| {
-        format!("SELECT x.trial_id, {cols} FROM {table} x JOIN trials t ON t.trial_id = x.trial_id WHERE {filter} ORDER BY x.trial_id, {order}")
+        format!(
+            "SELECT x.trial_id, {cols} FROM {table} x JOIN trials t ON t.trial_id = x.trial_id WHERE {filter} ORDER BY x.trial_id, {order}"
+        )
     };
     {
-        let mut stmt = tx.prepare(&join("x.param_name, x.param_value, x.distribution_json", "trial_params", "x.param_id"))?;
+        let mut stmt =
+            tx.prepare(&join("x.param_name, x.param_value, x.distribution_json", "trial_params", "x.param_id"))?;
         let mut rows = stmt.query([arg])?;
         while let Some(r) = rows.next()? {
             let id: i64 = r.get(0)?;
             let name: String = r.get(1)?;
             let value: f64 = r.get(2)?;
             let json: String = r.get(3)?;
-            let dist = Distribution::from_optuna_json(&json)
-                .with_context(|| format!("trial {id}, parameter '{name}'"))?;
+            let dist =
+                Distribution::from_optuna_json(&json).with_context(|| format!("trial {id}, parameter '{name}'"))?;
             trials[index[&id]].params.insert(name, (dist, value));
         }
     }
@@ -296,9 +302,8 @@ fn load_trials(tx: &Transaction, filter: &str, arg: i64) -> Result<Vec<FrozenTri
 impl Storage for SqliteStorage {
     fn create_or_load_study(&self, name: &str, directions: &[Direction]) -> Result<StudyInfo> {
         self.write(|tx| {
-            let id: Option<i64> = tx
-                .query_row("SELECT study_id FROM studies WHERE study_name = ?1", [name], |r| r.get(0))
-                .optional()?;
+            let id: Option<i64> =
+                tx.query_row("SELECT study_id FROM studies WHERE study_name = ?1", [name], |r| r.get(0)).optional()?;
             if let Some(id) = id {
                 let info = study_info(tx, id, name.to_string())?;
                 common::check_directions(name, Some(&info.directions), directions)?;
@@ -319,9 +324,8 @@ impl Storage for SqliteStorage {
 
     fn load_study(&self, name: &str) -> Result<Option<StudyInfo>> {
         self.read(|tx| {
-            let id: Option<i64> = tx
-                .query_row("SELECT study_id FROM studies WHERE study_name = ?1", [name], |r| r.get(0))
-                .optional()?;
+            let id: Option<i64> =
+                tx.query_row("SELECT study_id FROM studies WHERE study_name = ?1", [name], |r| r.get(0)).optional()?;
             id.map(|id| study_info(tx, id, name.to_string())).transpose()
         })
     }
@@ -368,8 +372,9 @@ impl Storage for SqliteStorage {
     fn study_user_attrs(&self, study_id: i64) -> Result<Vec<(String, Value)>> {
         self.read(|tx| {
             check_study(tx, study_id)?;
-            let mut stmt =
-                tx.prepare("SELECT \"key\", value_json FROM study_user_attributes WHERE study_id = ?1 ORDER BY \"key\"")?;
+            let mut stmt = tx.prepare(
+                "SELECT \"key\", value_json FROM study_user_attributes WHERE study_id = ?1 ORDER BY \"key\"",
+            )?;
             let rows: Vec<(String, String)> =
                 stmt.query_map([study_id], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
             rows.into_iter()
@@ -387,7 +392,8 @@ impl Storage for SqliteStorage {
             // Optuna's number: how many trials of the study came before. The
             // IMMEDIATE transaction holds the write lock, so no other
             // connection can add a trial between the count and the insert.
-            let number: i64 = tx.query_row("SELECT COUNT(*) FROM trials WHERE study_id = ?1", [study_id], |r| r.get(0))?;
+            let number: i64 =
+                tx.query_row("SELECT COUNT(*) FROM trials WHERE study_id = ?1", [study_id], |r| r.get(0))?;
             tx.execute(
                 "INSERT INTO trials (number, study_id, state, datetime_start) VALUES (?1, ?2, 'RUNNING', ?3)",
                 params![number, study_id, common::format_datetime(&common::now())],
@@ -551,15 +557,18 @@ mod tests {
     fn new_file_gets_optunas_schema_and_version_rows() {
         let (_dir, path) = temp_db();
         SqliteStorage::open(&path).unwrap();
-        let tables: Vec<String> =
-            rows(&path, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").into_iter().map(|r| r[0].clone()).collect();
+        let tables: Vec<String> = rows(&path, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .into_iter()
+            .map(|r| r[0].clone())
+            .collect();
         let mut want: Vec<String> = TABLES.iter().map(|t| t.to_string()).collect();
         want.sort();
         assert_eq!(tables, want);
         assert_eq!(rows(&path, "SELECT * FROM alembic_version"), [["v3.2.0.a"]]);
         assert_eq!(rows(&path, "SELECT * FROM version_info"), [["1", "12", LIBRARY_VERSION]]);
         assert_eq!(rows(&path, "PRAGMA journal_mode"), [["wal"]]);
-        let indexes = rows(&path, "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'ix_%' ORDER BY name");
+        let indexes =
+            rows(&path, "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'ix_%' ORDER BY name");
         assert_eq!(indexes, [["ix_studies_study_name"], ["ix_trials_study_id"]]);
         // Opening again checks and keeps it.
         SqliteStorage::open(&path).unwrap();
@@ -579,19 +588,29 @@ mod tests {
         s.record_heartbeat(id).unwrap();
         s.finish_trial(id, TrialState::Complete, Some(&[0.75, f64::NEG_INFINITY])).unwrap();
 
-        assert_eq!(rows(&path, "SELECT direction, objective FROM study_directions ORDER BY objective"), [
-            ["MAXIMIZE", "0"],
-            ["MINIMIZE", "1"]
-        ]);
-        assert_eq!(rows(&path, "SELECT objective, value, value_type FROM trial_values ORDER BY objective"), [
-            ["0", "0.75", "FINITE"],
-            ["1", "NULL", "INF_NEG"]
-        ]);
-        assert_eq!(rows(&path, "SELECT param_name, param_value, distribution_json FROM trial_params ORDER BY param_id"), [
-            ["act", "1.0", r#"{"name": "CategoricalDistribution", "attributes": {"choices": [null, "relu", 8]}}"#],
-            ["units", "32.0", r#"{"name": "IntDistribution", "attributes": {"log": false, "step": 8, "low": 8, "high": 64}}"#],
-        ]);
-        assert_eq!(rows(&path, "SELECT \"key\", value_json FROM trial_user_attributes"), [["bops", r#"{"total":1.5}"#]]);
+        assert_eq!(
+            rows(&path, "SELECT direction, objective FROM study_directions ORDER BY objective"),
+            [["MAXIMIZE", "0"], ["MINIMIZE", "1"]]
+        );
+        assert_eq!(
+            rows(&path, "SELECT objective, value, value_type FROM trial_values ORDER BY objective"),
+            [["0", "0.75", "FINITE"], ["1", "NULL", "INF_NEG"]]
+        );
+        assert_eq!(
+            rows(&path, "SELECT param_name, param_value, distribution_json FROM trial_params ORDER BY param_id"),
+            [
+                ["act", "1.0", r#"{"name": "CategoricalDistribution", "attributes": {"choices": [null, "relu", 8]}}"#],
+                [
+                    "units",
+                    "32.0",
+                    r#"{"name": "IntDistribution", "attributes": {"log": false, "step": 8, "low": 8, "high": 64}}"#
+                ],
+            ]
+        );
+        assert_eq!(
+            rows(&path, "SELECT \"key\", value_json FROM trial_user_attributes"),
+            [["bops", r#"{"total":1.5}"#]]
+        );
         let t = &rows(&path, "SELECT number, state, datetime_start, datetime_complete FROM trials")[0];
         assert_eq!(&t[..2], ["0", "COMPLETE"]);
         let heartbeat = rows(&path, "SELECT heartbeat FROM trial_heartbeats")[0][0].clone();
@@ -631,10 +650,7 @@ mod tests {
         assert_eq!(act.external(*act_value), json!("relu"));
         assert_eq!(t0.user_attrs["bops"], json!(1234.5));
         assert_eq!(t0.system_attrs["NSGAIISampler:generation"], json!(0));
-        assert_eq!(
-            t0.datetime_start.unwrap(),
-            common::parse_datetime("2026-11-28 15:47:39.130638").unwrap()
-        );
+        assert_eq!(t0.datetime_start.unwrap(), common::parse_datetime("2026-11-28 15:47:39.130638").unwrap());
         assert!(t0.duration_s().unwrap() > 0.0);
         assert_eq!(trials[1].values, None);
         assert_eq!(trials[2].user_attrs["odd"], Value::Null, "Python's NaN reads as null");
@@ -778,7 +794,8 @@ mod tests {
         let total = (PROCESSES as u64 + 1) * WORKER_TRIALS;
         assert_eq!(trials.iter().map(|t| t.number).collect::<Vec<_>>(), (0..total).collect::<Vec<_>>());
         assert!(trials.iter().all(|t| t.state == TrialState::Complete && t.values == Some(vec![t.number as f64])));
-        let pids: std::collections::BTreeSet<_> = trials.iter().filter_map(|t| t.user_attrs.get("pid")?.as_u64()).collect();
+        let pids: std::collections::BTreeSet<_> =
+            trials.iter().filter_map(|t| t.user_attrs.get("pid")?.as_u64()).collect();
         assert_eq!(pids.len(), PROCESSES, "every worker process wrote");
     }
 }
