@@ -25,7 +25,8 @@ fn synthetic(samples: usize, features: usize, classes: usize, seed: u64) -> Spli
     let y = x
         .chunks_exact(features)
         .map(|row| {
-            let scores = (0..classes).map(|c| row.iter().enumerate().map(|(i, v)| v * map[i * classes + c]).sum::<f32>());
+            let scores =
+                (0..classes).map(|c| row.iter().enumerate().map(|(i, v)| v * map[i * classes + c]).sum::<f32>());
             scores.enumerate().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap().0 as u32
         })
         .collect();
@@ -67,7 +68,8 @@ fn main() {
         let mut times: Vec<f64> = (0..9)
             .map(|seed| {
                 let start = Instant::now();
-                let outcome = train(&arch, &train_split, &val_split, 10, &TrainConfig { seed, ..config.clone() }).unwrap();
+                let outcome =
+                    train(&arch, &train_split, &val_split, 10, &TrainConfig { seed, ..config.clone() }).unwrap();
                 assert_eq!(outcome.steps, 158);
                 start.elapsed().as_secs_f64() * 1e3
             })
