@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use snac_core::arch::{Activation, Arch, Component, Norm, Shape};
 use snac_core::data::Split;
-use snac_train::{TrainConfig, train};
+use snac_train::{TrainConfig, evaluate, train};
 use std::time::Instant;
 
 #[global_allocator]
@@ -63,6 +63,13 @@ fn main() {
             seconds,
             outcome.steps as f64 / seconds
         );
+
+        let start = Instant::now();
+        let runs = 20;
+        for _ in 0..runs {
+            evaluate(&arch, &outcome.weights, &val_split).unwrap();
+        }
+        println!("evaluate on 10k samples ({label}): {:.1} ms", start.elapsed().as_secs_f64() * 1e3 / runs as f64);
 
         let config = TrainConfig { epochs: 2, ..TrainConfig::default() };
         let mut times: Vec<f64> = (0..9)
