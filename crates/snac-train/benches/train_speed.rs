@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use snac_core::arch::{Activation, Arch, Component, Norm, Shape};
 use snac_core::data::Split;
-use snac_train::{TrainConfig, train};
+use snac_train::{TrainConfig, evaluate, train};
 use std::time::Instant;
 
 #[global_allocator]
@@ -25,7 +25,8 @@ fn synthetic(samples: usize, features: usize, classes: usize, seed: u64) -> Spli
     let y = x
         .chunks_exact(features)
         .map(|row| {
-            let scores = (0..classes).map(|c| row.iter().enumerate().map(|(i, v)| v * map[i * classes + c]).sum::<f32>());
+            let scores =
+                (0..classes).map(|c| row.iter().enumerate().map(|(i, v)| v * map[i * classes + c]).sum::<f32>());
             scores.enumerate().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap().0 as u32
         })
         .collect();
@@ -63,11 +64,19 @@ fn main() {
             outcome.steps as f64 / seconds
         );
 
+        let start = Instant::now();
+        let runs = 20;
+        for _ in 0..runs {
+            evaluate(&arch, &outcome.weights, &val_split).unwrap();
+        }
+        println!("evaluate on 10k samples ({label}): {:.1} ms", start.elapsed().as_secs_f64() * 1e3 / runs as f64);
+
         let config = TrainConfig { epochs: 2, ..TrainConfig::default() };
         let mut times: Vec<f64> = (0..9)
             .map(|seed| {
                 let start = Instant::now();
-                let outcome = train(&arch, &train_split, &val_split, 10, &TrainConfig { seed, ..config.clone() }).unwrap();
+                let outcome =
+                    train(&arch, &train_split, &val_split, 10, &TrainConfig { seed, ..config.clone() }).unwrap();
                 assert_eq!(outcome.steps, 158);
                 start.elapsed().as_secs_f64() * 1e3
             })

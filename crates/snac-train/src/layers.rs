@@ -164,7 +164,9 @@ mod tests {
     fn batch_norm_train_gradients() {
         let mut rng = ChaCha8Rng::seed_from_u64(2);
         let inputs = [random(6, 3, &mut rng), random(1, 3, &mut rng), random(1, 3, &mut rng)];
-        assert_gradients("batch norm (train)", &inputs, |t| batch_norm_train(t[0].clone(), t[1].clone(), t[2].clone()).0);
+        assert_gradients("batch norm (train)", &inputs, |t| {
+            batch_norm_train(t[0].clone(), t[1].clone(), t[2].clone()).0
+        });
     }
 
     #[test]
@@ -172,7 +174,8 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let (variance, shape) = random(1, 3, &mut rng);
         let variance = (variance.iter().map(|v| v.abs()).collect(), shape);
-        let inputs = [random(4, 3, &mut rng), random(1, 3, &mut rng), random(1, 3, &mut rng), random(1, 3, &mut rng), variance];
+        let inputs =
+            [random(4, 3, &mut rng), random(1, 3, &mut rng), random(1, 3, &mut rng), random(1, 3, &mut rng), variance];
         assert_gradients("batch norm (eval)", &inputs, |t| {
             batch_norm_eval(t[0].clone(), t[1].clone(), t[2].clone(), t[3].clone(), t[4].clone())
         });

@@ -86,10 +86,7 @@ pub struct TrainOutcome {
 
 /// Runs `work` on a fresh one-thread rayon pool, so Flex's kernels stay on it.
 fn single_threaded<T: Send>(work: impl FnOnce() -> Result<T> + Send) -> Result<T> {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .context("could not start a training thread")?;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().context("could not start a training thread")?;
     pool.install(work)
 }
 
@@ -108,7 +105,13 @@ fn check_split(split: &Split, features: usize, num_classes: usize, what: &str) -
 }
 
 /// Trains `arch` from fresh weights and returns the best epoch's weights.
-pub fn train(arch: &Arch, train: &Split, val: &Split, num_classes: usize, config: &TrainConfig) -> Result<TrainOutcome> {
+pub fn train(
+    arch: &Arch,
+    train: &Split,
+    val: &Split,
+    num_classes: usize,
+    config: &TrainConfig,
+) -> Result<TrainOutcome> {
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     let weights = Weights::init(arch, &mut rng)?;
     train_from(arch, weights, train, val, num_classes, config)
@@ -193,11 +196,8 @@ struct Adam {
 
 impl Adam {
     fn new(table: &ParamTable) -> Adam {
-        let zeros: Vec<Vec<f32>> = table
-            .params
-            .iter()
-            .map(|p| if p.trainable { vec![0.0; p.values.len()] } else { Vec::new() })
-            .collect();
+        let zeros: Vec<Vec<f32>> =
+            table.params.iter().map(|p| if p.trainable { vec![0.0; p.values.len()] } else { Vec::new() }).collect();
         Adam { first_moments: zeros.clone(), second_moments: zeros, iterations: 0 }
     }
 
@@ -267,9 +267,9 @@ impl<'a> Trainer<'a> {
             order.shuffle(&mut shuffle_rng);
             let (mut loss_sum, mut correct) = (0.0f64, 0usize);
             for batch in order.chunks(config.batch_size) {
-                let (loss, hits) = self.step(train, batch, learning_rate).map_err(|e| {
-                    anyhow::anyhow!("{e} at epoch {epoch} (step {})", self.adam.iterations)
-                })?;
+                let (loss, hits) = self
+                    .step(train, batch, learning_rate)
+                    .map_err(|e| anyhow::anyhow!("{e} at epoch {epoch} (step {})", self.adam.iterations))?;
                 loss_sum += loss * batch.len() as f64;
                 correct += hits;
             }
@@ -356,10 +356,8 @@ impl<'a> Trainer<'a> {
             .count();
 
         let mut grads = loss.backward();
-        let gradients: Vec<Option<TensorData>> = params
-            .iter()
-            .map(|p| p.as_ref().and_then(|p| p.grad_remove(&mut grads)).map(|g| g.into_data()))
-            .collect();
+        let gradients: Vec<Option<TensorData>> =
+            params.iter().map(|p| p.as_ref().and_then(|p| p.grad_remove(&mut grads)).map(|g| g.into_data())).collect();
         self.adam.step(&mut self.table, &gradients, learning_rate);
 
         let keep = BATCH_NORM_MOMENTUM;

@@ -266,7 +266,9 @@ mod tests {
                             .as_bytes(),
                         )
                         .and_then(|_| stream.write_all(body)),
-                    None => stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+                    None => {
+                        stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    }
                 };
             }
         });
@@ -302,7 +304,12 @@ mod tests {
         names.sort();
         assert_eq!(
             names,
-            ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"]
+            [
+                "t10k-images-idx3-ubyte.gz",
+                "t10k-labels-idx1-ubyte.gz",
+                "train-images-idx3-ubyte.gz",
+                "train-labels-idx1-ubyte.gz"
+            ]
         );
         let mut c = config(DatasetName::Mnist);
         c.data_dir = Some(dir.clone());
@@ -347,7 +354,7 @@ mod tests {
         let url = serve(HashMap::new());
         let cache = tempfile::tempdir().unwrap();
         let err = format!("{:#}", fetch("mnist", Some(cache.path()), Some(&url), false).unwrap_err());
-        assert!(err.contains("could not download") && err.contains("train-images-idx3-ubyte.gz"), "{err}");
+        assert!(err.contains("could not download") && err.contains("t10k-labels-idx1-ubyte.gz"), "{err}");
         assert!(err.contains("404"), "{err}");
         let err = fetch("digits", Some(cache.path()), None, false).unwrap_err().to_string();
         assert!(err.contains("only mnist and fashion_mnist"), "{err}");

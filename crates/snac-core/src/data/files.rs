@@ -75,12 +75,20 @@ fn read_split(file: &Path, labels_file: Option<&Path>) -> Result<(Shape, Split, 
             (x, y, labels_file.display().to_string())
         }
         "npz" => {
-            ensure!(labels_file.is_none(), "{}: an .npz holds its own labels (key y); drop the labels file", file.display());
+            ensure!(
+                labels_file.is_none(),
+                "{}: an .npz holds its own labels (key y); drop the labels file",
+                file.display()
+            );
             let (x, y) = read_npz(file)?;
             (x, y, format!("{} (y)", file.display()))
         }
         "csv" | "txt" => {
-            ensure!(labels_file.is_none(), "{}: a .csv holds its labels in the last column; drop the labels file", file.display());
+            ensure!(
+                labels_file.is_none(),
+                "{}: a .csv holds its labels in the last column; drop the labels file",
+                file.display()
+            );
             let (x, y) = read_csv(file)?;
             (x, y, format!("{} (last column)", file.display()))
         }
@@ -117,7 +125,10 @@ fn extension(file: &Path) -> String {
 fn labels_to_indices(y: &Array<f64>, name: &str) -> Result<Vec<u32>> {
     let as_index = |i: usize, v: f64| -> Result<u32> {
         ensure!(v.is_finite(), "{name}: label {v} at index {i} is not finite");
-        ensure!(v >= 0.0 && v.fract() == 0.0 && v <= u32::MAX as f64, "{name}: label {v} at index {i} is not a class index (0, 1, 2, ...)");
+        ensure!(
+            v >= 0.0 && v.fract() == 0.0 && v <= u32::MAX as f64,
+            "{name}: label {v} at index {i} is not a class index (0, 1, 2, ...)"
+        );
         Ok(v as u32)
     };
     match y.dims[..] {
@@ -138,8 +149,9 @@ fn labels_to_indices(y: &Array<f64>, name: &str) -> Result<Vec<u32>> {
 }
 
 fn npy_open(file: &Path) -> Result<NpyFile<std::io::BufReader<std::fs::File>>> {
-    let reader =
-        std::io::BufReader::new(std::fs::File::open(file).with_context(|| format!("could not open {}", file.display()))?);
+    let reader = std::io::BufReader::new(
+        std::fs::File::open(file).with_context(|| format!("could not open {}", file.display()))?,
+    );
     NpyFile::new(reader).with_context(|| format!("{} is not a valid .npy file", file.display()))
 }
 
@@ -156,7 +168,9 @@ fn read_npy<T: FromF64, R: Read>(file: &Path, npy: NpyFile<R>) -> Result<Array<T
         npy.order() == Order::C || dims.iter().filter(|&&d| d > 1).count() <= 1,
         "{name}: Fortran-ordered arrays are not supported; save it with np.ascontiguousarray"
     );
-    let DType::Plain(ty) = npy.dtype() else { bail!("{name}: structured dtype {}; expected numbers", npy.dtype().descr()) };
+    let DType::Plain(ty) = npy.dtype() else {
+        bail!("{name}: structured dtype {}; expected numbers", npy.dtype().descr())
+    };
     let total: usize = dims.iter().product();
     let mut values = Vec::with_capacity(total);
     macro_rules! read_as {
@@ -247,7 +261,8 @@ fn read_csv(file: &Path) -> Result<(Array<f32>, Array<f64>)> {
                 continue;
             }
             Err(_) => {
-                let (col, bad) = fields.iter().enumerate().find(|(_, f)| f.parse::<f64>().is_err()).expect("a bad field");
+                let (col, bad) =
+                    fields.iter().enumerate().find(|(_, f)| f.parse::<f64>().is_err()).expect("a bad field");
                 bail!("{name} line {}, column {}: {bad:?} is not a number", line_no + 1, col + 1)
             }
         };
@@ -272,6 +287,7 @@ mod tests {
     use crate::config::DatasetName;
     use crate::data::load as load_dataset;
     use crate::data::tests::{config, shared_or_skip};
+    use npyz::WriterBuilder;
     use std::path::PathBuf;
 
     /// Writes a version-1.0 `.npy` by hand: `descr` like `<f4`, `shape`, raw bytes.
@@ -320,7 +336,10 @@ mod tests {
     fn tiny_npy(dir: &Path) -> (PathBuf, PathBuf) {
         let x: Vec<f32> = (0..10).flat_map(|i| [i as f32, i as f32 + 0.5, -(i as f32)]).collect();
         let y: Vec<i64> = (0..10).map(|i| i % 2).collect();
-        (write(dir, "x.npy", &npy_bytes("<f4", &[10, 3], &f32s(&x))), write(dir, "y.npy", &npy_bytes("<i8", &[10], &i64s(&y))))
+        (
+            write(dir, "x.npy", &npy_bytes("<f4", &[10, 3], &f32s(&x))),
+            write(dir, "y.npy", &npy_bytes("<i8", &[10], &i64s(&y))),
+        )
     }
 
     #[test]
@@ -374,23 +393,32 @@ mod tests {
         {
             let mut npz = npyz::npz::NpzWriter::create(&path).unwrap();
             let x: Vec<f64> = (0..12).map(f64::from).collect();
-            let mut w = npz.array::<f64>("X", Default::default()).unwrap().shape(&[6, 2]).begin_nd().unwrap();
+            let mut w =
+                npz.array::<f64>("X", Default::default()).unwrap().default_dtype().shape(&[6, 2]).begin_nd().unwrap();
             w.extend(x).unwrap();
             w.finish().unwrap();
-            let mut w = npz.array::<i32>("Y", Default::default()).unwrap().shape(&[6]).begin_nd().unwrap();
+            let mut w =
+                npz.array::<i32>("Y", Default::default()).unwrap().default_dtype().shape(&[6]).begin_nd().unwrap();
             w.extend([0, 1, 0, 1, 0, 1]).unwrap();
             w.finish().unwrap();
         }
         let mut c = file_config(&path, None);
-        c.validation_split = 0.5;
+        c.validation_split = 1.0 / 3.0;
         let data = load_dataset(&c).unwrap();
         assert_eq!(data.sample_shape, Shape::Flat(2));
-        assert_eq!((data.train.len(), data.val.len()), (3, 3));
+        assert_eq!((data.train.len(), data.val.len()), (4, 2));
+        assert_eq!(data.val.y.iter().sum::<u32>(), 1);
         // Missing key.
         let other = dir.path().join("e.npz");
         {
             let mut npz = npyz::npz::NpzWriter::create(&other).unwrap();
-            let mut w = npz.array::<f32>("features", Default::default()).unwrap().shape(&[1, 1]).begin_nd().unwrap();
+            let mut w = npz
+                .array::<f32>("features", Default::default())
+                .unwrap()
+                .default_dtype()
+                .shape(&[1, 1])
+                .begin_nd()
+                .unwrap();
             w.push(&1.0).unwrap();
             w.finish().unwrap();
         }

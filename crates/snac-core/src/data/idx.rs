@@ -31,16 +31,26 @@ fn folder_names(name: DatasetName) -> Vec<&'static str> {
 
 /// Every directory [`load`] looks in for `name`'s IDX files, in order.
 pub fn search_dirs(name: DatasetName, data_dir: Option<&Path>) -> Vec<PathBuf> {
+    let env_root = std::env::var_os("SNAC_DATA_DIR").filter(|v| !v.is_empty()).map(PathBuf::from);
+    search_dirs_in(name, data_dir, env_root.as_deref(), default_cache_dir().as_deref())
+}
+
+fn search_dirs_in(
+    name: DatasetName,
+    data_dir: Option<&Path>,
+    env_root: Option<&Path>,
+    cache: Option<&Path>,
+) -> Vec<PathBuf> {
     let names = folder_names(name);
     let mut dirs = Vec::new();
     if let Some(dir) = data_dir {
         dirs.push(dir.to_path_buf());
         dirs.extend(names.iter().map(|n| dir.join(n)));
     }
-    if let Some(root) = std::env::var_os("SNAC_DATA_DIR") {
-        dirs.extend(names.iter().map(|n| PathBuf::from(&root).join(n)));
+    if let Some(root) = env_root {
+        dirs.extend(names.iter().map(|n| root.join(n)));
     }
-    if let Some(root) = default_cache_dir() {
+    if let Some(root) = cache {
         dirs.push(root.join(name.name()));
     }
     dirs.extend(names.iter().map(|n| Path::new("/usr/share/datasets").join(n)));
@@ -54,10 +64,14 @@ fn find_file(dir: &Path, file: &str) -> Option<PathBuf> {
 
 /// The four files' paths in the first directory that holds all of them.
 fn locate(config: &DatasetConfig) -> Result<[PathBuf; 4]> {
-    let name = config.name.name();
+    locate_in(config.name, &search_dirs(config.name, config.data_dir.as_deref()))
+}
+
+fn locate_in(dataset: DatasetName, dirs: &[PathBuf]) -> Result<[PathBuf; 4]> {
+    let name = dataset.name();
     let mut looked = Vec::new();
-    for dir in search_dirs(config.name, config.data_dir.as_deref()) {
-        let found: Vec<Option<PathBuf>> = idx_files(config.name).iter().map(|f| find_file(&dir, f.name)).collect();
+    for dir in dirs {
+        let found: Vec<Option<PathBuf>> = idx_files(dataset).iter().map(|f| find_file(dir, f.name)).collect();
         let count = found.iter().flatten().count();
         if count == 4 {
             let paths: Vec<PathBuf> = found.into_iter().flatten().collect();
@@ -124,17 +138,33 @@ fn read_exact(reader: &mut dyn Read, buf: &mut [u8], path: &Path, what: &str) ->
     let mut filled = 0;
     while filled < buf.len() {
         match reader.read(&mut buf[filled..]) {
-            Ok(0) => bail!(
-                "{} is truncated: {what} needs {} bytes but only {filled} follow",
-                path.display(),
-                buf.len()
-            ),
+            Ok(0) => {
+                bail!("{} is truncated: {what} needs {} bytes but only {filled} follow", path.display(), buf.len())
+            }
             Ok(n) => filled += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e).with_context(|| format!("{} is corrupt (while reading {what})", path.display())),
         }
     }
     Ok(())
+}
+
+/// Reads the `len` payload bytes the header announced, growing the buffer as
+/// data arrives (a corrupt header cannot ask for an absurd allocation).
+fn read_payload(reader: &mut dyn Read, len: Option<usize>, path: &Path, what: &str) -> Result<Vec<u8>> {
+    let Some(len) = len else { bail!("{}: the IDX header announces more data than fits in memory", path.display()) };
+    let mut payload = Vec::with_capacity(len.min(1 << 26));
+    reader
+        .take(len as u64)
+        .read_to_end(&mut payload)
+        .with_context(|| format!("{} is corrupt (while reading {what})", path.display()))?;
+    ensure!(
+        payload.len() == len,
+        "{} is truncated: {what} needs {len} bytes but only {} follow",
+        path.display(),
+        payload.len()
+    );
+    Ok(payload)
 }
 
 /// Magic number and dimensions.
@@ -161,7 +191,12 @@ fn read_header(reader: &mut dyn Read, path: &Path, magic: u32, kind: &str) -> Re
 fn ensure_at_end(reader: &mut dyn Read, path: &Path) -> Result<()> {
     let mut extra = Vec::new();
     reader.read_to_end(&mut extra).with_context(|| format!("{} is corrupt", path.display()))?;
-    ensure!(extra.is_empty(), "{}: {} unexpected bytes after the data the header announces", path.display(), extra.len());
+    ensure!(
+        extra.is_empty(),
+        "{}: {} unexpected bytes after the data the header announces",
+        path.display(),
+        extra.len()
+    );
     Ok(())
 }
 
@@ -170,10 +205,23 @@ fn read_images(path: &Path, limit: Option<usize>) -> Result<(Vec<u8>, usize, Sha
     let mut reader = open_maybe_gz(path)?;
     let dims = read_header(&mut reader, path, IMAGES_MAGIC, "IDX image (unsigned byte, 3-D)")?;
     let [count, height, width] = dims[..] else { unreachable!("three dimensions") };
-    ensure!(count > 0 && height > 0 && width > 0, "{}: empty data ({count} images of {height}×{width})", path.display());
+    ensure!(
+        count > 0 && height > 0 && width > 0,
+        "{}: empty data ({count} images of {height}×{width})",
+        path.display()
+    );
+    ensure!(
+        height.checked_mul(width).is_some_and(|n| n <= 1 << 24),
+        "{}: the IDX header announces {height}×{width} images; the file is corrupt",
+        path.display()
+    );
     let take = limit.map_or(count, |n| n.min(count));
-    let mut pixels = vec![0u8; take * height * width];
-    read_exact(&mut reader, &mut pixels, path, &format!("{take} images of {height}×{width}"))?;
+    let pixels = read_payload(
+        &mut reader,
+        take.checked_mul(height * width),
+        path,
+        &format!("{take} images of {height}×{width}"),
+    )?;
     if take == count {
         ensure_at_end(&mut reader, path)?;
     }
@@ -187,8 +235,7 @@ fn read_labels(path: &Path, limit: Option<usize>) -> Result<(Vec<u32>, usize)> {
     let count = dims[0];
     ensure!(count > 0, "{}: empty data (0 labels)", path.display());
     let take = limit.map_or(count, |n| n.min(count));
-    let mut labels = vec![0u8; take];
-    read_exact(&mut reader, &mut labels, path, &format!("{take} labels"))?;
+    let labels = read_payload(&mut reader, Some(take), path, &format!("{take} labels"))?;
     if take == count {
         ensure_at_end(&mut reader, path)?;
     }
@@ -228,8 +275,11 @@ pub(crate) mod tests {
         let labels = idx_bytes(LABELS_MAGIC, &[n], &labels);
         for split in ["train", "t10k"] {
             for (file, bytes) in [("images-idx3-ubyte", &images), ("labels-idx1-ubyte", &labels)] {
-                let (name, data) =
-                    if gz { (format!("{split}-{file}.gz"), gzip(bytes)) } else { (format!("{split}-{file}"), bytes.clone()) };
+                let (name, data) = if gz {
+                    (format!("{split}-{file}.gz"), gzip(bytes))
+                } else {
+                    (format!("{split}-{file}"), bytes.clone())
+                };
                 std::fs::write(dir.join(name), data).unwrap();
             }
         }
@@ -298,10 +348,20 @@ pub(crate) mod tests {
         let full = idx_bytes(IMAGES_MAGIC, &[3, 4, 4], &[7; 48]);
         write(dir.path(), "t10k-images-idx3-ubyte", &full[..full.len() - 5]);
         let err = load_err(dir.path());
-        assert!(err.contains("t10k-images-idx3-ubyte is truncated") && err.contains("needs 48 bytes but only 43"), "{err}");
+        assert!(
+            err.contains("t10k-images-idx3-ubyte is truncated") && err.contains("needs 48 bytes but only 43"),
+            "{err}"
+        );
         write(dir.path(), "t10k-images-idx3-ubyte", &full[..6]);
         let err = load_err(dir.path());
         assert!(err.contains("truncated") && err.contains("header"), "{err}");
+        // A header announcing absurd sizes.
+        write(dir.path(), "t10k-images-idx3-ubyte", &idx_bytes(IMAGES_MAGIC, &[u32::MAX, 4, 4], &[0; 10]));
+        let err = load_err(dir.path());
+        assert!(err.contains("truncated") && err.contains("only 10 follow"), "{err}");
+        write(dir.path(), "t10k-images-idx3-ubyte", &idx_bytes(IMAGES_MAGIC, &[3, u32::MAX, u32::MAX], &[0; 10]));
+        let err = load_err(dir.path());
+        assert!(err.contains("corrupt"), "{err}");
         // Extra bytes after the payload.
         let mut long = full.clone();
         long.push(0);
@@ -384,7 +444,7 @@ pub(crate) mod tests {
         assert_eq!((min, max), (0.0, 1.0));
         // The first training image's row 5 starts dark and reaches full white.
         assert_eq!(data.train.x[0], 0.0);
-        assert!(data.train.x[..784].iter().any(|&v| v == 1.0));
+        assert!(data.train.x[..784].contains(&1.0));
     }
 
     #[test]
@@ -405,8 +465,8 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn real_fashion_mnist_via_env_folder() {
-        let Some(mut c) = real(DatasetName::FashionMnist, "real_fashion_mnist_via_env_folder") else { return };
+    fn real_fashion_mnist() {
+        let Some(mut c) = real(DatasetName::FashionMnist, "real_fashion_mnist") else { return };
         c.resize_val = Some(16);
         c.subset_size = Some(20000);
         let data = load_dataset(&c).unwrap();
@@ -418,5 +478,53 @@ pub(crate) mod tests {
         let mut counts = [0usize; 10];
         data.val.y.iter().for_each(|&l| counts[l as usize] += 1);
         assert_eq!(counts, [1000; 10]);
+    }
+
+    #[test]
+    fn search_order_and_folder_spellings() {
+        let dirs = search_dirs_in(
+            DatasetName::FashionMnist,
+            Some(Path::new("/cfg")),
+            Some(Path::new("/env")),
+            Some(Path::new("/cache/snac-pack")),
+        );
+        let dirs: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+        assert_eq!(
+            dirs,
+            [
+                "/cfg",
+                "/cfg/fashion_mnist",
+                "/cfg/fashion-mnist",
+                "/env/fashion_mnist",
+                "/env/fashion-mnist",
+                "/cache/snac-pack/fashion_mnist",
+                "/usr/share/datasets/fashion_mnist",
+                "/usr/share/datasets/fashion-mnist",
+            ]
+        );
+        assert_eq!(search_dirs_in(DatasetName::Mnist, None, None, None).len(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn snac_data_dir_layout_and_debian_folder_name_are_found() {
+        let Some(shared) = shared_or_skip("snac_data_dir_layout_and_debian_folder_name_are_found") else { return };
+        // SNAC_DATA_DIR=/work/shared/data: folders mnist and fashion_mnist.
+        for name in [DatasetName::Mnist, DatasetName::FashionMnist] {
+            let dirs = search_dirs_in(name, None, Some(&shared), None);
+            let [images, ..] = locate_in(name, &dirs).unwrap();
+            assert_eq!(images, shared.join(name.name()).join("train-images-idx3-ubyte.gz"));
+        }
+        // Debian's /usr/share/datasets/fashion-mnist spelling.
+        let root = tempfile::tempdir().unwrap();
+        let debian = root.path().join("fashion-mnist");
+        std::fs::create_dir(&debian).unwrap();
+        for f in idx_files(DatasetName::FashionMnist) {
+            let name = format!("{}.gz", f.name);
+            std::os::unix::fs::symlink(shared.join("fashion_mnist").join(&name), debian.join(&name)).unwrap();
+        }
+        let dirs = search_dirs_in(DatasetName::FashionMnist, None, Some(root.path()), None);
+        let [.., labels] = locate_in(DatasetName::FashionMnist, &dirs).unwrap();
+        assert_eq!(labels, debian.join("t10k-labels-idx1-ubyte.gz"));
     }
 }

@@ -217,7 +217,11 @@ pub(crate) fn check_finite(values: &[f32], what: &str) -> Result<()> {
 /// Errors on the first label `>= num_classes`, naming `what`.
 pub(crate) fn check_labels(labels: &[u32], num_classes: usize, what: &str) -> Result<()> {
     if let Some(i) = labels.iter().position(|&l| l as usize >= num_classes) {
-        bail!("{what}: label {} at index {i} is out of range: {num_classes} classes allow 0..={}", labels[i], num_classes - 1);
+        bail!(
+            "{what}: label {} at index {i} is out of range: {num_classes} classes allow 0..={}",
+            labels[i],
+            num_classes - 1
+        );
     }
     Ok(())
 }

@@ -333,7 +333,9 @@ fn finished_trial_is_frozen(f: Fixture) {
     s.set_trial_param(id, "n", 1.0, &Distribution::Int { low: 0, high: 3, step: 1 }).unwrap();
     s.finish_trial(id, TrialState::Fail, None).unwrap();
     let frozen = s.get_trial(id).unwrap();
-    assert!(err_text(s.set_trial_param(id, "m", 1.0, &Distribution::Int { low: 0, high: 3, step: 1 })).contains("finished"));
+    assert!(
+        err_text(s.set_trial_param(id, "m", 1.0, &Distribution::Int { low: 0, high: 3, step: 1 })).contains("finished")
+    );
     assert!(s.set_trial_user_attr(id, "u", &json!(1)).is_err());
     assert!(s.set_trial_system_attr(id, "s", &json!(1)).is_err());
     assert_eq!(s.get_trial(id).unwrap(), frozen);
@@ -473,4 +475,21 @@ fn restart_keeps_everything(mut f: Fixture) {
     assert_eq!(s.create_trial(st.id).unwrap().1, 4);
     assert!(s.finish_trial(before[3].id, TrialState::Complete, Some(&[1.0, 2.0])).unwrap());
     assert!(!s.finish_trial(before[0].id, TrialState::Complete, Some(&[1.0, 2.0])).unwrap());
+}
+
+#[test]
+fn open_understands_optunas_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    let abs = dir.path().join("a.db");
+    // SQLAlchemy: three slashes, then the path; an absolute path brings a fourth.
+    let s = super::open(&format!("sqlite:///{}", abs.display())).unwrap();
+    s.create_or_load_study("x", &[Minimize]).unwrap();
+    assert!(abs.exists());
+    let plain = dir.path().join("b.db");
+    super::open(plain.to_str().unwrap()).unwrap();
+    assert!(plain.exists());
+    assert!(super::open("memory:").unwrap().list_studies().unwrap().is_empty());
+    for bad in ["sqlite://host/x.db", "postgresql://u@h/db", "redis://x"] {
+        assert!(format!("{:#}", super::open(bad).err().unwrap()).contains(bad), "{bad}");
+    }
 }

@@ -80,17 +80,19 @@ pub trait Storage: Send + Sync {
     fn fail_stale_trials(&self, study_id: i64, grace: Duration) -> Result<Vec<u64>>;
 }
 
-/// Opens a storage from a URL: `memory:` (or `:memory:`), `sqlite:///path.db`,
-/// or a plain file path (SQLite).
+/// Opens a storage from a URL: `memory:` (or `:memory:`), `sqlite:///path.db`
+/// (SQLAlchemy's form, as Optuna takes it), or a plain file path (SQLite).
 pub fn open(url: &str) -> Result<Arc<dyn Storage>> {
     if url == "memory:" || url == ":memory:" || url == "memory" {
         return Ok(Arc::new(MemoryStorage::new()));
     }
+    // SQLAlchemy's spelling, as Optuna takes it: `sqlite:///x.db` is the
+    // relative path `x.db`, `sqlite:////abs/x.db` the absolute `/abs/x.db`.
     if let Some(path) = url.strip_prefix("sqlite:///") {
-        return Ok(Arc::new(SqliteStorage::open(Path::new(&format!("/{path}")))?));
-    }
-    if let Some(path) = url.strip_prefix("sqlite://") {
         return Ok(Arc::new(SqliteStorage::open(Path::new(path))?));
+    }
+    if url.starts_with("sqlite:") {
+        bail!("storage URL '{url}': write sqlite:///relative/path.db or sqlite:////absolute/path.db");
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         bail!("storage URL '{url}': PostgreSQL is not supported yet; use sqlite:///path.db or memory:");

@@ -13,7 +13,10 @@ impl Distribution {
         match self {
             Distribution::Categorical { choices } => {
                 let choices: Vec<String> = choices.iter().map(|c| c.to_string()).collect();
-                format!(r#"{{"name": "CategoricalDistribution", "attributes": {{"choices": [{}]}}}}"#, choices.join(", "))
+                format!(
+                    r#"{{"name": "CategoricalDistribution", "attributes": {{"choices": [{}]}}}}"#,
+                    choices.join(", ")
+                )
             }
             Distribution::Int { low, high, step } => format!(
                 r#"{{"name": "IntDistribution", "attributes": {{"log": false, "step": {step}, "low": {low}, "high": {high}}}}}"#
@@ -199,15 +202,39 @@ mod tests {
     #[test]
     fn reads_older_and_abbreviated_forms() {
         let cases = [
-            (r#"{"name": "UniformDistribution", "attributes": {"low": 0.0, "high": 2.0}}"#, Distribution::Float { low: 0.0, high: 2.0, log: false }),
-            (r#"{"name": "LogUniformDistribution", "attributes": {"low": 0.001, "high": 1.0}}"#, Distribution::Float { low: 0.001, high: 1.0, log: true }),
-            (r#"{"name": "DiscreteUniformDistribution", "attributes": {"low": 0.0, "high": 1.0, "q": 0.25}}"#, Distribution::Float { low: 0.0, high: 1.0, log: false }),
-            (r#"{"name": "IntUniformDistribution", "attributes": {"low": 1, "high": 9, "step": 2}}"#, Distribution::Int { low: 1, high: 9, step: 2 }),
-            (r#"{"name": "IntLogUniformDistribution", "attributes": {"low": 1, "high": 64, "step": 1}}"#, Distribution::Int { low: 1, high: 64, step: 1 }),
-            (r#"{"name": "FloatDistribution", "attributes": {"step": 0.5, "low": 0.0, "high": 2.0, "log": false}}"#, Distribution::Float { low: 0.0, high: 2.0, log: false }),
+            (
+                r#"{"name": "UniformDistribution", "attributes": {"low": 0.0, "high": 2.0}}"#,
+                Distribution::Float { low: 0.0, high: 2.0, log: false },
+            ),
+            (
+                r#"{"name": "LogUniformDistribution", "attributes": {"low": 0.001, "high": 1.0}}"#,
+                Distribution::Float { low: 0.001, high: 1.0, log: true },
+            ),
+            (
+                r#"{"name": "DiscreteUniformDistribution", "attributes": {"low": 0.0, "high": 1.0, "q": 0.25}}"#,
+                Distribution::Float { low: 0.0, high: 1.0, log: false },
+            ),
+            (
+                r#"{"name": "IntUniformDistribution", "attributes": {"low": 1, "high": 9, "step": 2}}"#,
+                Distribution::Int { low: 1, high: 9, step: 2 },
+            ),
+            (
+                r#"{"name": "IntLogUniformDistribution", "attributes": {"low": 1, "high": 64, "step": 1}}"#,
+                Distribution::Int { low: 1, high: 64, step: 1 },
+            ),
+            (
+                r#"{"name": "FloatDistribution", "attributes": {"step": 0.5, "low": 0.0, "high": 2.0, "log": false}}"#,
+                Distribution::Float { low: 0.0, high: 2.0, log: false },
+            ),
             (r#"{"type": "int", "low": 0, "high": 3}"#, Distribution::Int { low: 0, high: 3, step: 1 }),
-            (r#"{"type": "float", "low": 0.1, "high": 3, "log": true}"#, Distribution::Float { low: 0.1, high: 3.0, log: true }),
-            (r#"{"type": "categorical", "choices": ["x", 2]}"#, Distribution::Categorical { choices: vec![json!("x"), json!(2)] }),
+            (
+                r#"{"type": "float", "low": 0.1, "high": 3, "log": true}"#,
+                Distribution::Float { low: 0.1, high: 3.0, log: true },
+            ),
+            (
+                r#"{"type": "categorical", "choices": ["x", 2]}"#,
+                Distribution::Categorical { choices: vec![json!("x"), json!(2)] },
+            ),
         ];
         for (text, want) in cases {
             assert_eq!(Distribution::from_optuna_json(text).unwrap(), want, "{text}");

@@ -128,8 +128,10 @@ fn init_schema(tx: &Transaction) -> Result<()> {
     if !missing.is_empty() {
         bail!("it is an SQLite database but not an Optuna storage (missing tables: {})", missing.join(", "));
     }
-    let revisions: Vec<String> =
-        tx.prepare("SELECT version_num FROM alembic_version")?.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    let revisions: Vec<String> = tx
+        .prepare("SELECT version_num FROM alembic_version")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
     if revisions != [ALEMBIC_HEAD] {
         bail!(
             "Optuna schema revision {:?}, but only {ALEMBIC_HEAD} is supported \
@@ -146,7 +148,8 @@ fn init_schema(tx: &Transaction) -> Result<()> {
 }
 
 fn load_directions(tx: &Transaction, study_id: i64) -> Result<Vec<Direction>> {
-    let mut stmt = tx.prepare_cached("SELECT direction FROM study_directions WHERE study_id = ?1 ORDER BY objective")?;
+    let mut stmt =
+        tx.prepare_cached("SELECT direction FROM study_directions WHERE study_id = ?1 ORDER BY objective")?;
     let names: Vec<String> = stmt.query_map([study_id], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
     names.iter().map(|n| common::parse_direction(n)).collect()
 }
@@ -248,18 +251,21 @@ fn load_trials(tx: &Transaction, filter: &str, arg: i64) -> Result<Vec<FrozenTri
         return Ok(trials);
     }
     let join = |cols: &str, table: &str, order: &str| {
-        format!("SELECT x.trial_id, {cols} FROM {table} x JOIN trials t ON t.trial_id = x.trial_id WHERE {filter} ORDER BY x.trial_id, {order}")
+        format!(
+            "SELECT x.trial_id, {cols} FROM {table} x JOIN trials t ON t.trial_id = x.trial_id WHERE {filter} ORDER BY x.trial_id, {order}"
+        )
     };
     {
-        let mut stmt = tx.prepare(&join("x.param_name, x.param_value, x.distribution_json", "trial_params", "x.param_id"))?;
+        let mut stmt =
+            tx.prepare(&join("x.param_name, x.param_value, x.distribution_json", "trial_params", "x.param_id"))?;
         let mut rows = stmt.query([arg])?;
         while let Some(r) = rows.next()? {
             let id: i64 = r.get(0)?;
             let name: String = r.get(1)?;
             let value: f64 = r.get(2)?;
             let json: String = r.get(3)?;
-            let dist = Distribution::from_optuna_json(&json)
-                .with_context(|| format!("trial {id}, parameter '{name}'"))?;
+            let dist =
+                Distribution::from_optuna_json(&json).with_context(|| format!("trial {id}, parameter '{name}'"))?;
             trials[index[&id]].params.insert(name, (dist, value));
         }
     }
@@ -296,9 +302,8 @@ fn load_trials(tx: &Transaction, filter: &str, arg: i64) -> Result<Vec<FrozenTri
 impl Storage for SqliteStorage {
     fn create_or_load_study(&self, name: &str, directions: &[Direction]) -> Result<StudyInfo> {
         self.write(|tx| {
-            let id: Option<i64> = tx
-                .query_row("SELECT study_id FROM studies WHERE study_name = ?1", [name], |r| r.get(0))
-                .optional()?;
+            let id: Option<i64> =
+                tx.query_row("SELECT study_id FROM studies WHERE study_name = ?1", [name], |r| r.get(0)).optional()?;
             if let Some(id) = id {
                 let info = study_info(tx, id, name.to_string())?;
                 common::check_directions(name, Some(&info.directions), directions)?;
@@ -319,9 +324,8 @@ impl Storage for SqliteStorage {
 
     fn load_study(&self, name: &str) -> Result<Option<StudyInfo>> {
         self.read(|tx| {
-            let id: Option<i64> = tx
-                .query_row("SELECT study_id FROM studies WHERE study_name = ?1", [name], |r| r.get(0))
-                .optional()?;
+            let id: Option<i64> =
+                tx.query_row("SELECT study_id FROM studies WHERE study_name = ?1", [name], |r| r.get(0)).optional()?;
             id.map(|id| study_info(tx, id, name.to_string())).transpose()
         })
     }
@@ -368,8 +372,9 @@ impl Storage for SqliteStorage {
     fn study_user_attrs(&self, study_id: i64) -> Result<Vec<(String, Value)>> {
         self.read(|tx| {
             check_study(tx, study_id)?;
-            let mut stmt =
-                tx.prepare("SELECT \"key\", value_json FROM study_user_attributes WHERE study_id = ?1 ORDER BY \"key\"")?;
+            let mut stmt = tx.prepare(
+                "SELECT \"key\", value_json FROM study_user_attributes WHERE study_id = ?1 ORDER BY \"key\"",
+            )?;
             let rows: Vec<(String, String)> =
                 stmt.query_map([study_id], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
             rows.into_iter()
@@ -387,7 +392,8 @@ impl Storage for SqliteStorage {
             // Optuna's number: how many trials of the study came before. The
             // IMMEDIATE transaction holds the write lock, so no other
             // connection can add a trial between the count and the insert.
-            let number: i64 = tx.query_row("SELECT COUNT(*) FROM trials WHERE study_id = ?1", [study_id], |r| r.get(0))?;
+            let number: i64 =
+                tx.query_row("SELECT COUNT(*) FROM trials WHERE study_id = ?1", [study_id], |r| r.get(0))?;
             tx.execute(
                 "INSERT INTO trials (number, study_id, state, datetime_start) VALUES (?1, ?2, 'RUNNING', ?3)",
                 params![number, study_id, common::format_datetime(&common::now())],
@@ -511,5 +517,285 @@ impl Storage for SqliteStorage {
             }
             Ok(failed)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn temp_db() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.db");
+        (dir, path)
+    }
+
+    fn rows(path: &Path, sql: &str) -> Vec<Vec<String>> {
+        let conn = Connection::open(path).unwrap();
+        let mut stmt = conn.prepare(sql).unwrap();
+        let n = stmt.column_count();
+        stmt.query_map([], |r| {
+            (0..n)
+                .map(|i| {
+                    Ok(match r.get_ref(i)? {
+                        rusqlite::types::ValueRef::Null => "NULL".to_string(),
+                        rusqlite::types::ValueRef::Integer(v) => v.to_string(),
+                        rusqlite::types::ValueRef::Real(v) => format!("{v:?}"),
+                        rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                        rusqlite::types::ValueRef::Blob(_) => "BLOB".to_string(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+    }
+
+    #[test]
+    fn new_file_gets_optunas_schema_and_version_rows() {
+        let (_dir, path) = temp_db();
+        SqliteStorage::open(&path).unwrap();
+        let tables: Vec<String> = rows(&path, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .into_iter()
+            .map(|r| r[0].clone())
+            .collect();
+        let mut want: Vec<String> = TABLES.iter().map(|t| t.to_string()).collect();
+        want.sort();
+        assert_eq!(tables, want);
+        assert_eq!(rows(&path, "SELECT * FROM alembic_version"), [["v3.2.0.a"]]);
+        assert_eq!(rows(&path, "SELECT * FROM version_info"), [["1", "12", LIBRARY_VERSION]]);
+        assert_eq!(rows(&path, "PRAGMA journal_mode"), [["wal"]]);
+        let indexes =
+            rows(&path, "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'ix_%' ORDER BY name");
+        assert_eq!(indexes, [["ix_studies_study_name"], ["ix_trials_study_id"]]);
+        // Opening again checks and keeps it.
+        SqliteStorage::open(&path).unwrap();
+        assert_eq!(rows(&path, "SELECT count(*) FROM version_info"), [["1"]]);
+    }
+
+    #[test]
+    fn rows_are_in_optunas_representation() {
+        let (_dir, path) = temp_db();
+        let s = SqliteStorage::open(&path).unwrap();
+        let st = s.create_or_load_study("nas", &[Direction::Maximize, Direction::Minimize]).unwrap();
+        let (id, _) = s.create_trial(st.id).unwrap();
+        let cat = Distribution::Categorical { choices: vec![Value::Null, json!("relu"), json!(8)] };
+        s.set_trial_param(id, "act", 1.0, &cat).unwrap();
+        s.set_trial_param(id, "units", 32.0, &Distribution::Int { low: 8, high: 64, step: 8 }).unwrap();
+        s.set_trial_user_attr(id, "bops", &json!({"total": 1.5})).unwrap();
+        s.record_heartbeat(id).unwrap();
+        s.finish_trial(id, TrialState::Complete, Some(&[0.75, f64::NEG_INFINITY])).unwrap();
+
+        assert_eq!(
+            rows(&path, "SELECT direction, objective FROM study_directions ORDER BY objective"),
+            [["MAXIMIZE", "0"], ["MINIMIZE", "1"]]
+        );
+        assert_eq!(
+            rows(&path, "SELECT objective, value, value_type FROM trial_values ORDER BY objective"),
+            [["0", "0.75", "FINITE"], ["1", "NULL", "INF_NEG"]]
+        );
+        assert_eq!(
+            rows(&path, "SELECT param_name, param_value, distribution_json FROM trial_params ORDER BY param_id"),
+            [
+                ["act", "1.0", r#"{"name": "CategoricalDistribution", "attributes": {"choices": [null, "relu", 8]}}"#],
+                [
+                    "units",
+                    "32.0",
+                    r#"{"name": "IntDistribution", "attributes": {"log": false, "step": 8, "low": 8, "high": 64}}"#
+                ],
+            ]
+        );
+        assert_eq!(
+            rows(&path, "SELECT \"key\", value_json FROM trial_user_attributes"),
+            [["bops", r#"{"total":1.5}"#]]
+        );
+        let t = &rows(&path, "SELECT number, state, datetime_start, datetime_complete FROM trials")[0];
+        assert_eq!(&t[..2], ["0", "COMPLETE"]);
+        let heartbeat = rows(&path, "SELECT heartbeat FROM trial_heartbeats")[0][0].clone();
+        for datetime in [&t[2], &t[3], &heartbeat] {
+            // SQLAlchemy's SQLite DATETIME: "YYYY-MM-DD HH:MM:SS.ffffff".
+            assert_eq!(datetime.len(), 26, "{datetime}");
+            assert!(NaiveDateTimeCheck::ok(datetime), "{datetime}");
+        }
+    }
+
+    struct NaiveDateTimeCheck;
+    impl NaiveDateTimeCheck {
+        fn ok(text: &str) -> bool {
+            chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.6f").is_ok()
+        }
+    }
+
+    #[test]
+    fn reads_a_study_that_optuna_wrote() {
+        let (_dir, path) = temp_db();
+        Connection::open(&path).unwrap().execute_batch(include_str!("optuna_4_5_fixture.sql")).unwrap();
+        let s = SqliteStorage::open(&path).unwrap();
+        let st = s.load_study("written-by-optuna").unwrap().unwrap();
+        assert_eq!(st.directions, [Direction::Minimize, Direction::Maximize]);
+        assert_eq!(s.study_user_attrs(st.id).unwrap(), [("dataset".to_string(), json!({"name": "jets", "n": 3}))]);
+        let trials = s.get_all_trials(st.id).unwrap();
+        let states: Vec<_> = trials.iter().map(|t| (t.number, t.state)).collect();
+        use TrialState::*;
+        assert_eq!(states, [(0, Complete), (1, Pruned), (2, Fail), (3, Running)]);
+        let t0 = &trials[0];
+        assert_eq!(t0.values, Some(vec![0.25, f64::NEG_INFINITY]));
+        assert_eq!(t0.params["n_layers"], (Distribution::Int { low: 1, high: 4, step: 1 }, 3.0));
+        assert_eq!(t0.params["lr"].0, Distribution::Float { low: 1e-4, high: 0.1, log: true });
+        // A stepped float reads as a continuous one (our Distribution has no float step).
+        assert_eq!(t0.params["dropout"].0, Distribution::Float { low: 0.0, high: 0.5, log: false });
+        let (act, act_value) = &t0.params["act"];
+        assert_eq!(act.external(*act_value), json!("relu"));
+        assert_eq!(t0.user_attrs["bops"], json!(1234.5));
+        assert_eq!(t0.system_attrs["NSGAIISampler:generation"], json!(0));
+        assert_eq!(t0.datetime_start.unwrap(), common::parse_datetime("2026-11-28 15:47:39.130638").unwrap());
+        assert!(t0.duration_s().unwrap() > 0.0);
+        assert_eq!(trials[1].values, None);
+        assert_eq!(trials[2].user_attrs["odd"], Value::Null, "Python's NaN reads as null");
+        // Python's heartbeat has whole seconds only; the running trial is long stale.
+        assert_eq!(s.fail_stale_trials(st.id, Duration::from_secs(1)).unwrap(), [3]);
+        // And we go on with the study.
+        assert_eq!(s.create_trial(st.id).unwrap().1, 4);
+    }
+
+    #[test]
+    fn refuses_other_files_naming_them() {
+        let (dir, path) = temp_db();
+        let text = dir.path().join("notes.txt");
+        std::fs::write(&text, "this is not a database, just some text that is long enough to have a header").unwrap();
+        let e = format!("{:#}", SqliteStorage::open(&text).err().unwrap());
+        assert!(e.contains("notes.txt") && e.contains("not an SQLite database"), "{e}");
+
+        let other = dir.path().join("other.db");
+        Connection::open(&other).unwrap().execute_batch("CREATE TABLE points (x REAL, y REAL)").unwrap();
+        let e = format!("{:#}", SqliteStorage::open(&other).err().unwrap());
+        assert!(e.contains("other.db") && e.contains("not an Optuna storage") && e.contains("studies"), "{e}");
+
+        SqliteStorage::open(&path).unwrap();
+        Connection::open(&path).unwrap().execute("UPDATE alembic_version SET version_num = 'v3.0.0.d'", []).unwrap();
+        let e = format!("{:#}", SqliteStorage::open(&path).err().unwrap());
+        assert!(e.contains("x.db") && e.contains("v3.0.0.d") && e.contains("optuna storage upgrade"), "{e}");
+
+        let missing = dir.path().join("no/such/dir/x.db");
+        let e = format!("{:#}", SqliteStorage::open(&missing).err().unwrap());
+        assert!(e.contains("no/such/dir/x.db"), "{e}");
+    }
+
+    /// Separate connections opening one new file at once (as processes
+    /// starting together do) agree on a single schema, then share the study.
+    #[test]
+    fn connections_opening_a_new_file_together() {
+        let (_dir, path) = temp_db();
+        let numbers: Vec<u64> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    let path = path.clone();
+                    scope.spawn(move || {
+                        let s = SqliteStorage::open(&path).unwrap();
+                        let st = s.create_or_load_study("nas", &[Direction::Minimize]).unwrap();
+                        (0..5).map(|_| s.create_trial(st.id).unwrap().1).collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        });
+        let mut numbers = numbers;
+        numbers.sort();
+        assert_eq!(numbers, (0..20).collect::<Vec<_>>());
+        assert_eq!(rows(&path, "SELECT count(*) FROM studies"), [["1"]]);
+        assert_eq!(rows(&path, "SELECT count(*) FROM alembic_version"), [["1"]]);
+    }
+
+    /// Writes a study for a check with Python Optuna (not run by default):
+    /// `SNAC_OPTUNA_DB=/tmp/x.db cargo test -p snac-core --lib -- --ignored write_study_for_optuna`,
+    /// then `optuna.load_study(storage="sqlite:////tmp/x.db", study_name="from-rust")`.
+    #[test]
+    #[ignore]
+    fn write_study_for_optuna() {
+        let Ok(path) = std::env::var("SNAC_OPTUNA_DB") else { return };
+        let s = SqliteStorage::open(Path::new(&path)).unwrap();
+        let st = s.create_or_load_study("from-rust", &[Direction::Maximize, Direction::Minimize]).unwrap();
+        s.set_study_user_attr(st.id, "config", &json!({"epochs": 3, "name": "jets"})).unwrap();
+        let cat = Distribution::Categorical { choices: vec![Value::Null, json!("relu"), json!(8), json!(0.5)] };
+        let units = Distribution::Int { low: 8, high: 64, step: 8 };
+        let lr = Distribution::Float { low: 1e-4, high: 0.1, log: true };
+        for (state, values) in [
+            (TrialState::Complete, Some(vec![0.75, 1200.0])),
+            (TrialState::Complete, Some(vec![f64::NEG_INFINITY, f64::INFINITY])),
+            (TrialState::Pruned, None),
+            (TrialState::Fail, None),
+            (TrialState::Running, None),
+        ] {
+            let (id, n) = s.create_trial(st.id).unwrap();
+            s.set_trial_param(id, "act", (n % 4) as f64, &cat).unwrap();
+            s.set_trial_param(id, "units", 8.0 * (n + 1) as f64, &units).unwrap();
+            s.set_trial_param(id, "lr", 0.001 * (n + 1) as f64, &lr).unwrap();
+            s.set_trial_user_attr(id, "bops", &json!(1000 + n)).unwrap();
+            s.set_trial_system_attr(id, "NSGAIISampler:generation", &json!(0)).unwrap();
+            s.set_trial_system_attr(id, "constraints", &json!([-1.0, 0.5])).unwrap();
+            s.record_heartbeat(id).unwrap();
+            if state.is_finished() {
+                s.finish_trial(id, state, values.as_deref()).unwrap();
+            }
+        }
+    }
+
+    const WORKER_ENV: &str = "SNAC_STORAGE_WORKER_DB";
+    const WORKER_TRIALS: u64 = 20;
+
+    /// One worker process of `processes_share_a_file`: this test binary, run
+    /// again with the file in `SNAC_STORAGE_WORKER_DB`. Does nothing without it.
+    #[test]
+    #[ignore]
+    fn worker_process() {
+        let Ok(path) = std::env::var(WORKER_ENV) else { return };
+        let s = SqliteStorage::open(Path::new(&path)).unwrap();
+        let st = s.create_or_load_study("shared", &[Direction::Minimize]).unwrap();
+        for _ in 0..WORKER_TRIALS {
+            let (id, n) = s.create_trial(st.id).unwrap();
+            s.set_trial_user_attr(id, "pid", &json!(std::process::id())).unwrap();
+            s.record_heartbeat(id).unwrap();
+            assert!(s.finish_trial(id, TrialState::Complete, Some(&[n as f64])).unwrap());
+        }
+    }
+
+    /// Real OS processes (this test binary, re-run as `worker_process`) and
+    /// this process write one new file at once: every trial is kept, and the
+    /// numbers are unique and dense.
+    #[test]
+    fn processes_share_a_file() {
+        const PROCESSES: usize = 3;
+        let (_dir, path) = temp_db();
+        let exe = std::env::current_exe().unwrap();
+        let name = format!("{}::worker_process", module_path!().split_once("::").unwrap().1);
+        let children: Vec<_> = (0..PROCESSES)
+            .map(|_| {
+                std::process::Command::new(&exe)
+                    .args(["--ignored", "--exact", &name, "--test-threads=1"])
+                    .env(WORKER_ENV, &path)
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        // This process writes too, meanwhile.
+        let s = SqliteStorage::open(&path).unwrap();
+        let st = s.create_or_load_study("shared", &[Direction::Minimize]).unwrap();
+        for _ in 0..WORKER_TRIALS {
+            let (id, n) = s.create_trial(st.id).unwrap();
+            assert!(s.finish_trial(id, TrialState::Complete, Some(&[n as f64])).unwrap());
+        }
+        for mut child in children {
+            assert!(child.wait().unwrap().success(), "a worker process failed");
+        }
+        let trials = s.get_all_trials(st.id).unwrap();
+        let total = (PROCESSES as u64 + 1) * WORKER_TRIALS;
+        assert_eq!(trials.iter().map(|t| t.number).collect::<Vec<_>>(), (0..total).collect::<Vec<_>>());
+        assert!(trials.iter().all(|t| t.state == TrialState::Complete && t.values == Some(vec![t.number as f64])));
+        let pids: std::collections::BTreeSet<_> =
+            trials.iter().filter_map(|t| t.user_attrs.get("pid")?.as_u64()).collect();
+        assert_eq!(pids.len(), PROCESSES, "every worker process wrote");
     }
 }
