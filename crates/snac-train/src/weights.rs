@@ -146,9 +146,8 @@ impl Weights {
 
     /// Writes the weights as JSON.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let file = std::fs::File::create(path).with_context(|| format!("could not create {}", path.display()))?;
-        serde_json::to_writer(std::io::BufWriter::new(file), self)
-            .with_context(|| format!("could not write weights to {}", path.display()))
+        let bytes = serde_json::to_vec(self).context("serialising weights")?;
+        snac_core::write_atomic(path, &bytes).with_context(|| format!("could not write weights to {}", path.display()))
     }
 
     /// Reads weights written by [`Weights::save`].
