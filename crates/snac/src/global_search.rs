@@ -209,14 +209,16 @@ pub fn run(setup: &SearchSetup, results_dir: &Path, show_progress: bool) -> Resu
         .with_context(|| format!("opening study '{study_name}'"))?;
 
     // We hold the lock, so RUNNING trials belong to a process that died.
-    let interrupted = storage.fail_stale_trials(study.info().id, Duration::ZERO)?;
-    for trial in study.trials()?.iter().filter(|t| interrupted.contains(&t.number)) {
+    let mut interrupted = Vec::new();
+    for trial in study.trials()?.iter().filter(|t| t.state == TrialState::Running) {
         storage.set_trial_system_attr(trial.id, INTERRUPTED_KEY, &Value::Bool(true))?;
         storage.set_trial_user_attr(
             trial.id,
             snac_core::search::FAIL_REASON_KEY,
             &json!("interrupted: the process running it stopped"),
         )?;
+        storage.finish_trial(trial.id, TrialState::Fail, None)?;
+        interrupted.push(trial.number);
     }
     let counted = |t: &FrozenTrial| t.state.is_finished() && !t.system_attrs.contains_key(INTERRUPTED_KEY);
     let existing = study.trials()?;

@@ -43,7 +43,7 @@ fn column(rows: &[Vec<String>], name: &str) -> usize {
 #[test]
 fn embedded_default_search_writes_outputs() {
     let dir = tempfile::tempdir().unwrap();
-    let out = run_ok(snac().args(["run", "--trials", "4", "--epochs", "3", "--workers", "2", "--results-dir"]).arg(dir.path()));
+    let out = run_ok(snac().args(["run", "--trials", "4", "--epochs", "15", "--workers", "2", "--results-dir"]).arg(dir.path()));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("Pareto set"), "{stdout}");
     let rows = csv_rows(&dir.path().join("mlp_search_results.csv"));
@@ -59,7 +59,7 @@ fn embedded_default_search_writes_outputs() {
     for row in &rows[1..] {
         assert_eq!(row[state], "COMPLETE", "{row:?}");
         let acc: f64 = row[accuracy].parse().unwrap();
-        assert!(acc > 0.3 && acc <= 1.0, "digits accuracy after 3 epochs: {acc}");
+        assert!((0.0..=1.0).contains(&acc), "accuracy {acc}");
         let yaml = Path::new(&row[column(&rows, "yaml_path")]).to_path_buf();
         assert!(yaml.exists(), "{}", yaml.display());
         let arch = snac_core::trial_yaml::read_arch(&yaml).unwrap();
@@ -68,6 +68,7 @@ fn embedded_default_search_writes_outputs() {
     let best = snac_core::trial_yaml::TrialYaml::read(&dir.path().join("best_model_for_local_search.yaml")).unwrap();
     let best_acc = rows[1..].iter().map(|r| r[accuracy].parse::<f64>().unwrap()).fold(0.0, f64::max);
     assert_eq!(best.metadata.global_search_accuracy, best_acc);
+    assert!(best_acc > 0.5, "the best of 4 digits MLPs after 15 epochs: {best_acc}");
     assert!(dir.path().join("study.db").exists());
 }
 
