@@ -4,7 +4,8 @@
 //! They are dtype-agnostic (f32 for training, f64 in the gradient checks) and
 //! differentiable through burn's autodiff when their inputs are tracked.
 
-use burn::tensor::{Tensor, activation};
+use crate::fastmath::{self, Pointwise};
+use burn::tensor::{DType, Tensor, TensorData, activation};
 use snac_core::arch::Activation;
 
 /// Keras `BatchNormalization` default epsilon.
@@ -67,11 +68,48 @@ pub fn activation(x: Tensor<2>, act: Activation) -> Tensor<2> {
         Activation::Relu => activation::relu(x),
         Activation::LeakyRelu => activation::leaky_relu(x, Activation::LEAKY_SLOPE as f64),
         Activation::Gelu => activation::gelu(x),
-        Activation::Tanh => activation::tanh(x),
-        Activation::Sigmoid => activation::sigmoid(x),
+        Activation::Tanh => pointwise(x, Pointwise::Tanh),
+        Activation::Sigmoid => pointwise(x, Pointwise::Sigmoid),
         Activation::Identity => x,
         Activation::Softmax => activation::softmax(x, 1),
     }
+}
+
+/// `tanh` or `sigmoid` computed outside the autodiff graph (vectorised in f32,
+/// see [`crate::fastmath`]) and attached to it with the derivative as a
+/// constant: `f(x) + (x − detach(x)) · f'(x)` has the value `f(x)` exactly and
+/// the gradient `f'(x)`.
+fn pointwise(x: Tensor<2>, kind: Pointwise) -> Tensor<2> {
+    let device = x.device();
+    let shape = x.dims();
+    let dtype = x.dtype();
+    let data = x.clone().into_data();
+    let (values, slopes) = if dtype == DType::F32 {
+        let xs: &[f32] = data.as_slice().expect("f32 tensor data");
+        let mut values = vec![0.0f32; xs.len()];
+        let mut slopes = vec![0.0f32; xs.len()];
+        fastmath::evaluate(kind, xs, &mut values, &mut slopes);
+        (TensorData::new(values, shape), TensorData::new(slopes, shape))
+    } else {
+        let xs: Vec<f64> = data.convert::<f64>().try_into_vec::<f64>().expect("float tensor data");
+        let (values, slopes): (Vec<f64>, Vec<f64>) = xs
+            .iter()
+            .map(|&x| match kind {
+                Pointwise::Tanh => (x.tanh(), 1.0 - x.tanh() * x.tanh()),
+                Pointwise::Sigmoid => {
+                    let s = 1.0 / (1.0 + (-x).exp());
+                    (s, s * (1.0 - s))
+                }
+            })
+            .unzip();
+        (TensorData::new(values, shape), TensorData::new(slopes, shape))
+    };
+    let values = Tensor::from_data(values, (&device, dtype));
+    if !x.is_autodiff() {
+        return values;
+    }
+    let slopes = Tensor::from_data(slopes, (&device, dtype));
+    values + (x.clone() - x.detach()) * slopes
 }
 
 /// Mean softmax cross-entropy of `logits` `[batch, classes]` against one-hot
@@ -87,7 +125,7 @@ pub fn softmax_cross_entropy(logits: Tensor<2>, one_hot: Tensor<2>) -> Tensor<1>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::{DType, Device, TensorData};
+    use burn::tensor::Device;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 

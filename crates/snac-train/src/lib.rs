@@ -21,6 +21,7 @@
 //! # let _ = loss;
 //! ```
 
+mod fastmath;
 pub mod layers;
 mod net;
 mod train;

@@ -23,7 +23,7 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// System attribute marking a trial failed because its process died.
 const INTERRUPTED_KEY: &str = "snac:interrupted";
