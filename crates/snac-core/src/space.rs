@@ -60,7 +60,11 @@ pub fn decode(spec: &SpaceSpec, src: &mut dyn Suggest) -> Result<Arch> {
     let mut shape = spec.input_shape;
     let flatten = |components: &mut Vec<Component>, shape: &mut Shape| {
         if matches!(shape, Shape::Image { .. }) {
-            components.push(Component { name: "flatten".into(), block_type: BlockType::Flatten, layers: vec![Layer::Flatten] });
+            components.push(Component {
+                name: "flatten".into(),
+                block_type: BlockType::Flatten,
+                layers: vec![Layer::Flatten],
+            });
             *shape = Shape::Flat(shape.numel());
         }
     };
@@ -114,12 +118,16 @@ pub fn decode(spec: &SpaceSpec, src: &mut dyn Suggest) -> Result<Arch> {
                         if !matches!(shape, Shape::Image { .. }) {
                             continue;
                         }
-                        let hidden = pick_width(src, &format!("b{i}_ConvAttn_hidden"), &space.conv_attn_hidden_channel_space)?;
+                        let hidden =
+                            pick_width(src, &format!("b{i}_ConvAttn_hidden"), &space.conv_attn_hidden_channel_space)?;
                         let act = pick_act(src, &format!("b{i}_ConvAttn_act"), &space.act_space)?;
                         components.push(Component {
                             name,
                             block_type: BlockType::ConvAttn,
-                            layers: vec![Layer::ConvAttention { hidden, scale: space.attention_scale }, Layer::Act(act)],
+                            layers: vec![
+                                Layer::ConvAttention { hidden, scale: space.attention_scale },
+                                Layer::Act(act),
+                            ],
                         });
                     }
                     "MLP" => {
@@ -266,8 +274,10 @@ pub(crate) mod tests {
             params.insert(format!("MLP_Head_act_{j}"), 0.0);
         }
         let arch = decode(&spec, &mut FixedParams(&params)).unwrap();
-        let kernels: Vec<usize> =
-            arch.layers().filter_map(|l| if let Layer::Conv2d { kernel, .. } = l { Some(*kernel) } else { None }).collect();
+        let kernels: Vec<usize> = arch
+            .layers()
+            .filter_map(|l| if let Layer::Conv2d { kernel, .. } = l { Some(*kernel) } else { None })
+            .collect();
         assert_eq!(kernels, vec![1, 1]);
         params.remove("b0_Conv_act_1");
         assert!(decode(&spec, &mut FixedParams(&params)).unwrap_err().to_string().contains("b0_Conv_act_1"));

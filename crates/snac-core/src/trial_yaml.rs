@@ -63,7 +63,9 @@ fn units(component: &Component) -> Result<Vec<Unit<'_>>> {
         }
         let act = match layers.next() {
             Some(Layer::Act(act)) => *act,
-            other => bail!("component '{}': expected an activation after {}, found {other:?}", component.name, main.kind()),
+            other => {
+                bail!("component '{}': expected an activation after {}, found {other:?}", component.name, main.kind())
+            }
         };
         out.push(Unit { main, norm, act });
     }
@@ -107,7 +109,8 @@ fn component_params(component: &Component) -> Result<Map<String, Value>> {
         }
         BlockType::ConvAttn => {
             let units = units(component)?;
-            let [Unit { main: Layer::ConvAttention { hidden, scale }, norm: Norm::None, act }] = units.as_slice() else {
+            let [Unit { main: Layer::ConvAttention { hidden, scale }, norm: Norm::None, act }] = units.as_slice()
+            else {
                 bail!("ConvAttn component '{}' is not ConvAttention + activation", component.name);
             };
             json!({"hidden_channels": hidden, "activation": act.name(), "attention_scale": scale})
@@ -131,7 +134,12 @@ impl ArchitectureYaml {
                 })
             })
             .collect::<Result<_>>()?;
-        Ok(ArchitectureYaml { model_type: "BlockBased".into(), input_shape: arch.input_shape.dims(), output_dim, components })
+        Ok(ArchitectureYaml {
+            model_type: "BlockBased".into(),
+            input_shape: arch.input_shape.dims(),
+            output_dim,
+            components,
+        })
     }
 
     /// Reads the architecture back into the IR, naming the component and key
@@ -159,7 +167,11 @@ fn get<'a>(params: &'a Map<String, Value>, key: &str) -> Result<&'a Value> {
 }
 
 fn get_usize(value: &Value, key: &str) -> Result<usize> {
-    value.as_u64().filter(|v| *v > 0).map(|v| v as usize).with_context(|| format!("params.{key} = {value}: expected a positive integer"))
+    value
+        .as_u64()
+        .filter(|v| *v > 0)
+        .map(|v| v as usize)
+        .with_context(|| format!("params.{key} = {value}: expected a positive integer"))
 }
 
 fn get_act(value: &Value, key: &str) -> Result<Activation> {
@@ -172,7 +184,9 @@ fn get_act(value: &Value, key: &str) -> Result<Activation> {
 fn get_norm(value: Option<&Value>, key: &str) -> Result<Norm> {
     match value {
         None | Some(Value::Null) => Ok(Norm::None),
-        Some(Value::String(s)) => Norm::parse(s).with_context(|| format!("params.{key} = {s}: expected one of {}", Norm::ACCEPTED)),
+        Some(Value::String(s)) => {
+            Norm::parse(s).with_context(|| format!("params.{key} = {s}: expected one of {}", Norm::ACCEPTED))
+        }
         Some(other) => bail!("params.{key} = {other}: expected one of {}", Norm::ACCEPTED),
     }
 }
@@ -213,7 +227,11 @@ impl ComponentYaml {
                         None if kernel > 1 => Padding::Valid,
                         None => Padding::Same,
                     };
-                    layers.push(Layer::Conv2d { filters: get_usize(&channels[i], &format!("channels[{i}]"))?, kernel, padding });
+                    layers.push(Layer::Conv2d {
+                        filters: get_usize(&channels[i], &format!("channels[{i}]"))?,
+                        kernel,
+                        padding,
+                    });
                     layers.extend(get_norm(norms.and_then(|n| n.get(i)), &format!("norms[{i}]"))?.layer());
                     layers.push(Layer::Act(get_act(&acts[i], &format!("activations[{i}]"))?));
                 }
@@ -259,8 +277,8 @@ pub fn read_arch(path: &Path) -> Result<Arch> {
 mod tests {
     use super::*;
     use crate::config::ModelType;
-    use crate::space::{SpaceSpec, Suggest, decode};
     use crate::search::Distribution;
+    use crate::space::{SpaceSpec, Suggest, decode};
     use rand::SeedableRng;
 
     struct RandomSource(rand_chacha::ChaCha8Rng);
@@ -294,8 +312,14 @@ mod tests {
         for (model_type, input_shape) in
             [(ModelType::Block, Shape::Image { height: 8, width: 8, channels: 1 }), (ModelType::Mlp, Shape::Flat(64))]
         {
-            let spec =
-                SpaceSpec { model_type, space: space.clone(), input_shape, output_dim: 10, min_layers: 2, max_layers: 5 };
+            let spec = SpaceSpec {
+                model_type,
+                space: space.clone(),
+                input_shape,
+                output_dim: 10,
+                min_layers: 2,
+                max_layers: 5,
+            };
             for seed in 0..30 {
                 let arch = decode(&spec, &mut RandomSource(rand_chacha::ChaCha8Rng::seed_from_u64(seed))).unwrap();
                 round_trip(&arch);

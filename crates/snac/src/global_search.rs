@@ -127,7 +127,10 @@ impl SearchSetup {
     pub fn sampler(&self) -> Arc<dyn Sampler> {
         match self.experiment.search.sampler {
             SamplerKind::Random => Arc::new(RandomSampler),
-            SamplerKind::Nsga2 => Arc::new(NsgaIISampler { population_size: self.experiment.search.population_size, ..Default::default() }),
+            SamplerKind::Nsga2 => Arc::new(NsgaIISampler {
+                population_size: self.experiment.search.population_size,
+                ..Default::default()
+            }),
         }
     }
 }

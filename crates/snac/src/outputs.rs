@@ -129,9 +129,7 @@ fn bops(trial: &FrozenTrial) -> f64 {
 /// The completed trial with the highest accuracy (fewer BOPs breaks ties), as
 /// SNAC-Pack picks the model for local search.
 pub fn best_by_accuracy(_setup: &SearchSetup, trials: &[FrozenTrial]) -> Option<FrozenTrial> {
-    completed(trials)
-        .max_by(|a, b| accuracy(a).total_cmp(&accuracy(b)).then(bops(b).total_cmp(&bops(a))))
-        .cloned()
+    completed(trials).max_by(|a, b| accuracy(a).total_cmp(&accuracy(b)).then(bops(b).total_cmp(&bops(a)))).cloned()
 }
 
 /// Writes `best_model_for_local_search.yaml` from the best trial.
@@ -142,10 +140,7 @@ pub fn write_best_model(results_dir: &Path, best: &FrozenTrial) -> Result<()> {
     let extra = Map::from_iter([
         ("params".to_string(), best.user_attrs.get("params").cloned().unwrap_or(Value::Null)),
         ("source_yaml".to_string(), best.user_attrs.get("yaml_path").cloned().unwrap_or(Value::Null)),
-        (
-            "weights".to_string(),
-            json!(trial_weights_path(results_dir, best.number).to_string_lossy()),
-        ),
+        ("weights".to_string(), json!(trial_weights_path(results_dir, best.number).to_string_lossy())),
     ]);
     let yaml = TrialYaml {
         metadata: Metadata {

@@ -43,12 +43,16 @@ fn column(rows: &[Vec<String>], name: &str) -> usize {
 #[test]
 fn embedded_default_search_writes_outputs() {
     let dir = tempfile::tempdir().unwrap();
-    let out = run_ok(snac().args(["run", "--trials", "4", "--epochs", "15", "--workers", "2", "--results-dir"]).arg(dir.path()));
+    let out = run_ok(
+        snac().args(["run", "--trials", "4", "--epochs", "15", "--workers", "2", "--results-dir"]).arg(dir.path()),
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("Pareto set"), "{stdout}");
     let rows = csv_rows(&dir.path().join("mlp_search_results.csv"));
     assert_eq!(rows.len(), 5, "header + 4 trials: {rows:?}");
-    for name in ["trial", "performance_metric", "bops", "params", "yaml_path", "run_timestamp", "state", "duration_s", "seed"] {
+    for name in
+        ["trial", "performance_metric", "bops", "params", "yaml_path", "run_timestamp", "state", "duration_s", "seed"]
+    {
         column(&rows, name);
     }
     let state = column(&rows, "state");
@@ -84,7 +88,17 @@ fn validate_reports_every_error_with_lines() {
     let output = snac().arg("validate").arg(&path).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    for needle in ["dataset.name", "mnistt", ":2", "search.sampler", "nsga3", "random, nsga2", "maximize_flags", "swish", "bad.yaml"] {
+    for needle in [
+        "dataset.name",
+        "mnistt",
+        ":2",
+        "search.sampler",
+        "nsga3",
+        "random, nsga2",
+        "maximize_flags",
+        "swish",
+        "bad.yaml",
+    ] {
         assert!(stderr.contains(needle), "missing '{needle}' in:\n{stderr}");
     }
 }
@@ -110,11 +124,18 @@ fn failed_trials_are_recorded_and_the_search_goes_on() {
         &config,
         format!(
             "{}\n",
-            include_str!("../../../examples/digits_mlp.yaml").replace("  seed: 42", "  seed: 42\n  learning_rate: 1.0e30")
+            include_str!("../../../examples/digits_mlp.yaml")
+                .replace("  seed: 42", "  seed: 42\n  learning_rate: 1.0e30")
         ),
     )
     .unwrap();
-    let output = snac().arg("run").arg(&config).args(["--trials", "3", "--epochs", "2", "--results-dir"]).arg(dir.path().join("r")).output().unwrap();
+    let output = snac()
+        .arg("run")
+        .arg(&config)
+        .args(["--trials", "3", "--epochs", "2", "--results-dir"])
+        .arg(dir.path().join("r"))
+        .output()
+        .unwrap();
     let rows = csv_rows(&dir.path().join("r/mlp_search_results.csv"));
     assert_eq!(rows.len(), 4, "{rows:?}\n{}", String::from_utf8_lossy(&output.stderr));
     let state = column(&rows, "state");
@@ -140,7 +161,8 @@ fn resume_after_kill_loses_no_completed_trial() {
         .unwrap();
     let started = Instant::now();
     loop {
-        let done = csv.exists().then(|| csv_rows(&csv).len().saturating_sub(1)).unwrap_or(0);
+        // Count whole lines only: the run may be appending a row right now.
+        let done = std::fs::read_to_string(&csv).map(|s| s.matches('\n').count().saturating_sub(1)).unwrap_or(0);
         if done >= 3 {
             break;
         }
@@ -152,7 +174,9 @@ fn resume_after_kill_loses_no_completed_trial() {
     child.wait().unwrap();
     let before = csv_rows(&csv);
     let accuracy = column(&before, "performance_metric");
-    let out = run_ok(snac().args(["run", "--trials", "20", "--epochs", "10", "--workers", "2", "--results-dir"]).arg(&results));
+    let out = run_ok(
+        snac().args(["run", "--trials", "20", "--epochs", "10", "--workers", "2", "--results-dir"]).arg(&results),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("resuming"), "{stderr}");
     let after = csv_rows(&csv);
@@ -163,7 +187,10 @@ fn resume_after_kill_loses_no_completed_trial() {
     }
     let counted = after[1..]
         .iter()
-        .filter(|r| r[state] == "COMPLETE" || (r[state] == "FAIL" && !r[column(&after, "fail_reason")].starts_with("interrupted")))
+        .filter(|r| {
+            r[state] == "COMPLETE"
+                || (r[state] == "FAIL" && !r[column(&after, "fail_reason")].starts_with("interrupted"))
+        })
         .count();
     assert_eq!(counted, 20, "{after:?}");
 }

@@ -92,7 +92,11 @@ impl Study {
                 bail!("trial {trial_id} got {} values for {} objectives", values.len(), self.info.directions.len())
             }
             Ok(values) if values.iter().any(|v| v.is_nan()) => {
-                self.storage.set_trial_user_attr(trial_id, FAIL_REASON_KEY, &Value::from(format!("objective values {values:?} contain NaN")))?;
+                self.storage.set_trial_user_attr(
+                    trial_id,
+                    FAIL_REASON_KEY,
+                    &Value::from(format!("objective values {values:?} contain NaN")),
+                )?;
                 self.storage.finish_trial(trial_id, TrialState::Fail, None)
             }
             Ok(values) => self.storage.finish_trial(trial_id, TrialState::Complete, Some(&values)),
@@ -107,7 +111,9 @@ impl Study {
 /// The RNG of one trial: a function of the study seed and the trial number,
 /// so a sequential search is reproducible.
 pub fn trial_rng(seed: u64, number: u64) -> ChaCha8Rng {
-    ChaCha8Rng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ number.wrapping_add(1).wrapping_mul(0xD1B5_4A32_D192_ED03))
+    ChaCha8Rng::seed_from_u64(
+        seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ number.wrapping_add(1).wrapping_mul(0xD1B5_4A32_D192_ED03),
+    )
 }
 
 /// A running trial: answers the search space's `suggest` calls and records

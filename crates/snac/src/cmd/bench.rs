@@ -51,8 +51,7 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
     )?;
     let load_s = started.elapsed().as_secs_f64();
     let mut draw = Draw(rand::SeedableRng::seed_from_u64(args.seed));
-    let archs: Vec<_> =
-        (0..args.trials).map(|_| space::decode(&setup.spec, &mut draw)).collect::<Result<Vec<_>>>()?;
+    let archs: Vec<_> = (0..args.trials).map(|_| space::decode(&setup.spec, &mut draw)).collect::<Result<Vec<_>>>()?;
     println!(
         "benchmark: {} architectures, {} epochs, {} train / {} validation samples, {} worker(s); data loaded in {load_s:.2} s",
         archs.len(),
@@ -72,7 +71,13 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
                     let Some(arch) = archs.get(i) else { break };
                     let data = &setup.dataset;
                     let t = Instant::now();
-                    let outcome = snac_train::train(arch, &data.train, &data.val, data.num_classes, &setup.train_config(i as u64));
+                    let outcome = snac_train::train(
+                        arch,
+                        &data.train,
+                        &data.val,
+                        data.num_classes,
+                        &setup.train_config(i as u64),
+                    );
                     let seconds = t.elapsed().as_secs_f64();
                     results.lock().unwrap().push((i, seconds, outcome));
                 }
