@@ -72,6 +72,7 @@ impl fmt::Display for Shape {
 
 /// A pointwise nonlinearity. `Softmax` is only valid as the last layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Activation {
     Relu,
     /// Leaky ReLU with negative slope 0.01 (PyTorch's and SNAC-Pack's default).
@@ -140,6 +141,7 @@ impl fmt::Display for Activation {
 
 /// Normalisation after a Dense or Conv layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Norm {
     None,
     Batch,
@@ -180,6 +182,7 @@ impl Norm {
 
 /// Convolution padding, as in Keras.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Padding {
     Valid,
     Same,
@@ -285,6 +288,7 @@ impl Layer {
 
 /// What a component is, as SNAC-Pack names its blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum BlockType {
     Mlp,
     Conv,

@@ -11,23 +11,8 @@ use snac_core::config::{DatasetConfig, DatasetName};
 use snac_train::{TrainConfig, train};
 
 fn main() -> anyhow::Result<()> {
-    let config = DatasetConfig {
-        name: DatasetName::Mnist,
-        resize_val: Some(8),
-        subset_size: Some(10000),
-        flatten: true,
-        one_hot: true,
-        data_dir: None,
-        train_file: None,
-        train_labels: None,
-        val_file: None,
-        val_labels: None,
-        validation_split: 0.2,
-        start_location: None,
-        window_size: None,
-        normalize: false,
-        num_classes: None,
-    };
+    let config =
+        DatasetConfig { resize_val: Some(8), subset_size: Some(10000), ..DatasetConfig::new(DatasetName::Mnist) };
     let data = snac_core::data::load(&config)?;
     if let Some(dir) = std::env::var_os("TF_COMPARE_DIR") {
         for (name, ours) in [("X_train_8x8.npy", &data.train.x), ("X_val_8x8.npy", &data.val.x)] {

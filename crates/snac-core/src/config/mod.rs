@@ -63,7 +63,32 @@ pub struct DatasetConfig {
     pub num_classes: Option<usize>,
 }
 
+impl DatasetConfig {
+    /// A dataset with every option at its default (flattened, one-hot,
+    /// 20 % held out where there is no validation split).
+    pub fn new(name: DatasetName) -> DatasetConfig {
+        DatasetConfig {
+            name,
+            resize_val: None,
+            subset_size: None,
+            flatten: true,
+            one_hot: true,
+            data_dir: None,
+            train_file: None,
+            train_labels: None,
+            val_file: None,
+            val_labels: None,
+            validation_split: 0.2,
+            start_location: None,
+            window_size: None,
+            normalize: false,
+            num_classes: None,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum DatasetName {
     Mnist,
     FashionMnist,
@@ -100,6 +125,7 @@ impl DatasetName {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ModelType {
     Mlp,
     Block,
@@ -107,6 +133,7 @@ pub enum ModelType {
 
 /// A search objective.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Objective {
     /// Validation accuracy.
     PerformanceMetric,
@@ -151,6 +178,7 @@ impl Objective {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SamplerKind {
     Random,
     Nsga2,
@@ -176,6 +204,7 @@ pub struct SearchConfig {
     pub n_folds: usize,
     pub use_hardware_metrics: bool,
     /// Objectives with their directions (`true` = maximise).
+    #[serde(serialize_with = "objectives_as_map")]
     pub objectives: Vec<(Objective, bool)>,
     /// Our extensions.
     pub seed: u64,
@@ -288,4 +317,9 @@ impl Experiment {
         }
         Ok(())
     }
+}
+
+/// Writes objectives as `{performance_metric: maximize, bops: minimize}`.
+fn objectives_as_map<S: serde::Serializer>(objectives: &[(Objective, bool)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(objectives.iter().map(|(o, max)| (o.name(), if *max { "maximize" } else { "minimize" })))
 }

@@ -10,23 +10,7 @@
 //! ```
 //! use snac_core::arch::Shape;
 //! use snac_core::config::{DatasetConfig, DatasetName};
-//! let config = DatasetConfig {
-//!     name: DatasetName::Digits,
-//!     resize_val: None,
-//!     subset_size: None,
-//!     flatten: true,
-//!     one_hot: true,
-//!     data_dir: None,
-//!     train_file: None,
-//!     train_labels: None,
-//!     val_file: None,
-//!     val_labels: None,
-//!     validation_split: 0.2,
-//!     start_location: None,
-//!     window_size: None,
-//!     normalize: false,
-//!     num_classes: None,
-//! };
+//! let config = DatasetConfig::new(DatasetName::Digits);
 //! let data = snac_core::data::load(&config).unwrap();
 //! assert_eq!(data.sample_shape, Shape::Flat(64));
 //! assert_eq!(data.train.len() + data.val.len(), 1797);
@@ -244,23 +228,7 @@ pub(crate) mod tests {
 
     /// A config with SNAC-Pack's defaults for `name`.
     pub(crate) fn config(name: DatasetName) -> DatasetConfig {
-        DatasetConfig {
-            name,
-            resize_val: None,
-            subset_size: None,
-            flatten: false,
-            one_hot: true,
-            data_dir: None,
-            train_file: None,
-            train_labels: None,
-            val_file: None,
-            val_labels: None,
-            validation_split: 0.2,
-            start_location: None,
-            window_size: None,
-            normalize: false,
-            num_classes: None,
-        }
+        DatasetConfig { flatten: false, ..DatasetConfig::new(name) }
     }
 
     /// The shared data dir, or `None` after printing why the test is skipped.
