@@ -267,6 +267,28 @@ pub struct LocalSearchConfig {
     pub pruning_epochs: usize,
     pub pruning_rate: f64,
     pub precision_pairs: Vec<PrecisionPair>,
+    /// `combined` (QAT then pruning, the default), `qat_only`, `prune_only`.
+    pub mode: LocalSearchMode,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LocalSearchMode {
+    Combined,
+    QatOnly,
+    PruneOnly,
+}
+
+impl LocalSearchMode {
+    pub fn parse(name: &str) -> Option<LocalSearchMode> {
+        Some(match name.to_lowercase().replace('-', "_").as_str() {
+            "combined" => LocalSearchMode::Combined,
+            "qat_only" | "qat" => LocalSearchMode::QatOnly,
+            "prune_only" | "prune" | "pruning_only" => LocalSearchMode::PruneOnly,
+            _ => return None,
+        })
+    }
+    pub const ACCEPTED: &'static str = "combined, qat_only, prune_only";
 }
 
 /// `synthesis:`.

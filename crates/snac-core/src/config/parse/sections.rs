@@ -5,7 +5,7 @@
 use super::reader::{Ctx, Field, Map, is_null, join};
 use crate::arch::{Activation, Norm};
 use crate::config::{
-    DatasetConfig, DatasetName, Experiment, HlsConfig, LocalSearchConfig, ModelType, Objective, OutputConfig,
+    DatasetConfig, DatasetName, Experiment, HlsConfig, LocalSearchConfig, LocalSearchMode, ModelType, Objective, OutputConfig,
     PrecisionPair, SamplerKind, SearchConfig, SearchSpaceConfig, SynthesisConfig,
 };
 use std::path::{Path, PathBuf};
@@ -467,6 +467,7 @@ fn local_search(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> Option<LocalSearchConf
     let pruning_iterations = s.count_or("pruning_iterations", 0, 5);
     let pruning_epochs = s.count_or("pruning_epochs", 1, 2);
     let pruning_rate = s.number_or("pruning_rate", 0.8, "a number between 0 and 1 (exclusive)", |v| v > 0.0 && v < 1.0);
+    let mode = s.opt_choice("mode", "a local-search mode", LocalSearchMode::ACCEPTED, LocalSearchMode::parse);
     let defaults: Vec<PrecisionPair> =
         DEFAULT_PRECISION_PAIRS.iter().map(|&(total_bits, int_bits)| PrecisionPair { total_bits, int_bits }).collect();
     let mut seen: Vec<(PrecisionPair, String)> = Vec::new();
@@ -488,7 +489,14 @@ fn local_search(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> Option<LocalSearchConf
         Some(pair)
     });
     s.finish();
-    Some(LocalSearchConfig { qat_epochs, pruning_iterations, pruning_epochs, pruning_rate, precision_pairs })
+    Some(LocalSearchConfig {
+        qat_epochs,
+        pruning_iterations,
+        pruning_epochs,
+        pruning_rate,
+        precision_pairs,
+        mode: mode.unwrap_or(LocalSearchMode::Combined),
+    })
 }
 
 fn output(ctx: &mut Ctx<'_>, root: &mut Map<'_>, file: &Path) -> OutputConfig {
