@@ -24,8 +24,14 @@
 mod fastmath;
 pub mod layers;
 mod net;
+pub mod prune;
+pub mod quant;
 mod train;
 mod weights;
 
-pub use train::{EpochStats, TrainConfig, TrainOutcome, evaluate, train, train_from};
+pub use prune::{Masks, magnitude_masks};
+pub use quant::{QuantSpec, fake_quantize};
+pub use train::{
+    EpochStats, LayerOutput, TrainConfig, TrainOutcome, evaluate, evaluate_with, layer_outputs, train, train_from,
+};
 pub use weights::{LayerWeights, NamedTensor, Weights};

@@ -7,6 +7,7 @@
 //! statistics are plain loops over slices.
 
 use crate::layers;
+use crate::quant::{QuantSpec, fake_quantize};
 use crate::weights::{LayerWeights, NamedTensor, Weights};
 use anyhow::{Result, bail, ensure};
 use burn::tensor::{Device, Tensor, TensorData};
@@ -31,13 +32,31 @@ pub(crate) struct Param {
     pub rows: usize,
     pub cols: usize,
     pub trainable: bool,
+    pub role: ParamRole,
     pub values: Vec<f32>,
 }
 
+/// What a parameter is to quantization and pruning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ParamRole {
+    Kernel,
+    Bias,
+    Other,
+}
+
 impl Param {
-    /// The values as a tensor on `device`.
-    pub fn tensor(&self, device: &Device) -> Tensor<2> {
-        Tensor::from_data(TensorData::new(self.values.clone(), [self.rows, self.cols]), device)
+    /// The values as a tensor on `device`; Dense kernels and biases put on
+    /// their grid when `quant` is given. The optimiser keeps the float
+    /// values, and the gradient with respect to the quantized tensor is the
+    /// straight-through gradient of the float ones.
+    pub fn tensor(&self, device: &Device, quant: Option<&QuantSpec>) -> Tensor<2> {
+        let mut values = self.values.clone();
+        match (quant, self.role) {
+            (Some(spec), ParamRole::Kernel) => spec.weights.quantize_slice(&mut values),
+            (Some(spec), ParamRole::Bias) => spec.biases.quantize_slice(&mut values),
+            _ => {}
+        }
+        Tensor::from_data(TensorData::new(values, [self.rows, self.cols]), device)
     }
 }
 
@@ -72,6 +91,8 @@ impl ParamTable {
 #[derive(Clone, Debug)]
 pub(crate) struct Net {
     pub layers: Vec<NetLayer>,
+    /// For each of `layers`, its position in [`Arch::layers`].
+    pub arch_indices: Vec<usize>,
     pub input_features: usize,
     pub output_features: usize,
 }
@@ -94,10 +115,11 @@ impl Net {
 
         let mut params = Vec::new();
         let mut layers = Vec::new();
+        let mut arch_indices = Vec::new();
         let last = shapes.len() - 1;
         for (index, (layer, ..)) in shapes.iter().enumerate() {
             let lw = &weights.layers[index];
-            let mut add = |name: &str| -> Result<usize> {
+            let mut add = |name: &str, role: ParamRole| -> Result<usize> {
                 let tensor = lw.get(name)?;
                 let (rows, cols) = match tensor.shape[..] {
                     [n] => (1, n),
@@ -111,32 +133,38 @@ impl Net {
                     rows,
                     cols,
                     trainable: tensor.is_trainable(),
+                    role,
                     values: tensor.values.clone(),
                 });
                 Ok(params.len() - 1)
             };
-            match layer {
-                Layer::Dense { .. } => layers.push(NetLayer::Dense { kernel: add("kernel")?, bias: add("bias")? }),
-                Layer::BatchNorm => layers.push(NetLayer::BatchNorm {
-                    gamma: add("gamma")?,
-                    beta: add("beta")?,
-                    moving_mean: add("moving_mean")?,
-                    moving_variance: add("moving_variance")?,
-                }),
-                Layer::LayerNorm => layers.push(NetLayer::LayerNorm { gamma: add("gamma")?, beta: add("beta")? }),
-                Layer::Act(Activation::Softmax) if index == last => {}
+            let other = ParamRole::Other;
+            let net_layer = match layer {
+                Layer::Dense { .. } => {
+                    NetLayer::Dense { kernel: add("kernel", ParamRole::Kernel)?, bias: add("bias", ParamRole::Bias)? }
+                }
+                Layer::BatchNorm => NetLayer::BatchNorm {
+                    gamma: add("gamma", other)?,
+                    beta: add("beta", other)?,
+                    moving_mean: add("moving_mean", other)?,
+                    moving_variance: add("moving_variance", other)?,
+                },
+                Layer::LayerNorm => NetLayer::LayerNorm { gamma: add("gamma", other)?, beta: add("beta", other)? },
+                Layer::Act(Activation::Softmax) if index == last => continue,
                 Layer::Act(Activation::Softmax) => {
                     bail!("layer {index}: softmax may only be the last layer")
                 }
-                Layer::Act(act) => layers.push(NetLayer::Act(*act)),
+                Layer::Act(act) => NetLayer::Act(*act),
                 // Flat input only, so Flatten is a no-op.
-                Layer::Flatten => {}
+                Layer::Flatten => continue,
                 Layer::Conv2d { .. } | Layer::ConvAttention { .. } => unreachable!("rejected above"),
-            }
+            };
+            layers.push(net_layer);
+            arch_indices.push(index);
         }
         let output_features = arch.output_shape()?.numel();
         let layer_kinds = shapes.iter().map(|(layer, ..)| layer.kind().to_string()).collect();
-        Ok((Net { layers, input_features, output_features }, ParamTable { params, layer_kinds }))
+        Ok((Net { layers, arch_indices, input_features, output_features }, ParamTable { params, layer_kinds }))
     }
 
     /// The forward pass to logits. `params[i]` is the tensor of parameter `i`
@@ -144,15 +172,23 @@ impl Net {
     /// training). In training mode BatchNorm uses batch statistics and pushes
     /// `(moving_mean index, moving_variance index, batch mean, batch variance)`
     /// to `batch_stats`.
+    ///
+    /// With `quant`, the outputs of activations, normalisations and the
+    /// logits are fake-quantized to the activation type (the parameter
+    /// tensors come quantized from [`Param::tensor`]). With `trace`, each
+    /// layer's output (after quantization) is pushed to it.
     pub fn forward(
         &self,
         mut x: Tensor<2>,
         params: &[Option<Tensor<2>>],
         training: bool,
         batch_stats: &mut Vec<(usize, usize, Tensor<2>, Tensor<2>)>,
+        quant: Option<&QuantSpec>,
+        mut trace: Option<&mut Vec<Tensor<2>>>,
     ) -> Tensor<2> {
         let p = |i: usize| params[i].clone().expect("parameter tensor missing for this mode");
-        for layer in &self.layers {
+        let last = self.layers.len().saturating_sub(1);
+        for (position, layer) in self.layers.iter().enumerate() {
             x = match *layer {
                 NetLayer::Dense { kernel, bias } => layers::dense(x, p(kernel), p(bias)),
                 NetLayer::BatchNorm { gamma, beta, moving_mean, moving_variance } => {
@@ -167,6 +203,20 @@ impl Net {
                 NetLayer::LayerNorm { gamma, beta } => layers::layer_norm(x, p(gamma), p(beta)),
                 NetLayer::Act(act) => layers::activation(x, act),
             };
+            if let Some(spec) = quant {
+                // A Dense output is an accumulator, unless it is the logits.
+                if !matches!(layer, NetLayer::Dense { .. }) || position == last {
+                    x = fake_quantize(x, &spec.activations);
+                }
+            }
+            if let Some(trace) = trace.as_deref_mut() {
+                trace.push(x.clone());
+            }
+        }
+        if self.layers.is_empty()
+            && let Some(spec) = quant
+        {
+            x = fake_quantize(x, &spec.activations);
         }
         x
     }

@@ -6,7 +6,9 @@
 //! for the same seed.
 
 use crate::layers::{BATCH_NORM_MOMENTUM, softmax_cross_entropy};
-use crate::net::{Net, ParamTable};
+use crate::net::{Net, ParamRole, ParamTable};
+use crate::prune::Masks;
+use crate::quant::QuantSpec;
 use crate::weights::Weights;
 use anyhow::{Context, Result, bail, ensure};
 use burn::tensor::{Device, Tensor, TensorData};
@@ -41,6 +43,12 @@ pub struct TrainConfig {
     pub min_lr: f64,
     /// Seeds weight initialisation and shuffling.
     pub seed: u64,
+    /// Quantization-aware training at these fixed-point types (see
+    /// [`crate::quant`]); validation then uses the quantized forward pass.
+    pub quant: Option<QuantSpec>,
+    /// Pruning masks, held during training: masked kernel weights are zero
+    /// from the start and stay exactly zero (see [`crate::prune`]).
+    pub masks: Option<Masks>,
 }
 
 impl Default for TrainConfig {
@@ -54,6 +62,8 @@ impl Default for TrainConfig {
             lr_factor: 0.5,
             min_lr: 1e-6,
             seed: 0,
+            quant: None,
+            masks: None,
         }
     }
 }
@@ -120,12 +130,20 @@ pub fn train(
 /// Trains `arch` starting from `weights`.
 pub fn train_from(
     arch: &Arch,
-    weights: Weights,
+    mut weights: Weights,
     train: &Split,
     val: &Split,
     num_classes: usize,
     config: &TrainConfig,
 ) -> Result<TrainOutcome> {
+    if let Some(masks) = &config.masks {
+        masks.apply(&mut weights).context("the pruning masks do not fit the weights")?;
+    }
+    if let Some(spec) = &config.quant {
+        for fixed in [spec.weights, spec.biases, spec.activations] {
+            fixed.validate()?;
+        }
+    }
     let (net, table) = Net::build(arch, &weights)?;
     ensure!(
         net.output_features == num_classes,
@@ -142,15 +160,64 @@ pub fn train_from(
 
 /// Loss and accuracy of `weights` on `split`, in inference mode.
 pub fn evaluate(arch: &Arch, weights: &Weights, split: &Split) -> Result<(f64, f64)> {
+    evaluate_with(arch, weights, split, None)
+}
+
+/// Loss and accuracy of `weights` on `split`, in inference mode, with the
+/// quantized forward pass of QAT when `quant` is given (the same as
+/// validation during training with that [`TrainConfig::quant`]).
+pub fn evaluate_with(arch: &Arch, weights: &Weights, split: &Split, quant: Option<&QuantSpec>) -> Result<(f64, f64)> {
     let (net, table) = Net::build(arch, weights)?;
     check_split(split, net.input_features, net.output_features, "evaluation")?;
-    single_threaded(|| Ok(evaluate_net(&net, &table, split)))
+    single_threaded(|| Ok(evaluate_net(&net, &table, split, quant)))
+}
+
+/// The output of one layer in [`layer_outputs`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerOutput {
+    /// Position in [`Arch::layers`].
+    pub index: usize,
+    /// [`snac_core::arch::Layer::kind`].
+    pub kind: String,
+    /// `[samples, features]`, row-major.
+    pub values: Vec<f32>,
+}
+
+/// Every layer's output for the samples in `x` (row-major, `input_features`
+/// values each), in inference mode, quantized as in QAT when `quant` is
+/// given. Flatten and a final softmax are left out, so the last entry holds
+/// the logits. For checking a quantized model layer by layer.
+pub fn layer_outputs(arch: &Arch, weights: &Weights, x: &[f32], quant: Option<&QuantSpec>) -> Result<Vec<LayerOutput>> {
+    let (net, table) = Net::build(arch, weights)?;
+    let features = net.input_features;
+    ensure!(
+        !x.is_empty() && x.len().is_multiple_of(features),
+        "{} input values are not a whole number of samples of {features} features",
+        x.len()
+    );
+    let kinds: Vec<&'static str> = arch.layers().map(|l| l.kind()).collect();
+    single_threaded(|| {
+        let device = Device::flex();
+        let params: Vec<_> = table.params.iter().map(|p| Some(p.tensor(&device, quant))).collect();
+        let input = Tensor::from_data(TensorData::new(x.to_vec(), [x.len() / features, features]), &device);
+        let mut trace = Vec::new();
+        net.forward(input, &params, false, &mut Vec::new(), quant, Some(&mut trace));
+        Ok(trace
+            .into_iter()
+            .zip(&net.arch_indices)
+            .map(|(output, &index)| LayerOutput {
+                index,
+                kind: kinds[index].to_string(),
+                values: output.into_data().try_into_vec::<f32>().expect("f32 outputs"),
+            })
+            .collect())
+    })
 }
 
 /// Inference over `split` in large batches; mean cross-entropy and accuracy.
-fn evaluate_net(net: &Net, table: &ParamTable, split: &Split) -> (f64, f64) {
+fn evaluate_net(net: &Net, table: &ParamTable, split: &Split, quant: Option<&QuantSpec>) -> (f64, f64) {
     let device = Device::flex();
-    let params: Vec<_> = table.params.iter().map(|p| Some(p.tensor(&device))).collect();
+    let params: Vec<_> = table.params.iter().map(|p| Some(p.tensor(&device, quant))).collect();
     let features = net.input_features;
     let classes = net.output_features;
     let (mut loss_sum, mut correct) = (0.0f64, 0usize);
@@ -161,7 +228,7 @@ fn evaluate_net(net: &Net, table: &ParamTable, split: &Split) -> (f64, f64) {
             TensorData::new(split.x[start * features..end * features].to_vec(), [end - start, features]),
             &device,
         );
-        let logits = net.forward(x, &params, false, &mut unused).into_data();
+        let logits = net.forward(x, &params, false, &mut unused, quant, None).into_data();
         let logits = logits.as_slice::<f32>().expect("f32 logits");
         for (row, &label) in logits.chunks_exact(classes).zip(&split.y[start..end]) {
             let (loss, hit) = row_loss_and_hit(row, label as usize);
@@ -202,7 +269,15 @@ impl Adam {
     }
 
     /// `gradients[i]` is `None` for parameters that are not trained.
-    fn step(&mut self, table: &mut ParamTable, gradients: &[Option<TensorData>], learning_rate: f64) {
+    /// `masks` are `(parameter index, keep)`: the masked values and their
+    /// moments are set to zero after the update.
+    fn step(
+        &mut self,
+        table: &mut ParamTable,
+        gradients: &[Option<TensorData>],
+        learning_rate: f64,
+        masks: &[(usize, Vec<bool>)],
+    ) {
         self.iterations += 1;
         let t = self.iterations as f64;
         let alpha = (learning_rate * (1.0 - ADAM_BETA2.powf(t)).sqrt() / (1.0 - ADAM_BETA1.powf(t))) as f32;
@@ -217,6 +292,15 @@ impl Adam {
                 m[j] += (g - m[j]) * one_minus_beta1;
                 v[j] += (g * g - v[j]) * one_minus_beta2;
                 values[j] -= m[j] * alpha / (v[j].sqrt() + ADAM_EPSILON);
+            }
+        }
+        for (i, keep) in masks {
+            let (values, m, v) =
+                (&mut table.params[*i].values, &mut self.first_moments[*i], &mut self.second_moments[*i]);
+            for (j, _) in keep.iter().enumerate().filter(|(_, keep)| !**keep) {
+                values[j] = 0.0;
+                m[j] = 0.0;
+                v[j] = 0.0;
             }
         }
     }
@@ -238,13 +322,25 @@ struct Trainer<'a> {
     classes: usize,
     config: &'a TrainConfig,
     adam: Adam,
+    /// The pruning masks by parameter index (kernels only).
+    masks: Vec<(usize, Vec<bool>)>,
     device: Device,
 }
 
 impl<'a> Trainer<'a> {
     fn new(net: Net, table: ParamTable, classes: usize, config: &'a TrainConfig) -> Trainer<'a> {
         let adam = Adam::new(&table);
-        Trainer { net, table, classes, config, adam, device: Device::flex().autodiff() }
+        let masks = match &config.masks {
+            None => Vec::new(),
+            Some(masks) => table
+                .params
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.role == ParamRole::Kernel)
+                .filter_map(|(i, p)| Some((i, masks.layers[p.layer].clone()?)))
+                .collect(),
+        };
+        Trainer { net, table, classes, config, adam, masks, device: Device::flex().autodiff() }
     }
 
     fn run(mut self, train: &Split, val: &Split) -> Result<TrainOutcome> {
@@ -273,7 +369,7 @@ impl<'a> Trainer<'a> {
                 loss_sum += loss * batch.len() as f64;
                 correct += hits;
             }
-            let (val_loss, val_accuracy) = evaluate_net(&self.net, &self.table, val);
+            let (val_loss, val_accuracy) = evaluate_net(&self.net, &self.table, val, config.quant.as_ref());
             if !val_loss.is_finite() {
                 bail!("validation loss became {} at epoch {epoch}", non_finite_name(val_loss));
             }
@@ -336,11 +432,12 @@ impl<'a> Trainer<'a> {
         let device = &self.device;
         let x = Tensor::from_data(TensorData::new(x, [rows, features]), device);
         let one_hot = Tensor::from_data(TensorData::new(one_hot, [rows, classes]), device);
+        let quant = self.config.quant.as_ref();
         let params: Vec<Option<Tensor<2>>> =
-            self.table.params.iter().map(|p| p.trainable.then(|| p.tensor(device).require_grad())).collect();
+            self.table.params.iter().map(|p| p.trainable.then(|| p.tensor(device, quant).require_grad())).collect();
 
         let mut batch_stats = Vec::new();
-        let logits = self.net.forward(x, &params, true, &mut batch_stats);
+        let logits = self.net.forward(x, &params, true, &mut batch_stats, quant, None);
         let loss = softmax_cross_entropy(logits.clone(), one_hot);
         let loss_value = loss.clone().inner().into_scalar::<f32>() as f64;
         if !loss_value.is_finite() {
@@ -358,7 +455,7 @@ impl<'a> Trainer<'a> {
         let mut grads = loss.backward();
         let gradients: Vec<Option<TensorData>> =
             params.iter().map(|p| p.as_ref().and_then(|p| p.grad_remove(&mut grads)).map(|g| g.into_data())).collect();
-        self.adam.step(&mut self.table, &gradients, learning_rate);
+        self.adam.step(&mut self.table, &gradients, learning_rate, &self.masks);
 
         let keep = BATCH_NORM_MOMENTUM;
         for (mean_index, variance_index, mean, variance) in batch_stats {

@@ -161,4 +161,21 @@ impl Weights {
     pub fn scalar_count(&self) -> usize {
         self.layers.iter().flat_map(|l| &l.tensors).map(|t| t.values.len()).sum()
     }
+
+    /// For each layer, the number of nonzero kernel weights (`None` for
+    /// layers without a kernel).
+    pub fn kernel_nonzeros(&self) -> Vec<Option<usize>> {
+        self.layers
+            .iter()
+            .map(|layer| layer.get("kernel").ok().map(|k| k.values.iter().filter(|v| **v != 0.0).count()))
+            .collect()
+    }
+
+    /// The fraction of kernel weights that are zero, over all kernels
+    /// together (0 when there are none). Biases do not count.
+    pub fn sparsity(&self) -> f64 {
+        let total: usize = self.layers.iter().filter_map(|l| l.get("kernel").ok()).map(|k| k.values.len()).sum();
+        let nonzero: usize = self.kernel_nonzeros().into_iter().flatten().sum();
+        if total == 0 { 0.0 } else { (total - nonzero) as f64 / total as f64 }
+    }
 }

@@ -120,6 +120,8 @@ impl SearchSetup {
             lr_factor: 0.5,
             min_lr: 1e-6,
             seed,
+            quant: None,
+            masks: None,
         }
     }
 

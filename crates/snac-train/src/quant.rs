@@ -1,0 +1,123 @@
+//! Quantization-aware training: which fixed-point types a network's weights,
+//! biases and activations take ([`QuantSpec`]), and the fake quantizer that
+//! rounds a tensor onto a grid in the forward pass while passing the
+//! gradient straight through ([`fake_quantize`]).
+//!
+//! Where the trainer quantizes, when [`crate::TrainConfig::quant`] is set:
+//! - Dense kernels and biases, in every forward pass (the optimiser keeps
+//!   float "shadow" weights and receives the straight-through gradient);
+//! - the output of every activation layer (ReLU and identity included), of
+//!   every BatchNorm and LayerNorm, and the logits (the final softmax stays
+//!   fused in the loss), all with the activation type.
+//!
+//! BatchNorm is treated as a layer of its own: its parameters stay float and
+//! its output is put on the activation grid. Folding it into the preceding
+//! Dense (or giving it fixed-point parameters) is left to the export stage.
+//! The input is not quantized.
+
+use anyhow::Result;
+use burn::tensor::{DType, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+use snac_core::fixed::FixedPoint;
+
+/// The fixed-point types of a quantized network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuantSpec {
+    /// Dense kernels.
+    pub weights: FixedPoint,
+    /// Dense biases.
+    pub biases: FixedPoint,
+    /// Outputs of activations, normalisations and the logits.
+    pub activations: FixedPoint,
+}
+
+impl QuantSpec {
+    /// The same type everywhere.
+    pub fn uniform(fixed: FixedPoint) -> QuantSpec {
+        QuantSpec { weights: fixed, biases: fixed, activations: fixed }
+    }
+
+    /// QKeras `quantized_bits(total_bits, int_bits)` everywhere, as
+    /// SNAC-Pack's precision pairs.
+    pub fn from_qkeras(total_bits: u32, int_bits: u32) -> Result<QuantSpec> {
+        Ok(QuantSpec::uniform(FixedPoint::from_qkeras(total_bits, int_bits)?))
+    }
+}
+
+/// `x` rounded onto the grid of `fixed`, with the gradient of the identity
+/// (the straight-through estimator). Written `q(x) + (x − detach(x))` rather
+/// than `x + detach(q(x) − x)`: both have the gradient 1, but only the first
+/// has exactly the value `q(x)` in floating point.
+///
+/// `q` is computed on the raw data outside the autodiff graph, as in
+/// [`crate::layers`]' pointwise activations. Works in f32 and f64.
+pub fn fake_quantize(x: Tensor<2>, fixed: &FixedPoint) -> Tensor<2> {
+    let device = x.device();
+    let shape = x.dims();
+    let dtype = x.dtype();
+    let data = x.clone().into_data();
+    let quantized = if dtype == DType::F32 {
+        let mut values = data.try_into_vec::<f32>().expect("f32 tensor data");
+        fixed.quantize_slice(&mut values);
+        TensorData::new(values, shape)
+    } else {
+        let values: Vec<f64> = data.convert::<f64>().try_into_vec::<f64>().expect("float tensor data");
+        TensorData::new(values.into_iter().map(|v| fixed.quantize(v)).collect::<Vec<f64>>(), shape)
+    };
+    let quantized = Tensor::from_data(quantized, (&device, dtype));
+    if !x.is_autodiff() {
+        return quantized;
+    }
+    quantized + (x.clone() - x.detach())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Device;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn tensor(values: &[f64], shape: [usize; 2], device: &Device) -> Tensor<2> {
+        Tensor::from_data(TensorData::new(values.to_vec(), shape), (device, DType::F64))
+    }
+
+    #[test]
+    fn value_is_the_quantized_one_and_gradient_is_the_identity() {
+        let fixed = FixedPoint::from_qkeras(4, 1).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        // Values on both sides of the range, so saturation is exercised too:
+        // the gradient is not clipped there either (QKeras' quantized_bits).
+        let x: Vec<f64> = (0..24).map(|_| rng.random_range(-4.0..4.0)).collect();
+        let weights: Vec<f64> = (0..24).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let device = Device::flex().autodiff();
+        let input = tensor(&x, [4, 6], &device).require_grad();
+        let output = fake_quantize(input.clone(), &fixed);
+        let values = output.clone().inner().into_data().try_to_vec::<f64>().unwrap();
+        let expected: Vec<f64> = x.iter().map(|&v| fixed.quantize(v)).collect();
+        assert_eq!(values, expected);
+        let grads = (output * tensor(&weights, [4, 6], &device)).sum().backward();
+        let gradient = input.grad(&grads).unwrap().into_data().try_to_vec::<f64>().unwrap();
+        assert_eq!(gradient, weights, "the straight-through gradient is exactly the upstream one");
+    }
+
+    #[test]
+    fn f32_values_without_autodiff() {
+        let fixed = FixedPoint::from_qkeras(8, 3).unwrap();
+        let device = Device::flex();
+        let x = Tensor::<2>::from_data(TensorData::new(vec![0.03125f32, 0.09375, 1.3, -100.0], [2, 2]), &device);
+        let values = fake_quantize(x, &fixed).into_data().try_to_vec::<f32>().unwrap();
+        assert_eq!(values, vec![0.0, 0.125, 1.3125, -8.0]);
+    }
+
+    #[test]
+    fn f32_autodiff_values_are_exact() {
+        let fixed = FixedPoint::from_qkeras(6, 2).unwrap();
+        let device = Device::flex().autodiff();
+        let raw = vec![1000.0f32, -1000.0, 0.1, 3.9, -0.0625, 1e-9];
+        let x = Tensor::<2>::from_data(TensorData::new(raw.clone(), [2, 3]), &device).require_grad();
+        let values = fake_quantize(x, &fixed).inner().into_data().try_to_vec::<f32>().unwrap();
+        let expected: Vec<f32> = raw.iter().map(|&v| fixed.quantize(v as f64) as f32).collect();
+        assert_eq!(values, expected);
+    }
+}
