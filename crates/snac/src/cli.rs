@@ -18,6 +18,10 @@ pub enum Command {
     Run(RunArgs),
     /// Run the global architecture search only.
     Search(RunArgs),
+    /// Local search: QAT at each precision pair plus iterative magnitude
+    /// pruning with lottery-ticket rewinding, from the best global-search
+    /// architecture (or --arch).
+    Local(LocalArgs),
     /// Check a config and print the resolved experiment, or every error.
     Validate(RunArgs),
     /// Time trials with tutorial 1's setup (MNIST 8×8, subset 10000, 2 epochs).
@@ -37,6 +41,16 @@ pub struct RunArgs {
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub overrides: OverrideArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LocalArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Architecture YAML to start from (default: the results dir's
+    /// best_model_for_local_search.yaml).
+    #[arg(long, value_name = "FILE")]
+    pub arch: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone, Default)]

@@ -4,6 +4,7 @@
 mod cli;
 mod cmd;
 mod global_search;
+mod local_search;
 mod outputs;
 
 use clap::Parser;

@@ -219,3 +219,49 @@ fn tutorial_1_runs_on_mnist() {
     let accuracy = column(&rows, "performance_metric");
     assert!(rows[1..].iter().any(|r| r[accuracy].parse::<f64>().unwrap() > 0.5), "{rows:?}");
 }
+
+#[test]
+fn local_search_quantizes_and_prunes_to_the_targets() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("local.yaml");
+    let text = include_str!("../../../examples/digits_mlp.yaml").replace(
+        "output:",
+        "local_search:\n  qat_epochs: 4\n  pruning_iterations: 3\n  pruning_epochs: 3\n  pruning_rate: 0.8\n  precision_pairs:\n    - {total_bits: 16, int_bits: 6}\n    - {total_bits: 8, int_bits: 3}\noutput:",
+    );
+    std::fs::write(&config, text).unwrap();
+    let results = dir.path().join("r");
+    run_ok(snac().arg("run").arg(&config).args(["--trials", "3", "--epochs", "15", "--results-dir"]).arg(&results));
+    let rows = csv_rows(&results.join("local_search_combined/combined_qat_pruning_log.csv"));
+    for name in [
+        "Precision",
+        "TotalBits",
+        "IntBits",
+        "Iteration",
+        "Sparsity",
+        "Accuracy",
+        "EffectiveBOPs",
+        "nonzero_weights",
+        "bops_effective",
+    ] {
+        column(&rows, name);
+    }
+    assert_eq!(rows.len(), 1 + 2 * 4, "2 precisions × (QAT + 3 pruning iterations): {rows:?}");
+    let (bits, iteration, sparsity, accuracy) =
+        (column(&rows, "TotalBits"), column(&rows, "Iteration"), column(&rows, "Sparsity"), column(&rows, "Accuracy"));
+    for row in &rows[1..] {
+        let i: i32 = row[iteration].parse().unwrap();
+        let target = 1.0 - 0.8f64.powi(i);
+        let got: f64 = row[sparsity].parse().unwrap();
+        assert!((got - target).abs() < 0.02, "iteration {i}: sparsity {got}, target {target}");
+        let acc: f64 = row[accuracy].parse().unwrap();
+        assert!(acc > 0.5, "{row:?}");
+    }
+    for total in ["16", "8"] {
+        assert!(rows[1..].iter().any(|r| r[bits] == total));
+    }
+    for name in ["best_model_16b6i.json", "best_model_8b3i.json"] {
+        let model: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(results.join("local_search_combined").join(name)).unwrap()).unwrap();
+        assert!(model["architecture"]["components"].is_array() && model["weights"].is_object(), "{name}");
+    }
+}

@@ -2,6 +2,7 @@
 
 mod bench;
 mod data;
+mod local;
 mod run;
 mod validate;
 
@@ -18,6 +19,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run::run(&args, true),
         Command::Search(args) => run::run(&args, false),
+        Command::Local(args) => local::local(&args),
         Command::Validate(args) => validate::validate(&args),
         Command::Bench(args) => bench::bench(&args),
         Command::Data { command } => data::data(command),

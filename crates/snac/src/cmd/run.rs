@@ -38,8 +38,11 @@ pub fn run(args: &RunArgs, all_stages: bool) -> Result<ExitCode> {
     if summary.best.is_some() {
         println!("best model: {}", results_dir.join(outputs::BEST_MODEL_FILE).display());
     }
-    if all_stages && setup.experiment.local_search.is_some() {
-        eprintln!("note: local_search is configured; the local search stage is not implemented yet");
+    if complete == 0 && !summary.trials.is_empty() {
+        return Ok(ExitCode::FAILURE);
     }
-    Ok(if complete == 0 && !summary.trials.is_empty() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    if all_stages && setup.experiment.local_search.is_some() {
+        super::local::run_local(&setup, &results_dir, None)?;
+    }
+    Ok(ExitCode::SUCCESS)
 }

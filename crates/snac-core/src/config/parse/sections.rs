@@ -5,8 +5,8 @@
 use super::reader::{Ctx, Field, Map, is_null, join};
 use crate::arch::{Activation, Norm};
 use crate::config::{
-    DatasetConfig, DatasetName, Experiment, HlsConfig, LocalSearchConfig, LocalSearchMode, ModelType, Objective, OutputConfig,
-    PrecisionPair, SamplerKind, SearchConfig, SearchSpaceConfig, SynthesisConfig,
+    DatasetConfig, DatasetName, Experiment, HlsConfig, LocalSearchConfig, LocalSearchMode, ModelType, Objective,
+    OutputConfig, PrecisionPair, SamplerKind, SearchConfig, SearchSpaceConfig, SynthesisConfig,
 };
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,230 @@
+//! The local search (REFERENCE.md §5): for each precision pair, QAT warm-up
+//! from the trained global-search weights, the lottery-ticket checkpoint, then
+//! iterative magnitude pruning to sparsity `1 − rate^i` with rewinding. Writes
+//! `local_search_combined/combined_qat_pruning_log.csv` and one model file per
+//! precision, `best_model_{bits}b{int}i.json`.
+
+use crate::global_search::SearchSetup;
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use snac_core::arch::{Arch, Layer};
+use snac_core::config::{LocalSearchConfig, LocalSearchMode, PrecisionPair};
+use snac_core::cost::{self, GLOBAL_SEARCH_BITS};
+use snac_core::fixed::FixedPoint;
+use snac_core::trial_yaml::{ArchitectureYaml, TrialYaml};
+use snac_train::{Masks, QuantSpec, TrainConfig, Weights, magnitude_masks, train, train_from};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Where the local search writes.
+pub const LOCAL_DIR: &str = "local_search_combined";
+pub const LOG_FILE: &str = "combined_qat_pruning_log.csv";
+
+/// One row of the log.
+#[derive(Clone, Debug, Serialize)]
+pub struct LogRow {
+    #[serde(rename = "Precision")]
+    pub precision: String,
+    #[serde(rename = "TotalBits")]
+    pub total_bits: u32,
+    #[serde(rename = "IntBits")]
+    pub int_bits: u32,
+    #[serde(rename = "Iteration")]
+    pub iteration: usize,
+    #[serde(rename = "Sparsity")]
+    pub sparsity: f64,
+    #[serde(rename = "Accuracy")]
+    pub accuracy: f64,
+    /// SNAC-Pack's formula: baseline BOPs · (total_bits/32)² · (1 − sparsity).
+    #[serde(rename = "EffectiveBOPs")]
+    pub effective_bops: f64,
+    pub target_sparsity: f64,
+    pub nonzero_weights: usize,
+    /// Per-layer count with the real bit widths and the nonzero weights.
+    pub bops_effective: f64,
+}
+
+/// A model handed on from local search: architecture, types, weights, masks.
+#[derive(Serialize)]
+struct ModelFile<'a> {
+    architecture: ArchitectureYaml,
+    precision: PrecisionPair,
+    weight_type: String,
+    activation_type: String,
+    accuracy: f64,
+    sparsity: f64,
+    iteration: usize,
+    weights: &'a Weights,
+    masks: Option<&'a Masks>,
+}
+
+/// Per-layer bit operations with real widths: each nonzero weight of a Dense
+/// layer is one `b_weight × b_activation` multiplication.
+pub fn bops_effective(arch: &Arch, weights: &Weights, weight_bits: f64, activation_bits: f64) -> f64 {
+    arch.layers()
+        .zip(&weights.layers)
+        .filter(|(layer, _)| matches!(layer, Layer::Dense { .. }))
+        .map(|(_, w)| {
+            w.tensors.iter().find(|t| t.name == "kernel").map_or(0, |t| t.values.iter().filter(|v| **v != 0.0).count())
+        })
+        .sum::<usize>() as f64
+        * weight_bits
+        * activation_bits
+}
+
+fn nonzero_kernel_weights(weights: &Weights) -> usize {
+    weights
+        .layers
+        .iter()
+        .flat_map(|l| l.tensors.iter().filter(|t| t.name == "kernel"))
+        .map(|t| t.values.iter().filter(|v| **v != 0.0).count())
+        .sum()
+}
+
+/// The architecture and, when they exist, its trained weights.
+pub fn starting_point(results_dir: &Path, arch_file: Option<&Path>) -> Result<(Arch, Option<PathBuf>, PathBuf)> {
+    let path = arch_file.map(Path::to_path_buf).unwrap_or_else(|| results_dir.join(crate::outputs::BEST_MODEL_FILE));
+    if !path.exists() {
+        bail!(
+            "{} does not exist: run the global search first (`snac search CONFIG`) or pass --arch FILE",
+            path.display()
+        );
+    }
+    let yaml = TrialYaml::read(&path)?;
+    let arch = yaml.architecture.to_arch().with_context(|| format!("in {}", path.display()))?;
+    let weights = yaml
+        .metadata
+        .extra
+        .get("weights")
+        .and_then(|v| v.as_str())
+        .map(PathBuf::from)
+        .or_else(|| Some(crate::outputs::trial_weights_path(results_dir, yaml.metadata.trial_id)))
+        .filter(|p| p.exists());
+    Ok((arch, weights, path))
+}
+
+/// Runs the local search for `arch`, starting from `weights` (trained first
+/// when `None`).
+pub fn run(
+    setup: &SearchSetup,
+    local: &LocalSearchConfig,
+    arch: &Arch,
+    weights: Option<Weights>,
+    results_dir: &Path,
+    mode: LocalSearchMode,
+) -> Result<Vec<LogRow>> {
+    let data = &setup.dataset;
+    let seed = setup.experiment.search.seed;
+    let base = setup.train_config(seed);
+    let float_weights = match weights {
+        Some(w) => w,
+        None => {
+            eprintln!("local search: no trained weights for the best architecture; training it first");
+            train(arch, &data.train, &data.val, data.num_classes, &base)?.weights
+        }
+    };
+    let baseline_bops = cost::bops(arch, setup.formula, GLOBAL_SEARCH_BITS)?;
+    let dir = results_dir.join(LOCAL_DIR);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut rows = Vec::new();
+    let pairs: Vec<Option<PrecisionPair>> = match mode {
+        LocalSearchMode::PruneOnly => vec![None],
+        _ => local.precision_pairs.iter().copied().map(Some).collect(),
+    };
+    for pair in pairs {
+        let started = Instant::now();
+        let quant = pair
+            .map(|p| {
+                let fixed = FixedPoint::from_qkeras(p.total_bits, p.int_bits).with_context(|| {
+                    format!("local_search.precision_pairs: {{total_bits: {}, int_bits: {}}}", p.total_bits, p.int_bits)
+                })?;
+                anyhow::Ok(QuantSpec { weights: fixed, biases: fixed, activations: fixed })
+            })
+            .transpose()?;
+        let bits = pair.map_or(GLOBAL_SEARCH_BITS, |p| p.total_bits as f64);
+        let label = pair.map_or("float".to_string(), |p| format!("<{},{}>", p.total_bits, p.int_bits));
+        let config = |epochs: usize, masks: Option<Masks>| TrainConfig { epochs, quant, masks, ..base.clone() };
+        let row = |iteration: usize, target: f64, accuracy: f64, weights: &Weights| {
+            let sparsity = weights.sparsity();
+            LogRow {
+                precision: label.clone(),
+                total_bits: pair.map_or(32, |p| p.total_bits),
+                int_bits: pair.map_or(0, |p| p.int_bits),
+                iteration,
+                sparsity,
+                accuracy,
+                effective_bops: baseline_bops * (bits / GLOBAL_SEARCH_BITS).powi(2) * (1.0 - sparsity),
+                target_sparsity: target,
+                nonzero_weights: nonzero_kernel_weights(weights),
+                bops_effective: bops_effective(arch, weights, bits, bits),
+            }
+        };
+        // QAT warm-up: its result is the lottery-ticket checkpoint (iteration 0).
+        let warm = train_from(
+            arch,
+            float_weights.clone(),
+            &data.train,
+            &data.val,
+            data.num_classes,
+            &config(local.qat_epochs.max(1), None),
+        )?;
+        let checkpoint = warm.weights;
+        let mut best = (warm.val_accuracy, checkpoint.clone(), None::<Masks>, 0usize);
+        rows.push(row(0, 0.0, warm.val_accuracy, &checkpoint));
+        if mode != LocalSearchMode::QatOnly {
+            let mut current = checkpoint.clone();
+            for iteration in 1..=local.pruning_iterations {
+                let target = 1.0 - local.pruning_rate.powi(iteration as i32);
+                let masks = magnitude_masks(&current, target)?;
+                let rewound = current.rewind(&checkpoint, &masks)?;
+                let tuned = train_from(
+                    arch,
+                    rewound,
+                    &data.train,
+                    &data.val,
+                    data.num_classes,
+                    &config(local.pruning_epochs, Some(masks.clone())),
+                )?;
+                rows.push(row(iteration, target, tuned.val_accuracy, &tuned.weights));
+                if tuned.val_accuracy > best.0 {
+                    best = (tuned.val_accuracy, tuned.weights.clone(), Some(masks.clone()), iteration);
+                }
+                current = tuned.weights;
+            }
+        }
+        let (accuracy, weights, masks, iteration) = best;
+        let name = match pair {
+            Some(p) => format!("best_model_{}b{}i.json", p.total_bits, p.int_bits),
+            None => "best_model_float_pruned.json".to_string(),
+        };
+        let fixed = quant.as_ref().map(|q| q.weights.to_string()).unwrap_or_else(|| "float".into());
+        let file = ModelFile {
+            architecture: ArchitectureYaml::from_arch(arch)?,
+            precision: pair.unwrap_or(PrecisionPair { total_bits: 32, int_bits: 0 }),
+            weight_type: fixed.clone(),
+            activation_type: fixed,
+            accuracy,
+            sparsity: weights.sparsity(),
+            iteration,
+            weights: &weights,
+            masks: masks.as_ref(),
+        };
+        snac_core::write_atomic(&dir.join(&name), &serde_json::to_vec(&file)?)?;
+        eprintln!(
+            "local search {label}: QAT {:.4}, best {accuracy:.4} at iteration {iteration} (sparsity {:.3}) in {:.1} s",
+            rows.iter().rev().find(|r| r.precision == label && r.iteration == 0).map_or(f64::NAN, |r| r.accuracy),
+            weights.sparsity(),
+            started.elapsed().as_secs_f64()
+        );
+        write_log(&dir.join(LOG_FILE), &rows)?;
+    }
+    Ok(rows)
+}
+
+fn write_log(path: &Path, rows: &[LogRow]) -> Result<()> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    for row in rows {
+        writer.serialize(row)?;
+    }
+    snac_core::write_atomic(path, &writer.into_inner()?)
+}
