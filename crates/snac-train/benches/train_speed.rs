@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use snac_core::arch::{Activation, Arch, Component, Norm, Shape};
 use snac_core::data::Split;
-use snac_train::{TrainConfig, evaluate, train};
+use snac_train::{QuantSpec, TrainConfig, evaluate, magnitude_masks, train, train_from};
 use std::time::Instant;
 
 #[global_allocator]
@@ -87,6 +87,37 @@ fn main() {
             times[times.len() / 2],
             times[0],
             times[times.len() - 1]
+        );
+
+        // Continuing from the trained weights: plain, then with QAT at <8,3>
+        // and half the kernel weights masked.
+        let config = TrainConfig { epochs: 10, early_stopping_patience: 100, ..TrainConfig::default() };
+        let start = Instant::now();
+        let plain = train_from(&arch, outcome.weights.clone(), &train_split, &tiny_val, 10, &config).unwrap();
+        let seconds = start.elapsed().as_secs_f64();
+        println!(
+            "MLP 64-128-64-32-10 relu, {label}, from trained weights: {} steps in {:.3} s = {:.0} steps/s",
+            plain.steps,
+            seconds,
+            plain.steps as f64 / seconds
+        );
+        let masks = magnitude_masks(&outcome.weights, 0.5).unwrap();
+        let quant = Some(QuantSpec::from_qkeras(8, 3).unwrap());
+        let config = TrainConfig {
+            epochs: 10,
+            early_stopping_patience: 100,
+            quant,
+            masks: Some(masks),
+            ..TrainConfig::default()
+        };
+        let start = Instant::now();
+        let qat = train_from(&arch, outcome.weights.clone(), &train_split, &tiny_val, 10, &config).unwrap();
+        let seconds = start.elapsed().as_secs_f64();
+        println!(
+            "MLP 64-128-64-32-10 relu, {label}, QAT <8,3> + masks: {} steps in {:.3} s = {:.0} steps/s",
+            qat.steps,
+            seconds,
+            qat.steps as f64 / seconds
         );
     }
 }

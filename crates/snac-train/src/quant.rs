@@ -15,6 +15,7 @@
 //! Dense (or giving it fixed-point parameters) is left to the export stage.
 //! The input is not quantized.
 
+use crate::weights::Weights;
 use anyhow::Result;
 use burn::tensor::{DType, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -41,6 +42,23 @@ impl QuantSpec {
     /// SNAC-Pack's precision pairs.
     pub fn from_qkeras(total_bits: u32, int_bits: u32) -> Result<QuantSpec> {
         Ok(QuantSpec::uniform(FixedPoint::from_qkeras(total_bits, int_bits)?))
+    }
+
+    /// `weights` with every Dense kernel and bias on its grid: the values
+    /// the quantized forward pass uses (the trainer keeps float shadow
+    /// weights). Other tensors are unchanged.
+    pub fn quantize_weights(&self, weights: &Weights) -> Weights {
+        let mut quantized = weights.clone();
+        for layer in quantized.layers.iter_mut().filter(|l| l.kind == "Dense") {
+            for tensor in &mut layer.tensors {
+                match tensor.name.as_str() {
+                    "kernel" => self.weights.quantize_slice(&mut tensor.values),
+                    "bias" => self.biases.quantize_slice(&mut tensor.values),
+                    _ => {}
+                }
+            }
+        }
+        quantized
     }
 }
 

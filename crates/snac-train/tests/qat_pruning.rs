@@ -90,6 +90,21 @@ fn quantized_outputs_lie_on_their_grids() {
     let (loss, accuracy) = evaluate_with(&arch, &qat.weights, &val_split, Some(&spec)).unwrap();
     assert_eq!((loss, accuracy), (qat.val_loss, qat.val_accuracy));
     assert_ne!(evaluate(&arch, &qat.weights, &val_split).unwrap().0, loss);
+
+    // The quantized forward pass is the float one on quantized weights,
+    // with quantized activations.
+    let on_grid_weights = spec.quantize_weights(&qat.weights);
+    for (layer, original) in on_grid_weights.layers.iter().zip(&qat.weights.layers) {
+        if layer.kind == "Dense" {
+            assert!(on_grid(&layer.get("kernel").unwrap().values, &spec.weights));
+            assert!(on_grid(&layer.get("bias").unwrap().values, &spec.biases));
+        } else {
+            assert_eq!(layer, original);
+        }
+    }
+    assert_eq!(evaluate_with(&arch, &on_grid_weights, &val_split, Some(&spec)).unwrap(), (loss, accuracy));
+    let quantized = layer_outputs(&arch, &qat.weights, &val_split.x, Some(&spec)).unwrap();
+    assert_eq!(layer_outputs(&arch, &on_grid_weights, &val_split.x, Some(&spec)).unwrap(), quantized);
 }
 
 fn float_digits_model(arch: &Arch) -> Option<(Split, Split, TrainOutcome)> {
