@@ -198,14 +198,19 @@ pub trait Sampler: Send + Sync {
     /// Called once when a trial starts: returns values fixed for this trial
     /// (the whole set or part of it) and system attributes to store with it
     /// (e.g. the NSGA-II generation).
+    /// The default fixes nothing.
     fn sample_relative(
         &self,
         study: &StudyView<'_>,
         trial_number: u64,
         rng: &mut dyn RngCore,
-    ) -> Result<RelativeSample>;
+    ) -> Result<RelativeSample> {
+        let _ = (study, trial_number, rng);
+        Ok(RelativeSample::default())
+    }
 
     /// Draws one parameter that `sample_relative` did not fix.
+    /// The default draws uniformly from the distribution.
     fn sample_independent(
         &self,
         study: &StudyView<'_>,
@@ -213,7 +218,10 @@ pub trait Sampler: Send + Sync {
         name: &str,
         distribution: &Distribution,
         rng: &mut dyn RngCore,
-    ) -> Result<f64>;
+    ) -> Result<f64> {
+        let _ = (study, trial_number, name);
+        Ok(distribution.sample(rng))
+    }
 
     /// A name for logs and the CSV.
     fn name(&self) -> &'static str;

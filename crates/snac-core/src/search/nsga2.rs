@@ -300,18 +300,8 @@ impl Sampler for NsgaIISampler {
         Ok(sample)
     }
 
-    /// First generation, mutated parameters and parameters no parent has:
-    /// drawn at random.
-    fn sample_independent(
-        &self,
-        _study: &StudyView<'_>,
-        _trial_number: u64,
-        _name: &str,
-        distribution: &Distribution,
-        rng: &mut dyn RngCore,
-    ) -> Result<f64> {
-        Ok(distribution.sample(rng))
-    }
+    // First generation, mutated parameters and parameters no parent has are
+    // drawn at random by the trait's default `sample_independent`.
 
     fn name(&self) -> &'static str {
         "NSGAIISampler"

@@ -1,36 +1,16 @@
 //! Uniform random search: every parameter is drawn independently from its
 //! distribution. It is NSGA-II's first generation and the baseline to beat.
 
-use super::{Distribution, RelativeSample, Sampler, StudyView};
-use anyhow::Result;
-use rand::RngCore;
+use super::Sampler;
 
 /// Draws every parameter uniformly (log-uniformly for log floats); looks at
 /// nothing in the study.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RandomSampler;
 
+/// Both sampling methods keep the trait's defaults: nothing fixed up front,
+/// every parameter drawn uniformly.
 impl Sampler for RandomSampler {
-    fn sample_relative(
-        &self,
-        _study: &StudyView<'_>,
-        _trial_number: u64,
-        _rng: &mut dyn RngCore,
-    ) -> Result<RelativeSample> {
-        Ok(RelativeSample::default())
-    }
-
-    fn sample_independent(
-        &self,
-        _study: &StudyView<'_>,
-        _trial_number: u64,
-        _name: &str,
-        distribution: &Distribution,
-        rng: &mut dyn RngCore,
-    ) -> Result<f64> {
-        Ok(distribution.sample(rng))
-    }
-
     fn name(&self) -> &'static str {
         "RandomSampler"
     }
@@ -38,6 +18,7 @@ impl Sampler for RandomSampler {
 
 #[cfg(test)]
 mod tests {
+    use super::super::{Distribution, StudyView};
     use super::*;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
