@@ -265,3 +265,19 @@ fn local_search_quantizes_and_prunes_to_the_targets() {
         assert!(model["architecture"]["components"].is_array() && model["weights"].is_object(), "{name}");
     }
 }
+
+#[test]
+fn a_sequential_search_is_reproducible_from_its_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, seed: &str| {
+        let results = dir.path().join(name);
+        run_ok(snac().args(["search", "--trials", "10", "--epochs", "4", "--workers", "1", "--seed", seed, "--results-dir"]).arg(&results));
+        let rows = csv_rows(&results.join("mlp_search_results.csv"));
+        let keep = ["trial", "performance_metric", "bops", "params", "seed"].map(|c| column(&rows, c));
+        rows[1..].iter().map(|r| keep.iter().map(|&i| r[i].clone()).collect::<Vec<_>>()).collect::<Vec<_>>()
+    };
+    let first = run("a", "7");
+    assert_eq!(first.len(), 10);
+    assert_eq!(first, run("b", "7"), "same seed, same trials");
+    assert_ne!(first, run("c", "8"), "another seed, other trials");
+}
