@@ -1,12 +1,14 @@
 //! A transparent, closed-form model of how hls4ml's `io_parallel` Latency and
 //! Resource strategies lay Dense, BatchNorm and activation layers out on an
 //! FPGA: multipliers from the nonzero weights and the reuse factor, DSP or LUT
-//! multipliers by operand widths, adder trees by fan-in, pipeline registers,
-//! and latency from the adder-tree depth.
+//! multipliers by operand widths, adder trees by fan-in, and a schedule that
+//! chains operations into clock cycles the way HLS does, putting registers
+//! (FFs) wherever a cycle ends.
 //!
-//! Every constant below names the hardware fact it stands for; none is fitted
-//! to a data set. It is the default estimator when rule4ml is absent, and the
-//! only one that sees per-layer bit widths and sparsity.
+//! Every constant below names the hardware fact it stands for; the delays are
+//! of the order Vivado HLS assigns on 7-series/UltraScale parts. None is
+//! fitted to the validation reports. It is the default estimator when rule4ml
+//! is absent, and the only one that sees per-layer bit widths and sparsity.
 
 use super::{Board, Estimate, HlsSettings, LayerInfo, ResourceEstimator, Strategy};
 use crate::arch::{Activation, Arch, Layer};
@@ -33,14 +35,19 @@ const LUT_PER_ADDER_BIT: f64 = 1.0;
 /// One LUT6 selects one bit out of four inputs, so an `r:1` multiplexer of a
 /// `b`-bit word costs about `b·(r−1)/3` LUTs.
 const MUX_INPUTS_PER_LUT: f64 = 3.0;
-/// Adder-tree levels that fit in one clock cycle. A 16–24 bit carry-chain add
-/// plus routing takes about 2–3 ns, so at rule4ml's 10 ns clock (5 ns in
-/// hls4ml's tests) two to three levels share a cycle; we take two.
-const ADDER_LEVELS_PER_CYCLE: u32 = 2;
-/// Pipeline stages of a multiplier: a DSP48 with its M and P registers, or one
-/// registered stage of LUT partial-product adders.
-const DSP_MULTIPLIER_CYCLES: u32 = 2;
-const LUT_MULTIPLIER_CYCLES: u32 = 1;
+/// Combinational delays HLS schedules with, in ns: a DSP48 multiply without
+/// its internal registers, a LUT multiply (a few carry-chain rows), one
+/// adder-tree level (carry chain plus routing), a ReLU mux and a leaky-ReLU
+/// shift-add, and the index arithmetic in front of a look-up table.
+const DSP_MULTIPLY_NS: f64 = 2.0;
+const LUT_MULTIPLY_NS: f64 = 1.5;
+const ADDER_LEVEL_NS: f64 = 0.8;
+const RELU_NS: f64 = 0.3;
+const LEAKY_RELU_NS: f64 = 1.0;
+const TABLE_INDEX_NS: f64 = 0.8;
+/// Registers of the block-level handshake (`ap_ctrl_hs`, `ap_start`/`ap_done`)
+/// that every hls4ml top function has, even a purely combinational one.
+const CONTROL_FF: f64 = 18.0;
 /// One BRAM_18K holds 18 Kbit; its widest port (simple dual port) is 36 bits
 /// and 512 words deep at that width.
 const BRAM_WORD_BITS: usize = 36;
@@ -50,34 +57,86 @@ const BRAM_DEPTH_AT_WORD: usize = 512;
 const BRAM_MIN_DEPTH: usize = 64;
 const LUTRAM_DEPTH: usize = 64;
 /// hls4ml's activation look-up tables: 1024 entries of `ap_fixed<18,8>`, one
-/// BRAM_18K each; a dual-port BRAM serves two lookups per cycle.
+/// BRAM_18K each; a dual-port BRAM serves two lookups per cycle, and a read
+/// takes one clock cycle after the registered address.
 const TABLE_WORD_BITS: u32 = 18;
 const BRAMS_PER_TABLE: f64 = 1.0;
 const LOOKUPS_PER_BRAM: f64 = 2.0;
-/// A table lookup takes an index computation and a registered BRAM read.
-const TABLE_CYCLES: u32 = 2;
+/// rule4ml's clock, 100 MHz; hls4ml's own tests use 5 ns.
+const DEFAULT_CLOCK_PERIOD_NS: f64 = 10.0;
 
-/// The analytical estimator. Stateless; see the module documentation.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct AnalyticalEstimator;
-
-/// Resources and latency of one layer.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-struct LayerCost {
-    lut: f64,
-    ff: f64,
-    dsp: f64,
-    bram: f64,
-    cycles: f64,
+/// The analytical estimator, for one target clock period.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AnalyticalEstimator {
+    pub clock_period_ns: f64,
 }
 
-impl std::ops::AddAssign for LayerCost {
-    fn add_assign(&mut self, other: LayerCost) {
-        self.lut += other.lut;
-        self.ff += other.ff;
-        self.dsp += other.dsp;
-        self.bram += other.bram;
-        self.cycles += other.cycles;
+impl Default for AnalyticalEstimator {
+    /// A 10 ns clock, as rule4ml assumes.
+    fn default() -> AnalyticalEstimator {
+        AnalyticalEstimator { clock_period_ns: DEFAULT_CLOCK_PERIOD_NS }
+    }
+}
+
+impl AnalyticalEstimator {
+    /// An estimator for a clock period of `clock_period_ns` (e.g. 5 for 200 MHz).
+    pub fn new(clock_period_ns: f64) -> Result<AnalyticalEstimator> {
+        ensure!(
+            clock_period_ns.is_finite() && clock_period_ns >= 1.0,
+            "clock period must be at least 1 ns, got {clock_period_ns}"
+        );
+        Ok(AnalyticalEstimator { clock_period_ns })
+    }
+}
+
+/// Resources of the layers seen so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct Resources {
+    lut: f64,
+    dsp: f64,
+    bram: f64,
+}
+
+/// The pipeline as HLS schedules it: operations chain within a clock cycle
+/// while their delays fit; where a cycle ends, the values alive there are
+/// registered, which is where the FFs come from.
+#[derive(Clone, Copy, Debug)]
+struct Schedule {
+    period_ns: f64,
+    /// Clock edges crossed so far: the latency in cycles.
+    cycles: f64,
+    /// Delay already used in the current cycle.
+    used_ns: f64,
+    ff: f64,
+}
+
+impl Schedule {
+    fn new(period_ns: f64) -> Schedule {
+        Schedule { period_ns, cycles: 0.0, used_ns: 0.0, ff: CONTROL_FF }
+    }
+
+    /// Ends the current cycle, registering `live_bits` bits.
+    fn cut(&mut self, live_bits: f64) {
+        self.cycles += 1.0;
+        self.ff += live_bits;
+        self.used_ns = 0.0;
+    }
+
+    /// An operation of `delay_ns` whose inputs are `live_bits` bits in all.
+    fn chain(&mut self, delay_ns: f64, live_bits: f64) {
+        if self.used_ns > 0.0 && self.used_ns + delay_ns > self.period_ns {
+            self.cut(live_bits);
+        }
+        self.used_ns += delay_ns;
+    }
+
+    /// Table lookups of `count` entries: the index arithmetic, the registered
+    /// address, and one cycle of BRAM read giving `count` table words.
+    fn lookup(&mut self, count: usize, index_bits: u32) {
+        let index_live = (count * index_bits as usize) as f64;
+        self.chain(TABLE_INDEX_NS, index_live);
+        self.cut(index_live);
+        self.cut((count * TABLE_WORD_BITS as usize) as f64);
     }
 }
 
@@ -95,41 +154,26 @@ fn dsp_per_product(a_bits: u32, b_bits: u32) -> f64 {
     (wide.div_ceil(DSP_PORT_A_BITS) * narrow.div_ceil(DSP_PORT_B_BITS)) as f64
 }
 
-/// `count` multipliers of `a × b` bits with their result registers.
-fn multipliers(count: usize, a_bits: u32, b_bits: u32) -> LayerCost {
-    let count_f = count as f64;
+/// `count` multipliers of `a × b` bits reading `input_bits` bits of inputs.
+fn multipliers(count: usize, a_bits: u32, b_bits: u32, input_bits: f64, used: &mut Resources, schedule: &mut Schedule) {
     let dsp = dsp_per_product(a_bits, b_bits);
     if dsp > 0.0 {
-        // The DSP's own M and P registers hold the product: no fabric FFs.
-        LayerCost { dsp: count_f * dsp, cycles: DSP_MULTIPLIER_CYCLES as f64, ..LayerCost::default() }
+        used.dsp += count as f64 * dsp;
+        schedule.chain(DSP_MULTIPLY_NS, input_bits);
     } else {
-        LayerCost {
-            lut: count_f * LUT_PER_PRODUCT_BIT * (a_bits * b_bits) as f64,
-            ff: count_f * (a_bits + b_bits) as f64,
-            cycles: LUT_MULTIPLIER_CYCLES as f64,
-            ..LayerCost::default()
-        }
+        used.lut += count as f64 * LUT_PER_PRODUCT_BIT * (a_bits * b_bits) as f64;
+        schedule.chain(LUT_MULTIPLY_NS, input_bits);
     }
 }
 
-/// `outputs` adder trees, each summing `terms` values of `bits` bits, with a
-/// register after every [`ADDER_LEVELS_PER_CYCLE`] levels. Registers hold
-/// the partial sums alive at each cut, then the `outputs` results.
-fn adder_trees(outputs: usize, terms: usize, bits: u32) -> LayerCost {
-    let levels = ceil_log2(terms);
-    let stages = levels.div_ceil(ADDER_LEVELS_PER_CYCLE);
-    let bits_f = bits as f64;
-    let mut ff = 0.0;
-    for stage in 1..=stages {
-        let levels_done = (stage * ADDER_LEVELS_PER_CYCLE).min(levels);
-        let alive = terms.div_ceil(1 << levels_done);
-        ff += (outputs * alive) as f64 * bits_f;
-    }
-    LayerCost {
-        lut: (outputs * terms.saturating_sub(1)) as f64 * LUT_PER_ADDER_BIT * bits_f,
-        ff,
-        cycles: stages as f64,
-        ..LayerCost::default()
+/// `outputs` adder trees, each summing `terms` values of `bits` bits; the
+/// tree's levels chain into the schedule, registering the partial sums alive
+/// wherever a cycle ends.
+fn adder_trees(outputs: usize, terms: usize, bits: u32, used: &mut Resources, schedule: &mut Schedule) {
+    used.lut += (outputs * terms.saturating_sub(1)) as f64 * LUT_PER_ADDER_BIT * bits as f64;
+    for level in 0..ceil_log2(terms) {
+        let alive = terms.div_ceil(1 << level);
+        schedule.chain(ADDER_LEVEL_NS, (outputs * alive * bits as usize) as f64);
     }
 }
 
@@ -138,15 +182,20 @@ fn multiplexers(count: usize, inputs: usize, bits: u32) -> f64 {
     (count * bits as usize) as f64 * inputs.saturating_sub(1) as f64 / MUX_INPUTS_PER_LUT
 }
 
-/// One Dense layer of `n_in → n_out` with `nonzero` nonzero weights.
-fn dense(
+/// The shape and widths of one Dense layer.
+#[derive(Clone, Copy, Debug)]
+struct DenseLayer {
     n_in: usize,
     n_out: usize,
     nonzero: usize,
     weight_bits: u32,
     input_bits: u32,
-    settings: &HlsSettings,
-) -> LayerCost {
+}
+
+/// One Dense layer: multipliers, adder trees, and for reuse > 1 the input
+/// multiplexers, accumulators and weight memory.
+fn dense(layer: DenseLayer, settings: &HlsSettings, used: &mut Resources, schedule: &mut Schedule) {
+    let DenseLayer { n_in, n_out, nonzero, weight_bits, input_bits } = layer;
     let total = n_in * n_out;
     // hls4ml never reuses a multiplier more often than there are weights.
     let reuse = settings.reuse_factor.clamp(1, total.max(1));
@@ -158,99 +207,88 @@ fn dense(
     // Latency strategy; the Resource strategy still schedules nonzero / R
     // products per cycle when the zeros are left out of the weight array.
     let multiplier_count = nonzero.div_ceil(reuse);
-    let mut cost = multipliers(multiplier_count, input_bits, weight_bits);
+    multipliers(multiplier_count, input_bits, weight_bits, (n_in * input_bits as usize) as f64, used, schedule);
 
     // Each output sums its share of the products of one reuse slot, plus the
     // bias (or, for reuse > 1, the running accumulator).
     let terms_per_output = multiplier_count.div_ceil(n_out.max(1)) + 1;
-    cost += adder_trees(n_out, terms_per_output, accumulator_bits);
+    adder_trees(n_out, terms_per_output, accumulator_bits, used, schedule);
 
     if reuse > 1 {
         // Each multiplier picks one of `reuse` inputs per cycle, ...
-        cost.lut += multiplexers(multiplier_count, reuse, input_bits);
-        // ... the outputs keep accumulators across the reuse cycles, ...
-        cost.ff += (n_out * accumulator_bits as usize) as f64;
-        // ... and the weights come from a `reuse`-deep memory, one word of
-        // `total / reuse` weights per cycle.
+        used.lut += multiplexers(multiplier_count, reuse, input_bits);
+        // ... the weights come from a `reuse`-deep memory, one word of
+        // `total / reuse` weights per cycle, ...
         let word_bits = total.div_ceil(reuse) * weight_bits as usize;
         match settings.strategy {
             Strategy::Resource if reuse >= BRAM_MIN_DEPTH => {
-                cost.bram += (word_bits.div_ceil(BRAM_WORD_BITS) * reuse.div_ceil(BRAM_DEPTH_AT_WORD)) as f64;
+                used.bram += (word_bits.div_ceil(BRAM_WORD_BITS) * reuse.div_ceil(BRAM_DEPTH_AT_WORD)) as f64;
             }
-            Strategy::Resource => cost.lut += (word_bits * reuse.div_ceil(LUTRAM_DEPTH)) as f64,
+            Strategy::Resource => used.lut += (word_bits * reuse.div_ceil(LUTRAM_DEPTH)) as f64,
             // Latency: constant weights become a small ROM per multiplier.
             Strategy::Latency => {
-                cost.lut += (multiplier_count * weight_bits as usize * reuse.div_ceil(LUTRAM_DEPTH)) as f64
+                used.lut += (multiplier_count * weight_bits as usize * reuse.div_ceil(LUTRAM_DEPTH)) as f64
             }
         }
-        // The products of one output arrive over `reuse` cycles.
-        cost.cycles += (reuse - 1) as f64;
+        // ... and the outputs keep accumulators across the `reuse` cycles
+        // over which their products arrive.
+        schedule.cut((n_out * accumulator_bits as usize) as f64);
+        schedule.cycles += (reuse - 2) as f64;
     }
-    cost
 }
 
 /// A BatchNorm that hls4ml could not fold into a Dense layer: `x·scale + shift`
 /// per feature, with `scale` at the model precision.
-fn batch_norm(features: usize, input_bits: u32, settings: &HlsSettings) -> LayerCost {
-    let reuse = settings.reuse_factor.clamp(1, features.max(1));
-    let count = features.div_ceil(reuse);
+fn batch_norm(features: usize, input_bits: u32, settings: &HlsSettings, used: &mut Resources, schedule: &mut Schedule) {
     let scale_bits = settings.precision.width;
-    let mut cost = multipliers(count, input_bits, scale_bits);
-    cost += adder_trees(features, 2, input_bits + scale_bits);
-    cost.cycles = cost.cycles.max(1.0) + (reuse - 1) as f64;
-    cost
+    multipliers(features, input_bits, scale_bits, (features * input_bits as usize) as f64, used, schedule);
+    adder_trees(features, 2, input_bits + scale_bits, used, schedule);
 }
 
 /// One table lookup per feature (tanh, sigmoid, GELU, the exponentials of
 /// softmax): index logic and the BRAM tables, dual ported.
-fn table_lookups(features: usize, input_bits: u32) -> LayerCost {
-    LayerCost {
-        lut: (features * input_bits as usize) as f64,
-        ff: (features * TABLE_WORD_BITS as usize) as f64,
-        bram: (features as f64 / LOOKUPS_PER_BRAM).ceil() * BRAMS_PER_TABLE,
-        cycles: TABLE_CYCLES as f64,
-        ..LayerCost::default()
-    }
+fn table_lookups(features: usize, input_bits: u32, used: &mut Resources, schedule: &mut Schedule) {
+    used.lut += (features * input_bits as usize) as f64;
+    used.bram += (features as f64 / LOOKUPS_PER_BRAM).ceil() * BRAMS_PER_TABLE;
+    schedule.lookup(features, input_bits);
 }
 
-fn activation(kind: Activation, features: usize, bits: u32) -> LayerCost {
-    let per_feature = |lut: f64, ff: f64, cycles: f64| LayerCost {
-        lut: features as f64 * lut,
-        ff: features as f64 * ff,
-        cycles,
-        ..LayerCost::default()
-    };
-    let bits_f = bits as f64;
+fn activation(kind: Activation, features: usize, bits: u32, used: &mut Resources, schedule: &mut Schedule) {
+    let live = (features * bits as usize) as f64;
     match kind {
-        Activation::Identity => LayerCost::default(),
-        // `x > 0 ? x : 0`: the sign bit gates every bit; a LUT6 has two
-        // outputs. Scheduled into the cycle of the preceding adder.
-        Activation::Relu => per_feature((bits_f / 2.0).ceil(), 0.0, 0.0),
+        Activation::Identity => {}
+        // `x > 0 ? x : 0`: the sign bit gates every bit; a LUT6 has two outputs.
+        Activation::Relu => {
+            used.lut += (features * bits.div_ceil(2) as usize) as f64;
+            schedule.chain(RELU_NS, live);
+        }
         // A constant multiply by the slope (shift-and-add) and the mux.
-        Activation::LeakyRelu => per_feature(bits_f * 1.5, bits_f, 1.0),
-        Activation::Tanh | Activation::Sigmoid | Activation::Gelu => table_lookups(features, bits),
+        Activation::LeakyRelu => {
+            used.lut += live * 1.5;
+            schedule.chain(LEAKY_RELU_NS, live);
+        }
+        Activation::Tanh | Activation::Sigmoid | Activation::Gelu => table_lookups(features, bits, used, schedule),
         // exp table per feature, a sum tree, one inverse table, and a
         // multiplication per feature by the inverse.
         Activation::Softmax => {
-            let mut cost = table_lookups(features, bits);
-            cost += adder_trees(1, features, TABLE_WORD_BITS + ceil_log2(features));
-            cost += table_lookups(1, TABLE_WORD_BITS);
-            cost += multipliers(features, TABLE_WORD_BITS, TABLE_WORD_BITS);
-            cost
+            table_lookups(features, bits, used, schedule);
+            adder_trees(1, features, TABLE_WORD_BITS + ceil_log2(features), used, schedule);
+            table_lookups(1, TABLE_WORD_BITS, used, schedule);
+            let table_words = (features * TABLE_WORD_BITS as usize) as f64;
+            multipliers(features, TABLE_WORD_BITS, TABLE_WORD_BITS, table_words, used, schedule);
         }
     }
 }
 
 /// LayerNorm as hls4ml builds it: a mean and a variance tree, an inverse
 /// square root table, and two multiplications per feature (square, scale).
-fn layer_norm(features: usize, bits: u32, settings: &HlsSettings) -> LayerCost {
-    let scale_bits = settings.precision.width;
-    let mut cost = adder_trees(1, features, bits + ceil_log2(features));
-    cost += multipliers(features, bits, bits);
-    cost += adder_trees(1, features, 2 * bits + ceil_log2(features));
-    cost += table_lookups(1, 2 * bits);
-    cost += multipliers(features, bits, scale_bits);
-    cost
+fn layer_norm(features: usize, bits: u32, settings: &HlsSettings, used: &mut Resources, schedule: &mut Schedule) {
+    let live = (features * bits as usize) as f64;
+    adder_trees(1, features, bits + ceil_log2(features), used, schedule);
+    multipliers(features, bits, bits, live, used, schedule);
+    adder_trees(1, features, 2 * bits + ceil_log2(features), used, schedule);
+    table_lookups(1, 2 * bits, used, schedule);
+    multipliers(features, bits, settings.precision.width, live, used, schedule);
 }
 
 impl ResourceEstimator for AnalyticalEstimator {
@@ -266,6 +304,11 @@ impl ResourceEstimator for AnalyticalEstimator {
         board: &Board,
     ) -> Result<Estimate> {
         ensure!(settings.reuse_factor >= 1, "reuse factor must be at least 1, got {}", settings.reuse_factor);
+        ensure!(
+            self.clock_period_ns.is_finite() && self.clock_period_ns >= 1.0,
+            "clock period must be at least 1 ns, got {}",
+            self.clock_period_ns
+        );
         let shapes = arch.shapes()?;
         let dense_count = shapes.iter().filter(|(layer, _, _)| matches!(layer, Layer::Dense { .. })).count();
         if let Some(info) = layer_info {
@@ -276,20 +319,21 @@ impl ResourceEstimator for AnalyticalEstimator {
             );
         }
 
-        let mut total = LayerCost::default();
+        let mut used = Resources::default();
+        let mut schedule = Schedule::new(self.clock_period_ns);
         let mut interval = 1usize;
         let mut dense_index = 0;
         // Width of the values flowing between layers: the model precision,
         // unless a layer's info says what its input really is.
-        let mut bits = settings.precision.width;
+        let bits = settings.precision.width;
         let mut previous: Option<&Layer> = None;
         for (position, (layer, input, output)) in shapes.iter().enumerate() {
             let features = output.numel();
-            let cost = match layer {
+            match layer {
                 Layer::Dense { units } => {
                     let n_in = input.numel();
                     let info = layer_info.map(|info| info[dense_index]);
-                    let weight_bits = info.map_or(settings.precision.width, |info| info.weight_bits);
+                    let weight_bits = info.map_or(bits, |info| info.weight_bits);
                     let input_bits = info.map_or(bits, |info| info.activation_bits);
                     ensure!(
                         weight_bits >= 1 && input_bits >= 1,
@@ -305,30 +349,26 @@ impl ResourceEstimator for AnalyticalEstimator {
                     );
                     dense_index += 1;
                     interval = interval.max(settings.reuse_factor.min(weights.max(1)));
-                    let cost = dense(n_in, *units, nonzero, weight_bits, input_bits, settings);
-                    bits = settings.precision.width;
-                    cost
+                    let layer = DenseLayer { n_in, n_out: *units, nonzero, weight_bits, input_bits };
+                    dense(layer, settings, &mut used, &mut schedule);
                 }
                 // hls4ml folds a BatchNorm that follows a Dense layer into its
                 // weights and bias (`FuseBatchNormalization`): it costs nothing.
-                Layer::BatchNorm if matches!(previous, Some(Layer::Dense { .. })) => LayerCost::default(),
-                Layer::BatchNorm => batch_norm(features, bits, settings),
-                Layer::LayerNorm => layer_norm(features, bits, settings),
-                Layer::Act(kind) => activation(*kind, features, bits),
-                Layer::Flatten => LayerCost::default(),
+                Layer::BatchNorm if matches!(previous, Some(Layer::Dense { .. })) => {}
+                Layer::BatchNorm => batch_norm(features, bits, settings, &mut used, &mut schedule),
+                Layer::LayerNorm => layer_norm(features, bits, settings, &mut used, &mut schedule),
+                Layer::Act(kind) => activation(*kind, features, bits, &mut used, &mut schedule),
+                Layer::Flatten => {}
                 Layer::Conv2d { .. } | Layer::ConvAttention { .. } => bail!(
                     "the analytical estimator does not support {} layers yet (layer {position}, {}); \
                      it models Dense, BatchNorm, LayerNorm and activation layers",
                     layer.kind(),
                     arch.summary()
                 ),
-            };
-            total += cost;
+            }
             previous = Some(layer);
         }
-        // The pipeline registers its inputs and outputs: one cycle at least.
-        let cycles = total.cycles.max(1.0);
-        Ok(Estimate::from_counts(total.lut, total.ff, total.dsp, total.bram, cycles, interval as f64, board))
+        Ok(Estimate::from_counts(used.lut, schedule.ff, used.dsp, used.bram, schedule.cycles, interval as f64, board))
     }
 }
 
@@ -360,32 +400,49 @@ mod tests {
     }
 
     fn run(arch: &Arch, settings: &HlsSettings, info: Option<&[LayerInfo]>) -> Estimate {
-        AnalyticalEstimator.estimate(arch, settings, info, &pynq()).unwrap()
+        AnalyticalEstimator::default().estimate(arch, settings, info, &pynq()).unwrap()
     }
 
     #[test]
     fn tiny_dense_with_dsp_multipliers_by_hand() {
-        // ap_fixed<16,6>: 16 × 16 products → one DSP each, 8 of them, 2 cycles.
+        // ap_fixed<16,6>: 16 × 16 products → one DSP each, 8 of them (2 ns).
         // Accumulator 16 + 16 + ⌈log2 4⌉ = 34 bits; each of the 2 outputs sums
-        // 4 products + bias = 5 terms: 4 adders (136 LUTs), 3 levels in 2
-        // stages; registers: 2 outputs × (2 + 1) partial sums × 34 bits.
+        // 4 products + bias = 5 terms: 4 adders (2 × 4 × 34 = 272 LUTs) in 3
+        // levels (3 × 0.8 ns). 4.4 ns fit in one 10 ns cycle: no pipeline
+        // registers, only the 18 handshake FFs, latency 0.
         let estimate = run(&tiny(), &settings(16, 6, 1, Strategy::Latency), None);
-        assert_eq!((estimate.lut, estimate.ff, estimate.dsp, estimate.bram), (272.0, 204.0, 8.0, 0.0));
-        assert_eq!((estimate.cycles, estimate.interval), (4.0, 1.0));
+        assert_eq!((estimate.lut, estimate.ff, estimate.dsp, estimate.bram), (272.0, 18.0, 8.0, 0.0));
+        assert_eq!((estimate.cycles, estimate.interval), (0.0, 1.0));
         assert!((estimate.lut_pct - 100.0 * 272.0 / 53_200.0).abs() < 1e-12);
         assert!((estimate.dsp_pct - 100.0 * 8.0 / 220.0).abs() < 1e-12);
         let mean = (estimate.lut_pct + estimate.ff_pct + estimate.dsp_pct + estimate.bram_pct) / 4.0;
         assert!((estimate.avg_resource - mean).abs() < 1e-12);
+
+        // At 3 ns the second adder level (2.0 + 0.8 + 0.8 > 3) starts a new
+        // cycle: 2 outputs × ⌈5 / 2⌉ partial sums × 34 bits are registered.
+        let fast = AnalyticalEstimator::new(3.0).unwrap();
+        let estimate = fast.estimate(&tiny(), &settings(16, 6, 1, Strategy::Latency), None, &pynq()).unwrap();
+        assert_eq!((estimate.lut, estimate.ff, estimate.cycles), (272.0, 18.0 + 204.0, 1.0));
     }
 
     #[test]
     fn tiny_dense_with_lut_multipliers_by_hand() {
         // ap_fixed<8,3>: 8 LUT multipliers of 8 × 8 bits at 0.5 LUT per
-        // partial-product bit (256 LUTs) with 16-bit result registers (128
-        // FFs), 1 cycle; 18-bit accumulators: 144 LUTs, 2 × 3 × 18 FFs, 2 cycles.
+        // partial-product bit (256 LUTs); 18-bit accumulators, 4 adders per
+        // output (144 LUTs); 1.5 + 3 × 0.8 ns fits in one cycle.
         let estimate = run(&tiny(), &settings(8, 3, 1, Strategy::Latency), None);
-        assert_eq!((estimate.lut, estimate.ff, estimate.dsp, estimate.bram), (400.0, 236.0, 0.0, 0.0));
-        assert_eq!((estimate.cycles, estimate.interval), (3.0, 1.0));
+        assert_eq!((estimate.lut, estimate.ff, estimate.dsp, estimate.bram), (400.0, 18.0, 0.0, 0.0));
+        assert_eq!((estimate.cycles, estimate.interval), (0.0, 1.0));
+    }
+
+    #[test]
+    fn table_activations_use_one_bram_per_two_features_and_two_cycles() {
+        // 1 → Dense(64) → sigmoid: 64 lookups in 32 dual-port BRAMs; the
+        // registered address and the BRAM read add two cycles.
+        let arch = Arch::new(Shape::Flat(1), vec![Component::output("output", 64, Activation::Sigmoid)]);
+        let estimate = run(&arch, &settings(16, 6, 1, Strategy::Latency), None);
+        assert_eq!((estimate.bram, estimate.cycles), (32.0, 2.0));
+        assert_eq!(estimate.ff, 18.0 + 64.0 * 16.0 + 64.0 * 18.0);
     }
 
     #[test]
@@ -464,7 +521,7 @@ mod tests {
                 assert_eq!(estimate.interval, reuse as f64);
                 if let Some(last) = last {
                     assert!(estimate.dsp <= last.dsp, "{width} bits {strategy} reuse {reuse}");
-                    assert!(estimate.cycles > last.cycles, "{width} bits {strategy} reuse {reuse}");
+                    assert!(estimate.cycles >= last.cycles + 1.0, "{width} bits {strategy} reuse {reuse}");
                     if estimate.dsp == 0.0 {
                         assert!(estimate.lut <= last.lut, "{width} bits {strategy} reuse {reuse}");
                     }
@@ -505,12 +562,14 @@ mod tests {
                 layers: vec![Layer::Conv2d { filters: 4, kernel: 3, padding: Padding::Same }, Layer::Flatten],
             }],
         );
-        let message = format!("{:#}", AnalyticalEstimator.estimate(&conv, &hls, None, &pynq()).unwrap_err());
+        let message = format!("{:#}", AnalyticalEstimator::default().estimate(&conv, &hls, None, &pynq()).unwrap_err());
         assert!(message.contains("Conv2d") && message.contains("not support"), "{message}");
 
         let one = [LayerInfo { weight_bits: 8, activation_bits: 8, nonzero_weights: None }];
-        let message =
-            format!("{:#}", AnalyticalEstimator.estimate(&mlp(Norm::None), &hls, Some(&one), &pynq()).unwrap_err());
+        let message = format!(
+            "{:#}",
+            AnalyticalEstimator::default().estimate(&mlp(Norm::None), &hls, Some(&one), &pynq()).unwrap_err()
+        );
         assert!(message.contains("1 entries") && message.contains("2 Dense"), "{message}");
 
         let too_many = [
@@ -519,22 +578,23 @@ mod tests {
         ];
         let message = format!(
             "{:#}",
-            AnalyticalEstimator.estimate(&mlp(Norm::None), &hls, Some(&too_many), &pynq()).unwrap_err()
+            AnalyticalEstimator::default().estimate(&mlp(Norm::None), &hls, Some(&too_many), &pynq()).unwrap_err()
         );
         assert!(message.contains("513 nonzero"), "{message}");
 
         let zero_reuse = HlsSettings { reuse_factor: 0, ..hls };
-        assert!(AnalyticalEstimator.estimate(&mlp(Norm::None), &zero_reuse, None, &pynq()).is_err());
+        assert!(AnalyticalEstimator::default().estimate(&mlp(Norm::None), &zero_reuse, None, &pynq()).is_err());
     }
 
     #[test]
     fn percentages_follow_the_board() {
         let hls = settings(16, 6, 1, Strategy::Latency);
         let small = run(&mlp(Norm::None), &hls, None);
-        let large =
-            AnalyticalEstimator.estimate(&mlp(Norm::None), &hls, None, &Board::by_name("alveo-u250").unwrap()).unwrap();
+        let large = AnalyticalEstimator::default()
+            .estimate(&mlp(Norm::None), &hls, None, &Board::by_name("alveo-u250").unwrap())
+            .unwrap();
         assert_eq!((small.lut, small.dsp), (large.lut, large.dsp));
         assert!((small.dsp_pct / large.dsp_pct - 12_288.0 / 220.0).abs() < 1e-9);
-        assert_eq!(AnalyticalEstimator.name(), "analytical");
+        assert_eq!(AnalyticalEstimator::default().name(), "analytical");
     }
 }

@@ -14,7 +14,7 @@
 //!     ],
 //! );
 //! let board = Board::by_name("pynq-z2").unwrap();
-//! let estimate = AnalyticalEstimator.estimate(&arch, &HlsSettings::default(), None, &board).unwrap();
+//! let estimate = AnalyticalEstimator::default().estimate(&arch, &HlsSettings::default(), None, &board).unwrap();
 //! assert!(estimate.lut > 0.0 && estimate.cycles >= 1.0);
 //! ```
 
