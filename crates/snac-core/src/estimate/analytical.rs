@@ -597,4 +597,57 @@ mod tests {
         assert!((small.dsp_pct / large.dsp_pct - 12_288.0 / 220.0).abs() < 1e-9);
         assert_eq!(AnalyticalEstimator::default().name(), "analytical");
     }
+
+    /// sMAPE in %: the mean of 2·|p − a| / (|p| + |a|), a pair of zeros
+    /// counting as exact.
+    fn smape(pairs: &[(f64, f64)]) -> f64 {
+        let terms = pairs.iter().map(|&(predicted, actual)| {
+            let scale = predicted.abs() + actual.abs();
+            if scale == 0.0 { 0.0 } else { 2.0 * (predicted - actual).abs() / scale }
+        });
+        100.0 * terms.sum::<f64>() / pairs.len() as f64
+    }
+
+    #[test]
+    fn smape_by_hand() {
+        assert_eq!(smape(&[(0.0, 0.0), (1.0, 3.0)]), 50.0);
+    }
+
+    /// The analytical estimator against real HLS reports of hls4ml's
+    /// regression tests (testdata/hls4ml_baselines.json says where each number
+    /// comes from). Prints the error per resource; asserts only a loose bound,
+    /// so that the numbers are reported, not tuned to.
+    #[test]
+    fn validation_against_hls4ml_synthesis_baselines() {
+        let data: serde_json::Value = serde_json::from_str(include_str!("testdata/hls4ml_baselines.json")).unwrap();
+        let estimator = AnalyticalEstimator::new(5.0).unwrap();
+        let board = Board::by_name("alveo-u250").unwrap();
+        let hls = settings(16, 6, 1, Strategy::Latency);
+        let keys = ["lut", "ff", "dsp", "bram", "latency"];
+        let mut pairs: Vec<Vec<(f64, f64)>> = vec![Vec::new(); keys.len()];
+        println!("{:<90} {:>13} {:>11} {:>9} {:>9} {:>9}", "report", "LUT", "FF", "DSP", "BRAM", "cycles");
+        for case in data["cases"].as_array().unwrap() {
+            let number = |key: &str| case[key].as_f64().unwrap_or_else(|| panic!("{key} in {case}"));
+            let activation = Activation::parse(case["activation"].as_str().unwrap()).unwrap();
+            let arch = Arch::new(
+                Shape::Flat(number("inputs") as usize),
+                vec![Component::output("output", number("units") as usize, activation)],
+            );
+            let estimate = estimator.estimate(&arch, &hls, None, &board).unwrap();
+            let predicted = [estimate.lut, estimate.ff, estimate.dsp, estimate.bram, estimate.cycles];
+            let mut row =
+                format!("{:<90}", case["path"].as_str().unwrap().trim_start_matches("test/pytest/baselines/"));
+            for (index, key) in keys.iter().enumerate() {
+                pairs[index].push((predicted[index], number(key)));
+                row += &format!(" {:>6}/{:<6}", predicted[index], number(key));
+            }
+            println!("{row}");
+            assert_eq!(estimate.interval, number("interval"));
+        }
+        for (key, pairs) in keys.iter().zip(&pairs) {
+            let error = smape(pairs);
+            println!("sMAPE {key}: {error:.1} % over {} reports", pairs.len());
+            assert!(error.is_finite() && error < 200.0, "{key}: {error}");
+        }
+    }
 }
