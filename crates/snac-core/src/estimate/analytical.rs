@@ -5,10 +5,14 @@
 //! chains operations into clock cycles the way HLS does, putting registers
 //! (FFs) wherever a cycle ends.
 //!
-//! Every constant below names the hardware fact it stands for; the delays are
-//! of the order Vivado HLS assigns on 7-series/UltraScale parts. None is
-//! fitted to the validation reports. It is the default estimator when rule4ml
-//! is absent, and the only one that sees per-layer bit widths and sparsity.
+//! Every constant below names the hardware fact it stands for. The delays
+//! are of the order Vivado HLS assigns on 7-series/UltraScale parts, and the
+//! 18 handshake FFs are what every combinational hls4ml report shows; nothing
+//! was fitted to the validation reports (`testdata/hls4ml_baselines.json`),
+//! whose error the validation test prints. It is the default estimator when
+//! rule4ml is absent, and the only one that sees per-layer bit widths and
+//! sparsity. Latency is counted as HLS reports it: clock edges crossed, so a
+//! design that fits in one cycle has latency 0.
 
 use super::{Board, Estimate, HlsSettings, LayerInfo, ResourceEstimator, Strategy};
 use crate::arch::{Activation, Arch, Layer};
