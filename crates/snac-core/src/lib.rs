@@ -6,6 +6,7 @@ pub mod arch;
 pub mod config;
 pub mod cost;
 pub mod data;
+pub mod estimate;
 pub mod fixed;
 pub mod search;
 pub mod space;

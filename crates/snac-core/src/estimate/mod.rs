@@ -1,0 +1,214 @@
+//! FPGA resource and latency estimates of an architecture, as hls4ml would
+//! build it with `io_parallel`. A [`ResourceEstimator`] turns an [`Arch`], the
+//! [`HlsSettings`] and optional per-layer [`LayerInfo`] (bit widths, sparsity)
+//! into an [`Estimate`] on a [`Board`].
+//!
+//! ```
+//! use snac_core::arch::{Activation, Arch, Component, Norm, Shape};
+//! use snac_core::estimate::{AnalyticalEstimator, Board, HlsSettings, ResourceEstimator};
+//! let arch = Arch::new(
+//!     Shape::Flat(16),
+//!     vec![
+//!         Component::mlp("b0", 32, Norm::Batch, Activation::Relu),
+//!         Component::output("output", 5, Activation::Softmax),
+//!     ],
+//! );
+//! let board = Board::by_name("pynq-z2").unwrap();
+//! let estimate = AnalyticalEstimator::default().estimate(&arch, &HlsSettings::default(), None, &board).unwrap();
+//! assert!(estimate.lut > 0.0 && estimate.cycles >= 1.0);
+//! ```
+
+mod analytical;
+mod board;
+
+pub use analytical::AnalyticalEstimator;
+pub use board::Board;
+
+use crate::arch::Arch;
+use crate::fixed::FixedPoint;
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// hls4ml's implementation strategy for Dense layers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Weights are constants in the logic; all products of one reuse slot are
+    /// computed in parallel (`dense_latency`).
+    #[default]
+    Latency,
+    /// Weights are stored in (block) RAM and read row by row, one row per
+    /// reuse cycle (`dense_resource`).
+    Resource,
+}
+
+impl Strategy {
+    /// `latency` or `resource`, case-insensitively.
+    pub fn parse(name: &str) -> Result<Strategy> {
+        match name.trim().to_lowercase().as_str() {
+            "latency" => Ok(Strategy::Latency),
+            "resource" => Ok(Strategy::Resource),
+            _ => bail!("unknown strategy '{name}'; accepted: latency, resource"),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Strategy::Latency => "latency",
+            Strategy::Resource => "resource",
+        }
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The model-wide hls4ml settings (`hls_config` of the experiment YAML).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HlsSettings {
+    /// The default type of weights, biases and activations.
+    pub precision: FixedPoint,
+    /// How many times each multiplier is reused per inference; 1 is fully
+    /// parallel.
+    pub reuse_factor: usize,
+    pub strategy: Strategy,
+}
+
+impl Default for HlsSettings {
+    /// `ap_fixed<8,3>`, reuse factor 1, Latency: SNAC-Pack's defaults.
+    fn default() -> HlsSettings {
+        HlsSettings {
+            precision: FixedPoint::ap_fixed(8, 3).expect("ap_fixed<8,3> is valid"),
+            reuse_factor: 1,
+            strategy: Strategy::Latency,
+        }
+    }
+}
+
+/// What the model-wide settings do not say about one Dense layer: its real
+/// bit widths and, for a pruned model, how many weights are not zero. One per
+/// Dense layer, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerInfo {
+    /// Width of the layer's weights.
+    pub weight_bits: u32,
+    /// Width of the activations the layer reads (its input).
+    pub activation_bits: u32,
+    /// Weights that are not zero; `None` for a dense layer.
+    pub nonzero_weights: Option<usize>,
+}
+
+/// Resource and latency estimate of a whole network on one board.
+///
+/// Counts are `f64` because estimators predict them; `bram` counts 18 Kbit
+/// blocks. `avg_resource` is the mean of the four percentages, SNAC-Pack's
+/// hardware objective. `cycles` is the latency of one inference and `interval`
+/// the initiation interval, both in clock cycles.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Estimate {
+    pub lut: f64,
+    pub ff: f64,
+    pub dsp: f64,
+    pub bram: f64,
+    pub lut_pct: f64,
+    pub ff_pct: f64,
+    pub dsp_pct: f64,
+    pub bram_pct: f64,
+    pub avg_resource: f64,
+    pub cycles: f64,
+    pub interval: f64,
+}
+
+impl Estimate {
+    /// Fills in the percentages of `board` and their mean from counts.
+    pub fn from_counts(lut: f64, ff: f64, dsp: f64, bram: f64, cycles: f64, interval: f64, board: &Board) -> Estimate {
+        let pct = |count: f64, total: u64| 100.0 * count / total as f64;
+        let (lut_pct, ff_pct, dsp_pct, bram_pct) =
+            (pct(lut, board.lut), pct(ff, board.ff), pct(dsp, board.dsp), pct(bram, board.bram));
+        Estimate {
+            lut,
+            ff,
+            dsp,
+            bram,
+            lut_pct,
+            ff_pct,
+            dsp_pct,
+            bram_pct,
+            avg_resource: (lut_pct + ff_pct + dsp_pct + bram_pct) / 4.0,
+            cycles,
+            interval,
+        }
+    }
+}
+
+/// Something that predicts what an architecture costs on an FPGA.
+pub trait ResourceEstimator {
+    /// A short name for configs and messages (`analytical`, `rule4ml`).
+    fn name(&self) -> &'static str;
+
+    /// The estimate of `arch` built with `settings` on `board`. `layer_info`,
+    /// when given, has one entry per Dense layer and overrides the widths of
+    /// `settings.precision` and the layer's weight count.
+    fn estimate(
+        &self,
+        arch: &Arch,
+        settings: &HlsSettings,
+        layer_info: Option<&[LayerInfo]>,
+        board: &Board,
+    ) -> Result<Estimate>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_keys_are_exactly_the_cli_keys() {
+        let board = Board::by_name("pynq-z2").unwrap();
+        let estimate = Estimate::from_counts(532.0, 1064.0, 22.0, 28.0, 7.0, 1.0, &board);
+        let value = serde_json::to_value(estimate).unwrap();
+        let mut keys: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        let mut expected = vec![
+            "lut",
+            "ff",
+            "dsp",
+            "bram",
+            "lut_pct",
+            "ff_pct",
+            "dsp_pct",
+            "bram_pct",
+            "avg_resource",
+            "cycles",
+            "interval",
+        ];
+        expected.sort_unstable();
+        assert_eq!(keys, expected);
+    }
+
+    #[test]
+    fn percentages_of_the_board_and_their_mean() {
+        let board = Board::by_name("pynq-z2").unwrap();
+        // 1 % of every resource of the PYNQ-Z2.
+        let estimate = Estimate::from_counts(532.0, 1064.0, 2.2, 2.8, 7.0, 1.0, &board);
+        for pct in [estimate.lut_pct, estimate.ff_pct, estimate.dsp_pct, estimate.bram_pct, estimate.avg_resource] {
+            assert!((pct - 1.0).abs() < 1e-9, "{estimate:?}");
+        }
+        let estimate = Estimate::from_counts(53_200.0, 0.0, 0.0, 0.0, 1.0, 1.0, &board);
+        assert!((estimate.lut_pct - 100.0).abs() < 1e-9 && (estimate.avg_resource - 25.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn strategy_parses_and_defaults() {
+        assert_eq!(Strategy::parse("Resource").unwrap(), Strategy::Resource);
+        assert_eq!(Strategy::parse("latency").unwrap(), Strategy::Latency);
+        assert!(format!("{:#}", Strategy::parse("fast").unwrap_err()).contains("latency, resource"));
+        let settings = HlsSettings::default();
+        assert_eq!((settings.precision.width, settings.precision.integer), (8, 3));
+        assert_eq!((settings.reuse_factor, settings.strategy), (1, Strategy::Latency));
+    }
+}
