@@ -22,6 +22,8 @@ pub enum Command {
     /// pruning with lottery-ticket rewinding, from the best global-search
     /// architecture (or --arch).
     Local(LocalArgs),
+    /// FPGA resources and latency of an architecture YAML (hls4ml io_parallel).
+    Estimate(EstimateArgs),
     /// Check a config and print the resolved experiment, or every error.
     Validate(RunArgs),
     /// Time trials with tutorial 1's setup (MNIST 8×8, subset 10000, 2 epochs).
@@ -51,6 +53,30 @@ pub struct LocalArgs {
     /// best_model_for_local_search.yaml).
     #[arg(long, value_name = "FILE")]
     pub arch: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct EstimateArgs {
+    /// Architecture YAML (a trial YAML or best_model_for_local_search.yaml).
+    pub arch: PathBuf,
+    /// pynq-z2, zcu102, alveo-u200 or alveo-u250.
+    #[arg(long, default_value = "zcu102")]
+    pub board: String,
+    /// Fixed-point type of weights and activations.
+    #[arg(long, default_value = "ap_fixed<8,3>")]
+    pub precision: String,
+    /// hls4ml reuse factor.
+    #[arg(long, default_value_t = 1)]
+    pub reuse: usize,
+    /// latency or resource.
+    #[arg(long, default_value = "latency")]
+    pub strategy: String,
+    /// analytical (rule4ml is not available yet).
+    #[arg(long, default_value = "analytical")]
+    pub estimator: String,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug, Clone, Default)]

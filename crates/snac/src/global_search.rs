@@ -14,6 +14,8 @@ use snac_core::arch::{Arch, Shape};
 use snac_core::config::{Experiment, ModelType, Objective, SamplerKind};
 use snac_core::cost::{self, BopsFormula, GLOBAL_SEARCH_BITS};
 use snac_core::data::Dataset;
+use snac_core::estimate::{AnalyticalEstimator, Board, Estimate, HlsSettings, ResourceEstimator, Strategy};
+use snac_core::fixed::FixedPoint;
 use snac_core::search::nsga2::NsgaIISampler;
 use snac_core::search::random::RandomSampler;
 use snac_core::search::{Direction, FrozenTrial, Sampler, Study, Trial, TrialState};
@@ -35,9 +37,36 @@ pub struct SearchSetup {
     pub spec: SpaceSpec,
     /// Objectives in the study, in order, with their directions.
     pub objectives: Vec<(Objective, bool)>,
-    /// Objectives the config asks for that cannot be computed yet.
-    pub unavailable: Vec<Objective>,
     pub formula: BopsFormula,
+    /// FPGA resource estimate settings, used when an objective needs them.
+    pub hardware: HardwareSetup,
+}
+
+/// The board, HLS settings and estimator of an experiment (`hls_config`).
+pub struct HardwareSetup {
+    pub board: Board,
+    pub settings: HlsSettings,
+    pub estimator: Box<dyn ResourceEstimator + Send + Sync>,
+}
+
+impl HardwareSetup {
+    pub fn from_config(hls: &snac_core::config::HlsConfig) -> Result<HardwareSetup> {
+        let board = Board::by_name(&hls.board).context("hls_config.board")?;
+        let precision = hls
+            .precision
+            .parse::<FixedPoint>()
+            .with_context(|| format!("hls_config.model.precision '{}'", hls.precision))?;
+        let strategy = Strategy::parse(&hls.strategy).context("hls_config.model.strategy")?;
+        Ok(HardwareSetup {
+            board,
+            settings: HlsSettings { precision, reuse_factor: hls.reuse_factor, strategy },
+            estimator: Box::new(AnalyticalEstimator::default()),
+        })
+    }
+
+    pub fn estimate(&self, arch: &Arch) -> Result<Estimate> {
+        self.estimator.estimate(arch, &self.settings, None, &self.board)
+    }
 }
 
 impl SearchSetup {
@@ -73,23 +102,7 @@ impl SearchSetup {
                 experiment.search.n_folds
             );
         }
-        let mut objectives = Vec::new();
-        let mut unavailable = Vec::new();
-        for (objective, maximize) in &experiment.search.objectives {
-            if objective.is_hardware() {
-                unavailable.push(*objective);
-            } else {
-                objectives.push((*objective, *maximize));
-            }
-        }
-        if !unavailable.is_empty() {
-            let names: Vec<&str> = unavailable.iter().map(|o| o.name()).collect();
-            eprintln!(
-                "note: hardware metrics ({}) are not available yet (FPGA resource estimates arrive in a later \
-                 release); the search optimises the other objectives and the CSV reports them as NA",
-                names.join(", ")
-            );
-        }
+        let objectives = experiment.search.objectives.clone();
         let formula = match experiment.search.model_type {
             ModelType::Mlp => BopsFormula::Mlp,
             ModelType::Block => BopsFormula::Block,
@@ -102,7 +115,14 @@ impl SearchSetup {
             min_layers: experiment.search.min_layers,
             max_layers: experiment.search.max_layers,
         };
-        Ok(SearchSetup { experiment, dataset: Arc::new(dataset), spec, objectives, unavailable, formula })
+        let hardware = HardwareSetup::from_config(&experiment.hls)
+            .with_context(|| format!("{}: hls_config", experiment.source.display()))?;
+        Ok(SearchSetup { experiment, dataset: Arc::new(dataset), spec, objectives, formula, hardware })
+    }
+
+    /// Whether trials need an FPGA estimate.
+    pub fn wants_hardware(&self) -> bool {
+        self.experiment.search.use_hardware_metrics || self.objectives.iter().any(|(o, _)| o.is_hardware())
     }
 
     pub fn directions(&self) -> Vec<Direction> {
@@ -143,6 +163,8 @@ pub struct TrialResult {
     pub accuracy: f64,
     pub bops: f64,
     pub params: usize,
+    /// FPGA estimate, when an objective or `use_hardware_metrics` asks for it.
+    pub estimate: Option<Estimate>,
     pub outcome: snac_train::TrainOutcome,
 }
 
@@ -150,6 +172,11 @@ pub struct TrialResult {
 /// and returned as errors, so one bad trial never stops a search.
 pub fn evaluate_trial(setup: &SearchSetup, trial: &mut Trial) -> Result<TrialResult> {
     let arch = space::decode(&setup.spec, trial)?;
+    let estimate = if setup.wants_hardware() {
+        Some(setup.hardware.estimate(&arch).context("FPGA resource estimate")?)
+    } else {
+        None
+    };
     let seed = setup.experiment.search.seed ^ trial.training_seed();
     trial.set_user_attr("seed", &json!(seed))?;
     trial.set_user_attr("arch", &json!(arch.summary()))?;
@@ -168,7 +195,7 @@ pub fn evaluate_trial(setup: &SearchSetup, trial: &mut Trial) -> Result<TrialRes
     })??;
     let bops = cost::bops(&arch, setup.formula, GLOBAL_SEARCH_BITS)?;
     let params = arch.parameter_count()?;
-    Ok(TrialResult { accuracy: outcome.val_accuracy, arch, bops, params, outcome })
+    Ok(TrialResult { accuracy: outcome.val_accuracy, arch, bops, params, estimate, outcome })
 }
 
 /// The values of the study's objectives for a result.
@@ -180,7 +207,8 @@ fn objective_values(setup: &SearchSetup, result: &TrialResult) -> Vec<f64> {
             Objective::PerformanceMetric => result.accuracy,
             Objective::Bops => result.bops,
             Objective::Params => result.params as f64,
-            Objective::AvgResource | Objective::ClockCycles => f64::NAN,
+            Objective::AvgResource => result.estimate.as_ref().map_or(f64::NAN, |e| e.avg_resource),
+            Objective::ClockCycles => result.estimate.as_ref().map_or(f64::NAN, |e| e.cycles),
         })
         .collect()
 }
@@ -339,6 +367,11 @@ fn record_result(setup: &SearchSetup, trial: &Trial, result: &TrialResult, resul
     trial.set_user_attr("val_loss", &json!(result.outcome.val_loss))?;
     trial.set_user_attr("best_epoch", &json!(result.outcome.best_epoch))?;
     trial.set_user_attr("steps", &json!(result.outcome.steps))?;
+    if let Some(estimate) = &result.estimate {
+        trial.set_user_attr("avg_resource", &json!(estimate.avg_resource))?;
+        trial.set_user_attr("clock_cycles", &json!(estimate.cycles))?;
+        trial.set_user_attr("estimate", &serde_json::to_value(estimate)?)?;
+    }
     trial.set_user_attr("history", &Value::Array(history))?;
     let yaml = outputs::trial_yaml(trial.number, result)?;
     let path = outputs::trial_yaml_path(results_dir, trial.number);

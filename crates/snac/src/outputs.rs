@@ -65,7 +65,7 @@ impl CsvLog {
     /// Rewrites the CSV from the storage (so rows lost to a kill come back),
     /// then returns a log that appends.
     pub fn rebuild(results_dir: &Path, setup: &SearchSetup, trials: &[FrozenTrial]) -> Result<CsvLog> {
-        let hardware = setup.experiment.search.use_hardware_metrics || !setup.unavailable.is_empty();
+        let hardware = setup.wants_hardware();
         let path = results_dir.join(csv_name(setup.experiment.search.model_type));
         let mut writer = csv::Writer::from_writer(Vec::new());
         writer.write_record(Self::header(hardware))?;
@@ -92,7 +92,7 @@ impl CsvLog {
             metric("yaml_path"),
         ];
         if hardware {
-            row.extend(["NA".to_string(), "NA".to_string()]);
+            row.extend([metric("avg_resource"), metric("clock_cycles")]);
         }
         row.extend([
             trial.datetime_complete.or(trial.datetime_start).map(|t| t.to_rfc3339()).unwrap_or_default(),
@@ -173,7 +173,9 @@ pub fn pareto_table(setup: &SearchSetup, trials: &[FrozenTrial]) -> Table {
             let value = trial.values.as_ref().and_then(|v| v.get(i)).copied().unwrap_or(f64::NAN);
             row.push(match objective {
                 Objective::PerformanceMetric => format!("{value:.4}"),
-                _ => format!("{value:.4e}"),
+                Objective::AvgResource => format!("{value:.3} %"),
+                Objective::ClockCycles => format!("{value:.0}"),
+                Objective::Bops | Objective::Params => format!("{value:.4e}"),
             });
         }
         if !setup.objectives.iter().any(|(o, _)| *o == Objective::Params) {

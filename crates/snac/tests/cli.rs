@@ -210,12 +210,17 @@ fn tutorial_1_runs_on_mnist() {
             .arg("--results-dir")
             .arg(dir.path()),
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("not available yet"), "hardware metrics are reported as unavailable: {stderr}");
+    let _ = out;
     let rows = csv_rows(&dir.path().join("mlp_search_results.csv"));
     assert_eq!(rows.len(), 4, "t1 has n_trials 3");
-    let hw = column(&rows, "avg_resource");
-    assert!(rows[1..].iter().all(|r| r[hw] == "NA"));
+    let (resource, cycles) = (column(&rows, "avg_resource"), column(&rows, "clock_cycles"));
+    for row in &rows[1..] {
+        let avg: f64 = row[resource].parse().unwrap_or_else(|_| panic!("avg_resource in {row:?}"));
+        let cycles: f64 = row[cycles].parse().unwrap();
+        assert!(avg > 0.0 && cycles >= 0.0, "{row:?}");
+    }
+    // T1 runs the local search after the global one.
+    assert!(dir.path().join("local_search_combined/combined_qat_pruning_log.csv").exists());
     let accuracy = column(&rows, "performance_metric");
     assert!(rows[1..].iter().any(|r| r[accuracy].parse::<f64>().unwrap() > 0.5), "{rows:?}");
 }
@@ -271,7 +276,11 @@ fn a_sequential_search_is_reproducible_from_its_seed() {
     let dir = tempfile::tempdir().unwrap();
     let run = |name: &str, seed: &str| {
         let results = dir.path().join(name);
-        run_ok(snac().args(["search", "--trials", "10", "--epochs", "4", "--workers", "1", "--seed", seed, "--results-dir"]).arg(&results));
+        run_ok(
+            snac()
+                .args(["search", "--trials", "10", "--epochs", "4", "--workers", "1", "--seed", seed, "--results-dir"])
+                .arg(&results),
+        );
         let rows = csv_rows(&results.join("mlp_search_results.csv"));
         let keep = ["trial", "performance_metric", "bops", "params", "seed"].map(|c| column(&rows, c));
         rows[1..].iter().map(|r| keep.iter().map(|&i| r[i].clone()).collect::<Vec<_>>()).collect::<Vec<_>>()
@@ -280,4 +289,32 @@ fn a_sequential_search_is_reproducible_from_its_seed() {
     assert_eq!(first.len(), 10);
     assert_eq!(first, run("b", "7"), "same seed, same trials");
     assert_ne!(first, run("c", "8"), "another seed, other trials");
+}
+
+#[test]
+fn estimate_prints_the_documented_json() {
+    let dir = tempfile::tempdir().unwrap();
+    run_ok(snac().args(["search", "--trials", "1", "--epochs", "1", "--results-dir"]).arg(dir.path()));
+    let arch = dir.path().join("best_model_for_local_search.yaml");
+    let out = run_ok(snac().arg("estimate").arg(&arch).args([
+        "--board",
+        "pynq-z2",
+        "--precision",
+        "ap_fixed<6,2>",
+        "--reuse",
+        "2",
+        "--json",
+    ]));
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut keys: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["avg_resource", "bram", "bram_pct", "cycles", "dsp", "dsp_pct", "ff", "ff_pct", "interval", "lut", "lut_pct"]
+    );
+    assert_eq!(value["interval"], 2.0);
+    let bad = snac().arg("estimate").arg(&arch).args(["--board", "zcu999"]).output().unwrap();
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("zcu999") && stderr.contains("pynq-z2"), "{stderr}");
 }

@@ -2,6 +2,7 @@
 
 mod bench;
 mod data;
+mod estimate;
 mod local;
 mod run;
 mod validate;
@@ -20,6 +21,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => run::run(&args, true),
         Command::Search(args) => run::run(&args, false),
         Command::Local(args) => local::local(&args),
+        Command::Estimate(args) => estimate::estimate(&args),
         Command::Validate(args) => validate::validate(&args),
         Command::Bench(args) => bench::bench(&args),
         Command::Data { command } => data::data(command),
