@@ -116,5 +116,15 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
         times.len() as f64 / wall_s
     );
     println!("SNAC-Pack's median T1 trial on this machine kind: 4.16 s, so {:.0}× faster", 4.16 / median);
+    // FPGA estimates of the same architectures (rule4ml takes 2.5–8 s each).
+    let repeats = 200;
+    let started = Instant::now();
+    for _ in 0..repeats {
+        for arch in &archs {
+            std::hint::black_box(setup.hardware.estimate(arch)?);
+        }
+    }
+    let per_estimate = started.elapsed().as_secs_f64() / (repeats * archs.len()) as f64;
+    println!("FPGA estimate ({}): {:.1} µs per architecture", setup.hardware.estimator.name(), per_estimate * 1e6);
     Ok(ExitCode::SUCCESS)
 }
