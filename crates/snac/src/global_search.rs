@@ -25,7 +25,6 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 /// System attribute marking a trial failed because its process died.
 const INTERRUPTED_KEY: &str = "snac:interrupted";
@@ -281,7 +280,7 @@ pub fn run(setup: &SearchSetup, results_dir: &Path, show_progress: bool) -> Resu
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} trials, ETA {eta} {msg}")
             .expect("valid template"),
     );
-    bar.set_message(best_message(setup, &existing));
+    bar.set_message(best_message(&existing));
     let remaining = AtomicUsize::new(to_run);
     let failures = AtomicUsize::new(0);
     let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
@@ -305,7 +304,7 @@ pub fn run(setup: &SearchSetup, results_dir: &Path, show_progress: bool) -> Resu
     }
 
     let trials = study.trials()?;
-    let best = outputs::best_by_accuracy(setup, &trials);
+    let best = outputs::best_by_accuracy(&trials);
     if let Some(best) = &best {
         outputs::write_best_model(results_dir, best)?;
     }
@@ -325,12 +324,11 @@ fn run_one(
     failures: &AtomicUsize,
 ) -> Result<()> {
     let mut trial = study.ask()?;
-    let started = Instant::now();
     let outcome = evaluate_trial(setup, &mut trial);
     let told = match &outcome {
         Ok(result) => {
             let values = objective_values(setup, result);
-            record_result(setup, &trial, result, results_dir)?;
+            record_result(&trial, result, results_dir)?;
             study.tell(trial.id, Ok(values))?
         }
         Err(err) => {
@@ -343,15 +341,14 @@ fn run_one(
         bar.println(format!("trial {} was marked finished by someone else; its result was not stored", trial.number));
     }
     let frozen = study.storage().get_trial(trial.id)?;
-    csv.lock().unwrap().append(setup, &frozen)?;
-    let _ = started;
+    csv.lock().unwrap().append(&frozen)?;
     bar.inc(1);
-    bar.set_message(best_message(setup, &study.trials()?));
+    bar.set_message(best_message(&study.trials()?));
     Ok(())
 }
 
 /// Stores a trial's facts as user attributes and writes its YAML.
-fn record_result(setup: &SearchSetup, trial: &Trial, result: &TrialResult, results_dir: &Path) -> Result<()> {
+fn record_result(trial: &Trial, result: &TrialResult, results_dir: &Path) -> Result<()> {
     let history: Vec<Value> = result
         .outcome
         .history
@@ -380,12 +377,11 @@ fn record_result(setup: &SearchSetup, trial: &Trial, result: &TrialResult, resul
     trial.set_user_attr("architecture", &serde_json::to_value(&yaml.architecture)?)?;
     let weights_path = outputs::trial_weights_path(results_dir, trial.number);
     result.outcome.weights.save(&weights_path)?;
-    let _ = setup;
     Ok(())
 }
 
-fn best_message(setup: &SearchSetup, trials: &[FrozenTrial]) -> String {
-    match outputs::best_by_accuracy(setup, trials) {
+fn best_message(trials: &[FrozenTrial]) -> String {
+    match outputs::best_by_accuracy(trials) {
         Some(best) => format!(
             "best acc {:.4} (trial {}, {})",
             best.user_attrs.get("performance_metric").and_then(|v| v.as_f64()).unwrap_or(f64::NAN),

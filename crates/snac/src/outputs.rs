@@ -105,7 +105,7 @@ impl CsvLog {
     }
 
     /// Appends one finished trial.
-    pub fn append(&mut self, _setup: &SearchSetup, trial: &FrozenTrial) -> Result<()> {
+    pub fn append(&mut self, trial: &FrozenTrial) -> Result<()> {
         let file = OpenOptions::new()
             .append(true)
             .create(true)
@@ -128,7 +128,7 @@ fn bops(trial: &FrozenTrial) -> f64 {
 
 /// The completed trial with the highest accuracy (fewer BOPs breaks ties), as
 /// SNAC-Pack picks the model for local search.
-pub fn best_by_accuracy(_setup: &SearchSetup, trials: &[FrozenTrial]) -> Option<FrozenTrial> {
+pub fn best_by_accuracy(trials: &[FrozenTrial]) -> Option<FrozenTrial> {
     completed(trials).max_by(|a, b| accuracy(a).total_cmp(&accuracy(b)).then(bops(b).total_cmp(&bops(a)))).cloned()
 }
 
