@@ -7,9 +7,10 @@
 use crate::global_search::SearchSetup;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
-use snac_core::arch::{Arch, Layer};
+use snac_core::arch::Arch;
 use snac_core::config::{LocalSearchConfig, LocalSearchMode, PrecisionPair};
 use snac_core::cost::{self, GLOBAL_SEARCH_BITS};
+use snac_core::estimate::{Estimate, HlsSettings, LayerInfo};
 use snac_core::fixed::FixedPoint;
 use snac_core::trial_yaml::{ArchitectureYaml, TrialYaml};
 use snac_train::{Masks, QuantSpec, TrainConfig, Weights, magnitude_masks, train, train_from};
@@ -42,6 +43,14 @@ pub struct LogRow {
     pub nonzero_weights: usize,
     /// Per-layer count with the real bit widths and the nonzero weights.
     pub bops_effective: f64,
+    /// FPGA estimate with the real widths and nonzero weights (empty when
+    /// the estimator cannot handle the model).
+    pub avg_resource: Option<f64>,
+    pub clock_cycles: Option<f64>,
+    pub lut: Option<f64>,
+    pub ff: Option<f64>,
+    pub dsp: Option<f64>,
+    pub bram: Option<f64>,
 }
 
 /// A model handed on from local search: architecture, types, weights, masks.
@@ -60,25 +69,28 @@ struct ModelFile<'a> {
 
 /// Per-layer bit operations with real widths: each nonzero weight of a Dense
 /// layer is one `b_weight × b_activation` multiplication.
-pub fn bops_effective(arch: &Arch, weights: &Weights, weight_bits: f64, activation_bits: f64) -> f64 {
-    arch.layers()
-        .zip(&weights.layers)
-        .filter(|(layer, _)| matches!(layer, Layer::Dense { .. }))
-        .map(|(_, w)| {
-            w.tensors.iter().find(|t| t.name == "kernel").map_or(0, |t| t.values.iter().filter(|v| **v != 0.0).count())
-        })
-        .sum::<usize>() as f64
-        * weight_bits
-        * activation_bits
+pub fn bops_effective(weights: &Weights, weight_bits: f64, activation_bits: f64) -> f64 {
+    nonzero_kernel_weights(weights) as f64 * weight_bits * activation_bits
 }
 
 fn nonzero_kernel_weights(weights: &Weights) -> usize {
-    weights
-        .layers
-        .iter()
-        .flat_map(|l| l.tensors.iter().filter(|t| t.name == "kernel"))
-        .map(|t| t.values.iter().filter(|v| **v != 0.0).count())
-        .sum()
+    weights.kernel_nonzeros().into_iter().flatten().sum()
+}
+
+/// The FPGA estimate of a quantized, pruned model: the real bit widths and
+/// nonzero weights of every Dense layer.
+fn estimate(setup: &SearchSetup, arch: &Arch, weights: &Weights, quant: Option<&QuantSpec>) -> Option<Estimate> {
+    let hardware = &setup.hardware;
+    let settings =
+        HlsSettings { precision: quant.map_or(hardware.settings.precision, |q| q.weights), ..hardware.settings };
+    let bits = settings.precision.width;
+    let layers: Vec<LayerInfo> = weights
+        .kernel_nonzeros()
+        .into_iter()
+        .flatten()
+        .map(|nonzero| LayerInfo { weight_bits: bits, activation_bits: bits, nonzero_weights: Some(nonzero) })
+        .collect();
+    hardware.estimator.estimate(arch, &settings, Some(&layers), &hardware.board).ok()
 }
 
 /// The architecture and, when they exist, its trained weights.
@@ -146,6 +158,7 @@ pub fn run(
         let config = |epochs: usize, masks: Option<Masks>| TrainConfig { epochs, quant, masks, ..base.clone() };
         let row = |iteration: usize, target: f64, accuracy: f64, weights: &Weights| {
             let sparsity = weights.sparsity();
+            let estimate = estimate(setup, arch, weights, quant.as_ref());
             LogRow {
                 precision: label.clone(),
                 total_bits: pair.map_or(32, |p| p.total_bits),
@@ -156,7 +169,13 @@ pub fn run(
                 effective_bops: baseline_bops * (bits / GLOBAL_SEARCH_BITS).powi(2) * (1.0 - sparsity),
                 target_sparsity: target,
                 nonzero_weights: nonzero_kernel_weights(weights),
-                bops_effective: bops_effective(arch, weights, bits, bits),
+                bops_effective: bops_effective(weights, bits, bits),
+                avg_resource: estimate.map(|e| e.avg_resource),
+                clock_cycles: estimate.map(|e| e.cycles),
+                lut: estimate.map(|e| e.lut),
+                ff: estimate.map(|e| e.ff),
+                dsp: estimate.map(|e| e.dsp),
+                bram: estimate.map(|e| e.bram),
             }
         };
         // QAT warm-up: its result is the lottery-ticket checkpoint (iteration 0).
