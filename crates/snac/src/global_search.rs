@@ -11,14 +11,14 @@ use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use snac_core::arch::{Arch, Shape};
-use snac_core::config::{Experiment, ModelType, Objective, SamplerKind};
+use snac_core::config::{ConstraintMetric, Experiment, ModelType, Objective, SamplerKind};
 use snac_core::cost::{self, BopsFormula, GLOBAL_SEARCH_BITS};
 use snac_core::data::Dataset;
 use snac_core::estimate::{AnalyticalEstimator, Board, Estimate, HlsSettings, ResourceEstimator, Strategy};
 use snac_core::fixed::FixedPoint;
 use snac_core::search::nsga2::NsgaIISampler;
 use snac_core::search::random::RandomSampler;
-use snac_core::search::{Direction, FrozenTrial, Sampler, Study, Trial, TrialState};
+use snac_core::search::{CONSTRAINTS_KEY, Direction, FrozenTrial, Sampler, Study, Trial, TrialState};
 use snac_core::space::{self, SpaceSpec};
 use snac_core::storage::{self, Storage};
 use std::fs::File;
@@ -121,7 +121,10 @@ impl SearchSetup {
 
     /// Whether trials need an FPGA estimate.
     pub fn wants_hardware(&self) -> bool {
-        self.experiment.search.use_hardware_metrics || self.objectives.iter().any(|(o, _)| o.is_hardware())
+        let search = &self.experiment.search;
+        search.use_hardware_metrics
+            || self.objectives.iter().any(|(o, _)| o.is_hardware())
+            || search.constraints.iter().any(|(c, _)| c.is_hardware())
     }
 
     pub fn directions(&self) -> Vec<Direction> {
@@ -210,6 +213,28 @@ fn objective_values(setup: &SearchSetup, result: &TrialResult) -> Vec<f64> {
             Objective::ClockCycles => result.estimate.as_ref().map_or(f64::NAN, |e| e.cycles),
         })
         .collect()
+}
+
+impl TrialResult {
+    /// The value a constraint bounds.
+    fn metric(&self, metric: ConstraintMetric) -> f64 {
+        let estimate = |f: fn(&Estimate) -> f64| self.estimate.as_ref().map_or(f64::NAN, f);
+        match metric {
+            ConstraintMetric::Lut => estimate(|e| e.lut),
+            ConstraintMetric::Ff => estimate(|e| e.ff),
+            ConstraintMetric::Dsp => estimate(|e| e.dsp),
+            ConstraintMetric::Bram => estimate(|e| e.bram),
+            ConstraintMetric::LutPct => estimate(|e| e.lut_pct),
+            ConstraintMetric::FfPct => estimate(|e| e.ff_pct),
+            ConstraintMetric::DspPct => estimate(|e| e.dsp_pct),
+            ConstraintMetric::BramPct => estimate(|e| e.bram_pct),
+            ConstraintMetric::AvgResource => estimate(|e| e.avg_resource),
+            ConstraintMetric::ClockCycles => estimate(|e| e.cycles),
+            ConstraintMetric::Interval => estimate(|e| e.interval),
+            ConstraintMetric::Bops => self.bops,
+            ConstraintMetric::Params => self.params as f64,
+        }
+    }
 }
 
 /// Summary of a finished search.
@@ -329,6 +354,14 @@ fn run_one(
         Ok(result) => {
             let values = objective_values(setup, result);
             record_result(&trial, result, results_dir)?;
+            let constraints = &setup.experiment.search.constraints;
+            if !constraints.is_empty() {
+                // Optuna's convention: value − bound, feasible when every one is ≤ 0.
+                let violations: Vec<f64> = constraints.iter().map(|(m, bound)| result.metric(*m) - bound).collect();
+                let feasible = violations.iter().all(|v| *v <= 0.0);
+                trial.set_system_attr(CONSTRAINTS_KEY, &json!(violations))?;
+                trial.set_user_attr("feasible", &json!(feasible))?;
+            }
             study.tell(trial.id, Ok(values))?
         }
         Err(err) => {

@@ -50,33 +50,40 @@ pub fn trial_yaml(number: u64, result: &TrialResult) -> Result<TrialYaml> {
 pub struct CsvLog {
     path: PathBuf,
     hardware: bool,
+    constrained: bool,
 }
 
 impl CsvLog {
-    fn header(hardware: bool) -> Vec<&'static str> {
+    fn header(&self) -> Vec<&'static str> {
         let mut header = vec!["trial", "performance_metric", "bops", "params", "yaml_path"];
-        if hardware {
+        if self.hardware {
             header.extend(["avg_resource", "clock_cycles"]);
         }
         header.extend(["run_timestamp", "state", "duration_s", "seed", "fail_reason"]);
+        if self.constrained {
+            header.push("feasible");
+        }
         header
     }
 
     /// Rewrites the CSV from the storage (so rows lost to a kill come back),
     /// then returns a log that appends.
     pub fn rebuild(results_dir: &Path, setup: &SearchSetup, trials: &[FrozenTrial]) -> Result<CsvLog> {
-        let hardware = setup.wants_hardware();
-        let path = results_dir.join(csv_name(setup.experiment.search.model_type));
+        let log = CsvLog {
+            path: results_dir.join(csv_name(setup.experiment.search.model_type)),
+            hardware: setup.wants_hardware(),
+            constrained: !setup.experiment.search.constraints.is_empty(),
+        };
         let mut writer = csv::Writer::from_writer(Vec::new());
-        writer.write_record(Self::header(hardware))?;
+        writer.write_record(log.header())?;
         for trial in trials.iter().filter(|t| t.state.is_finished()) {
-            writer.write_record(Self::row(hardware, trial))?;
+            writer.write_record(log.row(trial))?;
         }
-        snac_core::write_atomic(&path, &writer.into_inner()?)?;
-        Ok(CsvLog { path, hardware })
+        snac_core::write_atomic(&log.path, &writer.into_inner()?)?;
+        Ok(log)
     }
 
-    fn row(hardware: bool, trial: &FrozenTrial) -> Vec<String> {
+    fn row(&self, trial: &FrozenTrial) -> Vec<String> {
         let attr = |key: &str| match trial.user_attrs.get(key) {
             None | Some(Value::Null) => String::new(),
             Some(Value::String(s)) => s.clone(),
@@ -91,7 +98,7 @@ impl CsvLog {
             metric("params"),
             metric("yaml_path"),
         ];
-        if hardware {
+        if self.hardware {
             row.extend([metric("avg_resource"), metric("clock_cycles")]);
         }
         row.extend([
@@ -101,6 +108,9 @@ impl CsvLog {
             attr("seed"),
             attr(FAIL_REASON_KEY),
         ]);
+        if self.constrained {
+            row.push(metric("feasible"));
+        }
         row
     }
 
@@ -112,7 +122,7 @@ impl CsvLog {
             .open(&self.path)
             .with_context(|| format!("opening {}", self.path.display()))?;
         let mut writer = csv::WriterBuilder::new().has_headers(false).from_writer(file);
-        writer.write_record(Self::row(self.hardware, trial))?;
+        writer.write_record(self.row(trial))?;
         writer.flush().with_context(|| format!("writing {}", self.path.display()))?;
         Ok(())
     }
@@ -129,7 +139,14 @@ fn bops(trial: &FrozenTrial) -> f64 {
 /// The completed trial with the highest accuracy (fewer BOPs breaks ties), as
 /// SNAC-Pack picks the model for local search.
 pub fn best_by_accuracy(trials: &[FrozenTrial]) -> Option<FrozenTrial> {
-    completed(trials).max_by(|a, b| accuracy(a).total_cmp(&accuracy(b)).then(bops(b).total_cmp(&bops(a)))).cloned()
+    // With resource budgets, only feasible trials qualify (if there are any).
+    let feasible = |t: &&FrozenTrial| t.user_attrs.get("feasible").and_then(|v| v.as_bool()).unwrap_or(true);
+    let pool: Vec<&FrozenTrial> = if completed(trials).any(|t| feasible(&t)) {
+        completed(trials).filter(feasible).collect()
+    } else {
+        completed(trials).collect()
+    };
+    pool.into_iter().max_by(|a, b| accuracy(a).total_cmp(&accuracy(b)).then(bops(b).total_cmp(&bops(a)))).cloned()
 }
 
 /// Writes `best_model_for_local_search.yaml` from the best trial.

@@ -318,3 +318,43 @@ fn estimate_prints_the_documented_json() {
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(stderr.contains("zcu999") && stderr.contains("pynq-z2"), "{stderr}");
 }
+
+#[test]
+fn resource_budgets_mark_infeasible_trials_and_pick_a_feasible_best() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("budget.yaml");
+    let text = include_str!("../../../examples/digits_mlp.yaml")
+        .replace("  seed: 42", "  seed: 42\n  constraints: {params: 3000, lut_pct: 1000}");
+    std::fs::write(&config, text).unwrap();
+    let results = dir.path().join("r");
+    run_ok(snac().arg("search").arg(&config).args(["--trials", "8", "--epochs", "5", "--results-dir"]).arg(&results));
+    let rows = csv_rows(&results.join("mlp_search_results.csv"));
+    let (feasible, params, accuracy) =
+        (column(&rows, "feasible"), column(&rows, "params"), column(&rows, "performance_metric"));
+    for row in &rows[1..] {
+        let small = row[params].parse::<usize>().unwrap() <= 3000;
+        assert_eq!(row[feasible], small.to_string(), "{row:?}");
+    }
+    let best = snac_core::trial_yaml::TrialYaml::read(&results.join("best_model_for_local_search.yaml")).unwrap();
+    let best_row = rows[1..].iter().find(|r| r[0] == best.metadata.trial_id.to_string()).unwrap();
+    if rows[1..].iter().any(|r| r[feasible] == "true") {
+        assert_eq!(best_row[feasible], "true");
+        let best_feasible = rows[1..]
+            .iter()
+            .filter(|r| r[feasible] == "true")
+            .map(|r| r[accuracy].parse::<f64>().unwrap())
+            .fold(0.0, f64::max);
+        assert_eq!(best_row[accuracy].parse::<f64>().unwrap(), best_feasible);
+    }
+
+    std::fs::write(
+        &config,
+        include_str!("../../../examples/digits_mlp.yaml")
+            .replace("  seed: 42", "  seed: 42\n  constraints: {luts: 10}"),
+    )
+    .unwrap();
+    let output = snac().arg("validate").arg(&config).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr.contains("search.constraints.luts") && stderr.contains("lut_pct"), "{stderr}");
+}

@@ -223,6 +223,73 @@ pub struct SearchConfig {
     /// MLP mode: number of hidden layers, inclusive range.
     pub min_layers: usize,
     pub max_layers: usize,
+    /// Resource budgets (`search.constraints`): each metric's upper bound.
+    /// NSGA-II uses constrained domination; infeasible trials are kept and
+    /// marked.
+    pub constraints: Vec<(ConstraintMetric, f64)>,
+}
+
+/// A metric that `search.constraints` can bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConstraintMetric {
+    Lut,
+    Ff,
+    Dsp,
+    Bram,
+    LutPct,
+    FfPct,
+    DspPct,
+    BramPct,
+    AvgResource,
+    ClockCycles,
+    Interval,
+    Bops,
+    Params,
+}
+
+impl ConstraintMetric {
+    pub const ALL: [ConstraintMetric; 13] = [
+        ConstraintMetric::Lut,
+        ConstraintMetric::Ff,
+        ConstraintMetric::Dsp,
+        ConstraintMetric::Bram,
+        ConstraintMetric::LutPct,
+        ConstraintMetric::FfPct,
+        ConstraintMetric::DspPct,
+        ConstraintMetric::BramPct,
+        ConstraintMetric::AvgResource,
+        ConstraintMetric::ClockCycles,
+        ConstraintMetric::Interval,
+        ConstraintMetric::Bops,
+        ConstraintMetric::Params,
+    ];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            ConstraintMetric::Lut => "lut",
+            ConstraintMetric::Ff => "ff",
+            ConstraintMetric::Dsp => "dsp",
+            ConstraintMetric::Bram => "bram",
+            ConstraintMetric::LutPct => "lut_pct",
+            ConstraintMetric::FfPct => "ff_pct",
+            ConstraintMetric::DspPct => "dsp_pct",
+            ConstraintMetric::BramPct => "bram_pct",
+            ConstraintMetric::AvgResource => "avg_resource",
+            ConstraintMetric::ClockCycles => "clock_cycles",
+            ConstraintMetric::Interval => "interval",
+            ConstraintMetric::Bops => "bops",
+            ConstraintMetric::Params => "params",
+        }
+    }
+
+    /// Needs an FPGA estimate.
+    pub fn is_hardware(&self) -> bool {
+        !matches!(self, ConstraintMetric::Bops | ConstraintMetric::Params)
+    }
+
+    pub const ACCEPTED: &'static str =
+        "lut, ff, dsp, bram, lut_pct, ff_pct, dsp_pct, bram_pct, avg_resource, clock_cycles, interval, bops, params";
 }
 
 /// The `search_space:` section.

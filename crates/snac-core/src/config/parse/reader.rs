@@ -305,6 +305,11 @@ impl<'n> Map<'n> {
         }
     }
 
+    /// Keys nobody has asked for yet, with their lines.
+    pub fn unasked(&self) -> Vec<(String, usize)> {
+        self.entries.iter().filter(|entry| !entry.used).map(|entry| (entry.key.clone(), entry.key_line)).collect()
+    }
+
     /// Lists the keys nobody asked for as unused.
     pub fn finish(self, ctx: &mut Ctx<'_>) {
         for entry in self.entries.iter().filter(|entry| !entry.used) {

@@ -5,8 +5,8 @@
 use super::reader::{Ctx, Field, Map, is_null, join};
 use crate::arch::{Activation, Norm};
 use crate::config::{
-    DatasetConfig, DatasetName, Experiment, HlsConfig, LocalSearchConfig, LocalSearchMode, ModelType, Objective,
-    OutputConfig, PrecisionPair, SamplerKind, SearchConfig, SearchSpaceConfig, SynthesisConfig,
+    ConstraintMetric, DatasetConfig, DatasetName, Experiment, HlsConfig, LocalSearchConfig, LocalSearchMode, ModelType,
+    Objective, OutputConfig, PrecisionPair, SamplerKind, SearchConfig, SearchSpaceConfig, SynthesisConfig,
 };
 use std::path::{Path, PathBuf};
 
@@ -65,6 +65,11 @@ impl<'c, 's, 'n> Section<'c, 's, 'n> {
             Some(field) => self.ctx.number(&self.path(key), field, accepted, check).unwrap_or(default),
             None => default,
         }
+    }
+
+    fn opt_number(&mut self, key: &str, accepted: &str, check: impl Fn(f64) -> bool) -> Option<f64> {
+        let field = self.map.get(key)?;
+        self.ctx.number(&self.path(key), field, accepted, check)
     }
 
     fn opt_string(&mut self, key: &str, what: &str) -> Option<String> {
@@ -212,6 +217,23 @@ fn search(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> SearchConfig {
     let default_patience = if model_type == Some(ModelType::Mlp) { 3 } else { 5 };
     let patience_key = if s.map.get("patience").is_some() { "patience" } else { "early_stopping_patience" };
     let early_stopping_patience = s.count_or(patience_key, 0, default_patience);
+    let constraints = {
+        let mut section = Section::open(&mut *s.ctx, &mut s.map, "constraints");
+        let mut constraints = Vec::new();
+        for metric in ConstraintMetric::ALL {
+            let accepted = "a number ≥ 0 (the metric's upper bound)";
+            if let Some(bound) = section.opt_number(metric.name(), accepted, |v| v >= 0.0) {
+                constraints.push((metric, bound));
+            }
+        }
+        for (key, line) in section.map.unasked() {
+            let message = format!("'{key}' is not a constrainable metric; accepted: {}", ConstraintMetric::ACCEPTED);
+            section.ctx.error(section.path(&key), Some(line), message);
+            section.map.get_raw(&key);
+        }
+        section.finish();
+        constraints
+    };
     let min_layers = s.opt_count("min_layers", 1);
     let max_layers = s.opt_count("max_layers", 1);
     if let (Some(min), Some(max)) = (min_layers, max_layers.or(Some(5)))
@@ -244,6 +266,7 @@ fn search(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> SearchConfig {
         early_stopping_patience,
         min_layers: min_layers.unwrap_or(2),
         max_layers: max_layers.unwrap_or(5),
+        constraints,
     }
 }
 
