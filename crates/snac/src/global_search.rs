@@ -305,7 +305,10 @@ pub fn run(setup: &SearchSetup, results_dir: &Path, show_progress: bool) -> Resu
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} trials, ETA {eta} {msg}")
             .expect("valid template"),
     );
-    bar.set_message(best_message(&existing));
+    // The best trial so far, kept up to date from each finished trial (the
+    // order is total, so the best of (best, new) is the best of all).
+    let best_so_far = Mutex::new(outputs::best_by_accuracy(&existing));
+    bar.set_message(best_message(best_so_far.lock().unwrap().as_ref()));
     let remaining = AtomicUsize::new(to_run);
     let failures = AtomicUsize::new(0);
     let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
@@ -314,7 +317,7 @@ pub fn run(setup: &SearchSetup, results_dir: &Path, show_progress: bool) -> Resu
         for _ in 0..workers {
             scope.spawn(|| {
                 while remaining.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
-                    if let Err(err) = run_one(setup, &study, results_dir, &csv, &bar, &failures) {
+                    if let Err(err) = run_one(setup, &study, results_dir, &csv, &best_so_far, &bar, &failures) {
                         // Storage errors end this worker; trial errors never get here.
                         first_error.lock().unwrap().get_or_insert(err);
                         return;
@@ -345,6 +348,7 @@ fn run_one(
     study: &Study,
     results_dir: &Path,
     csv: &Mutex<CsvLog>,
+    best_so_far: &Mutex<Option<FrozenTrial>>,
     bar: &ProgressBar,
     failures: &AtomicUsize,
 ) -> Result<()> {
@@ -376,7 +380,10 @@ fn run_one(
     let frozen = study.storage().get_trial(trial.id)?;
     csv.lock().unwrap().append(&frozen)?;
     bar.inc(1);
-    bar.set_message(best_message(&study.trials()?));
+    let mut best = best_so_far.lock().unwrap();
+    let candidates: Vec<FrozenTrial> = best.take().into_iter().chain([frozen]).collect();
+    *best = outputs::best_by_accuracy(&candidates);
+    bar.set_message(best_message(best.as_ref()));
     Ok(())
 }
 
@@ -413,8 +420,8 @@ fn record_result(trial: &Trial, result: &TrialResult, results_dir: &Path) -> Res
     Ok(())
 }
 
-fn best_message(trials: &[FrozenTrial]) -> String {
-    match outputs::best_by_accuracy(trials) {
+fn best_message(best: Option<&FrozenTrial>) -> String {
+    match best {
         Some(best) => format!(
             "best acc {:.4} (trial {}, {})",
             best.user_attrs.get("performance_metric").and_then(|v| v.as_f64()).unwrap_or(f64::NAN),
