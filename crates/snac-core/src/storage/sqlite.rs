@@ -67,9 +67,8 @@ impl SqliteStorage {
         let shown = path.display();
         let conn = Connection::open(path).with_context(|| format!("cannot open SQLite file '{shown}'"))?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
-        let mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-            .with_context(|| format!("'{shown}' is not an SQLite database (or cannot be read)"))?;
+        let mode =
+            switch_to_wal(&conn).with_context(|| format!("'{shown}' is not an SQLite database (or cannot be read)"))?;
         if !mode.eq_ignore_ascii_case("wal") && !mode.eq_ignore_ascii_case("memory") {
             bail!("'{shown}': cannot switch to WAL mode (journal mode stays '{mode}')");
         }
@@ -107,6 +106,27 @@ impl SqliteStorage {
         let out = f(&tx)?;
         tx.commit()?;
         Ok(out)
+    }
+}
+
+/// Sets WAL journal mode. Switching needs an exclusive lock, and SQLite
+/// answers `SQLITE_BUSY` at once (without the busy handler) when another
+/// connection opening the same new file holds a lock, so this retries until
+/// [`BUSY_TIMEOUT`].
+fn switch_to_wal(conn: &Connection) -> rusqlite::Result<String> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        match conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0)) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            other => return other,
+        }
     }
 }
 
