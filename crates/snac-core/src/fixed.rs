@@ -20,8 +20,11 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-/// The widest type supported: codes must fit comfortably in an `i64`.
-pub const MAX_WIDTH: u32 = 32;
+/// The widest type supported (accumulators included): codes must fit
+/// comfortably in an `i64`.
+pub const MAX_WIDTH: u32 = 62;
+/// The widest precision pair for training (weights and activations).
+pub const MAX_PRECISION_BITS: u32 = 32;
 /// The most integer bits supported (the step stays a normal `f64`).
 pub const MAX_INTEGER: u32 = 64;
 
@@ -114,11 +117,11 @@ impl FixedPoint {
         ensure!(
             total_bits > 0,
             "precision ({total_bits}, {int_bits}): total bits must be at least 1 (quantized_bits(total_bits, int_bits) \
-             accepts 1 ≤ total_bits ≤ {MAX_WIDTH} and 0 ≤ int_bits < total_bits)"
+             accepts 1 ≤ total_bits ≤ {MAX_PRECISION_BITS} and 0 ≤ int_bits < total_bits)"
         );
         ensure!(
-            total_bits <= MAX_WIDTH,
-            "precision ({total_bits}, {int_bits}): {total_bits} total bits is more than the {MAX_WIDTH} supported"
+            total_bits <= MAX_PRECISION_BITS,
+            "precision ({total_bits}, {int_bits}): {total_bits} total bits is more than the {MAX_PRECISION_BITS} supported"
         );
         ensure!(
             int_bits < total_bits,
@@ -649,7 +652,7 @@ mod tests {
         let e = message(FixedPoint::from_qkeras(33, 3));
         assert!(e.contains("33") && e.contains("32"), "{e}");
         let e = message(FixedPoint::ap_fixed(0, 0));
-        assert!(e.contains("width 0") && e.contains("1 to 32"), "{e}");
+        assert!(e.contains("width 0") && e.contains("1 to 62"), "{e}");
         for (text, needle) in [
             ("ap_fixed<8>", "takes 2 to 5 arguments"),
             ("ap_fixed<8,x>", "'x' is not a non-negative"),
@@ -660,7 +663,7 @@ mod tests {
             ("ap_fixed<8,3,AP_RND_ZERO>", "unsupported rounding mode 'AP_RND_ZERO'"),
             ("ap_fixed<8,3,AP_TRN,AP_SAT_ZERO>", "unsupported overflow mode 'AP_SAT_ZERO'"),
             ("ap_fixed<8,3,AP_TRN,AP_SAT,2>", "saturation bits"),
-            ("ap_fixed<40,3>", "width 40"),
+            ("ap_fixed<63,3>", "width 63"),
         ] {
             let e = message(text.parse());
             assert!(e.contains(needle) && e.contains(text), "{text}: {e}");

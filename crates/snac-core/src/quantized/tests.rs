@@ -1,0 +1,292 @@
+use super::*;
+use crate::arch::{Component, Norm, Shape};
+use crate::config::{DatasetConfig, DatasetName};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::HashMap;
+
+/// Random parameters for every layer of `arch`, with a spread that drives
+/// values across the whole range of narrow types (and past it).
+fn random_params(arch: &Arch, rng: &mut ChaCha8Rng, spread: f32) -> HashMap<(usize, String), Vec<f32>> {
+    let mut params = HashMap::new();
+    for (index, (layer, input, output)) in arch.shapes().unwrap().into_iter().enumerate() {
+        let mut add = |name: &str, n: usize, low: f32, high: f32| {
+            params.insert((index, name.to_string()), (0..n).map(|_| rng.random_range(low..high)).collect());
+        };
+        match layer {
+            Layer::Dense { units } => {
+                add("kernel", input.numel() * units, -spread, spread);
+                add("bias", *units, -spread, spread);
+            }
+            Layer::BatchNorm => {
+                let n = output.numel();
+                add("gamma", n, 0.2, 3.0);
+                add("beta", n, -1.0, 1.0);
+                add("moving_mean", n, -2.0, 2.0);
+                add("moving_variance", n, 0.05, 4.0);
+            }
+            _ => {}
+        }
+    }
+    params
+}
+
+fn random_masks(arch: &Arch, rng: &mut ChaCha8Rng, keep: f64) -> HashMap<usize, Vec<bool>> {
+    let mut masks = HashMap::new();
+    for (index, (layer, input, _)) in arch.shapes().unwrap().into_iter().enumerate() {
+        if let Layer::Dense { units } = layer {
+            masks.insert(index, (0..input.numel() * units).map(|_| rng.random_bool(keep)).collect());
+        }
+    }
+    masks
+}
+
+fn build(
+    arch: &Arch,
+    params: &HashMap<(usize, String), Vec<f32>>,
+    masks: &HashMap<usize, Vec<bool>>,
+    types: QuantTypes,
+) -> Result<QuantizedModel> {
+    QuantizedModel::build(
+        arch,
+        &|i: usize, name: &str| params.get(&(i, name.to_string())).cloned(),
+        &|i: usize| masks.get(&i).cloned(),
+        types,
+    )
+}
+
+/// An MLP with BatchNorm and every activation kind with a fixed-point form.
+fn every_activation(inputs: usize) -> Arch {
+    Arch::new(
+        Shape::Flat(inputs),
+        vec![
+            Component::mlp("a", 12, Norm::Batch, Activation::Relu),
+            Component::mlp("b", 10, Norm::None, Activation::Tanh),
+            Component::mlp("c", 9, Norm::Batch, Activation::Sigmoid),
+            Component::mlp("d", 8, Norm::None, Activation::LeakyRelu),
+            Component::mlp("e", 7, Norm::Batch, Activation::Identity),
+            Component::output("out", 5, Activation::Softmax),
+        ],
+    )
+}
+
+/// Inputs across and beyond the input type's range, plus exact grid points
+/// and half-steps (the rounding ties).
+fn random_input(rng: &mut ChaCha8Rng, n: usize, fixed: &FixedPoint) -> Vec<f32> {
+    let step = fixed.step() as f32;
+    (0..n)
+        .map(|_| match rng.random_range(0..4) {
+            0 => rng.random_range(-1.5..1.5) * fixed.max_value() as f32,
+            1 => rng.random_range(-40i32..40) as f32 * step,
+            2 => (rng.random_range(-40i32..40) as f32 + 0.5) * step,
+            _ => rng.random_range(-1.0..1.0),
+        })
+        .collect()
+}
+
+fn assert_bit_exact(model: &QuantizedModel, x: &[f32]) {
+    let (codes, fixed) = model.forward_int(x).unwrap();
+    let float = model.forward_float(x).unwrap();
+    let from_int: Vec<f64> = codes.iter().map(|&c| fixed.from_code(c)).collect();
+    assert_eq!(from_int, float, "integer and float forward passes differ on input {x:?}");
+    for (&c, &v) in codes.iter().zip(&float) {
+        assert_eq!(fixed.to_code(v), c);
+        assert!(c >= fixed.min_code() && c <= fixed.max_code());
+    }
+}
+
+#[test]
+fn integer_and_float_passes_agree_bit_for_bit_on_random_inputs() {
+    let arch = every_activation(6);
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    for (total, int) in [(8, 3), (16, 6), (6, 2), (4, 0), (12, 4), (3, 1)] {
+        let types = QuantTypes::from_qkeras(total, int).unwrap();
+        for spread in [0.3f32, 1.5, 6.0] {
+            let params = random_params(&arch, &mut rng, spread);
+            let masks = random_masks(&arch, &mut rng, 0.6);
+            let model = build(&arch, &params, &masks, types).unwrap();
+            for _ in 0..300 {
+                assert_bit_exact(&model, &random_input(&mut rng, 6, &types.input));
+            }
+        }
+    }
+}
+
+/// Every kind of layer that exists in quantized models appears in the test
+/// architecture, so the bit-exact test covers all of them.
+#[test]
+fn the_test_architecture_has_every_layer_kind() {
+    let arch = every_activation(6);
+    let types = QuantTypes::from_qkeras(8, 3).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let model = build(&arch, &random_params(&arch, &mut rng, 1.0), &HashMap::new(), types).unwrap();
+    let mut kinds: Vec<String> = model
+        .layers
+        .iter()
+        .map(|l| match l {
+            QLayer::Dense { .. } => "dense".to_string(),
+            QLayer::BatchNorm { .. } => "batch_norm".to_string(),
+            QLayer::Activation { function, .. } => format!("{function:?}"),
+        })
+        .collect();
+    kinds.sort();
+    kinds.dedup();
+    assert_eq!(kinds, ["Identity", "LeakyRelu", "Relu", "Sigmoid", "Tanh", "batch_norm", "dense"]);
+}
+
+/// Real inputs: the embedded 8×8 digits, through a model with real-sized
+/// weights, every sample.
+#[test]
+fn integer_and_float_passes_agree_on_real_digits() {
+    let data = crate::data::load(&DatasetConfig::new(DatasetName::Digits)).unwrap();
+    let arch = Arch::new(
+        Shape::Flat(64),
+        vec![
+            Component::mlp("h0", 32, Norm::Batch, Activation::Relu),
+            Component::mlp("h1", 16, Norm::None, Activation::Tanh),
+            Component::output("out", 10, Activation::Softmax),
+        ],
+    );
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let params = random_params(&arch, &mut rng, 0.4);
+    for (total, int) in [(8, 3), (16, 6)] {
+        let model =
+            build(&arch, &params, &random_masks(&arch, &mut rng, 0.5), QuantTypes::from_qkeras(total, int).unwrap())
+                .unwrap();
+        for sample in data.train.x.chunks_exact(64).chain(data.val.x.chunks_exact(64)) {
+            assert_bit_exact(&model, sample);
+        }
+    }
+}
+
+#[test]
+fn requantize_matches_rounding_the_real_value() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let modes = [Rounding::Truncate, Rounding::HalfEven, Rounding::HalfUp];
+    let overflows = [Overflow::Wrap, Overflow::Saturate, Overflow::SaturateSymmetric];
+    for _ in 0..20_000 {
+        let width = rng.random_range(1..=20);
+        let integer = rng.random_range(0..=width + 3);
+        let signed = rng.random_bool(0.8);
+        let to =
+            FixedPoint::new(width, integer, signed, modes[rng.random_range(0..3)], overflows[rng.random_range(0..3)])
+                .unwrap();
+        let frac = rng.random_range(-4..24);
+        let code = rng.random_range(-(1i64 << 30)..(1i64 << 30)) >> rng.random_range(0..30);
+        let real = code as f64 * 2f64.powi(-frac);
+        assert_eq!(requantize(code, frac, &to), to.to_code(real), "code {code} frac {frac} to {to:?}");
+    }
+}
+
+#[test]
+fn accumulators_never_overflow_at_the_extremes() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    for (total, int) in [(8, 3), (16, 6), (4, 0)] {
+        let types = QuantTypes::from_qkeras(total, int).unwrap();
+        let arch = Arch::new(Shape::Flat(40), vec![Component::output("out", 3, Activation::Identity)]);
+        let params = random_params(&arch, &mut rng, 100.0);
+        let model = build(&arch, &params, &HashMap::new(), types).unwrap();
+        let QLayer::Dense { kernel, bias, accumulator, .. } = &model.layers[0] else { panic!() };
+        // The input that maximises each output: the extreme code with the weight's sign.
+        for j in 0..3 {
+            let mut sum: i128 = 0;
+            for i in 0..40 {
+                let w = kernel.codes[i * 3 + j] as i128;
+                let x = if w >= 0 { types.input.max_code() } else { types.input.min_code() } as i128;
+                sum += w * x;
+            }
+            let shift = accumulator.fractional_bits() - kernel.fixed.fractional_bits() - types.input.fractional_bits();
+            let total = (sum << shift)
+                + ((bias.codes[j] as i128) << (accumulator.fractional_bits() - types.biases.fractional_bits()));
+            assert!(total <= accumulator.max_code() as i128 && -total >= accumulator.min_code() as i128);
+        }
+    }
+}
+
+#[test]
+fn hls4ml_tables() {
+    let tanh = ActivationTable::hls4ml(Activation::Tanh).unwrap();
+    let sigmoid = ActivationTable::hls4ml(Activation::Sigmoid).unwrap();
+    // ap_fixed<18,8>: 10 fractional bits. Entry N/2 is f(0).
+    assert_eq!(tanh.table.codes[512], 0);
+    assert_eq!(sigmoid.table.codes[512], 512);
+    // Truncation: every entry is at most f(x) and within one step of it.
+    for (i, &code) in tanh.table.codes.iter().enumerate() {
+        let x = 8.0 * (i as f64 - 512.0) / 1024.0;
+        let exact = x.tanh() * 1024.0;
+        assert!(code as f64 <= exact + 1e-9 && exact - (code as f64) < 1.0, "tanh entry {i}");
+    }
+    // Index: x·128 truncated toward zero, + 512 (tanh); x·64 (sigmoid).
+    let frac = 10;
+    assert_eq!(tanh.index(-1, frac), 512, "−2^-10 truncates toward zero");
+    assert_eq!(tanh.index(8, frac), 513);
+    assert_eq!(tanh.index(-8, frac), 511);
+    assert_eq!(tanh.index(1 << 20, frac), 1023);
+    assert_eq!(tanh.index(-(1 << 20), frac), 0);
+    assert_eq!(sigmoid.index(16, frac), 513);
+    assert_eq!(tanh.index_of_value(-1.0 / 1024.0), 512);
+    assert_eq!(tanh.index_of_value(8.0 / 1024.0), 513);
+}
+
+#[test]
+fn layers_without_a_fixed_point_form_are_named() {
+    let types = QuantTypes::from_qkeras(8, 3).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    for (norm, act, expect) in
+        [(Norm::None, Activation::Gelu, "layer 1 (GELU)"), (Norm::Layer, Activation::Relu, "layer 1 (LayerNorm)")]
+    {
+        let arch = Arch::new(
+            Shape::Flat(4),
+            vec![Component::mlp("h", 3, norm, act), Component::output("o", 2, Activation::Softmax)],
+        );
+        let params = random_params(&arch, &mut rng, 1.0);
+        let err = format!("{:#}", build(&arch, &params, &HashMap::new(), types).unwrap_err());
+        assert!(err.contains(expect), "{err}");
+    }
+}
+
+#[test]
+fn model_files_round_trip_and_are_checked() {
+    let arch = every_activation(5);
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let model = build(
+        &arch,
+        &random_params(&arch, &mut rng, 1.0),
+        &random_masks(&arch, &mut rng, 0.7),
+        QuantTypes::from_qkeras(8, 3).unwrap(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bare = dir.path().join("m.json");
+    std::fs::write(&bare, serde_json::to_vec(&model).unwrap()).unwrap();
+    assert_eq!(QuantizedModel::read(&bare).unwrap(), model);
+    let wrapped = dir.path().join("best.json");
+    std::fs::write(
+        &wrapped,
+        serde_json::to_vec(&serde_json::json!({"accuracy": 0.9, "quantized_model": model})).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(QuantizedModel::read(&wrapped).unwrap(), model);
+    let other = dir.path().join("other.json");
+    std::fs::write(&other, b"{\"hello\": 1}").unwrap();
+    let err = format!("{:#}", QuantizedModel::read(&other).unwrap_err());
+    assert!(err.contains("other.json") && err.contains(FORMAT), "{err}");
+}
+
+#[test]
+fn pruned_weights_are_zero_codes() {
+    let arch = every_activation(6);
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let masks = random_masks(&arch, &mut rng, 0.3);
+    let model =
+        build(&arch, &random_params(&arch, &mut rng, 1.0), &masks, QuantTypes::from_qkeras(8, 3).unwrap()).unwrap();
+    for layer in &model.layers {
+        if let QLayer::Dense { index, kernel, .. } = layer {
+            for (code, keep) in kernel.codes.iter().zip(&masks[index]) {
+                if !keep {
+                    assert_eq!(*code, 0);
+                }
+            }
+        }
+    }
+}
