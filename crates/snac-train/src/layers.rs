@@ -7,6 +7,7 @@
 use crate::fastmath::{self, Pointwise};
 use burn::tensor::{DType, Tensor, TensorData, activation};
 use snac_core::arch::Activation;
+use snac_core::quantized::{ActivationTable, leaky_slope};
 
 /// Keras `BatchNormalization` default epsilon.
 pub const BATCH_NORM_EPSILON: f64 = 1e-3;
@@ -75,11 +76,33 @@ pub fn activation(x: Tensor<2>, act: Activation) -> Tensor<2> {
     }
 }
 
+/// A pointwise activation as the quantized model computes it: `tanh` and
+/// `sigmoid` take their values from hls4ml's lookup tables
+/// ([`ActivationTable`]) with the real function's gradient, and Leaky ReLU
+/// multiplies by its fixed-point slope. Others as [`activation`].
+pub fn activation_quantized(x: Tensor<2>, act: Activation) -> Tensor<2> {
+    match act {
+        Activation::Tanh | Activation::Sigmoid => {
+            let table = ActivationTable::hls4ml(act).expect("tanh and sigmoid have tables");
+            let entries = table.table.values();
+            let kind = if act == Activation::Tanh { Pointwise::Tanh } else { Pointwise::Sigmoid };
+            pointwise_with(x, kind, Some(&|v: f64| entries[table.index_of_value(v)]))
+        }
+        Activation::LeakyRelu => activation::leaky_relu(x, leaky_slope().values()[0]),
+        other => activation(x, other),
+    }
+}
+
 /// `tanh` or `sigmoid` computed outside the autodiff graph (vectorised in f32,
 /// see [`crate::fastmath`]) and attached to it with the derivative as a
 /// constant: `f(x) + (x − detach(x)) · f'(x)` has the value `f(x)` exactly and
 /// the gradient `f'(x)`.
 fn pointwise(x: Tensor<2>, kind: Pointwise) -> Tensor<2> {
+    pointwise_with(x, kind, None)
+}
+
+/// [`pointwise`], with the values (not the slopes) taken from `value` when given.
+fn pointwise_with(x: Tensor<2>, kind: Pointwise, value: Option<&dyn Fn(f64) -> f64>) -> Tensor<2> {
     let device = x.device();
     let shape = x.dims();
     let dtype = x.dtype();
@@ -89,17 +112,25 @@ fn pointwise(x: Tensor<2>, kind: Pointwise) -> Tensor<2> {
         let mut values = vec![0.0f32; xs.len()];
         let mut slopes = vec![0.0f32; xs.len()];
         fastmath::evaluate(kind, xs, &mut values, &mut slopes);
+        if let Some(value) = value {
+            for (v, &x) in values.iter_mut().zip(xs) {
+                *v = value(x as f64) as f32;
+            }
+        }
         (TensorData::new(values, shape), TensorData::new(slopes, shape))
     } else {
         let xs: Vec<f64> = data.convert::<f64>().try_into_vec::<f64>().expect("float tensor data");
         let (values, slopes): (Vec<f64>, Vec<f64>) = xs
             .iter()
-            .map(|&x| match kind {
-                Pointwise::Tanh => (x.tanh(), 1.0 - x.tanh() * x.tanh()),
-                Pointwise::Sigmoid => {
-                    let s = 1.0 / (1.0 + (-x).exp());
-                    (s, s * (1.0 - s))
-                }
+            .map(|&x| {
+                let (v, slope) = match kind {
+                    Pointwise::Tanh => (x.tanh(), 1.0 - x.tanh() * x.tanh()),
+                    Pointwise::Sigmoid => {
+                        let s = 1.0 / (1.0 + (-x).exp());
+                        (s, s * (1.0 - s))
+                    }
+                };
+                (value.map_or(v, |f| f(x)), slope)
             })
             .unzip();
         (TensorData::new(values, shape), TensorData::new(slopes, shape))

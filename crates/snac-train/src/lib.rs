@@ -32,8 +32,9 @@ mod train;
 mod weights;
 
 pub use prune::{Masks, magnitude_masks};
-pub use quant::{QuantSpec, fake_quantize};
+pub use quant::{QuantSpec, fake_quantize, quantize_weights, quantized_model};
 pub use train::{
-    EpochStats, LayerOutput, TrainConfig, TrainOutcome, evaluate, evaluate_with, layer_outputs, train, train_from,
+    EpochStats, LayerOutput, TrainConfig, TrainOutcome, evaluate, evaluate_with, layer_outputs, outputs_f64, train,
+    train_from,
 };
 pub use weights::{LayerWeights, NamedTensor, Weights};

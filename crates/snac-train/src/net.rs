@@ -12,6 +12,7 @@ use crate::weights::{LayerWeights, NamedTensor, Weights};
 use anyhow::{Result, bail, ensure};
 use burn::tensor::{Device, Tensor, TensorData};
 use snac_core::arch::{Activation, Arch, Layer, Shape};
+use snac_core::quantized::fold_batch_norm;
 
 /// One layer of the compiled network; numbers index [`ParamTable::params`].
 #[derive(Clone, Debug)]
@@ -188,6 +189,9 @@ impl Net {
     ) -> Tensor<2> {
         let p = |i: usize| params[i].clone().expect("parameter tensor missing for this mode");
         let last = self.layers.len().saturating_sub(1);
+        if let Some(spec) = quant {
+            x = fake_quantize(x, &spec.input);
+        }
         for (position, layer) in self.layers.iter().enumerate() {
             x = match *layer {
                 NetLayer::Dense { kernel, bias } => layers::dense(x, p(kernel), p(bias)),
@@ -196,11 +200,14 @@ impl Net {
                         let (out, mean, variance) = layers::batch_norm_train(x, p(gamma), p(beta));
                         batch_stats.push((moving_mean, moving_variance, mean, variance));
                         out
+                    } else if let Some(spec) = quant {
+                        folded_batch_norm(x, [gamma, beta, moving_mean, moving_variance].map(p), spec)
                     } else {
                         layers::batch_norm_eval(x, p(gamma), p(beta), p(moving_mean), p(moving_variance))
                     }
                 }
                 NetLayer::LayerNorm { gamma, beta } => layers::layer_norm(x, p(gamma), p(beta)),
+                NetLayer::Act(act) if quant.is_some() => layers::activation_quantized(x, act),
                 NetLayer::Act(act) => layers::activation(x, act),
             };
             if let Some(spec) = quant {
@@ -220,4 +227,20 @@ impl Net {
         }
         x
     }
+}
+
+/// Inference-mode BatchNorm as the quantized model computes it:
+/// `x·scale + shift` with the fixed-point constants of
+/// [`snac_core::quantized::fold_batch_norm`].
+fn folded_batch_norm(x: Tensor<2>, [gamma, beta, mean, variance]: [Tensor<2>; 4], spec: &QuantSpec) -> Tensor<2> {
+    let host = |t: Tensor<2>| t.into_data().convert::<f32>().try_into_vec::<f32>().expect("float parameters");
+    let (scale, shift) = fold_batch_norm(&host(gamma), &host(beta), &host(mean), &host(variance), spec.weights.width)
+        .expect("BatchNorm parameters of one layer have one length");
+    let device = x.device();
+    let dtype = x.dtype();
+    let row = |values: Vec<f64>| {
+        let n = values.len();
+        Tensor::<2>::from_data(TensorData::new(values, [1, n]), (&device, dtype))
+    };
+    x * row(scale.values()) + row(shift.values())
 }

@@ -10,56 +10,61 @@
 //!   every BatchNorm and LayerNorm, and the logits (the final softmax stays
 //!   fused in the loss), all with the activation type.
 //!
-//! BatchNorm is treated as a layer of its own: its parameters stay float and
-//! its output is put on the activation grid. Folding it into the preceding
-//! Dense (or giving it fixed-point parameters) is left to the export stage.
-//! The input is not quantized.
+//! - the input, with the input type.
+//!
+//!
+//! In training mode BatchNorm uses batch statistics in float and its output
+//! is put on the activation grid. In inference mode (validation, evaluation)
+//! it is folded into `x·scale + shift` with fixed-point constants
+//! ([`snac_core::quantized::fold_batch_norm`]). In both modes `tanh` and
+//! `sigmoid` take their values from hls4ml's lookup tables (the gradient
+//! stays the real function's) and Leaky ReLU's slope is its fixed-point
+//! constant. So in inference mode the
+//! quantized forward pass computes exactly what the integer model
+//! ([`snac_core::quantized::QuantizedModel`]) computes, up to float rounding
+//! in `f32` (none in `f64`).
 
 use crate::weights::Weights;
 use anyhow::Result;
 use burn::tensor::{DType, Tensor, TensorData};
-use serde::{Deserialize, Serialize};
 use snac_core::fixed::FixedPoint;
+use snac_core::quantized::QuantizedModel;
 
-/// The fixed-point types of a quantized network.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QuantSpec {
-    /// Dense kernels.
-    pub weights: FixedPoint,
-    /// Dense biases.
-    pub biases: FixedPoint,
-    /// Outputs of activations, normalisations and the logits.
-    pub activations: FixedPoint,
-}
+/// The fixed-point types of a quantized network: input, weights, biases,
+/// activations (the same struct as the integer model's, so training and
+/// deployment cannot disagree on them).
+pub use snac_core::quantized::QuantTypes as QuantSpec;
 
-impl QuantSpec {
-    /// The same type everywhere.
-    pub fn uniform(fixed: FixedPoint) -> QuantSpec {
-        QuantSpec { weights: fixed, biases: fixed, activations: fixed }
-    }
-
-    /// QKeras `quantized_bits(total_bits, int_bits)` everywhere, as
-    /// SNAC-Pack's precision pairs.
-    pub fn from_qkeras(total_bits: u32, int_bits: u32) -> Result<QuantSpec> {
-        Ok(QuantSpec::uniform(FixedPoint::from_qkeras(total_bits, int_bits)?))
-    }
-
-    /// `weights` with every Dense kernel and bias on its grid: the values
-    /// the quantized forward pass uses (the trainer keeps float shadow
-    /// weights). Other tensors are unchanged.
-    pub fn quantize_weights(&self, weights: &Weights) -> Weights {
-        let mut quantized = weights.clone();
-        for layer in quantized.layers.iter_mut().filter(|l| l.kind == "Dense") {
-            for tensor in &mut layer.tensors {
-                match tensor.name.as_str() {
-                    "kernel" => self.weights.quantize_slice(&mut tensor.values),
-                    "bias" => self.biases.quantize_slice(&mut tensor.values),
-                    _ => {}
-                }
+/// `weights` with every Dense kernel and bias on its grid: the values the
+/// quantized forward pass uses (the trainer keeps float shadow weights).
+/// Other tensors are unchanged.
+pub fn quantize_weights(spec: &QuantSpec, weights: &Weights) -> Weights {
+    let mut quantized = weights.clone();
+    for layer in quantized.layers.iter_mut().filter(|l| l.kind == "Dense") {
+        for tensor in &mut layer.tensors {
+            match tensor.name.as_str() {
+                "kernel" => spec.weights.quantize_slice(&mut tensor.values),
+                "bias" => spec.biases.quantize_slice(&mut tensor.values),
+                _ => {}
             }
         }
-        quantized
     }
+    quantized
+}
+
+/// The integer model of trained `weights` (with their pruning `masks`) at
+/// `spec`: what local search hands on and `snac predict` runs.
+pub fn quantized_model(
+    arch: &snac_core::arch::Arch,
+    weights: &Weights,
+    masks: Option<&crate::prune::Masks>,
+    spec: QuantSpec,
+) -> Result<QuantizedModel> {
+    weights.check_fits(arch)?;
+    let params =
+        |index: usize, name: &str| weights.layers.get(index).and_then(|l| l.get(name).ok()).map(|t| t.values.clone());
+    let masks = |index: usize| masks.and_then(|m| m.layers.get(index).cloned().flatten());
+    QuantizedModel::build(arch, &params, &masks, spec)
 }
 
 /// `x` rounded onto the grid of `fixed`, with the gradient of the identity

@@ -11,7 +11,7 @@ use crate::prune::Masks;
 use crate::quant::QuantSpec;
 use crate::weights::Weights;
 use anyhow::{Context, Result, bail, ensure};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -211,6 +211,34 @@ pub fn layer_outputs(arch: &Arch, weights: &Weights, x: &[f32], quant: Option<&Q
                 values: output.into_data().try_into_vec::<f32>().expect("f32 outputs"),
             })
             .collect())
+    })
+}
+
+/// The network's outputs (logits) for the samples in `x`, computed in `f64`
+/// in inference mode, with the quantized forward pass of QAT when `quant`
+/// is given. In `f64` every sum of fixed-point products is exact, so with
+/// `quant` this equals the integer model
+/// ([`snac_core::quantized::QuantizedModel`]) bit for bit.
+pub fn outputs_f64(arch: &Arch, weights: &Weights, x: &[f32], quant: Option<&QuantSpec>) -> Result<Vec<f64>> {
+    let (net, table) = Net::build(arch, weights)?;
+    let features = net.input_features;
+    ensure!(
+        !x.is_empty() && x.len().is_multiple_of(features),
+        "{} input values are not a whole number of samples of {features} features",
+        x.len()
+    );
+    single_threaded(|| {
+        let device = Device::flex();
+        let to_f64 = |t: Tensor<2>| {
+            let dims = t.dims();
+            let values: Vec<f64> = t.into_data().convert::<f64>().try_into_vec::<f64>().expect("float data");
+            Tensor::<2>::from_data(TensorData::new(values, dims), (&device, DType::F64))
+        };
+        let params: Vec<_> = table.params.iter().map(|p| Some(to_f64(p.tensor(&device, quant)))).collect();
+        let input: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        let input = Tensor::from_data(TensorData::new(input, [x.len() / features, features]), (&device, DType::F64));
+        let out = net.forward(input, &params, false, &mut Vec::new(), quant, None);
+        Ok(out.into_data().convert::<f64>().try_into_vec::<f64>().expect("f64 outputs"))
     })
 }
 

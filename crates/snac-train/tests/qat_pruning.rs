@@ -9,8 +9,8 @@ use snac_core::arch::{Activation, Arch, Component, Norm, Shape};
 use snac_core::data::Split;
 use snac_core::fixed::FixedPoint;
 use snac_train::{
-    QuantSpec, TrainConfig, TrainOutcome, Weights, evaluate, evaluate_with, layer_outputs, magnitude_masks, train,
-    train_from,
+    QuantSpec, TrainConfig, TrainOutcome, Weights, evaluate, evaluate_with, layer_outputs, magnitude_masks,
+    quantize_weights, train, train_from,
 };
 
 mod common;
@@ -58,6 +58,7 @@ fn quantized_outputs_lie_on_their_grids() {
         weights: FixedPoint::from_qkeras(6, 1).unwrap(),
         biases: FixedPoint::from_qkeras(8, 2).unwrap(),
         activations: FixedPoint::from_qkeras(4, 1).unwrap(),
+        input: FixedPoint::from_qkeras(4, 1).unwrap(),
     };
     let outputs = layer_outputs(&arch, &float.weights, &val_split.x, Some(&spec)).unwrap();
     let kinds: Vec<&str> = outputs.iter().map(|o| o.kind.as_str()).collect();
@@ -93,7 +94,7 @@ fn quantized_outputs_lie_on_their_grids() {
 
     // The quantized forward pass is the float one on quantized weights,
     // with quantized activations.
-    let on_grid_weights = spec.quantize_weights(&qat.weights);
+    let on_grid_weights = quantize_weights(&spec, &qat.weights);
     for (layer, original) in on_grid_weights.layers.iter().zip(&qat.weights.layers) {
         if layer.kind == "Dense" {
             assert!(on_grid(&layer.get("kernel").unwrap().values, &spec.weights));
@@ -136,7 +137,7 @@ fn qat_keeps_float_accuracy_at_wide_types_and_runs_at_narrow_ones() {
         float.val_accuracy
     );
     let narrow = qat(4, 1);
-    assert!(narrow.val_accuracy.is_finite() && narrow.steps == 2 * 1400usize.div_ceil(16));
+    assert!(narrow.val_accuracy.is_finite() && narrow.steps == 2 * train_split.len().div_ceil(16));
     assert!(
         narrow.val_accuracy < wide.val_accuracy,
         "<4,1> ({}) should lose accuracy against <16,6> ({})",

@@ -1,0 +1,86 @@
+//! The trainer's fake-quantized forward pass and the integer model agree bit
+//! for bit: QAT-trained, pruned networks with BatchNorm and every activation
+//! that has a fixed-point form, on every real digits sample and thousands of
+//! random inputs, at several precisions.
+
+mod common;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use snac_core::arch::{Activation, Arch, Component, Norm, Shape};
+use snac_core::quantized::QuantizedModel;
+use snac_train::{
+    Masks, QuantSpec, TrainConfig, evaluate_with, magnitude_masks, outputs_f64, quantized_model, train, train_from,
+};
+
+use common::digits;
+
+fn every_kind() -> Arch {
+    Arch::new(
+        Shape::Flat(64),
+        vec![
+            Component::mlp("b0", 24, Norm::Batch, Activation::Relu),
+            Component::mlp("b1", 16, Norm::None, Activation::Tanh),
+            Component::mlp("b2", 16, Norm::Batch, Activation::Sigmoid),
+            Component::mlp("b3", 12, Norm::None, Activation::LeakyRelu),
+            Component::mlp("b4", 12, Norm::Batch, Activation::Identity),
+            Component::output("output", 10, Activation::Softmax),
+        ],
+    )
+}
+
+fn integer_outputs(model: &QuantizedModel, x: &[f32]) -> Vec<f64> {
+    model.predict(x).unwrap()
+}
+
+#[test]
+fn trainer_and_integer_model_agree_bit_for_bit() {
+    let Some((train_split, val_split)) = digits() else { return };
+    let arch = every_kind();
+    let config = TrainConfig { epochs: 15, ..TrainConfig::default() };
+    let float = train(&arch, &train_split, &val_split, 10, &config).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(17);
+    for (total, int) in [(8, 3), (16, 6), (6, 2)] {
+        let spec = QuantSpec::from_qkeras(total, int).unwrap();
+        let qat = TrainConfig { epochs: 3, quant: Some(spec), ..TrainConfig::default() };
+        let warm = train_from(&arch, float.weights.clone(), &train_split, &val_split, 10, &qat).unwrap();
+        let masks: Masks = magnitude_masks(&warm.weights, 0.3).unwrap();
+        let pruned = TrainConfig { masks: Some(masks.clone()), ..qat.clone() };
+        let tuned = train_from(&arch, warm.weights, &train_split, &val_split, 10, &pruned).unwrap();
+        let model = quantized_model(&arch, &tuned.weights, Some(&masks), spec).unwrap();
+        eprintln!("<{total},{int}>: float {:.4}", float.val_accuracy);
+
+        // Every real sample, then random inputs across and beyond the range.
+        let mut x = train_split.x.clone();
+        x.extend(&val_split.x);
+        let top = spec.input.max_value() as f32;
+        x.extend((0..3000 * 64).map(|_| rng.random_range(-1.5 * top..1.5 * top)));
+        let trainer = outputs_f64(&arch, &tuned.weights, &x, Some(&spec)).unwrap();
+        let integer = integer_outputs(&model, &x);
+        assert_eq!(trainer.len(), integer.len());
+        let differing = trainer.iter().zip(&integer).filter(|(a, b)| a != b).count();
+        assert_eq!(differing, 0, "<{total},{int}>: {differing} of {} outputs differ", integer.len());
+
+        // The accuracy the trainer reports (f32) is the integer model's,
+        // up to f32 rounding of wide sums.
+        let (_, reported) = evaluate_with(&arch, &tuned.weights, &val_split, Some(&spec)).unwrap();
+        let deployed = model.accuracy(&val_split.x, &val_split.y).unwrap();
+        eprintln!("<{total},{int}>: trainer {reported:.4}, integer model {deployed:.4}");
+        assert!((reported - deployed).abs() <= 0.01, "<{total},{int}>: trainer {reported} vs integer {deployed}");
+    }
+}
+
+/// Without quantization the f64 outputs are not the integer model's: the
+/// comparison above can fail.
+#[test]
+fn the_float_model_differs_from_the_integer_one() {
+    let Some((train_split, val_split)) = digits() else { return };
+    let arch = every_kind();
+    let float =
+        train(&arch, &train_split, &val_split, 10, &TrainConfig { epochs: 1, ..TrainConfig::default() }).unwrap();
+    let spec = QuantSpec::from_qkeras(8, 3).unwrap();
+    let model = quantized_model(&arch, &float.weights, None, spec).unwrap();
+    let x = &val_split.x[..64 * 50];
+    let unquantized = outputs_f64(&arch, &float.weights, x, None).unwrap();
+    assert_ne!(unquantized, integer_outputs(&model, x));
+}
