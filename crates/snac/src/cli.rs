@@ -24,6 +24,9 @@ pub enum Command {
     Local(LocalArgs),
     /// FPGA resources and latency of an architecture YAML (hls4ml io_parallel).
     Estimate(EstimateArgs),
+    /// Integer inference of a quantized model (best_model_{bits}b{int}i.json)
+    /// on a .npy of samples, exactly as fixed-point hardware computes it.
+    Predict(PredictArgs),
     /// Check a config and print the resolved experiment, or every error.
     Validate(RunArgs),
     /// Time trials with tutorial 1's setup (MNIST 8×8, subset 10000, 2 epochs).
@@ -127,4 +130,17 @@ pub enum DataCommand {
         #[arg(long, value_name = "URL")]
         mirror: Option<String>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// Quantized model file written by local search (best_model_{bits}b{int}i.json).
+    pub model: PathBuf,
+    /// Samples as .npy: shape (N, features), (features,), or (N, ...) with
+    /// `features` values per sample.
+    pub input: PathBuf,
+    /// Write the outputs (N, classes) as float64 .npy here; without it, one
+    /// line per sample is printed: the arg-max, a tab, then the outputs.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }

@@ -11,9 +11,9 @@ use snac_core::arch::Arch;
 use snac_core::config::{LocalSearchConfig, LocalSearchMode, PrecisionPair};
 use snac_core::cost::{self, GLOBAL_SEARCH_BITS};
 use snac_core::estimate::{Estimate, HlsSettings, LayerInfo};
-use snac_core::fixed::FixedPoint;
+use snac_core::quantized::QuantizedModel;
 use snac_core::trial_yaml::{ArchitectureYaml, TrialYaml};
-use snac_train::{Masks, QuantSpec, TrainConfig, Weights, magnitude_masks, train, train_from};
+use snac_train::{Masks, QuantSpec, TrainConfig, Weights, magnitude_masks, quantized_model, train, train_from};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -65,6 +65,13 @@ struct ModelFile<'a> {
     iteration: usize,
     weights: &'a Weights,
     masks: Option<&'a Masks>,
+    /// Validation accuracy of the integer model (`snac predict` runs it).
+    integer_accuracy: Option<f64>,
+    /// The model in fixed point: types, integer codes, masks.
+    quantized_model: Option<QuantizedModel>,
+    /// Why there is no integer model, when there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quantized_model_error: Option<String>,
 }
 
 /// Per-layer bit operations with real widths: each nonzero weight of a Dense
@@ -147,10 +154,9 @@ pub fn run(
         let started = Instant::now();
         let quant = pair
             .map(|p| {
-                let fixed = FixedPoint::from_qkeras(p.total_bits, p.int_bits).with_context(|| {
+                QuantSpec::from_qkeras(p.total_bits, p.int_bits).with_context(|| {
                     format!("local_search.precision_pairs: {{total_bits: {}, int_bits: {}}}", p.total_bits, p.int_bits)
-                })?;
-                anyhow::Ok(QuantSpec { weights: fixed, biases: fixed, activations: fixed })
+                })
             })
             .transpose()?;
         let bits = pair.map_or(GLOBAL_SEARCH_BITS, |p| p.total_bits as f64);
@@ -217,6 +223,21 @@ pub fn run(
             None => "best_model_float_pruned.json".to_string(),
         };
         let fixed = quant.as_ref().map(|q| q.weights.to_string()).unwrap_or_else(|| "float".into());
+        // The integer model, checked on the validation split: its accuracy
+        // is what the hardware will do.
+        let (quantized_model, quantized_model_error, integer_accuracy) = match &quant {
+            Some(spec) => match quantized_model(arch, &weights, masks.as_ref(), *spec) {
+                Ok(model) => {
+                    let accuracy = model.accuracy(&data.val.x, &data.val.y)?;
+                    (Some(model), None, Some(accuracy))
+                }
+                Err(e) => {
+                    eprintln!("local search {label}: no integer model: {e:#}");
+                    (None, Some(format!("{e:#}")), None)
+                }
+            },
+            None => (None, Some("float model (prune_only): no fixed-point types".to_string()), None),
+        };
         let file = ModelFile {
             architecture: ArchitectureYaml::from_arch(arch)?,
             precision: pair.unwrap_or(PrecisionPair { total_bits: 32, int_bits: 0 }),
@@ -227,6 +248,9 @@ pub fn run(
             iteration,
             weights: &weights,
             masks: masks.as_ref(),
+            integer_accuracy,
+            quantized_model,
+            quantized_model_error,
         };
         snac_core::write_atomic(&dir.join(&name), &serde_json::to_vec(&file)?)?;
         eprintln!(

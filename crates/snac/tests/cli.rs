@@ -268,7 +268,42 @@ fn local_search_quantizes_and_prunes_to_the_targets() {
         let model: serde_json::Value =
             serde_json::from_slice(&std::fs::read(results.join("local_search_combined").join(name)).unwrap()).unwrap();
         assert!(model["architecture"]["components"].is_array() && model["weights"].is_object(), "{name}");
+        assert_eq!(model["quantized_model"]["format"], "snac-quantized-model/1", "{name}");
     }
+
+    // `snac predict` runs the integer model: on the validation split its
+    // arg-max accuracy is the one recorded in the model file.
+    let experiment = snac_core::config::load(&config).unwrap();
+    let data = snac_core::data::load(&experiment.dataset).unwrap();
+    let features = data.val.x.len() / data.val.len();
+    let x = dir.path().join("val_x.npy");
+    let values: Vec<f64> = data.val.x.iter().map(|&v| v as f64).collect();
+    snac_core::data::write_npy_f64(&x, &[data.val.len(), features], &values).unwrap();
+    let model_file = results.join("local_search_combined/best_model_8b3i.json");
+    let out = dir.path().join("out.npy");
+    run_ok(snac().arg("predict").arg(&model_file).arg(&x).arg("--out").arg(&out));
+    let (dims, outputs) = snac_core::data::read_npy_f32(&out).unwrap();
+    assert_eq!(dims, [data.val.len(), 10]);
+    let correct = outputs
+        .chunks_exact(10)
+        .zip(&data.val.y)
+        .filter(|(row, label)| {
+            let best = row.iter().enumerate().fold(0, |b, (i, &v)| if v > row[b] { i } else { b });
+            best == **label as usize
+        })
+        .count();
+    let model: serde_json::Value = serde_json::from_slice(&std::fs::read(&model_file).unwrap()).unwrap();
+    let recorded = model["integer_accuracy"].as_f64().unwrap();
+    assert_eq!(correct as f64 / data.val.len() as f64, recorded);
+    // The printed form: arg-max, tab, outputs; one line per sample.
+    let printed = run_ok(snac().arg("predict").arg(&model_file).arg(&x));
+    let stdout = String::from_utf8_lossy(&printed.stdout);
+    assert_eq!(stdout.lines().count(), data.val.len());
+    // A wrong shape is named with what would fit.
+    snac_core::data::write_npy_f64(&x, &[2, 3], &[0.0; 6]).unwrap();
+    let bad = snac().arg("predict").arg(&model_file).arg(&x).output().unwrap();
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && stderr.contains("val_x.npy") && stderr.contains("[2, 3]"), "{stderr}");
 }
 
 #[test]

@@ -200,6 +200,25 @@ fn read_npy<T: FromF64, R: Read>(file: &Path, npy: NpyFile<R>) -> Result<Array<T
     Ok(Array { dims, values })
 }
 
+/// Any numeric `.npy` file as `f32` values with its shape.
+pub fn read_npy_f32(file: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
+    ensure!(extension(file) == "npy", "{}: expected a .npy file", file.display());
+    let array: Array<f32> = read_npy(file, npy_open(file)?)?;
+    Ok((array.dims, array.values))
+}
+
+/// Writes `values` (row-major, shape `dims`) as a float64 `.npy` file.
+pub fn write_npy_f64(file: &Path, dims: &[usize], values: &[f64]) -> Result<()> {
+    use npyz::WriterBuilder;
+    ensure!(dims.iter().product::<usize>() == values.len(), "shape {dims:?} does not hold {} values", values.len());
+    let mut bytes = Vec::new();
+    let shape: Vec<u64> = dims.iter().map(|&d| d as u64).collect();
+    let mut writer = npyz::WriteOptions::new().default_dtype().shape(&shape).writer(&mut bytes).begin_nd()?;
+    writer.extend(values.iter().copied())?;
+    writer.finish()?;
+    crate::write_atomic(file, &bytes)
+}
+
 trait FromF64 {
     fn from_f64(v: f64) -> Self;
 }

@@ -23,6 +23,7 @@ mod idx;
 mod resize;
 
 pub use fetch::{IdxFile, default_cache_dir, fetch, idx_files, verify};
+pub use files::{read_npy_f32, write_npy_f64};
 pub use idx::{MNIST_CLASSES, search_dirs};
 pub use resize::resize_bilinear;
 

@@ -4,6 +4,7 @@ mod bench;
 mod data;
 mod estimate;
 mod local;
+mod predict;
 mod run;
 mod validate;
 
@@ -22,6 +23,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Search(args) => run::run(&args, false),
         Command::Local(args) => local::local(&args),
         Command::Estimate(args) => estimate::estimate(&args),
+        Command::Predict(args) => predict::predict(&args),
         Command::Validate(args) => validate::validate(&args),
         Command::Bench(args) => bench::bench(&args),
         Command::Data { command } => data::data(command),
