@@ -253,7 +253,7 @@ pub fn accumulator_type(input: FixedPoint, kernel: &Codes, bias: &Codes, inputs:
     let mut bound: u128 = 0;
     for j in 0..outputs {
         let weights: u128 = (0..inputs).map(|i| kernel.codes[i * outputs + j].unsigned_abs() as u128).sum();
-        let weighted = weights * largest_input << (frac - input.fractional_bits() - kernel.fixed.fractional_bits());
+        let weighted = (weights * largest_input) << (frac - input.fractional_bits() - kernel.fixed.fractional_bits());
         let b = (bias.codes[j].unsigned_abs() as u128) << (frac - bias.fixed.fractional_bits());
         bound = bound.max(weighted + b);
     }
