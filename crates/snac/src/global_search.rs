@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use snac_core::arch::{Arch, Shape};
 use snac_core::config::{ConstraintMetric, Experiment, ModelType, Objective, SamplerKind};
 use snac_core::cost::{self, BopsFormula, GLOBAL_SEARCH_BITS};
-use snac_core::data::Dataset;
+use snac_core::data::{Dataset, Split};
 use snac_core::estimate::{AnalyticalEstimator, Board, Estimate, HlsSettings, ResourceEstimator, Strategy};
 use snac_core::fixed::FixedPoint;
 use snac_core::search::nsga2::NsgaIISampler;
@@ -33,6 +33,9 @@ const INTERRUPTED_KEY: &str = "snac:interrupted";
 pub struct SearchSetup {
     pub experiment: Experiment,
     pub dataset: Arc<Dataset>,
+    /// Stratified k-fold `(train, validation)` splits when `search.n_folds > 1`
+    /// (train and validation pooled, as SNAC-Pack does).
+    pub folds: Option<Arc<Vec<(Split, Split)>>>,
     pub spec: SpaceSpec,
     /// Objectives in the study, in order, with their directions.
     pub objectives: Vec<(Objective, bool)>,
@@ -94,13 +97,14 @@ impl SearchSetup {
                 "note: search_space.initial_img_size is {size} but the images are {height}×{height}; using {height}"
             );
         }
-        if experiment.search.n_folds > 1 {
-            eprintln!(
-                "note: search.n_folds is {}: k-fold cross-validation is not implemented yet; \
-                 trials use the train/validation split",
-                experiment.search.n_folds
-            );
-        }
+        let folds = match experiment.search.n_folds {
+            0 | 1 => None,
+            k => Some(Arc::new(
+                dataset
+                    .stratified_folds(k, snac_core::data::HOLDOUT_SEED)
+                    .with_context(|| format!("{}: search.n_folds", experiment.source.display()))?,
+            )),
+        };
         let objectives = experiment.search.objectives.clone();
         let formula = match experiment.search.model_type {
             ModelType::Mlp => BopsFormula::Mlp,
@@ -116,7 +120,7 @@ impl SearchSetup {
         };
         let hardware = HardwareSetup::from_config(&experiment.hls)
             .with_context(|| format!("{}: hls_config", experiment.source.display()))?;
-        Ok(SearchSetup { experiment, dataset: Arc::new(dataset), spec, objectives, formula, hardware })
+        Ok(SearchSetup { experiment, dataset: Arc::new(dataset), folds, spec, objectives, formula, hardware })
     }
 
     /// Whether trials need an FPGA estimate.
@@ -162,7 +166,10 @@ impl SearchSetup {
 /// What one trial produced.
 pub struct TrialResult {
     pub arch: Arch,
+    /// Validation accuracy; with k-fold, the mean over folds.
     pub accuracy: f64,
+    /// Each fold's validation accuracy, with k-fold.
+    pub fold_accuracies: Option<Vec<f64>>,
     pub bops: f64,
     pub params: usize,
     /// FPGA estimate, when an objective or `use_hardware_metrics` asks for it.
@@ -183,21 +190,60 @@ pub fn evaluate_trial(setup: &SearchSetup, trial: &mut Trial) -> Result<TrialRes
     trial.set_user_attr("seed", &json!(seed))?;
     trial.set_user_attr("arch", &json!(arch.summary()))?;
     let config = setup.train_config(seed);
-    let data = &setup.dataset;
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        snac_train::train(&arch, &data.train, &data.val, data.num_classes, &config)
-    }))
-    .map_err(|panic| {
-        let message = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "unknown panic".into());
-        anyhow::anyhow!("training panicked: {message}")
-    })??;
+    let (outcome, fold_accuracies) = setup.train_folds(&arch, &config)?;
+    let accuracy = match &fold_accuracies {
+        Some(accuracies) => accuracies.iter().sum::<f64>() / accuracies.len() as f64,
+        None => outcome.val_accuracy,
+    };
     let bops = cost::bops(&arch, setup.formula, GLOBAL_SEARCH_BITS)?;
     let params = arch.parameter_count()?;
-    Ok(TrialResult { accuracy: outcome.val_accuracy, arch, bops, params, estimate, outcome })
+    Ok(TrialResult { accuracy, fold_accuracies, arch, bops, params, estimate, outcome })
+}
+
+/// Trains `arch` with `config` on `train`, validating on `val`; a panic in
+/// training becomes an error with its message.
+pub fn train_guarded(
+    arch: &Arch,
+    train: &Split,
+    val: &Split,
+    classes: usize,
+    config: &snac_train::TrainConfig,
+) -> Result<snac_train::TrainOutcome> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| snac_train::train(arch, train, val, classes, config)))
+        .map_err(|panic| {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            anyhow::anyhow!("training panicked: {message}")
+        })?
+}
+
+impl SearchSetup {
+    /// Trains `arch` on the train/validation split, or on every fold with
+    /// k-fold. Returns the outcome whose weights are kept (the best fold's)
+    /// and, with k-fold, every fold's validation accuracy.
+    pub fn train_folds(
+        &self,
+        arch: &Arch,
+        config: &snac_train::TrainConfig,
+    ) -> Result<(snac_train::TrainOutcome, Option<Vec<f64>>)> {
+        let classes = self.dataset.num_classes;
+        let Some(folds) = &self.folds else {
+            return Ok((train_guarded(arch, &self.dataset.train, &self.dataset.val, classes, config)?, None));
+        };
+        let mut accuracies = Vec::with_capacity(folds.len());
+        let mut kept: Option<snac_train::TrainOutcome> = None;
+        for (index, (train, val)) in folds.iter().enumerate() {
+            let outcome = train_guarded(arch, train, val, classes, config).with_context(|| format!("fold {index}"))?;
+            accuracies.push(outcome.val_accuracy);
+            if kept.as_ref().is_none_or(|k| outcome.val_accuracy > k.val_accuracy) {
+                kept = Some(outcome);
+            }
+        }
+        Ok((kept.expect("at least two folds"), Some(accuracies)))
+    }
 }
 
 /// The values of the study's objectives for a result.
@@ -401,6 +447,10 @@ fn record_result(trial: &Trial, result: &TrialResult, results_dir: &Path) -> Res
     trial.set_user_attr("performance_metric", &json!(result.accuracy))?;
     trial.set_user_attr("bops", &json!(result.bops))?;
     trial.set_user_attr("params", &json!(result.params))?;
+    if let Some(accuracies) = &result.fold_accuracies {
+        let joined: Vec<String> = accuracies.iter().map(|a| format!("{a:.6}")).collect();
+        trial.set_user_attr("fold_accuracies", &json!(joined.join(";")))?;
+    }
     trial.set_user_attr("val_loss", &json!(result.outcome.val_loss))?;
     trial.set_user_attr("best_epoch", &json!(result.outcome.best_epoch))?;
     trial.set_user_attr("steps", &json!(result.outcome.steps))?;

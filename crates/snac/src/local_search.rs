@@ -10,6 +10,7 @@ use serde::Serialize;
 use snac_core::arch::Arch;
 use snac_core::config::{LocalSearchConfig, LocalSearchMode, PrecisionPair};
 use snac_core::cost::{self, GLOBAL_SEARCH_BITS};
+use snac_core::data::Split;
 use snac_core::estimate::{Estimate, HlsSettings, LayerInfo};
 use snac_core::quantized::QuantizedModel;
 use snac_core::trial_yaml::{ArchitectureYaml, TrialYaml};
@@ -51,6 +52,8 @@ pub struct LogRow {
     pub ff: Option<f64>,
     pub dsp: Option<f64>,
     pub bram: Option<f64>,
+    /// k-fold: each fold's accuracy, `;`-separated (Accuracy is their mean).
+    pub fold_accuracies: Option<String>,
 }
 
 /// A model handed on from local search: architecture, types, weights, masks.
@@ -145,6 +148,22 @@ pub fn run(
     let baseline_bops = cost::bops(arch, setup.formula, GLOBAL_SEARCH_BITS)?;
     let dir = results_dir.join(LOCAL_DIR);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // With k-fold, each fold starts from weights trained on that fold only,
+    // so no fold has seen its validation samples.
+    let fold_starts: Vec<Weights> = match &setup.folds {
+        Some(folds) => folds
+            .iter()
+            .enumerate()
+            .map(|(fold, (t, v))| {
+                anyhow::Ok(
+                    train(arch, t, v, data.num_classes, &base)
+                        .with_context(|| format!("fold {fold}: float training"))?
+                        .weights,
+                )
+            })
+            .collect::<Result<_>>()?,
+        None => vec![float_weights.clone()],
+    };
     let mut rows = Vec::new();
     let pairs: Vec<Option<PrecisionPair>> = match mode {
         LocalSearchMode::PruneOnly => vec![None],
@@ -182,41 +201,48 @@ pub fn run(
                 ff: estimate.map(|e| e.ff),
                 dsp: estimate.map(|e| e.dsp),
                 bram: estimate.map(|e| e.bram),
+                fold_accuracies: None,
             }
         };
-        // QAT warm-up: its result is the lottery-ticket checkpoint (iteration 0).
-        let warm = train_from(
-            arch,
-            float_weights.clone(),
-            &data.train,
-            &data.val,
-            data.num_classes,
-            &config(local.qat_epochs.max(1), None),
-        )?;
-        let checkpoint = warm.weights;
-        let mut best = (warm.val_accuracy, checkpoint.clone(), None::<Masks>, 0usize);
-        rows.push(row(0, 0.0, warm.val_accuracy, &checkpoint));
-        if mode != LocalSearchMode::QatOnly {
-            let mut current = checkpoint.clone();
-            for iteration in 1..=local.pruning_iterations {
-                let target = 1.0 - local.pruning_rate.powi(iteration as i32);
-                let masks = magnitude_masks(&current, target)?;
-                let rewound = current.rewind(&checkpoint, &masks)?;
-                let tuned = train_from(
-                    arch,
-                    rewound,
-                    &data.train,
-                    &data.val,
-                    data.num_classes,
-                    &config(local.pruning_epochs, Some(masks.clone())),
-                )?;
-                rows.push(row(iteration, target, tuned.val_accuracy, &tuned.weights));
-                if tuned.val_accuracy > best.0 {
-                    best = (tuned.val_accuracy, tuned.weights.clone(), Some(masks.clone()), iteration);
-                }
-                current = tuned.weights;
+        // One pipeline per fold (or on the train/validation split): each
+        // yields (iteration, target sparsity, accuracy, weights, masks).
+        let splits: Vec<(&Split, &Split)> = match &setup.folds {
+            Some(folds) => folds.iter().map(|(t, v)| (t, v)).collect(),
+            None => vec![(&data.train, &data.val)],
+        };
+        let mut runs = Vec::with_capacity(splits.len());
+        for ((train_split, val_split), start) in splits.iter().zip(&fold_starts) {
+            runs.push(pipeline(arch, local, mode, start.clone(), train_split, val_split, data.num_classes, &config)?);
+        }
+        // Rows: the mean accuracy over folds per iteration; the weight
+        // statistics of the first fold (the targets are the same for all).
+        let folds = runs.len();
+        let mut best: Option<(f64, usize)> = None;
+        for (position, step) in runs[0].iter().enumerate() {
+            let accuracies: Vec<f64> = runs.iter().map(|r| r[position].accuracy).collect();
+            let mean = accuracies.iter().sum::<f64>() / folds as f64;
+            let mut log_row = row(step.iteration, step.target, mean, &step.weights);
+            if folds > 1 {
+                let joined: Vec<String> = accuracies.iter().map(|a| format!("{a:.6}")).collect();
+                log_row.fold_accuracies = Some(joined.join(";"));
+            }
+            rows.push(log_row);
+            if best.is_none_or(|(b, _)| mean > b) {
+                best = Some((mean, position));
             }
         }
+        let (accuracy, position) = best.expect("the QAT step is always there");
+        // The model file: at the best iteration, the fold that did best.
+        let (chosen_fold, chosen) =
+            runs.iter()
+                .map(|r| &r[position])
+                .enumerate()
+                .fold(None::<(usize, &Step)>, |b, (f, s)| {
+                    if b.is_none_or(|(_, b)| s.accuracy > b.accuracy) { Some((f, s)) } else { b }
+                })
+                .expect("at least one fold");
+        let holdout = splits[chosen_fold].1;
+        let best = (accuracy, chosen.weights.clone(), chosen.masks.clone(), chosen.iteration);
         let (accuracy, weights, masks, iteration) = best;
         let name = match pair {
             Some(p) => format!("best_model_{}b{}i.json", p.total_bits, p.int_bits),
@@ -228,7 +254,7 @@ pub fn run(
         let (quantized_model, quantized_model_error, integer_accuracy) = match &quant {
             Some(spec) => match quantized_model(arch, &weights, masks.as_ref(), *spec) {
                 Ok(model) => {
-                    let accuracy = model.accuracy(&data.val.x, &data.val.y)?;
+                    let accuracy = model.accuracy(&holdout.x, &holdout.y)?;
                     (Some(model), None, Some(accuracy))
                 }
                 Err(e) => {
@@ -262,6 +288,59 @@ pub fn run(
         write_log(&dir.join(LOG_FILE), &rows)?;
     }
     Ok(rows)
+}
+
+/// One step of a local-search pipeline: QAT (iteration 0) or a pruning iteration.
+struct Step {
+    iteration: usize,
+    target: f64,
+    accuracy: f64,
+    weights: Weights,
+    masks: Option<Masks>,
+}
+
+/// QAT warm-up (the lottery-ticket checkpoint, iteration 0), then pruning
+/// iterations with rewinding, on one train/validation split.
+#[allow(clippy::too_many_arguments)]
+fn pipeline(
+    arch: &Arch,
+    local: &LocalSearchConfig,
+    mode: LocalSearchMode,
+    start: Weights,
+    train_split: &Split,
+    val_split: &Split,
+    classes: usize,
+    config: &dyn Fn(usize, Option<Masks>) -> TrainConfig,
+) -> Result<Vec<Step>> {
+    let warm = train_from(arch, start, train_split, val_split, classes, &config(local.qat_epochs.max(1), None))?;
+    let checkpoint = warm.weights;
+    let mut steps =
+        vec![Step { iteration: 0, target: 0.0, accuracy: warm.val_accuracy, weights: checkpoint.clone(), masks: None }];
+    if mode != LocalSearchMode::QatOnly {
+        let mut current = checkpoint.clone();
+        for iteration in 1..=local.pruning_iterations {
+            let target = 1.0 - local.pruning_rate.powi(iteration as i32);
+            let masks = magnitude_masks(&current, target)?;
+            let rewound = current.rewind(&checkpoint, &masks)?;
+            let tuned = train_from(
+                arch,
+                rewound,
+                train_split,
+                val_split,
+                classes,
+                &config(local.pruning_epochs, Some(masks.clone())),
+            )?;
+            current = tuned.weights.clone();
+            steps.push(Step {
+                iteration,
+                target,
+                accuracy: tuned.val_accuracy,
+                weights: tuned.weights,
+                masks: Some(masks),
+            });
+        }
+    }
+    Ok(steps)
 }
 
 fn write_log(path: &Path, rows: &[LogRow]) -> Result<()> {

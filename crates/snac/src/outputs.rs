@@ -51,6 +51,8 @@ pub struct CsvLog {
     path: PathBuf,
     hardware: bool,
     constrained: bool,
+    /// k-fold: a column with each fold's accuracy, `;`-separated.
+    folds: bool,
 }
 
 impl CsvLog {
@@ -63,6 +65,9 @@ impl CsvLog {
         if self.constrained {
             header.push("feasible");
         }
+        if self.folds {
+            header.push("fold_accuracies");
+        }
         header
     }
 
@@ -73,6 +78,7 @@ impl CsvLog {
             path: results_dir.join(csv_name(setup.experiment.search.model_type)),
             hardware: setup.wants_hardware(),
             constrained: !setup.experiment.search.constraints.is_empty(),
+            folds: setup.folds.is_some(),
         };
         let mut writer = csv::Writer::from_writer(Vec::new());
         writer.write_record(log.header())?;
@@ -110,6 +116,9 @@ impl CsvLog {
         ]);
         if self.constrained {
             row.push(metric("feasible"));
+        }
+        if self.folds {
+            row.push(metric("fold_accuracies"));
         }
         row
     }

@@ -393,3 +393,38 @@ fn resource_budgets_mark_infeasible_trials_and_pick_a_feasible_best() {
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr.contains("search.constraints.luts") && stderr.contains("lut_pct"), "{stderr}");
 }
+
+/// `search.n_folds: 3`: every trial trains on three stratified folds; its
+/// objective is the mean accuracy, and the folds' accuracies are in the
+/// CSVs of both stages.
+#[test]
+fn k_fold_cross_validation_in_both_stages() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("kfold.yaml");
+    let text = include_str!("../../../examples/digits_mlp.yaml")
+        .replace("  epochs: 20\n", "  epochs: 6\n  n_folds: 3\n")
+        .replace(
+            "output:",
+            "local_search:\n  qat_epochs: 2\n  pruning_iterations: 1\n  pruning_epochs: 2\n  pruning_rate: 0.8\n  precision_pairs:\n    - {total_bits: 8, int_bits: 3}\noutput:",
+        );
+    std::fs::write(&config, text).unwrap();
+    let results = dir.path().join("r");
+    run_ok(snac().arg("run").arg(&config).args(["--trials", "2", "--results-dir"]).arg(&results));
+    let check = |rows: &[Vec<String>], accuracy_column: &str| {
+        let (folds, accuracy) = (column(rows, "fold_accuracies"), column(rows, accuracy_column));
+        for row in &rows[1..] {
+            let values: Vec<f64> = row[folds].split(';').map(|v| v.parse().unwrap()).collect();
+            assert_eq!(values.len(), 3, "{row:?}");
+            let mean = values.iter().sum::<f64>() / 3.0;
+            let reported: f64 = row[accuracy].parse().unwrap();
+            assert!((mean - reported).abs() < 1e-5, "mean {mean} vs {reported}: {row:?}");
+            assert!(values.iter().any(|&v| v != values[0]), "three different folds: {row:?}");
+        }
+    };
+    let search = csv_rows(&results.join("mlp_search_results.csv"));
+    assert_eq!(search.len(), 3);
+    check(&search, "performance_metric");
+    let local = csv_rows(&results.join("local_search_combined/combined_qat_pruning_log.csv"));
+    assert_eq!(local.len(), 3, "QAT + 1 pruning iteration");
+    check(&local, "Accuracy");
+}

@@ -83,6 +83,43 @@ pub struct Dataset {
     pub val: Split,
 }
 
+impl Dataset {
+    /// Stratified k-fold cross-validation as SNAC-Pack does it: train and
+    /// validation pooled, each class shuffled with `seed` and dealt round
+    /// robin over the `k` folds (so every fold's class mix is the pool's, to
+    /// within one sample per class). Returns `(train, validation)` per fold.
+    pub fn stratified_folds(&self, k: usize, seed: u64) -> Result<Vec<(Split, Split)>> {
+        let sample_len = self.sample_shape.numel();
+        let mut pooled = self.train.clone();
+        pooled.x.extend_from_slice(&self.val.x);
+        pooled.y.extend_from_slice(&self.val.y);
+        ensure!(k >= 2, "k-fold needs at least 2 folds, got {k}");
+        ensure!(
+            k <= pooled.len(),
+            "n_folds is {k} but dataset '{}' has only {} samples (train and validation pooled)",
+            self.name,
+            pooled.len()
+        );
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut fold_of = vec![0usize; pooled.len()];
+        let mut next = 0usize;
+        for class in 0..self.num_classes as u32 {
+            let mut members: Vec<usize> = (0..pooled.len()).filter(|&i| pooled.y[i] == class).collect();
+            members.shuffle(&mut rng);
+            for i in members {
+                fold_of[i] = next % k;
+                next += 1;
+            }
+        }
+        Ok((0..k)
+            .map(|fold| {
+                let (val, train): (Vec<usize>, Vec<usize>) = (0..pooled.len()).partition(|&i| fold_of[i] == fold);
+                (pooled.select(&train, sample_len), pooled.select(&val, sample_len))
+            })
+            .collect())
+    }
+}
+
 /// Samples as a loader read them, before the SNAC-Pack recipe: values as
 /// stored (e.g. 0..255 pixels), `shape` of one sample.
 #[derive(Clone, Debug)]
@@ -274,5 +311,39 @@ pub(crate) mod tests {
     fn qubit_gives_a_clear_error() {
         let err = load(&config(DatasetName::Qubit)).unwrap_err().to_string();
         assert!(err.contains("qubit"), "{err}");
+    }
+
+    #[test]
+    fn stratified_folds_partition_the_pool_by_class() {
+        let data = load(&config(DatasetName::Digits)).unwrap();
+        let folds = data.stratified_folds(3, 42).unwrap();
+        let total = data.train.len() + data.val.len();
+        assert_eq!(folds.len(), 3);
+        let count = |split: &Split, class: u32| split.y.iter().filter(|&&y| y == class).count();
+        let mut seen = std::collections::HashSet::new();
+        for (train, val) in &folds {
+            assert_eq!(train.len() + val.len(), total);
+            assert_eq!(train.x.len(), train.len() * 64);
+            for class in 0..10 {
+                let pool = count(&data.train, class) + count(&data.val, class);
+                let got = count(val, class) as f64;
+                assert!((got - pool as f64 / 3.0).abs() <= 1.0, "class {class}: {got} of {pool} in one fold");
+            }
+            // Every sample is in exactly one validation fold.
+            for sample in val.x.chunks_exact(64) {
+                seen.insert(sample.iter().map(|v| v.to_bits()).collect::<Vec<u32>>());
+            }
+        }
+        let mut distinct = std::collections::HashSet::new();
+        for split in [&data.train, &data.val] {
+            for sample in split.x.chunks_exact(64) {
+                distinct.insert(sample.iter().map(|v| v.to_bits()).collect::<Vec<u32>>());
+            }
+        }
+        assert_eq!(seen, distinct, "the validation folds cover the pool");
+        assert_eq!(folds, data.stratified_folds(3, 42).unwrap(), "seeded");
+        assert_ne!(folds, data.stratified_folds(3, 7).unwrap());
+        let err = data.stratified_folds(1, 42).unwrap_err().to_string();
+        assert!(err.contains("at least 2"), "{err}");
     }
 }
