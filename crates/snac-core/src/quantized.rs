@@ -120,10 +120,30 @@ impl ActivationTable {
         (whole + TABLE_SIZE as i64 / 2).clamp(0, TABLE_SIZE as i64 - 1) as usize
     }
 
-    /// The same index from a real value (for the float forward pass).
+    /// The same index from a real value (for the float forward pass). The
+    /// scale is a power of two, so `x · scale` is exact, and `as i64`
+    /// truncates toward zero (saturating; NaN gives the middle entry).
+    #[inline]
     pub fn index_of_value(&self, x: f64) -> usize {
-        let scaled = (x * (TABLE_SIZE as f64 / (2.0 * self.range as f64))).trunc();
-        (scaled + (TABLE_SIZE / 2) as f64).clamp(0.0, TABLE_SIZE as f64 - 1.0) as usize
+        let scaled = (x * (TABLE_SIZE as f64 / (2.0 * self.range as f64))) as i64;
+        scaled.saturating_add(TABLE_SIZE as i64 / 2).clamp(0, TABLE_SIZE as i64 - 1) as usize
+    }
+
+    /// hls4ml's table for `tanh` or `sigmoid`, built once, with its entries
+    /// as real values.
+    pub fn cached(function: Activation) -> Option<&'static (ActivationTable, Vec<f64>)> {
+        static TANH: std::sync::OnceLock<(ActivationTable, Vec<f64>)> = std::sync::OnceLock::new();
+        static SIGMOID: std::sync::OnceLock<(ActivationTable, Vec<f64>)> = std::sync::OnceLock::new();
+        let cell = match function {
+            Activation::Tanh => &TANH,
+            Activation::Sigmoid => &SIGMOID,
+            _ => return None,
+        };
+        Some(cell.get_or_init(|| {
+            let table = ActivationTable::hls4ml(function).expect("tanh and sigmoid have tables");
+            let values = table.table.values();
+            (table, values)
+        }))
     }
 }
 

@@ -83,8 +83,7 @@ pub fn activation(x: Tensor<2>, act: Activation) -> Tensor<2> {
 pub fn activation_quantized(x: Tensor<2>, act: Activation) -> Tensor<2> {
     match act {
         Activation::Tanh | Activation::Sigmoid => {
-            let table = ActivationTable::hls4ml(act).expect("tanh and sigmoid have tables");
-            let entries = table.table.values();
+            let (table, entries) = ActivationTable::cached(act).expect("tanh and sigmoid have tables");
             let kind = if act == Activation::Tanh { Pointwise::Tanh } else { Pointwise::Sigmoid };
             pointwise_with(x, kind, Some(&|v: f64| entries[table.index_of_value(v)]))
         }

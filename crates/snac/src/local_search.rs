@@ -164,12 +164,12 @@ pub fn run(
             .collect::<Result<_>>()?,
         None => vec![float_weights.clone()],
     };
-    let mut rows = Vec::new();
     let pairs: Vec<Option<PrecisionPair>> = match mode {
         LocalSearchMode::PruneOnly => vec![None],
         _ => local.precision_pairs.iter().copied().map(Some).collect(),
     };
-    for pair in pairs {
+    let run_pair = |pair: Option<PrecisionPair>| -> Result<Vec<LogRow>> {
+        let mut rows = Vec::new();
         let started = Instant::now();
         let quant = pair
             .map(|p| {
@@ -285,8 +285,43 @@ pub fn run(
             weights.sparsity(),
             started.elapsed().as_secs_f64()
         );
-        write_log(&dir.join(LOG_FILE), &rows)?;
-    }
+        Ok(rows)
+    };
+
+    // Precision pairs are independent: run them side by side, one per
+    // worker (training is single-threaded), and rewrite the log in pair
+    // order as each finishes.
+    let workers = setup
+        .experiment
+        .search
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, pairs.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done: std::sync::Mutex<Vec<Option<Vec<LogRow>>>> = std::sync::Mutex::new(vec![None; pairs.len()]);
+    let log_path = dir.join(LOG_FILE);
+    std::thread::scope(|scope| -> Result<()> {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| -> Result<()> {
+                    loop {
+                        let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&pair) = pairs.get(index) else { return Ok(()) };
+                        let pair_rows = run_pair(pair)?;
+                        let mut done = done.lock().unwrap_or_else(|e| e.into_inner());
+                        done[index] = Some(pair_rows);
+                        let so_far: Vec<LogRow> = done.iter().flatten().flatten().cloned().collect();
+                        write_log(&log_path, &so_far)?;
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.join().map_err(|_| anyhow::anyhow!("a local-search worker panicked"))??;
+        }
+        Ok(())
+    })?;
+    let rows: Vec<LogRow> = done.into_inner().unwrap_or_else(|e| e.into_inner()).into_iter().flatten().flatten().collect();
     Ok(rows)
 }
 
