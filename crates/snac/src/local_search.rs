@@ -321,7 +321,8 @@ pub fn run(
         }
         Ok(())
     })?;
-    let rows: Vec<LogRow> = done.into_inner().unwrap_or_else(|e| e.into_inner()).into_iter().flatten().flatten().collect();
+    let rows: Vec<LogRow> =
+        done.into_inner().unwrap_or_else(|e| e.into_inner()).into_iter().flatten().flatten().collect();
     Ok(rows)
 }
 
