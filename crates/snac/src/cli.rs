@@ -27,6 +27,10 @@ pub enum Command {
     /// Integer inference of a quantized model (best_model_{bits}b{int}i.json)
     /// on a .npy of samples, exactly as fixed-point hardware computes it.
     Predict(PredictArgs),
+    /// Hand-off to hls4ml: QONNX, hls4ml config, test vectors, conversion
+    /// script and README for a quantized model; --verify checks hls4ml's C
+    /// simulation against our integer inference, bit for bit.
+    Export(ExportArgs),
     /// Check a config and print the resolved experiment, or every error.
     Validate(RunArgs),
     /// Time trials with tutorial 1's setup (MNIST 8×8, subset 10000, 2 epochs).
@@ -143,4 +147,32 @@ pub struct PredictArgs {
     /// line per sample is printed: the arg-max, a tab, then the outputs.
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Quantized model file written by local search (best_model_{bits}b{int}i.json).
+    pub model: PathBuf,
+    /// Directory to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Convert with hls4ml, compile (g++) and compare its C simulation with
+    /// our integer inference (Python: $SNAC_PYTHON, or a venv made in the cache).
+    #[arg(long)]
+    pub verify: bool,
+    /// pynq-z2, zcu102, alveo-u200 or alveo-u250 (its part goes into the config).
+    #[arg(long, default_value = "zcu102")]
+    pub board: String,
+    /// hls4ml reuse factor.
+    #[arg(long, default_value_t = 1)]
+    pub reuse: u32,
+    /// latency or resource.
+    #[arg(long, default_value = "latency")]
+    pub strategy: String,
+    /// Where convert.py writes the HLS project (default: hls_project inside --out).
+    #[arg(long)]
+    pub hls_output_dir: Option<PathBuf>,
+    /// Number of test vectors.
+    #[arg(long, default_value_t = 200)]
+    pub samples: usize,
 }

@@ -428,3 +428,73 @@ fn k_fold_cross_validation_in_both_stages() {
     assert_eq!(local.len(), 3, "QAT + 1 pruning iteration");
     check(&local, "Accuracy");
 }
+
+fn local_config(dir: &Path, act_space: &str, synthesis: bool) -> PathBuf {
+    let config = dir.join("export.yaml");
+    let mut extra = "local_search:\n  qat_epochs: 2\n  pruning_iterations: 1\n  pruning_epochs: 1\n  pruning_rate: 0.8\n  precision_pairs:\n    - {total_bits: 8, int_bits: 3}\n".to_string();
+    if synthesis {
+        extra.push_str(&format!(
+            "synthesis:\n  total_bits: 8\n  int_bits: 3\n  hls_output_dir: {}\n",
+            dir.join("hls").display()
+        ));
+    }
+    let text = include_str!("../../../examples/digits_mlp.yaml")
+        .replace("  act_space: [relu, tanh, sigmoid]\n", &format!("  act_space: {act_space}\n"))
+        .replace("output:", &format!("{extra}output:"));
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+/// `snac run` ends with the hand-off for the `synthesis:` precision;
+/// `snac export --verify` checks it with hls4ml's C simulation.
+#[test]
+fn run_hands_off_to_hls4ml_and_export_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = local_config(dir.path(), "[relu, tanh, sigmoid]", true);
+    let results = dir.path().join("r");
+    let out =
+        run_ok(snac().arg("run").arg(&config).args(["--trials", "2", "--epochs", "5", "--results-dir"]).arg(&results));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("hls4ml hand-off"));
+    let export = results.join("hls4ml_export");
+    for file in [
+        "model.onnx",
+        "hls4ml_config.json",
+        "convert.py",
+        "README.md",
+        "tb_data/tb_input_features.dat",
+        "tb_data/tb_output_predictions.dat",
+    ] {
+        assert!(export.join(file).metadata().unwrap().len() > 0, "{file}");
+    }
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(export.join("hls4ml_config.json")).unwrap()).unwrap();
+    assert_eq!(config["part"], "xczu9eg-ffvb1156-2-e");
+    assert_eq!(config["io_type"], "io_parallel");
+    assert_eq!(config["output_dir"].as_str().unwrap(), dir.path().join("hls").to_str().unwrap());
+    assert_eq!(std::fs::read_to_string(export.join("tb_data/tb_output_predictions.dat")).unwrap().lines().count(), 100);
+
+    if std::env::var_os("SNAC_PYTHON").is_none() {
+        snac_core::missing_test_dependency("$SNAC_PYTHON (a Python with hls4ml, qonnx and onnx) is not set");
+        return;
+    }
+    let model = results.join("local_search_combined/best_model_8b3i.json");
+    let verified = dir.path().join("verified");
+    let out =
+        run_ok(snac().arg("export").arg(&model).arg("--out").arg(&verified).args(["--verify", "--samples", "300"]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("hls4ml C simulation: 3000 of 3000 outputs bit-identical"), "{stdout}");
+}
+
+/// A model with a layer that has no fixed-point form cannot be exported,
+/// and the error names the layer.
+#[test]
+fn export_of_an_unsupported_layer_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = local_config(dir.path(), "[gelu]", false);
+    let results = dir.path().join("r");
+    run_ok(snac().arg("run").arg(&config).args(["--trials", "1", "--epochs", "2", "--results-dir"]).arg(&results));
+    let model = results.join("local_search_combined/best_model_8b3i.json");
+    let out = snac().arg("export").arg(&model).arg("--out").arg(dir.path().join("x")).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("GELU") && stderr.contains("best_model_8b3i.json"), "{stderr}");
+}

@@ -3,6 +3,7 @@
 mod bench;
 mod data;
 mod estimate;
+mod export;
 mod local;
 mod predict;
 mod run;
@@ -24,6 +25,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Local(args) => local::local(&args),
         Command::Estimate(args) => estimate::estimate(&args),
         Command::Predict(args) => predict::predict(&args),
+        Command::Export(args) => export::export_command(&args),
         Command::Validate(args) => validate::validate(&args),
         Command::Bench(args) => bench::bench(&args),
         Command::Data { command } => data::data(command),

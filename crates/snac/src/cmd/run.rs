@@ -43,6 +43,7 @@ pub fn run(args: &RunArgs, all_stages: bool) -> Result<ExitCode> {
     }
     if all_stages && setup.experiment.local_search.is_some() {
         super::local::run_local(&setup, &results_dir, None)?;
+        super::export::export_after_run(&setup.experiment, &results_dir)?;
     }
     Ok(ExitCode::SUCCESS)
 }

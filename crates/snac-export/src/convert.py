@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""Convert this directory's QONNX model with hls4ml (written by snac-pack).
+
+    python convert.py            # write the HLS project (hls4ml_config.json: output_dir)
+    python convert.py --verify   # also compile it and check hls4ml's C simulation
+                                 # and qonnx's executor against tb_data, bit for bit
+
+Needs hls4ml, qonnx and onnx (pip install hls4ml==1.3.0 qonnx==1.0.0 onnx), and
+g++ for --verify. Exit status 1 when an output differs.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def load_model():
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.cleanup import cleanup_model
+
+    return cleanup_model(ModelWrapper(str(HERE / "model.onnx")))
+
+
+def cleaned_names(cleaned):
+    """Our node names -> the names qonnx's cleanup gave them. Cleanup renames
+    every node `<op>_<k>`; a chain keeps each op type's order, so the k-th
+    node of a type in our file is the k-th of that type after cleanup."""
+    import onnx
+
+    def by_op(nodes):
+        groups = {}
+        for node in nodes:
+            groups.setdefault(node.op_type, []).append(node.name)
+        return groups
+
+    ours = by_op(onnx.load(str(HERE / "model.onnx")).graph.node)
+    theirs = by_op(cleaned.graph.node)
+    mapping = {}
+    for op, names in ours.items():
+        if len(names) != len(theirs.get(op, [])):
+            raise SystemExit(f"qonnx cleanup changed the number of {op} nodes; cannot map the layer precisions")
+        mapping.update(zip(names, theirs[op]))
+    return mapping
+
+
+def hls_config(model, settings):
+    import hls4ml
+
+    config = hls4ml.utils.config_from_onnx_model(
+        model,
+        granularity="name",
+        backend=settings["backend"],
+        default_precision="fixed<32,16>",
+        default_reuse_factor=settings["reuse_factor"],
+    )
+    config["Model"]["Strategy"] = settings["strategy"]
+    layers = config.setdefault("LayerName", {})
+    names = cleaned_names(model)
+    for name, wanted in settings["layers"].items():
+        if name not in names:
+            raise SystemExit(f"hls4ml_config.json names layer {name!r}, which model.onnx does not have")
+        layer = layers.setdefault(names[name], {})
+        precision = layer.get("Precision")
+        if not isinstance(precision, dict):
+            precision = {} if precision is None else {"result": precision}
+            layer["Precision"] = precision
+        for key in ("result", "accum", "scale", "bias", "param", "table"):
+            if key in wanted:
+                precision[key] = wanted[key]
+        if "table_size" in wanted:
+            layer["table_size"] = wanted["table_size"]
+    for layer in layers.values():
+        layer["Trace"] = True
+    return config
+
+
+def convert(model, settings, output_dir):
+    import hls4ml
+
+    config = hls_config(model, settings)
+    hls_model = hls4ml.converters.convert_from_onnx_model(
+        model,
+        output_dir=str(output_dir),
+        project_name=settings["project_name"],
+        io_type="io_parallel",
+        backend=settings["backend"],
+        part=settings["part"],
+        clock_period=settings["clock_period_ns"],
+        hls_config=config,
+    )
+    return hls_model
+
+
+def first_difference(expected, got):
+    bad = np.argwhere(expected != got)
+    return None if len(bad) == 0 else tuple(bad[0])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--verify", action="store_true", help="compile and check against tb_data")
+    parser.add_argument("--output-dir", help="override hls4ml_config.json's output_dir")
+    args = parser.parse_args()
+
+    settings = json.loads((HERE / "hls4ml_config.json").read_text())
+    output_dir = Path(args.output_dir or settings["output_dir"])
+    if not output_dir.is_absolute():
+        output_dir = HERE / output_dir
+    model = load_model()
+    hls_model = convert(model, settings, output_dir)
+    hls_model.write()
+    print(f"HLS project written to {output_dir}")
+    if not args.verify:
+        return 0
+
+    x = np.loadtxt(HERE / "tb_data/tb_input_features.dat", ndmin=2).astype(np.float32)
+    expected = np.loadtxt(HERE / "tb_data/tb_output_predictions.dat", ndmin=2)
+    status = 0
+
+    # qonnx's own executor (float32 arithmetic).
+    from qonnx.core.onnx_exec import execute_onnx
+
+    qonnx_out = np.stack([execute_onnx(model, {"global_in": row[None, :]})["global_out"][0] for row in x])
+    qonnx_mismatch = int(np.sum(qonnx_out.astype(np.float64) != expected))
+    print(f"qonnx executor: {expected.size - qonnx_mismatch} of {expected.size} outputs bit-identical")
+    if not settings.get("qonnx_exact", True):
+        print("  (informational: qonnx computes tanh/sigmoid exactly where hls4ml uses lookup tables, and sums")
+        print("   in float32, which is not exact for these widths; hls4ml's C simulation is the reference)")
+    elif qonnx_mismatch:
+        status = 1
+
+    hls_model.compile()
+    got = np.asarray(hls_model.predict(np.ascontiguousarray(x))).reshape(expected.shape).astype(np.float64)
+    mismatch = int(np.sum(got != expected))
+    print(f"hls4ml C simulation: {expected.size - mismatch} of {expected.size} outputs bit-identical")
+    if mismatch:
+        status = 1
+        sample, output = first_difference(expected, got)
+        print(f"first difference: sample {sample}, output {output}: expected {expected[sample, output]!r}, "
+              f"hls4ml {got[sample, output]!r}")
+        # Layer by layer: hls4ml's trace against qonnx's intermediate tensors.
+        _, trace = hls_model.trace(np.ascontiguousarray(x[sample : sample + 1]))
+        context = execute_onnx(model, {"global_in": x[sample : sample + 1]}, return_full_exec_context=True)
+        for node in model.graph.node:
+            for name in (node.name, node.name + "_act"):
+                if name in trace and node.output[0] in context:
+                    ours = np.asarray(context[node.output[0]], dtype=np.float64).ravel()
+                    theirs = np.asarray(trace[name], dtype=np.float64).ravel()
+                    if ours.shape == theirs.shape and np.any(ours != theirs):
+                        print(f"first layer that differs: {name} (ONNX node {node.name}, {node.op_type})")
+                        print(f"  qonnx:  {ours[:8]}")
+                        print(f"  hls4ml: {theirs[:8]}")
+                        return 1
+        print("no single layer could be named (the trace and the qonnx tensors agree where both exist)")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

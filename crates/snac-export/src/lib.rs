@@ -1,0 +1,176 @@
+//! snac-export: the hand-off to hls4ml. A [`QuantizedModel`] becomes a
+//! directory with
+//! - `model.onnx` in QONNX form (Quant nodes with power-of-two scales and
+//!   zero-point 0 on the input, weights, biases and every activation;
+//!   MatMul/Add, BatchNormalization and activation nodes),
+//! - `hls4ml_config.json`: the part, reuse factor, strategy, `io_parallel`,
+//!   and every layer's precision matching our fixed-point types,
+//! - test vectors (`tb_data/tb_input_features.dat`,
+//!   `tb_data/tb_output_predictions.dat`) computed by our integer inference,
+//! - `convert.py`, which cleans the QONNX, converts it with hls4ml and
+//!   writes the HLS project (optionally compiles it and checks it against the
+//!   test vectors), and a README.
+
+pub mod onnx;
+pub mod qonnx;
+
+use anyhow::{Context, Result};
+use serde_json::json;
+use snac_core::estimate::{Board, Strategy};
+use snac_core::quantized::QuantizedModel;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// hls4ml settings of the export.
+#[derive(Clone, Debug)]
+pub struct ExportSettings {
+    pub board: Board,
+    pub reuse_factor: u32,
+    pub strategy: Strategy,
+    /// Where `convert.py` writes the HLS project (relative to the export dir
+    /// unless absolute).
+    pub hls_output_dir: PathBuf,
+    /// Name of the top-level HLS function.
+    pub project_name: String,
+}
+
+/// Files written by [`export`].
+pub struct Exported {
+    pub onnx: PathBuf,
+    pub config: PathBuf,
+    pub script: PathBuf,
+    pub inputs: PathBuf,
+    pub outputs: PathBuf,
+}
+
+/// hls4ml's testbench format: one sample per line, values separated by spaces.
+fn tb_lines(values: &[f64], per_line: usize) -> String {
+    let mut text = String::new();
+    for row in values.chunks_exact(per_line) {
+        let line: Vec<String> = row.iter().map(|v| format!("{v}")).collect();
+        let _ = writeln!(text, "{}", line.join(" "));
+    }
+    text
+}
+
+/// Writes the export directory for `model` with test inputs `x` (row-major).
+/// The inputs are first put on the input grid, so the file holds exactly
+/// the values the hardware sees.
+pub fn export(model: &QuantizedModel, x: &[f32], settings: &ExportSettings, dir: &Path) -> Result<Exported> {
+    let graph = qonnx::build(model)?;
+    std::fs::create_dir_all(dir.join("tb_data")).with_context(|| format!("creating {}", dir.display()))?;
+    let onnx = dir.join("model.onnx");
+    snac_core::write_atomic(&onnx, &graph.model_bytes())?;
+
+    let config = dir.join("hls4ml_config.json");
+    let document = json!({
+        "part": settings.board.part,
+        "board": settings.board.name,
+        "clock_period_ns": 10,
+        "io_type": "io_parallel",
+        "backend": "Vitis",
+        "project_name": settings.project_name,
+        "output_dir": settings.hls_output_dir,
+        "reuse_factor": settings.reuse_factor,
+        "strategy": match settings.strategy { Strategy::Latency => "Latency", Strategy::Resource => "Resource" },
+        "input_precision": model.types.input.to_string(),
+        "layers": graph.precisions,
+        "table_size": snac_core::quantized::TABLE_SIZE,
+        "table_t": "ap_fixed<18,8>",
+        "qonnx_exact": qonnx_is_exact(model),
+    });
+    snac_core::write_atomic(&config, serde_json::to_string_pretty(&document)?.as_bytes())?;
+
+    let grid: Vec<f32> = x.iter().map(|&v| model.types.input.quantize(v as f64) as f32).collect();
+    let outputs = model.predict(&grid)?;
+    let inputs_path = dir.join("tb_data/tb_input_features.dat");
+    let outputs_path = dir.join("tb_data/tb_output_predictions.dat");
+    let grid64: Vec<f64> = grid.iter().map(|&v| v as f64).collect();
+    snac_core::write_atomic(&inputs_path, tb_lines(&grid64, model.input_features).as_bytes())?;
+    snac_core::write_atomic(&outputs_path, tb_lines(&outputs, model.output_features).as_bytes())?;
+
+    let script = dir.join("convert.py");
+    snac_core::write_atomic(&script, CONVERT_PY.as_bytes())?;
+    snac_core::write_atomic(&dir.join("README.md"), readme(model, settings).as_bytes())?;
+    Ok(Exported { onnx, config, script, inputs: inputs_path, outputs: outputs_path })
+}
+
+/// Whether qonnx's executor can reproduce the model exactly: it computes
+/// `tanh` and `sigmoid` with the real functions (hls4ml uses tables) and
+/// sums in `f32` (exact only up to 24 significant bits).
+pub fn qonnx_is_exact(model: &QuantizedModel) -> bool {
+    use snac_core::quantized::QLayer;
+    let mut width = model.types.input.width;
+    for layer in &model.layers {
+        match layer {
+            QLayer::Dense { accumulator, .. } => {
+                if accumulator.width > 24 {
+                    return false;
+                }
+                width = accumulator.width;
+            }
+            QLayer::BatchNorm { scale, shift, result, .. } => {
+                if width + scale.fixed.width > 24 || shift.fixed.width > 24 {
+                    return false;
+                }
+                width = result.width;
+            }
+            QLayer::Activation { table: Some(_), .. } => return false,
+            QLayer::Activation { slope: Some(slope), result, .. } => {
+                if width + slope.fixed.width > 24 {
+                    return false;
+                }
+                width = result.width;
+            }
+            QLayer::Activation { result, .. } => width = result.width,
+        }
+    }
+    true
+}
+
+/// The conversion script written into every export directory.
+pub const CONVERT_PY: &str = include_str!("convert.py");
+
+fn readme(model: &QuantizedModel, settings: &ExportSettings) -> String {
+    format!(
+        "# {name}: hand-off to hls4ml
+
+Exported by snac-pack from a quantized, pruned model ({arch}).
+Input type {input}, weights {weights}, activations {activations}.
+
+| file | what |
+|---|---|
+| `model.onnx` | the model in QONNX: Quant nodes (power-of-two scale, zero-point 0) on the input, weights, biases and activations |
+| `hls4ml_config.json` | part `{part}`, reuse factor {reuse}, strategy {strategy:?}, `io_parallel`, and each layer's precision |
+| `tb_data/tb_input_features.dat` | test inputs, one sample per line (already on the input grid) |
+| `tb_data/tb_output_predictions.dat` | the expected outputs: snac-pack's integer inference, bit-exact |
+| `convert.py` | cleans the QONNX, converts it with hls4ml, writes the HLS project |
+
+## Use it without snac-pack
+
+```sh
+python3 -m venv venv && venv/bin/pip install hls4ml==1.3.0 qonnx==1.0.0 onnx
+venv/bin/python convert.py                 # writes the HLS project to {out}
+venv/bin/python convert.py --verify        # also compiles it (g++) and checks the test vectors bit for bit
+```
+
+`--verify` compares hls4ml's C simulation and qonnx's executor with
+`tb_output_predictions.dat`; on a mismatch it names the first layer that
+differs and exits with status 1. Then synthesise the project in `{out}` with
+Vitis HLS as usual (`hls_model.build()` in Python, or `vitis_hls` on the
+project's `build_prj.tcl`).
+
+The final softmax is left out: the outputs are the quantized logits (take
+the arg-max).
+",
+        name = settings.project_name,
+        arch = model.arch.summary(),
+        input = model.types.input,
+        weights = model.types.weights,
+        activations = model.types.activations,
+        part = settings.board.part,
+        reuse = settings.reuse_factor,
+        strategy = settings.strategy,
+        out = settings.hls_output_dir.display(),
+    )
+}

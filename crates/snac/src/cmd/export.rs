@@ -1,0 +1,124 @@
+//! `snac export MODEL --out DIR [--verify]`: the hand-off to hls4ml (QONNX,
+//! hls4ml configuration, test vectors, conversion script, README); also run
+//! at the end of `snac run` for the precision under `synthesis:`.
+
+use crate::cli::ExportArgs;
+use anyhow::{Context, Result, bail};
+use snac_core::config::Experiment;
+use snac_core::estimate::{Board, Strategy};
+use snac_core::quantized::QuantizedModel;
+use snac_export::{ExportSettings, export};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+/// Pinned versions for `--verify`'s venv.
+pub const PYTHON_PACKAGES: [&str; 3] = ["hls4ml==1.3.0", "qonnx==1.0.0", "onnx==1.23.2"];
+
+pub fn export_command(args: &ExportArgs) -> Result<ExitCode> {
+    let model = QuantizedModel::read(&args.model)?;
+    let board = Board::by_name(&args.board).with_context(|| format!("--board {}", args.board))?;
+    let strategy = match args.strategy.to_ascii_lowercase().as_str() {
+        "latency" => Strategy::Latency,
+        "resource" => Strategy::Resource,
+        other => bail!("--strategy {other}: accepted: latency, resource"),
+    };
+    let settings = ExportSettings {
+        board,
+        reuse_factor: args.reuse,
+        strategy,
+        hls_output_dir: args.hls_output_dir.clone().unwrap_or_else(|| PathBuf::from("hls_project")),
+        project_name: "snac_model".into(),
+    };
+    let x = test_inputs(&model, args.samples);
+    let written = export(&model, &x, &settings, &args.out)?;
+    println!("exported {} to {}", args.model.display(), args.out.display());
+    if args.verify {
+        return verify(&written.script);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Test inputs: the validation data when the caller has it, else seeded
+/// random values across the input type's range.
+fn test_inputs(model: &QuantizedModel, samples: usize) -> Vec<f32> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(42);
+    let top = model.types.input.max_value() as f32;
+    (0..samples * model.input_features).map(|_| rng.random_range(-top..=top)).collect()
+}
+
+/// Runs the export's `convert.py --verify` with a Python that has hls4ml:
+/// `$SNAC_PYTHON`, or a venv created (once) in the cache with pinned versions.
+fn verify(script: &Path) -> Result<ExitCode> {
+    let python = python_with_hls4ml()?;
+    eprintln!("verifying with {} (hls4ml C simulation needs g++)", python.display());
+    let status = Command::new(&python)
+        .arg(script)
+        .arg("--verify")
+        .status()
+        .with_context(|| format!("running {} {}", python.display(), script.display()))?;
+    Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn python_with_hls4ml() -> Result<PathBuf> {
+    if let Some(python) = std::env::var_os("SNAC_PYTHON") {
+        return Ok(PathBuf::from(python));
+    }
+    let Some(cache) = snac_core::data::default_cache_dir() else {
+        bail!(
+            "no per-user cache directory to make a venv in: set SNAC_PYTHON to a Python with {}",
+            PYTHON_PACKAGES.join(" ")
+        )
+    };
+    let venv = cache.join("venv-hls4ml");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        eprintln!("creating {} with {}", venv.display(), PYTHON_PACKAGES.join(" "));
+        let created = Command::new("python3").args(["-m", "venv"]).arg(&venv).status();
+        if !created.is_ok_and(|s| s.success()) {
+            bail!("could not create a venv at {} (needs python3 with venv); or set SNAC_PYTHON", venv.display());
+        }
+        let installed = Command::new(venv.join("bin/pip")).arg("install").args(PYTHON_PACKAGES).status();
+        if !installed.is_ok_and(|s| s.success()) {
+            let _ = std::fs::remove_dir_all(&venv);
+            bail!("could not install {} into {}; or set SNAC_PYTHON", PYTHON_PACKAGES.join(" "), venv.display());
+        }
+    }
+    Ok(python)
+}
+
+/// After `snac run`: exports the local-search model of the `synthesis:`
+/// precision into `synthesis.hls_output_dir`'s parent as `hls4ml_export/`.
+pub fn export_after_run(experiment: &Experiment, results_dir: &Path) -> Result<()> {
+    let Some(synthesis) = &experiment.synthesis else { return Ok(()) };
+    let name = format!("best_model_{}b{}i.json", synthesis.total_bits, synthesis.int_bits);
+    let path = results_dir.join(crate::local_search::LOCAL_DIR).join(&name);
+    if !path.exists() {
+        eprintln!(
+            "note: synthesis asks for <{},{}> but local search wrote no {name} (add that precision pair to \
+             local_search.precision_pairs); nothing exported",
+            synthesis.total_bits, synthesis.int_bits
+        );
+        return Ok(());
+    }
+    let model = QuantizedModel::read(&path)?;
+    let hls = &experiment.hls;
+    let board = Board::by_name(&hls.board).context("hls_config.board")?;
+    let strategy = if hls.strategy.to_ascii_lowercase() == "resource" { Strategy::Resource } else { Strategy::Latency };
+    let out = results_dir.join("hls4ml_export");
+    let hls_output_dir = if synthesis.hls_output_dir.is_absolute() {
+        synthesis.hls_output_dir.clone()
+    } else {
+        std::path::absolute(&synthesis.hls_output_dir)?
+    };
+    let settings = ExportSettings {
+        board,
+        reuse_factor: hls.reuse_factor as u32,
+        strategy,
+        hls_output_dir,
+        project_name: "snac_model".into(),
+    };
+    export(&model, &test_inputs(&model, 100), &settings, &out)?;
+    println!("hls4ml hand-off: {} (python {}/convert.py writes the HLS project)", out.display(), out.display());
+    Ok(())
+}
