@@ -68,20 +68,22 @@ pub struct AttributeProto {
     pub name: String,
     #[prost(int32, tag = "20")]
     pub r#type: i32,
-    #[prost(float, tag = "2")]
-    pub f: f32,
-    #[prost(int64, tag = "3")]
-    pub i: i64,
+    // Optional so that zeros are written: proto3 would leave a plain 0 out,
+    // and ONNX would then apply the attribute's default (epsilon 1e-5).
+    #[prost(float, optional, tag = "2")]
+    pub f: Option<f32>,
+    #[prost(int64, optional, tag = "3")]
+    pub i: Option<i64>,
     #[prost(bytes = "vec", tag = "4")]
     pub s: Vec<u8>,
 }
 
 impl AttributeProto {
     pub fn int(name: &str, value: i64) -> AttributeProto {
-        AttributeProto { name: name.into(), r#type: ATTRIBUTE_INT, i: value, ..Default::default() }
+        AttributeProto { name: name.into(), r#type: ATTRIBUTE_INT, i: Some(value), ..Default::default() }
     }
     pub fn float(name: &str, value: f32) -> AttributeProto {
-        AttributeProto { name: name.into(), r#type: ATTRIBUTE_FLOAT, f: value, ..Default::default() }
+        AttributeProto { name: name.into(), r#type: ATTRIBUTE_FLOAT, f: Some(value), ..Default::default() }
     }
     pub fn string(name: &str, value: &str) -> AttributeProto {
         AttributeProto {

@@ -114,7 +114,7 @@ fn exact_folded_bias(bias: &Codes, scale: &Codes, shift: &Codes) -> Result<Fixed
         .fold(0.0f64, |m, ((b, s), t)| m.max((b * s + t).abs()));
     let integer = if largest > 0.0 { (largest.log2().floor() as i32 + 2).max(1) } else { 1 };
     let width = (integer + frac).max(1) as u32;
-    Ok(FixedPoint::new(width, integer.max(0) as u32, true, Rounding::Truncate, Overflow::Wrap)?)
+    FixedPoint::new(width, integer.max(0) as u32, true, Rounding::Truncate, Overflow::Wrap)
 }
 
 /// The QONNX graph of `model`.

@@ -104,7 +104,7 @@ pub fn export_after_run(experiment: &Experiment, results_dir: &Path) -> Result<(
     let model = QuantizedModel::read(&path)?;
     let hls = &experiment.hls;
     let board = Board::by_name(&hls.board).context("hls_config.board")?;
-    let strategy = if hls.strategy.to_ascii_lowercase() == "resource" { Strategy::Resource } else { Strategy::Latency };
+    let strategy = if hls.strategy.eq_ignore_ascii_case("resource") { Strategy::Resource } else { Strategy::Latency };
     let out = results_dir.join("hls4ml_export");
     let hls_output_dir = if synthesis.hls_output_dir.is_absolute() {
         synthesis.hls_output_dir.clone()

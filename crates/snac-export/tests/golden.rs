@@ -1,0 +1,112 @@
+//! Golden files for the export: a fixed small model's QONNX graph (as a
+//! readable listing, decoded back from the written bytes) and its hls4ml
+//! configuration. `SNAC_UPDATE_GOLDEN=1` rewrites them after a deliberate
+//! change; review the diff.
+
+use prost::Message;
+use snac_core::arch::{Activation, Arch, Component, Norm, Shape};
+use snac_core::estimate::{Board, Strategy};
+use snac_core::quantized::{QuantTypes, QuantizedModel};
+use snac_export::onnx::ModelProto;
+use snac_export::{ExportSettings, export};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+fn fixed_model() -> QuantizedModel {
+    let arch = Arch::new(
+        Shape::Flat(3),
+        vec![Component::mlp("h", 2, Norm::Batch, Activation::Tanh), Component::output("out", 2, Activation::Softmax)],
+    );
+    // Deterministic parameters: small fractions, no RNG.
+    let params = |index: usize, name: &str| -> Option<Vec<f32>> {
+        let n = match (index, name) {
+            (0, "kernel") => 6,
+            (3, "kernel") => 4,
+            (1, _) | (_, "bias") => 2,
+            _ => return None,
+        };
+        Some((0..n).map(|i| ((i as f32 + 1.0) * 0.37 + index as f32 * 0.11) % 1.5 - 0.6).collect())
+    };
+    let params = |index: usize, name: &str| match (index, name) {
+        (1, "moving_variance") => Some(vec![0.5, 2.0]),
+        _ => params(index, name),
+    };
+    QuantizedModel::build(&arch, &params, &|_| None, QuantTypes::from_qkeras(8, 3).unwrap()).unwrap()
+}
+
+fn listing(model: &ModelProto) -> String {
+    let mut text = String::new();
+    let graph = model.graph.as_ref().unwrap();
+    let opsets: Vec<String> = model.opset_import.iter().map(|o| format!("{}:{}", o.domain, o.version)).collect();
+    writeln!(text, "ir_version {} opsets {}", model.ir_version, opsets.join(" ")).unwrap();
+    for value in &graph.input {
+        writeln!(text, "input {}", value.name).unwrap();
+    }
+    for value in &graph.output {
+        writeln!(text, "output {}", value.name).unwrap();
+    }
+    for tensor in &graph.initializer {
+        writeln!(text, "initializer {} {:?} {:?}", tensor.name, tensor.dims, tensor.float_data).unwrap();
+    }
+    for node in &graph.node {
+        let attributes: Vec<String> = node
+            .attribute
+            .iter()
+            .map(|a| match a.r#type {
+                1 => format!("{}={:?}", a.name, a.f),
+                2 => format!("{}={:?}", a.name, a.i),
+                _ => format!("{}={}", a.name, String::from_utf8_lossy(&a.s)),
+            })
+            .collect();
+        writeln!(
+            text,
+            "node {} {}{} ({}) -> {} [{}]",
+            node.name,
+            if node.domain.is_empty() { String::new() } else { format!("{}.", node.domain) },
+            node.op_type,
+            node.input.join(", "),
+            node.output.join(", "),
+            attributes.join(", ")
+        )
+        .unwrap();
+    }
+    text
+}
+
+fn check(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    if std::env::var_os("SNAC_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run with SNAC_UPDATE_GOLDEN=1 to create it)", path.display()));
+    assert_eq!(
+        actual,
+        expected,
+        "{} differs (SNAC_UPDATE_GOLDEN=1 rewrites it after a deliberate change)",
+        path.display()
+    );
+}
+
+#[test]
+fn export_matches_the_golden_files() {
+    let model = fixed_model();
+    let dir = tempfile::tempdir().unwrap();
+    let settings = ExportSettings {
+        board: Board::by_name("pynq-z2").unwrap(),
+        reuse_factor: 2,
+        strategy: Strategy::Resource,
+        hls_output_dir: PathBuf::from("hls_project"),
+        project_name: "snac_model".into(),
+    };
+    let x = [0.5f32, -1.25, 3.0, 0.1, 0.2, -0.3];
+    export(&model, &x, &settings, dir.path()).unwrap();
+    let bytes = std::fs::read(dir.path().join("model.onnx")).unwrap();
+    let decoded = ModelProto::decode(bytes.as_slice()).unwrap();
+    check("model.onnx.txt", &listing(&decoded));
+    check("hls4ml_config.json", &std::fs::read_to_string(dir.path().join("hls4ml_config.json")).unwrap());
+    check(
+        "tb_output_predictions.dat",
+        &std::fs::read_to_string(dir.path().join("tb_data/tb_output_predictions.dat")).unwrap(),
+    );
+}
