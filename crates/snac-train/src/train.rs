@@ -188,13 +188,8 @@ pub struct LayerOutput {
 /// given. Flatten and a final softmax are left out, so the last entry holds
 /// the logits. For checking a quantized model layer by layer.
 pub fn layer_outputs(arch: &Arch, weights: &Weights, x: &[f32], quant: Option<&QuantSpec>) -> Result<Vec<LayerOutput>> {
-    let (net, table) = Net::build(arch, weights)?;
+    let (net, table) = build_for_samples(arch, weights, x)?;
     let features = net.input_features;
-    ensure!(
-        !x.is_empty() && x.len().is_multiple_of(features),
-        "{} input values are not a whole number of samples of {features} features",
-        x.len()
-    );
     let kinds: Vec<&'static str> = arch.layers().map(|l| l.kind()).collect();
     single_threaded(|| {
         let device = Device::flex();
@@ -220,13 +215,8 @@ pub fn layer_outputs(arch: &Arch, weights: &Weights, x: &[f32], quant: Option<&Q
 /// `quant` this equals the integer model
 /// ([`snac_core::quantized::QuantizedModel`]) bit for bit.
 pub fn outputs_f64(arch: &Arch, weights: &Weights, x: &[f32], quant: Option<&QuantSpec>) -> Result<Vec<f64>> {
-    let (net, table) = Net::build(arch, weights)?;
+    let (net, table) = build_for_samples(arch, weights, x)?;
     let features = net.input_features;
-    ensure!(
-        !x.is_empty() && x.len().is_multiple_of(features),
-        "{} input values are not a whole number of samples of {features} features",
-        x.len()
-    );
     single_threaded(|| {
         let device = Device::flex();
         let to_f64 = |t: Tensor<2>| {
@@ -240,6 +230,19 @@ pub fn outputs_f64(arch: &Arch, weights: &Weights, x: &[f32], quant: Option<&Qua
         let out = net.forward(input, &params, false, &mut Vec::new(), quant, None);
         Ok(out.into_data().convert::<f64>().try_into_vec::<f64>().expect("f64 outputs"))
     })
+}
+
+/// The network of `arch` with `weights`, after checking that `x` holds
+/// whole samples of its input.
+fn build_for_samples(arch: &Arch, weights: &Weights, x: &[f32]) -> Result<(Net, ParamTable)> {
+    let (net, table) = Net::build(arch, weights)?;
+    let features = net.input_features;
+    ensure!(
+        !x.is_empty() && x.len().is_multiple_of(features),
+        "{} input values are not a whole number of samples of {features} features",
+        x.len()
+    );
+    Ok((net, table))
 }
 
 /// Inference over `split` in large batches; mean cross-entropy and accuracy.
