@@ -40,10 +40,13 @@
       for (var e = Math.ceil(a); e <= Math.floor(b); e++) ticks.push(Math.pow(10, e));
     }
     if (ticks.length < 2) {
+      // Round steps (1, 2 or 5 times a power of ten) in drawing units.
       ticks = [];
-      for (var i = 0; i <= 4; i++) {
-        var t = a + (b - a) * i / 4;
-        ticks.push(log ? Math.pow(10, t) : t);
+      var raw = (b - a) / 5, power = Math.pow(10, Math.floor(Math.log10(raw)));
+      var step = [1, 2, 5, 10].map(function (m) { return m * power; }).filter(function (s) { return s >= raw; })[0];
+      for (var t = Math.ceil(a / step) * step; t <= b + step * 1e-9; t += step) {
+        var v = Math.abs(t) < step * 1e-9 ? 0 : t;
+        ticks.push(log ? Math.pow(10, v) : v);
       }
     }
     return { map: map, ticks: ticks, log: log, ok: function (v) { return isFinite(v) && (!log || v > 0); } };
@@ -100,7 +103,7 @@
 
   function draw() {
     var xName = xSelect.value, yName = ySelect.value;
-    var W = 820, H = 520, L = 80, R = 20, T = 20, B = 60;
+    var W = 820, H = 520, L = 80, R = 40, T = 20, B = 60;
     while (plot.firstChild) plot.removeChild(plot.firstChild);
     el("rect", { x: 0, y: 0, width: W, height: H, fill: "#fff" }, plot);
     var xs = scale(complete.map(function (t) { return t.metrics[xName]; }), L, W - R);

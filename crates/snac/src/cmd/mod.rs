@@ -4,6 +4,8 @@ mod bench;
 mod data;
 mod estimate;
 mod local;
+mod plot;
+mod report;
 mod run;
 mod validate;
 
@@ -23,6 +25,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Local(args) => local::local(&args),
         Command::Estimate(args) => estimate::estimate(&args),
         Command::Validate(args) => validate::validate(&args),
+        Command::Report(args) => report::report(&args),
+        Command::Plot(args) => plot::plot(&args),
         Command::Bench(args) => bench::bench(&args),
         Command::Data { command } => data::data(command),
         Command::ExampleConfig => {
