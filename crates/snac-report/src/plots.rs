@@ -150,6 +150,39 @@ impl Axis {
     }
 }
 
+/// Width of the legend strip right of a 2-D chart, in pixels.
+const LEGEND_WIDTH: u32 = 170;
+
+/// How a legend entry is marked.
+#[derive(Clone, Copy)]
+enum Marker {
+    Square,
+    Cross,
+}
+
+/// Splits off the legend strip on the right: (chart area, legend area).
+fn with_legend<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>) -> (DrawingArea<DB, Shift>, DrawingArea<DB, Shift>) {
+    let width = root.dim_in_pixel().0;
+    root.split_horizontally(width.saturating_sub(LEGEND_WIDTH))
+}
+
+/// A legend beside the chart (never over its points).
+fn draw_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    entries: &[(String, RGBAColor, Marker)],
+) -> Result<()> {
+    for (i, (label, colour, marker)) in entries.iter().enumerate() {
+        let y = 60 + i as i32 * 24;
+        match marker {
+            Marker::Square => area.draw(&Rectangle::new([(4, y - 5), (14, y + 5)], colour.filled())),
+            Marker::Cross => area.draw(&Cross::new((9, y), 5, colour.stroke_width(2))),
+        }
+        .map_err(drawing_error)?;
+        area.draw(&Text::new(label.clone(), (22, y - 8), (FONT_FAMILY, 14))).map_err(drawing_error)?;
+    }
+    Ok(())
+}
+
 /// Short human form of a number for ticks and tooltips.
 pub fn format_number(value: f64) -> String {
     let magnitude = value.abs();
@@ -255,7 +288,8 @@ impl Figure for PairPlot {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
-        let mut chart = ChartBuilder::on(root)
+        let (plot, legend) = with_legend(root);
+        let mut chart = ChartBuilder::on(&plot)
             .caption(&self.title, (FONT_FAMILY, 22))
             .margin(15)
             .x_label_area_size(50)
@@ -275,40 +309,30 @@ impl Figure for PairPlot {
             .map_err(drawing_error)?;
         // Legend markers are squares, so an SVG holds exactly one <circle>
         // per feasible trial.
-        let square = |colour: RGBColor| {
-            move |(x, y): (i32, i32)| Rectangle::new([(x - 5, y - 5), (x + 5, y + 5)], colour.filled())
-        };
         chart
             .draw_series(self.dominated.iter().map(|p| Circle::new((p.x, p.y), 4, TRIAL_COLOUR.mix(0.7).filled())))
-            .map_err(drawing_error)?
-            .label(format!("trials ({})", self.dominated.len()))
-            .legend(square(TRIAL_COLOUR));
+            .map_err(drawing_error)?;
         chart
             .draw_series(LineSeries::new(self.front.iter().map(|p| (p.x, p.y)), FRONT_COLOUR.stroke_width(2)))
             .map_err(drawing_error)?;
         chart
             .draw_series(self.front.iter().map(|p| Circle::new((p.x, p.y), 6, FRONT_COLOUR.filled())))
-            .map_err(drawing_error)?
-            .label(format!("Pareto front ({})", self.front.len()))
-            .legend(square(FRONT_COLOUR));
-        if !self.infeasible.is_empty() {
-            chart
-                .draw_series(
-                    self.infeasible.iter().map(|p| Cross::new((p.x, p.y), 5, INFEASIBLE_COLOUR.stroke_width(2))),
-                )
-                .map_err(drawing_error)?
-                .label(format!("infeasible ({})", self.infeasible.len()))
-                .legend(|(x, y)| Cross::new((x, y), 5, INFEASIBLE_COLOUR.stroke_width(2)));
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.4))
-            .label_font((FONT_FAMILY, 14))
-            .draw()
             .map_err(drawing_error)?;
-        Ok(())
+        chart
+            .draw_series(self.infeasible.iter().map(|p| Cross::new((p.x, p.y), 5, INFEASIBLE_COLOUR.stroke_width(2))))
+            .map_err(drawing_error)?;
+        let mut entries = vec![
+            (format!("trials ({})", self.dominated.len()), TRIAL_COLOUR.to_rgba(), Marker::Square),
+            (format!("Pareto front ({})", self.front.len()), FRONT_COLOUR.to_rgba(), Marker::Square),
+        ];
+        if !self.infeasible.is_empty() {
+            entries.push((
+                format!("infeasible ({})", self.infeasible.len()),
+                INFEASIBLE_COLOUR.to_rgba(),
+                Marker::Cross,
+            ));
+        }
+        draw_legend(&legend, &entries)
     }
 }
 
@@ -531,7 +555,8 @@ impl Figure for LocalPlot {
             LocalAxis::EffectiveBops => "Local search: accuracy vs effective BOPs",
             LocalAxis::Sparsity => "Local search: accuracy vs sparsity",
         };
-        let mut chart = ChartBuilder::on(root)
+        let (plot, legend) = with_legend(root);
+        let mut chart = ChartBuilder::on(&plot)
             .caption(title, (FONT_FAMILY, 22))
             .margin(15)
             .x_label_area_size(50)
@@ -549,6 +574,7 @@ impl Figure for LocalPlot {
             .light_line_style(BLACK.mix(0.05))
             .draw()
             .map_err(drawing_error)?;
+        let mut entries = Vec::new();
         for (index, (precision, points)) in self.lines.iter().enumerate() {
             let colour = Palette99::pick(index).to_rgba();
             chart
@@ -556,19 +582,10 @@ impl Figure for LocalPlot {
                 .map_err(drawing_error)?;
             chart
                 .draw_series(points.iter().map(|&(x, y)| Circle::new((x, y), 4, colour.filled())))
-                .map_err(drawing_error)?
-                .label(precision.clone())
-                .legend(move |(x, y)| Rectangle::new([(x - 5, y - 5), (x + 5, y + 5)], colour.filled()));
+                .map_err(drawing_error)?;
+            entries.push((precision.clone(), colour, Marker::Square));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.4))
-            .label_font((FONT_FAMILY, 14))
-            .draw()
-            .map_err(drawing_error)?;
-        Ok(())
+        draw_legend(&legend, &entries)
     }
 }
 
