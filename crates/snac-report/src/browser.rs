@@ -45,6 +45,15 @@ impl PageCheck {
         rest[open.min(close)..close].trim().to_string()
     }
 
+    /// The value of an attribute in the DOM (the first one of that name),
+    /// with HTML entities undone.
+    pub fn attribute(&self, name: &str) -> Option<String> {
+        let start = self.dom.find(&format!(" {name}=\""))? + name.len() + 3;
+        let end = start + self.dom[start..].find('"')?;
+        let raw = &self.dom[start..end];
+        Some(raw.replace("&quot;", "\"").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&"))
+    }
+
     /// Number of `<circle class="pt` elements in the Pareto scatter.
     pub fn scatter_points(&self) -> usize {
         self.dom.matches("<circle class=\"pt").count()
@@ -69,13 +78,13 @@ impl Drop for Profile {
     }
 }
 
-fn file_url(html: &Path) -> Result<String> {
+fn file_url(html: &Path, fragment: &str) -> Result<String> {
     let absolute = html.canonicalize().with_context(|| format!("{} does not exist", html.display()))?;
-    Ok(format!("file://{}", absolute.display()))
+    Ok(format!("file://{}{fragment}", absolute.display()))
 }
 
 /// Runs Chromium headless on `html` with `extra` flags; returns (stdout, stderr).
-fn run(chromium: &Path, html: &Path, extra: &[String]) -> Result<(String, String)> {
+fn run(chromium: &Path, html: &Path, fragment: &str, extra: &[String]) -> Result<(String, String)> {
     let profile = Profile::new()?;
     let mut command = Command::new(chromium);
     command
@@ -94,7 +103,7 @@ fn run(chromium: &Path, html: &Path, extra: &[String]) -> Result<(String, String
         ])
         .arg(format!("--user-data-dir={}", profile.0.display()))
         .args(extra)
-        .arg(file_url(html)?)
+        .arg(file_url(html, fragment)?)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -133,7 +142,18 @@ fn run(chromium: &Path, html: &Path, extra: &[String]) -> Result<(String, String
 
 /// Loads the page, lets its scripts run, and returns the DOM and console.
 pub fn check_page(chromium: &Path, html: &Path) -> Result<PageCheck> {
-    let (dom, stderr) = run(chromium, html, &["--dump-dom".into(), "--virtual-time-budget=3000".into()])?;
+    load(chromium, html, "")
+}
+
+/// [`check_page`] with `#selftest`: the report's script also hovers over a
+/// point and switches the y axis, and records both in `<body>` attributes
+/// ([`PageCheck::attribute`]).
+pub fn self_test(chromium: &Path, html: &Path) -> Result<PageCheck> {
+    load(chromium, html, "#selftest")
+}
+
+fn load(chromium: &Path, html: &Path, fragment: &str) -> Result<PageCheck> {
+    let (dom, stderr) = run(chromium, html, fragment, &["--dump-dom".into(), "--virtual-time-budget=3000".into()])?;
     let console = stderr.lines().filter(|line| line.contains("CONSOLE")).map(str::to_string).collect();
     Ok(PageCheck { dom, console })
 }
@@ -144,6 +164,7 @@ pub fn screenshot(chromium: &Path, html: &Path, png: &Path, size: (u32, u32)) ->
     run(
         chromium,
         html,
+        "",
         &[
             format!("--screenshot={}", png_abs.display()),
             format!("--window-size={},{}", size.0, size.1),

@@ -187,5 +187,16 @@
       });
     });
   });
+  // With #selftest in the URL (used by the tests in headless Chromium):
+  // hover over a point, then switch the y axis, and record what happened.
+  if (location.hash === "#selftest") {
+    var first = plot.querySelector("circle.pt");
+    if (first) first.dispatchEvent(new MouseEvent("mousemove", { clientX: 100, clientY: 100, bubbles: true }));
+    document.body.setAttribute("data-selftest-tooltip", tip.hidden ? "" : tip.textContent);
+    ySelect.value = data.axes[data.axes.length - 1].name;
+    ySelect.dispatchEvent(new Event("change"));
+    document.body.setAttribute("data-selftest-axis", ySelect.value);
+    document.body.setAttribute("data-selftest-points", plot.getAttribute("data-points"));
+  }
   document.body.setAttribute("data-ready", "1");
 })();

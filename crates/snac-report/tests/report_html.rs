@@ -50,6 +50,16 @@ fn report_opens_in_chromium_without_errors_and_looks_like_something() {
     assert!(check.dom.contains("id=\"pareto-plot\""));
     assert!(check.dom.contains("class=\"pt front\""), "the front is highlighted");
 
+    // Hovering over a point shows its trial; another y axis redraws all points.
+    let interactive = browser::self_test(&chromium, &html).unwrap();
+    assert_eq!(interactive.js_errors(), "");
+    assert!(interactive.ready());
+    let tooltip = interactive.attribute("data-selftest-tooltip").unwrap();
+    assert!(tooltip.starts_with("trial ") && tooltip.contains("relu → D10 softmax"), "tooltip: {tooltip:?}");
+    assert!(tooltip.contains("performance_metric") && tooltip.contains("width_0="), "tooltip: {tooltip:?}");
+    assert_eq!(interactive.attribute("data-selftest-axis").as_deref(), Some("params"));
+    assert_eq!(interactive.attribute("data-selftest-points").as_deref(), Some("10"), "8 feasible + 2 infeasible");
+
     let shot = dir.path().join("report.png");
     browser::screenshot(&chromium, &html, &shot, (1280, 1600)).unwrap();
     let decoder = png::Decoder::new(std::fs::File::open(&shot).unwrap());
