@@ -83,3 +83,28 @@ fn report_opens_in_chromium_without_errors_and_looks_like_something() {
     assert!(check.js_errors().contains("undefinedFunction"), "error not collected: {:?}", check.js_errors());
     assert!(!check.ready());
 }
+
+#[test]
+fn report_of_a_study_without_completed_trials_opens_cleanly() {
+    let Some(chromium) = browser::find_chromium() else {
+        snac_core::missing_test_dependency("no Chromium ($SNAC_CHROMIUM or chromium on PATH)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("mlp_search_results.csv");
+    std::fs::write(
+        &csv,
+        "trial,performance_metric,bops,params,yaml_path,run_timestamp,state,duration_s,seed,fail_reason\n\
+         0,,,,,2026-11-28T18:03:04+00:00,FAIL,0.1,7,NaN loss\n",
+    )
+    .unwrap();
+    let results = snac_report::load_csv(&csv, None).unwrap();
+    let html = dir.path().join("report.html");
+    write_report(&results, &html, &ReportOptions { running: true }).unwrap();
+    let check = browser::check_page(&chromium, &html).unwrap();
+    assert_eq!(check.js_errors(), "");
+    assert!(check.console.is_empty(), "console messages: {:#?}", check.console);
+    assert!(check.ready());
+    assert_eq!(check.scatter_points(), 0);
+    assert!(check.dom.contains("NaN loss") && check.dom.contains("still running"));
+}

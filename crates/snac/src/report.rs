@@ -46,11 +46,20 @@ pub fn results(setup: &SearchSetup, study: &Study, results_dir: &Path) -> Result
 /// [`Study`] is open), with the local-search log.
 pub fn load(setup: &SearchSetup, results_dir: &Path) -> Result<Results> {
     let search = &setup.experiment.search;
-    let url = search.storage.clone().unwrap_or_else(|| results_dir.join("study.db").to_string_lossy().into_owned());
-    let storage = snac_core::storage::open(&url)?;
+    let default_db = results_dir.join("study.db");
+    let url = search.storage.clone().unwrap_or_else(|| default_db.to_string_lossy().into_owned());
     let name = search.study_name.clone().unwrap_or_else(|| "snac".to_string());
-    let info = storage.load_study(&name)?.with_context(|| format!("storage {url} has no study '{name}'"))?;
-    let trials = storage.get_all_trials(info.id)?;
+    // `snac local --arch` may run where no search ran: then only the local
+    // search is shown (and no empty study.db is created).
+    let trials = if search.storage.is_none() && !default_db.exists() {
+        Vec::new()
+    } else {
+        let storage = snac_core::storage::open(&url)?;
+        match storage.load_study(&name)? {
+            Some(info) => storage.get_all_trials(info.id)?,
+            None => Vec::new(),
+        }
+    };
     let mut results = data::from_trials(&name, &url, objectives(setup), &trials);
     results.local = data::load_local_log(results_dir)?;
     Ok(results)
