@@ -31,6 +31,12 @@ pub enum Command {
     /// script and README for a quantized model; --verify checks hls4ml's C
     /// simulation against our integer inference, bit for bit.
     Export(ExportArgs),
+    /// Write RESULTS_DIR/report.html (one self-contained page: summary,
+    /// interactive Pareto scatter, best model, local search, every trial).
+    Report(ReportArgs),
+    /// Plots (PNG and SVG) and the Pareto GIF from a search CSV: ours or
+    /// SNAC-Pack's *_search_results.csv.
+    Plot(PlotArgs),
     /// Check a config and print the resolved experiment, or every error.
     Validate(RunArgs),
     /// Time trials with tutorial 1's setup (MNIST 8×8, subset 10000, 2 epochs).
@@ -60,6 +66,35 @@ pub struct LocalArgs {
     /// best_model_for_local_search.yaml).
     #[arg(long, value_name = "FILE")]
     pub arch: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ReportArgs {
+    /// A results dir (output.results_dir of a run).
+    pub results_dir: PathBuf,
+    /// The study to show, when study.db holds several.
+    #[arg(long, value_name = "NAME")]
+    pub study: Option<String>,
+    /// Also write the plots and the GIF into RESULTS_DIR/plots.
+    #[arg(long)]
+    pub plots: bool,
+    /// Also save a screenshot of the report as RESULTS_DIR/report.png
+    /// (needs Chromium: $SNAC_CHROMIUM or chromium on PATH).
+    #[arg(long)]
+    pub screenshot: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PlotArgs {
+    /// Search CSV: ours (mlp_search_results.csv, ...) or SNAC-Pack's.
+    pub csv: PathBuf,
+    /// Folder for the plots (default: plots/ beside the CSV).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Objective columns, comma-separated (default: performance_metric, bops,
+    /// and avg_resource, clock_cycles when the CSV has them).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub objectives: Option<Vec<String>>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -310,6 +310,7 @@ pub fn run(setup: &SearchSetup, results_dir: &Path, show_progress: bool) -> Resu
     let study_name = search.study_name.clone().unwrap_or_else(|| "snac".to_string());
     let study = Study::create_or_load(storage.clone(), &study_name, &setup.directions(), setup.sampler(), search.seed)
         .with_context(|| format!("opening study '{study_name}'"))?;
+    crate::report::record_objectives(setup, &study)?;
 
     // We hold the lock, so RUNNING trials belong to a process that died.
     let mut interrupted = Vec::new();
@@ -358,6 +359,7 @@ pub fn run(setup: &SearchSetup, results_dir: &Path, show_progress: bool) -> Resu
     let remaining = AtomicUsize::new(to_run);
     let failures = AtomicUsize::new(0);
     let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    let live_report = crate::report::LiveReport::new(results_dir);
 
     std::thread::scope(|scope| {
         for _ in 0..workers {
@@ -368,6 +370,7 @@ pub fn run(setup: &SearchSetup, results_dir: &Path, show_progress: bool) -> Resu
                         first_error.lock().unwrap().get_or_insert(err);
                         return;
                     }
+                    live_report.after_trial(setup, &study, results_dir);
                 }
             });
         }
@@ -381,6 +384,13 @@ pub fn run(setup: &SearchSetup, results_dir: &Path, show_progress: bool) -> Resu
     let best = outputs::best_by_accuracy(&trials);
     if let Some(best) = &best {
         outputs::write_best_model(results_dir, best)?;
+    }
+    let (written, cost) = live_report.stats();
+    if written > 0 {
+        eprintln!(
+            "report.html was rewritten {written} times during the search, {:.1} ms each",
+            cost.as_secs_f64() * 1e3
+        );
     }
     let failed = failures.load(Ordering::SeqCst);
     if failed > 0 {

@@ -6,6 +6,7 @@ mod cmd;
 mod global_search;
 mod local_search;
 mod outputs;
+mod report;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -74,6 +74,33 @@ fn embedded_default_search_writes_outputs() {
     assert_eq!(best.metadata.global_search_accuracy, best_acc);
     assert!(best_acc > 0.5, "the best of 4 digits MLPs after 15 epochs: {best_acc}");
     assert!(dir.path().join("study.db").exists());
+
+    // The report and plots are written; `snac report` and `snac plot` redo them.
+    for file in ["report.html", "plots/pareto_performance_metric_vs_bops.png", "plots/pareto_animation.gif"] {
+        assert!(dir.path().join(file).exists(), "{file}");
+    }
+    std::fs::remove_file(dir.path().join("report.html")).unwrap();
+    run_ok(snac().arg("report").arg(dir.path()));
+    let report = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    for number in 0..4 {
+        assert!(report.contains(&format!("id=\"trial-{number}\"")), "trial {number} in the report");
+    }
+    let out = dir.path().join("replot");
+    let printed = run_ok(snac().arg("plot").arg(dir.path().join("mlp_search_results.csv")).arg("--out").arg(&out));
+    let printed = String::from_utf8_lossy(&printed.stdout);
+    assert!(printed.contains("pareto_performance_metric_vs_bops.svg"), "{printed}");
+    assert!(out.join("pareto_performance_metric_vs_bops.png").exists());
+}
+
+#[test]
+fn plot_names_the_missing_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("old_search_results.csv");
+    std::fs::write(&csv, "trial,accuracy,bops\n0,0.9,1000\n").unwrap();
+    let output = snac().arg("plot").arg(&csv).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("old_search_results.csv") && stderr.contains("'performance_metric'"), "{stderr}");
 }
 
 #[test]
@@ -223,6 +250,27 @@ fn tutorial_1_runs_on_mnist() {
     assert!(dir.path().join("local_search_combined/combined_qat_pruning_log.csv").exists());
     let accuracy = column(&rows, "performance_metric");
     assert!(rows[1..].iter().any(|r| r[accuracy].parse::<f64>().unwrap() > 0.5), "{rows:?}");
+    // The report and the plots of every stage (4 objectives: 6 pairs and a 3-D view).
+    let mut files = vec![
+        "report.html".to_string(),
+        "plots/pareto_3d.png".into(),
+        "plots/local_accuracy_vs_effective_bops.png".into(),
+        "plots/local_accuracy_vs_sparsity.svg".into(),
+        "plots/training_curves_best.png".into(),
+        "plots/pareto_animation.gif".into(),
+    ];
+    let objectives = ["performance_metric", "bops", "avg_resource", "clock_cycles"];
+    for (i, x) in objectives.iter().enumerate() {
+        for y in &objectives[..i] {
+            files.extend(["png", "svg"].map(|ext| format!("plots/pareto_{y}_vs_{x}.{ext}")));
+        }
+    }
+    for file in files {
+        let size = std::fs::metadata(dir.path().join(&file)).map(|m| m.len()).unwrap_or(0);
+        assert!(size > 1000, "{file}: {size} bytes");
+    }
+    let report = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(report.contains("id=\"local-table\""), "the report shows the local search");
 }
 
 #[test]

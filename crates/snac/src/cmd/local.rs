@@ -75,5 +75,6 @@ pub fn run_local(setup: &SearchSetup, results_dir: &Path, arch_file: Option<&Pat
     }
     println!("{table}");
     println!("local search log: {}", results_dir.join(local_search::LOCAL_DIR).join(local_search::LOG_FILE).display());
+    crate::report::after_stage(setup, results_dir);
     Ok(rows)
 }

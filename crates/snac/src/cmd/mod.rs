@@ -6,6 +6,8 @@ mod estimate;
 mod export;
 mod local;
 mod predict;
+mod plot;
+mod report;
 mod run;
 mod validate;
 
@@ -27,6 +29,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Predict(args) => predict::predict(&args),
         Command::Export(args) => export::export_command(&args),
         Command::Validate(args) => validate::validate(&args),
+        Command::Report(args) => report::report(&args),
+        Command::Plot(args) => plot::plot(&args),
         Command::Bench(args) => bench::bench(&args),
         Command::Data { command } => data::data(command),
         Command::ExampleConfig => {

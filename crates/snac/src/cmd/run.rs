@@ -31,6 +31,7 @@ pub fn run(args: &RunArgs, all_stages: bool) -> Result<ExitCode> {
         results_dir.display()
     );
     let summary = global_search::run(&setup, &results_dir, std::io::stderr().is_terminal())?;
+    crate::report::after_stage(&setup, &results_dir);
     let complete = global_search::completed(&summary.trials).count();
     println!("Pareto set ({complete} completed trials):");
     println!("{}", outputs::pareto_table(&setup, &summary.trials));
