@@ -105,6 +105,11 @@ pub trait Storage: Send + Sync {
     fn fail_stale_trials(&self, study_id: i64, grace: Duration) -> Result<Vec<u64>>;
 }
 
+/// A storage URL fit for messages: a PostgreSQL password is replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    postgres::redact(url)
+}
+
 /// Opens a storage from a URL: `memory:` (or `:memory:`), `sqlite:///path.db`
 /// (SQLAlchemy's form, as Optuna takes it), `postgresql://user@host/db` (or
 /// `postgres://`), or a plain file path (SQLite).
