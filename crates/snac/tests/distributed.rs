@@ -159,22 +159,36 @@ fn killed_worker(url: &str) {
     let storage = storage::open(url).unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     let victim_pid = json!(victim.id());
-    let (killed, before) = loop {
-        assert!(Instant::now() < deadline, "the victim never ran a trial");
+    loop {
+        if Instant::now() > deadline {
+            let _ = victim.kill();
+            let _ = victim.wait();
+            panic!("the victim never ran a trial");
+        }
         if let Some(info) = storage.load_study(&study).unwrap() {
             let trials = storage.get_all_trials(info.id).unwrap();
             let running = trials.iter().find(|t| {
                 t.state == TrialState::Running
                     && t.system_attrs.get("snac:worker").and_then(|w| w.get("pid")) == Some(&victim_pid)
             });
-            if let Some(t) = running {
-                victim.kill().unwrap(); // SIGKILL
-                victim.wait().unwrap();
-                break (t.number, trials);
+            if running.is_some() {
+                break;
             }
         }
         std::thread::sleep(Duration::from_millis(5));
-    };
+    }
+    victim.kill().unwrap(); // SIGKILL, in the middle of a trial
+    victim.wait().unwrap();
+    // The victim is dead: its trial still RUNNING is the one it was killed in.
+    let before = study_trials(&storage, &study);
+    let killed = before
+        .iter()
+        .find(|t| {
+            t.state == TrialState::Running
+                && t.system_attrs.get("snac:worker").and_then(|w| w.get("pid")) == Some(&victim_pid)
+        })
+        .expect("the victim was killed in the middle of a trial (not between two)")
+        .number;
     others.into_iter().for_each(wait_ok);
 
     let trials = study_trials(&storage, &study);

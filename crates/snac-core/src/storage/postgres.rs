@@ -23,7 +23,7 @@ use anyhow::{Context, Result, bail};
 use chrono::NaiveDateTime;
 use postgres::error::SqlState;
 use postgres::types::ToSql;
-use postgres::{Client, Config, NoTls, Row, Statement, Transaction};
+use postgres::{Client, Config, IsolationLevel, NoTls, Row, Statement, Transaction};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
@@ -39,16 +39,20 @@ const RETRIES: usize = 20;
 /// Connect timeout when the URL sets none.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How many trials of study $1 count against a budget: all but the FAILed
-/// ones marked with system attribute $2 ([`INTERRUPTED_KEY`]).
-const COUNTED_TRIALS_SQL: &str = "SELECT COUNT(*) FROM trials t WHERE t.study_id = $1 AND NOT (t.state = 'FAIL' \
+/// How many trials study $1 has, and how many count against a budget: all
+/// but the FAILed ones marked with system attribute $2 ([`INTERRUPTED_KEY`]).
+const COUNTED_TRIALS_SQL: &str = "SELECT COUNT(*), COUNT(*) FILTER (WHERE NOT (t.state = 'FAIL' \
      AND EXISTS (SELECT 1 FROM trial_system_attributes a WHERE a.trial_id = t.trial_id AND a.key = $2 \
-     AND a.value_json = 'true'))";
+     AND a.value_json = 'true'))) FROM trials t WHERE t.study_id = $1";
 
 /// An Optuna-compatible PostgreSQL storage: one connection, opened from a
 /// `postgresql://user[:password]@host[:port]/database` URL.
 pub struct PostgresStorage {
     conn: Mutex<Option<Conn>>,
+    /// Finished trials by id, as read once: a finished trial never changes
+    /// (the storage refuses it), so `get_all_trials` reads only the others,
+    /// as Optuna's `_CachedStorage` does.
+    finished: Mutex<HashMap<i64, FrozenTrial>>,
     config: Config,
     /// The URL without its password, for messages.
     shown: String,
@@ -135,7 +139,7 @@ impl PostgresStorage {
         if config.get_application_name().is_none() {
             config.application_name("snac");
         }
-        let storage = PostgresStorage { conn: Mutex::new(None), config, shown };
+        let storage = PostgresStorage { conn: Mutex::new(None), finished: Mutex::default(), config, shown };
         storage.write(init_schema).with_context(|| format!("'{}' is not a usable Optuna storage", storage.shown))?;
         Ok(storage)
     }
@@ -159,16 +163,69 @@ impl PostgresStorage {
         Ok(guard)
     }
 
+    /// Runs one statement outside a transaction (one round trip with a cached
+    /// statement); returns the number of rows it changed.
+    fn execute_one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        let mut guard = self.lock()?;
+        let conn = guard.as_mut().expect("lock() connects");
+        let stmt = match conn.statements.get(sql) {
+            Some(stmt) => stmt.clone(),
+            None => {
+                let stmt = conn.client.prepare(sql).with_context(|| format!("preparing `{sql}`"))?;
+                conn.statements.insert(sql.to_string(), stmt.clone());
+                stmt
+            }
+        };
+        conn.client.execute(&stmt, params).map_err(|e| {
+            let lost = conn.client.is_closed();
+            let err = anyhow::Error::from(e);
+            if lost { err.context(format!("lost the connection to PostgreSQL at '{}'", self.shown)) } else { err }
+        })
+    }
+
+    /// Sets a trial attribute in one statement when the trial is RUNNING or
+    /// WAITING; `false` when it is not (or does not exist), for the caller's
+    /// checked path to explain.
+    fn set_trial_attr_fast(&self, table: &str, trial_id: i64, key: &str, value: &Value) -> Result<bool> {
+        let Ok(id) = i32::try_from(trial_id) else { return Ok(false) };
+        let json = serde_json::to_string(value)?;
+        let sql = format!(
+            "INSERT INTO {table} (trial_id, key, value_json) SELECT trial_id, $2, $3 FROM trials \
+             WHERE trial_id = $1 AND state IN ('RUNNING', 'WAITING') \
+             ON CONFLICT (trial_id, key) DO UPDATE SET value_json = excluded.value_json"
+        );
+        Ok(self.execute_one(&sql, &[&id, &key, &json])? == 1)
+    }
+
     /// Runs `f` in one READ COMMITTED transaction and commits it; a
     /// transaction aborted by a deadlock, a serialization failure or a unique
     /// key that another transaction inserted meanwhile is run again.
-    fn write<T>(&self, mut f: impl FnMut(&mut Tx) -> Result<T>) -> Result<T> {
+    fn write<T>(&self, f: impl FnMut(&mut Tx) -> Result<T>) -> Result<T> {
+        self.transaction(false, f)
+    }
+
+    /// Runs `f` in one read-only REPEATABLE READ transaction: one snapshot
+    /// for several queries.
+    fn read<T>(&self, f: impl FnMut(&mut Tx) -> Result<T>) -> Result<T> {
+        self.transaction(true, f)
+    }
+
+    fn transaction<T>(&self, snapshot: bool, mut f: impl FnMut(&mut Tx) -> Result<T>) -> Result<T> {
         let mut attempt = 0;
         loop {
             let mut guard = self.lock()?;
             let conn = guard.as_mut().expect("lock() connects");
             let result = (|| {
-                let tx = conn.client.transaction().with_context(|| format!("'{}': cannot begin", self.shown))?;
+                let tx = if snapshot {
+                    conn.client
+                        .build_transaction()
+                        .isolation_level(IsolationLevel::RepeatableRead)
+                        .read_only(true)
+                        .start()
+                } else {
+                    conn.client.transaction()
+                };
+                let tx = tx.with_context(|| format!("'{}': cannot begin", self.shown))?;
                 let mut tx = Tx { tx, statements: &mut conn.statements };
                 let out = f(&mut tx)?;
                 tx.tx.commit().with_context(|| format!("'{}': cannot commit", self.shown))?;
@@ -311,13 +368,18 @@ fn value_to_stored(v: f64) -> (Option<f64>, &'static str) {
 /// Reads the trials selected by `filter` (a condition on table alias `t` with
 /// one parameter `$1`), each with its params, values and attributes.
 fn load_trials(tx: &mut Tx, filter: &str, arg: i32) -> Result<Vec<FrozenTrial>> {
+    load_trials_where(tx, &format!("{filter} AND $2::int4[] IS NOT NULL"), arg, &[])
+}
+
+/// [`load_trials`] with a second parameter `$2`, an array of trial ids.
+fn load_trials_where(tx: &mut Tx, filter: &str, arg: i32, ids: &[i32]) -> Result<Vec<FrozenTrial>> {
     let mut trials = Vec::new();
     let mut index = HashMap::new();
     let sql = format!(
         "SELECT t.trial_id, t.number, t.state::text, t.datetime_start, t.datetime_complete \
          FROM trials t WHERE {filter} ORDER BY t.number, t.trial_id"
     );
-    for r in tx.query(&sql, &[&arg])? {
+    for r in tx.query(&sql, &[&arg, &ids])? {
         let id: i32 = r.get(0);
         let number: Option<i32> = r.get(1);
         let number = number.with_context(|| format!("trial {id} has no number"))?;
@@ -346,7 +408,7 @@ fn load_trials(tx: &mut Tx, filter: &str, arg: i32) -> Result<Vec<FrozenTrial>> 
         )
     };
     let sql = join("x.param_name, x.param_value, x.distribution_json", "trial_params", "x.param_id");
-    for r in tx.query(&sql, &[&arg])? {
+    for r in tx.query(&sql, &[&arg, &ids])? {
         let id: i32 = r.get(0);
         let name: String = r.get::<_, Option<String>>(1).unwrap_or_default();
         let value: Option<f64> = r.get(2);
@@ -356,7 +418,7 @@ fn load_trials(tx: &mut Tx, filter: &str, arg: i32) -> Result<Vec<FrozenTrial>> 
         trials[index[&id]].params.insert(name, (dist, value));
     }
     let sql = join("x.objective, x.value, x.value_type::text", "trial_values", "x.objective");
-    for r in tx.query(&sql, &[&arg])? {
+    for r in tx.query(&sql, &[&arg, &ids])? {
         let id: i32 = r.get(0);
         let objective: i32 = r.get(1);
         let value =
@@ -367,18 +429,31 @@ fn load_trials(tx: &mut Tx, filter: &str, arg: i32) -> Result<Vec<FrozenTrial>> 
         }
         values.push(value);
     }
-    for (table, user) in [("trial_user_attributes", true), ("trial_system_attributes", false)] {
-        let sql = join("x.key, x.value_json", table, "x.key");
-        for r in tx.query(&sql, &[&arg])? {
-            let id: i32 = r.get(0);
-            let key: String = r.get::<_, Option<String>>(1).unwrap_or_default();
-            let json: String = r.get::<_, Option<String>>(2).unwrap_or_default();
-            let value = parse_json_lenient(&json).with_context(|| format!("trial {id}, attribute '{key}': {json}"))?;
-            let t = &mut trials[index[&id]];
-            if user { &mut t.user_attrs } else { &mut t.system_attrs }.insert(key, value);
-        }
+    // User and system attributes in one query (one round trip).
+    let sql = format!(
+        "{} UNION ALL {}",
+        join("TRUE AS user_attr, x.key, x.value_json", "trial_user_attributes", "x.key"),
+        join("FALSE AS user_attr, x.key, x.value_json", "trial_system_attributes", "x.key")
+    )
+    .replace(" ORDER BY x.trial_id, x.key", "");
+    for r in tx.query(&sql, &[&arg, &ids])? {
+        let id: i32 = r.get(0);
+        let user: bool = r.get(1);
+        let key: String = r.get::<_, Option<String>>(2).unwrap_or_default();
+        let json: String = r.get::<_, Option<String>>(3).unwrap_or_default();
+        let value = parse_json_lenient(&json).with_context(|| format!("trial {id}, attribute '{key}': {json}"))?;
+        let t = &mut trials[index[&id]];
+        if user { &mut t.user_attrs } else { &mut t.system_attrs }.insert(key, value);
     }
     Ok(trials)
+}
+
+impl PostgresStorage {
+    fn remember_if_finished(&self, trial: &FrozenTrial) {
+        if trial.state.is_finished() {
+            self.finished.lock().unwrap_or_else(|e| e.into_inner()).insert(trial.id, trial.clone());
+        }
+    }
 }
 
 impl Storage for PostgresStorage {
@@ -479,13 +554,11 @@ impl Storage for PostgresStorage {
             // The study's row lock serialises trial creation in the study:
             // the count and the insert below see every trial committed before.
             let id = check_study(tx, study_id, true)?;
-            if let Some(budget) = budget {
-                let counted: i64 = tx.query(COUNTED_TRIALS_SQL, &[&id, &INTERRUPTED_KEY])?[0].get(0);
-                if counted as usize >= budget {
-                    return Ok(None);
-                }
+            let row = &tx.query(COUNTED_TRIALS_SQL, &[&id, &INTERRUPTED_KEY])?[0];
+            let (number, counted): (i64, i64) = (row.get(0), row.get(1));
+            if budget.is_some_and(|budget| counted as usize >= budget) {
+                return Ok(None);
             }
-            let number: i64 = tx.query("SELECT COUNT(*) FROM trials WHERE study_id = $1", &[&id])?[0].get(0);
             let number = i32::try_from(number).context("a study has more than 2^31 trials")?;
             let start = common::now().naive_utc();
             let trial_id: i32 = tx.query(
@@ -499,6 +572,22 @@ impl Storage for PostgresStorage {
     }
 
     fn set_trial_param(&self, trial_id: i64, name: &str, internal: f64, distribution: &Distribution) -> Result<()> {
+        // One statement for the common case: a new name on a running trial.
+        // Anything else (a repeated name, a finished trial, a bad value) takes
+        // the checked path below, which explains it.
+        if let Ok(id) = i32::try_from(trial_id)
+            && distribution.contains(internal)
+        {
+            let inserted = self.execute_one(
+                "INSERT INTO trial_params (trial_id, param_name, param_value, distribution_json) \
+                 SELECT trial_id, $2, $3, $4 FROM trials WHERE trial_id = $1 AND state IN ('RUNNING', 'WAITING') \
+                 ON CONFLICT (trial_id, param_name) DO NOTHING",
+                &[&id, &name, &internal, &distribution.to_optuna_json()],
+            )?;
+            if inserted == 1 {
+                return Ok(());
+            }
+        }
         self.write(|tx| {
             let (id, _, state) = trial_state(tx, trial_id, true)?;
             let existing = tx.query_opt(
@@ -524,6 +613,9 @@ impl Storage for PostgresStorage {
     }
 
     fn set_trial_user_attr(&self, trial_id: i64, key: &str, value: &Value) -> Result<()> {
+        if self.set_trial_attr_fast("trial_user_attributes", trial_id, key, value)? {
+            return Ok(());
+        }
         self.write(|tx| {
             let (id, _, state) = trial_state(tx, trial_id, true)?;
             common::check_updatable(trial_id, state)?;
@@ -532,6 +624,9 @@ impl Storage for PostgresStorage {
     }
 
     fn set_trial_system_attr(&self, trial_id: i64, key: &str, value: &Value) -> Result<()> {
+        if self.set_trial_attr_fast("trial_system_attributes", trial_id, key, value)? {
+            return Ok(());
+        }
         self.write(|tx| {
             let (id, _, state) = trial_state(tx, trial_id, true)?;
             common::check_updatable(trial_id, state)?;
@@ -571,29 +666,67 @@ impl Storage for PostgresStorage {
     }
 
     fn get_trial(&self, trial_id: i64) -> Result<FrozenTrial> {
+        if let Some(t) = self.finished.lock().unwrap_or_else(|e| e.into_inner()).get(&trial_id) {
+            return Ok(t.clone());
+        }
         let id = key(trial_id, no_trial)?;
-        self.write(|tx| load_trials(tx, "t.trial_id = $1", id)?.pop().ok_or_else(|| no_trial(trial_id)))
+        let trial = self.write(|tx| load_trials(tx, "t.trial_id = $1", id)?.pop().ok_or_else(|| no_trial(trial_id)))?;
+        self.remember_if_finished(&trial);
+        Ok(trial)
     }
 
     fn get_all_trials(&self, study_id: i64) -> Result<Vec<FrozenTrial>> {
-        self.write(|tx| {
-            // One snapshot for the five queries below.
-            tx.tx.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
-            let id = check_study(tx, study_id, false)?;
-            load_trials(tx, "t.study_id = $1", id)
-        })
+        let known: Vec<i32> = self
+            .finished
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .filter_map(|id| i32::try_from(*id).ok())
+            .collect();
+        let id = key(study_id, no_study)?;
+        let (ids, loaded) = self.read(|tx| {
+            // The study (a row with a NULL trial when it has none) and its trials' ids.
+            let rows = tx.query(
+                "SELECT t.trial_id FROM studies s LEFT JOIN trials t ON t.study_id = s.study_id \
+                 WHERE s.study_id = $1 ORDER BY t.number, t.trial_id",
+                &[&id],
+            )?;
+            if rows.is_empty() {
+                return Err(no_study(study_id));
+            }
+            let ids: Vec<i32> = rows.iter().filter_map(|r| r.get::<_, Option<i32>>(0)).collect();
+            if ids.iter().all(|id| known.contains(id)) {
+                return Ok((ids, vec![]));
+            }
+            // Only the trials not already known finished are read in full.
+            let loaded = load_trials_where(tx, "t.study_id = $1 AND t.trial_id <> ALL($2)", id, &known)?;
+            Ok((ids, loaded))
+        })?;
+        let mut loaded: HashMap<i64, FrozenTrial> = loaded.into_iter().map(|t| (t.id, t)).collect();
+        for t in loaded.values() {
+            self.remember_if_finished(t);
+        }
+        let cache = self.finished.lock().unwrap_or_else(|e| e.into_inner());
+        ids.into_iter()
+            .map(|id| {
+                let id = i64::from(id);
+                loaded.remove(&id).or_else(|| cache.get(&id).cloned()).ok_or_else(|| no_trial(id))
+            })
+            .collect()
     }
 
     fn record_heartbeat(&self, trial_id: i64) -> Result<()> {
-        self.write(|tx| {
-            let (id, _, _) = trial_state(tx, trial_id, false)?;
-            tx.execute(
-                "INSERT INTO trial_heartbeats (trial_id, heartbeat) VALUES ($1, clock_timestamp() AT TIME ZONE 'UTC') \
-                 ON CONFLICT (trial_id) DO UPDATE SET heartbeat = excluded.heartbeat",
-                &[&id],
-            )?;
-            Ok(())
-        })
+        let id = key(trial_id, no_trial)?;
+        let written = self.execute_one(
+            "INSERT INTO trial_heartbeats (trial_id, heartbeat) \
+             SELECT trial_id, clock_timestamp() AT TIME ZONE 'UTC' FROM trials WHERE trial_id = $1 \
+             ON CONFLICT (trial_id) DO UPDATE SET heartbeat = excluded.heartbeat",
+            &[&id],
+        )?;
+        if written != 1 {
+            return Err(no_trial(trial_id));
+        }
+        Ok(())
     }
 
     fn fail_stale_trials(&self, study_id: i64, grace: Duration) -> Result<Vec<u64>> {
