@@ -151,7 +151,7 @@ fn killed_worker(url: &str) {
     let dir = tempfile::tempdir().unwrap();
     let study = unique_study("kill");
     let results = dir.path().join("results");
-    let beat = ["--heartbeat-interval", "0.1", "--heartbeat-grace", "1.5"];
+    let beat = ["--heartbeat-interval", "0.1", "--heartbeat-grace", "3"];
     let mut victim = spawn_worker(url, &study, &results, N_TRIALS, 0, &beat);
     let others: Vec<Child> = (1..3).map(|rank| spawn_worker(url, &study, &results, N_TRIALS, rank, &beat)).collect();
 
