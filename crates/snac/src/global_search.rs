@@ -462,8 +462,9 @@ fn others_may_fail(study: &Study, how: &Participation) -> Result<bool> {
     if !how.shared {
         return Ok(false); // the RUNNING trials are this process's own
     }
-    study.storage().fail_stale_trials(study.info().id, how.heartbeat_grace)?;
-    Ok(study.trials()?.iter().any(|t| t.state == TrialState::Running))
+    // A trial failed here frees a place: ask again at once.
+    let failed = study.storage().fail_stale_trials(study.info().id, how.heartbeat_grace)?;
+    Ok(!failed.is_empty() || study.trials()?.iter().any(|t| t.state == TrialState::Running))
 }
 
 /// The trials this process is running, kept alive by a heartbeat thread.

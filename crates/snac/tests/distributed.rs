@@ -198,7 +198,9 @@ fn killed_worker(url: &str) {
     assert!(t.user_attrs["fail_reason"].as_str().unwrap().contains("heartbeat"));
     let counted = trials.iter().filter(|t| counts_against_budget(t)).count();
     assert_eq!(counted, N_TRIALS, "the study completes with exactly n_trials");
-    assert!(trials.iter().all(|t| t.state.is_finished()));
+    let states: Vec<_> =
+        trials.iter().map(|t| (t.number, t.state, t.system_attrs.get("snac:worker").cloned())).collect();
+    assert!(trials.iter().all(|t| t.state.is_finished()), "killed {killed}, victim {victim_pid}: {states:?}");
     let numbers: Vec<u64> = trials.iter().map(|t| t.number).collect();
     assert_eq!(numbers, (0..trials.len() as u64).collect::<Vec<_>>());
     for old in before.iter().filter(|t| t.state == TrialState::Complete) {

@@ -23,7 +23,7 @@ use anyhow::{Context, Result, bail};
 use chrono::NaiveDateTime;
 use postgres::error::SqlState;
 use postgres::types::ToSql;
-use postgres::{Client, Config, IsolationLevel, NoTls, Row, Statement, Transaction};
+use postgres::{Client, Config, NoTls, Row, Statement, Transaction};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
@@ -164,6 +164,26 @@ impl PostgresStorage {
     }
 
     /// Runs one statement outside a transaction (one round trip with a cached
+    /// statement, one snapshot) and returns its rows.
+    fn query_one_statement(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        let mut guard = self.lock()?;
+        let conn = guard.as_mut().expect("lock() connects");
+        let stmt = match conn.statements.get(sql) {
+            Some(stmt) => stmt.clone(),
+            None => {
+                let stmt = conn.client.prepare(sql).with_context(|| format!("preparing `{sql}`"))?;
+                conn.statements.insert(sql.to_string(), stmt.clone());
+                stmt
+            }
+        };
+        conn.client.query(&stmt, params).map_err(|e| {
+            let lost = conn.client.is_closed();
+            let err = anyhow::Error::from(e);
+            if lost { err.context(format!("lost the connection to PostgreSQL at '{}'", self.shown)) } else { err }
+        })
+    }
+
+    /// Runs one statement outside a transaction (one round trip with a cached
     /// statement); returns the number of rows it changed.
     fn execute_one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
         let mut guard = self.lock()?;
@@ -200,31 +220,13 @@ impl PostgresStorage {
     /// Runs `f` in one READ COMMITTED transaction and commits it; a
     /// transaction aborted by a deadlock, a serialization failure or a unique
     /// key that another transaction inserted meanwhile is run again.
-    fn write<T>(&self, f: impl FnMut(&mut Tx) -> Result<T>) -> Result<T> {
-        self.transaction(false, f)
-    }
-
-    /// Runs `f` in one read-only REPEATABLE READ transaction: one snapshot
-    /// for several queries.
-    fn read<T>(&self, f: impl FnMut(&mut Tx) -> Result<T>) -> Result<T> {
-        self.transaction(true, f)
-    }
-
-    fn transaction<T>(&self, snapshot: bool, mut f: impl FnMut(&mut Tx) -> Result<T>) -> Result<T> {
+    fn write<T>(&self, mut f: impl FnMut(&mut Tx) -> Result<T>) -> Result<T> {
         let mut attempt = 0;
         loop {
             let mut guard = self.lock()?;
             let conn = guard.as_mut().expect("lock() connects");
             let result = (|| {
-                let tx = if snapshot {
-                    conn.client
-                        .build_transaction()
-                        .isolation_level(IsolationLevel::RepeatableRead)
-                        .read_only(true)
-                        .start()
-                } else {
-                    conn.client.transaction()
-                };
+                let tx = conn.client.transaction();
                 let tx = tx.with_context(|| format!("'{}': cannot begin", self.shown))?;
                 let mut tx = Tx { tx, statements: &mut conn.statements };
                 let out = f(&mut tx)?;
@@ -365,87 +367,86 @@ fn value_to_stored(v: f64) -> (Option<f64>, &'static str) {
     }
 }
 
-/// Reads the trials selected by `filter` (a condition on table alias `t` with
-/// one parameter `$1`), each with its params, values and attributes.
-fn load_trials(tx: &mut Tx, filter: &str, arg: i32) -> Result<Vec<FrozenTrial>> {
-    load_trials_where(tx, &format!("{filter} AND $2::int4[] IS NOT NULL"), arg, &[])
-}
-
-/// [`load_trials`] with a second parameter `$2`, an array of trial ids.
-fn load_trials_where(tx: &mut Tx, filter: &str, arg: i32, ids: &[i32]) -> Result<Vec<FrozenTrial>> {
-    let mut trials = Vec::new();
-    let mut index = HashMap::new();
-    let sql = format!(
-        "SELECT t.trial_id, t.number, t.state::text, t.datetime_start, t.datetime_complete \
-         FROM trials t WHERE {filter} ORDER BY t.number, t.trial_id"
-    );
-    for r in tx.query(&sql, &[&arg, &ids])? {
-        let id: i32 = r.get(0);
-        let number: Option<i32> = r.get(1);
-        let number = number.with_context(|| format!("trial {id} has no number"))?;
-        let start: Option<NaiveDateTime> = r.get(3);
-        let complete: Option<NaiveDateTime> = r.get(4);
-        index.insert(id, trials.len());
-        trials.push(FrozenTrial {
-            id: id.into(),
-            number: u64::try_from(number).with_context(|| format!("trial {id} has number {number}"))?,
-            state: parse_state(r.get(2))?,
-            params: BTreeMap::new(),
-            values: None,
-            user_attrs: BTreeMap::new(),
-            system_attrs: BTreeMap::new(),
-            datetime_start: start.map(|t| t.and_utc()),
-            datetime_complete: complete.map(|t| t.and_utc()),
-        });
-    }
-    if trials.is_empty() {
-        return Ok(trials);
-    }
-    let join = |cols: &str, table: &str, order: &str| {
+/// The query of [`parse_trial_row`]: the trials selected by `filter` (a
+/// condition on table alias `t` with parameter `$1`), each with its params,
+/// values and attributes as arrays, all in one statement (one round trip, one
+/// snapshot). Trials whose id is in the array `$2` (known finished ones) come
+/// with NULL arrays.
+fn trials_sql(filter: &str) -> String {
+    let detail = |expr: &str, table: &str, order: &str| {
         format!(
-            "SELECT x.trial_id, {cols} FROM {table} x JOIN trials t ON t.trial_id = x.trial_id \
-             WHERE {filter} ORDER BY x.trial_id, {order}"
+            "CASE WHEN t.trial_id = ANY($2) THEN NULL ELSE \
+             ARRAY(SELECT {expr} FROM {table} x WHERE x.trial_id = t.trial_id ORDER BY {order}) END"
         )
     };
-    let sql = join("x.param_name, x.param_value, x.distribution_json", "trial_params", "x.param_id");
-    for r in tx.query(&sql, &[&arg, &ids])? {
-        let id: i32 = r.get(0);
-        let name: String = r.get::<_, Option<String>>(1).unwrap_or_default();
-        let value: Option<f64> = r.get(2);
-        let json: String = r.get::<_, Option<String>>(3).unwrap_or_default();
+    let columns = [
+        detail("x.param_name", "trial_params", "x.param_id"),
+        detail("x.param_value", "trial_params", "x.param_id"),
+        detail("x.distribution_json", "trial_params", "x.param_id"),
+        detail("x.objective", "trial_values", "x.objective"),
+        detail("x.value", "trial_values", "x.objective"),
+        detail("x.value_type::text", "trial_values", "x.objective"),
+        detail("x.key", "trial_user_attributes", "x.key"),
+        detail("x.value_json", "trial_user_attributes", "x.key"),
+        detail("x.key", "trial_system_attributes", "x.key"),
+        detail("x.value_json", "trial_system_attributes", "x.key"),
+    ];
+    format!(
+        "SELECT t.trial_id, t.number, t.state::text, t.datetime_start, t.datetime_complete, {} \
+         FROM trials t WHERE {filter} ORDER BY t.number, t.trial_id",
+        columns.join(", ")
+    )
+}
+
+/// A trial from a row of [`trials_sql`]; `None` for one with NULL arrays.
+fn parse_trial_row(r: &Row) -> Result<Option<FrozenTrial>> {
+    let id: i32 = r.get(0);
+    let Some(names) = r.get::<_, Option<Vec<Option<String>>>>(5) else { return Ok(None) };
+    let number: Option<i32> = r.get(1);
+    let number = number.with_context(|| format!("trial {id} has no number"))?;
+    let start: Option<NaiveDateTime> = r.get(3);
+    let complete: Option<NaiveDateTime> = r.get(4);
+    let mut trial = FrozenTrial {
+        id: id.into(),
+        number: u64::try_from(number).with_context(|| format!("trial {id} has number {number}"))?,
+        state: parse_state(r.get(2))?,
+        params: BTreeMap::new(),
+        values: None,
+        user_attrs: BTreeMap::new(),
+        system_attrs: BTreeMap::new(),
+        datetime_start: start.map(|t| t.and_utc()),
+        datetime_complete: complete.map(|t| t.and_utc()),
+    };
+    let param_values: Vec<Option<f64>> = r.get(6);
+    let distributions: Vec<Option<String>> = r.get(7);
+    for ((name, value), json) in names.into_iter().zip(param_values).zip(distributions) {
+        let name = name.unwrap_or_default();
+        let json = json.unwrap_or_default();
         let dist = Distribution::from_optuna_json(&json).with_context(|| format!("trial {id}, parameter '{name}'"))?;
         let value = value.with_context(|| format!("trial {id}, parameter '{name}' is NULL"))?;
-        trials[index[&id]].params.insert(name, (dist, value));
+        trial.params.insert(name, (dist, value));
     }
-    let sql = join("x.objective, x.value, x.value_type::text", "trial_values", "x.objective");
-    for r in tx.query(&sql, &[&arg, &ids])? {
-        let id: i32 = r.get(0);
-        let objective: i32 = r.get(1);
-        let value =
-            stored_to_value(r.get(2), r.get(3)).with_context(|| format!("trial {id}, objective {objective}"))?;
-        let values = trials[index[&id]].values.get_or_insert_with(Vec::new);
+    let objectives: Vec<i32> = r.get(8);
+    let values: Vec<Option<f64>> = r.get(9);
+    let kinds: Vec<String> = r.get(10);
+    for ((objective, value), kind) in objectives.into_iter().zip(values).zip(kinds) {
+        let value = stored_to_value(value, &kind).with_context(|| format!("trial {id}, objective {objective}"))?;
+        let values = trial.values.get_or_insert_with(Vec::new);
         if objective as usize != values.len() {
             bail!("trial {id}: objective {objective} stored without the ones before it");
         }
         values.push(value);
     }
-    // User and system attributes in one query (one round trip).
-    let sql = format!(
-        "{} UNION ALL {}",
-        join("TRUE AS user_attr, x.key, x.value_json", "trial_user_attributes", "x.key"),
-        join("FALSE AS user_attr, x.key, x.value_json", "trial_system_attributes", "x.key")
-    )
-    .replace(" ORDER BY x.trial_id, x.key", "");
-    for r in tx.query(&sql, &[&arg, &ids])? {
-        let id: i32 = r.get(0);
-        let user: bool = r.get(1);
-        let key: String = r.get::<_, Option<String>>(2).unwrap_or_default();
-        let json: String = r.get::<_, Option<String>>(3).unwrap_or_default();
-        let value = parse_json_lenient(&json).with_context(|| format!("trial {id}, attribute '{key}': {json}"))?;
-        let t = &mut trials[index[&id]];
-        if user { &mut t.user_attrs } else { &mut t.system_attrs }.insert(key, value);
+    for (column, user) in [(11, true), (13, false)] {
+        let keys: Vec<Option<String>> = r.get(column);
+        let jsons: Vec<Option<String>> = r.get(column + 1);
+        for (key, json) in keys.into_iter().zip(jsons) {
+            let (key, json) = (key.unwrap_or_default(), json.unwrap_or_default());
+            let value = parse_json_lenient(&json).with_context(|| format!("trial {id}, attribute '{key}': {json}"))?;
+            if user { &mut trial.user_attrs } else { &mut trial.system_attrs }.insert(key, value);
+        }
     }
-    Ok(trials)
+    Ok(Some(trial))
 }
 
 impl PostgresStorage {
@@ -670,12 +671,15 @@ impl Storage for PostgresStorage {
             return Ok(t.clone());
         }
         let id = key(trial_id, no_trial)?;
-        let trial = self.write(|tx| load_trials(tx, "t.trial_id = $1", id)?.pop().ok_or_else(|| no_trial(trial_id)))?;
+        let none: &[i32] = &[];
+        let rows = self.query_one_statement(&trials_sql("t.trial_id = $1"), &[&id, &none])?;
+        let trial = rows.first().map(parse_trial_row).transpose()?.flatten().ok_or_else(|| no_trial(trial_id))?;
         self.remember_if_finished(&trial);
         Ok(trial)
     }
 
     fn get_all_trials(&self, study_id: i64) -> Result<Vec<FrozenTrial>> {
+        let id = key(study_id, no_study)?;
         let known: Vec<i32> = self
             .finished
             .lock()
@@ -683,36 +687,27 @@ impl Storage for PostgresStorage {
             .keys()
             .filter_map(|id| i32::try_from(*id).ok())
             .collect();
-        let id = key(study_id, no_study)?;
-        let (ids, loaded) = self.read(|tx| {
-            // The study (a row with a NULL trial when it has none) and its trials' ids.
-            let rows = tx.query(
-                "SELECT t.trial_id FROM studies s LEFT JOIN trials t ON t.study_id = s.study_id \
-                 WHERE s.study_id = $1 ORDER BY t.number, t.trial_id",
-                &[&id],
-            )?;
-            if rows.is_empty() {
-                return Err(no_study(study_id));
-            }
-            let ids: Vec<i32> = rows.iter().filter_map(|r| r.get::<_, Option<i32>>(0)).collect();
-            if ids.iter().all(|id| known.contains(id)) {
-                return Ok((ids, vec![]));
-            }
-            // Only the trials not already known finished are read in full.
-            let loaded = load_trials_where(tx, "t.study_id = $1 AND t.trial_id <> ALL($2)", id, &known)?;
-            Ok((ids, loaded))
-        })?;
-        let mut loaded: HashMap<i64, FrozenTrial> = loaded.into_iter().map(|t| (t.id, t)).collect();
-        for t in loaded.values() {
-            self.remember_if_finished(t);
+        // One statement: all trials, in full except those known finished.
+        let rows = self.query_one_statement(&trials_sql("t.study_id = $1"), &[&id, &known])?;
+        if rows.is_empty() {
+            self.write(|tx| check_study(tx, study_id, false))?;
+            return Ok(vec![]);
         }
-        let cache = self.finished.lock().unwrap_or_else(|e| e.into_inner());
-        ids.into_iter()
-            .map(|id| {
-                let id = i64::from(id);
-                loaded.remove(&id).or_else(|| cache.get(&id).cloned()).ok_or_else(|| no_trial(id))
-            })
-            .collect()
+        let mut trials = Vec::with_capacity(rows.len());
+        for row in &rows {
+            match parse_trial_row(row)? {
+                Some(trial) => {
+                    self.remember_if_finished(&trial);
+                    trials.push(trial);
+                }
+                None => {
+                    let trial_id = i64::from(row.get::<_, i32>(0));
+                    let cache = self.finished.lock().unwrap_or_else(|e| e.into_inner());
+                    trials.push(cache.get(&trial_id).cloned().ok_or_else(|| no_trial(trial_id))?);
+                }
+            }
+        }
+        Ok(trials)
     }
 
     fn record_heartbeat(&self, trial_id: i64) -> Result<()> {
