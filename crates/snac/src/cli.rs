@@ -18,6 +18,13 @@ pub enum Command {
     Run(RunArgs),
     /// Run the global architecture search only.
     Search(RunArgs),
+    /// One worker of a study shared by many processes (nodes of a SLURM job,
+    /// or several on one machine): runs trials until the study as a whole has
+    /// `n_trials`. Needs --storage (PostgreSQL for many nodes, SQLite for one).
+    Worker(WorkerArgs),
+    /// Write the CSV, the trial YAMLs and the best model of a study from its
+    /// storage (no merging of per-worker files needed).
+    Results(ResultsArgs),
     /// Local search: QAT at each precision pair plus iterative magnitude
     /// pruning with lottery-ticket rewinding, from the best global-search
     /// architecture (or --arch).
@@ -56,6 +63,28 @@ pub struct RunArgs {
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub overrides: OverrideArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Seconds between heartbeats of the running trials.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub heartbeat_interval: f64,
+    /// A RUNNING trial without a heartbeat for this many seconds belongs to a
+    /// dead worker: it is FAILed and another trial takes its place.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    pub heartbeat_grace: f64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ResultsArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Folder for the CSV, trial_yamls/ and best_model_for_local_search.yaml.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -138,6 +167,13 @@ pub struct OverrideArgs {
     /// Trials run side by side (default: number of cores).
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
+    /// Study storage (overrides `search.storage`): sqlite:///path.db,
+    /// postgresql://user[:password]@host[:port]/db, or memory:.
+    #[arg(long, value_name = "URL")]
+    pub storage: Option<String>,
+    /// Study name in the storage (overrides `search.study_name`; default "snac").
+    #[arg(long, value_name = "NAME")]
+    pub study: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]

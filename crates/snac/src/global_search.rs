@@ -5,6 +5,12 @@
 //! as FAIL with its reason and the search goes on. Every finished trial is in
 //! the storage before its CSV row is written, so a killed run resumes with
 //! `snac run` again and loses nothing.
+//!
+//! Several processes (`snac worker`, on one machine or many) may share one
+//! study in a database: each draws trials until the study as a whole holds
+//! `n_trials` (the count and the new trial are one transaction), beats a
+//! heartbeat for its running trials, and fails the trials of workers whose
+//! heartbeat went stale, so another trial takes their place.
 
 use crate::outputs::{self, CsvLog};
 use anyhow::{Context, Result, bail};
@@ -20,14 +26,59 @@ use snac_core::search::nsga2::NsgaIISampler;
 use snac_core::search::random::RandomSampler;
 use snac_core::search::{CONSTRAINTS_KEY, Direction, FrozenTrial, Sampler, Study, Trial, TrialState};
 use snac_core::space::{self, SpaceSpec};
-use snac_core::storage::{self, Storage};
+use snac_core::storage::{self, INTERRUPTED_KEY, Storage, counts_against_budget};
+use std::collections::BTreeSet;
 use std::fs::File;
-use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-/// System attribute marking a trial failed because its process died.
-const INTERRUPTED_KEY: &str = "snac:interrupted";
+/// System attribute naming the process that ran a trial (host, pid, and the
+/// SLURM rank when there is one).
+pub const WORKER_KEY: &str = "snac:worker";
+
+/// How this process takes part in its study.
+#[derive(Clone, Debug)]
+pub struct Participation {
+    /// Other processes may run the same study (an explicit storage, or `snac
+    /// worker`): a RUNNING trial is someone else's until its heartbeat goes
+    /// stale. Otherwise the study is this results dir's own, and a RUNNING
+    /// trial found at the start was left by a process that died.
+    pub shared: bool,
+    /// `snac worker`: no results-dir lock (the workers share the folder) and
+    /// a CSV of this worker's own trials, `*_rank{SLURM_PROCID}.csv`.
+    pub worker: bool,
+    pub heartbeat_interval: Duration,
+    /// A RUNNING trial without a heartbeat for this long is FAILed.
+    pub heartbeat_grace: Duration,
+}
+
+impl Participation {
+    /// `snac run`/`search`: shared when the config or `--storage` names a storage.
+    pub fn for_run(setup: &SearchSetup) -> Participation {
+        Participation {
+            shared: setup.experiment.search.storage.is_some(),
+            worker: false,
+            heartbeat_interval: Duration::from_secs(10),
+            heartbeat_grace: Duration::from_secs(60),
+        }
+    }
+}
+
+/// This process's rank in a SLURM job, if it is one.
+pub fn slurm_rank() -> Option<String> {
+    std::env::var("SLURM_PROCID").ok().filter(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// Who runs a trial: stored with it, so a stale trial names its worker.
+fn worker_identity() -> Value {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_default();
+    json!({"host": host, "pid": std::process::id(), "rank": slurm_rank()})
+}
 
 /// Everything a trial needs, prepared once per search.
 pub struct SearchSetup {
@@ -125,10 +176,7 @@ impl SearchSetup {
 
     /// Whether trials need an FPGA estimate.
     pub fn wants_hardware(&self) -> bool {
-        let search = &self.experiment.search;
-        search.use_hardware_metrics
-            || self.objectives.iter().any(|(o, _)| o.is_hardware())
-            || search.constraints.iter().any(|(c, _)| c.is_hardware())
+        wants_hardware(&self.experiment)
     }
 
     pub fn directions(&self) -> Vec<Direction> {
@@ -161,6 +209,14 @@ impl SearchSetup {
             }),
         }
     }
+}
+
+/// Whether an experiment's trials need an FPGA estimate.
+pub fn wants_hardware(experiment: &Experiment) -> bool {
+    let search = &experiment.search;
+    search.use_hardware_metrics
+        || search.objectives.iter().any(|(o, _)| o.is_hardware())
+        || search.constraints.iter().any(|(c, _)| c.is_hardware())
 }
 
 /// What one trial produced.
@@ -290,21 +346,30 @@ pub struct SearchSummary {
 }
 
 /// Runs the global search of `setup` in `results_dir`.
-pub fn run(setup: &SearchSetup, results_dir: &Path, show_progress: bool) -> Result<SearchSummary> {
+pub fn run(setup: &SearchSetup, results_dir: &Path, show_progress: bool, how: &Participation) -> Result<SearchSummary> {
     std::fs::create_dir_all(results_dir).with_context(|| format!("creating {}", results_dir.display()))?;
     let lock_path = results_dir.join(".snac.lock");
-    let lock = File::create(&lock_path).with_context(|| format!("creating {}", lock_path.display()))?;
-    lock.try_lock().map_err(|_| {
-        anyhow::anyhow!(
-            "another snac process is running in {} (it holds {}); wait for it or use --results-dir",
-            results_dir.display(),
-            lock_path.display()
-        )
-    })?;
+    let _lock = if how.worker {
+        None
+    } else {
+        let lock = File::create(&lock_path).with_context(|| format!("creating {}", lock_path.display()))?;
+        lock.try_lock().map_err(|_| {
+            anyhow::anyhow!(
+                "another snac process is running in {} (it holds {}); wait for it or use --results-dir \
+                 (to share one study between processes, use `snac worker`)",
+                results_dir.display(),
+                lock_path.display()
+            )
+        })?;
+        Some(lock)
+    };
 
     let search = &setup.experiment.search;
     let storage: Arc<dyn Storage> = match &search.storage {
         Some(url) => storage::open(url)?,
+        None if how.shared => {
+            bail!("a shared study needs a storage: give --storage URL (or search.storage in the config)")
+        }
         None => storage::open(&results_dir.join("study.db").to_string_lossy())?,
     };
     let study_name = search.study_name.clone().unwrap_or_else(|| "snac".to_string());
@@ -312,9 +377,15 @@ pub fn run(setup: &SearchSetup, results_dir: &Path, show_progress: bool) -> Resu
         .with_context(|| format!("opening study '{study_name}'"))?;
     crate::report::record_objectives(setup, &study)?;
 
-    // We hold the lock, so RUNNING trials belong to a process that died.
+    // We hold the lock of the study's own results dir, so RUNNING trials
+    // belong to a process that died. In a shared study, only those whose
+    // heartbeat is stale do.
     let mut interrupted = Vec::new();
-    for trial in study.trials()?.iter().filter(|t| t.state == TrialState::Running) {
+    if how.shared {
+        interrupted = study.storage().fail_stale_trials(study.info().id, how.heartbeat_grace)?;
+    }
+    let running = if how.shared { vec![] } else { study.trials()? };
+    for trial in running.iter().filter(|t| t.state == TrialState::Running) {
         storage.set_trial_system_attr(trial.id, INTERRUPTED_KEY, &Value::Bool(true))?;
         storage.set_trial_user_attr(
             trial.id,
@@ -324,9 +395,8 @@ pub fn run(setup: &SearchSetup, results_dir: &Path, show_progress: bool) -> Resu
         storage.finish_trial(trial.id, TrialState::Fail, None)?;
         interrupted.push(trial.number);
     }
-    let counted = |t: &FrozenTrial| t.state.is_finished() && !t.system_attrs.contains_key(INTERRUPTED_KEY);
     let existing = study.trials()?;
-    let done_before = existing.iter().filter(|t| counted(t)).count();
+    let done_before = existing.iter().filter(|t| counts_against_budget(t)).count();
     let to_run = search.n_trials.saturating_sub(done_before);
     if done_before > 0 || !interrupted.is_empty() {
         eprintln!(
@@ -344,7 +414,22 @@ pub fn run(setup: &SearchSetup, results_dir: &Path, show_progress: bool) -> Resu
         );
     }
 
-    let csv = Mutex::new(CsvLog::rebuild(results_dir, setup, &existing)?);
+    let csv = if how.worker {
+        // This worker's own trials (those of its rank, when it has one).
+        let path = rank_csv_path(results_dir, setup);
+        let rank = slurm_rank();
+        let mine: Vec<FrozenTrial> = existing
+            .iter()
+            .filter(|t| {
+                rank.is_some() && t.system_attrs.get(WORKER_KEY).and_then(|w| w.get("rank")) == Some(&json!(rank))
+            })
+            .cloned()
+            .collect();
+        CsvLog::rebuild_at(path, setup, &mine)?
+    } else {
+        CsvLog::rebuild(results_dir, setup, &existing)?
+    };
+    let csv = Mutex::new(csv);
     let workers = search.workers.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     let workers = workers.min(to_run.max(1));
     let bar = if show_progress { ProgressBar::new(to_run as u64) } else { ProgressBar::hidden() };
@@ -356,24 +441,53 @@ pub fn run(setup: &SearchSetup, results_dir: &Path, show_progress: bool) -> Resu
     // order is total, so the best of (best, new) is the best of all).
     let best_so_far = Mutex::new(outputs::best_by_accuracy(&existing));
     bar.set_message(best_message(best_so_far.lock().unwrap().as_ref()));
-    let remaining = AtomicUsize::new(to_run);
     let failures = AtomicUsize::new(0);
     let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
     let live_report = crate::report::LiveReport::new(results_dir);
+    let running = Running { ids: Mutex::new(BTreeSet::new()), identity: worker_identity() };
+    let done = AtomicBool::new(false);
 
     std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| {
-                while remaining.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
-                    if let Err(err) = run_one(setup, &study, results_dir, &csv, &best_so_far, &bar, &failures) {
+        scope.spawn(|| running.beat(study.storage().as_ref(), how.heartbeat_interval, &done));
+        let threads: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let result = (|| -> Result<()> {
+                        loop {
+                            // The budget is the study's: other threads and processes draw from it too.
+                            match study.ask_within(Some(search.n_trials))? {
+                                Some(trial) => {
+                                    run_one(
+                                        setup,
+                                        &study,
+                                        trial,
+                                        results_dir,
+                                        &csv,
+                                        &best_so_far,
+                                        &bar,
+                                        &failures,
+                                        &running,
+                                    )?;
+                                    live_report.after_trial(setup, &study, results_dir);
+                                }
+                                None if others_may_fail(&study, how)? => {
+                                    std::thread::sleep(how.heartbeat_interval.min(Duration::from_secs(1)))
+                                }
+                                None => return Ok(()),
+                            }
+                        }
+                    })();
+                    if let Err(err) = result {
                         // Storage errors end this worker; trial errors never get here.
                         first_error.lock().unwrap().get_or_insert(err);
-                        return;
                     }
-                    live_report.after_trial(setup, &study, results_dir);
-                }
-            });
+                })
+            })
+            .collect();
+        for thread in threads {
+            let _ = thread.join();
         }
+        done.store(true, Ordering::SeqCst);
     });
     bar.finish_and_clear();
     if let Some(err) = first_error.into_inner().unwrap() {
@@ -399,16 +513,79 @@ pub fn run(setup: &SearchSetup, results_dir: &Path, show_progress: bool) -> Resu
     Ok(SearchSummary { trials, best })
 }
 
+/// The budget is used up. In a shared study, trials still RUNNING elsewhere
+/// may yet fail stale and free their place: this fails the stale ones and
+/// says whether to wait and ask again.
+fn others_may_fail(study: &Study, how: &Participation) -> Result<bool> {
+    if !how.shared {
+        return Ok(false); // the RUNNING trials are this process's own
+    }
+    // A trial failed here frees a place: ask again at once.
+    let failed = study.storage().fail_stale_trials(study.info().id, how.heartbeat_grace)?;
+    Ok(!failed.is_empty() || study.trials()?.iter().any(|t| t.state == TrialState::Running))
+}
+
+/// The trials this process is running, kept alive by a heartbeat thread.
+struct Running {
+    ids: Mutex<BTreeSet<i64>>,
+    identity: Value,
+}
+
+impl Running {
+    fn start(&self, storage: &dyn Storage, trial: &Trial) -> Result<()> {
+        storage.set_trial_system_attr(trial.id, WORKER_KEY, &self.identity)?;
+        storage.record_heartbeat(trial.id)?;
+        self.ids.lock().unwrap().insert(trial.id);
+        Ok(())
+    }
+
+    fn stop(&self, trial_id: i64) {
+        self.ids.lock().unwrap().remove(&trial_id);
+    }
+
+    /// Records a heartbeat for every running trial each `interval`, until `done`.
+    fn beat(&self, storage: &dyn Storage, interval: Duration, done: &AtomicBool) {
+        let step = Duration::from_millis(20).min(interval);
+        let mut since = Duration::ZERO;
+        while !done.load(Ordering::SeqCst) {
+            std::thread::sleep(step);
+            since += step;
+            if since < interval {
+                continue;
+            }
+            since = Duration::ZERO;
+            let ids: Vec<i64> = self.ids.lock().unwrap().iter().copied().collect();
+            for id in ids {
+                if let Err(err) = storage.record_heartbeat(id) {
+                    eprintln!("warning: heartbeat of trial id {id} not recorded: {err:#}");
+                }
+            }
+        }
+    }
+}
+
+/// `{csv name}_rank{SLURM_PROCID}.csv` (SNAC-Pack's per-rank files), or
+/// `_pid{pid}` outside SLURM.
+pub fn rank_csv_path(results_dir: &Path, setup: &SearchSetup) -> PathBuf {
+    let name = outputs::csv_name(setup.experiment.search.model_type);
+    let stem = name.trim_end_matches(".csv");
+    let suffix = slurm_rank().map_or_else(|| format!("pid{}", std::process::id()), |r| format!("rank{r}"));
+    results_dir.join(format!("{stem}_{suffix}.csv"))
+}
+
+#[allow(clippy::too_many_arguments)]
 fn run_one(
     setup: &SearchSetup,
     study: &Study,
+    mut trial: Trial,
     results_dir: &Path,
     csv: &Mutex<CsvLog>,
     best_so_far: &Mutex<Option<FrozenTrial>>,
     bar: &ProgressBar,
     failures: &AtomicUsize,
+    running: &Running,
 ) -> Result<()> {
-    let mut trial = study.ask()?;
+    running.start(study.storage().as_ref(), &trial)?;
     let outcome = evaluate_trial(setup, &mut trial);
     let told = match &outcome {
         Ok(result) => {
@@ -430,6 +607,7 @@ fn run_one(
             study.tell(trial.id, Err(format!("{err:#}")))?
         }
     };
+    running.stop(trial.id);
     if !told {
         bar.println(format!("trial {} was marked finished by someone else; its result was not stored", trial.number));
     }

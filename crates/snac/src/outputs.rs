@@ -6,7 +6,7 @@ use crate::global_search::{SearchSetup, TrialResult, completed};
 use anyhow::{Context, Result};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::{Map, Value, json};
-use snac_core::config::{ModelType, Objective};
+use snac_core::config::{Experiment, ModelType, Objective};
 use snac_core::search::{FAIL_REASON_KEY, FrozenTrial, TrialState, pareto};
 use snac_core::trial_yaml::{ArchitectureYaml, Metadata, TrialYaml};
 use std::fs::OpenOptions;
@@ -74,11 +74,21 @@ impl CsvLog {
     /// Rewrites the CSV from the storage (so rows lost to a kill come back),
     /// then returns a log that appends.
     pub fn rebuild(results_dir: &Path, setup: &SearchSetup, trials: &[FrozenTrial]) -> Result<CsvLog> {
+        Self::rebuild_at(results_dir.join(csv_name(setup.experiment.search.model_type)), setup, trials)
+    }
+
+    /// [`rebuild`](Self::rebuild) at another path (a worker's per-rank CSV).
+    pub fn rebuild_at(path: PathBuf, setup: &SearchSetup, trials: &[FrozenTrial]) -> Result<CsvLog> {
+        Self::write_new(path, &setup.experiment, trials)
+    }
+
+    /// Writes the CSV of `trials` for an experiment (no dataset needed).
+    pub fn write_new(path: PathBuf, experiment: &Experiment, trials: &[FrozenTrial]) -> Result<CsvLog> {
         let log = CsvLog {
-            path: results_dir.join(csv_name(setup.experiment.search.model_type)),
-            hardware: setup.wants_hardware(),
-            constrained: !setup.experiment.search.constraints.is_empty(),
-            folds: setup.folds.is_some(),
+            path,
+            hardware: crate::global_search::wants_hardware(experiment),
+            constrained: !experiment.search.constraints.is_empty(),
+            folds: experiment.search.n_folds > 1,
         };
         let mut writer = csv::Writer::from_writer(Vec::new());
         writer.write_record(log.header())?;
@@ -156,6 +166,26 @@ pub fn best_by_accuracy(trials: &[FrozenTrial]) -> Option<FrozenTrial> {
         completed(trials).collect()
     };
     pool.into_iter().max_by(|a, b| accuracy(a).total_cmp(&accuracy(b)).then(bops(b).total_cmp(&bops(a)))).cloned()
+}
+
+/// The trial YAML of a completed trial, rebuilt from what the storage keeps
+/// (`snac results`); `None` for a trial without a stored architecture.
+pub fn stored_trial_yaml(trial: &FrozenTrial) -> Result<Option<TrialYaml>> {
+    let Some(architecture) = trial.user_attrs.get("architecture").cloned() else { return Ok(None) };
+    let architecture: ArchitectureYaml =
+        serde_json::from_value(architecture).with_context(|| format!("trial {}: stored architecture", trial.number))?;
+    let extra = Map::from_iter(
+        ["params", "val_loss"].map(|k| (k.to_string(), trial.user_attrs.get(k).cloned().unwrap_or(Value::Null))),
+    );
+    Ok(Some(TrialYaml {
+        metadata: Metadata {
+            trial_id: trial.number,
+            global_search_accuracy: accuracy(trial),
+            global_search_bops: bops(trial),
+            extra,
+        },
+        architecture,
+    }))
 }
 
 /// Writes `best_model_for_local_search.yaml` from the best trial.

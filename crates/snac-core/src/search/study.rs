@@ -62,7 +62,17 @@ impl Study {
     /// Starts a new trial: creates it RUNNING in the storage and lets the
     /// sampler fix what it wants up front.
     pub fn ask(&self) -> Result<Trial> {
-        let (id, number) = self.storage.create_trial(self.info.id)?;
+        self.ask_within(None)?.context("a trial without a budget was refused")
+    }
+
+    /// Like [`ask`](Self::ask), but only while fewer than `budget` trials of
+    /// the study count against it (see
+    /// [`counts_against_budget`](crate::storage::counts_against_budget));
+    /// `None` when the budget is used up, by any worker of the study.
+    pub fn ask_within(&self, budget: Option<usize>) -> Result<Option<Trial>> {
+        let Some((id, number)) = self.storage.create_trial_within(self.info.id, budget)? else {
+            return Ok(None);
+        };
         let trials = self.trials()?;
         let mut rng = trial_rng(self.seed, number);
         let view = StudyView { directions: &self.info.directions, trials: &trials };
@@ -70,7 +80,7 @@ impl Study {
         for (key, value) in &system_attrs {
             self.storage.set_trial_system_attr(id, key, value)?;
         }
-        Ok(Trial {
+        Ok(Some(Trial {
             storage: self.storage.clone(),
             sampler: self.sampler.clone(),
             directions: self.info.directions.clone(),
@@ -80,7 +90,7 @@ impl Study {
             snapshot: trials,
             rng,
             params: BTreeMap::new(),
-        })
+        }))
     }
 
     /// Finishes a trial: COMPLETE with its values, or FAIL with the reason.

@@ -111,6 +111,13 @@ pub fn check_updatable(trial_id: i64, state: TrialState) -> Result<()> {
     Ok(())
 }
 
+/// The `fail_reason` of a trial failed by [`Storage::fail_stale_trials`](super::Storage::fail_stale_trials).
+pub fn stale_reason(grace_s: f64) -> String {
+    format!(
+        "interrupted: no heartbeat from its worker for more than {grace_s} s (the process died or lost the storage)"
+    )
+}
+
 pub fn no_study(study_id: i64) -> anyhow::Error {
     anyhow::anyhow!("no study with id {study_id} in this storage")
 }

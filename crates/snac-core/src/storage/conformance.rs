@@ -3,7 +3,7 @@
 //! and `suite!` instantiates all of them for every backend, so the backends
 //! cannot drift apart.
 
-use super::{MemoryStorage, SqliteStorage, Storage};
+use super::{MemoryStorage, PostgresStorage, SqliteStorage, Storage};
 use crate::search::{Direction, Distribution, FrozenTrial, TrialState};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -23,13 +23,57 @@ struct Fixture {
     /// every handle and opens the data anew, as a new process would.
     durable: bool,
     _dir: Option<tempfile::TempDir>,
+    /// Dropped last: removes a PostgreSQL test schema.
+    _schema: Option<Arc<PgSchema>>,
+}
+
+/// A PostgreSQL schema of its own for one test (so tests run in parallel on
+/// one database), dropped with everything in it at the end.
+pub(super) struct PgSchema {
+    pub config: ::postgres::Config,
+    pub name: String,
+}
+
+impl PgSchema {
+    /// A new, empty schema in the database of `$SNAC_PG_URL`; `None` (after
+    /// `missing_test_dependency`) when the variable is not set.
+    pub fn create() -> Option<PgSchema> {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let Ok(url) = std::env::var("SNAC_PG_URL") else {
+            crate::missing_test_dependency("SNAC_PG_URL is not set (a PostgreSQL database for the storage tests)");
+            return None;
+        };
+        let config: ::postgres::Config = url.parse().unwrap();
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        // An identifier we make up, not a value: DDL takes no parameters.
+        let name = format!("snac_test_{}_{n}_{nanos}", std::process::id());
+        let mut client = config.connect(::postgres::NoTls).unwrap();
+        client.batch_execute(&format!("CREATE SCHEMA {name}")).unwrap();
+        Some(PgSchema { config, name })
+    }
+
+    /// A new connection whose tables live in this schema.
+    pub fn open(&self) -> PostgresStorage {
+        let mut config = self.config.clone();
+        config.options(&format!("-c search_path={}", self.name));
+        PostgresStorage::with_config(config, format!("$SNAC_PG_URL, schema {}", self.name)).unwrap()
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        if let Ok(mut client) = self.config.connect(::postgres::NoTls) {
+            let _ = client.batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name));
+        }
+    }
 }
 
 impl Fixture {
     fn memory() -> Fixture {
         let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
         let shared = storage.clone();
-        Fixture { storage, connect: Box::new(move || shared.clone()), durable: false, _dir: None }
+        Fixture { storage, connect: Box::new(move || shared.clone()), durable: false, _dir: None, _schema: None }
     }
 
     fn sqlite() -> Fixture {
@@ -37,7 +81,15 @@ impl Fixture {
         let path: PathBuf = dir.path().join("study.db");
         let storage: Arc<dyn Storage> = Arc::new(SqliteStorage::open(&path).unwrap());
         let connect = Box::new(move || Arc::new(SqliteStorage::open(&path).unwrap()) as Arc<dyn Storage>);
-        Fixture { storage, connect, durable: true, _dir: Some(dir) }
+        Fixture { storage, connect, durable: true, _dir: Some(dir), _schema: None }
+    }
+
+    fn postgres() -> Option<Fixture> {
+        let schema = Arc::new(PgSchema::create()?);
+        let storage: Arc<dyn Storage> = Arc::new(schema.open());
+        let shared = schema.clone();
+        let connect = Box::new(move || Arc::new(shared.open()) as Arc<dyn Storage>);
+        Some(Fixture { storage, connect, durable: true, _dir: None, _schema: Some(schema) })
     }
 
     /// A "process restart": for a file, every connection is closed and the
@@ -57,6 +109,9 @@ macro_rules! suite {
         }
         mod sqlite {
             $( #[test] fn $test() { super::$test(super::Fixture::sqlite()) } )*
+        }
+        mod postgres {
+            $( #[test] fn $test() { if let Some(f) = super::Fixture::postgres() { super::$test(f) } } )*
         }
     };
 }
@@ -78,6 +133,7 @@ suite!(
     heartbeats_and_stale_trials,
     unknown_ids_are_errors,
     concurrent_trial_creation,
+    budget_is_study_wide_and_exact,
     restart_keeps_everything,
 );
 
@@ -377,6 +433,9 @@ fn heartbeats_and_stale_trials(f: Fixture) {
         let t = state(id);
         assert_eq!((t.state, t.values.clone()), (TrialState::Fail, None));
         assert!(t.datetime_complete.is_some());
+        assert_eq!(t.system_attrs[super::INTERRUPTED_KEY], json!(true));
+        assert!(t.user_attrs[super::FAIL_REASON_KEY].as_str().unwrap().contains("heartbeat"));
+        assert!(!super::counts_against_budget(&t));
         // The dead worker comes back: its result is refused.
         assert!(!s.finish_trial(id, TrialState::Complete, Some(&[0.0])).unwrap());
     }
@@ -442,6 +501,47 @@ fn concurrent_trial_creation(f: Fixture) {
     }
 }
 
+/// Workers with their own connections draw trials within one budget: the
+/// study ends with exactly that many counted trials; an interrupted trial
+/// frees its place.
+fn budget_is_study_wide_and_exact(f: Fixture) {
+    const WORKERS: usize = 6;
+    const BUDGET: usize = 25;
+    let s = &f.storage;
+    let st = s.create_or_load_study("a", &[Minimize]).unwrap();
+    let other = s.create_or_load_study("b", &[Minimize]).unwrap();
+    s.create_trial(other.id).unwrap(); // another study's trials do not count
+    let dead = s.create_trial_within(st.id, Some(BUDGET)).unwrap().unwrap().0;
+    let (failed, _) = s.create_trial(st.id).unwrap();
+    s.finish_trial(failed, TrialState::Fail, None).unwrap(); // an ordinary FAIL counts
+    thread::sleep(Duration::from_millis(20));
+    assert_eq!(s.fail_stale_trials(st.id, Duration::from_millis(10)).unwrap(), [0]); // `dead` frees its place
+    let mine: Vec<usize> = thread::scope(|scope| {
+        let handles: Vec<_> = (0..WORKERS)
+            .map(|_| {
+                let s = (*f.connect)();
+                scope.spawn(move || {
+                    let mut n = 0;
+                    while let Some((id, number)) = s.create_trial_within(st.id, Some(BUDGET)).unwrap() {
+                        assert!(s.finish_trial(id, TrialState::Complete, Some(&[number as f64])).unwrap());
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(mine.iter().sum::<usize>(), BUDGET - 1, "{mine:?}");
+    let trials = s.get_all_trials(st.id).unwrap();
+    assert_eq!(trials.len(), BUDGET + 1);
+    assert_eq!(trials.iter().filter(|t| super::counts_against_budget(t)).count(), BUDGET);
+    assert!(!super::counts_against_budget(&s.get_trial(dead).unwrap()));
+    assert_eq!(s.create_trial_within(st.id, Some(BUDGET)).unwrap(), None);
+    assert!(s.create_trial_within(st.id, Some(BUDGET + 1)).unwrap().is_some());
+    assert!(err_text(s.create_trial_within(st.id + 1000, Some(1))).contains(&(st.id + 1000).to_string()));
+}
+
 fn restart_keeps_everything(mut f: Fixture) {
     let st = f.storage.create_or_load_study("nas", &[Maximize, Minimize]).unwrap();
     f.storage.set_study_user_attr(st.id, "config", &json!({"epochs": 3})).unwrap();
@@ -489,7 +589,7 @@ fn open_understands_optunas_urls() {
     super::open(plain.to_str().unwrap()).unwrap();
     assert!(plain.exists());
     assert!(super::open("memory:").unwrap().list_studies().unwrap().is_empty());
-    for bad in ["sqlite://host/x.db", "postgresql://u@h/db", "redis://x"] {
+    for bad in ["sqlite://host/x.db", "postgresql://u@127.0.0.1:1/db", "redis://x"] {
         assert!(format!("{:#}", super::open(bad).err().unwrap()).contains(bad), "{bad}");
     }
 }

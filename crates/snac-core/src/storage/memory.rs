@@ -103,9 +103,17 @@ impl Storage for MemoryStorage {
         Ok(inner.study(study_id)?.user_attrs.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
     }
 
-    fn create_trial(&self, study_id: i64) -> Result<(i64, u64)> {
+    fn create_trial_within(&self, study_id: i64, budget: Option<usize>) -> Result<Option<(i64, u64)>> {
         let mut inner = self.lock();
-        let number = inner.study(study_id)?.trial_ids.len() as u64;
+        let study = inner.study(study_id)?;
+        let number = study.trial_ids.len() as u64;
+        if let Some(budget) = budget {
+            let counted =
+                study.trial_ids.iter().filter(|id| super::counts_against_budget(&inner.trials[id].trial)).count();
+            if counted >= budget {
+                return Ok(None);
+            }
+        }
         inner.last_trial_id += 1;
         let id = inner.last_trial_id;
         let trial = FrozenTrial {
@@ -121,7 +129,7 @@ impl Storage for MemoryStorage {
         };
         inner.trials.insert(id, TrialRec { study_id, trial, heartbeat: None });
         inner.studies.get_mut(&study_id).expect("checked above").trial_ids.push(id);
-        Ok((id, number))
+        Ok(Some((id, number)))
     }
 
     fn set_trial_param(&self, trial_id: i64, name: &str, internal: f64, distribution: &Distribution) -> Result<()> {
@@ -187,6 +195,7 @@ impl Storage for MemoryStorage {
         let mut inner = self.lock();
         let ids = inner.study(study_id)?.trial_ids.clone();
         let now = common::now();
+        let grace_s = grace.as_secs_f64();
         let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
         let mut failed = vec![];
         for id in ids {
@@ -196,6 +205,8 @@ impl Storage for MemoryStorage {
             if rec.trial.state == TrialState::Running && stale {
                 rec.trial.state = TrialState::Fail;
                 rec.trial.datetime_complete = Some(now);
+                rec.trial.system_attrs.insert(super::INTERRUPTED_KEY.into(), Value::Bool(true));
+                rec.trial.user_attrs.insert(super::FAIL_REASON_KEY.into(), Value::from(common::stale_reason(grace_s)));
                 failed.push(rec.trial.number);
             }
         }

@@ -1,6 +1,6 @@
-//! Where a study lives: the [`Storage`] trait and its backends (in memory, and
-//! an SQLite file in Optuna's RDB schema). Every backend passes the same
-//! conformance suite (`conformance.rs`).
+//! Where a study lives: the [`Storage`] trait and its backends (in memory, an
+//! SQLite file, and a PostgreSQL database, both in Optuna's RDB schema). Every
+//! backend passes the same conformance suite (`conformance.rs`).
 //!
 //! A storage is the only shared state of a search: samplers and workers read
 //! the study from it, so a killed process loses nothing that was told.
@@ -8,20 +8,35 @@
 mod common;
 mod memory;
 mod optuna_json;
+mod postgres;
 mod sqlite;
 
 #[cfg(test)]
 mod conformance;
 
 pub use memory::MemoryStorage;
+pub use postgres::PostgresStorage;
 pub use sqlite::SqliteStorage;
 
+pub use crate::search::FAIL_REASON_KEY;
 use crate::search::{Direction, Distribution, FrozenTrial, TrialState};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// System attribute (value `true`) of a trial that FAILed because its worker
+/// stopped: its heartbeat went stale, or its process was found dead. Such a
+/// trial does not count against a trial budget, so another takes its place.
+pub const INTERRUPTED_KEY: &str = "snac:interrupted";
+
+/// Whether a trial takes a place in a study's `n_trials` budget: every trial
+/// except one FAILed as interrupted (RUNNING and WAITING ones count: they
+/// hold their place while they run).
+pub fn counts_against_budget(trial: &FrozenTrial) -> bool {
+    !(trial.state == TrialState::Fail && trial.system_attrs.get(INTERRUPTED_KEY) == Some(&Value::Bool(true)))
+}
 
 /// Identity of a study in a storage.
 #[derive(Clone, Debug, PartialEq)]
@@ -56,7 +71,16 @@ pub trait Storage: Send + Sync {
     fn study_user_attrs(&self, study_id: i64) -> Result<Vec<(String, Value)>>;
 
     /// Creates a RUNNING trial with the next free number; returns (id, number).
-    fn create_trial(&self, study_id: i64) -> Result<(i64, u64)>;
+    fn create_trial(&self, study_id: i64) -> Result<(i64, u64)> {
+        self.create_trial_within(study_id, None)?
+            .with_context(|| format!("study {study_id}: the storage refused a trial without a budget"))
+    }
+
+    /// Like [`create_trial`](Self::create_trial), but only while fewer than
+    /// `budget` trials of the study [count against it](counts_against_budget);
+    /// `None` when the budget is used up. The count and the insert are one
+    /// atomic step, so workers sharing a study never overshoot it.
+    fn create_trial_within(&self, study_id: i64, budget: Option<usize>) -> Result<Option<(i64, u64)>>;
 
     fn set_trial_param(&self, trial_id: i64, name: &str, internal: f64, distribution: &Distribution) -> Result<()>;
     fn set_trial_user_attr(&self, trial_id: i64, key: &str, value: &Value) -> Result<()>;
@@ -76,12 +100,19 @@ pub trait Storage: Send + Sync {
     fn record_heartbeat(&self, trial_id: i64) -> Result<()>;
 
     /// Marks RUNNING trials whose last heartbeat (or start, if none) is older
-    /// than `grace` as FAIL; returns their numbers.
+    /// than `grace` as FAIL, with system attribute [`INTERRUPTED_KEY`] and a
+    /// `fail_reason` user attribute; returns their numbers.
     fn fail_stale_trials(&self, study_id: i64, grace: Duration) -> Result<Vec<u64>>;
 }
 
+/// A storage URL fit for messages: a PostgreSQL password is replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    postgres::redact(url)
+}
+
 /// Opens a storage from a URL: `memory:` (or `:memory:`), `sqlite:///path.db`
-/// (SQLAlchemy's form, as Optuna takes it), or a plain file path (SQLite).
+/// (SQLAlchemy's form, as Optuna takes it), `postgresql://user@host/db` (or
+/// `postgres://`), or a plain file path (SQLite).
 pub fn open(url: &str) -> Result<Arc<dyn Storage>> {
     if url == "memory:" || url == ":memory:" || url == "memory" {
         return Ok(Arc::new(MemoryStorage::new()));
@@ -94,11 +125,18 @@ pub fn open(url: &str) -> Result<Arc<dyn Storage>> {
     if url.starts_with("sqlite:") {
         bail!("storage URL '{url}': write sqlite:///relative/path.db or sqlite:////absolute/path.db");
     }
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        bail!("storage URL '{url}': PostgreSQL is not supported yet; use sqlite:///path.db or memory:");
+    // SQLAlchemy names a driver after a `+` (`postgresql+psycopg2://`); we
+    // have one driver, so any is accepted.
+    let scheme = url.split_once("://").map(|(scheme, _)| scheme.split('+').next().unwrap_or(scheme));
+    if let Some("postgres" | "postgresql") = scheme {
+        return Ok(Arc::new(PostgresStorage::open(url)?));
     }
     if url.contains("://") {
-        bail!("storage URL '{url}' has an unknown scheme; accepted: memory:, sqlite:///path.db, or a file path");
+        bail!(
+            "storage URL '{}' has an unknown scheme; accepted: memory:, sqlite:///path.db, \
+             postgresql://user@host/db, or a file path",
+            postgres::redact(url)
+        );
     }
     Ok(Arc::new(SqliteStorage::open(Path::new(url)).with_context(|| format!("opening storage '{url}'"))?))
 }

@@ -3,7 +3,7 @@
 //! study_name=...)` and optuna-dashboard read what we write, and we read what
 //! they write.
 //!
-//! The file is opened in WAL mode with a 30 s busy timeout. Every write is one
+//! The file is opened in WAL mode (`synchronous = NORMAL`) with a 30 s busy timeout. Every write is one
 //! `BEGIN IMMEDIATE` transaction, so several threads and several processes on
 //! one machine may share a file (trial numbers stay unique); SQLite on a
 //! network file system is not safe for that.
@@ -36,7 +36,12 @@ pub const LIBRARY_VERSION: &str = "4.5.0";
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 const SCHEMA_SQL: &str = include_str!("optuna_schema.sql");
-const TABLES: [&str; 13] = [
+/// How many trials of study ?1 count against a budget: all but the FAILed
+/// ones marked with system attribute ?2 ([`super::INTERRUPTED_KEY`]).
+const COUNTED_TRIALS_SQL: &str = "SELECT COUNT(*) FROM trials t WHERE t.study_id = ?1 AND NOT (t.state = 'FAIL' \
+     AND EXISTS (SELECT 1 FROM trial_system_attributes a WHERE a.trial_id = t.trial_id AND a.\"key\" = ?2 \
+     AND a.value_json = 'true'))";
+pub(super) const TABLES: [&str; 13] = [
     "studies",
     "version_info",
     "study_directions",
@@ -72,6 +77,10 @@ impl SqliteStorage {
         if !mode.eq_ignore_ascii_case("wal") && !mode.eq_ignore_ascii_case("memory") {
             bail!("'{shown}': cannot switch to WAL mode (journal mode stays '{mode}')");
         }
+        // In WAL mode, NORMAL syncs at checkpoints instead of every commit: a
+        // killed process still loses nothing it committed (only a power loss
+        // can drop the last commits), and a commit costs no fsync.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
         let storage = SqliteStorage { conn: Mutex::new(conn), path: path.to_path_buf() };
         storage.write(init_schema).with_context(|| format!("'{shown}' is not a usable Optuna storage"))?;
@@ -406,9 +415,16 @@ impl Storage for SqliteStorage {
         })
     }
 
-    fn create_trial(&self, study_id: i64) -> Result<(i64, u64)> {
+    fn create_trial_within(&self, study_id: i64, budget: Option<usize>) -> Result<Option<(i64, u64)>> {
         self.write(|tx| {
             check_study(tx, study_id)?;
+            if let Some(budget) = budget {
+                let counted: i64 =
+                    tx.query_row(COUNTED_TRIALS_SQL, params![study_id, super::INTERRUPTED_KEY], |r| r.get(0))?;
+                if counted as usize >= budget {
+                    return Ok(None);
+                }
+            }
             // Optuna's number: how many trials of the study came before. The
             // IMMEDIATE transaction holds the write lock, so no other
             // connection can add a trial between the count and the insert.
@@ -418,7 +434,7 @@ impl Storage for SqliteStorage {
                 "INSERT INTO trials (number, study_id, state, datetime_start) VALUES (?1, ?2, 'RUNNING', ?3)",
                 params![number, study_id, common::format_datetime(&common::now())],
             )?;
-            Ok((tx.last_insert_rowid(), number as u64))
+            Ok(Some((tx.last_insert_rowid(), number as u64)))
         })
     }
 
@@ -523,8 +539,10 @@ impl Storage for SqliteStorage {
             drop(stmt);
             let now = common::now();
             let now_text = common::format_datetime(&now);
+            let grace_s = grace.as_secs_f64();
             let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
             let mut failed = vec![];
+            let reason = Value::from(common::stale_reason(grace_s));
             for (id, number, start, heartbeat) in rows {
                 let last = parse_time(heartbeat)?.or(parse_time(start)?);
                 if last.is_none_or(|last| now - last > grace) {
@@ -532,6 +550,8 @@ impl Storage for SqliteStorage {
                         "UPDATE trials SET state = 'FAIL', datetime_complete = ?1 WHERE trial_id = ?2 AND state = 'RUNNING'",
                         params![now_text, id],
                     )?;
+                    set_attr(tx, "trial_system_attributes", "trial_id", id, super::INTERRUPTED_KEY, &Value::Bool(true))?;
+                    set_attr(tx, "trial_user_attributes", "trial_id", id, super::FAIL_REASON_KEY, &reason)?;
                     failed.push(number as u64);
                 }
             }

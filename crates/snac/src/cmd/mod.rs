@@ -5,11 +5,13 @@ mod data;
 mod estimate;
 mod export;
 mod local;
-mod predict;
 mod plot;
+mod predict;
 mod report;
+mod results;
 mod run;
 mod validate;
+mod worker;
 
 use crate::cli::{Cli, Command, OverrideArgs, RunArgs};
 use anyhow::Result;
@@ -24,6 +26,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run::run(&args, true),
         Command::Search(args) => run::run(&args, false),
+        Command::Worker(args) => worker::worker(&args),
+        Command::Results(args) => results::results(&args),
         Command::Local(args) => local::local(&args),
         Command::Estimate(args) => estimate::estimate(&args),
         Command::Predict(args) => predict::predict(&args),
@@ -57,5 +61,11 @@ pub fn load_experiment(args: &RunArgs) -> Result<Experiment> {
         None => config::load_str(EXAMPLE_CONFIG, Path::new("<embedded examples/digits_mlp.yaml>"))?,
     };
     experiment.apply(&overrides(&args.overrides))?;
+    if let Some(url) = &args.overrides.storage {
+        experiment.search.storage = Some(url.clone());
+    }
+    if let Some(name) = &args.overrides.study {
+        experiment.search.study_name = Some(name.clone());
+    }
     Ok(experiment)
 }

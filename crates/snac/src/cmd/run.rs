@@ -1,7 +1,7 @@
 //! `snac run` and `snac search`: the stages of an experiment.
 
 use crate::cli::RunArgs;
-use crate::global_search::{self, SearchSetup};
+use crate::global_search::{self, Participation, SearchSetup};
 use crate::outputs;
 use anyhow::Result;
 use std::io::IsTerminal;
@@ -10,6 +10,11 @@ use std::process::ExitCode;
 /// Runs the global search (and, with `all_stages`, every later stage that
 /// exists).
 pub fn run(args: &RunArgs, all_stages: bool) -> Result<ExitCode> {
+    run_as(args, all_stages, None)
+}
+
+/// [`run`], as a `snac worker` of a shared study when `worker` is given.
+pub fn run_as(args: &RunArgs, all_stages: bool, worker: Option<Participation>) -> Result<ExitCode> {
     let experiment = super::load_experiment(args)?;
     if args.config.is_none() {
         eprintln!("no config given: running the embedded digits example (see `snac example-config`)");
@@ -30,12 +35,18 @@ pub fn run(args: &RunArgs, all_stages: bool) -> Result<ExitCode> {
         setup.dataset.sample_shape,
         results_dir.display()
     );
-    let summary = global_search::run(&setup, &results_dir, std::io::stderr().is_terminal())?;
+    let how = worker.unwrap_or_else(|| Participation::for_run(&setup));
+    let summary = global_search::run(&setup, &results_dir, std::io::stderr().is_terminal(), &how)?;
     crate::report::after_stage(&setup, &results_dir);
     let complete = global_search::completed(&summary.trials).count();
     println!("Pareto set ({complete} completed trials):");
     println!("{}", outputs::pareto_table(&setup, &summary.trials));
-    println!("results: {}", results_dir.join(outputs::csv_name(search.model_type)).display());
+    let csv = if how.worker {
+        global_search::rank_csv_path(&results_dir, &setup)
+    } else {
+        results_dir.join(outputs::csv_name(search.model_type))
+    };
+    println!("results: {}", csv.display());
     if summary.best.is_some() {
         println!("best model: {}", results_dir.join(outputs::BEST_MODEL_FILE).display());
     }
