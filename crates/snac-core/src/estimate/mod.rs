@@ -20,9 +20,11 @@
 
 mod analytical;
 mod board;
+pub mod rule4ml;
 
 pub use analytical::AnalyticalEstimator;
 pub use board::Board;
+pub use rule4ml::{Rule4mlEstimator, Rule4mlRow};
 
 use crate::arch::Arch;
 use crate::fixed::FixedPoint;
