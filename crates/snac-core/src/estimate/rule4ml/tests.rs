@@ -264,3 +264,82 @@ fn missing_weights_say_where_to_get_them() {
         "{message}"
     );
 }
+
+/// sMAPE in %, a pair of zeros counting as exact (as the analytical
+/// estimator's validation computes it).
+fn smape(pairs: &[(f64, f64)]) -> f64 {
+    let terms = pairs.iter().map(|&(predicted, actual)| {
+        let scale = predicted.abs() + actual.abs();
+        if scale == 0.0 { 0.0 } else { 2.0 * (predicted - actual).abs() / scale }
+    });
+    100.0 * terms.sum::<f64>() / pairs.len() as f64
+}
+
+/// rule4ml against the real HLS reports the analytical estimator is
+/// validated on (`testdata/hls4ml_baselines.json`: Dense on 1 input at
+/// ap_fixed<16,6>, xcu250, 5 ns clock, which rule4ml cannot be told: it
+/// assumes 10 ns). Prints the error per resource, in SNAC-Pack's row and in
+/// the row of each report's Vivado/Vitis version; leaky_relu, which rule4ml
+/// does not know, is left out.
+#[test]
+fn error_on_hls4ml_synthesis_baselines() {
+    let Some(estimator) = estimator() else { return };
+    let data: serde_json::Value = serde_json::from_str(include_str!("../testdata/hls4ml_baselines.json")).unwrap();
+    let board = Board::by_name("alveo-u250").unwrap();
+    let hls =
+        HlsSettings { precision: FixedPoint::ap_fixed(16, 6).unwrap(), reuse_factor: 1, strategy: Strategy::Latency };
+    let keys = ["lut", "ff", "dsp", "bram", "latency"];
+    for matched_version in [false, true] {
+        let mut pairs: Vec<Vec<(f64, f64)>> = vec![Vec::new(); keys.len()];
+        for case in data["cases"].as_array().unwrap() {
+            let number = |key: &str| case[key].as_f64().unwrap();
+            let activation = Activation::parse(case["activation"].as_str().unwrap()).unwrap();
+            let arch = Arch::new(
+                Shape::Flat(number("inputs") as usize),
+                vec![Component::output("output", number("units") as usize, activation)],
+            );
+            let path = case["path"].as_str().unwrap();
+            let mut row = Rule4mlRow::default();
+            if matched_version {
+                // test/pytest/baselines/<tool>/<version>/...: Vitis baselines
+                // come from hls4ml 1.x.
+                let mut parts = path.split('/').skip(3);
+                let tool = parts.next().unwrap();
+                row.vivado_version = parts.next().unwrap().to_string();
+                if tool == "Vitis" {
+                    row.hls4ml_version = "1.1.0".into();
+                }
+            }
+            let query = Rule4mlQuery { arch: &arch, settings: hls, board: &board, row: &row };
+            let Ok(mut estimates) = estimator.predict(&[query]) else {
+                assert_eq!(case["activation"], "leaky_relu", "{path}");
+                continue;
+            };
+            let estimate = estimates.remove(0);
+            let predicted = [estimate.lut, estimate.ff, estimate.dsp, estimate.bram, estimate.cycles];
+            for (index, key) in keys.iter().enumerate() {
+                pairs[index].push((predicted[index], number(key)));
+            }
+            println!(
+                "{:<80} {:>8.0}/{:<6} {:>6.0}/{:<5} {:>5.1}/{:<3} {:>5.1}/{:<3} {:>6.1}/{}",
+                path.trim_start_matches("test/pytest/baselines/"),
+                predicted[0],
+                number("lut"),
+                predicted[1],
+                number("ff"),
+                predicted[2],
+                number("dsp"),
+                predicted[3],
+                number("bram"),
+                predicted[4],
+                number("latency")
+            );
+        }
+        let label = if matched_version { "the report's tool version" } else { "SNAC-Pack's row (0.8.1, 2019.1)" };
+        for (key, pairs) in keys.iter().zip(&pairs) {
+            let error = smape(pairs);
+            println!("rule4ml sMAPE {key} in {label}: {error:.1} % over {} reports", pairs.len());
+            assert!(error.is_finite(), "{key}");
+        }
+    }
+}
