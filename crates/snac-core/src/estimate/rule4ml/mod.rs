@@ -34,6 +34,7 @@ pub use torch_file::{Tensor, read_state_dict};
 use super::{Board, Estimate, HlsSettings, LayerInfo, ResourceEstimator};
 use crate::arch::Arch;
 use anyhow::{Context, Result, bail, ensure};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// The targets of rule4ml's default predictors, as its files name them.
@@ -191,7 +192,9 @@ impl Rule4mlEstimator {
         let mut records = Vec::with_capacity(queries.len());
         for query in queries {
             ensure!(query.settings.reuse_factor >= 1, "reuse factor must be at least 1");
-            records.push(layer_records(query.arch, query.settings.reuse_factor)?);
+            let layers = layer_records(query.arch, query.settings.reuse_factor)?;
+            let globals = global_features(&layers, query.settings.precision.width);
+            records.push((layers, globals));
         }
         let boards: Vec<&str> = queries.iter().map(|q| q.board.name.as_str()).collect();
         let mut outputs = Vec::with_capacity(self.predictors.len());
@@ -199,7 +202,7 @@ impl Rule4mlEstimator {
             let inputs = queries
                 .iter()
                 .zip(&records)
-                .map(|(query, records)| input(predictor, query, records))
+                .map(|(query, (layers, globals))| input(predictor, query, layers, globals))
                 .collect::<Result<Vec<_>>>()?;
             outputs.push(predictor.predict(&inputs, &boards)?);
         }
@@ -227,8 +230,12 @@ fn code(predictor: &GnnPredictor, category: &str, value: &str) -> Result<usize> 
     bail!("rule4ml has no {category} '{value}'; accepted: {}", accepted.join(", "))
 }
 
-fn input(predictor: &GnnPredictor, query: &Rule4mlQuery<'_>, records: &[LayerRecord]) -> Result<GnnInput> {
-    let globals = global_features(records, query.settings.precision.width);
+fn input(
+    predictor: &GnnPredictor,
+    query: &Rule4mlQuery<'_>,
+    records: &[LayerRecord],
+    globals: &HashMap<String, f64>,
+) -> Result<GnnInput> {
     let global_numerical = predictor
         .global_numerical_labels
         .iter()
