@@ -142,7 +142,8 @@ pub struct EstimateArgs {
     /// latency or resource.
     #[arg(long, default_value = "latency")]
     pub strategy: String,
-    /// analytical (rule4ml is not available yet).
+    /// analytical, or rule4ml (rule4ml 0.2.0's numbers, hls4ml 0.8.1 / Vivado
+    /// 2019.1 row; needs `pip install --no-deps rule4ml==0.2.0` or $SNAC_RULE4ML_DIR).
     #[arg(long, default_value = "analytical")]
     pub estimator: String,
     /// Print one JSON object instead of a table.

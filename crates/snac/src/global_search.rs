@@ -20,7 +20,7 @@ use snac_core::arch::{Arch, Shape};
 use snac_core::config::{ConstraintMetric, Experiment, ModelType, Objective, SamplerKind};
 use snac_core::cost::{self, BopsFormula, GLOBAL_SEARCH_BITS};
 use snac_core::data::{Dataset, Split};
-use snac_core::estimate::{AnalyticalEstimator, Board, Estimate, HlsSettings, ResourceEstimator, Strategy};
+use snac_core::estimate::{Board, Estimate, HlsSettings, ResourceEstimator, Strategy};
 use snac_core::fixed::FixedPoint;
 use snac_core::search::nsga2::NsgaIISampler;
 use snac_core::search::random::RandomSampler;
@@ -113,7 +113,10 @@ impl HardwareSetup {
         Ok(HardwareSetup {
             board,
             settings: HlsSettings { precision, reuse_factor: hls.reuse_factor, strategy },
-            estimator: Box::new(AnalyticalEstimator::default()),
+            estimator: hls
+                .estimator
+                .build(&hls.rule4ml_row)
+                .with_context(|| format!("estimator: {}", hls.estimator))?,
         })
     }
 

@@ -403,6 +403,49 @@ fn estimate_prints_the_documented_json() {
 }
 
 #[test]
+fn estimate_with_rule4ml_gives_its_numbers_or_says_how_to_install_it() {
+    let dir = tempfile::tempdir().unwrap();
+    run_ok(snac().args(["search", "--trials", "1", "--epochs", "1", "--results-dir"]).arg(dir.path()));
+    let arch = dir.path().join("best_model_for_local_search.yaml");
+
+    let missing = dir.path().join("no-rule4ml-here");
+    let output = snac()
+        .arg("estimate")
+        .arg(&arch)
+        .args(["--estimator", "rule4ml"])
+        .env("SNAC_RULE4ML_DIR", &missing)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no-rule4ml-here") && stderr.contains("pip install --no-deps rule4ml==0.2.0"), "{stderr}");
+
+    let estimator = match snac_core::estimate::Rule4mlEstimator::load_default(&Default::default()) {
+        Ok(estimator) => estimator,
+        Err(error) => return snac_core::missing_test_dependency(&format!("{error:#}")),
+    };
+    let out =
+        run_ok(snac().arg("estimate").arg(&arch).args(["--estimator", "rule4ml", "--board", "pynq-z2", "--json"]));
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let board = snac_core::estimate::Board::by_name("pynq-z2").unwrap();
+    let model = snac_core::trial_yaml::read_arch(&arch).unwrap();
+    let expected = snac_core::estimate::ResourceEstimator::estimate(
+        &estimator,
+        &model,
+        &snac_core::estimate::HlsSettings::default(),
+        None,
+        &board,
+    )
+    .unwrap();
+    // serde_json's default float parsing may differ in the last bit.
+    let expected = serde_json::to_value(expected).unwrap();
+    for (key, number) in expected.as_object().unwrap() {
+        let (got, want) = (value[key].as_f64().unwrap(), number.as_f64().unwrap());
+        assert!((got - want).abs() <= 1e-12 * want.abs().max(1.0), "{key}: {got} vs {want}");
+    }
+}
+
+#[test]
 fn resource_budgets_mark_infeasible_trials_and_pick_a_feasible_best() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("budget.yaml");

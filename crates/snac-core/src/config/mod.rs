@@ -13,6 +13,7 @@ pub use parse::{
 };
 
 use crate::arch::{Activation, Norm};
+use crate::estimate::{EstimatorKind, Rule4mlRow};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -318,6 +319,12 @@ pub struct HlsConfig {
     pub precision: String,
     pub reuse_factor: usize,
     pub strategy: String,
+    /// `estimator: analytical | rule4ml` (default analytical).
+    pub estimator: EstimatorKind,
+    /// `rule4ml: {hls4ml_version, vivado_version}`: which row of rule4ml's
+    /// table the rule4ml estimator reports; default SNAC-Pack's, the first
+    /// (0.8.1, 2019.1).
+    pub rule4ml_row: Rule4mlRow,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

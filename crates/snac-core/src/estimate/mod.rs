@@ -20,9 +20,11 @@
 
 mod analytical;
 mod board;
+pub mod rule4ml;
 
 pub use analytical::AnalyticalEstimator;
 pub use board::Board;
+pub use rule4ml::{Rule4mlEstimator, Rule4mlRow};
 
 use crate::arch::Arch;
 use crate::fixed::FixedPoint;
@@ -62,6 +64,55 @@ impl Strategy {
 }
 
 impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Which estimator turns an architecture into FPGA numbers
+/// (`hls_config.estimator`, `snac estimate --estimator`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EstimatorKind {
+    /// [`AnalyticalEstimator`]: built in, sees per-layer widths and sparsity,
+    /// and the more accurate on real synthesis reports, so the default.
+    #[default]
+    Analytical,
+    /// [`Rule4mlEstimator`]: rule4ml 0.2.0's numbers, as SNAC-Pack reports
+    /// them; needs a rule4ml install for its weights.
+    Rule4ml,
+}
+
+impl EstimatorKind {
+    pub const ACCEPTED: &'static str = "analytical, rule4ml";
+
+    /// `analytical` or `rule4ml`, case-insensitively.
+    pub fn parse(name: &str) -> Option<EstimatorKind> {
+        match name.trim().to_lowercase().as_str() {
+            "analytical" => Some(EstimatorKind::Analytical),
+            "rule4ml" => Some(EstimatorKind::Rule4ml),
+            _ => None,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            EstimatorKind::Analytical => "analytical",
+            EstimatorKind::Rule4ml => "rule4ml",
+        }
+    }
+
+    /// The estimator of this kind; `row` is the rule4ml row to report. For
+    /// rule4ml this loads its weights (a few ms), so build it once.
+    pub fn build(&self, row: &Rule4mlRow) -> Result<Box<dyn ResourceEstimator + Send + Sync>> {
+        Ok(match self {
+            EstimatorKind::Analytical => Box::new(AnalyticalEstimator::default()),
+            EstimatorKind::Rule4ml => Box::new(Rule4mlEstimator::load_default(row)?),
+        })
+    }
+}
+
+impl fmt::Display for EstimatorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
@@ -200,6 +251,16 @@ mod tests {
         }
         let estimate = Estimate::from_counts(53_200.0, 0.0, 0.0, 0.0, 1.0, 1.0, &board);
         assert!((estimate.lut_pct - 100.0).abs() < 1e-9 && (estimate.avg_resource - 25.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn estimator_kind_parses_and_builds() {
+        assert_eq!(EstimatorKind::parse(" Rule4ML "), Some(EstimatorKind::Rule4ml));
+        assert_eq!(EstimatorKind::parse("analytical"), Some(EstimatorKind::Analytical));
+        assert_eq!(EstimatorKind::parse("hls4ml"), None);
+        assert_eq!(EstimatorKind::default(), EstimatorKind::Analytical);
+        let analytical = EstimatorKind::Analytical.build(&Rule4mlRow::default()).unwrap();
+        assert_eq!(analytical.name(), "analytical");
     }
 
     #[test]

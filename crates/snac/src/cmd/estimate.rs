@@ -3,7 +3,7 @@
 use crate::cli::EstimateArgs;
 use anyhow::{Context, Result, bail};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
-use snac_core::estimate::{AnalyticalEstimator, Board, HlsSettings, ResourceEstimator, Strategy};
+use snac_core::estimate::{Board, EstimatorKind, HlsSettings, Rule4mlRow, Strategy};
 use snac_core::fixed::FixedPoint;
 use std::process::ExitCode;
 
@@ -14,11 +14,10 @@ pub fn estimate(args: &EstimateArgs) -> Result<ExitCode> {
         args.precision.parse::<FixedPoint>().with_context(|| format!("--precision '{}'", args.precision))?;
     let strategy = Strategy::parse(&args.strategy).context("--strategy")?;
     anyhow::ensure!(args.reuse >= 1, "--reuse 0: the reuse factor must be at least 1");
-    let estimator: Box<dyn ResourceEstimator> = match args.estimator.to_lowercase().as_str() {
-        "analytical" => Box::new(AnalyticalEstimator::default()),
-        "rule4ml" => bail!("--estimator rule4ml is not available yet; accepted: analytical"),
-        other => bail!("--estimator '{other}' is unknown; accepted: analytical"),
+    let Some(kind) = EstimatorKind::parse(&args.estimator) else {
+        bail!("--estimator '{}' is unknown; accepted: {}", args.estimator, EstimatorKind::ACCEPTED);
     };
+    let estimator = kind.build(&Rule4mlRow::default()).with_context(|| format!("--estimator {kind}"))?;
     let settings = HlsSettings { precision, reuse_factor: args.reuse, strategy };
     let estimate = estimator.estimate(&arch, &settings, None, &board)?;
     if args.json {

@@ -8,6 +8,8 @@ use crate::config::{
     ConstraintMetric, DatasetConfig, DatasetName, Experiment, HlsConfig, LocalSearchConfig, LocalSearchMode, ModelType,
     Objective, OutputConfig, PrecisionPair, SamplerKind, SearchConfig, SearchSpaceConfig, SynthesisConfig,
 };
+use crate::estimate::rule4ml::{HLS4ML_VERSIONS, VIVADO_VERSIONS};
+use crate::estimate::{EstimatorKind, Rule4mlRow};
 use std::path::{Path, PathBuf};
 
 /// FPGA boards `hls_config.board` accepts.
@@ -450,8 +452,24 @@ fn hls(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> HlsConfig {
         .opt_choice("strategy", "a strategy", "Latency, Resource", parse_strategy)
         .unwrap_or_else(|| "Latency".into());
     model.finish();
+    let estimator =
+        s.opt_choice("estimator", "an estimator", EstimatorKind::ACCEPTED, EstimatorKind::parse).unwrap_or_default();
+    let mut rule4ml = Section::open(&mut *s.ctx, &mut s.map, "rule4ml");
+    let default_row = Rule4mlRow::default();
+    let one_of = |known: &'static [&'static str]| {
+        move |text: &str| known.iter().find(|version| **version == text.trim()).map(|version| version.to_string())
+    };
+    let rule4ml_row = Rule4mlRow {
+        hls4ml_version: rule4ml
+            .opt_choice("hls4ml_version", "an hls4ml version", &HLS4ML_VERSIONS.join(", "), one_of(&HLS4ML_VERSIONS))
+            .unwrap_or(default_row.hls4ml_version),
+        vivado_version: rule4ml
+            .opt_choice("vivado_version", "a Vivado version", &VIVADO_VERSIONS.join(", "), one_of(&VIVADO_VERSIONS))
+            .unwrap_or(default_row.vivado_version),
+    };
+    rule4ml.finish();
     s.finish();
-    HlsConfig { board, precision, reuse_factor, strategy }
+    HlsConfig { board, precision, reuse_factor, strategy, estimator, rule4ml_row }
 }
 
 /// Reads `total_bits` and `int_bits` from a map; `None` if either is bad.

@@ -4,6 +4,7 @@
 use super::*;
 use crate::arch::{Activation, Norm};
 use crate::config::{DatasetName, ModelType, Objective, PrecisionPair, SamplerKind};
+use crate::estimate::{EstimatorKind, Rule4mlRow};
 
 const MINIMAL: &str = "dataset: {name: digits}\nsearch: {model_type: mlp}\n";
 
@@ -386,6 +387,29 @@ fn bad_board_and_strategy() {
     assert_mentions(&errors[1].message, &["'fast'", "Latency, Resource"]);
     let hls = parse(&with("hls_config: {board: PYNQ_Z2, model: {strategy: resource}}\n")).unwrap().hls;
     assert_eq!((hls.board.as_str(), hls.strategy.as_str()), ("pynq-z2", "Resource"));
+}
+
+#[test]
+fn estimator_and_rule4ml_row() {
+    let hls = parse(MINIMAL).unwrap().hls;
+    assert_eq!(hls.estimator, EstimatorKind::Analytical);
+    assert_eq!(hls.rule4ml_row, Rule4mlRow::default());
+    assert_eq!((hls.rule4ml_row.hls4ml_version.as_str(), hls.rule4ml_row.vivado_version.as_str()), ("0.8.1", "2019.1"));
+    let text = with("hls_config:\n  estimator: Rule4ML\n  rule4ml: {hls4ml_version: 1.1.0, vivado_version: 2023.2}\n");
+    let hls = parse(&text).unwrap().hls;
+    assert_eq!(hls.estimator, EstimatorKind::Rule4ml);
+    assert_eq!((hls.rule4ml_row.hls4ml_version.as_str(), hls.rule4ml_row.vivado_version.as_str()), ("1.1.0", "2023.2"));
+
+    let message = single_error(&with("hls_config:\n  estimator: vivado\n"), "hls_config.estimator", 4);
+    assert_mentions(&message, &["'vivado'", "analytical, rule4ml"]);
+    let errors = errors(&with("hls_config:\n  rule4ml:\n    hls4ml_version: 0.9.0\n    vivado_version: 2018.3\n"));
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert_eq!((errors[0].key_path.as_str(), errors[0].line), ("hls_config.rule4ml.hls4ml_version", Some(5)));
+    assert_mentions(&errors[0].message, &["'0.9.0'", "0.8.1, 1.1.0"]);
+    assert_eq!((errors[1].key_path.as_str(), errors[1].line), ("hls_config.rule4ml.vivado_version", Some(6)));
+    assert_mentions(&errors[1].message, &["2018.3 is not", "2019.1, 2019.2", "2024.2"]);
+    let message = single_error(&with("hls_config:\n  rule4ml: 0.8.1\n"), "hls_config.rule4ml", 4);
+    assert_mentions(&message, &["not a map"]);
 }
 
 #[test]
