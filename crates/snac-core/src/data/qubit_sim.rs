@@ -1,0 +1,327 @@
+//! A dispersive-readout simulator: single-shot I/Q traces of a transmon read
+//! through a resonator, calibrated to the QICK traces of SNAC-Pack's tutorial 3
+//! (see `../shared/data/SOURCES.md`), for users without the real data.
+//!
+//! The model, per shot: the qubit is prepared in the labelled state (or, with a
+//! small preparation error, in the other one); after a cable delay the
+//! resonator field rings up towards the state's steady-state I/Q point,
+//! spiralling at the state's dispersive detuning (±χ) with time constant
+//! `ring_up_ns` (2/κ); an excited qubit decays to ground at a time drawn from
+//! an exponential with mean T1, after which the field relaxes to the ground
+//! point the same way. Each quadrature gets Gaussian noise with the measured
+//! lag-1 and lag-2 correlations (an AR(2) process fitted by Yule–Walker), and
+//! values are rounded to ADC integers.
+//!
+//! ```
+//! use snac_core::data::{QubitSimParams, simulate_qubit};
+//! let params = QubitSimParams { samples: 50, ..QubitSimParams::default() };
+//! let (x, y) = simulate_qubit(&params, 10, 7);
+//! assert_eq!((x.len(), y.len()), (10 * 2 * 50, 10));
+//! ```
+
+use super::files::write_npy;
+use super::qubit::QUBIT_FILES;
+use anyhow::{Result, ensure};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::path::{Path, PathBuf};
+
+/// Physical parameters; the defaults are the QICK/ZCU216 calibration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QubitSimParams {
+    /// I/Q samples per trace (770 in the QICK set).
+    pub samples: usize,
+    /// Sampling period (≈2.6 ns: 2000 ns in 770 samples).
+    pub sample_ns: f64,
+    /// Per-sample noise standard deviation of I and of Q, ADC units (≈780).
+    pub noise_std: f64,
+    /// Noise autocorrelation at lags 1 and 2 (0.31 and −0.22 measured).
+    pub noise_lag1: f64,
+    pub noise_lag2: f64,
+    /// Steady-state (I, Q) of the ground and the excited state, ADC units
+    /// (measured means over samples 100–500: (−12, 144) and (138, −86)).
+    pub ground_iq: [f64; 2],
+    pub excited_iq: [f64; 2],
+    /// Time before the readout pulse reaches the ADC.
+    pub delay_ns: f64,
+    /// Resonator ring-up time constant 2/κ.
+    pub ring_up_ns: f64,
+    /// Dispersive shift χ/2π: the field spirals at +χ (ground) or −χ (excited).
+    pub chi_mhz: f64,
+    /// Energy relaxation time T1 of the excited state.
+    pub t1_us: f64,
+    /// Probability that a shot labelled ground starts excited (thermal population).
+    pub ground_prep_error: f64,
+    /// Probability that a shot labelled excited starts in ground (π-pulse error).
+    pub excited_prep_error: f64,
+}
+
+impl Default for QubitSimParams {
+    fn default() -> QubitSimParams {
+        QubitSimParams {
+            samples: 770,
+            sample_ns: 2.6,
+            noise_std: 780.0,
+            noise_lag1: 0.31,
+            noise_lag2: -0.22,
+            ground_iq: [-12.0, 144.0],
+            excited_iq: [138.0, -86.0],
+            delay_ns: 100.0,
+            ring_up_ns: 60.0,
+            chi_mhz: 1.0,
+            t1_us: 25.0,
+            ground_prep_error: 0.015,
+            excited_prep_error: 0.015,
+        }
+    }
+}
+
+impl QubitSimParams {
+    /// Errors name the parameter, its value and what is accepted.
+    pub fn check(&self) -> Result<()> {
+        ensure!(self.samples >= 1, "qubit simulator: samples {} must be at least 1", self.samples);
+        for (name, value) in [
+            ("sample_ns", self.sample_ns),
+            ("noise_std", self.noise_std),
+            ("ring_up_ns", self.ring_up_ns),
+            ("t1_us", self.t1_us),
+        ] {
+            ensure!(value.is_finite() && value > 0.0, "qubit simulator: {name} {value} must be a positive number");
+        }
+        ensure!(
+            self.delay_ns.is_finite() && self.delay_ns >= 0.0,
+            "qubit simulator: delay_ns {} must be 0 or more",
+            self.delay_ns
+        );
+        ensure!(self.chi_mhz.is_finite(), "qubit simulator: chi_mhz {} must be a number", self.chi_mhz);
+        for (name, value) in
+            [("ground_prep_error", self.ground_prep_error), ("excited_prep_error", self.excited_prep_error)]
+        {
+            ensure!((0.0..=1.0).contains(&value), "qubit simulator: {name} {value} must be a probability in [0, 1]");
+        }
+        let (phi1, phi2) = self.ar2();
+        ensure!(
+            phi2.abs() < 1.0 && phi1 + phi2 < 1.0 && phi2 - phi1 < 1.0 && self.innovation_variance() > 0.0,
+            "qubit simulator: noise_lag1 {} and noise_lag2 {} are not the correlations of a stationary noise \
+             (need |lag1| < 1 and 2·lag1² − 1 < lag2 < 1)",
+            self.noise_lag1,
+            self.noise_lag2
+        );
+        Ok(())
+    }
+
+    /// AR(2) coefficients with the given lag-1 and lag-2 autocorrelations (Yule–Walker).
+    fn ar2(&self) -> (f64, f64) {
+        let (r1, r2) = (self.noise_lag1, self.noise_lag2);
+        let denominator = 1.0 - r1 * r1;
+        (r1 * (1.0 - r2) / denominator, (r2 - r1 * r1) / denominator)
+    }
+
+    /// Variance of the AR(2) driving noise, as a fraction of the sample variance.
+    fn innovation_variance(&self) -> f64 {
+        let (phi1, phi2) = self.ar2();
+        1.0 - phi1 * self.noise_lag1 - phi2 * self.noise_lag2
+    }
+}
+
+/// A standard normal draw (Box–Muller).
+fn gaussian(rng: &mut ChaCha8Rng) -> f64 {
+    let u1: f64 = 1.0 - rng.random::<f64>();
+    let u2: f64 = rng.random::<f64>();
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
+/// Correlated noise of one quadrature for one trace.
+fn noise(params: &QubitSimParams, rng: &mut ChaCha8Rng, out: &mut [f64]) {
+    const BURN_IN: usize = 64;
+    let (phi1, phi2) = params.ar2();
+    let innovation = params.noise_std * params.innovation_variance().sqrt();
+    let (mut previous, mut before) = (0.0, 0.0);
+    for i in 0..BURN_IN + out.len() {
+        let value = phi1 * previous + phi2 * before + innovation * gaussian(rng);
+        before = previous;
+        previous = value;
+        if i >= BURN_IN {
+            out[i - BURN_IN] = value;
+        }
+    }
+}
+
+/// One shot of `label` (0 ground, 1 excited) as interleaved I/Q, appended to `out`.
+fn shot(params: &QubitSimParams, label: u8, rng: &mut ChaCha8Rng, out: &mut Vec<f32>) {
+    let flipped = rng.random::<f64>() < if label == 0 { params.ground_prep_error } else { params.excited_prep_error };
+    let starts_excited = (label == 1) != flipped;
+    let decay_ns = if starts_excited { -params.t1_us * 1e3 * (1.0 - rng.random::<f64>()).ln() } else { f64::INFINITY };
+    let mut noise_i = vec![0.0; params.samples];
+    let mut noise_q = vec![0.0; params.samples];
+    noise(params, rng, &mut noise_i);
+    noise(params, rng, &mut noise_q);
+    // Per-sample relaxation factor exp(−(1/τ ± iχ)·dt) of the field towards its target.
+    let damping = (-params.sample_ns / params.ring_up_ns).exp();
+    let turn = std::f64::consts::TAU * params.chi_mhz * 1e-3 * params.sample_ns;
+    let (mut field_i, mut field_q) = (0.0f64, 0.0f64);
+    for n in 0..params.samples {
+        let t = n as f64 * params.sample_ns;
+        if t >= params.delay_ns {
+            let excited = starts_excited && t < decay_ns;
+            let [target_i, target_q] = if excited { params.excited_iq } else { params.ground_iq };
+            let angle = if excited { -turn } else { turn };
+            let (di, dq) = (field_i - target_i, field_q - target_q);
+            let (c, s) = (damping * angle.cos(), damping * angle.sin());
+            field_i = target_i + di * c - dq * s;
+            field_q = target_q + di * s + dq * c;
+        }
+        out.push((field_i + noise_i[n]).round() as f32);
+        out.push((field_q + noise_q[n]).round() as f32);
+    }
+}
+
+/// `n` shots, half ground and half excited (one more ground when `n` is odd)
+/// in random order: traces `(n, 2·samples)` row-major and labels. The same
+/// `seed` gives the same traces.
+pub fn simulate_qubit(params: &QubitSimParams, n: usize, seed: u64) -> (Vec<f32>, Vec<i64>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut labels: Vec<i64> = (0..n).map(|i| (i % 2) as i64).collect();
+    labels.shuffle(&mut rng);
+    let mut x = Vec::with_capacity(n * 2 * params.samples);
+    for &label in &labels {
+        shot(params, label as u8, &mut rng, &mut x);
+    }
+    (x, labels)
+}
+
+/// Writes `n_train` and `n_test` simulated shots into `dir` under SNAC-Pack's
+/// file names ([`QUBIT_FILES`]): float32 traces `(N, 2·samples)` and int64
+/// labels. Returns the four paths.
+pub fn write_dataset(
+    dir: &Path,
+    params: &QubitSimParams,
+    n_train: usize,
+    n_test: usize,
+    seed: u64,
+) -> Result<[PathBuf; 4]> {
+    params.check()?;
+    ensure!(
+        n_train >= 2 && n_test >= 2,
+        "qubit simulator: need at least 2 train and 2 test shots, got {n_train} and {n_test}"
+    );
+    let paths = QUBIT_FILES.map(|f| dir.join(f));
+    let features = 2 * params.samples;
+    // Different streams for train and test, both fixed by `seed`.
+    let (x, y) = simulate_qubit(params, n_train, seed);
+    write_npy(&paths[0], &[n_train, features], &x)?;
+    write_npy(&paths[1], &[n_train], &y)?;
+    let (x, y) = simulate_qubit(params, n_test, seed ^ 0x7e57_7e57_7e57_7e57);
+    write_npy(&paths[2], &[n_test, features], &x)?;
+    write_npy(&paths[3], &[n_test], &y)?;
+    Ok(paths)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Mean over shots of class `label` and over samples `[from, to)`, per quadrature.
+    fn window_mean(x: &[f32], y: &[i64], samples: usize, label: i64, from: usize, to: usize) -> [f64; 2] {
+        let mut sum = [0.0; 2];
+        let mut count = 0.0;
+        for (row, _) in x.chunks_exact(2 * samples).zip(y).filter(|(_, l)| **l == label) {
+            for n in from..to {
+                sum[0] += row[2 * n] as f64;
+                sum[1] += row[2 * n + 1] as f64;
+            }
+            count += (to - from) as f64;
+        }
+        [sum[0] / count, sum[1] / count]
+    }
+
+    #[test]
+    fn qubit_sim_noise_has_the_measured_std_and_lag_correlations() {
+        // No signal: what remains is the noise.
+        let params = QubitSimParams { ground_iq: [0.0; 2], excited_iq: [0.0; 2], samples: 400, ..Default::default() };
+        let (x, y) = simulate_qubit(&params, 400, 1);
+        assert_eq!(y.len(), 400);
+        let (mut variance, mut lag1, mut lag2, mut count) = (0.0, 0.0, 0.0, 0.0);
+        for row in x.chunks_exact(800) {
+            for quadrature in 0..2 {
+                let v: Vec<f64> = row.iter().skip(quadrature).step_by(2).map(|&v| v as f64).collect();
+                for n in 2..v.len() {
+                    variance += v[n] * v[n];
+                    lag1 += v[n] * v[n - 1];
+                    lag2 += v[n] * v[n - 2];
+                    count += 1.0;
+                }
+            }
+        }
+        let std = (variance / count).sqrt();
+        assert!((std - 780.0).abs() < 8.0, "per-sample noise std {std}, want ≈780");
+        assert!((lag1 / variance - 0.31).abs() < 0.01, "lag-1 correlation {}", lag1 / variance);
+        assert!((lag2 / variance + 0.22).abs() < 0.01, "lag-2 correlation {}", lag2 / variance);
+    }
+
+    #[test]
+    fn qubit_sim_state_means_match_the_qick_traces() {
+        let params = QubitSimParams::default();
+        let (x, y) = simulate_qubit(&params, 1000, 2);
+        let ground = window_mean(&x, &y, 770, 0, 100, 500);
+        let excited = window_mean(&x, &y, 770, 1, 100, 500);
+        // Measured over samples 100–500: g ≈ (−12, 144), e ≈ (138, −86), separation ≈ 275.
+        // Statistical error of these means ≈ 780/√(500·400) ≈ 2 ADC units; T1 pulls e towards g a little.
+        for (got, want) in ground.iter().zip([-12.0, 144.0]) {
+            assert!((got - want).abs() < 15.0, "ground mean {ground:?}");
+        }
+        for (got, want) in excited.iter().zip([138.0, -86.0]) {
+            assert!((got - want).abs() < 20.0, "excited mean {excited:?}");
+        }
+        let separation = ((ground[0] - excited[0]).powi(2) + (ground[1] - excited[1]).powi(2)).sqrt();
+        assert!((245.0..285.0).contains(&separation), "separation {separation}, want ≈275");
+        // Before the pulse arrives (100 ns = 38 samples) both states read zero on average.
+        let early = window_mean(&x, &y, 770, 1, 0, 30);
+        assert!(early[0].abs() < 15.0 && early[1].abs() < 15.0, "{early:?}");
+        // Ring-up: the first samples after the delay are far from the steady state.
+        let ring = window_mean(&x, &y, 770, 1, 39, 50);
+        assert!(ring[0] < 100.0, "excited I during ring-up {ring:?}");
+    }
+
+    #[test]
+    fn qubit_sim_is_balanced_seeded_and_t1_decays_excited_shots() {
+        let params = QubitSimParams { samples: 100, ..Default::default() };
+        let (x, y) = simulate_qubit(&params, 101, 9);
+        assert_eq!(y.iter().filter(|&&l| l == 1).count(), 50);
+        assert_eq!(y.iter().filter(|&&l| l == 0).count(), 51);
+        assert!(x.iter().all(|v| v.fract() == 0.0), "ADC integers");
+        assert_eq!((x.clone(), y.clone()), simulate_qubit(&params, 101, 9));
+        assert_ne!(x, simulate_qubit(&params, 101, 10).0);
+        // With a T1 much shorter than the trace, late excited samples sit at the ground point.
+        let fast = QubitSimParams { samples: 770, t1_us: 0.1, excited_prep_error: 0.0, ..Default::default() };
+        let (x, y) = simulate_qubit(&fast, 400, 4);
+        let late = window_mean(&x, &y, 770, 1, 500, 770);
+        assert!((late[0] + 12.0).abs() < 15.0 && (late[1] - 144.0).abs() < 15.0, "{late:?}");
+        let slow = QubitSimParams { t1_us: 1e6, ..fast };
+        let (x, y) = simulate_qubit(&slow, 400, 4);
+        let late = window_mean(&x, &y, 770, 1, 500, 770);
+        assert!((late[0] - 138.0).abs() < 15.0 && (late[1] + 86.0).abs() < 15.0, "{late:?}");
+    }
+
+    #[test]
+    fn qubit_sim_writes_snac_pack_file_names_and_shapes() {
+        let dir = tempfile::tempdir().unwrap();
+        let params = QubitSimParams { samples: 30, ..Default::default() };
+        let paths = write_dataset(dir.path(), &params, 40, 10, 1).unwrap();
+        let names: Vec<&str> = paths.iter().map(|p| p.file_name().unwrap().to_str().unwrap()).collect();
+        assert_eq!(names, QUBIT_FILES);
+        let (dims, _) = crate::data::read_npy_f32(&paths[0]).unwrap();
+        assert_eq!(dims, vec![40, 60]);
+        let (dims, _) = crate::data::read_npy_f32(&paths[2]).unwrap();
+        assert_eq!(dims, vec![10, 60]);
+        let (dims, labels) = crate::data::read_npy_f32(&paths[1]).unwrap();
+        assert_eq!((dims, labels.iter().filter(|&&l| l == 1.0).count()), (vec![40], 20));
+        let bad = QubitSimParams { noise_lag1: 0.9, noise_lag2: -0.5, ..Default::default() };
+        let err = write_dataset(dir.path(), &bad, 40, 10, 1).unwrap_err().to_string();
+        assert!(err.contains("noise_lag1 0.9") && err.contains("stationary"), "{err}");
+        let bad = QubitSimParams { t1_us: 0.0, ..Default::default() };
+        let err = write_dataset(dir.path(), &bad, 40, 10, 1).unwrap_err().to_string();
+        assert!(err.contains("t1_us 0"), "{err}");
+    }
+}
