@@ -134,6 +134,51 @@ pub enum DataCommand {
         #[arg(long, value_name = "URL")]
         mirror: Option<String>,
     },
+    /// Simulated qubit-readout traces (tutorial 3) under SNAC-Pack's file
+    /// names, calibrated to real QICK traces; point `dataset.data_dir` at DIR.
+    SimulateQubit(SimulateQubitArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SimulateQubitArgs {
+    /// Folder for 0528_{X,y}_{train,test}_0_770.npy.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Training shots (half ground, half excited).
+    #[arg(long, value_name = "N", default_value_t = 20000)]
+    pub n: usize,
+    /// Test shots (default: a quarter of --n).
+    #[arg(long, value_name = "N")]
+    pub n_test: Option<usize>,
+    #[arg(long, value_name = "S", default_value_t = 42)]
+    pub seed: u64,
+    /// I/Q samples per trace.
+    #[arg(long, default_value_t = 770)]
+    pub samples: usize,
+    /// Sampling period in ns.
+    #[arg(long, default_value_t = 2.6)]
+    pub sample_ns: f64,
+    /// Per-sample noise std of I and Q, ADC units.
+    #[arg(long, default_value_t = 780.0)]
+    pub noise_std: f64,
+    /// Energy relaxation time T1 in µs.
+    #[arg(long, default_value_t = 25.0)]
+    pub t1_us: f64,
+    /// Resonator ring-up time constant 2/κ in ns.
+    #[arg(long, default_value_t = 60.0)]
+    pub ring_up_ns: f64,
+    /// Delay before the readout signal reaches the ADC, ns.
+    #[arg(long, default_value_t = 100.0)]
+    pub delay_ns: f64,
+    /// Dispersive shift χ/2π in MHz.
+    #[arg(long, default_value_t = 1.0)]
+    pub chi_mhz: f64,
+    /// Probability that a ground-labelled shot starts excited.
+    #[arg(long, default_value_t = 0.015)]
+    pub ground_prep_error: f64,
+    /// Probability that an excited-labelled shot starts in ground.
+    #[arg(long, default_value_t = 0.015)]
+    pub excited_prep_error: f64,
 }
 
 #[derive(Debug, Args)]

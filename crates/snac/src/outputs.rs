@@ -53,11 +53,16 @@ pub struct CsvLog {
     constrained: bool,
     /// k-fold: a column with each fold's accuracy, `;`-separated.
     folds: bool,
+    /// Two-state qubit readout: a `readout_fidelity` column.
+    readout: bool,
 }
 
 impl CsvLog {
     fn header(&self) -> Vec<&'static str> {
         let mut header = vec!["trial", "performance_metric", "bops", "params", "yaml_path"];
+        if self.readout {
+            header.push("readout_fidelity");
+        }
         if self.hardware {
             header.extend(["avg_resource", "clock_cycles"]);
         }
@@ -79,6 +84,7 @@ impl CsvLog {
             hardware: setup.wants_hardware(),
             constrained: !setup.experiment.search.constraints.is_empty(),
             folds: setup.folds.is_some(),
+            readout: setup.wants_readout_fidelity(),
         };
         let mut writer = csv::Writer::from_writer(Vec::new());
         writer.write_record(log.header())?;
@@ -104,6 +110,9 @@ impl CsvLog {
             metric("params"),
             metric("yaml_path"),
         ];
+        if self.readout {
+            row.push(metric("readout_fidelity"));
+        }
         if self.hardware {
             row.extend([metric("avg_resource"), metric("clock_cycles")]);
         }

@@ -196,6 +196,25 @@ fn normalize(train: &mut Split, val: &mut Split, sample_len: usize) {
     }
 }
 
+/// Readout fidelity F = 1 − P(e|g) − P(g|e) of predicted states against true
+/// ones (0 ground, 1 excited); `None` unless both states occur in `truth`.
+pub fn readout_fidelity(predicted: &[u32], truth: &[u32]) -> Option<f64> {
+    let mut counts = [[0usize; 2]; 2];
+    for (&p, &t) in predicted.iter().zip(truth) {
+        if p < 2 && t < 2 {
+            counts[t as usize][p as usize] += 1;
+        } else if t < 2 {
+            // A third class counts as wrong for either state.
+            counts[t as usize][1 - t as usize] += 1;
+        }
+    }
+    let rate = |t: usize| {
+        let total = counts[t][0] + counts[t][1];
+        (total > 0).then(|| counts[t][1 - t] as f64 / total as f64)
+    };
+    Some(1.0 - rate(0)? - rate(1)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::qubit_sim::{QubitSimParams, write_dataset};
@@ -215,6 +234,16 @@ mod tests {
         write_npy(&dir.join(QUBIT_FILES[1]), &[4], &[0i64, 1, 0, 1]).unwrap();
         write_npy(&dir.join(QUBIT_FILES[2]), &[2, 6], &x[..12]).unwrap();
         write_npy(&dir.join(QUBIT_FILES[3]), &[2], &[1i64, 0]).unwrap();
+    }
+
+    #[test]
+    fn readout_fidelity_is_one_minus_both_error_rates() {
+        // Ground: 1 of 4 read as excited; excited: 1 of 2 read as ground.
+        let f = readout_fidelity(&[0, 0, 1, 0, 1, 0], &[0, 0, 0, 0, 1, 1]).unwrap();
+        assert!((f - (1.0 - 0.25 - 0.5)).abs() < 1e-12, "{f}");
+        assert_eq!(readout_fidelity(&[0, 1], &[0, 1]), Some(1.0));
+        assert_eq!(readout_fidelity(&[1, 0], &[0, 1]), Some(-1.0));
+        assert_eq!(readout_fidelity(&[0, 0], &[0, 0]), None, "no excited shots");
     }
 
     #[test]

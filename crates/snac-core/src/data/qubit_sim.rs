@@ -9,8 +9,10 @@
 //! `ring_up_ns` (2/κ); an excited qubit decays to ground at a time drawn from
 //! an exponential with mean T1, after which the field relaxes to the ground
 //! point the same way. Each quadrature gets Gaussian noise with the measured
-//! lag-1 and lag-2 correlations (an AR(2) process fitted by Yule–Walker), and
-//! values are rounded to ADC integers.
+//! per-sample std and lag-1 / lag-2 correlations: a fast AR(2) process fitted
+//! by Yule–Walker plus a slow Ornstein–Uhlenbeck component (amplifier drift),
+//! whose share is fitted to the real accuracy-versus-window curve. Values are
+//! rounded to ADC integers.
 //!
 //! ```
 //! use snac_core::data::{QubitSimParams, simulate_qubit};
@@ -39,6 +41,12 @@ pub struct QubitSimParams {
     /// Noise autocorrelation at lags 1 and 2 (0.31 and −0.22 measured).
     pub noise_lag1: f64,
     pub noise_lag2: f64,
+    /// Share of the noise variance in a slow component (an Ornstein–Uhlenbeck
+    /// process with correlation time `slow_noise_ns`), part of the lag
+    /// correlations above. It sets how much longer windows gain, and is
+    /// fitted to the real accuracy-versus-window curve.
+    pub slow_noise_fraction: f64,
+    pub slow_noise_ns: f64,
     /// Steady-state (I, Q) of the ground and the excited state, ADC units
     /// (measured means over samples 100–500: (−12, 144) and (138, −86)).
     pub ground_iq: [f64; 2],
@@ -65,14 +73,16 @@ impl Default for QubitSimParams {
             noise_std: 780.0,
             noise_lag1: 0.31,
             noise_lag2: -0.22,
+            slow_noise_fraction: 0.045,
+            slow_noise_ns: 52.0,
             ground_iq: [-12.0, 144.0],
             excited_iq: [138.0, -86.0],
             delay_ns: 100.0,
             ring_up_ns: 60.0,
             chi_mhz: 1.0,
             t1_us: 25.0,
-            ground_prep_error: 0.015,
-            excited_prep_error: 0.015,
+            ground_prep_error: 0.02,
+            excited_prep_error: 0.02,
         }
     }
 }
@@ -85,6 +95,7 @@ impl QubitSimParams {
             ("sample_ns", self.sample_ns),
             ("noise_std", self.noise_std),
             ("ring_up_ns", self.ring_up_ns),
+            ("slow_noise_ns", self.slow_noise_ns),
             ("t1_us", self.t1_us),
         ] {
             ensure!(value.is_finite() && value > 0.0, "qubit simulator: {name} {value} must be a positive number");
@@ -100,28 +111,48 @@ impl QubitSimParams {
         {
             ensure!((0.0..=1.0).contains(&value), "qubit simulator: {name} {value} must be a probability in [0, 1]");
         }
+        let (r1, r2) = self.fast_correlations();
         let (phi1, phi2) = self.ar2();
         ensure!(
-            phi2.abs() < 1.0 && phi1 + phi2 < 1.0 && phi2 - phi1 < 1.0 && self.innovation_variance() > 0.0,
-            "qubit simulator: noise_lag1 {} and noise_lag2 {} are not the correlations of a stationary noise \
-             (need |lag1| < 1 and 2·lag1² − 1 < lag2 < 1)",
+            self.slow_noise_fraction < 1.0
+                && r1.abs() < 1.0
+                && phi2.abs() < 1.0
+                && phi1 + phi2 < 1.0
+                && phi2 - phi1 < 1.0
+                && self.innovation_variance() > 0.0,
+            "qubit simulator: noise_lag1 {} and noise_lag2 {} (with slow_noise_fraction {}) are not the correlations \
+             of a stationary noise (need |lag1| < 1 and 2·lag1² − 1 < lag2 < 1 for the fast part, here lag1 {r1:.3}, \
+             lag2 {r2:.3})",
             self.noise_lag1,
-            self.noise_lag2
+            self.noise_lag2,
+            self.slow_noise_fraction
         );
         Ok(())
     }
 
-    /// AR(2) coefficients with the given lag-1 and lag-2 autocorrelations (Yule–Walker).
+    /// Per-sample correlation of the slow component.
+    fn slow_decay(&self) -> f64 {
+        (-self.sample_ns / self.slow_noise_ns).exp()
+    }
+
+    /// Lag-1 and lag-2 correlations left for the fast component.
+    fn fast_correlations(&self) -> (f64, f64) {
+        let (c, r) = (self.slow_noise_fraction, self.slow_decay());
+        ((self.noise_lag1 - c * r) / (1.0 - c), (self.noise_lag2 - c * r * r) / (1.0 - c))
+    }
+
+    /// AR(2) coefficients of the fast component (Yule–Walker).
     fn ar2(&self) -> (f64, f64) {
-        let (r1, r2) = (self.noise_lag1, self.noise_lag2);
+        let (r1, r2) = self.fast_correlations();
         let denominator = 1.0 - r1 * r1;
         (r1 * (1.0 - r2) / denominator, (r2 - r1 * r1) / denominator)
     }
 
-    /// Variance of the AR(2) driving noise, as a fraction of the sample variance.
+    /// Variance of the fast component's driving noise, as a fraction of its variance.
     fn innovation_variance(&self) -> f64 {
+        let (r1, r2) = self.fast_correlations();
         let (phi1, phi2) = self.ar2();
-        1.0 - phi1 * self.noise_lag1 - phi2 * self.noise_lag2
+        1.0 - phi1 * r1 - phi2 * r2
     }
 }
 
@@ -132,11 +163,13 @@ fn gaussian(rng: &mut ChaCha8Rng) -> f64 {
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }
 
-/// Correlated noise of one quadrature for one trace.
+/// Correlated noise of one quadrature for one trace: a fast AR(2) part plus
+/// the slow part, both stationary from the first sample.
 fn noise(params: &QubitSimParams, rng: &mut ChaCha8Rng, out: &mut [f64]) {
     const BURN_IN: usize = 64;
     let (phi1, phi2) = params.ar2();
-    let innovation = params.noise_std * params.innovation_variance().sqrt();
+    let fast_std = params.noise_std * (1.0 - params.slow_noise_fraction).sqrt();
+    let innovation = fast_std * params.innovation_variance().sqrt();
     let (mut previous, mut before) = (0.0, 0.0);
     for i in 0..BURN_IN + out.len() {
         let value = phi1 * previous + phi2 * before + innovation * gaussian(rng);
@@ -144,6 +177,15 @@ fn noise(params: &QubitSimParams, rng: &mut ChaCha8Rng, out: &mut [f64]) {
         previous = value;
         if i >= BURN_IN {
             out[i - BURN_IN] = value;
+        }
+    }
+    let slow_std = params.noise_std * params.slow_noise_fraction.sqrt();
+    if slow_std > 0.0 {
+        let r = params.slow_decay();
+        let mut slow = slow_std * gaussian(rng);
+        for value in out.iter_mut() {
+            *value += slow;
+            slow = r * slow + slow_std * (1.0 - r * r).sqrt() * gaussian(rng);
         }
     }
 }
@@ -323,5 +365,58 @@ mod tests {
         let bad = QubitSimParams { t1_us: 0.0, ..Default::default() };
         let err = write_dataset(dir.path(), &bad, 40, 10, 1).unwrap_err().to_string();
         assert!(err.contains("t1_us 0"), "{err}");
+    }
+
+    /// Accuracy of a matched filter (mean-difference template, threshold fitted
+    /// on training shots) on `samples` I/Q samples from `start`.
+    fn matched_filter_accuracy(
+        train: &(Vec<f32>, Vec<i64>),
+        test: &(Vec<f32>, Vec<i64>),
+        start: usize,
+        window: usize,
+    ) -> f64 {
+        let features = 2 * 770;
+        let range = 2 * start..2 * (start + window);
+        let mut template = vec![0.0f64; range.len()];
+        for (row, &label) in train.0.chunks_exact(features).zip(&train.1) {
+            let sign = if label == 1 { 1.0 } else { -1.0 };
+            for (t, &v) in template.iter_mut().zip(&row[range.clone()]) {
+                *t += sign * v as f64;
+            }
+        }
+        let score = |row: &[f32]| template.iter().zip(&row[range.clone()]).map(|(t, &v)| t * v as f64).sum::<f64>();
+        let mut scored: Vec<(f64, i64)> =
+            train.0.chunks_exact(features).zip(&train.1).map(|(row, &label)| (score(row), label)).collect();
+        scored.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let excited = scored.iter().filter(|s| s.1 == 1).count();
+        let (mut best, mut threshold, mut ground_below, mut excited_below) = (0, 0.0, 0, 0);
+        for &(value, label) in &scored {
+            if label == 1 {
+                excited_below += 1;
+            } else {
+                ground_below += 1;
+            }
+            if ground_below + excited - excited_below > best {
+                (best, threshold) = (ground_below + excited - excited_below, value);
+            }
+        }
+        let correct = test
+            .0
+            .chunks_exact(features)
+            .zip(&test.1)
+            .filter(|(row, label)| (score(row) > threshold) == (**label == 1));
+        correct.count() as f64 / test.1.len() as f64
+    }
+
+    #[test]
+    fn qubit_sim_reproduces_the_real_accuracy_versus_window() {
+        let params = QubitSimParams::default();
+        let train = simulate_qubit(&params, 3000, 11);
+        let test = simulate_qubit(&params, 3000, 12);
+        // board_comparison.ipynb on real QICK traces: 0.961, 0.954, 0.929, 0.857.
+        for (start, window, real) in [(0, 770, 0.961), (100, 400, 0.954), (100, 200, 0.929), (100, 100, 0.857)] {
+            let accuracy = matched_filter_accuracy(&train, &test, start, window);
+            assert!((accuracy - real).abs() < 0.025, "window {window} from {start}: {accuracy:.4}, real {real}");
+        }
     }
 }
