@@ -60,9 +60,6 @@ pub struct CsvLog {
 impl CsvLog {
     fn header(&self) -> Vec<&'static str> {
         let mut header = vec!["trial", "performance_metric", "bops", "params", "yaml_path"];
-        if self.readout {
-            header.push("readout_fidelity");
-        }
         if self.hardware {
             header.extend(["avg_resource", "clock_cycles"]);
         }
@@ -72,6 +69,9 @@ impl CsvLog {
         }
         if self.folds {
             header.push("fold_accuracies");
+        }
+        if self.readout {
+            header.push("readout_fidelity");
         }
         header
     }
@@ -110,9 +110,6 @@ impl CsvLog {
             metric("params"),
             metric("yaml_path"),
         ];
-        if self.readout {
-            row.push(metric("readout_fidelity"));
-        }
         if self.hardware {
             row.extend([metric("avg_resource"), metric("clock_cycles")]);
         }
@@ -128,6 +125,9 @@ impl CsvLog {
         }
         if self.folds {
             row.push(metric("fold_accuracies"));
+        }
+        if self.readout {
+            row.push(metric("readout_fidelity"));
         }
         row
     }
