@@ -510,9 +510,11 @@ fn tutorial_3_runs_on_simulated_qubit_traces() {
         snac()
             .args(["data", "simulate-qubit", "--out"])
             .arg(&data)
-            .args(["--n", "2400", "--n-test", "400", "--seed", "3"]),
+            .args(["--n", "2400", "--n-test", "400", "--seed", "3", "--t1-us", "30"]),
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("0528_X_train_0_770.npy"));
+    let recorded = std::fs::read_to_string(data.join("simulation.yaml")).unwrap();
+    assert!(recorded.contains("seed 3") && recorded.contains("t1_us: 30"), "{recorded}");
     let text = include_str!("../../../examples/tutorial_3_qubit/config.yaml")
         .replace("data_dir: ../../data/qubit", &format!("data_dir: {}", data.display()))
         .replace("subset_size: 10000", "subset_size: 2000");

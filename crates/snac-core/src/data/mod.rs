@@ -28,7 +28,9 @@ pub use fetch::{IdxFile, default_cache_dir, fetch, idx_files, verify};
 pub use files::{read_npy_f32, write_npy, write_npy_f64};
 pub use idx::{MNIST_CLASSES, search_dirs};
 pub use qubit::{QUBIT_FILES, qubit_search_dirs, readout_fidelity};
-pub use qubit_sim::{QubitSimParams, simulate_qubit, write_dataset as write_qubit_dataset};
+pub use qubit_sim::{
+    PARAMS_FILE as QUBIT_SIM_PARAMS_FILE, QubitSimParams, simulate_qubit, write_dataset as write_qubit_dataset,
+};
 pub use resize::resize_bilinear;
 
 use crate::arch::Shape;

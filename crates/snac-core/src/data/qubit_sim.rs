@@ -23,14 +23,17 @@
 
 use super::files::write_npy;
 use super::qubit::QUBIT_FILES;
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// Physical parameters; the defaults are the QICK/ZCU216 calibration.
-#[derive(Clone, Debug, PartialEq)]
+/// Physical parameters; the defaults are the QICK/ZCU216 calibration. As YAML
+/// (`snac data simulate-qubit --params FILE`), every key is optional.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct QubitSimParams {
     /// I/Q samples per trace (770 in the QICK set).
     pub samples: usize,
@@ -88,6 +91,21 @@ impl Default for QubitSimParams {
 }
 
 impl QubitSimParams {
+    /// Reads parameters from a YAML file (keys as the field names, all optional).
+    pub fn from_yaml_file(file: &Path) -> Result<QubitSimParams> {
+        let text = std::fs::read_to_string(file).with_context(|| format!("could not read {}", file.display()))?;
+        let params: QubitSimParams = serde_saphyr::from_str(&text).with_context(|| {
+            format!(
+                "{}: not a qubit simulator parameter file (keys: samples, sample_ns, noise_std, noise_lag1, \
+                 noise_lag2, slow_noise_fraction, slow_noise_ns, ground_iq, excited_iq, delay_ns, ring_up_ns, \
+                 chi_mhz, t1_us, ground_prep_error, excited_prep_error)",
+                file.display()
+            )
+        })?;
+        params.check().with_context(|| file.display().to_string())?;
+        Ok(params)
+    }
+
     /// Errors name the parameter, its value and what is accepted.
     pub fn check(&self) -> Result<()> {
         ensure!(self.samples >= 1, "qubit simulator: samples {} must be at least 1", self.samples);
@@ -233,9 +251,13 @@ pub fn simulate_qubit(params: &QubitSimParams, n: usize, seed: u64) -> (Vec<f32>
     (x, labels)
 }
 
+/// The parameters of a simulated set, written next to its traces (and
+/// readable with `--params`).
+pub const PARAMS_FILE: &str = "simulation.yaml";
+
 /// Writes `n_train` and `n_test` simulated shots into `dir` under SNAC-Pack's
 /// file names ([`QUBIT_FILES`]): float32 traces `(N, 2·samples)` and int64
-/// labels. Returns the four paths.
+/// labels, plus the parameters in [`PARAMS_FILE`]. Returns the four paths.
 pub fn write_dataset(
     dir: &Path,
     params: &QubitSimParams,
@@ -257,6 +279,11 @@ pub fn write_dataset(
     let (x, y) = simulate_qubit(params, n_test, seed ^ 0x7e57_7e57_7e57_7e57);
     write_npy(&paths[2], &[n_test, features], &x)?;
     write_npy(&paths[3], &[n_test], &y)?;
+    let record = format!(
+        "# snac data simulate-qubit: {n_train} train and {n_test} test shots, seed {seed}\n{}",
+        serde_saphyr::to_string(params).context("serialising the simulator parameters")?
+    );
+    crate::write_atomic(&dir.join(PARAMS_FILE), record.as_bytes())?;
     Ok(paths)
 }
 
@@ -359,6 +386,19 @@ mod tests {
         assert_eq!(dims, vec![10, 60]);
         let (dims, labels) = crate::data::read_npy_f32(&paths[1]).unwrap();
         assert_eq!((dims, labels.iter().filter(|&&l| l == 1.0).count()), (vec![40], 20));
+        // The parameters are recorded, and read back the same.
+        let recorded = QubitSimParams::from_yaml_file(&dir.path().join(PARAMS_FILE)).unwrap();
+        assert_eq!(recorded, params);
+        let partial = dir.path().join("partial.yaml");
+        std::fs::write(&partial, "t1_us: 12.5\nground_iq: [0, 100]\n").unwrap();
+        let read = QubitSimParams::from_yaml_file(&partial).unwrap();
+        assert_eq!(read, QubitSimParams { t1_us: 12.5, ground_iq: [0.0, 100.0], ..Default::default() });
+        std::fs::write(&partial, "t1: 12.5\n").unwrap();
+        let err = format!("{:#}", QubitSimParams::from_yaml_file(&partial).unwrap_err());
+        assert!(err.contains("partial.yaml") && err.contains("t1_us") && err.contains("t1"), "{err}");
+        std::fs::write(&partial, "ground_prep_error: 1.5\n").unwrap();
+        let err = format!("{:#}", QubitSimParams::from_yaml_file(&partial).unwrap_err());
+        assert!(err.contains("partial.yaml") && err.contains("ground_prep_error 1.5"), "{err}");
         let bad = QubitSimParams { noise_lag1: 0.9, noise_lag2: -0.5, ..Default::default() };
         let err = write_dataset(dir.path(), &bad, 40, 10, 1).unwrap_err().to_string();
         assert!(err.contains("noise_lag1 0.9") && err.contains("stationary"), "{err}");

@@ -17,18 +17,28 @@ pub fn data(command: DataCommand) -> Result<ExitCode> {
 }
 
 fn simulate_qubit(args: SimulateQubitArgs) -> Result<ExitCode> {
-    let params = QubitSimParams {
-        samples: args.samples,
-        sample_ns: args.sample_ns,
-        noise_std: args.noise_std,
-        t1_us: args.t1_us,
-        ring_up_ns: args.ring_up_ns,
-        delay_ns: args.delay_ns,
-        chi_mhz: args.chi_mhz,
-        ground_prep_error: args.ground_prep_error,
-        excited_prep_error: args.excited_prep_error,
-        ..QubitSimParams::default()
+    let mut params = match &args.params {
+        Some(file) => QubitSimParams::from_yaml_file(file)?,
+        None => QubitSimParams::default(),
     };
+    let overrides = [
+        (&mut params.sample_ns, args.sample_ns),
+        (&mut params.noise_std, args.noise_std),
+        (&mut params.t1_us, args.t1_us),
+        (&mut params.ring_up_ns, args.ring_up_ns),
+        (&mut params.delay_ns, args.delay_ns),
+        (&mut params.chi_mhz, args.chi_mhz),
+        (&mut params.ground_prep_error, args.ground_prep_error),
+        (&mut params.excited_prep_error, args.excited_prep_error),
+    ];
+    for (field, value) in overrides {
+        if let Some(value) = value {
+            *field = value;
+        }
+    }
+    if let Some(samples) = args.samples {
+        params.samples = samples;
+    }
     let n_test = args.n_test.unwrap_or((args.n / 4).max(2));
     let paths = snac_core::data::write_qubit_dataset(&args.out, &params, args.n, n_test, args.seed)?;
     println!(
@@ -41,6 +51,7 @@ fn simulate_qubit(args: SimulateQubitArgs) -> Result<ExitCode> {
     for path in paths {
         println!("  {}", path.display());
     }
+    println!("  {} (the parameters)", args.out.join(snac_core::data::QUBIT_SIM_PARAMS_FILE).display());
     println!("use them with dataset.name: qubit, dataset.data_dir: {}", args.out.display());
     Ok(ExitCode::SUCCESS)
 }
