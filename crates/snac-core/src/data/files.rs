@@ -209,14 +209,7 @@ pub fn read_npy_f32(file: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
 
 /// Writes `values` (row-major, shape `dims`) as a float64 `.npy` file.
 pub fn write_npy_f64(file: &Path, dims: &[usize], values: &[f64]) -> Result<()> {
-    use npyz::WriterBuilder;
-    ensure!(dims.iter().product::<usize>() == values.len(), "shape {dims:?} does not hold {} values", values.len());
-    let mut bytes = Vec::new();
-    let shape: Vec<u64> = dims.iter().map(|&d| d as u64).collect();
-    let mut writer = npyz::WriteOptions::new().default_dtype().shape(&shape).writer(&mut bytes).begin_nd()?;
-    writer.extend(values.iter().copied())?;
-    writer.finish()?;
-    crate::write_atomic(file, &bytes)
+    write_npy(file, dims, values)
 }
 
 /// Writes `values` (row-major, shape `dims`) as a `.npy` file of `T`
