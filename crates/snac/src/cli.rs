@@ -206,6 +206,55 @@ pub enum DataCommand {
         #[arg(long, value_name = "URL")]
         mirror: Option<String>,
     },
+    /// Simulated qubit-readout traces (tutorial 3) under SNAC-Pack's file
+    /// names, calibrated to real QICK traces; point `dataset.data_dir` at DIR.
+    SimulateQubit(SimulateQubitArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SimulateQubitArgs {
+    /// Folder for 0528_{X,y}_{train,test}_0_770.npy (and simulation.yaml).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Training shots (half ground, half excited).
+    #[arg(long, value_name = "N", default_value_t = 20000)]
+    pub n: usize,
+    /// Test shots (default: a quarter of --n).
+    #[arg(long, value_name = "N")]
+    pub n_test: Option<usize>,
+    #[arg(long, value_name = "S", default_value_t = 42)]
+    pub seed: u64,
+    /// Physics parameters as YAML (keys as in simulation.yaml, all
+    /// optional); the flags below override it.
+    #[arg(long, value_name = "FILE")]
+    pub params: Option<PathBuf>,
+    /// I/Q samples per trace [default: 770].
+    #[arg(long)]
+    pub samples: Option<usize>,
+    /// Sampling period in ns [default: 2.6].
+    #[arg(long)]
+    pub sample_ns: Option<f64>,
+    /// Per-sample noise std of I and Q, ADC units [default: 780].
+    #[arg(long)]
+    pub noise_std: Option<f64>,
+    /// Energy relaxation time T1 in µs [default: 25].
+    #[arg(long)]
+    pub t1_us: Option<f64>,
+    /// Resonator ring-up time constant 2/κ in ns [default: 60].
+    #[arg(long)]
+    pub ring_up_ns: Option<f64>,
+    /// Delay before the readout signal reaches the ADC, ns [default: 100].
+    #[arg(long)]
+    pub delay_ns: Option<f64>,
+    /// Dispersive shift χ/2π in MHz [default: 1].
+    #[arg(long)]
+    pub chi_mhz: Option<f64>,
+    /// Probability that a ground-labelled shot starts excited [default: 0.02].
+    #[arg(long)]
+    pub ground_prep_error: Option<f64>,
+    /// Probability that an excited-labelled shot starts in ground [default: 0.02].
+    #[arg(long)]
+    pub excited_prep_error: Option<f64>,
 }
 
 #[derive(Debug, Args)]

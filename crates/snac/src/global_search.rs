@@ -177,6 +177,14 @@ impl SearchSetup {
         Ok(SearchSetup { experiment, dataset: Arc::new(dataset), folds, spec, objectives, formula, hardware })
     }
 
+    /// Whether trials report readout fidelity: two-state qubit data, plain
+    /// train/validation split.
+    pub fn wants_readout_fidelity(&self) -> bool {
+        self.experiment.dataset.name == snac_core::config::DatasetName::Qubit
+            && self.dataset.num_classes == 2
+            && self.folds.is_none()
+    }
+
     /// Whether trials need an FPGA estimate.
     pub fn wants_hardware(&self) -> bool {
         wants_hardware(&self.experiment)
@@ -233,6 +241,8 @@ pub struct TrialResult {
     pub params: usize,
     /// FPGA estimate, when an objective or `use_hardware_metrics` asks for it.
     pub estimate: Option<Estimate>,
+    /// Qubit readout: F = 1 − P(e|g) − P(g|e) on the validation split.
+    pub readout_fidelity: Option<f64>,
     pub outcome: snac_train::TrainOutcome,
 }
 
@@ -256,7 +266,16 @@ pub fn evaluate_trial(setup: &SearchSetup, trial: &mut Trial) -> Result<TrialRes
     };
     let bops = cost::bops(&arch, setup.formula, GLOBAL_SEARCH_BITS)?;
     let params = arch.parameter_count()?;
-    Ok(TrialResult { accuracy, fold_accuracies, arch, bops, params, estimate, outcome })
+    let readout_fidelity = if setup.wants_readout_fidelity() {
+        let val = &setup.dataset.val;
+        let logits = snac_train::layer_outputs(&arch, &outcome.weights, &val.x, None)?;
+        let logits = &logits.last().context("the network has no layers")?.values;
+        let predicted: Vec<u32> = logits.chunks_exact(2).map(|pair| u32::from(pair[1] > pair[0])).collect();
+        snac_core::data::readout_fidelity(&predicted, &val.y)
+    } else {
+        None
+    };
+    Ok(TrialResult { accuracy, fold_accuracies, arch, bops, params, estimate, readout_fidelity, outcome })
 }
 
 /// Trains `arch` with `config` on `train`, validating on `val`; a panic in
@@ -641,6 +660,9 @@ fn record_result(trial: &Trial, result: &TrialResult, results_dir: &Path) -> Res
     if let Some(accuracies) = &result.fold_accuracies {
         let joined: Vec<String> = accuracies.iter().map(|a| format!("{a:.6}")).collect();
         trial.set_user_attr("fold_accuracies", &json!(joined.join(";")))?;
+    }
+    if let Some(fidelity) = result.readout_fidelity {
+        trial.set_user_attr("readout_fidelity", &json!(fidelity))?;
     }
     trial.set_user_attr("val_loss", &json!(result.outcome.val_loss))?;
     trial.set_user_attr("best_epoch", &json!(result.outcome.best_epoch))?;

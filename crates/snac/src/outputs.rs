@@ -53,6 +53,8 @@ pub struct CsvLog {
     constrained: bool,
     /// k-fold: a column with each fold's accuracy, `;`-separated.
     folds: bool,
+    /// Two-state qubit readout: a `readout_fidelity` column.
+    readout: bool,
 }
 
 impl CsvLog {
@@ -67,6 +69,9 @@ impl CsvLog {
         }
         if self.folds {
             header.push("fold_accuracies");
+        }
+        if self.readout {
+            header.push("readout_fidelity");
         }
         header
     }
@@ -89,6 +94,8 @@ impl CsvLog {
             hardware: crate::global_search::wants_hardware(experiment),
             constrained: !experiment.search.constraints.is_empty(),
             folds: experiment.search.n_folds > 1,
+            // Two-state qubit data: trials record their readout fidelity (not with k-fold).
+            readout: experiment.dataset.name == snac_core::config::DatasetName::Qubit && experiment.search.n_folds <= 1,
         };
         let mut writer = csv::Writer::from_writer(Vec::new());
         writer.write_record(log.header())?;
@@ -129,6 +136,9 @@ impl CsvLog {
         }
         if self.folds {
             row.push(metric("fold_accuracies"));
+        }
+        if self.readout {
+            row.push(metric("readout_fidelity"));
         }
         row
     }

@@ -589,3 +589,99 @@ fn export_of_an_unsupported_layer_names_it() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("GELU") && stderr.contains("best_model_8b3i.json"), "{stderr}");
 }
+
+/// Tutorial 3 from the README on simulated traces: `snac data simulate-qubit`,
+/// then our tutorial config (global search with hardware metrics, local
+/// search, hls4ml hand-off), with the readout fidelity next to accuracy.
+#[test]
+fn tutorial_3_runs_on_simulated_qubit_traces() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("qubit");
+    let out = run_ok(
+        snac()
+            .args(["data", "simulate-qubit", "--out"])
+            .arg(&data)
+            .args(["--n", "2400", "--n-test", "400", "--seed", "3", "--t1-us", "30"]),
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0528_X_train_0_770.npy"));
+    let recorded = std::fs::read_to_string(data.join("simulation.yaml")).unwrap();
+    assert!(recorded.contains("seed 3") && recorded.contains("t1_us: 30"), "{recorded}");
+    let text = include_str!("../../../examples/tutorial_3_qubit/config.yaml")
+        .replace("data_dir: ../../data/qubit", &format!("data_dir: {}", data.display()))
+        .replace("subset_size: 10000", "subset_size: 2000");
+    let config = dir.path().join("t3.yaml");
+    std::fs::write(&config, text).unwrap();
+    let results = dir.path().join("r");
+    let out =
+        run_ok(snac().arg("run").arg(&config).args(["--trials", "2", "--epochs", "3", "--results-dir"]).arg(&results));
+    let stdout = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("2000 train / 400 validation samples, input (800)"), "{stdout}");
+    let rows = csv_rows(&results.join("block_search_results.csv"));
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    let (accuracy, fidelity) = (column(&rows, "performance_metric"), column(&rows, "readout_fidelity"));
+    column(&rows, "avg_resource");
+    for row in &rows[1..] {
+        let (accuracy, fidelity): (f64, f64) = (row[accuracy].parse().unwrap(), row[fidelity].parse().unwrap());
+        // The simulated test split is exactly balanced, so F = 1 − P(e|g) − P(g|e) = 2·accuracy − 1.
+        assert!((fidelity - (2.0 * accuracy - 1.0)).abs() < 1e-6, "{row:?}");
+    }
+    let best = rows[1..].iter().map(|r| r[accuracy].parse::<f64>().unwrap()).fold(0.0, f64::max);
+    assert!(best > 0.85, "a 400-sample window separates the states: {rows:?}");
+    assert!(results.join("local_search_combined/combined_qat_pruning_log.csv").exists());
+    assert!(results.join("hls4ml_export").is_dir());
+
+    // SNAC-Pack's own t3_config, its data_dir missing, finds the traces through $SNAC_DATA_DIR/qubit.
+    let Some(shared) = shared_dir() else {
+        eprintln!("skipped the t3_config part: ../shared (SNAC-Pack's tutorial configs) is not here");
+        return;
+    };
+    let results = dir.path().join("t3");
+    let out = run_ok(
+        snac()
+            .env("SNAC_DATA_DIR", dir.path())
+            .arg("search")
+            .arg(shared.join("peer-configs/t3_config.yaml"))
+            .args(["--trials", "1", "--epochs", "1", "--results-dir"])
+            .arg(&results),
+    );
+    let stdout = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("1000 train / 400 validation samples, input (800)"), "{stdout}");
+    assert_eq!(csv_rows(&results.join("block_search_results.csv")).len(), 2);
+}
+
+/// The T3 pipeline on real traces recorded on the RFSoC board (mock readout
+/// waveforms, 6200 × 100 I/Q samples, ../shared only: no licence, never copied).
+#[test]
+fn tutorial_3_pipeline_on_real_board_traces() {
+    let Some(shared) = shared_dir() else {
+        eprintln!("skipped: ../shared (real qubit readout traces) is not here");
+        return;
+    };
+    let traces = shared.join("data/qubit_readout");
+    let (x, y) = (traces.join("malab_mock_w100_s285_X.npy"), traces.join("malab_mock_w100_s285_y.npy"));
+    if !x.is_file() || !y.is_file() {
+        eprintln!("skipped: {} is not here", x.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let text = include_str!("../../../examples/tutorial_3_qubit/config.yaml")
+        .replace("data_dir: ../../data/qubit", &format!("train_file: {}\n  train_labels: {}", x.display(), y.display()))
+        .replace("start_location: 100", "start_location: 0")
+        .replace("window_size: 400", "window_size: 100")
+        .replace("subset_size: 10000", "subset_size: 2000");
+    let config = dir.path().join("t3_real.yaml");
+    std::fs::write(&config, text).unwrap();
+    let results = dir.path().join("r");
+    let out =
+        run_ok(snac().arg("run").arg(&config).args(["--trials", "2", "--epochs", "3", "--results-dir"]).arg(&results));
+    let stdout = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    // 20 % of the 6200 traces held out per state, 2000 of the rest drawn at random.
+    assert!(stdout.contains("2000 train / 1240 validation samples, input (200)"), "{stdout}");
+    let rows = csv_rows(&results.join("block_search_results.csv"));
+    let (accuracy, fidelity) = (column(&rows, "performance_metric"), column(&rows, "readout_fidelity"));
+    let best = rows[1..].iter().map(|r| r[accuracy].parse::<f64>().unwrap()).fold(0.0, f64::max);
+    let best_fidelity = rows[1..].iter().map(|r| r[fidelity].parse::<f64>().unwrap()).fold(-1.0, f64::max);
+    // The board's NN classified these mock traces 100 % correctly.
+    assert!(best > 0.97 && best_fidelity > 0.94, "accuracy {best}, fidelity {best_fidelity}: {rows:?}");
+    assert!(results.join("local_search_combined/combined_qat_pruning_log.csv").exists());
+}

@@ -60,7 +60,7 @@ pub(crate) fn load(config: &DatasetConfig) -> Result<Raw> {
 }
 
 /// One split: its sample shape, the samples, and the largest label.
-fn read_split(file: &Path, labels_file: Option<&Path>) -> Result<(Shape, Split, u32)> {
+pub(crate) fn read_split(file: &Path, labels_file: Option<&Path>) -> Result<(Shape, Split, u32)> {
     let ext = extension(file);
     let (x, y, y_name) = match ext.as_str() {
         "npy" => {
@@ -209,6 +209,16 @@ pub fn read_npy_f32(file: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
 
 /// Writes `values` (row-major, shape `dims`) as a float64 `.npy` file.
 pub fn write_npy_f64(file: &Path, dims: &[usize], values: &[f64]) -> Result<()> {
+    write_npy(file, dims, values)
+}
+
+/// Writes `values` (row-major, shape `dims`) as a `.npy` file of `T`
+/// (float32 features, int64 labels, ...).
+pub fn write_npy<T: npyz::Serialize + npyz::AutoSerialize + Copy>(
+    file: &Path,
+    dims: &[usize],
+    values: &[T],
+) -> Result<()> {
     use npyz::WriterBuilder;
     ensure!(dims.iter().product::<usize>() == values.len(), "shape {dims:?} does not hold {} values", values.len());
     let mut bytes = Vec::new();

@@ -1,5 +1,5 @@
 //! Datasets: loading real data (IDX MNIST / Fashion-MNIST, the embedded UCI
-//! digits, `.npy`/`.npz`/`.csv` files) into [`Dataset`], prepared exactly as
+//! digits, qubit-readout traces, `.npy`/`.npz`/`.csv` files) into [`Dataset`], prepared exactly as
 //! SNAC-Pack prepares it (resize, scale, subset, flatten).
 //!
 //! Formats stay at the edge: each loader produces [`Raw`] samples (values as
@@ -20,11 +20,17 @@ mod digits;
 mod fetch;
 mod files;
 mod idx;
+mod qubit;
+mod qubit_sim;
 mod resize;
 
 pub use fetch::{IdxFile, default_cache_dir, fetch, idx_files, verify};
-pub use files::{read_npy_f32, write_npy_f64};
+pub use files::{read_npy_f32, write_npy, write_npy_f64};
 pub use idx::{MNIST_CLASSES, search_dirs};
+pub use qubit::{QUBIT_FILES, qubit_search_dirs, readout_fidelity};
+pub use qubit_sim::{
+    PARAMS_FILE as QUBIT_SIM_PARAMS_FILE, QubitSimParams, simulate_qubit, write_dataset as write_qubit_dataset,
+};
 pub use resize::resize_bilinear;
 
 use crate::arch::Shape;
@@ -140,10 +146,10 @@ pub fn load(config: &DatasetConfig) -> Result<Dataset> {
         DatasetName::Mnist | DatasetName::FashionMnist => idx::load(config)?,
         DatasetName::Digits => digits::load()?,
         DatasetName::File => files::load(config)?,
-        DatasetName::Qubit => bail!(
-            "dataset.name: qubit: the qubit-readout loader is not part of snac_core::data \
-             (use `name: file` with .npy/.npz/.csv files meanwhile)"
-        ),
+        // The qubit loader draws its own random subset (SNAC-Pack's recipe).
+        DatasetName::Qubit => {
+            return prepare(&DatasetConfig { subset_size: None, ..config.clone() }, qubit::load(config)?);
+        }
     };
     prepare(config, raw)
 }
@@ -305,12 +311,6 @@ pub(crate) mod tests {
         assert!(err.contains("a.npy") && err.contains("index 1"), "{err}");
         let err = check_labels(&[0, 3, 12], 10, "y.npy").unwrap_err().to_string();
         assert!(err.contains("y.npy") && err.contains("label 12 at index 2"), "{err}");
-    }
-
-    #[test]
-    fn qubit_gives_a_clear_error() {
-        let err = load(&config(DatasetName::Qubit)).unwrap_err().to_string();
-        assert!(err.contains("qubit"), "{err}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! `snac data`: dataset downloads.
+//! `snac data`: dataset downloads and the qubit-readout simulator.
 
-use crate::cli::DataCommand;
+use crate::cli::{DataCommand, SimulateQubitArgs};
 use anyhow::Result;
+use snac_core::data::QubitSimParams;
 use std::process::ExitCode;
 
 pub fn data(command: DataCommand) -> Result<ExitCode> {
@@ -11,5 +12,46 @@ pub fn data(command: DataCommand) -> Result<ExitCode> {
             println!("{name} is in {}", path.display());
             Ok(ExitCode::SUCCESS)
         }
+        DataCommand::SimulateQubit(args) => simulate_qubit(args),
     }
+}
+
+fn simulate_qubit(args: SimulateQubitArgs) -> Result<ExitCode> {
+    let mut params = match &args.params {
+        Some(file) => QubitSimParams::from_yaml_file(file)?,
+        None => QubitSimParams::default(),
+    };
+    let overrides = [
+        (&mut params.sample_ns, args.sample_ns),
+        (&mut params.noise_std, args.noise_std),
+        (&mut params.t1_us, args.t1_us),
+        (&mut params.ring_up_ns, args.ring_up_ns),
+        (&mut params.delay_ns, args.delay_ns),
+        (&mut params.chi_mhz, args.chi_mhz),
+        (&mut params.ground_prep_error, args.ground_prep_error),
+        (&mut params.excited_prep_error, args.excited_prep_error),
+    ];
+    for (field, value) in overrides {
+        if let Some(value) = value {
+            *field = value;
+        }
+    }
+    if let Some(samples) = args.samples {
+        params.samples = samples;
+    }
+    let n_test = args.n_test.unwrap_or((args.n / 4).max(2));
+    let paths = snac_core::data::write_qubit_dataset(&args.out, &params, args.n, n_test, args.seed)?;
+    println!(
+        "{} train and {n_test} test shots of {} I/Q samples (seed {}) in {}:",
+        args.n,
+        params.samples,
+        args.seed,
+        args.out.display()
+    );
+    for path in paths {
+        println!("  {}", path.display());
+    }
+    println!("  {} (the parameters)", args.out.join(snac_core::data::QUBIT_SIM_PARAMS_FILE).display());
+    println!("use them with dataset.name: qubit, dataset.data_dir: {}", args.out.display());
+    Ok(ExitCode::SUCCESS)
 }

@@ -624,3 +624,27 @@ fn pyyaml_booleans_are_accepted() {
     let experiment = parse("dataset: {name: digits, flatten: no, one_hot: Yes}\nsearch: {model_type: mlp}\n").unwrap();
     assert!(!experiment.dataset.flatten && experiment.dataset.one_hot);
 }
+
+#[test]
+fn tutorial_3_qubit_example_of_ours() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/tutorial_3_qubit/config.yaml");
+    let t3 = load(&path).unwrap_or_else(|errors| panic!("{errors}"));
+    let dataset = &t3.dataset;
+    assert_eq!(dataset.name, DatasetName::Qubit);
+    assert_eq!((dataset.start_location, dataset.window_size, dataset.subset_size), (Some(100), Some(400), Some(10000)));
+    assert!(dataset.normalize && dataset.num_classes == Some(2));
+    // data_dir is relative to the file: the repository's data/qubit.
+    assert_eq!(dataset.data_dir.as_deref(), Some(path.parent().unwrap().join("../../data/qubit").as_path()));
+    assert!(t3.search.use_hardware_metrics && t3.local_search.is_some() && t3.synthesis.is_some());
+    assert!(t3.unused_keys.is_empty(), "{:?}", t3.unused_keys);
+}
+
+#[test]
+fn qubit_window_of_zero_samples() {
+    let text = "dataset:\n  name: qubit\n  start_location: 100\n  window_size: 0\nsearch: {model_type: mlp}\n";
+    let message = single_error(text, "dataset.window_size", 4);
+    assert_mentions(&message, &["0", "1"]);
+    let text = "dataset:\n  name: qubit\n  start_location: -5\nsearch: {model_type: mlp}\n";
+    let message = single_error(text, "dataset.start_location", 3);
+    assert_mentions(&message, &["-5"]);
+}
