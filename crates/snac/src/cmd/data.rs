@@ -48,10 +48,20 @@ fn simulate_qubit(args: SimulateQubitArgs) -> Result<ExitCode> {
         args.seed,
         args.out.display()
     );
-    for path in paths {
+    for path in &paths {
         println!("  {}", path.display());
     }
     println!("  {} (the parameters)", args.out.join(snac_core::data::QUBIT_SIM_PARAMS_FILE).display());
+    // Sample traces per class: the class means and a few shots, I and Q.
+    let (dims, x) = snac_core::data::read_npy_f32(&paths[0])?;
+    let (_, y) = snac_core::data::read_npy_f32(&paths[1])?;
+    let shots = dims[0].min(2000);
+    let labels: Vec<u32> = y[..shots].iter().map(|&v| v as u32).collect();
+    let traces = snac_report::traces::Traces::new(&x[..shots * dims[1]], &labels, dims[1], params.sample_ns)?;
+    let drawn = snac_report::plots::save(&traces, &args.out)?;
+    for file in &drawn.files {
+        println!("  {} (sample traces per class)", file.display());
+    }
     println!("use them with dataset.name: qubit, dataset.data_dir: {}", args.out.display());
     Ok(ExitCode::SUCCESS)
 }
