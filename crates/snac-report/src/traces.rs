@@ -11,16 +11,22 @@ const SHOTS_PER_CLASS: usize = 3;
 const COLOURS: [RGBColor; 4] =
     [RGBColor(70, 110, 190), RGBColor(215, 40, 40), RGBColor(40, 150, 70), RGBColor(150, 80, 180)];
 
+/// One class: its label, mean I and Q traces, and a few single shots (I, Q).
+type ClassTraces = (u32, Vec<f64>, Vec<f64>, Vec<(Vec<f64>, Vec<f64>)>);
+
 /// Traces of `x` (row-major, `2·T` values per shot: I₀, Q₀, I₁, Q₁, …) by label.
 pub struct Traces {
     /// Per class: (label, mean I, mean Q, a few single shots as (I, Q)).
-    classes: Vec<(u32, Vec<f64>, Vec<f64>, Vec<(Vec<f64>, Vec<f64>)>)>,
+    classes: Vec<ClassTraces>,
     pub sample_ns: f64,
 }
 
 impl Traces {
     pub fn new(x: &[f32], y: &[u32], features: usize, sample_ns: f64) -> Result<Traces> {
-        ensure!(features >= 2 && features % 2 == 0, "traces need I/Q pairs: {features} values per shot is odd");
+        ensure!(
+            features >= 2 && features.is_multiple_of(2),
+            "traces need I/Q pairs: {features} values per shot is odd"
+        );
         ensure!(x.len() == y.len() * features, "{} values are not {} shots of {features}", x.len(), y.len());
         let steps = features / 2;
         let mut labels: Vec<u32> = y.to_vec();
