@@ -654,30 +654,38 @@ fn record_result(trial: &Trial, result: &TrialResult, results_dir: &Path) -> Res
                    "val_loss": e.val_loss, "val_accuracy": e.val_accuracy, "learning_rate": e.learning_rate})
         })
         .collect();
-    trial.set_user_attr("performance_metric", &json!(result.accuracy))?;
-    trial.set_user_attr("bops", &json!(result.bops))?;
-    trial.set_user_attr("params", &json!(result.params))?;
+    // One batch: a single round trip on PostgreSQL.
+    let mut attrs: Vec<(&str, Value)> = vec![
+        ("performance_metric", json!(result.accuracy)),
+        ("bops", json!(result.bops)),
+        ("params", json!(result.params)),
+    ];
     if let Some(accuracies) = &result.fold_accuracies {
         let joined: Vec<String> = accuracies.iter().map(|a| format!("{a:.6}")).collect();
-        trial.set_user_attr("fold_accuracies", &json!(joined.join(";")))?;
+        attrs.push(("fold_accuracies", json!(joined.join(";"))));
     }
     if let Some(fidelity) = result.readout_fidelity {
-        trial.set_user_attr("readout_fidelity", &json!(fidelity))?;
+        attrs.push(("readout_fidelity", json!(fidelity)));
     }
-    trial.set_user_attr("val_loss", &json!(result.outcome.val_loss))?;
-    trial.set_user_attr("best_epoch", &json!(result.outcome.best_epoch))?;
-    trial.set_user_attr("steps", &json!(result.outcome.steps))?;
+    attrs.extend([
+        ("val_loss", json!(result.outcome.val_loss)),
+        ("best_epoch", json!(result.outcome.best_epoch)),
+        ("steps", json!(result.outcome.steps)),
+    ]);
     if let Some(estimate) = &result.estimate {
-        trial.set_user_attr("avg_resource", &json!(estimate.avg_resource))?;
-        trial.set_user_attr("clock_cycles", &json!(estimate.cycles))?;
-        trial.set_user_attr("estimate", &serde_json::to_value(estimate)?)?;
+        attrs.extend([
+            ("avg_resource", json!(estimate.avg_resource)),
+            ("clock_cycles", json!(estimate.cycles)),
+            ("estimate", serde_json::to_value(estimate)?),
+        ]);
     }
-    trial.set_user_attr("history", &Value::Array(history))?;
+    attrs.push(("history", Value::Array(history)));
     let yaml = outputs::trial_yaml(trial.number, result)?;
     let path = outputs::trial_yaml_path(results_dir, trial.number);
     yaml.write(&path)?;
-    trial.set_user_attr("yaml_path", &json!(path.to_string_lossy()))?;
-    trial.set_user_attr("architecture", &serde_json::to_value(&yaml.architecture)?)?;
+    attrs.push(("yaml_path", json!(path.to_string_lossy())));
+    attrs.push(("architecture", serde_json::to_value(&yaml.architecture)?));
+    trial.set_user_attrs(&attrs)?;
     let weights_path = outputs::trial_weights_path(results_dir, trial.number);
     result.outcome.weights.save(&weights_path)?;
     Ok(())

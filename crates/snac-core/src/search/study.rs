@@ -156,6 +156,11 @@ impl Trial {
         self.storage.set_trial_user_attr(self.id, key, value)
     }
 
+    /// Several user attributes at once (one round trip where the storage can).
+    pub fn set_user_attrs(&self, attrs: &[(&str, Value)]) -> Result<()> {
+        self.storage.set_trial_user_attrs(self.id, attrs)
+    }
+
     pub fn set_system_attr(&self, key: &str, value: &Value) -> Result<()> {
         self.storage.set_trial_system_attr(self.id, key, value)
     }

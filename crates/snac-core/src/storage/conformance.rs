@@ -126,6 +126,7 @@ suite!(
     params_round_trip,
     param_checks,
     attrs_round_trip,
+    attrs_in_one_batch,
     values_round_trip_with_infinities,
     finish_checks_its_arguments,
     finish_is_compare_and_set,
@@ -316,6 +317,32 @@ fn attrs_round_trip(f: Fixture) {
     assert_eq!(t.constraints(), Some(vec![0.5, -1.0]));
     assert_eq!(t.violation(), 0.5);
     assert_eq!(s.get_all_trials(st.id).unwrap(), vec![t]);
+}
+
+fn attrs_in_one_batch(f: Fixture) {
+    let s = &f.storage;
+    let st = s.create_or_load_study("a", &[Minimize]).unwrap();
+    let (id, _) = s.create_trial(st.id).unwrap();
+    s.set_trial_user_attr(id, "kept", &json!("before")).unwrap();
+    s.set_trial_user_attr(id, "replaced", &json!(1)).unwrap();
+    let batch = [
+        ("replaced", json!(2)),
+        ("new", json!({"nested": [1, 2]})),
+        ("twice", json!("first")),
+        ("twice", json!("last")),
+    ];
+    s.set_trial_user_attrs(id, &batch).unwrap();
+    let t = s.get_trial(id).unwrap();
+    assert_eq!(t.user_attrs.len(), 4);
+    assert_eq!(t.user_attrs["kept"], json!("before"));
+    assert_eq!(t.user_attrs["replaced"], json!(2));
+    assert_eq!(t.user_attrs["new"], json!({"nested": [1, 2]}));
+    assert_eq!(t.user_attrs["twice"], json!("last"), "a later duplicate wins");
+    // A finished trial is frozen for batches too, and the error says so.
+    s.finish_trial(id, TrialState::Complete, Some(&[1.0])).unwrap();
+    let e = err_text(s.set_trial_user_attrs(id, &[("late", json!(1))]));
+    assert!(!e.is_empty());
+    assert!(!s.get_trial(id).unwrap().user_attrs.contains_key("late"));
 }
 
 fn values_round_trip_with_infinities(f: Fixture) {

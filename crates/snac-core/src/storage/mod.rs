@@ -84,6 +84,14 @@ pub trait Storage: Send + Sync {
 
     fn set_trial_param(&self, trial_id: i64, name: &str, internal: f64, distribution: &Distribution) -> Result<()>;
     fn set_trial_user_attr(&self, trial_id: i64, key: &str, value: &Value) -> Result<()>;
+    /// Several user attributes of one trial, in order (a later duplicate key
+    /// wins). Backends with round trips override it to write them at once.
+    fn set_trial_user_attrs(&self, trial_id: i64, attrs: &[(&str, Value)]) -> Result<()> {
+        for (key, value) in attrs {
+            self.set_trial_user_attr(trial_id, key, value)?;
+        }
+        Ok(())
+    }
     fn set_trial_system_attr(&self, trial_id: i64, key: &str, value: &Value) -> Result<()>;
 
     /// Moves a RUNNING trial to a finished state with its values. Returns

@@ -624,6 +624,40 @@ impl Storage for PostgresStorage {
         })
     }
 
+    fn set_trial_user_attrs(&self, trial_id: i64, attrs: &[(&str, Value)]) -> Result<()> {
+        // One statement for all: the keys deduplicated (the last value wins,
+        // as when written one by one), inserted from two arrays while the
+        // trial is still running. Anything else takes the checked path.
+        let mut keys: Vec<String> = Vec::with_capacity(attrs.len());
+        let mut values: Vec<String> = Vec::with_capacity(attrs.len());
+        for (key, value) in attrs {
+            let json = serde_json::to_string(value)?;
+            match keys.iter().position(|k| k == key) {
+                Some(at) => values[at] = json,
+                None => {
+                    keys.push(key.to_string());
+                    values.push(json);
+                }
+            }
+        }
+        if let Ok(id) = i32::try_from(trial_id) {
+            let written = self.execute_one(
+                "INSERT INTO trial_user_attributes (trial_id, key, value_json) \
+                 SELECT t.trial_id, a.key, a.value_json FROM trials t, unnest($2::text[], $3::text[]) AS a(key, value_json) \
+                 WHERE t.trial_id = $1 AND t.state IN ('RUNNING', 'WAITING') \
+                 ON CONFLICT (trial_id, key) DO UPDATE SET value_json = excluded.value_json",
+                &[&id, &keys, &values],
+            )?;
+            if written == keys.len() as u64 {
+                return Ok(());
+            }
+        }
+        for (key, value) in attrs {
+            self.set_trial_user_attr(trial_id, key, value)?;
+        }
+        Ok(())
+    }
+
     fn set_trial_system_attr(&self, trial_id: i64, key: &str, value: &Value) -> Result<()> {
         if self.set_trial_attr_fast("trial_system_attributes", trial_id, key, value)? {
             return Ok(());
