@@ -452,15 +452,20 @@ impl QuantizedModel {
         })
     }
 
-    /// Integer inference on one sample: input quantized to the input type,
-    /// then only integer arithmetic. Returns the output codes and their type.
-    pub fn forward_int(&self, x: &[f32]) -> Result<(Vec<i64>, FixedPoint)> {
+    fn check_sample(&self, x: &[f32]) -> Result<()> {
         ensure!(
             x.len() == self.input_features,
             "the model takes {} input features, got {}",
             self.input_features,
             x.len()
         );
+        Ok(())
+    }
+
+    /// Integer inference on one sample: input quantized to the input type,
+    /// then only integer arithmetic. Returns the output codes and their type.
+    pub fn forward_int(&self, x: &[f32]) -> Result<(Vec<i64>, FixedPoint)> {
+        self.check_sample(x)?;
         let mut codes: Vec<i64> = x.iter().map(|&v| self.types.input.to_code(v as f64)).collect();
         let mut fixed = self.types.input;
         for layer in &self.layers {
@@ -531,12 +536,7 @@ impl QuantizedModel {
     /// arithmetic with each tensor rounded onto its grid. Equal to
     /// [`QuantizedModel::forward_int`]'s values bit for bit.
     pub fn forward_float(&self, x: &[f32]) -> Result<Vec<f64>> {
-        ensure!(
-            x.len() == self.input_features,
-            "the model takes {} input features, got {}",
-            self.input_features,
-            x.len()
-        );
+        self.check_sample(x)?;
         let mut values: Vec<f64> = x.iter().map(|&v| self.types.input.quantize(v as f64)).collect();
         for layer in &self.layers {
             match layer {

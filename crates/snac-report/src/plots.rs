@@ -9,6 +9,7 @@
 use crate::data::{Epoch, LocalRow, Results, TrialRecord};
 use anyhow::{Context, Result, anyhow};
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use snac_core::search::Direction;
 use snac_core::search::pareto::fast_non_dominated_sort;
@@ -40,7 +41,7 @@ pub(crate) fn ensure_font() -> Result<()> {
     if ok { Ok(()) } else { Err(anyhow!("the embedded font (assets/DejaVuSans-subset.ttf) could not be loaded")) }
 }
 
-fn drawing_error(err: impl std::fmt::Display) -> anyhow::Error {
+pub(crate) fn drawing_error(err: impl std::fmt::Display) -> anyhow::Error {
     anyhow!("drawing failed: {err}")
 }
 
@@ -148,6 +149,51 @@ impl Axis {
     fn label(&self) -> String {
         if self.log { format!("{} (log scale)", self.name) } else { self.name.clone() }
     }
+}
+
+/// Caption size and label-area sizes of a chart, in pixels.
+#[derive(Clone, Copy)]
+pub(crate) struct Frame {
+    caption: u32,
+    x_area: u32,
+    y_area: u32,
+}
+
+/// A chart that fills a figure.
+pub(crate) const LARGE: Frame = Frame { caption: 22, x_area: 50, y_area: 80 };
+/// A chart in one panel of a figure.
+pub(crate) const SMALL: Frame = Frame { caption: 20, x_area: 45, y_area: 70 };
+
+pub(crate) type Chart2d<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// A 2-D chart on `area` with `title`, the axes' ranges, and a mesh labelled
+/// with the axes' names and ticks.
+pub(crate) fn chart<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    title: &str,
+    frame: Frame,
+    x: &Axis,
+    y: &Axis,
+) -> Result<Chart2d<'a, DB>> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, (FONT_FAMILY, frame.caption))
+        .margin(15)
+        .x_label_area_size(frame.x_area)
+        .y_label_area_size(frame.y_area)
+        .build_cartesian_2d(x.range.clone(), y.range.clone())
+        .map_err(drawing_error)?;
+    chart
+        .configure_mesh()
+        .x_desc(x.label())
+        .y_desc(y.label())
+        .x_label_formatter(&|v| x.tick(*v))
+        .y_label_formatter(&|v| y.tick(*v))
+        .label_style((FONT_FAMILY, 14))
+        .axis_desc_style((FONT_FAMILY, 16))
+        .light_line_style(BLACK.mix(0.05))
+        .draw()
+        .map_err(drawing_error)?;
+    Ok(chart)
 }
 
 /// Width of the legend strip right of a 2-D chart, in pixels.
@@ -289,24 +335,7 @@ impl Figure for PairPlot {
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         let (plot, legend) = with_legend(root);
-        let mut chart = ChartBuilder::on(&plot)
-            .caption(&self.title, (FONT_FAMILY, 22))
-            .margin(15)
-            .x_label_area_size(50)
-            .y_label_area_size(80)
-            .build_cartesian_2d(self.x.range.clone(), self.y.range.clone())
-            .map_err(drawing_error)?;
-        chart
-            .configure_mesh()
-            .x_desc(self.x.label())
-            .y_desc(self.y.label())
-            .x_label_formatter(&|v| self.x.tick(*v))
-            .y_label_formatter(&|v| self.y.tick(*v))
-            .label_style((FONT_FAMILY, 14))
-            .axis_desc_style((FONT_FAMILY, 16))
-            .light_line_style(BLACK.mix(0.05))
-            .draw()
-            .map_err(drawing_error)?;
+        let mut chart = chart(&plot, &self.title, LARGE, &self.x, &self.y)?;
         // Legend markers are squares, so an SVG holds exactly one <circle>
         // per feasible trial.
         chart
@@ -556,24 +585,7 @@ impl Figure for LocalPlot {
             LocalAxis::Sparsity => "Local search: accuracy vs sparsity",
         };
         let (plot, legend) = with_legend(root);
-        let mut chart = ChartBuilder::on(&plot)
-            .caption(title, (FONT_FAMILY, 22))
-            .margin(15)
-            .x_label_area_size(50)
-            .y_label_area_size(80)
-            .build_cartesian_2d(self.x.range.clone(), self.y.range.clone())
-            .map_err(drawing_error)?;
-        chart
-            .configure_mesh()
-            .x_desc(self.x.label())
-            .y_desc(self.y.label())
-            .x_label_formatter(&|v| self.x.tick(*v))
-            .y_label_formatter(&|v| self.y.tick(*v))
-            .label_style((FONT_FAMILY, 14))
-            .axis_desc_style((FONT_FAMILY, 16))
-            .light_line_style(BLACK.mix(0.05))
-            .draw()
-            .map_err(drawing_error)?;
+        let mut chart = chart(&plot, title, LARGE, &self.x, &self.y)?;
         let mut entries = Vec::new();
         for (index, (precision, points)) in self.lines.iter().enumerate() {
             let colour = Palette99::pick(index).to_rgba();
@@ -607,28 +619,13 @@ impl TrainingCurves {
     }
 
     fn panel<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>, title: &str, curves: [Curve; 2]) -> Result<()> {
-        let epochs = Axis::fit("epoch", self.history.iter().map(|e| e.epoch).collect::<Vec<_>>());
+        // Linear axes: epochs and the curves are drawn as they are.
+        let mut epochs = Axis::fit("epoch", self.history.iter().map(|e| e.epoch).collect::<Vec<_>>());
+        epochs.log = false;
         let values: Vec<f64> = curves.iter().flat_map(|(_, f)| self.history.iter().map(f)).collect();
         let mut y = Axis::fit(title, values);
         y.log = false;
-        let mut chart = ChartBuilder::on(area)
-            .caption(format!("{title} of trial {}", self.trial), (FONT_FAMILY, 20))
-            .margin(15)
-            .x_label_area_size(45)
-            .y_label_area_size(70)
-            .build_cartesian_2d(epochs.range.clone(), y.range.clone())
-            .map_err(drawing_error)?;
-        chart
-            .configure_mesh()
-            .x_desc("epoch")
-            .y_desc(title)
-            .x_label_formatter(&|v| format_number(*v))
-            .y_label_formatter(&|v| format_number(*v))
-            .label_style((FONT_FAMILY, 14))
-            .axis_desc_style((FONT_FAMILY, 16))
-            .light_line_style(BLACK.mix(0.05))
-            .draw()
-            .map_err(drawing_error)?;
+        let mut chart = chart(area, &format!("{title} of trial {}", self.trial), SMALL, &epochs, &y)?;
         for (index, (label, value)) in curves.into_iter().enumerate() {
             let colour = if index == 0 { TRIAL_COLOUR } else { FRONT_COLOUR };
             let points: Vec<(f64, f64)> =

@@ -1,8 +1,8 @@
 //! Readout traces per class (qubit data: I and Q interleaved per sample):
 //! each class's mean trace and a few single shots, I and Q side by side.
 
-use crate::plots::{Figure, format_number};
-use anyhow::{Result, anyhow, ensure};
+use crate::plots::{Axis, FONT_FAMILY, Figure, SMALL, chart, drawing_error};
+use anyhow::{Result, ensure};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -68,24 +68,9 @@ impl Traces {
         let (low, high) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
         let pad = ((high - low) * 0.05).max(1e-9);
         let t_max = steps as f64 * self.sample_ns;
-        let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("drawing failed: {e}");
-        let mut chart = ChartBuilder::on(area)
-            .caption(format!("{name} quadrature"), (crate::plots::FONT_FAMILY, 20))
-            .margin(15)
-            .x_label_area_size(45)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0.0..t_max, (low - pad)..(high + pad))
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("time (ns)")
-            .y_desc(format!("{name} (ADC units)"))
-            .x_label_formatter(&|v| format_number(*v))
-            .y_label_formatter(&|v| format_number(*v))
-            .label_style((crate::plots::FONT_FAMILY, 14))
-            .axis_desc_style((crate::plots::FONT_FAMILY, 16))
-            .draw()
-            .map_err(err)?;
+        let time = Axis { name: "time (ns)".into(), log: false, range: 0.0..t_max };
+        let values = Axis { name: format!("{name} (ADC units)"), log: false, range: (low - pad)..(high + pad) };
+        let mut chart = chart(area, &format!("{name} quadrature"), SMALL, &time, &values)?;
         for (index, (label, mean_i, mean_q, singles)) in self.classes.iter().enumerate() {
             let colour = COLOURS[index % COLOURS.len()];
             let time = |t: usize| t as f64 * self.sample_ns;
@@ -96,7 +81,7 @@ impl Traces {
                         values.iter().enumerate().map(|(t, &v)| (time(t), v)),
                         colour.mix(0.25),
                     ))
-                    .map_err(err)?;
+                    .map_err(drawing_error)?;
             }
             let mean = if quadrature == 0 { mean_i } else { mean_q };
             chart
@@ -104,7 +89,7 @@ impl Traces {
                     mean.iter().enumerate().map(|(t, &v)| (time(t), v)),
                     colour.stroke_width(3),
                 ))
-                .map_err(err)?
+                .map_err(drawing_error)?
                 .label(format!("state {label}: mean"))
                 .legend(move |(x, y)| Rectangle::new([(x - 5, y - 5), (x + 5, y + 5)], colour.filled()));
         }
@@ -112,9 +97,9 @@ impl Traces {
             .configure_series_labels()
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK.mix(0.4))
-            .label_font((crate::plots::FONT_FAMILY, 14))
+            .label_font((FONT_FAMILY, 14))
             .draw()
-            .map_err(err)?;
+            .map_err(drawing_error)?;
         Ok(())
     }
 }

@@ -126,6 +126,20 @@ pub fn no_trial(trial_id: i64) -> anyhow::Error {
     anyhow::anyhow!("no trial with id {trial_id} in this storage")
 }
 
+/// Tables keyed by `trial_id`, deleted before their trials.
+pub(crate) const TRIAL_TABLES: [&str; 6] = [
+    "trial_params",
+    "trial_values",
+    "trial_intermediate_values",
+    "trial_user_attributes",
+    "trial_system_attributes",
+    "trial_heartbeats",
+];
+
+/// Tables keyed by `study_id`, in deletion order (`studies` last).
+pub(crate) const STUDY_TABLES: [&str; 5] =
+    ["trials", "study_directions", "study_user_attributes", "study_system_attributes", "studies"];
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -166,26 +166,22 @@ impl PostgresStorage {
     /// Runs one statement outside a transaction (one round trip with a cached
     /// statement, one snapshot) and returns its rows.
     fn query_one_statement(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
-        let mut guard = self.lock()?;
-        let conn = guard.as_mut().expect("lock() connects");
-        let stmt = match conn.statements.get(sql) {
-            Some(stmt) => stmt.clone(),
-            None => {
-                let stmt = conn.client.prepare(sql).with_context(|| format!("preparing `{sql}`"))?;
-                conn.statements.insert(sql.to_string(), stmt.clone());
-                stmt
-            }
-        };
-        conn.client.query(&stmt, params).map_err(|e| {
-            let lost = conn.client.is_closed();
-            let err = anyhow::Error::from(e);
-            if lost { err.context(format!("lost the connection to PostgreSQL at '{}'", self.shown)) } else { err }
-        })
+        self.one_statement(sql, |client, stmt| client.query(stmt, params))
     }
 
     /// Runs one statement outside a transaction (one round trip with a cached
     /// statement); returns the number of rows it changed.
     fn execute_one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        self.one_statement(sql, |client, stmt| client.execute(stmt, params))
+    }
+
+    /// `run` with `sql` prepared once per connection; a lost connection is
+    /// named in the error.
+    fn one_statement<T>(
+        &self,
+        sql: &str,
+        run: impl FnOnce(&mut Client, &Statement) -> Result<T, postgres::Error>,
+    ) -> Result<T> {
         let mut guard = self.lock()?;
         let conn = guard.as_mut().expect("lock() connects");
         let stmt = match conn.statements.get(sql) {
@@ -196,7 +192,7 @@ impl PostgresStorage {
                 stmt
             }
         };
-        conn.client.execute(&stmt, params).map_err(|e| {
+        run(&mut conn.client, &stmt).map_err(|e| {
             let lost = conn.client.is_closed();
             let err = anyhow::Error::from(e);
             if lost { err.context(format!("lost the connection to PostgreSQL at '{}'", self.shown)) } else { err }
@@ -507,20 +503,13 @@ impl Storage for PostgresStorage {
     fn delete_study(&self, study_id: i64) -> Result<()> {
         self.write(|tx| {
             let id = check_study(tx, study_id, true)?;
-            for table in [
-                "trial_params",
-                "trial_values",
-                "trial_intermediate_values",
-                "trial_user_attributes",
-                "trial_system_attributes",
-                "trial_heartbeats",
-            ] {
+            for table in common::TRIAL_TABLES {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE trial_id IN (SELECT trial_id FROM trials WHERE study_id = $1)"),
                     &[&id],
                 )?;
             }
-            for table in ["trials", "study_directions", "study_user_attributes", "study_system_attributes", "studies"] {
+            for table in common::STUDY_TABLES {
                 tx.execute(&format!("DELETE FROM {table} WHERE study_id = $1"), &[&id])?;
             }
             Ok(())

@@ -371,20 +371,13 @@ impl Storage for SqliteStorage {
     fn delete_study(&self, study_id: i64) -> Result<()> {
         self.write(|tx| {
             check_study(tx, study_id)?;
-            for table in [
-                "trial_params",
-                "trial_values",
-                "trial_intermediate_values",
-                "trial_user_attributes",
-                "trial_system_attributes",
-                "trial_heartbeats",
-            ] {
+            for table in common::TRIAL_TABLES {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE trial_id IN (SELECT trial_id FROM trials WHERE study_id = ?1)"),
                     [study_id],
                 )?;
             }
-            for table in ["trials", "study_directions", "study_user_attributes", "study_system_attributes", "studies"] {
+            for table in common::STUDY_TABLES {
                 tx.execute(&format!("DELETE FROM {table} WHERE study_id = ?1"), [study_id])?;
             }
             Ok(())

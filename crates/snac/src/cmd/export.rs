@@ -3,8 +3,8 @@
 //! at the end of `snac run` for the precision under `synthesis:`.
 
 use crate::cli::ExportArgs;
+use crate::global_search::SearchSetup;
 use anyhow::{Context, Result, bail};
-use snac_core::config::Experiment;
 use snac_core::estimate::{Board, Strategy};
 use snac_core::quantized::QuantizedModel;
 use snac_export::{ExportSettings, export};
@@ -17,11 +17,7 @@ pub const PYTHON_PACKAGES: [&str; 3] = ["hls4ml==1.3.0", "qonnx==1.0.0", "onnx==
 pub fn export_command(args: &ExportArgs) -> Result<ExitCode> {
     let model = QuantizedModel::read(&args.model)?;
     let board = Board::by_name(&args.board).with_context(|| format!("--board {}", args.board))?;
-    let strategy = match args.strategy.to_ascii_lowercase().as_str() {
-        "latency" => Strategy::Latency,
-        "resource" => Strategy::Resource,
-        other => bail!("--strategy {other}: accepted: latency, resource"),
-    };
+    let strategy = Strategy::parse(&args.strategy).context("--strategy")?;
     let settings = ExportSettings {
         board,
         reuse_factor: args.reuse,
@@ -88,9 +84,10 @@ fn python_with_hls4ml() -> Result<PathBuf> {
 }
 
 /// After `snac run`: exports the local-search model of the `synthesis:`
-/// precision into `synthesis.hls_output_dir`'s parent as `hls4ml_export/`.
-pub fn export_after_run(experiment: &Experiment, results_dir: &Path) -> Result<()> {
-    let Some(synthesis) = &experiment.synthesis else { return Ok(()) };
+/// precision to `<results_dir>/hls4ml_export/`, with the run's board, reuse
+/// factor and strategy (`hls_config`, already checked in `setup.hardware`).
+pub fn export_after_run(setup: &SearchSetup, results_dir: &Path) -> Result<()> {
+    let Some(synthesis) = &setup.experiment.synthesis else { return Ok(()) };
     let name = format!("best_model_{}b{}i.json", synthesis.total_bits, synthesis.int_bits);
     let path = results_dir.join(crate::local_search::LOCAL_DIR).join(&name);
     if !path.exists() {
@@ -102,22 +99,15 @@ pub fn export_after_run(experiment: &Experiment, results_dir: &Path) -> Result<(
         return Ok(());
     }
     let model = QuantizedModel::read(&path)?;
-    let hls = &experiment.hls;
-    let board = Board::by_name(&hls.board).context("hls_config.board")?;
-    let strategy = if hls.strategy.eq_ignore_ascii_case("resource") { Strategy::Resource } else { Strategy::Latency };
-    let out = results_dir.join("hls4ml_export");
-    let hls_output_dir = if synthesis.hls_output_dir.is_absolute() {
-        synthesis.hls_output_dir.clone()
-    } else {
-        std::path::absolute(&synthesis.hls_output_dir)?
-    };
+    let hardware = &setup.hardware;
     let settings = ExportSettings {
-        board,
-        reuse_factor: hls.reuse_factor as u32,
-        strategy,
-        hls_output_dir,
+        board: hardware.board.clone(),
+        reuse_factor: hardware.settings.reuse_factor as u32,
+        strategy: hardware.settings.strategy,
+        hls_output_dir: std::path::absolute(&synthesis.hls_output_dir)?,
         project_name: "snac_model".into(),
     };
+    let out = results_dir.join("hls4ml_export");
     export(&model, &test_inputs(&model, 100), &settings, &out)?;
     println!("hls4ml hand-off: {} (python {}/convert.py writes the HLS project)", out.display(), out.display());
     Ok(())

@@ -55,7 +55,7 @@ pub fn run_as(args: &RunArgs, all_stages: bool, worker: Option<Participation>) -
     }
     if all_stages && setup.experiment.local_search.is_some() {
         super::local::run_local(&setup, &results_dir, None)?;
-        super::export::export_after_run(&setup.experiment, &results_dir)?;
+        super::export::export_after_run(&setup, &results_dir)?;
     }
     Ok(ExitCode::SUCCESS)
 }
