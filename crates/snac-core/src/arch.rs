@@ -29,6 +29,10 @@ pub enum Shape {
     Flat(usize),
     /// An image, channels last: height, width, channels.
     Image { height: usize, width: usize, channels: usize },
+    /// A set of `elements` items of `features` each (DeepSets: particles of a
+    /// jet, points of a cloud); layers before an [`Layer::Aggregate`] act on
+    /// every element alike.
+    Set { elements: usize, features: usize },
 }
 
 impl Shape {
@@ -37,6 +41,18 @@ impl Shape {
         match *self {
             Shape::Flat(n) => n,
             Shape::Image { height, width, channels } => height * width * channels,
+            Shape::Set { elements, features } => elements * features,
+        }
+    }
+
+    /// Rows per sample and values per row when a batch is laid out as a
+    /// matrix: an image is `height·width` positions of `channels`, a set is
+    /// `elements` rows of `features`, a vector is one row.
+    pub fn rows_and_features(&self) -> (usize, usize) {
+        match *self {
+            Shape::Flat(n) => (1, n),
+            Shape::Image { height, width, channels } => (height * width, channels),
+            Shape::Set { elements, features } => (elements, features),
         }
     }
 
@@ -45,6 +61,7 @@ impl Shape {
         match *self {
             Shape::Flat(n) => vec![n],
             Shape::Image { height, width, channels } => vec![height, width, channels],
+            Shape::Set { elements, features } => vec![elements, features],
         }
     }
 
@@ -66,6 +83,7 @@ impl fmt::Display for Shape {
         match self {
             Shape::Flat(n) => write!(f, "({n})"),
             Shape::Image { height, width, channels } => write!(f, "({height}, {width}, {channels})"),
+            Shape::Set { elements, features } => write!(f, "({elements} × {features} set)"),
         }
     }
 }
@@ -188,6 +206,33 @@ pub enum Padding {
     Same,
 }
 
+/// How a DeepSets model pools a set into one vector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Aggregation {
+    Mean,
+    Max,
+}
+
+impl Aggregation {
+    pub fn parse(name: &str) -> Option<Aggregation> {
+        match name.to_lowercase().as_str() {
+            "mean" | "avg" | "average" => Some(Aggregation::Mean),
+            "max" => Some(Aggregation::Max),
+            _ => None,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Aggregation::Mean => "mean",
+            Aggregation::Max => "max",
+        }
+    }
+
+    pub const ACCEPTED: &'static str = "mean, max";
+}
+
 /// One layer of the compute sequence.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Layer {
@@ -214,6 +259,8 @@ pub enum Layer {
     Act(Activation),
     /// Image to vector (row-major, channels last, as Keras).
     Flatten,
+    /// Set to vector: the mean or maximum of each feature over the elements.
+    Aggregate(Aggregation),
 }
 
 impl Layer {
@@ -225,6 +272,12 @@ impl Layer {
                     bail!("Dense layer with 0 units");
                 }
                 Shape::Flat(*units)
+            }
+            (Layer::Dense { units }, Shape::Set { elements, .. }) => {
+                if *units == 0 {
+                    bail!("Dense layer with 0 units");
+                }
+                Shape::Set { elements, features: *units }
             }
             (Layer::Dense { .. }, Shape::Image { .. }) => {
                 bail!("Dense layer got image input {input}; add a Flatten first")
@@ -242,8 +295,8 @@ impl Layer {
                 }
                 Shape::Image { height: height - shrink, width: width - shrink, channels: *filters }
             }
-            (Layer::Conv2d { .. } | Layer::ConvAttention { .. }, Shape::Flat(_)) => {
-                bail!("{} layer got flat input {input}; it needs an image", self.kind())
+            (Layer::Conv2d { .. } | Layer::ConvAttention { .. }, Shape::Flat(_) | Shape::Set { .. }) => {
+                bail!("{} layer got input {input}; it needs an image", self.kind())
             }
             (Layer::ConvAttention { hidden, .. }, shape) => {
                 if *hidden == 0 {
@@ -253,22 +306,24 @@ impl Layer {
             }
             (Layer::BatchNorm | Layer::LayerNorm | Layer::Act(_), shape) => shape,
             (Layer::Flatten, shape) => Shape::Flat(shape.numel()),
+            (Layer::Aggregate(_), Shape::Set { features, .. }) => Shape::Flat(features),
+            (Layer::Aggregate(_), _) => bail!("Aggregate layer got input {input}; it needs a set"),
         })
     }
 
     /// Trainable parameters given the input shape.
     pub fn parameter_count(&self, input: Shape) -> usize {
-        let features = match input {
-            Shape::Flat(n) => n,
-            Shape::Image { channels, .. } => channels,
-        };
+        let features = input.rows_and_features().1;
         match *self {
-            Layer::Dense { units } => input.numel() * units + units,
+            Layer::Dense { units } => match input {
+                Shape::Set { features, .. } => features * units + units,
+                _ => input.numel() * units + units,
+            },
             Layer::Conv2d { filters, kernel, .. } => kernel * kernel * features * filters + filters,
             // q, k, v projections to `hidden` and the output projection back, all 1×1 with bias
             Layer::ConvAttention { hidden, .. } => 3 * (features * hidden + hidden) + hidden * features + features,
             Layer::BatchNorm | Layer::LayerNorm => 2 * features,
-            Layer::Act(_) | Layer::Flatten => 0,
+            Layer::Act(_) | Layer::Flatten | Layer::Aggregate(_) => 0,
         }
     }
 
@@ -282,6 +337,7 @@ impl Layer {
             Layer::LayerNorm => "LayerNorm",
             Layer::Act(_) => "Activation",
             Layer::Flatten => "Flatten",
+            Layer::Aggregate(_) => "Aggregate",
         }
     }
 }
@@ -417,6 +473,7 @@ impl Arch {
                 Layer::LayerNorm => "ln".into(),
                 Layer::Act(a) => a.name().into(),
                 Layer::Flatten => "flat".into(),
+                Layer::Aggregate(a) => format!("{}-pool", a.name()),
             });
         }
         parts.join(" ")

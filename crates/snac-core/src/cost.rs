@@ -22,12 +22,17 @@ pub const GLOBAL_SEARCH_BITS: f64 = 32.0;
 pub fn layer_bops(layer: &Layer, input: Shape, output: Shape, formula: BopsFormula, bits: f64) -> f64 {
     let b2 = bits * bits;
     match (layer, formula) {
+        // A Dense layer on a set applies to each of its elements.
         (Layer::Dense { units }, BopsFormula::Mlp) => {
-            let n_in = input.numel() as f64;
+            let (rows, n_in) = input.rows_and_features();
             let n_out = *units as f64;
-            n_in * n_out * (b2 + 2.0 * bits) + n_out * n_in.log2() * bits
+            let n_in = n_in as f64;
+            rows as f64 * (n_in * n_out * (b2 + 2.0 * bits) + n_out * n_in.log2() * bits)
         }
-        (Layer::Dense { units }, BopsFormula::Block) => input.numel() as f64 * *units as f64 * b2,
+        (Layer::Dense { units }, BopsFormula::Block) => {
+            let (rows, n_in) = input.rows_and_features();
+            (rows * n_in * units) as f64 * b2
+        }
         (Layer::Conv2d { filters, kernel, .. }, _) => {
             let (Shape::Image { channels, .. }, Shape::Image { height, width, .. }) = (input, output) else {
                 return 0.0;
@@ -53,7 +58,10 @@ pub fn macs(arch: &Arch) -> Result<u64> {
     let mut total = 0u64;
     for (layer, input, output) in arch.shapes()? {
         total += match (layer, input, output) {
-            (Layer::Dense { units }, input, _) => (input.numel() * units) as u64,
+            (Layer::Dense { units }, input, _) => {
+                let (rows, n_in) = input.rows_and_features();
+                (rows * n_in * units) as u64
+            }
             (Layer::Conv2d { kernel, .. }, Shape::Image { channels, .. }, output) => {
                 (output.numel() * kernel * kernel * channels) as u64
             }

@@ -105,7 +105,7 @@ impl Net {
         let shapes = arch.shapes()?;
         ensure!(!shapes.is_empty(), "architecture has no layers");
         for (index, (layer, ..)) in shapes.iter().enumerate() {
-            if let Layer::Conv2d { .. } | Layer::ConvAttention { .. } = layer {
+            if let Layer::Conv2d { .. } | Layer::ConvAttention { .. } | Layer::Aggregate(_) = layer {
                 bail!("layer {index} ({}) is not supported yet by snac-train", layer.kind());
             }
         }
@@ -158,7 +158,9 @@ impl Net {
                 Layer::Act(act) => NetLayer::Act(*act),
                 // Flat input only, so Flatten is a no-op.
                 Layer::Flatten => continue,
-                Layer::Conv2d { .. } | Layer::ConvAttention { .. } => unreachable!("rejected above"),
+                Layer::Conv2d { .. } | Layer::ConvAttention { .. } | Layer::Aggregate(_) => {
+                    unreachable!("rejected above")
+                }
             };
             layers.push(net_layer);
             arch_indices.push(index);

@@ -61,10 +61,7 @@ pub struct Weights {
 
 /// Features of a normalisation layer's input: the last axis.
 fn feature_count(shape: Shape) -> usize {
-    match shape {
-        Shape::Flat(n) => n,
-        Shape::Image { channels, .. } => channels,
-    }
+    shape.rows_and_features().1
 }
 
 impl Weights {
@@ -99,7 +96,7 @@ impl Weights {
                         NamedTensor::new("beta", vec![n], vec![0.0; n]),
                     ]
                 }
-                Layer::Act(_) | Layer::Flatten => Vec::new(),
+                Layer::Act(_) | Layer::Flatten | Layer::Aggregate(_) => Vec::new(),
                 Layer::Conv2d { .. } | Layer::ConvAttention { .. } => {
                     bail!("layer {index} ({}) is not supported yet by snac-train", layer.kind())
                 }

@@ -182,9 +182,9 @@ pub(crate) fn prepare(config: &DatasetConfig, raw: Raw) -> Result<Dataset> {
                 shape = Shape::Image { height: size, width: size, channels };
             }
             Shape::Image { .. } => {}
-            Shape::Flat(n) => bail!(
-                "dataset.resize_val: {size} asks to resize images, but {name} samples are flat vectors of {n} \
-                 values; remove resize_val or give the data as (N, H, W[, C]) images"
+            Shape::Flat(_) | Shape::Set { .. } => bail!(
+                "dataset.resize_val: {size} asks to resize images, but {name} samples are {shape}, not images; \
+                 remove resize_val or give the data as (N, H, W[, C]) images"
             ),
         }
     }

@@ -363,7 +363,7 @@ impl ResourceEstimator for AnalyticalEstimator {
                 Layer::LayerNorm => layer_norm(features, bits, settings, &mut used, &mut schedule),
                 Layer::Act(kind) => activation(*kind, features, bits, &mut used, &mut schedule),
                 Layer::Flatten => {}
-                Layer::Conv2d { .. } | Layer::ConvAttention { .. } => bail!(
+                Layer::Conv2d { .. } | Layer::ConvAttention { .. } | Layer::Aggregate(_) => bail!(
                     "the analytical estimator does not support {} layers yet (layer {position}, {}); \
                      it models Dense, BatchNorm, LayerNorm and activation layers",
                     layer.kind(),

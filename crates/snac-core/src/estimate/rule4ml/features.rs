@@ -151,10 +151,7 @@ pub fn layer_records(arch: &Arch, reuse: usize) -> Result<Vec<LayerRecord>> {
                 .with_output(n_out)
             }
             Layer::BatchNorm => {
-                let features = match input {
-                    Shape::Flat(n) => n,
-                    Shape::Image { channels, .. } => channels,
-                };
+                let features = input.rows_and_features().1;
                 LayerRecord {
                     parameters: 4 * features,
                     trainable_parameters: 2 * features,
@@ -185,7 +182,7 @@ pub fn layer_records(arch: &Arch, reuse: usize) -> Result<Vec<LayerRecord>> {
                 kind.name(),
                 arch.summary()
             ),
-            Layer::LayerNorm | Layer::ConvAttention { .. } => bail!(
+            Layer::LayerNorm | Layer::ConvAttention { .. } | Layer::Aggregate(_) => bail!(
                 "rule4ml has no {} layer (layer {position} of {}); its layer types are Dense, Conv2D, \
                  BatchNormalization, Flatten and the relu, sigmoid, tanh and softmax activations; \
                  use the analytical estimator",
