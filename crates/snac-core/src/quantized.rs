@@ -639,5 +639,7 @@ impl QuantizedModel {
     }
 }
 
+pub mod softmax;
+
 #[cfg(test)]
 mod tests;

@@ -4,9 +4,21 @@
 //! They are dtype-agnostic (f32 for training, f64 in the gradient checks) and
 //! differentiable through burn's autodiff when their inputs are tracked.
 
+//!
+//! A batch always travels as a matrix `[batch · rows, features]`: a vector
+//! is one row, an image `height · width` rows of channels (channels last,
+//! row-major, as Keras), a set one row per element. So Dense, BatchNorm,
+//! LayerNorm and activations apply per position or element unchanged
+//! (BatchNorm's statistics then run over batch and positions, as Keras'
+//! over all axes but the last), and Flatten is a reshape.
+
 use crate::fastmath::{self, Pointwise};
+use burn::tensor::module;
+use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, Tensor, TensorData, activation};
-use snac_core::arch::Activation;
+use snac_core::arch::{Activation, Aggregation, Layer, Padding, Shape};
+use snac_core::fixed::FixedPoint;
+use snac_core::quantized::softmax::{attention_scale, softmax_values};
 use snac_core::quantized::{ActivationTable, leaky_slope};
 
 /// Keras `BatchNormalization` default epsilon.
@@ -140,6 +152,157 @@ fn pointwise_with(x: Tensor<2>, kind: Pointwise, value: Option<&dyn Fn(f64) -> f
     }
     let slopes = Tensor::from_data(slopes, (&device, dtype));
     values + (x.clone() - x.detach()) * slopes
+}
+
+/// The geometry of a Conv2d layer (stride 1) on a channels-last image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub height: usize,
+    pub width: usize,
+    pub channels: usize,
+    pub kernel: usize,
+    pub filters: usize,
+    pub out_height: usize,
+    pub out_width: usize,
+    /// `(before, after)` zero padding of the rows and of the columns: none
+    /// for 'valid'; `k − 1` in all for 'same', the extra one after (Keras).
+    pub padding: [(usize, usize); 2],
+}
+
+impl ConvGeometry {
+    /// The geometry of `layer` on `input`, or `None` if it is not a Conv2d on an image.
+    pub fn of(layer: &Layer, input: Shape) -> Option<ConvGeometry> {
+        let (Layer::Conv2d { filters, kernel, padding }, Shape::Image { height, width, channels }) = (layer, input)
+        else {
+            return None;
+        };
+        let (k, filters) = (*kernel, *filters);
+        let (pad, shrink) = match padding {
+            Padding::Valid => ((0, 0), k - 1),
+            Padding::Same => (((k - 1) / 2, k - 1 - (k - 1) / 2), 0),
+        };
+        Some(ConvGeometry {
+            height,
+            width,
+            channels,
+            kernel: k,
+            filters,
+            out_height: height - shrink,
+            out_width: width - shrink,
+            padding: [pad, pad],
+        })
+    }
+}
+
+/// 2-D convolution, stride 1: `x` `[batch·H·W, C]` to `[batch·H'·W', F]`;
+/// `kernel` `[k·k·C, F]` (Keras' `[k, k, C, F]`, row-major), `bias` `[1, F]`.
+pub fn conv2d(x: Tensor<2>, kernel: Tensor<2>, bias: Tensor<2>, g: &ConvGeometry) -> Tensor<2> {
+    let batch = x.dims()[0] / (g.height * g.width);
+    let images = x.reshape([batch, g.height, g.width, g.channels]).permute([0, 3, 1, 2]);
+    let weight = kernel.reshape([g.kernel, g.kernel, g.channels, g.filters]).permute([3, 2, 0, 1]);
+    let options = ConvOptions { stride: [1, 1], padding: g.padding, dilation: [1, 1], groups: 1 };
+    let out = module::conv2d(images, weight, Some(bias.reshape([g.filters])), options);
+    out.permute([0, 2, 3, 1]).reshape([batch * g.out_height * g.out_width, g.filters])
+}
+
+/// The parameters of a ConvAttention layer, in [`ATTENTION_PARAMS`] order.
+pub type AttentionParams = [Tensor<2>; 8];
+
+/// Parameter names of a ConvAttention layer: 1×1 projections to `hidden`
+/// channels (query, key, value) and back (output), kernels `[in, out]`.
+pub const ATTENTION_PARAMS: [&str; 8] = [
+    "query_kernel",
+    "query_bias",
+    "key_kernel",
+    "key_bias",
+    "value_kernel",
+    "value_bias",
+    "output_kernel",
+    "output_bias",
+];
+
+/// Convolutional self-attention (REFERENCE.md §2) over the `positions` of
+/// each image: `q, k, v = x·W + b` (1×1 convolutions), `scores = q·kᵀ`
+/// (times `1/√hidden` when `scale`), `softmax` over the last axis,
+/// `(scores·v)·W_o + b_o`, plus the input (residual). `x` is
+/// `[batch·positions, C]`, as is the result.
+///
+/// With `quant` (the activation type): q, k, v, the attended values and the
+/// output projection are put on its grid, and the softmax is the fixed-point
+/// one of [`snac_core::quantized::softmax`] (with the float softmax's gradient).
+pub fn conv_attention(
+    x: Tensor<2>,
+    params: AttentionParams,
+    positions: usize,
+    scale: bool,
+    quant: Option<&FixedPoint>,
+) -> Tensor<2> {
+    let [wq, bq, wk, bk, wv, bv, wo, bo] = params;
+    let [rows, _] = x.dims();
+    let batch = rows / positions;
+    let hidden = wq.dims()[1];
+    let on_grid = |t: Tensor<2>| match quant {
+        Some(fixed) => crate::quant::fake_quantize(t, fixed),
+        None => t,
+    };
+    let project = |w: Tensor<2>, b: Tensor<2>| on_grid(dense(x.clone(), w, b)).reshape([batch, positions, hidden]);
+    let (q, k, v) = (project(wq, bq), project(wk, bk), project(wv, bv));
+    let scores = q.matmul(k.swap_dims(1, 2));
+    let scale_code = scale.then(|| attention_scale(hidden));
+    let scaled = match scale_code {
+        Some(code) => {
+            scores.clone().mul_scalar(code as f64 / (1u64 << snac_core::quantized::softmax::SCALE_FRAC) as f64)
+        }
+        None => scores.clone(),
+    };
+    let float_softmax = activation::softmax(scaled, 2);
+    let weights = match quant {
+        None => float_softmax,
+        Some(fixed) => fixed_softmax(scores, float_softmax, 2 * fixed.fractional_bits(), scale_code, fixed),
+    };
+    let attended = on_grid(weights.matmul(v).reshape([rows, hidden]));
+    on_grid(dense(attended, wo, bo)) + x
+}
+
+/// The fixed-point softmax's values with `float`'s gradient.
+fn fixed_softmax(scores: Tensor<3>, float: Tensor<3>, frac: i32, scale: Option<i64>, fixed: &FixedPoint) -> Tensor<3> {
+    let device = scores.device();
+    let dtype = scores.dtype();
+    let dims = scores.dims();
+    let values: Vec<f64> = scores.into_data().convert::<f64>().try_into_vec::<f64>().expect("float scores");
+    let mut out = Vec::with_capacity(values.len());
+    for row in values.chunks_exact(dims[2]) {
+        out.extend(softmax_values(row, frac, scale, fixed));
+    }
+    let data = if dtype == DType::F32 {
+        TensorData::new(out.into_iter().map(|v| v as f32).collect::<Vec<f32>>(), dims)
+    } else {
+        TensorData::new(out, dims)
+    };
+    let values = Tensor::<3>::from_data(data, (&device, dtype));
+    if !float.is_autodiff() {
+        return values;
+    }
+    values + (float.clone() - float.detach())
+}
+
+/// A set `[batch·elements, F]` pooled to `[batch, F]`: the mean (sum, then
+/// one division) or the maximum over the elements.
+pub fn aggregate(x: Tensor<2>, elements: usize, mode: Aggregation) -> Tensor<2> {
+    let [rows, features] = x.dims();
+    let batch = rows / elements;
+    let sets = x.reshape([batch, elements, features]);
+    let pooled = match mode {
+        Aggregation::Mean => sets.sum_dim(1).div_scalar(elements as f64),
+        Aggregation::Max => sets.max_dim(1),
+    };
+    pooled.reshape([batch, features])
+}
+
+/// `[batch·rows, F]` to `[batch, rows·F]`: Keras' Flatten of channels-last data.
+pub fn flatten(x: Tensor<2>, rows: usize) -> Tensor<2> {
+    let [total, features] = x.dims();
+    x.reshape([total / rows, rows * features])
 }
 
 /// Mean softmax cross-entropy of `logits` `[batch, classes]` against one-hot
@@ -292,6 +455,148 @@ mod tests {
             / 4.0;
         let got = loss.into_data().try_to_vec::<f64>().unwrap()[0];
         assert!((got - expected).abs() < 1e-12, "{got} vs {expected}");
+    }
+
+    /// Keras' Conv2D, stride 1, by definition: channels-last input and
+    /// `[k, k, C, F]` kernel, zero padding `pad` before (rows and columns).
+    fn naive_conv(x: &[f64], kernel: &[f64], bias: &[f64], g: &ConvGeometry, batch: usize) -> Vec<f64> {
+        let (k, c, f) = (g.kernel, g.channels, g.filters);
+        let mut out = vec![0.0; batch * g.out_height * g.out_width * f];
+        for b in 0..batch {
+            for oy in 0..g.out_height {
+                for ox in 0..g.out_width {
+                    for o in 0..f {
+                        let mut acc = bias[o];
+                        for dy in 0..k {
+                            for dx in 0..k {
+                                let y = (oy + dy) as isize - g.padding[0].0 as isize;
+                                let xx = (ox + dx) as isize - g.padding[1].0 as isize;
+                                if y < 0 || xx < 0 || y >= g.height as isize || xx >= g.width as isize {
+                                    continue;
+                                }
+                                for i in 0..c {
+                                    let input = x[((b * g.height + y as usize) * g.width + xx as usize) * c + i];
+                                    acc += input * kernel[((dy * k + dx) * c + i) * f + o];
+                                }
+                            }
+                        }
+                        out[((b * g.out_height + oy) * g.out_width + ox) * f + o] = acc;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn geometry(size: usize, channels: usize, kernel: usize, filters: usize, padding: Padding) -> ConvGeometry {
+        let layer = Layer::Conv2d { filters, kernel, padding };
+        ConvGeometry::of(&layer, Shape::Image { height: size, width: size + 1, channels }).unwrap()
+    }
+
+    #[test]
+    fn conv2d_values_are_keras_and_gradients_check() {
+        let device = Device::flex();
+        for (kernel, padding) in [(3, Padding::Valid), (1, Padding::Same), (3, Padding::Same), (2, Padding::Same)] {
+            let mut rng = ChaCha8Rng::seed_from_u64(10 + kernel as u64);
+            let g = geometry(4, 2, kernel, 3, padding);
+            let batch = 2;
+            let x = random(batch * g.height * g.width, g.channels, &mut rng);
+            let w = random(kernel * kernel * g.channels, g.filters, &mut rng);
+            let b = random(1, g.filters, &mut rng);
+            let got =
+                values(conv2d(tensor(&x.0, x.1, &device), tensor(&w.0, w.1, &device), tensor(&b.0, b.1, &device), &g));
+            let want = naive_conv(&x.0, &w.0, &b.0, &g, batch);
+            assert_eq!(got.len(), want.len(), "k{kernel} {padding:?}");
+            for (a, e) in got.iter().zip(&want) {
+                assert!((a - e).abs() < 1e-12, "k{kernel} {padding:?}: {a} vs {e}");
+            }
+            assert_gradients(&format!("conv2d k{kernel} {padding:?}"), &[x, w, b], |t| {
+                conv2d(t[0].clone(), t[1].clone(), t[2].clone(), &g)
+            });
+        }
+    }
+
+    /// Self-attention by definition, one sample `[positions, C]` at a time.
+    fn naive_attention(x: &[f64], p: &[Vec<f64>], positions: usize, c: usize, h: usize, scale: bool) -> Vec<f64> {
+        let project = |rows: &[f64], w: &[f64], b: &[f64], n_in: usize, n_out: usize| -> Vec<f64> {
+            rows.chunks(n_in)
+                .flat_map(|r| (0..n_out).map(move |o| b[o] + (0..n_in).map(|i| r[i] * w[i * n_out + o]).sum::<f64>()))
+                .collect()
+        };
+        let mut out = Vec::new();
+        for sample in x.chunks(positions * c) {
+            let q = project(sample, &p[0], &p[1], c, h);
+            let k = project(sample, &p[2], &p[3], c, h);
+            let v = project(sample, &p[4], &p[5], c, h);
+            let mut attended = vec![0.0; positions * h];
+            for i in 0..positions {
+                let factor = if scale { attention_scale(h) as f64 / 4096.0 } else { 1.0 };
+                let scores: Vec<f64> =
+                    (0..positions).map(|j| (0..h).map(|d| q[i * h + d] * k[j * h + d]).sum::<f64>() * factor).collect();
+                let max = scores.iter().cloned().fold(f64::MIN, f64::max);
+                let z: f64 = scores.iter().map(|s| (s - max).exp()).sum();
+                for j in 0..positions {
+                    for d in 0..h {
+                        attended[i * h + d] += (scores[j] - max).exp() / z * v[j * h + d];
+                    }
+                }
+            }
+            let o = project(&attended, &p[6], &p[7], h, c);
+            out.extend(o.iter().zip(sample).map(|(a, b)| a + b));
+        }
+        out
+    }
+
+    #[test]
+    fn conv_attention_values_and_gradients() {
+        let device = Device::flex();
+        let (batch, positions, c, h) = (2, 5, 3, 2);
+        for scale in [false, true] {
+            let mut rng = ChaCha8Rng::seed_from_u64(20);
+            // Small values keep the softmax away from saturation, so every
+            // input matters to the check.
+            let shrink = |(v, s): Input| -> Input { (v.iter().map(|x| x * 0.4).collect(), s) };
+            let mut inputs = vec![shrink(random(batch * positions, c, &mut rng))];
+            for (from, to) in [(c, h), (c, h), (c, h), (h, c)] {
+                inputs.push(shrink(random(from, to, &mut rng)));
+                inputs.push(shrink(random(1, to, &mut rng)));
+            }
+            let params: Vec<Vec<f64>> = inputs[1..].iter().map(|i| i.0.clone()).collect();
+            let want = naive_attention(&inputs[0].0, &params, positions, c, h, scale);
+            let tensors: Vec<_> = inputs.iter().map(|(v, s)| tensor(v, *s, &device)).collect();
+            let p: [Tensor<2>; 8] = std::array::from_fn(|i| tensors[i + 1].clone());
+            let got = values(conv_attention(tensors[0].clone(), p, positions, scale, None));
+            for (a, e) in got.iter().zip(&want) {
+                assert!((a - e).abs() < 1e-12, "scale {scale}: {a} vs {e}");
+            }
+            assert_gradients(&format!("conv attention (scale {scale})"), &inputs, |t| {
+                let p: [Tensor<2>; 8] = std::array::from_fn(|i| t[i + 1].clone());
+                conv_attention(t[0].clone(), p, positions, scale, None)
+            });
+        }
+    }
+
+    #[test]
+    fn aggregate_and_flatten_values_and_gradients() {
+        let device = Device::flex();
+        let mut rng = ChaCha8Rng::seed_from_u64(30);
+        let x = random(3 * 4, 2, &mut rng);
+        let mean = values(aggregate(tensor(&x.0, x.1, &device), 4, Aggregation::Mean));
+        let max = values(aggregate(tensor(&x.0, x.1, &device), 4, Aggregation::Max));
+        for set in 0..3 {
+            for f in 0..2 {
+                let column: Vec<f64> = (0..4).map(|e| x.0[(set * 4 + e) * 2 + f]).collect();
+                assert!((mean[set * 2 + f] - column.iter().sum::<f64>() / 4.0).abs() < 1e-15);
+                assert_eq!(max[set * 2 + f], column.iter().cloned().fold(f64::MIN, f64::max));
+            }
+        }
+        for mode in [Aggregation::Mean, Aggregation::Max] {
+            assert_gradients(mode.name(), std::slice::from_ref(&x), |t| aggregate(t[0].clone(), 4, mode));
+        }
+        let flat = flatten(tensor(&x.0, x.1, &device), 4);
+        assert_eq!(flat.dims(), [3, 8]);
+        assert_eq!(values(flat), x.0, "Flatten of channels-last rows keeps the order");
+        assert_gradients("flatten", &[x], |t| flatten(t[0].clone(), 4));
     }
 
     #[test]

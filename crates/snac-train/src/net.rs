@@ -6,21 +6,59 @@
 //! step turns them into burn tensors, so the optimiser and the BatchNorm moving
 //! statistics are plain loops over slices.
 
-use crate::layers;
+use crate::layers::{self, ATTENTION_PARAMS, ConvGeometry};
 use crate::quant::{QuantSpec, fake_quantize};
 use crate::weights::{LayerWeights, NamedTensor, Weights};
 use anyhow::{Result, bail, ensure};
 use burn::tensor::{Device, Tensor, TensorData};
-use snac_core::arch::{Activation, Arch, Layer, Shape};
+use snac_core::arch::{Activation, Aggregation, Arch, Layer, Shape};
 use snac_core::quantized::fold_batch_norm;
 
 /// One layer of the compiled network; numbers index [`ParamTable::params`].
+/// The batch travels as `[batch · rows, features]` (see [`crate::layers`]).
 #[derive(Clone, Debug)]
 pub(crate) enum NetLayer {
-    Dense { kernel: usize, bias: usize },
-    BatchNorm { gamma: usize, beta: usize, moving_mean: usize, moving_variance: usize },
-    LayerNorm { gamma: usize, beta: usize },
+    Dense {
+        kernel: usize,
+        bias: usize,
+    },
+    Conv2d {
+        kernel: usize,
+        bias: usize,
+        geometry: ConvGeometry,
+    },
+    ConvAttention {
+        params: [usize; 8],
+        positions: usize,
+        scale: bool,
+    },
+    BatchNorm {
+        gamma: usize,
+        beta: usize,
+        moving_mean: usize,
+        moving_variance: usize,
+    },
+    LayerNorm {
+        gamma: usize,
+        beta: usize,
+    },
     Act(Activation),
+    /// `rows` positions per sample become one row.
+    Flatten {
+        rows: usize,
+    },
+    Aggregate {
+        elements: usize,
+        mode: Aggregation,
+    },
+}
+
+impl NetLayer {
+    /// Whether the output is an accumulator (kept exact, not put on the
+    /// activation grid unless it is the logits).
+    fn is_accumulator(&self) -> bool {
+        matches!(self, NetLayer::Dense { .. } | NetLayer::Conv2d { .. })
+    }
 }
 
 /// One parameter tensor on the host, shaped 2-D for burn (`[n]` becomes `[1, n]`).
@@ -51,13 +89,34 @@ impl Param {
     /// values, and the gradient with respect to the quantized tensor is the
     /// straight-through gradient of the float ones.
     pub fn tensor(&self, device: &Device, quant: Option<&QuantSpec>) -> Tensor<2> {
+        self.tensor_with(device, quant, burn::tensor::DType::F32)
+    }
+
+    /// [`Param::tensor`] in `dtype` (f64 for exact checks).
+    pub fn tensor_with(&self, device: &Device, quant: Option<&QuantSpec>, dtype: burn::tensor::DType) -> Tensor<2> {
         let mut values = self.values.clone();
         match (quant, self.role) {
             (Some(spec), ParamRole::Kernel) => spec.weights.quantize_slice(&mut values),
             (Some(spec), ParamRole::Bias) => spec.biases.quantize_slice(&mut values),
             _ => {}
         }
+        if dtype == burn::tensor::DType::F64 {
+            let values: Vec<f64> = values.into_iter().map(f64::from).collect();
+            return Tensor::from_data(TensorData::new(values, [self.rows, self.cols]), (device, dtype));
+        }
         Tensor::from_data(TensorData::new(values, [self.rows, self.cols]), device)
+    }
+}
+
+/// What a parameter called `name` is: `kernel` and `*_kernel` are kernels,
+/// `bias` and `*_bias` biases.
+pub(crate) fn role_of(name: &str) -> ParamRole {
+    if name.ends_with("kernel") {
+        ParamRole::Kernel
+    } else if name.ends_with("bias") {
+        ParamRole::Bias
+    } else {
+        ParamRole::Other
     }
 }
 
@@ -95,7 +154,13 @@ pub(crate) struct Net {
     /// For each of `layers`, its position in [`Arch::layers`].
     pub arch_indices: Vec<usize>,
     pub input_features: usize,
+    /// The input's layout: rows per sample and features per row.
+    pub input_rows: usize,
+    pub input_cols: usize,
     pub output_features: usize,
+    /// Samples per forward pass in evaluation, so that no intermediate
+    /// tensor grows much past 2^22 values.
+    pub eval_batch: usize,
 }
 
 impl Net {
@@ -104,28 +169,29 @@ impl Net {
     pub fn build(arch: &Arch, weights: &Weights) -> Result<(Net, ParamTable)> {
         let shapes = arch.shapes()?;
         ensure!(!shapes.is_empty(), "architecture has no layers");
-        for (index, (layer, ..)) in shapes.iter().enumerate() {
-            if let Layer::Conv2d { .. } | Layer::ConvAttention { .. } | Layer::Aggregate(_) = layer {
-                bail!("layer {index} ({}) is not supported yet by snac-train", layer.kind());
-            }
-        }
-        let Shape::Flat(input_features) = arch.input_shape else {
-            bail!("input shape {} is an image; snac-train supports flat inputs only so far", arch.input_shape)
+        let output_shape = arch.output_shape()?;
+        let Shape::Flat(output_features) = output_shape else {
+            bail!("the network's output is {output_shape}; it must be a vector (end with Flatten, Aggregate or Dense)")
         };
+        let input_features = arch.input_shape.numel();
+        let (input_rows, input_cols) = arch.input_shape.rows_and_features();
         weights.check_fits(arch)?;
+        let mut widest = input_features;
 
         let mut params = Vec::new();
         let mut layers = Vec::new();
         let mut arch_indices = Vec::new();
         let last = shapes.len() - 1;
-        for (index, (layer, ..)) in shapes.iter().enumerate() {
+        for (index, (layer, input, output)) in shapes.iter().enumerate() {
+            widest = widest.max(output.numel());
             let lw = &weights.layers[index];
             let mut add = |name: &str, role: ParamRole| -> Result<usize> {
                 let tensor = lw.get(name)?;
+                // Kernels of any rank are matrices `[product of the rest, last]`.
                 let (rows, cols) = match tensor.shape[..] {
+                    [] => bail!("layer {index} tensor '{name}' is a scalar; expected 1-D or more"),
                     [n] => (1, n),
-                    [r, c] => (r, c),
-                    _ => bail!("layer {index} tensor '{name}' has shape {:?}; expected 1-D or 2-D", tensor.shape),
+                    [ref rest @ .., last] => (rest.iter().product(), last),
                 };
                 params.push(Param {
                     layer: index,
@@ -144,6 +210,25 @@ impl Net {
                 Layer::Dense { .. } => {
                     NetLayer::Dense { kernel: add("kernel", ParamRole::Kernel)?, bias: add("bias", ParamRole::Bias)? }
                 }
+                Layer::Conv2d { .. } => {
+                    let geometry = ConvGeometry::of(layer, *input)
+                        .ok_or_else(|| anyhow::anyhow!("layer {index} (Conv2d) needs an image input, got {input}"))?;
+                    NetLayer::Conv2d {
+                        kernel: add("kernel", ParamRole::Kernel)?,
+                        bias: add("bias", ParamRole::Bias)?,
+                        geometry,
+                    }
+                }
+                Layer::ConvAttention { scale, .. } => {
+                    let mut params = [0; 8];
+                    for (slot, name) in params.iter_mut().zip(ATTENTION_PARAMS) {
+                        *slot = add(name, role_of(name))?;
+                    }
+                    let positions = input.rows_and_features().0;
+                    // The scores are positions × positions per sample.
+                    widest = widest.max(positions * positions);
+                    NetLayer::ConvAttention { params, positions, scale: *scale }
+                }
                 Layer::BatchNorm => NetLayer::BatchNorm {
                     gamma: add("gamma", other)?,
                     beta: add("beta", other)?,
@@ -156,18 +241,22 @@ impl Net {
                     bail!("layer {index}: softmax may only be the last layer")
                 }
                 Layer::Act(act) => NetLayer::Act(*act),
-                // Flat input only, so Flatten is a no-op.
-                Layer::Flatten => continue,
-                Layer::Conv2d { .. } | Layer::ConvAttention { .. } | Layer::Aggregate(_) => {
-                    unreachable!("rejected above")
+                Layer::Flatten if input.rows_and_features().0 == 1 => continue,
+                Layer::Flatten => NetLayer::Flatten { rows: input.rows_and_features().0 },
+                Layer::Aggregate(mode) => {
+                    let Shape::Set { elements, .. } = input else {
+                        bail!("layer {index} (Aggregate) needs a set input, got {input}")
+                    };
+                    NetLayer::Aggregate { elements: *elements, mode: *mode }
                 }
             };
             layers.push(net_layer);
             arch_indices.push(index);
         }
-        let output_features = arch.output_shape()?.numel();
         let layer_kinds = shapes.iter().map(|(layer, ..)| layer.kind().to_string()).collect();
-        Ok((Net { layers, arch_indices, input_features, output_features }, ParamTable { params, layer_kinds }))
+        let eval_batch = ((1usize << 22) / widest.max(1)).clamp(16, 2048);
+        let net = Net { layers, arch_indices, input_features, input_rows, input_cols, output_features, eval_batch };
+        Ok((net, ParamTable { params, layer_kinds }))
     }
 
     /// The forward pass to logits. `params[i]` is the tensor of parameter `i`
@@ -191,12 +280,23 @@ impl Net {
     ) -> Tensor<2> {
         let p = |i: usize| params[i].clone().expect("parameter tensor missing for this mode");
         let last = self.layers.len().saturating_sub(1);
+        if self.input_rows > 1 {
+            let batch = x.dims()[0];
+            x = x.reshape([batch * self.input_rows, self.input_cols]);
+        }
         if let Some(spec) = quant {
             x = fake_quantize(x, &spec.input);
         }
         for (position, layer) in self.layers.iter().enumerate() {
             x = match *layer {
                 NetLayer::Dense { kernel, bias } => layers::dense(x, p(kernel), p(bias)),
+                NetLayer::Conv2d { kernel, bias, ref geometry } => layers::conv2d(x, p(kernel), p(bias), geometry),
+                NetLayer::ConvAttention { params: ref indices, positions, scale } => {
+                    let tensors = indices.map(p);
+                    layers::conv_attention(x, tensors, positions, scale, quant.map(|spec| &spec.activations))
+                }
+                NetLayer::Flatten { rows } => layers::flatten(x, rows),
+                NetLayer::Aggregate { elements, mode } => layers::aggregate(x, elements, mode),
                 NetLayer::BatchNorm { gamma, beta, moving_mean, moving_variance } => {
                     if training {
                         let (out, mean, variance) = layers::batch_norm_train(x, p(gamma), p(beta));
@@ -213,8 +313,8 @@ impl Net {
                 NetLayer::Act(act) => layers::activation(x, act),
             };
             if let Some(spec) = quant {
-                // A Dense output is an accumulator, unless it is the logits.
-                if !matches!(layer, NetLayer::Dense { .. }) || position == last {
+                // A Dense or Conv2d output is an accumulator, unless it is the logits.
+                if !layer.is_accumulator() || position == last {
                     x = fake_quantize(x, &spec.activations);
                 }
             }

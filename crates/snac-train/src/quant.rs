@@ -35,18 +35,16 @@ use snac_core::quantized::QuantizedModel;
 /// deployment cannot disagree on them).
 pub use snac_core::quantized::QuantTypes as QuantSpec;
 
-/// `weights` with every Dense kernel and bias on its grid: the values the
+/// `weights` with every kernel and bias (Dense, Conv2d, attention projections) on its grid: the values the
 /// quantized forward pass uses (the trainer keeps float shadow weights).
 /// Other tensors are unchanged.
 pub fn quantize_weights(spec: &QuantSpec, weights: &Weights) -> Weights {
     let mut quantized = weights.clone();
-    for layer in quantized.layers.iter_mut().filter(|l| l.kind == "Dense") {
-        for tensor in &mut layer.tensors {
-            match tensor.name.as_str() {
-                "kernel" => spec.weights.quantize_slice(&mut tensor.values),
-                "bias" => spec.biases.quantize_slice(&mut tensor.values),
-                _ => {}
-            }
+    for tensor in quantized.layers.iter_mut().flat_map(|l| l.tensors.iter_mut()) {
+        match crate::net::role_of(&tensor.name) {
+            crate::net::ParamRole::Kernel => spec.weights.quantize_slice(&mut tensor.values),
+            crate::net::ParamRole::Bias => spec.biases.quantize_slice(&mut tensor.values),
+            crate::net::ParamRole::Other => {}
         }
     }
     quantized

@@ -18,8 +18,6 @@ use rand_chacha::ChaCha8Rng;
 use snac_core::arch::Arch;
 use snac_core::data::Split;
 
-/// Samples per forward pass when evaluating.
-const EVAL_BATCH: usize = 2048;
 /// Keras `ReduceLROnPlateau` default `min_delta`.
 const LR_PLATEAU_MIN_DELTA: f64 = 1e-4;
 /// Keras Adam defaults.
@@ -253,8 +251,8 @@ fn evaluate_net(net: &Net, table: &ParamTable, split: &Split, quant: Option<&Qua
     let classes = net.output_features;
     let (mut loss_sum, mut correct) = (0.0f64, 0usize);
     let mut unused = Vec::new();
-    for start in (0..split.len()).step_by(EVAL_BATCH) {
-        let end = (start + EVAL_BATCH).min(split.len());
+    for start in (0..split.len()).step_by(net.eval_batch) {
+        let end = (start + net.eval_batch).min(split.len());
         let x = Tensor::from_data(
             TensorData::new(split.x[start * features..end * features].to_vec(), [end - start, features]),
             &device,

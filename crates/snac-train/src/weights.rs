@@ -6,7 +6,7 @@
 //! and `beta`. Weights save to and load from JSON, so a later stage (QAT,
 //! export) can restart from them.
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -59,6 +59,17 @@ pub struct Weights {
     pub layers: Vec<LayerWeights>,
 }
 
+/// A Glorot-uniform kernel (Keras' default): `U(±√(6 / (fan_in + fan_out)))`.
+fn glorot(name: &str, shape: Vec<usize>, fan_in: usize, fan_out: usize, rng: &mut ChaCha8Rng) -> NamedTensor {
+    let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
+    let values = (0..shape.iter().product::<usize>()).map(|_| rng.random_range(-limit..limit)).collect();
+    NamedTensor::new(name, shape, values)
+}
+
+fn zeros(name: &str, n: usize) -> NamedTensor {
+    NamedTensor::new(name, vec![n], vec![0.0; n])
+}
+
 /// Features of a normalisation layer's input: the last axis.
 fn feature_count(shape: Shape) -> usize {
     shape.rows_and_features().1
@@ -72,13 +83,28 @@ impl Weights {
         for (index, (layer, input, _)) in arch.shapes()?.into_iter().enumerate() {
             let tensors = match *layer {
                 Layer::Dense { units } => {
-                    let fan_in = input.numel();
-                    let limit = (6.0 / (fan_in + units) as f64).sqrt() as f32;
-                    let kernel = (0..fan_in * units).map(|_| rng.random_range(-limit..limit)).collect();
-                    vec![
-                        NamedTensor::new("kernel", vec![fan_in, units], kernel),
-                        NamedTensor::new("bias", vec![units], vec![0.0; units]),
-                    ]
+                    // On a set, the same Dense layer applies to every element.
+                    let fan_in = input.rows_and_features().1;
+                    vec![glorot("kernel", vec![fan_in, units], fan_in, units, rng), zeros("bias", units)]
+                }
+                Layer::Conv2d { filters, kernel, .. } => {
+                    let channels = input.rows_and_features().1;
+                    let area = kernel * kernel;
+                    let shape = vec![kernel, kernel, channels, filters];
+                    vec![glorot("kernel", shape, area * channels, area * filters, rng), zeros("bias", filters)]
+                }
+                Layer::ConvAttention { hidden, .. } => {
+                    let channels = input.rows_and_features().1;
+                    let mut tensors = Vec::new();
+                    for (name, from, to) in
+                        [("query", channels, hidden), ("key", channels, hidden), ("value", channels, hidden)]
+                            .into_iter()
+                            .chain([("output", hidden, channels)])
+                    {
+                        tensors.push(glorot(&format!("{name}_kernel"), vec![from, to], from, to, rng));
+                        tensors.push(zeros(&format!("{name}_bias"), to));
+                    }
+                    tensors
                 }
                 Layer::BatchNorm => {
                     let n = feature_count(input);
@@ -97,9 +123,6 @@ impl Weights {
                     ]
                 }
                 Layer::Act(_) | Layer::Flatten | Layer::Aggregate(_) => Vec::new(),
-                Layer::Conv2d { .. } | Layer::ConvAttention { .. } => {
-                    bail!("layer {index} ({}) is not supported yet by snac-train", layer.kind())
-                }
             };
             layers.push(LayerWeights { index, kind: layer.kind().to_string(), tensors });
         }

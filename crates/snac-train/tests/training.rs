@@ -188,6 +188,92 @@ fn weights_round_trip_through_a_file() {
     assert!(more.val_loss < outcome.val_loss * 1.5);
 }
 
+/// The digits as images: a Conv block, a ConvAttn block and the head.
+fn conv_attention_net(scale: bool) -> Arch {
+    let image = Shape::Image { height: 8, width: 8, channels: 1 };
+    Arch::new(
+        image,
+        vec![
+            Component {
+                name: "b0".into(),
+                block_type: snac_core::arch::BlockType::Conv,
+                layers: vec![
+                    Layer::Conv2d { filters: 8, kernel: 3, padding: Padding::Valid },
+                    Layer::BatchNorm,
+                    Layer::Act(Activation::Relu),
+                    Layer::Conv2d { filters: 8, kernel: 1, padding: Padding::Same },
+                    Layer::Act(Activation::Relu),
+                ],
+            },
+            Component {
+                name: "b1".into(),
+                block_type: snac_core::arch::BlockType::ConvAttn,
+                layers: vec![Layer::ConvAttention { hidden: 4, scale }, Layer::Act(Activation::Relu)],
+            },
+            Component {
+                name: "flatten".into(),
+                block_type: snac_core::arch::BlockType::Flatten,
+                layers: vec![Layer::Flatten],
+            },
+            Component::mlp("head", 32, Norm::None, Activation::Relu),
+            Component::output("output", 10, Activation::Softmax),
+        ],
+    )
+}
+
+#[test]
+fn conv_and_attention_learn_digits() {
+    let Some((train_split, val_split)) = digits() else { return };
+    for scale in [false, true] {
+        let arch = conv_attention_net(scale);
+        let config = TrainConfig { epochs: 4, batch_size: 32, ..TrainConfig::default() };
+        let outcome = train(&arch, &train_split, &val_split, 10, &config).unwrap();
+        eprintln!("scale {scale}: {:?}", outcome.history.last());
+        assert!(outcome.val_accuracy > 0.85, "scale {scale}: validation accuracy only {}", outcome.val_accuracy);
+        let (_, accuracy) = evaluate(&arch, &outcome.weights, &val_split).unwrap();
+        assert_eq!(accuracy, outcome.val_accuracy);
+    }
+}
+
+/// Each digit as a set of its 64 pixels, (x, y, intensity) per element.
+fn as_point_sets(split: &Split) -> Split {
+    let mut x = Vec::with_capacity(split.x.len() * 3);
+    for image in split.x.chunks_exact(64) {
+        for (i, &v) in image.iter().enumerate() {
+            x.extend([(i % 8) as f32 / 7.0, (i / 8) as f32 / 7.0, v]);
+        }
+    }
+    Split { x, y: split.y.clone() }
+}
+
+#[test]
+fn deepsets_learn_digits_as_point_sets() {
+    let Some((train_split, val_split)) = digits() else { return };
+    let (train_split, val_split) = (as_point_sets(&train_split), as_point_sets(&val_split));
+    for mode in [snac_core::arch::Aggregation::Mean, snac_core::arch::Aggregation::Max] {
+        let arch = Arch::new(
+            Shape::Set { elements: 64, features: 3 },
+            vec![
+                Component::mlp("phi_0", 32, Norm::Batch, Activation::Relu),
+                Component::mlp("phi_1", 32, Norm::None, Activation::Relu),
+                Component {
+                    name: "aggregate".into(),
+                    block_type: snac_core::arch::BlockType::Flatten,
+                    layers: vec![Layer::Aggregate(mode)],
+                },
+                Component::mlp("rho_0", 32, Norm::None, Activation::Relu),
+                Component::output("output", 10, Activation::Softmax),
+            ],
+        );
+        let config = TrainConfig { epochs: 20, batch_size: 16, ..TrainConfig::default() };
+        let outcome = train(&arch, &train_split, &val_split, 10, &config).unwrap();
+        eprintln!("{mode:?}: {:?}", outcome.history.last());
+        // Chance is 0.1; a mean over all 64 pixels learns more slowly than a max.
+        let floor = if mode == snac_core::arch::Aggregation::Mean { 0.4 } else { 0.6 };
+        assert!(outcome.val_accuracy > floor, "{mode:?}: validation accuracy only {}", outcome.val_accuracy);
+    }
+}
+
 #[test]
 fn clear_errors() {
     let image = Shape::Image { height: 4, width: 4, channels: 1 };
@@ -200,8 +286,12 @@ fn clear_errors() {
         }],
     );
     let split = noise(4, 16, 2, 1);
-    let err = train(&conv, &split, &split, 32, &TrainConfig::default()).unwrap_err().to_string();
-    assert!(err.contains("Conv2d") && err.contains("not supported yet"), "{err}");
+    let no_flatten = Arch::new(
+        image,
+        vec![Component { layers: conv.components[0].layers[..1].to_vec(), ..conv.components[0].clone() }],
+    );
+    let err = train(&no_flatten, &split, &split, 32, &TrainConfig::default()).unwrap_err().to_string();
+    assert!(err.contains("must be a vector"), "{err}");
 
     let arch = mlp(16, &[4], Norm::None, Activation::Relu, 2);
     let err = train(&arch, &split, &split, 3, &TrainConfig::default()).unwrap_err().to_string();
