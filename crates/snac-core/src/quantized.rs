@@ -25,7 +25,7 @@
 //! rounding onto each grid); both must agree bit for bit, which holds while
 //! every accumulator fits in 53 bits ([`QuantizedModel::build`] checks it).
 
-use crate::arch::{Activation, Arch, Layer};
+use crate::arch::{Activation, Aggregation, Arch, Layer, Shape};
 use crate::fixed::{FixedPoint, Overflow, Rounding};
 use anyhow::{Context, Result, bail, ensure};
 use serde::{Deserialize, Serialize};
@@ -151,10 +151,13 @@ impl ActivationTable {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum QLayer {
-    /// `acc[j] = Σ_i x[i]·kernel[i, j] + bias[j]`, kernel row-major `[inputs, outputs]`.
+    /// `acc[j] = Σ_i x[i]·kernel[i, j] + bias[j]`, kernel row-major `[inputs, outputs]`,
+    /// applied to each of `rows` rows (the elements of a set; 1 for a vector).
     Dense {
         /// Position in [`Arch::layers`].
         index: usize,
+        #[serde(default = "one", skip_serializing_if = "is_one")]
+        rows: usize,
         inputs: usize,
         outputs: usize,
         kernel: Codes,
@@ -165,6 +168,45 @@ pub enum QLayer {
         /// The accumulator, which is also the result type: exact, never overflows.
         accumulator: FixedPoint,
     },
+    /// 2-D convolution, stride 1, channels last; kernel `[k, k, C, F]`
+    /// row-major; zero padding `(before, after)` for rows and columns.
+    Conv2d {
+        index: usize,
+        height: usize,
+        width: usize,
+        channels: usize,
+        kernel_size: usize,
+        filters: usize,
+        out_height: usize,
+        out_width: usize,
+        padding: [(usize, usize); 2],
+        kernel: Codes,
+        bias: Codes,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        mask: Vec<bool>,
+        /// The exact accumulator, also the result type.
+        accumulator: FixedPoint,
+    },
+    /// Convolutional self-attention over `positions` (see
+    /// [`softmax`] for the softmax): q, k, v, the attended values and the
+    /// output projection are quantized to `result`; then the input is added
+    /// and the sum quantized to `result`.
+    ConvAttention {
+        index: usize,
+        positions: usize,
+        channels: usize,
+        hidden: usize,
+        query: Projection,
+        key: Projection,
+        value: Projection,
+        output: Projection,
+        /// The `1/√hidden` code ([`softmax::SCALE_FRAC`] fractional bits), if scaled.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scale: Option<i64>,
+        result: FixedPoint,
+    },
+    /// Mean (rounded half to even) or maximum of each feature over the `elements` of a set.
+    Aggregate { index: usize, elements: usize, features: usize, mode: Aggregation, result: FixedPoint },
     /// Inference-mode BatchNorm: `x·scale + shift` per feature, then quantized.
     BatchNorm { index: usize, scale: Codes, shift: Codes, result: FixedPoint },
     /// A pointwise activation, its output quantized to `result`.
@@ -181,11 +223,32 @@ pub enum QLayer {
     },
 }
 
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
+}
+
+/// A 1×1 projection of a [`QLayer::ConvAttention`]: kernel `[in, out]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Projection {
+    pub kernel: Codes,
+    pub bias: Codes,
+    pub accumulator: FixedPoint,
+}
+
 impl QLayer {
     /// The position in [`Arch::layers`] this layer comes from.
     pub fn arch_index(&self) -> usize {
         match self {
-            QLayer::Dense { index, .. } | QLayer::BatchNorm { index, .. } | QLayer::Activation { index, .. } => *index,
+            QLayer::Dense { index, .. }
+            | QLayer::Conv2d { index, .. }
+            | QLayer::ConvAttention { index, .. }
+            | QLayer::Aggregate { index, .. }
+            | QLayer::BatchNorm { index, .. }
+            | QLayer::Activation { index, .. } => *index,
         }
     }
 
@@ -193,6 +256,9 @@ impl QLayer {
     pub fn describe(&self) -> String {
         match self {
             QLayer::Dense { index, .. } => format!("Dense (layer {index})"),
+            QLayer::Conv2d { index, .. } => format!("Conv2d (layer {index})"),
+            QLayer::ConvAttention { index, .. } => format!("ConvAttention (layer {index})"),
+            QLayer::Aggregate { index, mode, .. } => format!("Aggregate {} (layer {index})", mode.name()),
             QLayer::BatchNorm { index, .. } => format!("BatchNorm (layer {index})"),
             QLayer::Activation { index, function, .. } => format!("{function:?} (layer {index})"),
         }
@@ -327,6 +393,74 @@ pub fn requantize(code: i64, frac: i32, to: &FixedPoint) -> i64 {
     }
 }
 
+/// The codes of a kernel `[inputs, outputs]` (masked entries 0) and its
+/// bias, and the accumulator for an input of type `input`.
+#[allow(clippy::too_many_arguments)]
+fn quantize_kernel(
+    index: usize,
+    kind: &str,
+    kernel: &[f32],
+    bias: &[f32],
+    mask: &[bool],
+    inputs: usize,
+    outputs: usize,
+    input: FixedPoint,
+    types: &QuantTypes,
+) -> Result<(Codes, Codes, FixedPoint)> {
+    ensure!(
+        kernel.len() == inputs * outputs && bias.len() == outputs,
+        "layer {index} ({kind} {inputs}→{outputs}): kernel has {} values and bias {}",
+        kernel.len(),
+        bias.len()
+    );
+    ensure!(
+        mask.is_empty() || mask.len() == kernel.len(),
+        "layer {index}: mask has {} entries for {} weights",
+        mask.len(),
+        kernel.len()
+    );
+    let mut kernel = Codes::quantize(types.weights, kernel.iter().map(|&v| v as f64));
+    for (code, keep) in kernel.codes.iter_mut().zip(mask) {
+        if !keep {
+            *code = 0;
+        }
+    }
+    let bias = Codes::quantize(types.biases, bias.iter().map(|&v| v as f64));
+    let accumulator = accumulator_type(input, &kernel, &bias, inputs)?;
+    ensure!(
+        accumulator.width <= MAX_EXACT_BITS,
+        "layer {index} ({kind}): the accumulator needs {} bits; at most {MAX_EXACT_BITS} are supported \
+         (use narrower types)",
+        accumulator.width
+    );
+    Ok((kernel, bias, accumulator))
+}
+
+/// `rows` rows of `inputs` codes (fractional bits `frac`) times `kernel`
+/// plus `bias`, as exact `accumulator` codes.
+fn affine_codes(codes: &[i64], frac: i32, kernel: &Codes, bias: &Codes, accumulator: &FixedPoint) -> Vec<i64> {
+    let outputs = bias.codes.len();
+    let inputs = kernel.codes.len() / outputs.max(1);
+    let acc_frac = accumulator.fractional_bits();
+    let product_shift = acc_frac - frac - kernel.fixed.fractional_bits();
+    let bias_shift = acc_frac - bias.fixed.fractional_bits();
+    let mut out = Vec::with_capacity(codes.len() / inputs.max(1) * outputs);
+    for row in codes.chunks_exact(inputs) {
+        let start = out.len();
+        out.extend(bias.codes.iter().map(|&b| b << bias_shift));
+        let acc = &mut out[start..];
+        for (i, &xi) in row.iter().enumerate() {
+            if xi == 0 {
+                continue;
+            }
+            for (a, &w) in acc.iter_mut().zip(&kernel.codes[i * outputs..(i + 1) * outputs]) {
+                *a += (xi * w) << product_shift;
+            }
+        }
+    }
+    out
+}
+
 impl QuantizedModel {
     /// Quantizes a trained `arch`: parameters from `params`, masks from
     /// `masks`, types from `types`. Fails, naming the layer, for layers with
@@ -345,37 +479,29 @@ impl QuantizedModel {
         for (index, (layer, input, output)) in shapes.iter().enumerate() {
             match layer {
                 Layer::Dense { units } => {
-                    let inputs = input.numel();
-                    let kernel = get(index, "kernel")?;
-                    let bias = get(index, "bias")?;
-                    ensure!(
-                        kernel.len() == inputs * units && bias.len() == *units,
-                        "layer {index} (Dense {inputs}→{units}): kernel has {} values and bias {}",
-                        kernel.len(),
-                        bias.len()
-                    );
+                    let (rows, inputs) = input.rows_and_features();
                     let mask = masks(index).unwrap_or_default();
-                    ensure!(
-                        mask.is_empty() || mask.len() == kernel.len(),
-                        "layer {index}: mask has {} entries for {} weights",
-                        mask.len(),
-                        kernel.len()
-                    );
-                    let mut kernel = Codes::quantize(types.weights, kernel.iter().map(|&v| v as f64));
-                    for (code, keep) in kernel.codes.iter_mut().zip(&mask) {
-                        if !keep {
-                            *code = 0;
-                        }
-                    }
-                    let bias = Codes::quantize(types.biases, bias.iter().map(|&v| v as f64));
-                    let accumulator = accumulator_type(current, &kernel, &bias, inputs)?;
-                    ensure!(
-                        accumulator.width <= MAX_EXACT_BITS,
-                        "layer {index} (Dense): the accumulator needs {} bits; at most {MAX_EXACT_BITS} are \
-                         supported (use narrower types)",
-                        accumulator.width
-                    );
-                    layers.push(QLayer::Dense { index, inputs, outputs: *units, kernel, bias, mask, accumulator });
+                    let (kernel, bias, accumulator) = quantize_kernel(
+                        index,
+                        "Dense",
+                        &get(index, "kernel")?,
+                        &get(index, "bias")?,
+                        &mask,
+                        inputs,
+                        *units,
+                        current,
+                        &types,
+                    )?;
+                    layers.push(QLayer::Dense {
+                        index,
+                        rows,
+                        inputs,
+                        outputs: *units,
+                        kernel,
+                        bias,
+                        mask,
+                        accumulator,
+                    });
                     current = accumulator;
                     // Logits: a last Dense (or one before the final softmax) is quantized.
                     let softmax_next = index + 1 == last && matches!(shapes[last].0, Layer::Act(Activation::Softmax));
@@ -390,6 +516,116 @@ impl QuantizedModel {
                         current = types.activations;
                     }
                 }
+                Layer::Conv2d { filters, kernel: k, padding } => {
+                    let Shape::Image { height, width, channels } = *input else {
+                        bail!("layer {index} (Conv2d) needs an image input, got {input}")
+                    };
+                    let Shape::Image { height: out_height, width: out_width, .. } = *output else {
+                        bail!("layer {index} (Conv2d) gives {output}, not an image")
+                    };
+                    let pad = match padding {
+                        crate::arch::Padding::Valid => (0, 0),
+                        crate::arch::Padding::Same => ((k - 1) / 2, k - 1 - (k - 1) / 2),
+                    };
+                    let mask = masks(index).unwrap_or_default();
+                    let (kernel, bias, accumulator) = quantize_kernel(
+                        index,
+                        "Conv2d",
+                        &get(index, "kernel")?,
+                        &get(index, "bias")?,
+                        &mask,
+                        k * k * channels,
+                        *filters,
+                        current,
+                        &types,
+                    )?;
+                    layers.push(QLayer::Conv2d {
+                        index,
+                        height,
+                        width,
+                        channels,
+                        kernel_size: *k,
+                        filters: *filters,
+                        out_height,
+                        out_width,
+                        padding: [pad, pad],
+                        kernel,
+                        bias,
+                        mask,
+                        accumulator,
+                    });
+                    current = accumulator;
+                }
+                Layer::ConvAttention { hidden, scale } => {
+                    let (positions, channels) = input.rows_and_features();
+                    let act = types.activations;
+                    let projection = |name: &str, from: FixedPoint, inputs: usize, outputs: usize| {
+                        let (kernel, bias, accumulator) = quantize_kernel(
+                            index,
+                            "ConvAttention",
+                            &get(index, &format!("{name}_kernel"))?,
+                            &get(index, &format!("{name}_bias"))?,
+                            &[],
+                            inputs,
+                            outputs,
+                            from,
+                            &types,
+                        )?;
+                        Ok::<_, anyhow::Error>(Projection { kernel, bias, accumulator })
+                    };
+                    let query = projection("query", current, channels, *hidden)?;
+                    let key = projection("key", current, channels, *hidden)?;
+                    let value = projection("value", current, channels, *hidden)?;
+                    let output = projection("output", act, *hidden, channels)?;
+                    // Scores are sums of `hidden` products of two activation codes.
+                    let largest = act.min_code().unsigned_abs().max(act.max_code().unsigned_abs()) as u128;
+                    let bound = largest * largest * *hidden as u128 * positions as u128;
+                    ensure!(
+                        bound < 1u128 << MAX_EXACT_BITS,
+                        "layer {index} (ConvAttention): its scores need {} bits; at most {MAX_EXACT_BITS} are \
+                         supported (use narrower types)",
+                        128 - bound.leading_zeros()
+                    );
+                    let scale = scale.then(|| softmax::attention_scale(*hidden));
+                    layers.push(QLayer::ConvAttention {
+                        index,
+                        positions,
+                        channels,
+                        hidden: *hidden,
+                        query,
+                        key,
+                        value,
+                        output,
+                        scale,
+                        result: act,
+                    });
+                    current = act;
+                }
+                Layer::Aggregate(mode) => {
+                    let Shape::Set { elements, features } = *input else {
+                        bail!("layer {index} (Aggregate) needs a set input, got {input}")
+                    };
+                    layers.push(QLayer::Aggregate {
+                        index,
+                        elements,
+                        features,
+                        mode: *mode,
+                        result: types.activations,
+                    });
+                    current = types.activations;
+                }
+                // Flattening an image or set puts it on the activation grid
+                // (as the trainer does); a vector passes unchanged.
+                Layer::Flatten if input.rows_and_features().0 > 1 => {
+                    layers.push(QLayer::Activation {
+                        index,
+                        function: Activation::Identity,
+                        result: types.activations,
+                        slope: None,
+                        table: None,
+                    });
+                    current = types.activations;
+                }
                 Layer::BatchNorm => {
                     let (scale, shift) = fold_batch_norm(
                         &get(index, "gamma")?,
@@ -399,10 +635,10 @@ impl QuantizedModel {
                         types.weights.width,
                     )?;
                     ensure!(
-                        scale.codes.len() == output.numel(),
+                        scale.codes.len() == output.rows_and_features().1,
                         "layer {index} (BatchNorm): {} features, but the layer sees {}",
                         scale.codes.len(),
-                        output.numel()
+                        output.rows_and_features().1
                     );
                     let product = current.width + scale.fixed.width;
                     ensure!(
@@ -434,10 +670,9 @@ impl QuantizedModel {
                     current = types.activations;
                 }
                 Layer::Flatten => {}
-                other => bail!(
-                    "layer {index} ({}) has no fixed-point implementation yet; quantized models support Dense, \
-                     BatchNorm, Flatten and pointwise activations",
-                    other.kind()
+                Layer::LayerNorm => bail!(
+                    "layer {index} (LayerNorm) has no fixed-point implementation; quantized models support Dense, \
+                     Conv2d, ConvAttention, BatchNorm, Flatten, Aggregate and pointwise activations"
                 ),
             }
         }
@@ -470,21 +705,109 @@ impl QuantizedModel {
         let mut fixed = self.types.input;
         for layer in &self.layers {
             match layer {
-                QLayer::Dense { inputs, outputs, kernel, bias, accumulator, .. } => {
-                    let frac = accumulator.fractional_bits();
-                    let product_shift = frac - fixed.fractional_bits() - kernel.fixed.fractional_bits();
-                    let bias_shift = frac - bias.fixed.fractional_bits();
-                    let mut out: Vec<i64> = bias.codes.iter().map(|&b| b << bias_shift).collect();
-                    for (i, &xi) in codes.iter().enumerate().take(*inputs) {
-                        if xi == 0 {
-                            continue;
-                        }
-                        for (acc, &w) in out.iter_mut().zip(&kernel.codes[i * outputs..(i + 1) * outputs]) {
-                            *acc += (xi * w) << product_shift;
+                QLayer::Dense { kernel, bias, accumulator, .. } => {
+                    codes = affine_codes(&codes, fixed.fractional_bits(), kernel, bias, accumulator);
+                    fixed = *accumulator;
+                }
+                QLayer::Conv2d {
+                    height,
+                    width,
+                    channels,
+                    kernel_size,
+                    out_height,
+                    out_width,
+                    padding,
+                    kernel,
+                    bias,
+                    accumulator,
+                    ..
+                } => {
+                    // im2col: one row of k·k·C codes per output position, zeros outside.
+                    let (k, c) = (*kernel_size, *channels);
+                    let mut patches = vec![0i64; out_height * out_width * k * k * c];
+                    for oy in 0..*out_height {
+                        for ox in 0..*out_width {
+                            let row = (oy * out_width + ox) * k * k * c;
+                            for dy in 0..k {
+                                let y = (oy + dy).wrapping_sub(padding[0].0);
+                                if y >= *height {
+                                    continue;
+                                }
+                                for dx in 0..k {
+                                    let x = (ox + dx).wrapping_sub(padding[1].0);
+                                    if x >= *width {
+                                        continue;
+                                    }
+                                    let from = (y * width + x) * c;
+                                    let to = row + (dy * k + dx) * c;
+                                    patches[to..to + c].copy_from_slice(&codes[from..from + c]);
+                                }
+                            }
                         }
                     }
-                    codes = out;
+                    codes = affine_codes(&patches, fixed.fractional_bits(), kernel, bias, accumulator);
                     fixed = *accumulator;
+                }
+                QLayer::ConvAttention { positions, hidden, query, key, value, output, scale, result, .. } => {
+                    let frac = fixed.fractional_bits();
+                    let on_grid = |codes: Vec<i64>, from: i32| -> Vec<i64> {
+                        codes.into_iter().map(|c| requantize(c, from, result)).collect()
+                    };
+                    let project = |p: &Projection| {
+                        on_grid(
+                            affine_codes(&codes, frac, &p.kernel, &p.bias, &p.accumulator),
+                            p.accumulator.fractional_bits(),
+                        )
+                    };
+                    let (q, k, v) = (project(query), project(key), project(value));
+                    let rf = result.fractional_bits();
+                    let h = *hidden;
+                    let mut attended = vec![0i64; positions * h];
+                    for i in 0..*positions {
+                        let scores: Vec<i64> =
+                            (0..*positions).map(|j| (0..h).map(|d| q[i * h + d] * k[j * h + d]).sum()).collect();
+                        let weights = softmax::softmax_codes(&scores, 2 * rf, *scale, result);
+                        let row = &mut attended[i * h..(i + 1) * h];
+                        for (j, &w) in weights.iter().enumerate() {
+                            for (a, &vj) in row.iter_mut().zip(&v[j * h..(j + 1) * h]) {
+                                *a += w * vj;
+                            }
+                        }
+                    }
+                    let attended = on_grid(attended, 2 * rf);
+                    let projected = affine_codes(&attended, rf, &output.kernel, &output.bias, &output.accumulator);
+                    let projected = on_grid(projected, output.accumulator.fractional_bits());
+                    // Residual: input plus projection, exact, then onto the grid.
+                    let sum_frac = frac.max(rf);
+                    codes = codes
+                        .iter()
+                        .zip(&projected)
+                        .map(|(&x, &o)| requantize((x << (sum_frac - frac)) + (o << (sum_frac - rf)), sum_frac, result))
+                        .collect();
+                    fixed = *result;
+                }
+                QLayer::Aggregate { elements, features, mode, result, .. } => {
+                    let frac = fixed.fractional_bits();
+                    let column = |f: usize| (0..*elements).map(move |e| e * features + f);
+                    codes = (0..*features)
+                        .map(|f| match mode {
+                            Aggregation::Max => {
+                                requantize(column(f).map(|i| codes[i]).max().unwrap_or(0), frac, result)
+                            }
+                            Aggregation::Mean => {
+                                let sum: i128 = column(f).map(|i| codes[i] as i128).sum();
+                                let shift = result.fractional_bits() - frac;
+                                let (num, den) = if shift >= 0 {
+                                    (sum << shift, *elements as i128)
+                                } else {
+                                    (sum, (*elements as i128) << -shift)
+                                };
+                                let code = softmax::divide_half_even(num, den);
+                                code.clamp(result.min_code() as i128, result.max_code() as i128) as i64
+                            }
+                        })
+                        .collect();
+                    fixed = *result;
                 }
                 QLayer::BatchNorm { scale, shift, result, .. } => {
                     let product = fixed.fractional_bits() + scale.fixed.fractional_bits();
@@ -542,14 +865,24 @@ impl QuantizedModel {
             match layer {
                 QLayer::Dense { inputs, outputs, kernel, bias, .. } => {
                     let w = kernel.values();
-                    let mut out = bias.values();
-                    for (i, &xi) in values.iter().enumerate().take(*inputs) {
-                        for (acc, &wij) in out.iter_mut().zip(&w[i * outputs..(i + 1) * outputs]) {
-                            *acc += xi * wij;
+                    let b = bias.values();
+                    let mut out = Vec::with_capacity(values.len() / inputs * outputs);
+                    for row in values.chunks_exact(*inputs) {
+                        let mut acc = b.clone();
+                        for (i, &xi) in row.iter().enumerate() {
+                            for (a, &wij) in acc.iter_mut().zip(&w[i * outputs..(i + 1) * outputs]) {
+                                *a += xi * wij;
+                            }
                         }
+                        out.extend(acc);
                     }
                     values = out;
                 }
+                QLayer::Conv2d { .. } | QLayer::ConvAttention { .. } | QLayer::Aggregate { .. } => bail!(
+                    "{}: forward_float covers Dense models; the trainer's f64 pass (snac_train::outputs_f64) is the \
+                     float reference for this layer",
+                    layer.describe()
+                ),
                 QLayer::BatchNorm { scale, shift, result, .. } => {
                     let (s, t) = (scale.values(), shift.values());
                     values = values

@@ -123,6 +123,7 @@ pub fn qonnx_is_exact(model: &QuantizedModel) -> bool {
                 width = result.width;
             }
             QLayer::Activation { result, .. } => width = result.width,
+            QLayer::Conv2d { .. } | QLayer::ConvAttention { .. } | QLayer::Aggregate { .. } => return false,
         }
     }
     true

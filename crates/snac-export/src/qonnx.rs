@@ -132,7 +132,15 @@ pub fn build(model: &QuantizedModel) -> Result<Graph> {
             _ => None,
         };
         let out = |s: String| if last { OUTPUT.to_string() } else { s };
+        if let QLayer::Dense { rows: 2.., index, .. } = layer {
+            bail!("layer {index}: DeepSets models (Dense per set element) are not exported to QONNX yet")
+        }
         match layer {
+            QLayer::Conv2d { .. } | QLayer::ConvAttention { .. } | QLayer::Aggregate { .. } => bail!(
+                "{}: QONNX export covers Dense, BatchNorm and activation layers so far; convolutional, attention \
+                 and DeepSets models are not exported yet",
+                layer.describe()
+            ),
             QLayer::Dense { index, inputs, outputs, kernel, bias, accumulator, .. } => {
                 let w_values: Vec<f32> = kernel.values().iter().map(|&v| v as f32).collect();
                 let w = b.constant(&format!("dense{index}_W"), &[*inputs, *outputs], w_values);

@@ -7,13 +7,13 @@ mod common;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use snac_core::arch::{Activation, Arch, Component, Norm, Shape};
+use snac_core::arch::{Activation, Aggregation, Arch, Component, Norm, Shape};
 use snac_core::quantized::QuantizedModel;
 use snac_train::{
     Masks, QuantSpec, TrainConfig, evaluate_with, magnitude_masks, outputs_f64, quantized_model, train, train_from,
 };
 
-use common::digits;
+use common::{as_point_sets, conv_attention_net, deepsets_net, digits};
 
 fn every_kind() -> Arch {
     Arch::new(
@@ -83,4 +83,56 @@ fn the_float_model_differs_from_the_integer_one() {
     let x = &val_split.x[..64 * 50];
     let unquantized = outputs_f64(&arch, &float.weights, x, None).unwrap();
     assert_ne!(unquantized, integer_outputs(&model, x));
+}
+
+/// Conv2d (valid and 1×1 'same', pruned), BatchNorm on images,
+/// ConvAttention with and without the 1/√d scale, Flatten, and DeepSets
+/// (Dense per element, mean and max pooling): after QAT and pruning the
+/// trainer's f64 pass and the integer model agree on every output.
+#[test]
+fn conv_attention_and_sets_agree_bit_for_bit() {
+    let Some((train_split, val_split)) = digits() else { return };
+    let sets = (as_point_sets(&train_split), as_point_sets(&val_split));
+    let cases: Vec<(String, Arch, bool)> = vec![
+        ("conv + attention".into(), conv_attention_net(false), false),
+        ("conv + scaled attention".into(), conv_attention_net(true), false),
+        ("deepsets mean".into(), deepsets_net(Aggregation::Mean), true),
+        ("deepsets max".into(), deepsets_net(Aggregation::Max), true),
+    ];
+    let mut rng = ChaCha8Rng::seed_from_u64(23);
+    for (name, arch, is_set) in cases {
+        let (train_split, val_split) = if is_set { (&sets.0, &sets.1) } else { (&train_split, &val_split) };
+        let features = arch.input_shape.numel();
+        let config = TrainConfig { epochs: 3, batch_size: 32, ..TrainConfig::default() };
+        let float = train(&arch, train_split, val_split, 10, &config).unwrap();
+        for (total, int) in [(8, 3), (16, 6), (6, 2)] {
+            let spec = QuantSpec::from_qkeras(total, int).unwrap();
+            let qat = TrainConfig { epochs: 1, quant: Some(spec), ..config.clone() };
+            let warm = train_from(&arch, float.weights.clone(), train_split, val_split, 10, &qat).unwrap();
+            let masks: Masks = magnitude_masks(&warm.weights, 0.3).unwrap();
+            let pruned = TrainConfig { masks: Some(masks.clone()), ..qat.clone() };
+            let tuned = train_from(&arch, warm.weights, train_split, val_split, 10, &pruned).unwrap();
+            let model = quantized_model(&arch, &tuned.weights, Some(&masks), spec).unwrap();
+
+            let mut x = val_split.x.clone();
+            let top = spec.input.max_value() as f32;
+            x.extend((0..300 * features).map(|_| rng.random_range(-1.5 * top..1.5 * top)));
+            let trainer = outputs_f64(&arch, &tuned.weights, &x, Some(&spec)).unwrap();
+            let integer = integer_outputs(&model, &x);
+            assert_eq!(trainer.len(), integer.len());
+            let differing = trainer.iter().zip(&integer).filter(|(a, b)| a != b).count();
+            assert_eq!(differing, 0, "{name} <{total},{int}>: {differing} of {} outputs differ", integer.len());
+
+            let (_, reported) = evaluate_with(&arch, &tuned.weights, val_split, Some(&spec)).unwrap();
+            let deployed = model.accuracy(&val_split.x, &val_split.y).unwrap();
+            eprintln!(
+                "{name} <{total},{int}>: float {:.4}, trainer {reported:.4}, integer {deployed:.4}",
+                float.val_accuracy
+            );
+            assert!(
+                (reported - deployed).abs() <= 0.02,
+                "{name} <{total},{int}>: trainer {reported} vs integer {deployed}"
+            );
+        }
+    }
 }

@@ -8,7 +8,7 @@ use snac_core::data::Split;
 use snac_train::{TrainConfig, Weights, evaluate, train, train_from};
 
 mod common;
-use common::{digits, mlp};
+use common::{as_point_sets, conv_attention_net, deepsets_net, digits, mlp};
 
 /// Random inputs with random labels: nothing to learn, so the validation
 /// loss rises as the network memorises the training set.
@@ -188,39 +188,6 @@ fn weights_round_trip_through_a_file() {
     assert!(more.val_loss < outcome.val_loss * 1.5);
 }
 
-/// The digits as images: a Conv block, a ConvAttn block and the head.
-fn conv_attention_net(scale: bool) -> Arch {
-    let image = Shape::Image { height: 8, width: 8, channels: 1 };
-    Arch::new(
-        image,
-        vec![
-            Component {
-                name: "b0".into(),
-                block_type: snac_core::arch::BlockType::Conv,
-                layers: vec![
-                    Layer::Conv2d { filters: 8, kernel: 3, padding: Padding::Valid },
-                    Layer::BatchNorm,
-                    Layer::Act(Activation::Relu),
-                    Layer::Conv2d { filters: 8, kernel: 1, padding: Padding::Same },
-                    Layer::Act(Activation::Relu),
-                ],
-            },
-            Component {
-                name: "b1".into(),
-                block_type: snac_core::arch::BlockType::ConvAttn,
-                layers: vec![Layer::ConvAttention { hidden: 4, scale }, Layer::Act(Activation::Relu)],
-            },
-            Component {
-                name: "flatten".into(),
-                block_type: snac_core::arch::BlockType::Flatten,
-                layers: vec![Layer::Flatten],
-            },
-            Component::mlp("head", 32, Norm::None, Activation::Relu),
-            Component::output("output", 10, Activation::Softmax),
-        ],
-    )
-}
-
 #[test]
 fn conv_and_attention_learn_digits() {
     let Some((train_split, val_split)) = digits() else { return };
@@ -235,36 +202,12 @@ fn conv_and_attention_learn_digits() {
     }
 }
 
-/// Each digit as a set of its 64 pixels, (x, y, intensity) per element.
-fn as_point_sets(split: &Split) -> Split {
-    let mut x = Vec::with_capacity(split.x.len() * 3);
-    for image in split.x.chunks_exact(64) {
-        for (i, &v) in image.iter().enumerate() {
-            x.extend([(i % 8) as f32 / 7.0, (i / 8) as f32 / 7.0, v]);
-        }
-    }
-    Split { x, y: split.y.clone() }
-}
-
 #[test]
 fn deepsets_learn_digits_as_point_sets() {
     let Some((train_split, val_split)) = digits() else { return };
     let (train_split, val_split) = (as_point_sets(&train_split), as_point_sets(&val_split));
     for mode in [snac_core::arch::Aggregation::Mean, snac_core::arch::Aggregation::Max] {
-        let arch = Arch::new(
-            Shape::Set { elements: 64, features: 3 },
-            vec![
-                Component::mlp("phi_0", 32, Norm::Batch, Activation::Relu),
-                Component::mlp("phi_1", 32, Norm::None, Activation::Relu),
-                Component {
-                    name: "aggregate".into(),
-                    block_type: snac_core::arch::BlockType::Flatten,
-                    layers: vec![Layer::Aggregate(mode)],
-                },
-                Component::mlp("rho_0", 32, Norm::None, Activation::Relu),
-                Component::output("output", 10, Activation::Softmax),
-            ],
-        );
+        let arch = deepsets_net(mode);
         let config = TrainConfig { epochs: 20, batch_size: 16, ..TrainConfig::default() };
         let outcome = train(&arch, &train_split, &val_split, 10, &config).unwrap();
         eprintln!("{mode:?}: {:?}", outcome.history.last());
