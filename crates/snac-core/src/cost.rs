@@ -53,6 +53,37 @@ pub fn bops(arch: &Arch, formula: BopsFormula, bits: f64) -> Result<f64> {
     Ok(arch.shapes()?.iter().map(|(layer, input, output)| layer_bops(layer, *input, *output, formula, bits)).sum())
 }
 
+/// Effective bit operations of a quantized, pruned model (HGQ's EBOPs in
+/// spirit): every multiplication a forward pass of one sample performs,
+/// each costing `weight_bits × activation_bits` (or `activation_bits²` for
+/// the attention's activation × activation products). A kernel weight is
+/// used once per row of a Dense layer (per element of a set) and once per
+/// output position of a Conv2d; `nonzero[i]` is layer `i`'s count of
+/// nonzero kernel weights (`None`: all of them).
+pub fn effective_bops(arch: &Arch, nonzero: &[Option<usize>], weight_bits: f64, activation_bits: f64) -> Result<f64> {
+    let wa = weight_bits * activation_bits;
+    let mut total = 0.0;
+    for (index, (layer, input, output)) in arch.shapes()?.into_iter().enumerate() {
+        let kept = |all: usize| nonzero.get(index).copied().flatten().unwrap_or(all) as f64;
+        total += match (layer, input, output) {
+            (Layer::Dense { units }, input, _) => {
+                let (rows, n_in) = input.rows_and_features();
+                rows as f64 * kept(n_in * units) * wa
+            }
+            (Layer::Conv2d { kernel, filters, .. }, Shape::Image { channels, .. }, output) => {
+                let positions = output.rows_and_features().0 as f64;
+                positions * kept(kernel * kernel * channels * filters) * wa
+            }
+            (Layer::ConvAttention { hidden, .. }, Shape::Image { height, width, channels }, _) => {
+                let (seq, c, h) = ((height * width) as f64, channels as f64, *hidden as f64);
+                4.0 * seq * c * h * wa + 2.0 * seq * seq * h * activation_bits * activation_bits
+            }
+            _ => 0.0,
+        };
+    }
+    Ok(total)
+}
+
 /// Multiply-accumulates of one forward pass of one sample.
 pub fn macs(arch: &Arch) -> Result<u64> {
     let mut total = 0u64;
@@ -79,6 +110,50 @@ pub fn macs(arch: &Arch) -> Result<u64> {
 mod tests {
     use super::*;
     use crate::arch::{Activation, Component, Norm, Padding};
+
+    #[test]
+    fn effective_bops_by_hand() {
+        let image = Shape::Image { height: 6, width: 6, channels: 2 };
+        let arch = Arch::new(
+            image,
+            vec![
+                crate::arch::Component {
+                    name: "b0".into(),
+                    block_type: crate::arch::BlockType::Conv,
+                    layers: vec![
+                        Layer::Conv2d { filters: 4, kernel: 3, padding: Padding::Valid },
+                        Layer::Act(Activation::Relu),
+                        Layer::ConvAttention { hidden: 3, scale: false },
+                        Layer::Flatten,
+                    ],
+                },
+                Component::output("output", 10, Activation::Softmax),
+            ],
+        );
+        let (w, a) = (8.0, 6.0);
+        // Conv: 4×4 output positions, 3·3·2·4 = 72 weights of which 50 kept.
+        let conv = 16.0 * 50.0 * w * a;
+        // Attention on 4×4×4: q, k, v, output projections and two 16×16×3 products.
+        let attention = 4.0 * 16.0 * 4.0 * 3.0 * w * a + 2.0 * 256.0 * 3.0 * a * a;
+        let dense = 64.0 * 10.0 * w * a;
+        let nonzero = [Some(50), None, None, None, None, None];
+        assert_eq!(effective_bops(&arch, &nonzero, w, a).unwrap(), conv + attention + dense);
+        // A set: the Dense layer runs once per element.
+        let set = Arch::new(
+            Shape::Set { elements: 5, features: 3 },
+            vec![
+                Component::mlp("phi", 4, Norm::None, Activation::Relu),
+                crate::arch::Component {
+                    name: "pool".into(),
+                    block_type: crate::arch::BlockType::Flatten,
+                    layers: vec![Layer::Aggregate(crate::arch::Aggregation::Mean)],
+                },
+                Component::output("output", 2, Activation::Softmax),
+            ],
+        );
+        assert_eq!(effective_bops(&set, &[], 1.0, 1.0).unwrap(), (5 * 3 * 4 + 4 * 2) as f64);
+        assert_eq!(macs(&set).unwrap(), 5 * 3 * 4 + 4 * 2);
+    }
 
     #[test]
     fn mlp_formula_by_hand() {

@@ -77,10 +77,11 @@ struct ModelFile<'a> {
     quantized_model_error: Option<String>,
 }
 
-/// Per-layer bit operations with real widths: each nonzero weight of a Dense
-/// layer is one `b_weight × b_activation` multiplication.
-pub fn bops_effective(weights: &Weights, weight_bits: f64, activation_bits: f64) -> f64 {
-    nonzero_kernel_weights(weights) as f64 * weight_bits * activation_bits
+/// Per-layer bit operations with real widths and nonzero weights
+/// ([`snac_core::cost::effective_bops`]): a Conv2d weight counts once per
+/// output position, a Dense weight on a set once per element.
+pub fn bops_effective(arch: &Arch, weights: &Weights, weight_bits: f64, activation_bits: f64) -> f64 {
+    snac_core::cost::effective_bops(arch, &weights.kernel_nonzeros(), weight_bits, activation_bits).unwrap_or(f64::NAN)
 }
 
 fn nonzero_kernel_weights(weights: &Weights) -> usize {
@@ -194,7 +195,7 @@ pub fn run(
                 effective_bops: baseline_bops * (bits / GLOBAL_SEARCH_BITS).powi(2) * (1.0 - sparsity),
                 target_sparsity: target,
                 nonzero_weights: nonzero_kernel_weights(weights),
-                bops_effective: bops_effective(weights, bits, bits),
+                bops_effective: bops_effective(arch, weights, bits, bits),
                 avg_resource: estimate.map(|e| e.avg_resource),
                 clock_cycles: estimate.map(|e| e.cycles),
                 lut: estimate.map(|e| e.lut),

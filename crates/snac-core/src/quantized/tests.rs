@@ -127,6 +127,7 @@ fn the_test_architecture_has_every_layer_kind() {
             QLayer::Dense { .. } => "dense".to_string(),
             QLayer::BatchNorm { .. } => "batch_norm".to_string(),
             QLayer::Activation { function, .. } => format!("{function:?}"),
+            other => other.describe(),
         })
         .collect();
     kinds.sort();
