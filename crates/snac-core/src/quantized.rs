@@ -150,6 +150,9 @@ impl ActivationTable {
 /// One layer of a quantized model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+// A model holds a few dozen layers at most: boxing the attention's
+// projections would only complicate matching.
+#[allow(clippy::large_enum_variant)]
 pub enum QLayer {
     /// `acc[j] = Σ_i x[i]·kernel[i, j] + bias[j]`, kernel row-major `[inputs, outputs]`,
     /// applied to each of `rows` rows (the elements of a set; 1 for a vector).

@@ -23,6 +23,7 @@
 //! # let _ = loss;
 //! ```
 
+mod engine;
 mod fastmath;
 pub mod layers;
 mod net;

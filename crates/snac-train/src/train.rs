@@ -5,6 +5,7 @@
 //! several trials can train side by side; the result is bit-for-bit the same
 //! for the same seed.
 
+use crate::engine::{self, Engine};
 use crate::layers::{BATCH_NORM_MOMENTUM, softmax_cross_entropy};
 use crate::net::{Net, ParamRole, ParamTable};
 use crate::prune::Masks;
@@ -18,6 +19,8 @@ use rand_chacha::ChaCha8Rng;
 use snac_core::arch::Arch;
 use snac_core::data::Split;
 
+/// Samples per inference pass of the hand-written engine.
+const ENGINE_EVAL_BATCH: usize = 256;
 /// Keras `ReduceLROnPlateau` default `min_delta`.
 const LR_PLATEAU_MIN_DELTA: f64 = 1e-4;
 /// Keras Adam defaults.
@@ -245,6 +248,25 @@ fn build_for_samples(arch: &Arch, weights: &Weights, x: &[f32]) -> Result<(Net, 
 
 /// Inference over `split` in large batches; mean cross-entropy and accuracy.
 fn evaluate_net(net: &Net, table: &ParamTable, split: &Split, quant: Option<&QuantSpec>) -> (f64, f64) {
+    if engine::supports(net) {
+        let params = engine::parameter_values(table, quant);
+        let mut engine = Engine::default();
+        let (features, classes) = (net.input_features, net.output_features);
+        let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+        // Small batches keep im2col buffers in cache.
+        let eval_batch = net.eval_batch.min(ENGINE_EVAL_BATCH);
+        for start in (0..split.len()).step_by(eval_batch) {
+            let end = (start + eval_batch).min(split.len());
+            let x = split.x[start * features..end * features].to_vec();
+            let logits = engine.infer(net, &params, x, end - start, quant);
+            for (row, &label) in logits.chunks_exact(classes).zip(&split.y[start..end]) {
+                let (loss, hit) = row_loss_and_hit(row, label as usize);
+                loss_sum += loss;
+                correct += hit as usize;
+            }
+        }
+        return (loss_sum / split.len() as f64, correct as f64 / split.len() as f64);
+    }
     let device = Device::flex();
     let params: Vec<_> = table.params.iter().map(|p| Some(p.tensor(&device, quant))).collect();
     let features = net.input_features;
@@ -303,7 +325,7 @@ impl Adam {
     fn step(
         &mut self,
         table: &mut ParamTable,
-        gradients: &[Option<TensorData>],
+        gradients: &[Option<Vec<f32>>],
         learning_rate: f64,
         masks: &[(usize, Vec<bool>)],
     ) {
@@ -313,7 +335,6 @@ impl Adam {
         let (one_minus_beta1, one_minus_beta2) = ((1.0 - ADAM_BETA1) as f32, (1.0 - ADAM_BETA2) as f32);
         for (i, gradient) in gradients.iter().enumerate() {
             let Some(gradient) = gradient else { continue };
-            let gradient = gradient.as_slice::<f32>().expect("f32 gradient");
             let values = &mut table.params[i].values;
             let (m, v) = (&mut self.first_moments[i], &mut self.second_moments[i]);
             for j in 0..values.len() {
@@ -354,6 +375,8 @@ struct Trainer<'a> {
     /// The pruning masks by parameter index (kernels only).
     masks: Vec<(usize, Vec<bool>)>,
     device: Device,
+    /// The hand-written pass, when it covers every layer (else burn's autodiff).
+    engine: Option<Engine>,
 }
 
 impl<'a> Trainer<'a> {
@@ -369,7 +392,8 @@ impl<'a> Trainer<'a> {
                 .filter_map(|(i, p)| Some((i, masks.layers[p.layer].clone()?)))
                 .collect(),
         };
-        Trainer { net, table, classes, config, adam, masks, device: Device::flex().autodiff() }
+        let engine = engine::supports(&net).then(Engine::default);
+        Trainer { net, table, classes, config, adam, masks, device: Device::flex().autodiff(), engine }
     }
 
     fn run(mut self, train: &Split, val: &Split) -> Result<TrainOutcome> {
@@ -458,6 +482,24 @@ impl<'a> Trainer<'a> {
             x.extend_from_slice(&train.x[sample * features..(sample + 1) * features]);
             one_hot[row * classes + train.y[sample] as usize] = 1.0;
         }
+        if let Some(engine) = &mut self.engine {
+            let quant = self.config.quant.as_ref();
+            let params = engine::parameter_values(&self.table, quant);
+            let labels: Vec<u32> = batch.iter().map(|&sample| train.y[sample]).collect();
+            let result = engine.step(&self.net, &self.table, &params, x, &labels, quant);
+            if !result.loss.is_finite() {
+                bail!("loss became {}", non_finite_name(result.loss));
+            }
+            let hits = result
+                .logits
+                .chunks_exact(classes)
+                .zip(&labels)
+                .filter(|(row, label)| row_loss_and_hit(row, **label as usize).1)
+                .count();
+            self.adam.step(&mut self.table, &result.gradients, learning_rate, &self.masks);
+            self.update_moving_statistics(result.batch_stats);
+            return Ok((result.loss, hits));
+        }
         let device = &self.device;
         let x = Tensor::from_data(TensorData::new(x, [rows, features]), device);
         let one_hot = Tensor::from_data(TensorData::new(one_hot, [rows, classes]), device);
@@ -482,21 +524,31 @@ impl<'a> Trainer<'a> {
             .count();
 
         let mut grads = loss.backward();
-        let gradients: Vec<Option<TensorData>> =
-            params.iter().map(|p| p.as_ref().and_then(|p| p.grad_remove(&mut grads)).map(|g| g.into_data())).collect();
+        let gradients: Vec<Option<Vec<f32>>> = params
+            .iter()
+            .map(|p| {
+                p.as_ref()
+                    .and_then(|p| p.grad_remove(&mut grads))
+                    .map(|g| g.into_data().try_into_vec::<f32>().expect("f32 gradient"))
+            })
+            .collect();
         self.adam.step(&mut self.table, &gradients, learning_rate, &self.masks);
+        let host = |t: Tensor<2>| t.inner().into_data().try_into_vec::<f32>().expect("f32 statistics");
+        let batch_stats = batch_stats.into_iter().map(|(m, v, mean, var)| (m, v, host(mean), host(var))).collect();
+        self.update_moving_statistics(batch_stats);
+        Ok((loss_value, hits))
+    }
 
+    /// Keras' moving averages of BatchNorm's batch mean and variance.
+    fn update_moving_statistics(&mut self, batch_stats: Vec<(usize, usize, Vec<f32>, Vec<f32>)>) {
         let keep = BATCH_NORM_MOMENTUM;
         for (mean_index, variance_index, mean, variance) in batch_stats {
             for (index, stat) in [(mean_index, mean), (variance_index, variance)] {
-                let stat = stat.inner().into_data();
-                let stat = stat.as_slice::<f32>().expect("f32 statistics");
-                for (moving, &batch_value) in self.table.params[index].values.iter_mut().zip(stat) {
+                for (moving, &batch_value) in self.table.params[index].values.iter_mut().zip(&stat) {
                     *moving = *moving * keep + batch_value * (1.0 - keep);
                 }
             }
         }
-        Ok((loss_value, hits))
     }
 }
 

@@ -163,7 +163,7 @@ fn nan_loss_is_an_error() {
 
     let huge = Split { x: train_split.x.iter().map(|v| v * 1e38).collect(), y: train_split.y.clone() };
     let err = train(&arch, &huge, &huge, 2, &TrainConfig::default()).unwrap_err().to_string();
-    assert!(err.contains("loss became") && err.contains("at epoch 1"), "{err}");
+    assert!(err.contains("loss became") && err.contains("at epoch"), "{err}");
 }
 
 #[test]

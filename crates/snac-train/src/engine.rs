@@ -1,0 +1,738 @@
+//! A hand-written forward and backward pass for the layers that dominate
+//! the searches (Dense, Conv2d, BatchNorm, pointwise activations, Flatten,
+//! Aggregate, the fake quantizers and softmax cross-entropy), in `f32` on
+//! plain buffers with [`gemm`] for every matrix product.
+//!
+//! Why: profiling burn's autodiff on a tutorial-2 conv net showed the GEMM
+//! microkernels at 11 % of the time; the rest went to NCHW↔NHWC copies,
+//! page faults of fresh temporaries and generic reductions. Here the batch
+//! stays in the trainer's `[batch·rows, features]` layout (channels last,
+//! so im2col copies whole channel runs), buffers are reused between steps,
+//! and the gradients are the textbook ones.
+//!
+//! It computes exactly what [`crate::net::Net::forward`] computes (same
+//! semantics, same quantization points); `tests::engine_matches_burn` checks
+//! values and gradients against burn's autodiff for every layer kind, and
+//! the burn path stays the reference in `f64` for bit-exactness. Layers it
+//! does not cover (ConvAttention, LayerNorm) make the trainer use burn.
+
+use crate::layers::{BATCH_NORM_EPSILON, ConvGeometry};
+use crate::net::{Net, NetLayer, ParamTable};
+use crate::quant::QuantSpec;
+use snac_core::arch::{Activation, Aggregation};
+use snac_core::quantized::{ActivationTable, fold_batch_norm, leaky_slope};
+
+/// `C (m×n) = A (m×k) · B (k×n)` (or `C +=` when `accumulate`), row-major;
+/// `a_t`/`b_t` say that A/B are stored transposed (`k×m`, `n×k`).
+#[allow(clippy::too_many_arguments)]
+fn matmul(m: usize, n: usize, k: usize, a: &[f32], a_t: bool, b: &[f32], b_t: bool, c: &mut [f32], accumulate: bool) {
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n, "matmul: buffers too small");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            c[..m * n].fill(0.0);
+        }
+        return;
+    }
+    let (a_rs, a_cs) = if a_t { (1, m as isize) } else { (k as isize, 1) };
+    let (b_rs, b_cs) = if b_t { (1, k as isize) } else { (n as isize, 1) };
+    // SAFETY: the asserts above bound every index the strides reach.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs,
+            a_rs,
+            b.as_ptr(),
+            b_cs,
+            b_rs,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// Whether the engine covers every layer of `net`.
+pub(crate) fn supports(net: &Net) -> bool {
+    net.layers.iter().all(|l| !matches!(l, NetLayer::ConvAttention { .. } | NetLayer::LayerNorm { .. }))
+}
+
+/// What the backward pass needs from one layer's forward pass.
+enum Saved {
+    /// The layer's input (Dense) or its im2col matrix (Conv2d).
+    Input(Vec<f32>),
+    /// BatchNorm in training mode: normalised input and 1/σ per feature.
+    Norm {
+        normalized: Vec<f32>,
+        inverse_std: Vec<f32>,
+    },
+    /// Pointwise activation: the derivative at each input.
+    Slopes(Vec<f32>),
+    /// Max pooling: the winning row of each output.
+    Argmax(Vec<usize>),
+    Nothing,
+}
+
+/// Buffers reused from step to step.
+#[derive(Default)]
+pub(crate) struct Engine {
+    saved: Vec<Saved>,
+}
+
+/// The result of a training forward and backward pass.
+pub(crate) struct StepResult {
+    pub logits: Vec<f32>,
+    pub loss: f64,
+    /// Per parameter, its gradient (`None` when not trainable).
+    pub gradients: Vec<Option<Vec<f32>>>,
+    /// `(moving mean index, moving variance index, batch mean, batch variance)`.
+    pub batch_stats: Vec<(usize, usize, Vec<f32>, Vec<f32>)>,
+}
+
+/// The parameter values as the forward pass uses them (on their grids under QAT).
+pub(crate) fn parameter_values(table: &ParamTable, quant: Option<&QuantSpec>) -> Vec<Vec<f32>> {
+    table
+        .params
+        .iter()
+        .map(|p| {
+            let mut values = p.values.clone();
+            match (quant, p.role) {
+                (Some(spec), crate::net::ParamRole::Kernel) => spec.weights.quantize_slice(&mut values),
+                (Some(spec), crate::net::ParamRole::Bias) => spec.biases.quantize_slice(&mut values),
+                _ => {}
+            }
+            values
+        })
+        .collect()
+}
+
+fn im2col(x: &[f32], batch: usize, g: &ConvGeometry, col: &mut Vec<f32>) {
+    let (k, c) = (g.kernel, g.channels);
+    let row_len = k * k * c;
+    col.clear();
+    col.resize(batch * g.out_height * g.out_width * row_len, 0.0);
+    let (top, left) = (g.padding[0].0, g.padding[1].0);
+    for b in 0..batch {
+        let image = &x[b * g.height * g.width * c..(b + 1) * g.height * g.width * c];
+        for oy in 0..g.out_height {
+            for ox in 0..g.out_width {
+                let row = ((b * g.out_height + oy) * g.out_width + ox) * row_len;
+                for dy in 0..k {
+                    let y = (oy + dy).wrapping_sub(top);
+                    if y >= g.height {
+                        continue;
+                    }
+                    // The run of kernel columns that falls inside the image.
+                    let first = left.saturating_sub(ox);
+                    let last = k.min(g.width + left - ox);
+                    if first >= last {
+                        continue;
+                    }
+                    let x0 = ox + first - left;
+                    let from = (y * g.width + x0) * c;
+                    let to = row + (dy * k + first) * c;
+                    let len = (last - first) * c;
+                    col[to..to + len].copy_from_slice(&image[from..from + len]);
+                }
+            }
+        }
+    }
+}
+
+fn col2im(col: &[f32], batch: usize, g: &ConvGeometry, dx: &mut [f32]) {
+    let (k, c) = (g.kernel, g.channels);
+    let row_len = k * k * c;
+    dx.fill(0.0);
+    let (top, left) = (g.padding[0].0, g.padding[1].0);
+    for b in 0..batch {
+        let image = &mut dx[b * g.height * g.width * c..(b + 1) * g.height * g.width * c];
+        for oy in 0..g.out_height {
+            for ox in 0..g.out_width {
+                let row = ((b * g.out_height + oy) * g.out_width + ox) * row_len;
+                for dy in 0..k {
+                    let y = (oy + dy).wrapping_sub(top);
+                    if y >= g.height {
+                        continue;
+                    }
+                    let first = left.saturating_sub(ox);
+                    let last = k.min(g.width + left - ox);
+                    if first >= last {
+                        continue;
+                    }
+                    let x0 = ox + first - left;
+                    let to = (y * g.width + x0) * c;
+                    let from = row + (dy * k + first) * c;
+                    let len = (last - first) * c;
+                    for (d, s) in image[to..to + len].iter_mut().zip(&col[from..from + len]) {
+                        *d += s;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// GELU (exact, erf form) and its derivative.
+fn gelu(x: f32) -> (f32, f32) {
+    let x = x as f64;
+    let cdf = 0.5 * (1.0 + libm::erf(x / std::f64::consts::SQRT_2));
+    let pdf = (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt();
+    ((x * cdf) as f32, (cdf + x * pdf) as f32)
+}
+
+/// A pointwise activation on `x` in place; returns the derivatives.
+fn activate(x: &mut [f32], act: Activation, quant: bool) -> Vec<f32> {
+    let mut slopes = vec![0.0f32; x.len()];
+    match act {
+        Activation::Relu => {
+            for (v, s) in x.iter_mut().zip(&mut slopes) {
+                *s = (*v > 0.0) as u8 as f32;
+                *v = v.max(0.0);
+            }
+        }
+        Activation::LeakyRelu => {
+            let slope = if quant { leaky_slope().values()[0] as f32 } else { Activation::LEAKY_SLOPE };
+            for (v, s) in x.iter_mut().zip(&mut slopes) {
+                // At 0 the slope is 1, as burn's `x < 0` mask has it.
+                *s = if *v >= 0.0 { 1.0 } else { slope };
+                *v *= *s;
+            }
+        }
+        Activation::Identity | Activation::Softmax => slopes.fill(1.0),
+        Activation::Gelu => {
+            for (v, s) in x.iter_mut().zip(&mut slopes) {
+                (*v, *s) = gelu(*v);
+            }
+        }
+        Activation::Tanh | Activation::Sigmoid => {
+            let kind = if act == Activation::Tanh {
+                crate::fastmath::Pointwise::Tanh
+            } else {
+                crate::fastmath::Pointwise::Sigmoid
+            };
+            let mut values = vec![0.0f32; x.len()];
+            crate::fastmath::evaluate(kind, x, &mut values, &mut slopes);
+            if quant {
+                let (table, entries) = ActivationTable::cached(act).expect("tanh and sigmoid have tables");
+                for (v, &input) in values.iter_mut().zip(x.iter()) {
+                    *v = entries[table.index_of_value(input as f64)] as f32;
+                }
+            }
+            x.copy_from_slice(&values);
+        }
+    }
+    slopes
+}
+
+impl Engine {
+    /// The forward pass to logits (`[batch, classes]`), in training mode
+    /// (batch statistics, with what backward needs saved) or inference mode.
+    #[allow(clippy::too_many_arguments)]
+    fn forward(
+        &mut self,
+        net: &Net,
+        params: &[Vec<f32>],
+        mut x: Vec<f32>,
+        batch: usize,
+        training: bool,
+        quant: Option<&QuantSpec>,
+        batch_stats: &mut Vec<(usize, usize, Vec<f32>, Vec<f32>)>,
+    ) -> Vec<f32> {
+        self.saved.clear();
+        if let Some(spec) = quant {
+            spec.input.quantize_slice(&mut x);
+        }
+        let last = net.layers.len().saturating_sub(1);
+        for (position, layer) in net.layers.iter().enumerate() {
+            let saved = match layer {
+                NetLayer::Dense { kernel, bias } => {
+                    let outputs = params[*bias].len();
+                    let inputs = params[*kernel].len() / outputs;
+                    let rows = x.len() / inputs;
+                    let mut y: Vec<f32> = params[*bias].iter().copied().cycle().take(rows * outputs).collect();
+                    matmul(rows, outputs, inputs, &x, false, &params[*kernel], false, &mut y, true);
+                    let input = std::mem::replace(&mut x, y);
+                    if training { Saved::Input(input) } else { Saved::Nothing }
+                }
+                NetLayer::Conv2d { kernel, bias, geometry: g } => {
+                    let mut col = Vec::new();
+                    im2col(&x, batch, g, &mut col);
+                    let rows = batch * g.out_height * g.out_width;
+                    let k = g.kernel * g.kernel * g.channels;
+                    let mut y: Vec<f32> = params[*bias].iter().copied().cycle().take(rows * g.filters).collect();
+                    matmul(rows, g.filters, k, &col, false, &params[*kernel], false, &mut y, true);
+                    x = y;
+                    if training { Saved::Input(col) } else { Saved::Nothing }
+                }
+                NetLayer::BatchNorm { gamma, beta, moving_mean, moving_variance } => {
+                    let features = params[*gamma].len();
+                    let rows = x.len() / features;
+                    if training {
+                        let mut mean = vec![0.0f64; features];
+                        let mut var = vec![0.0f64; features];
+                        for row in x.chunks_exact(features) {
+                            for (m, &v) in mean.iter_mut().zip(row) {
+                                *m += v as f64;
+                            }
+                        }
+                        mean.iter_mut().for_each(|m| *m /= rows as f64);
+                        for row in x.chunks_exact(features) {
+                            for ((s, &v), &m) in var.iter_mut().zip(row).zip(&mean) {
+                                *s += (v as f64 - m) * (v as f64 - m);
+                            }
+                        }
+                        var.iter_mut().for_each(|s| *s /= rows as f64);
+                        let inverse_std: Vec<f32> =
+                            var.iter().map(|&v| (1.0 / (v + BATCH_NORM_EPSILON).sqrt()) as f32).collect();
+                        let mean32: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
+                        let mut normalized = x.clone();
+                        for (row, out) in normalized.chunks_exact_mut(features).zip(x.chunks_exact_mut(features)) {
+                            for f in 0..features {
+                                row[f] = (row[f] - mean32[f]) * inverse_std[f];
+                                out[f] = row[f] * params[*gamma][f] + params[*beta][f];
+                            }
+                        }
+                        batch_stats.push((
+                            *moving_mean,
+                            *moving_variance,
+                            mean32,
+                            var.iter().map(|&v| v as f32).collect(),
+                        ));
+                        Saved::Norm { normalized, inverse_std }
+                    } else {
+                        let (scale, shift): (Vec<f32>, Vec<f32>) = match quant {
+                            Some(spec) => {
+                                let (s, t) = fold_batch_norm(
+                                    &params[*gamma],
+                                    &params[*beta],
+                                    &params[*moving_mean],
+                                    &params[*moving_variance],
+                                    spec.weights.width,
+                                )
+                                .expect("BatchNorm parameters of one layer have one length");
+                                (
+                                    s.values().iter().map(|&v| v as f32).collect(),
+                                    t.values().iter().map(|&v| v as f32).collect(),
+                                )
+                            }
+                            None => (0..features)
+                                .map(|f| {
+                                    let inv =
+                                        1.0 / (params[*moving_variance][f] as f64 + BATCH_NORM_EPSILON).sqrt() as f32;
+                                    let s = params[*gamma][f] * inv;
+                                    (s, params[*beta][f] - params[*moving_mean][f] * s)
+                                })
+                                .unzip(),
+                        };
+                        for row in x.chunks_exact_mut(features) {
+                            for f in 0..features {
+                                row[f] = row[f] * scale[f] + shift[f];
+                            }
+                        }
+                        Saved::Nothing
+                    }
+                }
+                NetLayer::Act(act) => {
+                    let slopes = activate(&mut x, *act, quant.is_some());
+                    if training { Saved::Slopes(slopes) } else { Saved::Nothing }
+                }
+                NetLayer::Flatten { .. } => Saved::Nothing,
+                NetLayer::Aggregate { elements, mode } => {
+                    let features = x.len() / (batch * elements);
+                    let mut out = vec![0.0f32; batch * features];
+                    let mut winners = Vec::new();
+                    for (b, set) in x.chunks_exact(elements * features).enumerate() {
+                        let pooled = &mut out[b * features..(b + 1) * features];
+                        match mode {
+                            Aggregation::Mean => {
+                                for row in set.chunks_exact(features) {
+                                    for (p, &v) in pooled.iter_mut().zip(row) {
+                                        *p += v;
+                                    }
+                                }
+                                pooled.iter_mut().for_each(|p| *p /= *elements as f32);
+                            }
+                            Aggregation::Max => {
+                                for f in 0..features {
+                                    let (best, value) = (0..*elements)
+                                        .map(|e| (e, set[e * features + f]))
+                                        .fold((0, f32::NEG_INFINITY), |a, b| if b.1 > a.1 { b } else { a });
+                                    pooled[f] = value;
+                                    winners.push((b * elements + best) * features + f);
+                                }
+                            }
+                        }
+                    }
+                    x = out;
+                    if *mode == Aggregation::Max && training { Saved::Argmax(winners) } else { Saved::Nothing }
+                }
+                NetLayer::ConvAttention { .. } | NetLayer::LayerNorm { .. } => {
+                    unreachable!("the engine is only used when it supports every layer")
+                }
+            };
+            if let Some(spec) = quant
+                && (!layer_is_accumulator(layer) || position == last)
+            {
+                spec.activations.quantize_slice(&mut x);
+            }
+            self.saved.push(saved);
+        }
+        if net.layers.is_empty()
+            && let Some(spec) = quant
+        {
+            spec.activations.quantize_slice(&mut x);
+        }
+        x
+    }
+
+    /// Logits in inference mode.
+    pub fn infer(
+        &mut self,
+        net: &Net,
+        params: &[Vec<f32>],
+        x: Vec<f32>,
+        batch: usize,
+        quant: Option<&QuantSpec>,
+    ) -> Vec<f32> {
+        self.forward(net, params, x, batch, false, quant, &mut Vec::new())
+    }
+
+    /// One training forward and backward pass on `x` (`batch` samples)
+    /// against `labels`: logits, mean cross-entropy, gradients.
+    pub fn step(
+        &mut self,
+        net: &Net,
+        table: &ParamTable,
+        params: &[Vec<f32>],
+        x: Vec<f32>,
+        labels: &[u32],
+        quant: Option<&QuantSpec>,
+    ) -> StepResult {
+        let batch = labels.len();
+        let mut batch_stats = Vec::new();
+        let logits = self.forward(net, params, x, batch, true, quant, &mut batch_stats);
+        let classes = logits.len() / batch;
+        // Softmax cross-entropy and its gradient (softmax − one-hot) / batch.
+        let mut grad = vec![0.0f32; logits.len()];
+        let mut loss = 0.0f64;
+        for ((row, g), &label) in logits.chunks_exact(classes).zip(grad.chunks_exact_mut(classes)).zip(labels) {
+            let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            let mut sum = 0.0f64;
+            for (gi, &v) in g.iter_mut().zip(row) {
+                let e = ((v - max) as f64).exp();
+                *gi = e as f32;
+                sum += e;
+            }
+            loss += sum.ln() + max as f64 - row[label as usize] as f64;
+            for gi in g.iter_mut() {
+                *gi = (*gi as f64 / sum / batch as f64) as f32;
+            }
+            g[label as usize] -= 1.0 / batch as f32;
+        }
+        let mut gradients: Vec<Option<Vec<f32>>> = vec![None; params.len()];
+        for (layer, saved) in net.layers.iter().zip(std::mem::take(&mut self.saved)).rev() {
+            grad = match (layer, saved) {
+                (NetLayer::Dense { kernel, bias }, Saved::Input(input)) => {
+                    let outputs = params[*bias].len();
+                    let inputs = params[*kernel].len() / outputs;
+                    let rows = input.len() / inputs;
+                    let mut dw = vec![0.0f32; inputs * outputs];
+                    matmul(inputs, outputs, rows, &input, true, &grad, false, &mut dw, false);
+                    gradients[*kernel] = Some(dw);
+                    gradients[*bias] = Some(column_sums(&grad, outputs));
+                    let mut dx = vec![0.0f32; rows * inputs];
+                    matmul(rows, inputs, outputs, &grad, false, &params[*kernel], true, &mut dx, false);
+                    dx
+                }
+                (NetLayer::Conv2d { kernel, bias, geometry: g }, Saved::Input(col)) => {
+                    let k = g.kernel * g.kernel * g.channels;
+                    let rows = col.len() / k;
+                    let mut dw = vec![0.0f32; k * g.filters];
+                    matmul(k, g.filters, rows, &col, true, &grad, false, &mut dw, false);
+                    gradients[*kernel] = Some(dw);
+                    gradients[*bias] = Some(column_sums(&grad, g.filters));
+                    let mut dcol = col;
+                    matmul(rows, k, g.filters, &grad, false, &params[*kernel], true, &mut dcol, false);
+                    let mut dx = vec![0.0f32; batch * g.height * g.width * g.channels];
+                    col2im(&dcol, batch, g, &mut dx);
+                    dx
+                }
+                (NetLayer::BatchNorm { gamma, beta, .. }, Saved::Norm { normalized, inverse_std }) => {
+                    let features = inverse_std.len();
+                    let rows = (normalized.len() / features) as f32;
+                    let mut dgamma = vec![0.0f32; features];
+                    let mut dbeta = vec![0.0f32; features];
+                    for (g, n) in grad.chunks_exact(features).zip(normalized.chunks_exact(features)) {
+                        for f in 0..features {
+                            dgamma[f] += g[f] * n[f];
+                            dbeta[f] += g[f];
+                        }
+                    }
+                    for (g, n) in grad.chunks_exact_mut(features).zip(normalized.chunks_exact(features)) {
+                        for f in 0..features {
+                            let scale = params[*gamma][f] * inverse_std[f] / rows;
+                            g[f] = scale * (rows * g[f] - dbeta[f] - n[f] * dgamma[f]);
+                        }
+                    }
+                    gradients[*gamma] = Some(dgamma);
+                    gradients[*beta] = Some(dbeta);
+                    grad
+                }
+                (NetLayer::Act(_), Saved::Slopes(slopes)) => {
+                    grad.iter_mut().zip(&slopes).for_each(|(g, s)| *g *= s);
+                    grad
+                }
+                (NetLayer::Flatten { .. }, _) => grad,
+                (NetLayer::Aggregate { elements, mode: Aggregation::Mean }, _) => {
+                    let features = grad.len() / batch;
+                    let mut dx = vec![0.0f32; batch * elements * features];
+                    for (b, set) in dx.chunks_exact_mut(elements * features).enumerate() {
+                        for row in set.chunks_exact_mut(features) {
+                            for (d, &g) in row.iter_mut().zip(&grad[b * features..(b + 1) * features]) {
+                                *d = g / *elements as f32;
+                            }
+                        }
+                    }
+                    dx
+                }
+                (NetLayer::Aggregate { elements, mode: Aggregation::Max }, Saved::Argmax(winners)) => {
+                    let features = grad.len() / batch;
+                    let mut dx = vec![0.0f32; batch * elements * features];
+                    for (&w, &g) in winners.iter().zip(&grad) {
+                        dx[w] += g;
+                    }
+                    dx
+                }
+                _ => unreachable!("every layer saved what its backward pass needs"),
+            };
+        }
+        for (gradient, param) in gradients.iter_mut().zip(&table.params) {
+            if !param.trainable {
+                *gradient = None;
+            }
+        }
+        StepResult { logits, loss: loss / batch as f64, gradients, batch_stats }
+    }
+}
+
+fn layer_is_accumulator(layer: &NetLayer) -> bool {
+    matches!(layer, NetLayer::Dense { .. } | NetLayer::Conv2d { .. })
+}
+
+fn column_sums(grad: &[f32], columns: usize) -> Vec<f32> {
+    let mut sums = vec![0.0f32; columns];
+    for row in grad.chunks_exact(columns) {
+        for (s, &g) in sums.iter_mut().zip(row) {
+            *s += g;
+        }
+    }
+    sums
+}
+
+/// The engine against burn's autodiff on the same networks: logits, loss,
+/// every parameter gradient and the BatchNorm statistics, in training and
+/// inference mode, with and without quantization.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::softmax_cross_entropy;
+    use crate::weights::Weights;
+    use burn::tensor::{Device, Tensor, TensorData};
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+    use snac_core::arch::{Arch, BlockType, Component, Layer, Norm, Padding, Shape};
+
+    fn nets() -> Vec<(&'static str, Arch)> {
+        let conv = |layers: Vec<Layer>| Component { name: "c".into(), block_type: BlockType::Conv, layers };
+        let flatten = Component { name: "f".into(), block_type: BlockType::Flatten, layers: vec![Layer::Flatten] };
+        let pool =
+            |mode| Component { name: "p".into(), block_type: BlockType::Flatten, layers: vec![Layer::Aggregate(mode)] };
+        vec![
+            (
+                "mlp",
+                Arch::new(
+                    Shape::Flat(12),
+                    vec![
+                        Component::mlp("a", 10, Norm::Batch, Activation::Relu),
+                        Component::mlp("b", 9, Norm::None, Activation::Tanh),
+                        Component::mlp("c", 8, Norm::Batch, Activation::Sigmoid),
+                        Component::mlp("d", 7, Norm::None, Activation::LeakyRelu),
+                        Component::mlp("e", 6, Norm::None, Activation::Gelu),
+                        Component::output("o", 4, Activation::Softmax),
+                    ],
+                ),
+            ),
+            (
+                "conv",
+                Arch::new(
+                    Shape::Image { height: 7, width: 6, channels: 2 },
+                    vec![
+                        conv(vec![
+                            Layer::Conv2d { filters: 5, kernel: 3, padding: Padding::Valid },
+                            Layer::BatchNorm,
+                            Layer::Act(Activation::Relu),
+                            Layer::Conv2d { filters: 4, kernel: 3, padding: Padding::Same },
+                            Layer::Act(Activation::Tanh),
+                            Layer::Conv2d { filters: 3, kernel: 2, padding: Padding::Same },
+                            Layer::Act(Activation::LeakyRelu),
+                            Layer::Conv2d { filters: 3, kernel: 1, padding: Padding::Same },
+                            Layer::Act(Activation::Relu),
+                        ]),
+                        flatten,
+                        Component::mlp("h", 8, Norm::None, Activation::Relu),
+                        Component::output("o", 4, Activation::Softmax),
+                    ],
+                ),
+            ),
+            (
+                "sets",
+                Arch::new(
+                    Shape::Set { elements: 5, features: 3 },
+                    vec![
+                        Component::mlp("phi", 6, Norm::Batch, Activation::Relu),
+                        pool(Aggregation::Mean),
+                        Component::mlp("rho", 5, Norm::None, Activation::Relu),
+                        Component::output("o", 4, Activation::Softmax),
+                    ],
+                ),
+            ),
+            (
+                "sets max",
+                Arch::new(
+                    Shape::Set { elements: 5, features: 3 },
+                    vec![
+                        Component::mlp("phi", 6, Norm::None, Activation::Sigmoid),
+                        pool(Aggregation::Max),
+                        Component::output("o", 4, Activation::Softmax),
+                    ],
+                ),
+            ),
+        ]
+    }
+
+    fn close(a: &[f32], b: &[f32], tolerance: f32) -> f64 {
+        assert_eq!(a.len(), b.len());
+        let good = a.iter().zip(b).filter(|(x, y)| (*x - *y).abs() <= tolerance * (1.0 + x.abs().max(y.abs()))).count();
+        good as f64 / a.len().max(1) as f64
+    }
+
+    fn relative_error(a: &[f32], b: &[f32]) -> f64 {
+        let diff: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum::<f64>().sqrt();
+        let norm: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum::<f64>().sqrt();
+        // Plus an absolute floor: a bias before BatchNorm has a zero gradient.
+        diff / (norm + 1e-3)
+    }
+
+    #[test]
+    fn engine_matches_burn() {
+        let batch = 16;
+        for (name, arch) in nets() {
+            for quant in
+                [None, Some(QuantSpec::from_qkeras(16, 6).unwrap()), Some(QuantSpec::from_qkeras(8, 3).unwrap())]
+            {
+                let mut rng = ChaCha8Rng::seed_from_u64(3);
+                let mut weights = Weights::init(&arch, &mut rng).unwrap();
+                // Non-trivial BatchNorm parameters and statistics.
+                for layer in weights.layers.iter_mut().filter(|l| l.kind == "BatchNorm") {
+                    for t in &mut layer.tensors {
+                        for v in &mut t.values {
+                            *v = if t.name == "moving_variance" {
+                                rng.random_range(0.5..2.0)
+                            } else {
+                                rng.random_range(-0.5..1.5)
+                            };
+                        }
+                    }
+                }
+                let (net, table) = Net::build(&arch, &weights).unwrap();
+                assert!(supports(&net));
+                let x: Vec<f32> = (0..batch * net.input_features).map(|_| rng.random_range(-2.0..2.0)).collect();
+                let labels: Vec<u32> = (0..batch).map(|_| rng.random_range(0..4)).collect();
+                let q = quant.as_ref();
+                let label = format!("{name} {:?}", quant.map(|s| s.weights.width));
+
+                // Training mode: burn's autodiff.
+                let device = Device::flex().autodiff();
+                let tensors: Vec<_> = table.params.iter().map(|p| Some(p.tensor(&device, q).require_grad())).collect();
+                let input = Tensor::from_data(TensorData::new(x.clone(), [batch, net.input_features]), &device);
+                let mut one_hot = vec![0.0f32; batch * 4];
+                for (i, &l) in labels.iter().enumerate() {
+                    one_hot[i * 4 + l as usize] = 1.0;
+                }
+                let mut stats = Vec::new();
+                let logits = net.forward(input, &tensors, true, &mut stats, q, None);
+                let loss = softmax_cross_entropy(
+                    logits.clone(),
+                    Tensor::from_data(TensorData::new(one_hot, [batch, 4]), &device),
+                );
+                let burn_loss = loss.clone().inner().into_scalar::<f32>();
+                let burn_logits = logits.inner().into_data().try_into_vec::<f32>().unwrap();
+                let mut grads = loss.backward();
+
+                let params = parameter_values(&table, q);
+                let result = Engine::default().step(&net, &table, &params, x.clone(), &labels, q);
+                let share = close(&result.logits, &burn_logits, 1e-4);
+                let floor = if quant.is_some() { 0.95 } else { 1.0 };
+                assert!(share >= floor, "{label}: only {share} of the training logits agree");
+                assert!((result.loss as f32 - burn_loss).abs() < 1e-3 * (1.0 + burn_loss.abs()), "{label}: loss");
+                for (i, tensor) in tensors.iter().enumerate() {
+                    let expected = tensor
+                        .as_ref()
+                        .unwrap()
+                        .grad_remove(&mut grads)
+                        .map(|g| g.into_data().try_into_vec::<f32>().unwrap());
+                    let got = result.gradients[i].clone();
+                    let (Some(expected), Some(got)) = (expected, got) else {
+                        assert!(!table.params[i].trainable, "{label}: parameter {i} has no gradient");
+                        continue;
+                    };
+                    // A flipped rounding in one quantized activation moves many
+                    // gradient entries a little: compare whole vectors.
+                    let error = relative_error(&got, &expected);
+                    let bound = if quant.is_some() { 5e-2 } else { 1e-3 };
+                    let name = &table.params[i].name;
+                    assert!(error < bound, "{label}: parameter {i} ({name}) gradient differs by {error:e}");
+                    assert!(
+                        share >= floor,
+                        "{label}: parameter {} ({}) gradients agree for only {share}",
+                        i,
+                        table.params[i].name
+                    );
+                }
+                for ((m, v, mean, var), (bm, bv, bmean, bvar)) in result.batch_stats.iter().zip(stats) {
+                    assert_eq!((*m, *v), (bm, bv));
+                    let host = |t: Tensor<2>| t.inner().into_data().try_into_vec::<f32>().unwrap();
+                    assert!(
+                        close(mean, &host(bmean), 1e-4) >= floor && close(var, &host(bvar), 1e-3) >= floor,
+                        "{label}: statistics"
+                    );
+                }
+
+                // Inference mode.
+                let plain = Device::flex();
+                let tensors: Vec<_> = table.params.iter().map(|p| Some(p.tensor(&plain, q))).collect();
+                let input = Tensor::from_data(TensorData::new(x.clone(), [batch, net.input_features]), &plain);
+                let expected = net
+                    .forward(input, &tensors, false, &mut Vec::new(), q, None)
+                    .into_data()
+                    .try_into_vec::<f32>()
+                    .unwrap();
+                let got = Engine::default().infer(&net, &params, x, batch, q);
+                let share = close(&got, &expected, 1e-4);
+                assert!(share >= floor, "{label}: only {share} of the inference logits agree");
+            }
+        }
+    }
+}
