@@ -261,7 +261,7 @@ impl Engine {
                     let outputs = params[*bias].len();
                     let inputs = params[*kernel].len() / outputs;
                     let rows = x.len() / inputs;
-                    let mut y: Vec<f32> = params[*bias].iter().copied().cycle().take(rows * outputs).collect();
+                    let mut y = rows_of(&params[*bias], rows);
                     matmul(rows, outputs, inputs, &x, false, &params[*kernel], false, &mut y, true);
                     let input = std::mem::replace(&mut x, y);
                     if training { Saved::Input(input) } else { Saved::Nothing }
@@ -271,7 +271,7 @@ impl Engine {
                     im2col(&x, batch, g, &mut col);
                     let rows = batch * g.out_height * g.out_width;
                     let k = g.kernel * g.kernel * g.channels;
-                    let mut y: Vec<f32> = params[*bias].iter().copied().cycle().take(rows * g.filters).collect();
+                    let mut y = rows_of(&params[*bias], rows);
                     matmul(rows, g.filters, k, &col, false, &params[*kernel], false, &mut y, true);
                     x = y;
                     if training { Saved::Input(col) } else { Saved::Nothing }
@@ -525,6 +525,15 @@ impl Engine {
         }
         StepResult { logits, loss: loss / batch as f64, gradients, batch_stats }
     }
+}
+
+/// `rows` copies of `row`, one after another.
+fn rows_of(row: &[f32], rows: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(rows * row.len());
+    for _ in 0..rows {
+        out.extend_from_slice(row);
+    }
+    out
 }
 
 fn layer_is_accumulator(layer: &NetLayer) -> bool {
