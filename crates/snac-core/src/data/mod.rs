@@ -1,6 +1,7 @@
 //! Datasets: loading real data (IDX MNIST / Fashion-MNIST, the embedded UCI
 //! digits, qubit-readout traces, `.npy`/`.npz`/`.csv` files) into [`Dataset`], prepared exactly as
-//! SNAC-Pack prepares it (resize, scale, subset, flatten).
+//! SNAC-Pack prepares it (resize, scale, subset, flatten), and images turned
+//! into point sets for DeepSets ([`image_to_points`]).
 //!
 //! Formats stay at the edge: each loader produces [`Raw`] samples (values as
 //! stored, a sample shape, class indices), and [`prepare`] applies the shared
@@ -20,6 +21,7 @@ mod digits;
 mod fetch;
 mod files;
 mod idx;
+mod point_sets;
 mod qubit;
 mod qubit_sim;
 mod resize;
@@ -27,6 +29,7 @@ mod resize;
 pub use fetch::{IdxFile, default_cache_dir, fetch, idx_files, verify};
 pub use files::{read_npy_f32, write_npy, write_npy_f64};
 pub use idx::{MNIST_CLASSES, search_dirs};
+pub use point_sets::{POINT_FEATURES, image_to_points};
 pub use qubit::{QUBIT_FILES, qubit_search_dirs, readout_fidelity};
 pub use qubit_sim::{
     PARAMS_FILE as QUBIT_SIM_PARAMS_FILE, QubitSimParams, simulate_qubit, write_dataset as write_qubit_dataset,
@@ -156,9 +159,13 @@ pub fn load(config: &DatasetConfig) -> Result<Dataset> {
 
 /// SNAC-Pack's recipe: hold out a validation split when there is none,
 /// resize images to `resize_val`², scale, take the first `subset_size` of
-/// each split, flatten.
+/// each split, flatten. With `points`, images become point sets after the
+/// scaling; with `sets` (DeepSets), the samples must be sets and stay sets.
 pub(crate) fn prepare(config: &DatasetConfig, raw: Raw) -> Result<Dataset> {
-    let name = config.name.name().to_string();
+    let name = match config.points {
+        Some(_) => format!("{}_points", config.name.name()),
+        None => config.name.name().to_string(),
+    };
     let Raw { mut shape, mut train, val, scale, num_classes } = raw;
     let mut val = match val {
         Some(val) => val,
@@ -193,7 +200,18 @@ pub(crate) fn prepare(config: &DatasetConfig, raw: Raw) -> Result<Dataset> {
             *v /= scale;
         }
     }
-    if config.flatten {
+    if let Some(points) = config.points {
+        let source = config.name.name();
+        point_sets::split_to_points(&mut val, shape, points, source)?;
+        shape = point_sets::split_to_points(&mut train, shape, points, source)?;
+    }
+    if config.sets {
+        ensure!(
+            matches!(shape, Shape::Set { .. }),
+            "search.model_type: deepsets needs samples that are sets, but {name} samples are {shape}; \
+             use dataset.points: N to turn images into point sets, or file data of shape (N, elements, features)"
+        );
+    } else if config.flatten {
         shape = Shape::Flat(shape.numel());
     }
     ensure!(!train.is_empty(), "{name}: the training split is empty");
