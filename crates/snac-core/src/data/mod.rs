@@ -92,7 +92,30 @@ pub struct Dataset {
     pub val: Split,
 }
 
+/// File names [`Dataset::write_npy`] writes: features and labels of the
+/// training and the validation (test) split.
+pub const NPY_SPLIT_FILES: [&str; 4] = ["x_train.npy", "y_train.npy", "x_test.npy", "y_test.npy"];
+
 impl Dataset {
+    /// Writes the prepared splits into `dir` as [`NPY_SPLIT_FILES`]:
+    /// float32 features of shape `(N, *sample_shape.dims())` and int64 class
+    /// indices, ready for `dataset.name: file` (`train_file`/`train_labels`,
+    /// `val_file`/`val_labels`). Returns the paths in that order.
+    pub fn write_npy(&self, dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
+        let [x_train, y_train, x_test, y_test] = NPY_SPLIT_FILES;
+        let mut paths = Vec::new();
+        for (split, x_name, y_name) in [(&self.train, x_train, y_train), (&self.val, x_test, y_test)] {
+            let mut dims = vec![split.len()];
+            dims.extend(self.sample_shape.dims());
+            let labels: Vec<i64> = split.y.iter().map(|&y| i64::from(y)).collect();
+            paths.push(dir.join(x_name));
+            write_npy(&dir.join(x_name), &dims, &split.x)?;
+            paths.push(dir.join(y_name));
+            write_npy(&dir.join(y_name), &[split.len()], &labels)?;
+        }
+        Ok(paths)
+    }
+
     /// Stratified k-fold cross-validation as SNAC-Pack does it: train and
     /// validation pooled, each class shuffled with `seed` and dealt round
     /// robin over the `k` folds (so every fold's class mix is the pool's, to

@@ -142,6 +142,30 @@ mod tests {
     }
 
     #[test]
+    fn written_point_sets_load_back_as_sets() {
+        let data = load(&DatasetConfig { subset_size: Some(50), ..points_config(DatasetName::Digits, 12) }).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let paths = data.write_npy(dir.path()).unwrap();
+        let names: Vec<_> = paths.iter().map(|p| p.file_name().unwrap().to_str().unwrap()).collect();
+        assert_eq!(names, crate::data::NPY_SPLIT_FILES);
+        let (dims, _) = crate::data::read_npy_f32(&paths[0]).unwrap();
+        assert_eq!(dims, [50, 12, 3]);
+        let config = DatasetConfig {
+            train_file: Some(paths[0].clone()),
+            train_labels: Some(paths[1].clone()),
+            val_file: Some(paths[2].clone()),
+            val_labels: Some(paths[3].clone()),
+            num_classes: Some(10),
+            sets: true,
+            flatten: false,
+            ..DatasetConfig::new(DatasetName::File)
+        };
+        let back = load(&config).unwrap();
+        assert_eq!(back.sample_shape, data.sample_shape);
+        assert_eq!((back.train, back.val), (data.train, data.val));
+    }
+
+    #[test]
     fn flattened_points_for_an_mlp_and_errors() {
         let config = DatasetConfig { points: Some(8), ..DatasetConfig::new(DatasetName::Digits) };
         let data = load(&config).unwrap();
