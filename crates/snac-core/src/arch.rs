@@ -350,6 +350,8 @@ pub enum BlockType {
     Conv,
     ConvAttn,
     Flatten,
+    /// DeepSets pooling: one [`Layer::Aggregate`] from a set to a vector.
+    Aggregate,
     /// The final Dense layer with the output activation.
     Output,
 }
@@ -361,6 +363,7 @@ impl BlockType {
             BlockType::Conv => "Conv",
             BlockType::ConvAttn => "ConvAttn",
             BlockType::Flatten => "Flatten",
+            BlockType::Aggregate => "Aggregate",
             BlockType::Output => "Output",
         }
     }
@@ -371,6 +374,7 @@ impl BlockType {
             "conv" => BlockType::Conv,
             "convattn" | "conv_attn" => BlockType::ConvAttn,
             "flatten" => BlockType::Flatten,
+            "aggregate" => BlockType::Aggregate,
             "output" => BlockType::Output,
             _ => return None,
         })

@@ -3,12 +3,14 @@
 //! Parameters are asked for define-by-run through [`Suggest`], so a block's
 //! parameters exist only when the block does, with SNAC-Pack's names (`b0`,
 //! `b0_Conv_channels_0`, `b1_MLP_units`, `MLP_Head_width_0`, ...; REFERENCE.md
-//! §2). Categorical choices are stored as indices into the config's lists.
+//! §2), and in the same style for DeepSets (`num_phi_layers`, `phi_width_0`,
+//! `aggregation`, `num_rho_layers`, `rho_width_0`, ...). Categorical choices
+//! are stored as indices into the config's lists.
 //! Unlike the original's MLP mode, the space is the config's and the decoded
 //! architecture is exactly the one trained and recorded.
 
-use crate::arch::{Activation, Arch, BlockType, Component, Layer, Norm, Padding, Shape};
-use crate::config::{ModelType, SearchSpaceConfig};
+use crate::arch::{Activation, Aggregation, Arch, BlockType, Component, Layer, Norm, Padding, Shape};
+use crate::config::{LayerRange, ModelType, SearchSpaceConfig};
 use crate::search::Distribution;
 use anyhow::{Result, bail};
 use serde_json::Value;
@@ -53,13 +55,39 @@ fn pick_norm(src: &mut dyn Suggest, name: &str, norms: &[Norm]) -> Result<Norm> 
     pick(src, name, norms, |n| n.name().map(Value::from).unwrap_or(Value::Null))
 }
 
+fn pick_count(src: &mut dyn Suggest, name: &str, range: LayerRange) -> Result<usize> {
+    let distribution = Distribution::Int { low: range.min as i64, high: range.max as i64, step: 1 };
+    Ok(src.suggest(name, distribution)? as usize)
+}
+
+/// `prefix_{i}` components of Dense [+ norm] + activation, `count` drawn from
+/// `range`: the phi (per element) and rho (after pooling) stacks of DeepSets.
+fn dense_stack(
+    src: &mut dyn Suggest,
+    prefix: &str,
+    range: LayerRange,
+    widths: &[usize],
+    space: &SearchSpaceConfig,
+) -> Result<Vec<Component>> {
+    let count = pick_count(src, &format!("num_{prefix}_layers"), range)?;
+    (0..count)
+        .map(|i| {
+            let units = pick_width(src, &format!("{prefix}_width_{i}"), widths)?;
+            let act = pick_act(src, &format!("{prefix}_act_{i}"), &space.act_space)?;
+            let norm = pick_norm(src, &format!("{prefix}_norm_{i}"), &space.norm_space)?;
+            Ok(Component::mlp(&format!("{prefix}_{i}"), units, norm, act))
+        })
+        .collect()
+}
+
 /// Decodes one architecture from the parameters `src` provides.
 pub fn decode(spec: &SpaceSpec, src: &mut dyn Suggest) -> Result<Arch> {
     let space = &spec.space;
     let mut components = Vec::new();
     let mut shape = spec.input_shape;
+    // MLP and block models see images and sets as one vector.
     let flatten = |components: &mut Vec<Component>, shape: &mut Shape| {
-        if matches!(shape, Shape::Image { .. }) {
+        if matches!(shape, Shape::Image { .. } | Shape::Set { .. }) {
             components.push(Component {
                 name: "flatten".into(),
                 block_type: BlockType::Flatten,
@@ -149,11 +177,32 @@ pub fn decode(spec: &SpaceSpec, src: &mut dyn Suggest) -> Result<Arch> {
                 components.push(Component::mlp(&format!("MLP_Head_{j}"), units, Norm::None, act));
             }
         }
+        ModelType::DeepSets => {
+            let Shape::Set { .. } = shape else {
+                bail!(
+                    "search.model_type: deepsets needs samples that are sets (N, elements, features), \
+                     but the data's samples are {shape}"
+                );
+            };
+            components.extend(dense_stack(src, "phi", space.phi_layers, &space.phi_width_space, space)?);
+            let aggregation = pick(src, "aggregation", &space.aggregation_space, |a| Value::from(a.name()))?;
+            components.push(aggregate(aggregation));
+            components.extend(dense_stack(src, "rho", space.rho_layers, &space.rho_width_space, space)?);
+        }
     }
     components.push(Component::output("output", spec.output_dim, space.output_activation));
     let arch = Arch::new(spec.input_shape, components);
     arch.validate()?;
     Ok(arch)
+}
+
+/// The DeepSets pooling component.
+fn aggregate(aggregation: Aggregation) -> Component {
+    Component {
+        name: "aggregate".into(),
+        block_type: BlockType::Aggregate,
+        layers: vec![Layer::Aggregate(aggregation)],
+    }
 }
 
 /// Replays fixed parameters (by name → internal value); errors on a missing one.
@@ -196,7 +245,116 @@ pub(crate) mod tests {
             kernel_space: vec![1, 3, 5],
             conv_attn_hidden_channel_space: vec![4],
             attention_scale: false,
+            phi_width_space: vec![4, 8, 16],
+            rho_width_space: vec![12, 24],
+            phi_layers: LayerRange { min: 1, max: 3 },
+            rho_layers: LayerRange { min: 0, max: 2 },
+            aggregation_space: vec![Aggregation::Mean, Aggregation::Max],
         }
+    }
+
+    pub(crate) fn deepsets_spec(space: SearchSpaceConfig) -> SpaceSpec {
+        SpaceSpec {
+            model_type: ModelType::DeepSets,
+            space,
+            input_shape: Shape::Set { elements: 16, features: 3 },
+            output_dim: 10,
+            min_layers: 2,
+            max_layers: 5,
+        }
+    }
+
+    #[test]
+    fn deepsets_phi_aggregate_rho() {
+        let spec = deepsets_spec(space(&["MLP"]));
+        let (mut phi_counts, mut rho_counts, mut aggregations) = (vec![], vec![], vec![]);
+        for seed in 0..60 {
+            let mut src = RandomSource(rand_chacha::ChaCha8Rng::seed_from_u64(seed), vec![]);
+            let arch = decode(&spec, &mut src).unwrap();
+            let names: Vec<&str> = arch.components.iter().map(|c| c.name.as_str()).collect();
+            let at = names.iter().position(|n| *n == "aggregate").unwrap();
+            let (phi, rho) = (&arch.components[..at], &arch.components[at + 1..arch.components.len() - 1]);
+            phi_counts.push(phi.len());
+            rho_counts.push(rho.len());
+            // Names, widths from their own spaces, and the parameters asked for.
+            let mut expected = vec!["num_phi_layers".to_string()];
+            for (i, c) in phi.iter().enumerate() {
+                assert_eq!((c.name.clone(), c.block_type), (format!("phi_{i}"), BlockType::Mlp));
+                let Layer::Dense { units } = c.layers[0] else { panic!("{c:?}") };
+                assert!(spec.space.phi_width_space.contains(&units));
+                expected.extend(["width", "act", "norm"].map(|p| format!("phi_{p}_{i}")));
+            }
+            expected.extend(["aggregation".to_string(), "num_rho_layers".to_string()]);
+            for (i, c) in rho.iter().enumerate() {
+                assert_eq!((c.name.clone(), c.block_type), (format!("rho_{i}"), BlockType::Mlp));
+                let Layer::Dense { units } = c.layers[0] else { panic!("{c:?}") };
+                assert!(spec.space.rho_width_space.contains(&units));
+                expected.extend(["width", "act", "norm"].map(|p| format!("rho_{p}_{i}")));
+            }
+            assert_eq!(src.1, expected);
+            let [Layer::Aggregate(aggregation)] = arch.components[at].layers[..] else { panic!() };
+            assert_eq!(arch.components[at].block_type, BlockType::Aggregate);
+            aggregations.push(aggregation);
+            // Shapes: a set through phi, a vector after the pooling.
+            let shapes = arch.shapes().unwrap();
+            let phi_layers: usize = phi.iter().map(|c| c.layers.len()).sum();
+            for (layer, input, output) in &shapes[..phi_layers] {
+                assert!(matches!(input, Shape::Set { elements: 16, .. }), "{layer:?}");
+                assert!(matches!(output, Shape::Set { elements: 16, .. }), "{layer:?}");
+            }
+            let (_, pooled_in, pooled) = shapes[phi_layers];
+            assert_eq!(pooled, Shape::Flat(pooled_in.rows_and_features().1));
+            assert!(
+                shapes[phi_layers + 1..].iter().all(|(_, i, o)| matches!((i, o), (Shape::Flat(_), Shape::Flat(_))))
+            );
+            assert_eq!(arch.output_shape().unwrap(), Shape::Flat(10));
+        }
+        for (counts, range) in [(phi_counts, 1..=3), (rho_counts, 0..=2)] {
+            let seen: std::collections::BTreeSet<usize> = counts.into_iter().collect();
+            assert_eq!(seen, range.collect());
+        }
+        assert!(aggregations.contains(&Aggregation::Mean) && aggregations.contains(&Aggregation::Max));
+    }
+
+    #[test]
+    fn deepsets_fixed_counts_and_replay() {
+        let mut space = space(&["MLP"]);
+        space.phi_layers = LayerRange { min: 2, max: 2 };
+        space.rho_layers = LayerRange { min: 1, max: 1 };
+        space.aggregation_space = vec![Aggregation::Max];
+        let spec = deepsets_spec(space);
+        let params: std::collections::BTreeMap<String, f64> = [
+            ("num_phi_layers", 2.0),
+            ("phi_width_0", 2.0),
+            ("phi_act_0", 0.0),
+            ("phi_norm_0", 1.0),
+            ("phi_width_1", 0.0),
+            ("phi_act_1", 1.0),
+            ("phi_norm_1", 0.0),
+            ("aggregation", 0.0),
+            ("num_rho_layers", 1.0),
+            ("rho_width_0", 1.0),
+            ("rho_act_0", 2.0),
+            ("rho_norm_0", 0.0),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let arch = decode(&spec, &mut FixedParams(&params)).unwrap();
+        assert_eq!(arch.summary(), "(16 × 3 set) → D16 bn relu → D4 tanh max-pool → D24 sigmoid → D10 softmax");
+        // 3·16+16 + 2·16 + 16·4+4 + 4·24+24 + 24·10+10
+        assert_eq!(arch.parameter_count().unwrap(), 64 + 32 + 68 + 120 + 250);
+        let err = decode(&deepsets_spec(spec.space.clone()), &mut FixedParams(&Default::default())).unwrap_err();
+        assert!(err.to_string().contains("'num_phi_layers' is missing"), "{err}");
+        // DeepSets needs sets; MLP and block models flatten a set.
+        let image = SpaceSpec { input_shape: Shape::Image { height: 4, width: 4, channels: 1 }, ..spec.clone() };
+        let err = decode(&image, &mut FixedParams(&params)).unwrap_err().to_string();
+        assert!(err.contains("deepsets needs samples that are sets") && err.contains("(4, 4, 1)"), "{err}");
+        let mlp = SpaceSpec { model_type: ModelType::Mlp, ..spec };
+        let mut src = RandomSource(rand_chacha::ChaCha8Rng::seed_from_u64(3), vec![]);
+        let arch = decode(&mlp, &mut src).unwrap();
+        assert_eq!(arch.components[0].layers, vec![Layer::Flatten]);
+        assert_eq!(arch.shapes().unwrap()[0].2, Shape::Flat(48));
     }
 
     #[test]

@@ -2,8 +2,14 @@
 //! (REFERENCE.md §6): `metadata` plus `architecture { model_type: BlockBased,
 //! input_shape, output_dim, components: [{block_type, name, params}] }`.
 //! Written from the IR and read back into it; the round trip is exact.
+//!
+//! DeepSets models (a set input and an `Aggregate` component) are written
+//! with `model_type: DeepSets` and `input_kind: set`, so that their
+//! `input_shape: [elements, features]` is not read as a `[height, width]`
+//! image; a hand-written file is read as a set when it has an `Aggregate`
+//! component or says `model_type: DeepSets`.
 
-use crate::arch::{Activation, Arch, BlockType, Component, Layer, Norm, Padding, Shape};
+use crate::arch::{Activation, Aggregation, Arch, BlockType, Component, Layer, Norm, Padding, Shape};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -28,11 +34,23 @@ pub struct Metadata {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ArchitectureYaml {
+    /// `BlockBased` (SNAC-Pack's), or `DeepSets` for set models.
     pub model_type: String,
+    /// SNAC-Pack's dimensions: `[features]`, `[height, width(, channels)]`,
+    /// or `[elements, features]` of a set.
     pub input_shape: Vec<usize>,
+    /// `set` when the input is a set (written only then; SNAC-Pack's files
+    /// have no such key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_kind: Option<String>,
     pub output_dim: usize,
     pub components: Vec<ComponentYaml>,
 }
+
+/// `architecture.model_type` of set models.
+pub const DEEPSETS_MODEL_TYPE: &str = "DeepSets";
+/// `architecture.input_kind` of a set input.
+pub const SET_INPUT_KIND: &str = "set";
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ComponentYaml {
@@ -115,6 +133,12 @@ fn component_params(component: &Component) -> Result<Map<String, Value>> {
             };
             json!({"hidden_channels": hidden, "activation": act.name(), "attention_scale": scale})
         }
+        BlockType::Aggregate => {
+            let [Layer::Aggregate(aggregation)] = component.layers[..] else {
+                bail!("Aggregate component '{}' is not one Aggregate layer", component.name);
+            };
+            json!({"aggregation": aggregation.name()})
+        }
     };
     let Value::Object(map) = value else { unreachable!("params are built as objects") };
     Ok(map)
@@ -134,18 +158,46 @@ impl ArchitectureYaml {
                 })
             })
             .collect::<Result<_>>()?;
+        let pools = arch.layers().any(|layer| matches!(layer, Layer::Aggregate(_)));
+        let set_input = matches!(arch.input_shape, Shape::Set { .. });
         Ok(ArchitectureYaml {
-            model_type: "BlockBased".into(),
+            model_type: if pools { DEEPSETS_MODEL_TYPE } else { "BlockBased" }.into(),
             input_shape: arch.input_shape.dims(),
+            input_kind: set_input.then(|| SET_INPUT_KIND.to_string()),
             output_dim,
             components,
         })
     }
 
+    /// The input shape: a set when `input_kind` says so, or (files without
+    /// it) when the model pools a set; otherwise SNAC-Pack's reading of the
+    /// dimensions.
+    fn input_shape(&self) -> Result<Shape> {
+        let set = match self.input_kind.as_deref() {
+            Some(kind) if kind.eq_ignore_ascii_case(SET_INPUT_KIND) => true,
+            Some(kind) if ["vector", "flat", "image"].iter().any(|k| kind.eq_ignore_ascii_case(k)) => false,
+            Some(kind) => bail!("architecture.input_kind: '{kind}' is not known; accepted: set, vector, image"),
+            None => {
+                self.model_type.eq_ignore_ascii_case(DEEPSETS_MODEL_TYPE)
+                    || self.components.iter().any(|c| BlockType::parse(&c.block_type) == Some(BlockType::Aggregate))
+            }
+        };
+        if !set {
+            return Shape::from_dims(&self.input_shape).context("architecture.input_shape");
+        }
+        match self.input_shape[..] {
+            [elements, features] if elements > 0 && features > 0 => Ok(Shape::Set { elements, features }),
+            _ => bail!(
+                "architecture.input_shape: {:?} is not a set's [elements, features] with positive sizes",
+                self.input_shape
+            ),
+        }
+    }
+
     /// Reads the architecture back into the IR, naming the component and key
     /// of anything malformed.
     pub fn to_arch(&self) -> Result<Arch> {
-        let input_shape = Shape::from_dims(&self.input_shape).context("architecture.input_shape")?;
+        let input_shape = self.input_shape()?;
         let components = self
             .components
             .iter()
@@ -198,7 +250,10 @@ fn get_list<'a>(params: &'a Map<String, Value>, key: &str) -> Result<&'a Vec<Val
 impl ComponentYaml {
     fn to_component(&self) -> Result<Component> {
         let block_type = BlockType::parse(&self.block_type).with_context(|| {
-            format!("block_type '{}' is unknown; accepted: MLP, Conv, ConvAttn, Flatten, Output", self.block_type)
+            format!(
+                "block_type '{}' is unknown; accepted: MLP, Conv, ConvAttn, Flatten, Aggregate, Output",
+                self.block_type
+            )
         })?;
         let p = &self.params;
         let layers = match block_type {
@@ -244,6 +299,13 @@ impl ComponentYaml {
                 },
                 Layer::Act(get_act(get(p, "activation")?, "activation")?),
             ],
+            BlockType::Aggregate => {
+                let value = get(p, "aggregation")?;
+                let aggregation = value.as_str().and_then(Aggregation::parse).with_context(|| {
+                    format!("params.aggregation = {value}: expected one of {}", Aggregation::ACCEPTED)
+                })?;
+                vec![Layer::Aggregate(aggregation)]
+            }
         };
         Ok(Component { name: self.name.clone(), block_type, layers })
     }
@@ -325,6 +387,58 @@ mod tests {
                 round_trip(&arch);
             }
         }
+    }
+
+    #[test]
+    fn round_trip_deepsets() {
+        let mut space = crate::space::tests::space(&["MLP"]);
+        space.norm_space = vec![Norm::None, Norm::Batch, Norm::Layer];
+        let deepsets = crate::space::tests::deepsets_spec(space.clone());
+        // Also an MLP on flattened sets: a set input without pooling.
+        let mlp = SpaceSpec { model_type: ModelType::Mlp, ..deepsets.clone() };
+        for spec in [deepsets, mlp] {
+            for seed in 0..30 {
+                let arch = decode(&spec, &mut RandomSource(rand_chacha::ChaCha8Rng::seed_from_u64(seed))).unwrap();
+                assert_eq!(arch.input_shape, Shape::Set { elements: 16, features: 3 });
+                round_trip(&arch);
+                let yaml = ArchitectureYaml::from_arch(&arch).unwrap();
+                assert_eq!(yaml.input_kind.as_deref(), Some("set"));
+                let pools = spec.model_type == ModelType::DeepSets;
+                assert_eq!(yaml.model_type, if pools { "DeepSets" } else { "BlockBased" });
+            }
+        }
+    }
+
+    #[test]
+    fn deepsets_layout_and_set_detection() {
+        let text = "metadata:\n  trial_id: 3\n  global_search_accuracy: 0.5\n  global_search_bops: 10.0\narchitecture:\n  model_type: DeepSets\n  input_shape: [32, 3]\n  input_kind: set\n  output_dim: 10\n  components:\n  - block_type: MLP\n    name: phi_0\n    params: {units: 16, activation: relu, norm: null}\n  - block_type: Aggregate\n    name: aggregate\n    params: {aggregation: max}\n  - block_type: Output\n    name: output\n    params: {units: 10, activation: softmax}\n";
+        let read = |text: &str| TrialYaml::from_yaml(text).unwrap().architecture.to_arch();
+        let arch = read(text).unwrap();
+        assert_eq!(arch.input_shape, Shape::Set { elements: 32, features: 3 });
+        assert_eq!(arch.summary(), "(32 × 3 set) → D16 relu max-pool → D10 softmax");
+        assert_eq!(arch.parameter_count().unwrap(), 3 * 16 + 16 + 16 * 10 + 10);
+        // Without input_kind, or with BlockBased, the Aggregate component decides.
+        for edited in [text.replace("  input_kind: set\n", ""), text.replace("DeepSets", "BlockBased")] {
+            assert_eq!(read(&edited).unwrap(), arch, "{edited}");
+        }
+        // A [h, w] input without any set marker stays an image (SNAC-Pack's files).
+        let image = text.replace("  input_kind: set\n", "").replace("DeepSets", "BlockBased");
+        let image =
+            image.replace("  - block_type: Aggregate\n    name: aggregate\n    params: {aggregation: max}\n", "");
+        let err = format!("{:#}", read(&image).unwrap_err());
+        assert!(err.contains("(32, 3, 1)") && err.contains("Flatten"), "{err}");
+        let err = format!("{:#}", read(&text.replace("aggregation: max", "aggregation: sum")).unwrap_err());
+        assert!(err.contains("components[1] ('aggregate')") && err.contains("mean, max"), "{err}");
+        let err = format!("{:#}", read(&text.replace("[32, 3]", "[32, 3, 1]")).unwrap_err());
+        assert!(err.contains("input_shape") && err.contains("[elements, features]"), "{err}");
+        let err = format!("{:#}", read(&text.replace("input_kind: set", "input_kind: graph")).unwrap_err());
+        assert!(err.contains("input_kind: 'graph'") && err.contains("set, vector, image"), "{err}");
+        // An aggregation before any set layer names the component.
+        let err = format!(
+            "{:#}",
+            read(&text.replace("input_kind: set", "input_kind: vector").replace("[32, 3]", "[96]")).unwrap_err()
+        );
+        assert!(err.contains("'aggregate'") && err.contains("needs a set"), "{err}");
     }
 
     #[test]

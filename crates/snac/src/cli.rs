@@ -48,7 +48,8 @@ pub enum Command {
     Validate(RunArgs),
     /// Time trials with tutorial 1's setup (MNIST 8×8, subset 10000, 2 epochs).
     Bench(BenchArgs),
-    /// Datasets: download into the cache.
+    /// Datasets: download into the cache, simulate qubit readout, turn
+    /// images into point sets.
     Data {
         #[command(subcommand)]
         command: DataCommand,
@@ -209,6 +210,31 @@ pub enum DataCommand {
     /// Simulated qubit-readout traces (tutorial 3) under SNAC-Pack's file
     /// names, calibrated to real QICK traces; point `dataset.data_dir` at DIR.
     SimulateQubit(SimulateQubitArgs),
+    /// Images as point sets for DeepSets: each image's P brightest pixels as
+    /// (x, y, intensity), x and y in [0, 1], brightest first, zero-padded.
+    /// Writes x_train.npy (N, P, 3), y_train.npy, x_test.npy, y_test.npy.
+    MnistPoints(MnistPointsArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct MnistPointsArgs {
+    /// Folder for x_train.npy, y_train.npy, x_test.npy and y_test.npy.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Points per image (P).
+    #[arg(long, value_name = "P", default_value_t = 32)]
+    pub points: usize,
+    /// mnist, fashion_mnist (IDX files, looked up as for dataset.name), or
+    /// digits (the embedded 8×8 digits; 20 % held out as the test split).
+    #[arg(long, default_value = "mnist")]
+    pub source: String,
+    /// Where the IDX files are (as dataset.data_dir); otherwise
+    /// $SNAC_DATA_DIR, the cache and /usr/share/datasets are searched.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Keep only the first N images of each split.
+    #[arg(long, value_name = "N")]
+    pub subset: Option<usize>,
 }
 
 #[derive(Args, Debug, Clone)]

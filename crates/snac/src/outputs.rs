@@ -26,6 +26,7 @@ pub fn csv_name(model_type: ModelType) -> &'static str {
     match model_type {
         ModelType::Mlp => "mlp_search_results.csv",
         ModelType::Block => "block_search_results.csv",
+        ModelType::DeepSets => "deepsets_search_results.csv",
     }
 }
 

@@ -142,6 +142,49 @@ fn validate_accepts_the_tutorial_configs() {
     }
 }
 
+/// Issue 6: `snac data mnist-points` on the embedded digits (and real MNIST
+/// when ../shared is here), read back by a DeepSets config.
+#[test]
+fn mnist_points_files_feed_a_deepsets_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("points");
+    let output =
+        run_ok(snac().args(["data", "mnist-points", "--source", "digits", "--points", "16", "--out"]).arg(&out));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("1438 train and 359 test sets of 16") && stdout.contains("model_type: deepsets"),
+        "{stdout}"
+    );
+    let (dims, x) = snac_core::data::read_npy_f32(&out.join("x_train.npy")).unwrap();
+    assert_eq!(dims, [1438, 16, 3]);
+    assert!(x.iter().all(|v| (0.0..=1.0).contains(v)));
+    assert_eq!(snac_core::data::read_npy_f32(&out.join("y_test.npy")).unwrap().0, [359]);
+    // The snippet it prints is a valid dataset section for a DeepSets search.
+    let snippet = &stdout[stdout.find("dataset:").unwrap()..];
+    let config = dir.path().join("deepsets.yaml");
+    std::fs::write(&config, format!("{snippet}\n  n_trials: 2\n")).unwrap();
+    let resolved = String::from_utf8_lossy(&run_ok(snac().arg("validate").arg(&config)).stdout).to_string();
+    assert!(resolved.contains("model_type: deepsets") && resolved.contains("sets: true"), "{resolved}");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/deepsets_points.yaml");
+    run_ok(snac().arg("validate").arg(example));
+    // Sources that are not images are refused.
+    let output = snac().args(["data", "mnist-points", "--source", "qubit", "--out"]).arg(&out).output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("accepted: mnist, fashion_mnist, digits"));
+    let Some(shared) = shared_dir() else {
+        eprintln!("skipped (MNIST part): ../shared is not here");
+        return;
+    };
+    let mnist = dir.path().join("mnist");
+    run_ok(
+        snac()
+            .args(["data", "mnist-points", "--subset", "200", "--out"])
+            .arg(&mnist)
+            .env("SNAC_DATA_DIR", shared.join("data")),
+    );
+    assert_eq!(snac_core::data::read_npy_f32(&mnist.join("x_test.npy")).unwrap().0, [200, 32, 3]);
+}
+
 #[test]
 fn failed_trials_are_recorded_and_the_search_goes_on() {
     let dir = tempfile::tempdir().unwrap();

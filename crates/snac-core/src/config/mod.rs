@@ -12,7 +12,7 @@ pub use parse::{
     BLOCK_TYPES, BOARDS, ConfigError, ConfigErrors, DEFAULT_PRECISION_PAIRS, load, load_str, parse_precision,
 };
 
-use crate::arch::{Activation, Norm};
+use crate::arch::{Activation, Aggregation, Norm};
 use crate::estimate::{EstimatorKind, Rule4mlRow};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -62,6 +62,13 @@ pub struct DatasetConfig {
     pub window_size: Option<usize>,
     pub normalize: bool,
     pub num_classes: Option<usize>,
+    /// `points: P` (or a `*_points` name): every image becomes a set of its
+    /// `P` brightest pixels as (x, y, intensity) points ([`crate::data::image_to_points`]).
+    pub points: Option<usize>,
+    /// Samples are sets (from `search.model_type: deepsets`): a 3-D array
+    /// of a `file` dataset is (N, elements, features), not (N, H, W) images,
+    /// and the data must come as sets (or images turned into `points`).
+    pub sets: bool,
 }
 
 impl DatasetConfig {
@@ -84,6 +91,8 @@ impl DatasetConfig {
             window_size: None,
             normalize: false,
             num_classes: None,
+            points: None,
+            sets: false,
         }
     }
 }
@@ -122,7 +131,14 @@ impl DatasetName {
         }
     }
 
-    pub const ACCEPTED: &'static str = "mnist, fashion_mnist, digits, qubit, file";
+    pub const ACCEPTED: &'static str = "mnist, fashion_mnist, digits, qubit, file, \
+                                        mnist_points, fashion_mnist_points, digits_points";
+
+    /// Whether the samples are images (so `points` can turn them into sets).
+    /// `file` data may be either; the loader checks.
+    pub fn is_images(&self) -> bool {
+        matches!(self, DatasetName::Mnist | DatasetName::FashionMnist | DatasetName::Digits)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -130,6 +146,31 @@ impl DatasetName {
 pub enum ModelType {
     Mlp,
     Block,
+    /// Permutation-invariant set model: phi (per element), aggregation, rho.
+    #[serde(rename = "deepsets")]
+    DeepSets,
+}
+
+impl ModelType {
+    pub fn parse(name: &str) -> Option<ModelType> {
+        Some(match name.to_lowercase().replace(['_', '-'], "").as_str() {
+            "mlp" => ModelType::Mlp,
+            "block" => ModelType::Block,
+            "deepsets" | "deepset" => ModelType::DeepSets,
+            _ => return None,
+        })
+    }
+
+    /// As written in configs and in `{name}_search_results.csv`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ModelType::Mlp => "mlp",
+            ModelType::Block => "block",
+            ModelType::DeepSets => "deepsets",
+        }
+    }
+
+    pub const ACCEPTED: &'static str = "mlp, block, deepsets";
 }
 
 /// A search objective.
@@ -309,6 +350,22 @@ pub struct SearchSpaceConfig {
     pub conv_attn_hidden_channel_space: Vec<usize>,
     /// Scale attention scores by 1/√d (off in SNAC-Pack).
     pub attention_scale: bool,
+    /// DeepSets: widths of the per-element phi layers and of the rho layers
+    /// after the aggregation (both default to `mlp_width_space`).
+    pub phi_width_space: Vec<usize>,
+    pub rho_width_space: Vec<usize>,
+    /// DeepSets: how many phi and rho layers, inclusive ranges.
+    pub phi_layers: LayerRange,
+    pub rho_layers: LayerRange,
+    /// DeepSets: the pooling choices.
+    pub aggregation_space: Vec<Aggregation>,
+}
+
+/// An inclusive range of layer counts (`[min, max]`, or one number for both).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct LayerRange {
+    pub min: usize,
+    pub max: usize,
 }
 
 /// `hls_config:`.

@@ -3,8 +3,10 @@
 //! `.csv` (label in the last column), for training and optionally validation.
 //!
 //! Features are taken as stored (no scaling). X of shape `(N, F)` gives flat
-//! samples, `(N, H, W)` / `(N, H, W, C)` images. Labels are class indices,
-//! integers (or integer-valued floats), or one-hot rows.
+//! samples, `(N, H, W)` / `(N, H, W, C)` images; when the config asks for sets
+//! (`search.model_type: deepsets`, without `points`), `(N, P, F)` is N sets of
+//! P elements with F features each. Labels are class indices, integers (or
+//! integer-valued floats), or one-hot rows.
 
 use super::{Raw, Split, check_finite, check_labels};
 use crate::arch::Shape;
@@ -24,10 +26,12 @@ pub(crate) fn load(config: &DatasetConfig) -> Result<Raw> {
     let Some(train_file) = &config.train_file else {
         bail!("dataset.name: file needs dataset.train_file (a .npy, .npz or .csv file)")
     };
-    let (shape, train, mut max_label) = read_split(train_file, config.train_labels.as_deref())?;
+    // Images turned into points are read as images.
+    let sets = config.sets && config.points.is_none();
+    let (shape, train, mut max_label) = read_split(train_file, config.train_labels.as_deref(), sets)?;
     let val = match &config.val_file {
         Some(val_file) => {
-            let (val_shape, val, val_max) = read_split(val_file, config.val_labels.as_deref())?;
+            let (val_shape, val, val_max) = read_split(val_file, config.val_labels.as_deref(), sets)?;
             ensure!(
                 val_shape == shape,
                 "{} has samples of shape {:?} but {} has {:?}",
@@ -59,8 +63,10 @@ pub(crate) fn load(config: &DatasetConfig) -> Result<Raw> {
     Ok(Raw { shape, train, val, scale: 1.0, num_classes })
 }
 
-/// One split: its sample shape, the samples, and the largest label.
-pub(crate) fn read_split(file: &Path, labels_file: Option<&Path>) -> Result<(Shape, Split, u32)> {
+/// One split: its sample shape, the samples, and the largest label. With
+/// `sets`, 3-D features are `(N, elements, features)` sets and nothing else
+/// is accepted.
+pub(crate) fn read_split(file: &Path, labels_file: Option<&Path>, sets: bool) -> Result<(Shape, Split, u32)> {
     let ext = extension(file);
     let (x, y, y_name) = match ext.as_str() {
         "npy" => {
@@ -98,6 +104,12 @@ pub(crate) fn read_split(file: &Path, labels_file: Option<&Path>) -> Result<(Sha
     let n = x.dims.first().copied().unwrap_or(0);
     ensure!(n > 0 && !x.values.is_empty(), "{name}: empty data (shape {:?})", x.dims);
     let shape = match x.dims[..] {
+        [_, elements, features] if sets => Shape::Set { elements, features },
+        _ if sets => bail!(
+            "{name}: features of shape {:?}; search.model_type: deepsets needs sets of shape \
+             (N, elements, features)",
+            x.dims
+        ),
         [_] => Shape::Flat(1),
         [_, f] => Shape::Flat(f),
         [_, h, w] => Shape::Image { height: h, width: w, channels: 1 },
@@ -413,6 +425,43 @@ mod tests {
         c.resize_val = Some(4);
         let data = load_dataset(&c).unwrap();
         assert_eq!(data.sample_shape, Shape::Flat(16));
+    }
+
+    #[test]
+    fn three_dimensional_features_are_sets_when_the_search_asks() {
+        let dir = tempfile::tempdir().unwrap();
+        // 4 sets of 5 elements with 2 features each.
+        let x: Vec<f32> = (0..40).map(|v| v as f32 / 40.0).collect();
+        let xs = write(dir.path(), "sets.npy", &npy_bytes("<f4", &[4, 5, 2], &f32s(&x)));
+        let ys = write(dir.path(), "set_labels.npy", &npy_bytes("<i8", &[4], &i64s(&[0, 1, 0, 1])));
+        let mut c = file_config(&xs, Some(&ys));
+        c.validation_split = 0.5;
+        c.sets = true;
+        let data = load_dataset(&c).unwrap();
+        assert_eq!(data.sample_shape, Shape::Set { elements: 5, features: 2 });
+        assert_eq!((data.train.len(), data.val.len(), data.train.x.len()), (2, 2, 20));
+        // Rows stay whole: each set is 10 consecutive values.
+        for set in data.train.x.chunks_exact(10) {
+            assert!(set.windows(2).all(|w| (w[1] - w[0] - 0.025).abs() < 1e-6), "{set:?}");
+        }
+        // The same file is an image for the other model types.
+        c.sets = false;
+        assert_eq!(load_dataset(&c).unwrap().sample_shape, Shape::Image { height: 5, width: 2, channels: 1 });
+        // With `points`, a 3-D array is images to turn into point sets.
+        c.sets = true;
+        c.points = Some(3);
+        assert_eq!(load_dataset(&c).unwrap().sample_shape, Shape::Set { elements: 3, features: 3 });
+        // Anything but (N, elements, features) is refused, naming the file.
+        let (flat, y) = tiny_npy(dir.path());
+        let e = err(&DatasetConfig { sets: true, ..file_config(&flat, Some(&y)) });
+        assert!(e.contains("x.npy: features of shape [10, 3]") && e.contains("(N, elements, features)"), "{e}");
+        let four = write(dir.path(), "four.npy", &npy_bytes("<f4", &[4, 5, 2, 1], &f32s(&x)));
+        let e = err(&DatasetConfig { sets: true, ..file_config(&four, Some(&ys)) });
+        assert!(e.contains("four.npy: features of shape [4, 5, 2, 1]") && e.contains("deepsets"), "{e}");
+        // Sets cannot be resized.
+        c.points = None;
+        let e = err(&DatasetConfig { resize_val: Some(4), ..c });
+        assert!(e.contains("resize_val") && e.contains("(5 × 2 set)"), "{e}");
     }
 
     #[test]

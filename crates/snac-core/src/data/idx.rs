@@ -64,10 +64,28 @@ fn find_file(dir: &Path, file: &str) -> Option<PathBuf> {
 
 /// The four files' paths in the first directory that holds all of them.
 fn locate(config: &DatasetConfig) -> Result<[PathBuf; 4]> {
-    locate_in(config.name, &search_dirs(config.name, config.data_dir.as_deref()))
+    let env_root = std::env::var_os("SNAC_DATA_DIR").filter(|v| !v.is_empty()).map(PathBuf::from);
+    let advice = how_to_get(config.name, config.data_dir.is_some(), env_root.is_some());
+    locate_in(config.name, &search_dirs(config.name, config.data_dir.as_deref()), &advice)
 }
 
-fn locate_in(dataset: DatasetName, dirs: &[PathBuf]) -> Result<[PathBuf; 4]> {
+/// Every way to provide the files, for the error when none worked.
+fn how_to_get(dataset: DatasetName, data_dir_set: bool, env_set: bool) -> String {
+    let name = dataset.name();
+    let mut ways = vec![format!("`snac data fetch {name}` downloads them into the cache (sha256-checked)")];
+    if dataset == DatasetName::FashionMnist {
+        ways.push(
+            "`apt install dataset-fashion-mnist` puts them in /usr/share/datasets/fashion-mnist (Debian, Ubuntu)"
+                .into(),
+        );
+    }
+    let unset = |set: bool| if set { "" } else { ", not set now" };
+    ways.push(format!("dataset.data_dir: a folder holding the files, or {name}/ with them{}", unset(data_dir_set)));
+    ways.push(format!("$SNAC_DATA_DIR: a folder with {name}/ holding the files{}", unset(env_set)));
+    format!("To provide them:\n{}", ways.iter().map(|w| format!("  - {w}")).collect::<Vec<_>>().join("\n"))
+}
+
+fn locate_in(dataset: DatasetName, dirs: &[PathBuf], advice: &str) -> Result<[PathBuf; 4]> {
     let name = dataset.name();
     let mut looked = Vec::new();
     for dir in dirs {
@@ -85,8 +103,7 @@ fn locate_in(dataset: DatasetName, dirs: &[PathBuf]) -> Result<[PathBuf; 4]> {
     }
     bail!(
         "{name}: no IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], \
-         t10k-labels-idx1-ubyte[.gz]) found. Looked in:\n{}\n`snac data fetch {name}` downloads them into the cache, \
-         or set dataset.data_dir / $SNAC_DATA_DIR",
+         t10k-labels-idx1-ubyte[.gz]) found. Looked in:\n{}\n{advice}",
         looked.join("\n")
     )
 }
@@ -418,6 +435,15 @@ pub(crate) mod tests {
         assert!(err.contains(&format!("{} (only 1 of the 4 files)", dir.path().display())), "{err}");
         assert!(err.contains("/usr/share/datasets/fashion-mnist"), "{err}");
         assert!(err.contains("/usr/share/datasets/fashion_mnist"), "{err}");
+        assert!(err.contains("apt install dataset-fashion-mnist"), "{err}");
+        assert!(err.contains("dataset.data_dir: a folder") && err.contains("$SNAC_DATA_DIR: a folder"), "{err}");
+        // Each route says whether it is set; MNIST has no Debian package.
+        let advice = how_to_get(DatasetName::Mnist, false, true);
+        assert!(advice.contains("fetch mnist") && !advice.contains("apt"), "{advice}");
+        assert!(
+            advice.contains("with them, not set now") && !advice.contains("holding the files, not set"),
+            "{advice}"
+        );
     }
 
     fn real(name: DatasetName, test: &str) -> Option<DatasetConfig> {
@@ -505,6 +531,33 @@ pub(crate) mod tests {
         assert_eq!(search_dirs_in(DatasetName::Mnist, None, None, None).len(), 1);
     }
 
+    #[test]
+    fn tutorial_2_finds_fashion_mnist_by_every_route() {
+        let Some(shared) = shared_or_skip("tutorial_2_finds_fashion_mnist_by_every_route") else { return };
+        let t2 = shared.join("../peer-configs/t2_config.yaml");
+        let experiment = crate::config::load(&t2).unwrap_or_else(|e| panic!("{e}"));
+        let name = experiment.dataset.name;
+        assert_eq!((name, experiment.dataset.data_dir.as_deref()), (DatasetName::FashionMnist, None));
+        let expected = shared.join("fashion_mnist").join("train-images-idx3-ubyte.gz");
+        // dataset.data_dir (the folder itself, or one holding fashion_mnist/),
+        // $SNAC_DATA_DIR, and the cache; the Debian folder has its own test below.
+        for (data_dir, env_root, cache) in [
+            (Some(shared.join("fashion_mnist")), None, None),
+            (Some(shared.clone()), None, None),
+            (None, Some(shared.clone()), None),
+            (None, None, Some(shared.clone())),
+        ] {
+            let dirs = search_dirs_in(name, data_dir.as_deref(), env_root.as_deref(), cache.as_deref());
+            let [images, ..] = locate_in(name, &dirs, "").unwrap();
+            assert_eq!(images, expected);
+        }
+        // The whole dataset section as tutorial 2 writes it, found through data_dir.
+        let config = DatasetConfig { data_dir: Some(shared.clone()), subset_size: Some(100), ..experiment.dataset };
+        let data = load_dataset(&config).unwrap();
+        assert_eq!(data.sample_shape, Shape::Image { height: 16, width: 16, channels: 1 });
+        assert_eq!((data.train.len(), data.val.len()), (100, 100));
+    }
+
     #[cfg(unix)]
     #[test]
     fn snac_data_dir_layout_and_debian_folder_name_are_found() {
@@ -512,7 +565,7 @@ pub(crate) mod tests {
         // SNAC_DATA_DIR=/work/shared/data: folders mnist and fashion_mnist.
         for name in [DatasetName::Mnist, DatasetName::FashionMnist] {
             let dirs = search_dirs_in(name, None, Some(&shared), None);
-            let [images, ..] = locate_in(name, &dirs).unwrap();
+            let [images, ..] = locate_in(name, &dirs, "").unwrap();
             assert_eq!(images, shared.join(name.name()).join("train-images-idx3-ubyte.gz"));
         }
         // Debian's /usr/share/datasets/fashion-mnist spelling.
@@ -524,7 +577,7 @@ pub(crate) mod tests {
             std::os::unix::fs::symlink(shared.join("fashion_mnist").join(&name), debian.join(&name)).unwrap();
         }
         let dirs = search_dirs_in(DatasetName::FashionMnist, None, Some(root.path()), None);
-        let [.., labels] = locate_in(DatasetName::FashionMnist, &dirs).unwrap();
+        let [.., labels] = locate_in(DatasetName::FashionMnist, &dirs, "").unwrap();
         assert_eq!(labels, debian.join("t10k-labels-idx1-ubyte.gz"));
     }
 }

@@ -1,6 +1,7 @@
 //! Datasets: loading real data (IDX MNIST / Fashion-MNIST, the embedded UCI
 //! digits, qubit-readout traces, `.npy`/`.npz`/`.csv` files) into [`Dataset`], prepared exactly as
-//! SNAC-Pack prepares it (resize, scale, subset, flatten).
+//! SNAC-Pack prepares it (resize, scale, subset, flatten), and images turned
+//! into point sets for DeepSets ([`image_to_points`]).
 //!
 //! Formats stay at the edge: each loader produces [`Raw`] samples (values as
 //! stored, a sample shape, class indices), and [`prepare`] applies the shared
@@ -20,6 +21,7 @@ mod digits;
 mod fetch;
 mod files;
 mod idx;
+mod point_sets;
 mod qubit;
 mod qubit_sim;
 mod resize;
@@ -27,6 +29,7 @@ mod resize;
 pub use fetch::{IdxFile, default_cache_dir, fetch, idx_files, verify};
 pub use files::{read_npy_f32, write_npy, write_npy_f64};
 pub use idx::{MNIST_CLASSES, search_dirs};
+pub use point_sets::{POINT_FEATURES, image_to_points};
 pub use qubit::{QUBIT_FILES, qubit_search_dirs, readout_fidelity};
 pub use qubit_sim::{
     PARAMS_FILE as QUBIT_SIM_PARAMS_FILE, QubitSimParams, simulate_qubit, write_dataset as write_qubit_dataset,
@@ -89,7 +92,30 @@ pub struct Dataset {
     pub val: Split,
 }
 
+/// File names [`Dataset::write_npy`] writes: features and labels of the
+/// training and the validation (test) split.
+pub const NPY_SPLIT_FILES: [&str; 4] = ["x_train.npy", "y_train.npy", "x_test.npy", "y_test.npy"];
+
 impl Dataset {
+    /// Writes the prepared splits into `dir` as [`NPY_SPLIT_FILES`]:
+    /// float32 features of shape `(N, *sample_shape.dims())` and int64 class
+    /// indices, ready for `dataset.name: file` (`train_file`/`train_labels`,
+    /// `val_file`/`val_labels`). Returns the paths in that order.
+    pub fn write_npy(&self, dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
+        let [x_train, y_train, x_test, y_test] = NPY_SPLIT_FILES;
+        let mut paths = Vec::new();
+        for (split, x_name, y_name) in [(&self.train, x_train, y_train), (&self.val, x_test, y_test)] {
+            let mut dims = vec![split.len()];
+            dims.extend(self.sample_shape.dims());
+            let labels: Vec<i64> = split.y.iter().map(|&y| i64::from(y)).collect();
+            paths.push(dir.join(x_name));
+            write_npy(&dir.join(x_name), &dims, &split.x)?;
+            paths.push(dir.join(y_name));
+            write_npy(&dir.join(y_name), &[split.len()], &labels)?;
+        }
+        Ok(paths)
+    }
+
     /// Stratified k-fold cross-validation as SNAC-Pack does it: train and
     /// validation pooled, each class shuffled with `seed` and dealt round
     /// robin over the `k` folds (so every fold's class mix is the pool's, to
@@ -156,9 +182,13 @@ pub fn load(config: &DatasetConfig) -> Result<Dataset> {
 
 /// SNAC-Pack's recipe: hold out a validation split when there is none,
 /// resize images to `resize_val`², scale, take the first `subset_size` of
-/// each split, flatten.
+/// each split, flatten. With `points`, images become point sets after the
+/// scaling; with `sets` (DeepSets), the samples must be sets and stay sets.
 pub(crate) fn prepare(config: &DatasetConfig, raw: Raw) -> Result<Dataset> {
-    let name = config.name.name().to_string();
+    let name = match config.points {
+        Some(_) => format!("{}_points", config.name.name()),
+        None => config.name.name().to_string(),
+    };
     let Raw { mut shape, mut train, val, scale, num_classes } = raw;
     let mut val = match val {
         Some(val) => val,
@@ -193,7 +223,18 @@ pub(crate) fn prepare(config: &DatasetConfig, raw: Raw) -> Result<Dataset> {
             *v /= scale;
         }
     }
-    if config.flatten {
+    if let Some(points) = config.points {
+        let source = config.name.name();
+        point_sets::split_to_points(&mut val, shape, points, source)?;
+        shape = point_sets::split_to_points(&mut train, shape, points, source)?;
+    }
+    if config.sets {
+        ensure!(
+            matches!(shape, Shape::Set { .. }),
+            "search.model_type: deepsets needs samples that are sets, but {name} samples are {shape}; \
+             use dataset.points: N to turn images into point sets, or file data of shape (N, elements, features)"
+        );
+    } else if config.flatten {
         shape = Shape::Flat(shape.numel());
     }
     ensure!(!train.is_empty(), "{name}: the training split is empty");

@@ -82,7 +82,7 @@ fn locate(config: &DatasetConfig) -> Result<QubitFiles> {
 
 /// Reads one split and checks it holds flat `(N, 2·T)` traces; returns T.
 fn read_traces(file: &Path, labels: Option<&Path>) -> Result<(Split, usize)> {
-    let (shape, split, _) = read_split(file, labels)?;
+    let (shape, split, _) = read_split(file, labels, false)?;
     let Shape::Flat(features) = shape else {
         bail!(
             "{}: samples of shape {:?}; qubit traces must be (N, 2·T): T I/Q pairs per row, interleaved",

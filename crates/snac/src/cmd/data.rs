@@ -1,7 +1,9 @@
-//! `snac data`: dataset downloads and the qubit-readout simulator.
+//! `snac data`: dataset downloads, the qubit-readout simulator, and images
+//! turned into point sets for DeepSets.
 
-use crate::cli::{DataCommand, SimulateQubitArgs};
-use anyhow::Result;
+use crate::cli::{DataCommand, MnistPointsArgs, SimulateQubitArgs};
+use anyhow::{Context, Result, ensure};
+use snac_core::config::{DatasetConfig, DatasetName};
 use snac_core::data::QubitSimParams;
 use std::process::ExitCode;
 
@@ -13,7 +15,45 @@ pub fn data(command: DataCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         DataCommand::SimulateQubit(args) => simulate_qubit(args),
+        DataCommand::MnistPoints(args) => mnist_points(args),
     }
+}
+
+fn mnist_points(args: MnistPointsArgs) -> Result<ExitCode> {
+    let source = DatasetName::parse(&args.source)
+        .filter(DatasetName::is_images)
+        .with_context(|| format!("--source {}: accepted: mnist, fashion_mnist, digits", args.source))?;
+    ensure!(args.points > 0, "--points 0 leaves empty sets; use at least 1");
+    let config = DatasetConfig {
+        points: Some(args.points),
+        sets: true,
+        flatten: false,
+        data_dir: args.data_dir.clone(),
+        subset_size: args.subset,
+        ..DatasetConfig::new(source)
+    };
+    let data = snac_core::data::load(&config).with_context(|| format!("loading {}", source.name()))?;
+    data.write_npy(&args.out)?;
+    // Absolute paths: a config elsewhere resolves relative ones against its own folder.
+    let out = std::fs::canonicalize(&args.out).unwrap_or_else(|_| args.out.clone());
+    let paths = snac_core::data::NPY_SPLIT_FILES.map(|name| out.join(name));
+    println!(
+        "{} train and {} test sets of {} (x, y, intensity) points from {} in {}:",
+        data.train.len(),
+        data.val.len(),
+        args.points,
+        source.name(),
+        out.display()
+    );
+    for path in &paths {
+        println!("  {}", path.display());
+    }
+    let [x_train, y_train, x_test, y_test] = paths.each_ref().map(|path| path.display());
+    println!(
+        "use them with:\ndataset:\n  name: file\n  train_file: {x_train}\n  train_labels: {y_train}\n  \
+         val_file: {x_test}\n  val_labels: {y_test}\nsearch:\n  model_type: deepsets"
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn simulate_qubit(args: SimulateQubitArgs) -> Result<ExitCode> {

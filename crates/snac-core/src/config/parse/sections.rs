@@ -2,14 +2,16 @@
 //! [`Experiment`] with values or defaults, and records every bad value on the
 //! way. The result is only used when no error was recorded.
 
-use super::reader::{Ctx, Field, Map, is_null, join};
-use crate::arch::{Activation, Norm};
+use super::reader::{Ctx, Field, Map, is_null, join, scalar, untag};
+use crate::arch::{Activation, Aggregation, Norm};
 use crate::config::{
-    ConstraintMetric, DatasetConfig, DatasetName, Experiment, HlsConfig, LocalSearchConfig, LocalSearchMode, ModelType,
-    Objective, OutputConfig, PrecisionPair, SamplerKind, SearchConfig, SearchSpaceConfig, SynthesisConfig,
+    ConstraintMetric, DatasetConfig, DatasetName, Experiment, HlsConfig, LayerRange, LocalSearchConfig,
+    LocalSearchMode, ModelType, Objective, OutputConfig, PrecisionPair, SamplerKind, SearchConfig, SearchSpaceConfig,
+    SynthesisConfig,
 };
 use crate::estimate::rule4ml::{HLS4ML_VERSIONS, VIVADO_VERSIONS};
 use crate::estimate::{EstimatorKind, Rule4mlRow};
+use saphyr::{ScalarOwned, YamlDataOwned};
 use std::path::{Path, PathBuf};
 
 /// FPGA boards `hls_config.board` accepts.
@@ -20,6 +22,8 @@ pub const BLOCK_TYPES: [&str; 4] = ["Conv", "ConvAttn", "MLP", "None"];
 pub const DEFAULT_PRECISION_PAIRS: [(u32, u32); 4] = [(16, 6), (8, 3), (6, 2), (4, 1)];
 /// Widest `total_bits` accepted for QAT precisions.
 pub const MAX_BITS: i64 = 32;
+/// Points per set when a `*_points` dataset name comes without `points`.
+pub const DEFAULT_POINTS: usize = 32;
 
 const HIDDEN_ACTIVATIONS: &str = "relu, leaky_relu (LeakyReLU), gelu, tanh, sigmoid, identity (linear); \
                                   softmax only as output_activation";
@@ -126,6 +130,36 @@ impl<'c, 's, 'n> Section<'c, 's, 'n> {
     fn positive_list_or(&mut self, key: &str, default: &[usize]) -> Vec<usize> {
         self.list_or(key, default.to_vec(), "whole numbers ≥ 1", |ctx, path, field| ctx.count(path, field, 1))
     }
+
+    /// A count of layers: one whole number ≥ `min` (fixed), or `[low, high]`
+    /// with `min ≤ low ≤ high` (drawn per trial).
+    fn layer_range_or(&mut self, key: &str, min: usize, default: LayerRange) -> LayerRange {
+        let Some(field) = self.map.get(key) else { return default };
+        let path = self.path(key);
+        let accepted = format!("a whole number ≥ {min}, or [low, high] with {min} ≤ low ≤ high");
+        if !matches!(untag(field.node).data, YamlDataOwned::Sequence(_)) {
+            if matches!(scalar(field.node), Some(ScalarOwned::Integer(_))) {
+                return self.ctx.count(&path, field, min).map_or(default, |n| LayerRange { min: n, max: n });
+            }
+            self.ctx.reject(&path, field, "a layer count", &accepted);
+            return default;
+        }
+        let items = self.ctx.list(&path, field, &accepted).unwrap_or_default();
+        if items.len() != 2 {
+            let message = format!("a list of {} items is not a range; accepted: {accepted}", items.len());
+            self.ctx.error(&path, Some(field.line), message);
+            return default;
+        }
+        let bounds: Vec<Option<usize>> =
+            items.iter().map(|(item_path, item)| self.ctx.count(item_path, *item, min)).collect();
+        let (Some(low), Some(high)) = (bounds[0], bounds[1]) else { return default };
+        if low > high {
+            let message = format!("[{low}, {high}] has low above high; accepted: {accepted}");
+            self.ctx.error(&path, Some(field.line), message);
+            return default;
+        }
+        LayerRange { min: low, max: high }
+    }
 }
 
 /// Resolves a relative path against the config file's directory.
@@ -141,8 +175,9 @@ pub(super) fn experiment<'n>(ctx: &mut Ctx<'_>, root: Option<Field<'n>>, file: &
     // Missing sections have no line to point at.
     root.line = None;
     let config_dir = file.parent().unwrap_or(Path::new(""));
-    let dataset = dataset(ctx, &mut root, config_dir);
+    // The model type decides how the data is read (sets or images).
     let search = search(ctx, &mut root);
+    let dataset = dataset(ctx, &mut root, config_dir, search.model_type);
     let search_space = search_space(ctx, &mut root);
     let hls = hls(ctx, &mut root);
     let local_search = local_search(ctx, &mut root);
@@ -164,14 +199,35 @@ pub(super) fn experiment<'n>(ctx: &mut Ctx<'_>, root: Option<Field<'n>>, file: &
     }
 }
 
-fn dataset(ctx: &mut Ctx<'_>, root: &mut Map<'_>, config_dir: &Path) -> DatasetConfig {
+/// A dataset name; `*_points` names also ask for point sets.
+fn parse_dataset_name(text: &str) -> Option<(DatasetName, bool)> {
+    let key = text.to_lowercase().replace('-', "_");
+    match key.strip_suffix("_points") {
+        Some(base) => DatasetName::parse(base).filter(DatasetName::is_images).map(|name| (name, true)),
+        None => DatasetName::parse(&key).map(|name| (name, false)),
+    }
+}
+
+fn dataset(ctx: &mut Ctx<'_>, root: &mut Map<'_>, config_dir: &Path, model_type: ModelType) -> DatasetConfig {
     let mut s = Section::open(ctx, root, "dataset");
-    let name = s.required_choice("name", "a dataset", DatasetName::ACCEPTED, DatasetName::parse);
+    let named = s.required_choice("name", "a dataset", DatasetName::ACCEPTED, parse_dataset_name);
+    let name = named.map(|(name, _)| name);
+    let sets = model_type == ModelType::DeepSets;
+    let points = s.opt_count("points", 1).or(named.filter(|(_, points)| *points).map(|_| DEFAULT_POINTS));
+    // Sets stay sets for DeepSets; everything else is flattened by default (SNAC-Pack).
+    let flatten_path = s.path("flatten");
+    let flatten_field = s.map.get("flatten");
+    let flatten = flatten_field.and_then(|field| s.ctx.boolean(&flatten_path, field)).unwrap_or(!sets);
+    if let Some(field) = flatten_field.filter(|_| sets && flatten) {
+        let message = "true would flatten every set into one vector; accepted: false (or leave it out) \
+                       with search.model_type: deepsets";
+        s.ctx.error(flatten_path, Some(field.line), message);
+    }
     let config = DatasetConfig {
         name: name.unwrap_or(DatasetName::Digits),
         resize_val: s.opt_count("resize_val", 1),
         subset_size: s.opt_count("subset_size", 1),
-        flatten: s.bool_or("flatten", true),
+        flatten,
         one_hot: s.bool_or("one_hot", true),
         data_dir: s.opt_path("data_dir", config_dir),
         train_file: s.opt_path("train_file", config_dir),
@@ -184,25 +240,41 @@ fn dataset(ctx: &mut Ctx<'_>, root: &mut Map<'_>, config_dir: &Path) -> DatasetC
         window_size: s.opt_count("window_size", 1),
         normalize: s.bool_or("normalize", false),
         num_classes: s.opt_count("num_classes", 2),
+        points,
+        sets,
     };
     if name == Some(DatasetName::File) && config.train_file.is_none() {
         s.map.require(s.ctx, "train_file", "a .npy, .npz or .csv file (needed when dataset.name is file)");
+    }
+    if let Some(name) = name {
+        let images = name.is_images() || name == DatasetName::File;
+        if points.is_some() && !images {
+            let message = format!(
+                "turns images into point sets, but {} samples are not images; accepted: points with mnist, \
+                 fashion_mnist, digits or file images",
+                name.name()
+            );
+            let line = s.map.line_of("points");
+            s.ctx.error(s.path("points"), line, message);
+        } else if sets && points.is_none() && name != DatasetName::File {
+            let message = format!(
+                "'{}' holds {}, but search.model_type: deepsets needs sets; accepted: mnist_points, \
+                 fashion_mnist_points, digits_points (or points: N with an image dataset), or file data of shape \
+                 (N, elements, features)",
+                name.name(),
+                if images { "images" } else { "vectors" }
+            );
+            let line = s.map.line_of("name");
+            s.ctx.error(s.path("name"), line, message);
+        }
     }
     s.finish();
     config
 }
 
-fn parse_model_type(text: &str) -> Option<ModelType> {
-    match text.to_lowercase().as_str() {
-        "mlp" => Some(ModelType::Mlp),
-        "block" => Some(ModelType::Block),
-        _ => None,
-    }
-}
-
 fn search(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> SearchConfig {
     let mut s = Section::open(ctx, root, "search");
-    let model_type = s.required_choice("model_type", "a model type", "mlp, block", parse_model_type);
+    let model_type = s.required_choice("model_type", "a model type", ModelType::ACCEPTED, ModelType::parse);
     let n_trials = s.count_or("n_trials", 1, 10);
     let epochs = s.count_or("epochs", 1, 10);
     let n_folds = s.count_or("n_folds", 1, 1);
@@ -283,7 +355,7 @@ fn objectives(s: &mut Section<'_, '_, '_>, use_hardware_metrics: bool) -> Vec<(O
     if let Some(field) = names_field {
         let items = s.ctx.list(&names_path, field, &format!("a list of objectives: {}", Objective::ACCEPTED));
         let items = items.unwrap_or_default();
-        if items.is_empty() && matches!(field.node.data, saphyr::YamlDataOwned::Sequence(_)) {
+        if items.is_empty() && matches!(field.node.data, YamlDataOwned::Sequence(_)) {
             s.ctx.error(&names_path, Some(field.line), format!("the list is empty; accepted: {}", Objective::ACCEPTED));
         }
         for (path, item) in &items {
@@ -397,6 +469,16 @@ fn search_space(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> SearchSpaceConfig {
         conv_attn.finish();
         space
     };
+    let phi_width_space = s.positive_list_or("phi_width_space", &mlp_width_space);
+    let rho_width_space = s.positive_list_or("rho_width_space", &mlp_width_space);
+    let phi_layers = s.layer_range_or("phi_layers", 1, LayerRange { min: 1, max: 3 });
+    let rho_layers = s.layer_range_or("rho_layers", 0, LayerRange { min: 1, max: 2 });
+    let aggregation_space = s.list_or(
+        "aggregation_space",
+        vec![Aggregation::Mean, Aggregation::Max],
+        "aggregations",
+        |ctx, path, field| ctx.choice(path, field, "an aggregation", Aggregation::ACCEPTED, Aggregation::parse),
+    );
     s.finish();
     SearchSpaceConfig {
         mlp_width_space,
@@ -411,6 +493,11 @@ fn search_space(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> SearchSpaceConfig {
         kernel_space,
         conv_attn_hidden_channel_space,
         attention_scale,
+        phi_width_space,
+        rho_width_space,
+        phi_layers,
+        rho_layers,
+        aggregation_space,
     }
 }
 

@@ -2,8 +2,8 @@
 //! per kind of error, each checking key path, line, bad value and accepted set.
 
 use super::*;
-use crate::arch::{Activation, Norm};
-use crate::config::{DatasetName, ModelType, Objective, PrecisionPair, SamplerKind};
+use crate::arch::{Activation, Aggregation, Norm};
+use crate::config::{DatasetName, LayerRange, ModelType, Objective, PrecisionPair, SamplerKind};
 use crate::estimate::{EstimatorKind, Rule4mlRow};
 
 const MINIMAL: &str = "dataset: {name: digits}\nsearch: {model_type: mlp}\n";
@@ -647,4 +647,99 @@ fn qubit_window_of_zero_samples() {
     let text = "dataset:\n  name: qubit\n  start_location: -5\nsearch: {model_type: mlp}\n";
     let message = single_error(text, "dataset.start_location", 3);
     assert_mentions(&message, &["-5"]);
+}
+
+// ------------------------------------------------------------------ DeepSets
+
+const DEEPSETS: &str = "dataset: {name: mnist_points}\nsearch: {model_type: deepsets}\n";
+
+#[test]
+fn deepsets_defaults_and_point_datasets() {
+    let experiment = parse(DEEPSETS).unwrap();
+    assert_eq!(experiment.search.model_type, ModelType::DeepSets);
+    let dataset = &experiment.dataset;
+    assert_eq!((dataset.name, dataset.points), (DatasetName::Mnist, Some(32)));
+    assert!(dataset.sets && !dataset.flatten);
+    let space = &experiment.search_space;
+    assert_eq!(space.phi_width_space, space.mlp_width_space);
+    assert_eq!(space.rho_width_space, space.mlp_width_space);
+    assert_eq!((space.phi_layers, space.rho_layers), (LayerRange { min: 1, max: 3 }, LayerRange { min: 1, max: 2 }));
+    assert_eq!(space.aggregation_space, vec![Aggregation::Mean, Aggregation::Max]);
+    assert!(experiment.unused_keys.is_empty(), "{:?}", experiment.unused_keys);
+    // Spellings, and points on a plain image name; an MLP flattens the sets.
+    for (text, name, points) in [
+        ("dataset: {name: Digits-Points, points: 20}\nsearch: {model_type: deep_sets}\n", DatasetName::Digits, 20),
+        ("dataset: {name: fashion_mnist, points: 8}\nsearch: {model_type: DeepSets}\n", DatasetName::FashionMnist, 8),
+        ("dataset: {name: digits_points}\nsearch: {model_type: mlp}\n", DatasetName::Digits, 32),
+    ] {
+        let experiment = parse(text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((experiment.dataset.name, experiment.dataset.points), (name, Some(points)), "{text}");
+        let deepsets = experiment.search.model_type == ModelType::DeepSets;
+        assert_eq!((experiment.dataset.sets, experiment.dataset.flatten), (deepsets, !deepsets), "{text}");
+    }
+    // Set files need no points.
+    let text = "dataset: {name: file, train_file: x.npy, train_labels: y.npy}\nsearch: {model_type: deepsets}\n";
+    let experiment = parse(text).unwrap();
+    assert!(experiment.dataset.sets && experiment.dataset.points.is_none());
+}
+
+#[test]
+fn deepsets_search_space_keys() {
+    let text = format!(
+        "{DEEPSETS}search_space:\n  mlp_width_space: [4, 8]\n  phi_width_space: [16, 32]\n  phi_layers: 2\n  \
+         rho_layers: [0, 3]\n  aggregation_space: [Max]\n  act_space: [relu]\n"
+    );
+    let space = parse(&text).unwrap().search_space;
+    assert_eq!((space.phi_width_space, space.rho_width_space), (vec![16, 32], vec![4, 8]));
+    assert_eq!((space.phi_layers, space.rho_layers), (LayerRange { min: 2, max: 2 }, LayerRange { min: 0, max: 3 }));
+    assert_eq!(space.aggregation_space, vec![Aggregation::Max]);
+}
+
+#[test]
+fn bad_deepsets_search_space() {
+    let space = |body: &str| format!("{DEEPSETS}search_space:\n{body}");
+    let message = single_error(&space("  aggregation_space: [mean, sum]\n"), "search_space.aggregation_space[1]", 4);
+    assert_mentions(&message, &["'sum'", "not an aggregation", "mean, max"]);
+    let message = single_error(&space("  phi_layers: [3, 1]\n"), "search_space.phi_layers", 4);
+    assert_mentions(&message, &["[3, 1]", "low above high", "[low, high] with 1 ≤ low ≤ high"]);
+    let message = single_error(&space("  phi_layers: 0\n"), "search_space.phi_layers", 4);
+    assert_mentions(&message, &["0 is too small", "≥ 1"]);
+    let message = single_error(&space("  rho_layers: [0, 1, 2]\n"), "search_space.rho_layers", 4);
+    assert_mentions(&message, &["3 items is not a range", "a whole number ≥ 0, or [low, high]"]);
+    let message = single_error(&space("  rho_layers: [0, two]\n"), "search_space.rho_layers[1]", 4);
+    assert_mentions(&message, &["'two'", "whole number"]);
+    let message = single_error(&space("  rho_layers: many\n"), "search_space.rho_layers", 4);
+    assert_mentions(&message, &["'many'", "not a layer count", "[low, high]"]);
+    let message = single_error(&space("  phi_width_space: []\n"), "search_space.phi_width_space", 4);
+    assert_mentions(&message, &["empty", "whole numbers ≥ 1"]);
+}
+
+#[test]
+fn deepsets_needs_set_data() {
+    let message = single_error("dataset:\n  name: mnist\nsearch: {model_type: deepsets}\n", "dataset.name", 2);
+    assert_mentions(&message, &["'mnist' holds images", "deepsets needs sets", "mnist_points", "points: N"]);
+    let message = single_error("dataset:\n  name: qubit\nsearch: {model_type: deepsets}\n", "dataset.name", 2);
+    assert_mentions(&message, &["'qubit' holds vectors", "(N, elements, features)"]);
+    let message = single_error(
+        "dataset:\n  name: digits_points\n  flatten: true\nsearch: {model_type: deepsets}\n",
+        "dataset.flatten",
+        3,
+    );
+    assert_mentions(&message, &["flatten every set", "accepted: false"]);
+    let message =
+        single_error("dataset:\n  name: qubit\n  points: 8\nsearch: {model_type: mlp}\n", "dataset.points", 3);
+    assert_mentions(&message, &["qubit samples are not images", "mnist, fashion_mnist, digits or file"]);
+    let message = single_error("dataset:\n  name: qubit_points\nsearch: {model_type: mlp}\n", "dataset.name", 2);
+    assert_mentions(&message, &["'qubit_points' is not a dataset", "digits_points"]);
+    let message = single_error("dataset: {name: digits}\nsearch:\n  model_type: deepset5\n", "search.model_type", 3);
+    assert_mentions(&message, &["'deepset5'", "mlp, block, deepsets"]);
+}
+
+#[test]
+fn deepsets_example_config() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/deepsets_points.yaml");
+    let experiment = load(&path).unwrap_or_else(|errors| panic!("{errors}"));
+    assert_eq!(experiment.search.model_type, ModelType::DeepSets);
+    assert!(experiment.dataset.sets && experiment.dataset.points.is_some());
+    assert!(experiment.unused_keys.is_empty(), "{:?}", experiment.unused_keys);
 }
