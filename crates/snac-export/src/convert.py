@@ -20,16 +20,30 @@ HERE = Path(__file__).resolve().parent
 
 
 def load_model():
+    """The model as hls4ml's QONNX frontend wants it: cleaned, and channels
+    last. Our image models take NHWC input and transpose to NCHW around each
+    Conv/BatchNormalization; qonnx's channels-last conversion cancels those
+    transposes, so hls4ml sees Conv and BatchNormalization in the
+    qonnx.custom_op.channels_last domain and no Transpose at all."""
     from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.channels_last import ConvertToChannelsLastAndClean
     from qonnx.util.cleanup import cleanup_model
 
-    return cleanup_model(ModelWrapper(str(HERE / "model.onnx")))
+    model = cleanup_model(ModelWrapper(str(HERE / "model.onnx")))
+    if any(node.op_type in ("Conv", "Transpose") for node in model.graph.node):
+        model = cleanup_model(model.transform(ConvertToChannelsLastAndClean()))
+        left = [node.name for node in model.graph.node if node.op_type == "Transpose"]
+        if left:
+            raise SystemExit(f"qonnx's channels-last conversion left Transpose nodes {left}; hls4ml cannot take them")
+    return model
 
 
-def cleaned_names(cleaned):
-    """Our node names -> the names qonnx's cleanup gave them. Cleanup renames
-    every node `<op>_<k>`; a chain keeps each op type's order, so the k-th
-    node of a type in our file is the k-th of that type after cleanup."""
+def cleaned_names(cleaned, wanted):
+    """Our node names (those in `wanted`) -> the names qonnx's cleanup gave
+    them. Cleanup renames every node `<op>_<k>`; a chain keeps each op type's
+    order, so the k-th node of a type in our file is the k-th of that type
+    after cleanup (the channels-last conversion only adds and removes
+    Transpose nodes, which carry no precisions)."""
     import onnx
 
     def by_op(nodes):
@@ -42,6 +56,8 @@ def cleaned_names(cleaned):
     theirs = by_op(cleaned.graph.node)
     mapping = {}
     for op, names in ours.items():
+        if not any(name in wanted for name in names):
+            continue
         if len(names) != len(theirs.get(op, [])):
             raise SystemExit(f"qonnx cleanup changed the number of {op} nodes; cannot map the layer precisions")
         mapping.update(zip(names, theirs[op]))
@@ -60,7 +76,7 @@ def hls_config(model, settings):
     )
     config["Model"]["Strategy"] = settings["strategy"]
     layers = config.setdefault("LayerName", {})
-    names = cleaned_names(model)
+    names = cleaned_names(model, settings["layers"])
     for name, wanted in settings["layers"].items():
         if name not in names:
             raise SystemExit(f"hls4ml_config.json names layer {name!r}, which model.onnx does not have")
@@ -118,6 +134,15 @@ def main():
     if not args.verify:
         return 0
 
+    try:
+        import onnxruntime
+
+        # qonnx runs its channels-last Conv/BatchNormalization through small
+        # onnxruntime models, which warn about their opset on every call.
+        onnxruntime.set_default_logger_severity(3)
+    except ImportError:
+        pass
+
     x = np.loadtxt(HERE / "tb_data/tb_input_features.dat", ndmin=2).astype(np.float32)
     expected = np.loadtxt(HERE / "tb_data/tb_output_predictions.dat", ndmin=2)
     status = 0
@@ -125,7 +150,11 @@ def main():
     # qonnx's own executor (float32 arithmetic).
     from qonnx.core.onnx_exec import execute_onnx
 
-    qonnx_out = np.stack([execute_onnx(model, {"global_in": row[None, :]})["global_out"][0] for row in x])
+    # One sample at a time, in the graph's input shape ([1, H, W, C] for images).
+    shape = [1] + list(model.get_tensor_shape("global_in"))[1:]
+    qonnx_out = np.stack(
+        [execute_onnx(model, {"global_in": row.reshape(shape)})["global_out"].reshape(-1) for row in x]
+    )
     qonnx_mismatch = int(np.sum(qonnx_out.astype(np.float64) != expected))
     print(f"qonnx executor: {expected.size - qonnx_mismatch} of {expected.size} outputs bit-identical")
     if not settings.get("qonnx_exact", True):
@@ -145,9 +174,10 @@ def main():
               f"hls4ml {got[sample, output]!r}")
         # Layer by layer: hls4ml's trace against qonnx's intermediate tensors.
         _, trace = hls_model.trace(np.ascontiguousarray(x[sample : sample + 1]))
-        context = execute_onnx(model, {"global_in": x[sample : sample + 1]}, return_full_exec_context=True)
+        context = execute_onnx(model, {"global_in": x[sample].reshape(shape)}, return_full_exec_context=True)
         for node in model.graph.node:
-            for name in (node.name, node.name + "_act"):
+            # hls4ml renames MatMul and Conv layers Dense_<name> and Conv2D_<name>.
+            for name in (node.name, node.name + "_act", "Dense_" + node.name, "Conv2D_" + node.name):
                 if name in trace and node.output[0] in context:
                     ours = np.asarray(context[node.output[0]], dtype=np.float64).ravel()
                     theirs = np.asarray(trace[name], dtype=np.float64).ravel()

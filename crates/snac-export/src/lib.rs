@@ -2,7 +2,7 @@
 //! directory with
 //! - `model.onnx` in QONNX form (Quant nodes with power-of-two scales and
 //!   zero-point 0 on the input, weights, biases and every activation;
-//!   MatMul/Add, BatchNormalization and activation nodes),
+//!   MatMul/Add, Conv, BatchNormalization, Flatten and activation nodes),
 //! - `hls4ml_config.json`: the part, reuse factor, strategy, `io_parallel`,
 //!   and every layer's precision matching our fixed-point types,
 //! - test vectors (`tb_data/tb_input_features.dat`,
@@ -97,13 +97,14 @@ pub fn export(model: &QuantizedModel, x: &[f32], settings: &ExportSettings, dir:
 
 /// Whether qonnx's executor can reproduce the model exactly: it computes
 /// `tanh` and `sigmoid` with the real functions (hls4ml uses tables) and
-/// sums in `f32` (exact only up to 24 significant bits).
+/// sums in `f32` (exact only up to 24 significant bits; a Conv2d's sums,
+/// run by onnxruntime, like a Dense's).
 pub fn qonnx_is_exact(model: &QuantizedModel) -> bool {
     use snac_core::quantized::QLayer;
     let mut width = model.types.input.width;
     for layer in &model.layers {
         match layer {
-            QLayer::Dense { accumulator, .. } => {
+            QLayer::Dense { accumulator, .. } | QLayer::Conv2d { accumulator, .. } => {
                 if accumulator.width > 24 {
                     return false;
                 }
@@ -123,7 +124,7 @@ pub fn qonnx_is_exact(model: &QuantizedModel) -> bool {
                 width = result.width;
             }
             QLayer::Activation { result, .. } => width = result.width,
-            QLayer::Conv2d { .. } | QLayer::ConvAttention { .. } | QLayer::Aggregate { .. } => return false,
+            QLayer::ConvAttention { .. } | QLayer::Aggregate { .. } => return false,
         }
     }
     true
@@ -141,7 +142,7 @@ Input type {input}, weights {weights}, activations {activations}.
 
 | file | what |
 |---|---|
-| `model.onnx` | the model in QONNX: Quant nodes (power-of-two scale, zero-point 0) on the input, weights, biases and activations |
+| `model.onnx` | the model in QONNX: Quant nodes (power-of-two scale, zero-point 0) on the input, weights, biases and activations; an image input is `[1, H, W, C]` (channels last, as the test vectors) |
 | `hls4ml_config.json` | part `{part}`, reuse factor {reuse}, strategy {strategy:?}, `io_parallel`, and each layer's precision |
 | `tb_data/tb_input_features.dat` | test inputs, one sample per line (already on the input grid) |
 | `tb_data/tb_output_predictions.dat` | the expected outputs: snac-pack's integer inference, bit-exact |
@@ -154,6 +155,10 @@ python3 -m venv venv && venv/bin/pip install hls4ml==1.3.0 qonnx==1.0.0 onnx
 venv/bin/python convert.py                 # writes the HLS project to {out}
 venv/bin/python convert.py --verify        # also compiles it (g++) and checks the test vectors bit for bit
 ```
+
+For convolutional models `convert.py` first runs qonnx's channels-last
+conversion (`ConvertToChannelsLastAndClean`), which hls4ml's QONNX frontend
+needs for `Conv`; it leaves no `Transpose` in the graph.
 
 `--verify` compares hls4ml's C simulation and qonnx's executor with
 `tb_output_predictions.dat`; on a mismatch it names the first layer that

@@ -61,6 +61,7 @@ pub struct NodeProto {
 pub const ATTRIBUTE_FLOAT: i32 = 1;
 pub const ATTRIBUTE_INT: i32 = 2;
 pub const ATTRIBUTE_STRING: i32 = 3;
+pub const ATTRIBUTE_INTS: i32 = 7;
 
 #[derive(Clone, PartialEq, Message)]
 pub struct AttributeProto {
@@ -76,6 +77,8 @@ pub struct AttributeProto {
     pub i: Option<i64>,
     #[prost(bytes = "vec", tag = "4")]
     pub s: Vec<u8>,
+    #[prost(int64, repeated, tag = "8")]
+    pub ints: Vec<i64>,
 }
 
 impl AttributeProto {
@@ -84,6 +87,9 @@ impl AttributeProto {
     }
     pub fn float(name: &str, value: f32) -> AttributeProto {
         AttributeProto { name: name.into(), r#type: ATTRIBUTE_FLOAT, f: Some(value), ..Default::default() }
+    }
+    pub fn ints(name: &str, values: &[i64]) -> AttributeProto {
+        AttributeProto { name: name.into(), r#type: ATTRIBUTE_INTS, ints: values.to_vec(), ..Default::default() }
     }
     pub fn string(name: &str, value: &str) -> AttributeProto {
         AttributeProto {

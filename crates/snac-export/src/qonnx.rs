@@ -7,11 +7,21 @@
 //!
 //! - input: `Quant` with the input type;
 //! - Dense: `MatMul(x, Quant(W)) → Add(·, Quant(b))`;
+//! - Conv2d: `Conv(x, Quant(W), Quant(b))` in ONNX's NCHW with the kernel as
+//!   `[F, C, k, k]`, stride 1, explicit `pads` (Keras' `same` for an even
+//!   kernel pads one more after than before, which ONNX and hls4ml both
+//!   express); the image input is `[1, H, W, C]` and reaches the first `Conv`
+//!   through a `Transpose` (see [`build`]);
+//! - Flatten: `Transpose` back to NHWC, `Flatten`, then `Quant` onto the
+//!   activation grid unless the tensor is already on it;
 //! - BatchNorm: `BatchNormalization` with our folded constants as `scale`
 //!   and `B`, mean 0, variance 1, epsilon 0 (so `x·scale + B` exactly), then
 //!   `Quant` with the activation type;
 //! - activations: `Relu`, `Tanh`, `Sigmoid`, `LeakyRelu` (alpha our
 //!   fixed-point slope), then `Quant`; identity is the `Quant` alone.
+//!
+//! ConvAttention, Aggregate and Dense per set element have no hls4ml layer
+//! and are refused with an error naming the layer.
 //!
 //! The precisions hls4ml cannot read from Quant nodes (accumulators, the
 //! outputs of nonlinearities before their Quant, BatchNorm constants, the
@@ -22,7 +32,7 @@ use crate::onnx::{self, AttributeProto, GraphProto, ModelProto, NodeProto, Opera
 use anyhow::{Result, bail};
 use prost::Message;
 use serde_json::{Map, Value, json};
-use snac_core::arch::Activation;
+use snac_core::arch::{Activation, Layer, Shape};
 use snac_core::fixed::{FixedPoint, Overflow, Rounding};
 use snac_core::quantized::{Codes, QLayer, QuantizedModel};
 
@@ -117,12 +127,77 @@ fn exact_folded_bias(bias: &Codes, scale: &Codes, shift: &Codes) -> Result<Fixed
     FixedPoint::new(width, integer.max(0) as u32, true, Rounding::Truncate, Overflow::Wrap)
 }
 
+/// What the export covers, for the errors on the layers it refuses.
+const COVERED: &str = "the export covers Dense, Conv2d, BatchNorm, Flatten and pointwise activations";
+
+/// The layout of the tensor between two layers.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Layout {
+    /// `[1, features]`.
+    Flat,
+    /// `[1, H, W, C]`: an image input, as our test vectors hold it.
+    Nhwc { height: usize, width: usize, channels: usize },
+    /// `[1, C, H, W]`: ONNX's layout for `Conv` and `BatchNormalization`.
+    Nchw { height: usize, width: usize, channels: usize },
+}
+
+impl Builder {
+    /// `x` in NCHW (a `Transpose` when it is NHWC).
+    fn transpose_to_nchw(&mut self, x: String, layout: Layout, index: usize) -> (String, Layout) {
+        match layout {
+            Layout::Nhwc { height, width, channels } => {
+                let out = format!("nchw{index}");
+                self.node(
+                    "Transpose",
+                    &format!("to_nchw{index}"),
+                    &[&x],
+                    &out,
+                    vec![AttributeProto::ints("perm", &[0, 3, 1, 2])],
+                );
+                (out, Layout::Nchw { height, width, channels })
+            }
+            other => (x, other),
+        }
+    }
+}
+
+/// A Conv2d kernel `[k, k, C, F]` (ours, row-major) as ONNX's `[F, C, k, k]`.
+fn onnx_conv_kernel(values: &[f64], k: usize, channels: usize, filters: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; values.len()];
+    for dy in 0..k {
+        for dx in 0..k {
+            for c in 0..channels {
+                for f in 0..filters {
+                    out[((f * channels + c) * k + dy) * k + dx] =
+                        values[((dy * k + dx) * channels + c) * filters + f] as f32;
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The QONNX graph of `model`.
+///
+/// Images: the graph input is `[1, H, W, C]` (channels last, as our test
+/// vectors and `forward_int`); a `Transpose` turns it into ONNX's NCHW before
+/// the first `Conv`, and another turns it back before `Flatten`, so the
+/// flattened order is ours (row, column, channel). qonnx's
+/// `ConvertToChannelsLastAndClean` (run by `convert.py`) cancels these
+/// against the transposes it puts around each `Conv` and `BatchNormalization`,
+/// leaving a channels-last graph without any `Transpose` for hls4ml.
 pub fn build(model: &QuantizedModel) -> Result<Graph> {
     let mut b = Builder { nodes: Vec::new(), initializers: Vec::new(), precisions: Map::new() };
+    let (input_dims, mut layout) = match model.arch.input_shape {
+        Shape::Image { height, width, channels } => {
+            (vec![1, height, width, channels], Layout::Nhwc { height, width, channels })
+        }
+        _ => (vec![1, model.input_features], Layout::Flat),
+    };
     let mut x = b.quant("quant_input", INPUT, &model.types.input, "x_in")?;
     let mut current = model.types.input;
     let count = model.layers.len();
+    let arch_layers: Vec<&Layer> = model.arch.layers().collect();
     // The bias of the Dense just before, while the next layer may fold it.
     let mut previous_bias: Option<Codes> = None;
     for (position, layer) in model.layers.iter().enumerate() {
@@ -132,16 +207,76 @@ pub fn build(model: &QuantizedModel) -> Result<Graph> {
             _ => None,
         };
         let out = |s: String| if last { OUTPUT.to_string() } else { s };
-        if let QLayer::Dense { rows: 2.., index, .. } = layer {
-            bail!("layer {index}: DeepSets models (Dense per set element) are not exported to QONNX yet")
-        }
         match layer {
-            QLayer::Conv2d { .. } | QLayer::ConvAttention { .. } | QLayer::Aggregate { .. } => bail!(
-                "{}: QONNX export covers Dense, BatchNorm and activation layers so far; convolutional, attention \
-                 and DeepSets models are not exported yet",
+            QLayer::Dense { rows: 2.., .. } => bail!(
+                "{}: a Dense applied to each element of a set (DeepSets) is not exported: hls4ml has no such \
+                 layer (it would take a 1-D pointwise Conv over the elements); {COVERED}",
                 layer.describe()
             ),
+            QLayer::ConvAttention { .. } => bail!(
+                "{}: hls4ml has no convolutional self-attention layer, so models with ConvAttn blocks cannot be \
+                 handed to it; {COVERED}",
+                layer.describe()
+            ),
+            QLayer::Aggregate { .. } => bail!(
+                "{}: pooling over the elements of a set (DeepSets) is not exported: hls4ml has no such layer \
+                 (its global pooling divides a mean in the accumulator type, not rounded half to even as here); \
+                 {COVERED}",
+                layer.describe()
+            ),
+            QLayer::Conv2d {
+                index,
+                height,
+                width,
+                channels,
+                kernel_size: k,
+                filters,
+                out_height,
+                out_width,
+                padding,
+                kernel,
+                bias,
+                accumulator,
+                ..
+            } => {
+                let (input, nchw) = b.transpose_to_nchw(x, layout, *index);
+                if nchw != (Layout::Nchw { height: *height, width: *width, channels: *channels }) {
+                    bail!("{}: expects a {height}×{width}×{channels} image, gets {nchw:?}", layer.describe());
+                }
+                let w_values = onnx_conv_kernel(&kernel.values(), *k, *channels, *filters);
+                let w = b.constant(&format!("conv{index}_W"), &[*filters, *channels, *k, *k], w_values);
+                let wq = b.quant(&format!("quant_conv{index}_W"), &w, &kernel.fixed, &format!("conv{index}_Wq"))?;
+                let bv: Vec<f32> = bias.values().iter().map(|&v| v as f32).collect();
+                let bb = b.constant(&format!("conv{index}_b"), &[*filters], bv);
+                let bq = b.quant(&format!("quant_conv{index}_b"), &bb, &bias.fixed, &format!("conv{index}_bq"))?;
+                let [(top, bottom), (left, right)] = *padding;
+                let conv_out = out(format!("conv{index}_out"));
+                let ints = |v: &[usize]| v.iter().map(|&n| n as i64).collect::<Vec<i64>>();
+                b.node(
+                    "Conv",
+                    &format!("conv{index}"),
+                    &[&input, &wq, &bq],
+                    &conv_out,
+                    vec![
+                        AttributeProto::ints("kernel_shape", &ints(&[*k, *k])),
+                        AttributeProto::ints("pads", &ints(&[top, left, bottom, right])),
+                        AttributeProto::ints("strides", &[1, 1]),
+                        AttributeProto::ints("dilations", &[1, 1]),
+                        AttributeProto::int("group", 1),
+                    ],
+                );
+                b.precision(
+                    &format!("conv{index}"),
+                    json!({"accum": hls_type(accumulator), "result": hls_type(accumulator)}),
+                );
+                x = conv_out;
+                current = *accumulator;
+                layout = Layout::Nchw { height: *out_height, width: *out_width, channels: *filters };
+            }
             QLayer::Dense { index, inputs, outputs, kernel, bias, accumulator, .. } => {
+                if layout != Layout::Flat {
+                    bail!("{}: its input is an image ({layout:?}); a Flatten must come first", layer.describe());
+                }
                 let w_values: Vec<f32> = kernel.values().iter().map(|&v| v as f32).collect();
                 let w = b.constant(&format!("dense{index}_W"), &[*inputs, *outputs], w_values);
                 let wq = b.quant(&format!("quant_dense{index}_W"), &w, &kernel.fixed, &format!("dense{index}_Wq"))?;
@@ -160,6 +295,8 @@ pub fn build(model: &QuantizedModel) -> Result<Graph> {
                 current = *accumulator;
             }
             QLayer::BatchNorm { index, scale, shift, result } => {
+                // Per channel: ONNX's BatchNormalization wants NCHW.
+                (x, layout) = b.transpose_to_nchw(x, layout, *index);
                 let n = scale.codes.len();
                 let s =
                     b.constant(&format!("bn{index}_scale"), &[n], scale.values().iter().map(|&v| v as f32).collect());
@@ -175,8 +312,9 @@ pub fn build(model: &QuantizedModel) -> Result<Graph> {
                     &raw,
                     vec![AttributeProto::float("epsilon", 0.0)],
                 );
-                // hls4ml folds the preceding Dense's bias into the BatchNorm
-                // (`b·scale + shift`): give that bias a type holding it exactly.
+                // hls4ml folds the bias of a preceding Dense (MatMul + Add)
+                // into the BatchNorm (`b·scale + shift`): give that bias a
+                // type holding it exactly. A Conv keeps its own bias.
                 let bias_type = match &previous_bias {
                     Some(dense_bias) => exact_folded_bias(dense_bias, scale, shift)?,
                     None => shift.fixed,
@@ -187,6 +325,32 @@ pub fn build(model: &QuantizedModel) -> Result<Graph> {
                 );
                 x = b.quant(&format!("quant_bn{index}"), &raw, result, &out(format!("bn{index}_q")))?;
                 current = *result;
+            }
+            QLayer::Activation { index, function: Activation::Identity, result, .. }
+                if matches!(arch_layers.get(*index), Some(Layer::Flatten)) =>
+            {
+                // Flatten: back to channels last, so that the order is ours.
+                if let Layout::Nchw { height, width, channels } = layout {
+                    let nhwc = format!("nhwc{index}");
+                    b.node(
+                        "Transpose",
+                        &format!("to_nhwc{index}"),
+                        &[&x],
+                        &nhwc,
+                        vec![AttributeProto::ints("perm", &[0, 2, 3, 1])],
+                    );
+                    (x, layout) = (nhwc, Layout::Nhwc { height, width, channels });
+                }
+                if layout != Layout::Flat {
+                    let flat = format!("flatten{index}_out");
+                    b.node("Flatten", &format!("flatten{index}"), &[&x], &flat, vec![AttributeProto::int("axis", 1)]);
+                    (x, layout) = (flat, Layout::Flat);
+                }
+                // Onto the activation grid; nothing to do when already there.
+                if last || current != *result {
+                    x = b.quant(&format!("quant_flatten{index}"), &x, result, &out(format!("flatten{index}_q")))?;
+                    current = *result;
+                }
             }
             QLayer::Activation { index, function, result, slope, .. } => {
                 let name = format!("act{index}_{}", format!("{function:?}").to_lowercase());
@@ -233,11 +397,17 @@ pub fn build(model: &QuantizedModel) -> Result<Graph> {
     if count == 0 {
         bail!("the model has no layers to export");
     }
+    if layout != Layout::Flat {
+        bail!(
+            "the model ends on an image ({layout:?}); the export expects a Flatten and a Dense head after the \
+             convolutions"
+        );
+    }
     let graph = GraphProto {
         node: b.nodes,
         name: "snac_model".into(),
         initializer: b.initializers,
-        input: vec![onnx::float_value(INPUT, &[1, model.input_features])],
+        input: vec![onnx::float_value(INPUT, &input_dims)],
         output: vec![onnx::float_value(OUTPUT, &[1, model.output_features])],
     };
     let model = ModelProto {

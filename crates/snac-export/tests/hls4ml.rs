@@ -5,7 +5,7 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use snac_core::arch::{Activation, Arch, Component, Layer, Norm, Shape};
+use snac_core::arch::{Activation, Arch, BlockType, Component, Layer, Norm, Padding, Shape};
 use snac_core::estimate::{Board, Strategy};
 use snac_core::quantized::{QuantTypes, QuantizedModel};
 use snac_export::{ExportSettings, export};
@@ -38,8 +38,16 @@ fn model(arch: &Arch, types: QuantTypes, seed: u64) -> QuantizedModel {
                 add("bias", *units, -0.5, 0.5);
                 masks.insert(index, (0..input.numel() * units).map(|i| i % 3 != 0).collect());
             }
+            Layer::Conv2d { filters, kernel, .. } => {
+                let fan_in = kernel * kernel * input.rows_and_features().1;
+                let limit = (3.0 / fan_in as f32).sqrt() * 2.0;
+                add("kernel", fan_in * filters, -limit, limit);
+                add("bias", *filters, -0.5, 0.5);
+                masks.insert(index, (0..fan_in * filters).map(|i| i % 4 != 1).collect());
+            }
             Layer::BatchNorm => {
-                let n = output.numel();
+                // Per feature, or per channel of an image.
+                let n = output.rows_and_features().1;
                 add("gamma", n, 0.5, 2.0);
                 add("beta", n, -0.5, 0.5);
                 add("moving_mean", n, -1.0, 1.0);
@@ -71,17 +79,20 @@ fn every_activation() -> Arch {
     )
 }
 
-fn verify(arch: &Arch, total: u32, int: u32) {
+/// Exports `arch` with random parameters at `<total,int>` and checks
+/// `samples` random inputs through `convert.py --verify`.
+fn verify(arch: &Arch, total: u32, int: u32, samples: usize) {
     let Some(python) = python() else { return };
     let types = QuantTypes::from_qkeras(total, int).unwrap();
     let model = model(arch, types, 7);
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let top = types.input.max_value() as f32;
-    let x: Vec<f32> = (0..200 * model.input_features).map(|_| rng.random_range(-top..top)).collect();
+    let x: Vec<f32> = (0..samples * model.input_features).map(|_| rng.random_range(-top..top)).collect();
+    let outputs = samples * model.output_features;
     let dir = tempfile::tempdir().unwrap();
     // SNAC_KEEP_EXPORT=DIR keeps the export for a look.
     let path = match std::env::var_os("SNAC_KEEP_EXPORT") {
-        Some(keep) => PathBuf::from(keep).join(format!("{total}_{int}")),
+        Some(keep) => PathBuf::from(keep).join(format!("{}_{total}_{int}", arch.input_shape.dims().len())),
         None => dir.path().to_path_buf(),
     };
     let settings = ExportSettings {
@@ -96,9 +107,10 @@ fn verify(arch: &Arch, total: u32, int: u32) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "<{total},{int}>: verification failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
-    assert!(stdout.contains("hls4ml C simulation: 1000 of 1000 outputs bit-identical"), "{stdout}");
+    let all = format!("{outputs} of {outputs} outputs bit-identical");
+    assert!(stdout.contains(&format!("hls4ml C simulation: {all}")), "{stdout}");
     if snac_export::qonnx_is_exact(&model) {
-        assert!(stdout.contains("qonnx executor: 1000 of 1000 outputs bit-identical"), "{stdout}");
+        assert!(stdout.contains(&format!("qonnx executor: {all}")), "{stdout}");
     }
 }
 
@@ -115,15 +127,79 @@ fn relu_mlp_is_bit_exact_in_qonnx_and_hls4ml() {
     );
     let model = model(&arch, QuantTypes::from_qkeras(8, 3).unwrap(), 11);
     assert!(snac_export::qonnx_is_exact(&model));
-    verify(&arch, 8, 3);
+    verify(&arch, 8, 3, 200);
 }
 
 #[test]
 fn mlp_with_every_activation_is_bit_exact_at_8_3() {
-    verify(&every_activation(), 8, 3);
+    verify(&every_activation(), 8, 3, 200);
 }
 
 #[test]
 fn mlp_with_every_activation_is_bit_exact_at_16_6() {
-    verify(&every_activation(), 16, 6);
+    verify(&every_activation(), 16, 6, 200);
+}
+
+/// A conv block (3×3 'valid' Conv2d + BatchNorm + ReLU, 1×1 Conv2d + tanh),
+/// Flatten and a Dense head, pruned kernels: hls4ml's Conv2D (io_parallel)
+/// after qonnx's channels-last conversion.
+fn conv_model() -> Arch {
+    Arch::new(
+        Shape::Image { height: 6, width: 6, channels: 2 },
+        vec![
+            Component {
+                name: "conv".into(),
+                block_type: BlockType::Conv,
+                layers: vec![
+                    Layer::Conv2d { filters: 4, kernel: 3, padding: Padding::Valid },
+                    Layer::BatchNorm,
+                    Layer::Act(Activation::Relu),
+                    Layer::Conv2d { filters: 3, kernel: 1, padding: Padding::Same },
+                    Layer::Act(Activation::Tanh),
+                ],
+            },
+            Component { name: "flatten".into(), block_type: BlockType::Flatten, layers: vec![Layer::Flatten] },
+            Component::mlp("head", 8, Norm::None, Activation::Relu),
+            Component::output("out", 5, Activation::Softmax),
+        ],
+    )
+}
+
+#[test]
+fn conv_model_is_bit_exact_at_8_3() {
+    verify(&conv_model(), 8, 3, 1000);
+}
+
+#[test]
+fn conv_model_is_bit_exact_at_16_6() {
+    verify(&conv_model(), 16, 6, 1000);
+}
+
+/// Keras' 'same' padding for an even kernel is asymmetric (one more row and
+/// column after than before); ONNX's `pads` and hls4ml's
+/// `pad_top`/`pad_bottom` express it. A linear activation on an image (a
+/// lone Quant), ReLU, narrow types: qonnx's float32 executor (onnxruntime's
+/// Conv) must agree exactly too.
+#[test]
+fn even_kernel_same_padding_is_bit_exact_in_qonnx_and_hls4ml() {
+    let arch = Arch::new(
+        Shape::Image { height: 5, width: 4, channels: 3 },
+        vec![
+            Component {
+                name: "conv".into(),
+                block_type: BlockType::Conv,
+                layers: vec![
+                    Layer::Conv2d { filters: 3, kernel: 2, padding: Padding::Same },
+                    Layer::Act(Activation::Relu),
+                    Layer::Conv2d { filters: 2, kernel: 4, padding: Padding::Same },
+                    Layer::Act(Activation::Identity),
+                ],
+            },
+            Component { name: "flatten".into(), block_type: BlockType::Flatten, layers: vec![Layer::Flatten] },
+            Component::output("out", 4, Activation::Softmax),
+        ],
+    );
+    let model = model(&arch, QuantTypes::from_qkeras(8, 3).unwrap(), 7);
+    assert!(snac_export::qonnx_is_exact(&model));
+    verify(&arch, 8, 3, 250);
 }

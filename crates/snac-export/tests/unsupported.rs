@@ -1,0 +1,99 @@
+//! Layers hls4ml has no counterpart for are refused with an error that names
+//! the layer and says what the export covers.
+
+use snac_core::arch::{Activation, Aggregation, Arch, BlockType, Component, Layer, Norm, Shape};
+use snac_core::quantized::{QuantTypes, QuantizedModel};
+
+/// `arch` with every parameter a small deterministic value.
+fn model(arch: &Arch) -> QuantizedModel {
+    let shapes = arch.shapes().unwrap();
+    let sizes = |index: usize, name: &str| -> Option<usize> {
+        let (layer, input, output) = &shapes[index];
+        let features = input.rows_and_features().1;
+        Some(match (layer, name) {
+            (Layer::Dense { units }, "kernel") => features * units,
+            (Layer::Dense { units }, "bias") => *units,
+            (Layer::ConvAttention { hidden, .. }, "output_kernel") => hidden * features,
+            (Layer::ConvAttention { .. }, "output_bias") => features,
+            (Layer::ConvAttention { hidden, .. }, n) if n.ends_with("_kernel") => features * hidden,
+            (Layer::ConvAttention { hidden, .. }, n) if n.ends_with("_bias") => *hidden,
+            (Layer::BatchNorm, _) => output.rows_and_features().1,
+            _ => return None,
+        })
+    };
+    let params = |index: usize, name: &str| {
+        let n = sizes(index, name)?;
+        let base = if name == "moving_variance" { 1.0 } else { 0.0 };
+        Some((0..n).map(|i| base + ((i as f32 + 1.0) * 0.37) % 1.0 - 0.5).collect())
+    };
+    QuantizedModel::build(arch, &params, &|_| None, QuantTypes::from_qkeras(8, 3).unwrap()).unwrap()
+}
+
+fn refusal(arch: &Arch) -> String {
+    match snac_export::qonnx::build(&model(arch)) {
+        Ok(_) => panic!("the export took a model it cannot hand to hls4ml"),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+#[test]
+fn conv_attention_is_refused_by_name() {
+    let arch = Arch::new(
+        Shape::Image { height: 3, width: 3, channels: 2 },
+        vec![
+            Component {
+                name: "attn".into(),
+                block_type: BlockType::ConvAttn,
+                layers: vec![Layer::ConvAttention { hidden: 2, scale: true }, Layer::Act(Activation::Relu)],
+            },
+            Component { name: "flatten".into(), block_type: BlockType::Flatten, layers: vec![Layer::Flatten] },
+            Component::output("out", 2, Activation::Softmax),
+        ],
+    );
+    let message = refusal(&arch);
+    assert!(
+        message.contains("ConvAttention (layer 0)") && message.contains("no convolutional self-attention"),
+        "{message}"
+    );
+    assert!(message.contains("covers Dense, Conv2d"), "{message}");
+}
+
+#[test]
+fn deep_sets_are_refused_by_name() {
+    let per_element = Arch::new(
+        Shape::Set { elements: 4, features: 3 },
+        vec![
+            Component::mlp("phi", 5, Norm::None, Activation::Relu),
+            Component {
+                name: "pool".into(),
+                block_type: BlockType::Mlp,
+                layers: vec![Layer::Aggregate(Aggregation::Mean)],
+            },
+            Component::output("out", 2, Activation::Softmax),
+        ],
+    );
+    let message = refusal(&per_element);
+    assert!(
+        message.contains("Dense (layer 0)")
+            && message.contains("each element of a set")
+            && message.contains("hls4ml has no such layer"),
+        "{message}"
+    );
+
+    let pooled = Arch::new(
+        Shape::Set { elements: 4, features: 3 },
+        vec![
+            Component {
+                name: "pool".into(),
+                block_type: BlockType::Mlp,
+                layers: vec![Layer::Aggregate(Aggregation::Max)],
+            },
+            Component::output("out", 2, Activation::Softmax),
+        ],
+    );
+    let message = refusal(&pooled);
+    assert!(
+        message.contains("Aggregate max (layer 0)") && message.contains("pooling over the elements of a set"),
+        "{message}"
+    );
+}
