@@ -162,7 +162,9 @@ impl SearchSetup {
         let objectives = experiment.search.objectives.clone();
         let formula = match experiment.search.model_type {
             ModelType::Mlp => BopsFormula::Mlp,
-            ModelType::Block => BopsFormula::Block,
+            // DeepSets have no SNAC-Pack formula: the block one (b² per
+            // multiplication), counted per set element.
+            ModelType::Block | ModelType::DeepSets => BopsFormula::Block,
         };
         let spec = SpaceSpec {
             model_type: experiment.search.model_type,
