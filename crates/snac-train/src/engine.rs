@@ -20,6 +20,7 @@ use crate::layers::{BATCH_NORM_EPSILON, ConvGeometry};
 use crate::net::{Net, NetLayer, ParamTable};
 use crate::quant::QuantSpec;
 use snac_core::arch::{Activation, Aggregation};
+use snac_core::quantized::softmax::{SCALE_FRAC, attention_scale, softmax_values};
 use snac_core::quantized::{ActivationTable, fold_batch_norm, leaky_slope};
 
 /// `C (m×n) = A (m×k) · B (k×n)` (or `C +=` when `accumulate`), row-major;
@@ -66,7 +67,7 @@ fn matmul(m: usize, n: usize, k: usize, a: &[f32], a_t: bool, b: &[f32], b_t: bo
 
 /// Whether the engine covers every layer of `net`.
 pub(crate) fn supports(net: &Net) -> bool {
-    net.layers.iter().all(|l| !matches!(l, NetLayer::ConvAttention { .. } | NetLayer::LayerNorm { .. }))
+    net.layers.iter().all(|l| !matches!(l, NetLayer::LayerNorm { .. }))
 }
 
 /// What the backward pass needs from one layer's forward pass.
@@ -82,7 +83,156 @@ enum Saved {
     Slopes(Vec<f32>),
     /// Max pooling: the winning row of each output.
     Argmax(Vec<usize>),
+    Attention(Box<AttentionSaved>),
     Nothing,
+}
+
+/// What the attention's backward pass needs.
+struct AttentionSaved {
+    x: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    /// The float softmax (its gradient is the one used) and the weights
+    /// actually applied (the fixed-point softmax under QAT).
+    soft: Vec<f32>,
+    weights: Vec<f32>,
+    attended: Vec<f32>,
+    factor: f32,
+}
+
+/// Convolutional self-attention forward ([`crate::layers::conv_attention`]).
+#[allow(clippy::too_many_arguments)]
+fn attention_forward(
+    x: Vec<f32>,
+    p: [&[f32]; 8],
+    positions: usize,
+    scale: bool,
+    quant: Option<&QuantSpec>,
+    training: bool,
+) -> (Vec<f32>, Saved) {
+    let [wq, bq, wk, bk, wv, bv, wo, bo] = p;
+    let (hidden, channels) = (bq.len(), bo.len());
+    let rows = x.len() / channels;
+    let batch = rows / positions;
+    let on_grid = |values: &mut Vec<f32>| {
+        if let Some(spec) = quant {
+            spec.activations.quantize_slice(values);
+        }
+    };
+    let project = |w: &[f32], b: &[f32]| {
+        let mut y = rows_of(b, rows);
+        matmul(rows, hidden, channels, &x, false, w, false, &mut y, true);
+        on_grid(&mut y);
+        y
+    };
+    let (q, k, v) = (project(wq, bq), project(wk, bk), project(wv, bv));
+    let scale_code = scale.then(|| attention_scale(hidden));
+    let factor = scale_code.map_or(1.0, |c| c as f32 / (1u64 << SCALE_FRAC) as f32);
+    let (s, h) = (positions, hidden);
+    let mut soft = vec![0.0f32; batch * s * s];
+    let mut weights = if quant.is_some() { vec![0.0f32; batch * s * s] } else { Vec::new() };
+    let mut attended = vec![0.0f32; rows * h];
+    let mut scores = vec![0.0f32; s * s];
+    for b in 0..batch {
+        let (qb, kb, vb) =
+            (&q[b * s * h..(b + 1) * s * h], &k[b * s * h..(b + 1) * s * h], &v[b * s * h..(b + 1) * s * h]);
+        matmul(s, s, h, qb, false, kb, true, &mut scores, false);
+        let soft_b = &mut soft[b * s * s..(b + 1) * s * s];
+        for (row, out) in scores.chunks_exact(s).zip(soft_b.chunks_exact_mut(s)) {
+            let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v * factor));
+            let mut sum = 0.0f32;
+            for (o, &v) in out.iter_mut().zip(row) {
+                *o = (v * factor - max).exp();
+                sum += *o;
+            }
+            out.iter_mut().for_each(|o| *o /= sum);
+        }
+        if let Some(spec) = quant {
+            let frac = 2 * spec.activations.fractional_bits();
+            let weights_b = &mut weights[b * s * s..(b + 1) * s * s];
+            for (row, out) in scores.chunks_exact(s).zip(weights_b.chunks_exact_mut(s)) {
+                let row: Vec<f64> = row.iter().map(|&v| v as f64).collect();
+                for (o, v) in out.iter_mut().zip(softmax_values(&row, frac, scale_code, &spec.activations)) {
+                    *o = v as f32;
+                }
+            }
+        }
+        let applied =
+            if quant.is_some() { &weights[b * s * s..(b + 1) * s * s] } else { &soft[b * s * s..(b + 1) * s * s] };
+        matmul(s, h, s, applied, false, vb, false, &mut attended[b * s * h..(b + 1) * s * h], false);
+    }
+    on_grid(&mut attended);
+    let mut out = rows_of(bo, rows);
+    matmul(rows, channels, h, &attended, false, wo, false, &mut out, true);
+    on_grid(&mut out);
+    for (o, &xi) in out.iter_mut().zip(&x) {
+        *o += xi;
+    }
+    let saved = if training {
+        if quant.is_none() {
+            weights = soft.clone();
+        }
+        Saved::Attention(Box::new(AttentionSaved { x, q, k, v, soft, weights, attended, factor }))
+    } else {
+        Saved::Nothing
+    };
+    (out, saved)
+}
+
+/// The attention's backward pass: parameter gradients into `gradients`
+/// (in [`crate::layers::ATTENTION_PARAMS`] order at `indices`), returns dx.
+fn attention_backward(
+    grad: Vec<f32>,
+    saved: &AttentionSaved,
+    p: [&[f32]; 8],
+    indices: &[usize; 8],
+    positions: usize,
+    gradients: &mut [Option<Vec<f32>>],
+) -> Vec<f32> {
+    let [wq, _, wk, _, wv, _, wo, _] = p;
+    let (hidden, channels) = (p[1].len(), p[7].len());
+    let rows = saved.x.len() / channels;
+    let batch = rows / positions;
+    let (s, h) = (positions, hidden);
+    // Output projection; the residual passes `grad` straight to x.
+    let mut dwo = vec![0.0f32; h * channels];
+    matmul(h, channels, rows, &saved.attended, true, &grad, false, &mut dwo, false);
+    gradients[indices[6]] = Some(dwo);
+    gradients[indices[7]] = Some(column_sums(&grad, channels));
+    let mut dattended = vec![0.0f32; rows * h];
+    matmul(rows, h, channels, &grad, false, wo, true, &mut dattended, false);
+    let mut dq = vec![0.0f32; rows * h];
+    let mut dk = vec![0.0f32; rows * h];
+    let mut dv = vec![0.0f32; rows * h];
+    let mut dweights = vec![0.0f32; s * s];
+    for b in 0..batch {
+        let span = b * s * h..(b + 1) * s * h;
+        let square = b * s * s..(b + 1) * s * s;
+        let da = &dattended[span.clone()];
+        // attended = weights · v
+        matmul(s, s, h, da, false, &saved.v[span.clone()], true, &mut dweights, false);
+        matmul(s, h, s, &saved.weights[square.clone()], true, da, false, &mut dv[span.clone()], false);
+        // Through the float softmax: dz = P ⊙ (dP − Σ dP ⊙ P), times the scale.
+        for (dp, p) in dweights.chunks_exact_mut(s).zip(saved.soft[square.clone()].chunks_exact(s)) {
+            let dot: f32 = dp.iter().zip(p).map(|(a, b)| a * b).sum();
+            for (d, &pi) in dp.iter_mut().zip(p) {
+                *d = pi * (*d - dot) * saved.factor;
+            }
+        }
+        // scores = q · kᵀ
+        matmul(s, h, s, &dweights, false, &saved.k[span.clone()], false, &mut dq[span.clone()], false);
+        matmul(s, h, s, &dweights, true, &saved.q[span.clone()], false, &mut dk[span.clone()], false);
+    }
+    let mut dx = grad;
+    for (slot, (w, d)) in [(0, (wq, &dq)), (2, (wk, &dk)), (4, (wv, &dv))] {
+        let mut dw = vec![0.0f32; channels * h];
+        matmul(channels, h, rows, &saved.x, true, d, false, &mut dw, false);
+        gradients[indices[slot]] = Some(dw);
+        gradients[indices[slot + 1]] = Some(column_sums(d, h));
+        matmul(rows, channels, h, d, false, w, true, &mut dx, true);
+    }
+    dx
 }
 
 /// Buffers reused from step to step.
@@ -378,9 +528,14 @@ impl Engine {
                     x = out;
                     if *mode == Aggregation::Max && training { Saved::Argmax(winners) } else { Saved::Nothing }
                 }
-                NetLayer::ConvAttention { .. } | NetLayer::LayerNorm { .. } => {
-                    unreachable!("the engine is only used when it supports every layer")
+                NetLayer::ConvAttention { params: indices, positions, scale } => {
+                    let p = indices.map(|i| params[i].as_slice());
+                    let (out, saved) =
+                        attention_forward(std::mem::take(&mut x), p, *positions, *scale, quant, training);
+                    x = out;
+                    saved
                 }
+                NetLayer::LayerNorm { .. } => unreachable!("the engine is only used when it supports every layer"),
             };
             if let Some(spec) = quant
                 && (!layer_is_accumulator(layer) || position == last)
@@ -494,6 +649,10 @@ impl Engine {
                     grad.iter_mut().zip(&slopes).for_each(|(g, s)| *g *= s);
                     grad
                 }
+                (NetLayer::ConvAttention { params: indices, positions, .. }, Saved::Attention(saved)) => {
+                    let p = indices.map(|i| params[i].as_slice());
+                    attention_backward(grad, &saved, p, indices, *positions, &mut gradients)
+                }
                 (NetLayer::Flatten { .. }, _) => grad,
                 (NetLayer::Aggregate { elements, mode: Aggregation::Mean }, _) => {
                     let features = grad.len() / batch;
@@ -592,6 +751,9 @@ mod tests {
                             Layer::Conv2d { filters: 5, kernel: 3, padding: Padding::Valid },
                             Layer::BatchNorm,
                             Layer::Act(Activation::Relu),
+                            Layer::ConvAttention { hidden: 3, scale: false },
+                            Layer::Act(Activation::Relu),
+                            Layer::ConvAttention { hidden: 2, scale: true },
                             Layer::Conv2d { filters: 4, kernel: 3, padding: Padding::Same },
                             Layer::Act(Activation::Tanh),
                             Layer::Conv2d { filters: 3, kernel: 2, padding: Padding::Same },
