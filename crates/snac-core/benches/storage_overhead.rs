@@ -1,10 +1,12 @@
 //! Storage overhead per trial: the storage calls one `snac` trial makes
-//! (create within the budget, read the study for the sampler, the sampled
-//! params, the worker attribute, heartbeats, the result attributes, finish,
-//! read back), timed without any training, on SQLite and, when
-//! `$SNAC_PG_URL` is set, on PostgreSQL.
+//! (create within the budget, read the study for the sampler, the sampler's
+//! and the worker's system attributes, the sampled params, the seed and
+//! result attributes, a heartbeat, finish, read back), timed without any
+//! training, on SQLite and, when `$SNAC_PG_URL` is set, on PostgreSQL.
 //!
-//! `cargo bench -p snac-core --bench storage_overhead [-- TRIALS]`
+//! `cargo bench -p snac-core --bench storage_overhead [-- TRIALS]`; with
+//! `BENCH_MEMORY=1` the in-memory storage runs first, as a floor without
+//! round trips.
 
 use serde_json::json;
 use snac_core::search::{Direction, Distribution, TrialState};
@@ -25,28 +27,30 @@ fn timed<T>(calls: &mut Calls, name: &'static str, f: impl FnOnce() -> T) -> T {
     out
 }
 
-/// The calls of one trial, as `global_search::run_one` makes them.
+/// The calls of one trial, as `Study::ask_within` and
+/// `global_search::run_one` make them.
 fn one_trial(s: &dyn Storage, study: i64, budget: usize, c: &mut Calls) {
     let (id, number) =
         timed(c, "create_trial_within", || s.create_trial_within(study, Some(budget)).unwrap().expect("budget"));
-    timed(c, "get_all_trials", || s.get_all_trials(study).unwrap()); // the sampler's view
-    timed(c, "set_trial_system_attr", || s.set_trial_system_attr(id, "NSGAIISampler:generation", &json!(0)).unwrap());
-    let worker = json!({"host": "bench", "pid": 1, "rank": null});
-    timed(c, "set_trial_system_attr", || s.set_trial_system_attr(id, "snac:worker", &worker).unwrap());
-    timed(c, "record_heartbeat", || s.record_heartbeat(id).unwrap());
+    timed(c, "get_all_trials_shared", || s.get_all_trials_shared(study).unwrap()); // the sampler's view
+    // The sampler's generation and the worker's identity, in one batch.
+    let system =
+        [("NSGAIISampler:generation", json!(0)), ("snac:worker", json!({"host": "bench", "pid": 1, "rank": null}))];
+    timed(c, "set_trial_system_attrs", || s.set_trial_system_attrs(id, &system).unwrap());
+    // The parameters the space drew, stored in one batch before the trial's
+    // first attribute.
     let width = Distribution::Categorical { choices: [8, 16, 32, 64, 128].map(|w| json!(w)).to_vec() };
     let act = Distribution::Categorical { choices: vec![json!("relu"), json!("tanh"), json!("sigmoid")] };
     let layers = Distribution::Int { low: 1, high: 4, step: 1 };
-    timed(c, "set_trial_param", || s.set_trial_param(id, "num_layers", 3.0, &layers).unwrap());
-    for layer in 0..3 {
-        let w = (number % 5) as f64;
-        timed(c, "set_trial_param", || s.set_trial_param(id, &format!("width_{layer}"), w, &width).unwrap());
-        let a = (layer % 3) as f64;
-        timed(c, "set_trial_param", || s.set_trial_param(id, &format!("act_{layer}"), a, &act).unwrap());
+    let names: Vec<(String, String)> = (0..3).map(|l| (format!("width_{l}"), format!("act_{l}"))).collect();
+    let mut params = vec![("num_layers", 3.0, &layers)];
+    for (layer, (w, a)) in names.iter().enumerate() {
+        params.push((w, (number % 5) as f64, &width));
+        params.push((a, (layer % 3) as f64, &act));
     }
-    for key in ["seed", "arch"] {
-        timed(c, "set_trial_user_attr", || s.set_trial_user_attr(id, key, &json!(number as f64 * 0.5)).unwrap());
-    }
+    timed(c, "set_trial_params", || s.set_trial_params(id, &params).unwrap());
+    let seed_arch = [("seed", json!(number as f64 * 0.5)), ("arch", json!("32-relu_10"))];
+    timed(c, "set_trial_user_attrs (2)", || s.set_trial_user_attrs(id, &seed_arch).unwrap());
     // The result, in one batch as `record_result` writes it.
     let history: Vec<_> = (0..20).map(|e| json!({"epoch": e, "train_loss": 0.5, "val_accuracy": 0.9})).collect();
     let mut result: Vec<(&str, serde_json::Value)> =
@@ -57,7 +61,8 @@ fn one_trial(s: &dyn Storage, study: i64, budget: usize, c: &mut Calls) {
     result.push(("history", json!(history)));
     result.push(("architecture", json!({"components": [{"units": 32}, {"units": 10}]})));
     result.push(("yaml_path", json!("trial_yamls/trial_0_arch.yaml")));
-    timed(c, "set_trial_user_attrs", || s.set_trial_user_attrs(id, &result).unwrap());
+    timed(c, "set_trial_user_attrs (9)", || s.set_trial_user_attrs(id, &result).unwrap());
+    // One beat of the heartbeat thread (its first is the trial's creation).
     timed(c, "record_heartbeat", || s.record_heartbeat(id).unwrap());
     let values = [0.9, 1e5 + number as f64];
     assert!(timed(c, "finish_trial", || s.finish_trial(id, TrialState::Complete, Some(&values)).unwrap()));
@@ -92,6 +97,9 @@ fn bench(label: &str, s: Arc<dyn Storage>, trials: usize) {
 
 fn main() {
     let trials: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(200);
+    if std::env::var("BENCH_MEMORY").is_ok() {
+        bench("memory", storage::open("memory:").unwrap(), trials);
+    }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bench.db");
     bench("SQLite", storage::open(&format!("sqlite:///{}", path.display())).unwrap(), trials);

@@ -258,8 +258,8 @@ pub fn evaluate_trial(setup: &SearchSetup, trial: &mut Trial) -> Result<TrialRes
         None
     };
     let seed = setup.experiment.search.seed ^ trial.training_seed();
-    trial.set_user_attr("seed", &json!(seed))?;
-    trial.set_user_attr("arch", &json!(arch.summary()))?;
+    // With the parameters the space drew: two round trips on PostgreSQL.
+    trial.set_user_attrs(&[("seed", json!(seed)), ("arch", json!(arch.summary()))])?;
     let config = setup.train_config(seed);
     let (outcome, fold_accuracies) = setup.train_folds(&arch, &config)?;
     let accuracy = match &fold_accuracies {
@@ -398,7 +398,8 @@ pub fn run(setup: &SearchSetup, results_dir: &Path, show_progress: bool, how: &P
     };
     let study_name = search.study_name.clone().unwrap_or_else(|| "snac".to_string());
     let study = Study::create_or_load(storage.clone(), &study_name, &setup.directions(), setup.sampler(), search.seed)
-        .with_context(|| format!("opening study '{study_name}'"))?;
+        .with_context(|| format!("opening study '{study_name}'"))?
+        .with_trial_system_attrs([(WORKER_KEY.to_string(), worker_identity())]);
     crate::report::record_objectives(setup, &study)?;
 
     // We hold the lock of the study's own results dir, so RUNNING trials
@@ -468,7 +469,7 @@ pub fn run(setup: &SearchSetup, results_dir: &Path, show_progress: bool, how: &P
     let failures = AtomicUsize::new(0);
     let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
     let live_report = crate::report::LiveReport::new(results_dir);
-    let running = Running { ids: Mutex::new(BTreeSet::new()), identity: worker_identity() };
+    let running = Running { ids: Mutex::new(BTreeSet::new()) };
     let done = AtomicBool::new(false);
 
     std::thread::scope(|scope| {
@@ -550,17 +551,15 @@ fn others_may_fail(study: &Study, how: &Participation) -> Result<bool> {
 }
 
 /// The trials this process is running, kept alive by a heartbeat thread.
+/// (The study stores the worker's identity with each trial it asks for, and
+/// a trial's start counts as its first heartbeat.)
 struct Running {
     ids: Mutex<BTreeSet<i64>>,
-    identity: Value,
 }
 
 impl Running {
-    fn start(&self, storage: &dyn Storage, trial: &Trial) -> Result<()> {
-        storage.set_trial_system_attr(trial.id, WORKER_KEY, &self.identity)?;
-        storage.record_heartbeat(trial.id)?;
+    fn start(&self, trial: &Trial) {
         self.ids.lock().unwrap().insert(trial.id);
-        Ok(())
     }
 
     fn stop(&self, trial_id: i64) {
@@ -609,7 +608,7 @@ fn run_one(
     failures: &AtomicUsize,
     running: &Running,
 ) -> Result<()> {
-    running.start(study.storage().as_ref(), &trial)?;
+    running.start(&trial);
     let outcome = evaluate_trial(setup, &mut trial);
     let told = match &outcome {
         Ok(result) => {
@@ -623,12 +622,12 @@ fn run_one(
                 trial.set_system_attr(CONSTRAINTS_KEY, &json!(violations))?;
                 trial.set_user_attr("feasible", &json!(feasible))?;
             }
-            study.tell(trial.id, Ok(values))?
+            study.tell(&trial, Ok(values))?
         }
         Err(err) => {
             failures.fetch_add(1, Ordering::SeqCst);
             bar.println(format!("trial {} failed: {err:#}", trial.number));
-            study.tell(trial.id, Err(format!("{err:#}")))?
+            study.tell(&trial, Err(format!("{err:#}")))?
         }
     };
     running.stop(trial.id);

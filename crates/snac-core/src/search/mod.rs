@@ -20,6 +20,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Where a parameter's values come from. The internal representation of a
 /// value is an `f64`: the index for a categorical, the number otherwise
@@ -186,8 +187,9 @@ impl FrozenTrial {
 pub struct StudyView<'a> {
     pub directions: &'a [Direction],
     /// Every trial of the study so far, in number order (the storage is the
-    /// only state a sampler may depend on, so this is all it sees).
-    pub trials: &'a [FrozenTrial],
+    /// only state a sampler may depend on, so this is all it sees), shared
+    /// with the storage's cache rather than copied.
+    pub trials: &'a [Arc<FrozenTrial>],
 }
 
 /// Decides parameter values. Implementations keep no per-study state that is

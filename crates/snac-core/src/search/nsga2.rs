@@ -30,6 +30,7 @@ use anyhow::{Result, ensure};
 use rand::{Rng, RngCore};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 /// System attribute holding a trial's generation (Optuna's key, so Optuna can
@@ -88,11 +89,11 @@ pub struct SearchSpaces {
 }
 
 impl SearchSpaces {
-    pub fn of(trials: &[FrozenTrial]) -> SearchSpaces {
+    pub fn of<T: Borrow<FrozenTrial>>(trials: &[T]) -> SearchSpaces {
         // name -> (distribution if it never changed, number of trials with it)
         let mut seen: BTreeMap<&str, (Option<&Distribution>, usize)> = BTreeMap::new();
         let mut n_complete = 0;
-        for trial in trials.iter().filter(|t| t.state == TrialState::Complete) {
+        for trial in trials.iter().map(T::borrow).filter(|t| t.state == TrialState::Complete) {
             n_complete += 1;
             for (name, (distribution, _)) in &trial.params {
                 let entry = seen.entry(name).or_insert((Some(distribution), 0));
@@ -157,9 +158,10 @@ impl NsgaIISampler {
     /// trials, or the one after it once it has `population_size` COMPLETE
     /// trials (Optuna's `get_trial_generation`). Failed, pruned and running
     /// trials do not count.
-    pub fn next_generation(&self, trials: &[FrozenTrial]) -> u64 {
+    pub fn next_generation<T: Borrow<FrozenTrial>>(&self, trials: &[T]) -> u64 {
         let (mut newest, mut count) = (0, 0);
-        for generation in trials.iter().filter(|t| t.state == TrialState::Complete).filter_map(trial_generation) {
+        let complete = trials.iter().map(T::borrow).filter(|t| t.state == TrialState::Complete);
+        for generation in complete.filter_map(trial_generation) {
             if generation > newest {
                 (newest, count) = (generation, 1);
             } else if generation == newest {
@@ -194,7 +196,7 @@ impl NsgaIISampler {
     /// parent population, applied generation after generation from the start.
     pub fn parent_population<'a>(&self, study: &StudyView<'a>, generation: u64) -> Vec<&'a FrozenTrial> {
         let mut by_generation: BTreeMap<u64, Vec<&'a FrozenTrial>> = BTreeMap::new();
-        for trial in study.trials.iter().filter(|t| is_evaluated(t, study.directions)) {
+        for trial in study.trials.iter().map(|t| &**t).filter(|t| is_evaluated(t, study.directions)) {
             if let Some(g) = trial_generation(trial) {
                 by_generation.entry(g).or_default().push(trial);
             }
@@ -284,7 +286,7 @@ impl Sampler for NsgaIISampler {
         rng: &mut dyn RngCore,
     ) -> Result<RelativeSample> {
         self.validate()?;
-        let stored = study.trials.iter().find(|t| t.number == trial_number).and_then(trial_generation);
+        let stored = study.trials.iter().find(|t| t.number == trial_number).and_then(|t| trial_generation(t));
         let generation = stored.unwrap_or_else(|| self.next_generation(study.trials));
         let mut sample = RelativeSample::default();
         sample.system_attrs.insert(GENERATION_KEY.to_string(), json!(generation));
@@ -318,6 +320,7 @@ mod tests {
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
     use std::collections::BTreeSet;
+    use std::sync::Arc;
 
     const MIN2: [Direction; 2] = [Min, Min];
 
@@ -350,6 +353,11 @@ mod tests {
         trial
     }
 
+    /// Trials as a study hands them to a sampler.
+    fn shared(trials: &[FrozenTrial]) -> Vec<Arc<FrozenTrial>> {
+        trials.iter().cloned().map(Arc::new).collect()
+    }
+
     fn numbers(trials: &[&FrozenTrial]) -> Vec<u64> {
         trials.iter().map(|t| t.number).collect()
     }
@@ -370,7 +378,8 @@ mod tests {
         let mut trials: Vec<FrozenTrial> = Vec::new();
         for number in 0..n_trials {
             let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ number);
-            let view = StudyView { directions: &MIN2, trials: &trials };
+            let shared = shared(&trials);
+            let view = StudyView { directions: &MIN2, trials: &shared };
             let relative = sampler.sample_relative(&view, number, &mut rng).unwrap();
             let mut params = BTreeMap::new();
             for (name, d) in space {
@@ -431,12 +440,12 @@ mod tests {
 
         // sample_relative stores the generation with the trial ...
         let mut rng = ChaCha8Rng::seed_from_u64(0);
-        let view = StudyView { directions: &MIN2, trials: &trials };
+        let view = StudyView { directions: &MIN2, trials: &shared(&trials) };
         let sample = sampler.sample_relative(&view, 15, &mut rng).unwrap();
         assert_eq!(sample.system_attrs[GENERATION_KEY], json!(2));
         // ... and keeps one that a trial already carries (re-asked trial).
         trials.push(trial(15, Running, Some(1), &v));
-        let view = StudyView { directions: &MIN2, trials: &trials };
+        let view = StudyView { directions: &MIN2, trials: &shared(&trials) };
         let sample = sampler.sample_relative(&view, 15, &mut rng).unwrap();
         assert_eq!(sample.system_attrs[GENERATION_KEY], json!(1));
     }
@@ -453,6 +462,7 @@ mod tests {
         let sampler = pop4();
         let mut trials = two_generations();
         trials.push(trial(8, Fail, Some(1), &[]));
+        let trials = shared(&trials);
         let view = StudyView { directions: &MIN2, trials: &trials };
         assert!(sampler.parent_population(&view, 0).is_empty());
         // Generation 1's parents: all of generation 0 (it has exactly 4).
@@ -533,7 +543,7 @@ mod tests {
         assert_eq!(spaces.intersection.keys().collect::<Vec<_>>(), vec!["a"]);
         // "b" changed its distribution, "one" is single-valued.
         assert_eq!(spaces.conditional.keys().collect::<Vec<_>>(), vec!["c"]);
-        assert_eq!(SearchSpaces::of(&[]), SearchSpaces::default());
+        assert_eq!(SearchSpaces::of::<FrozenTrial>(&[]), SearchSpaces::default());
     }
 
     /// Generation 0 of four trials with distinct values per trial: trial k has
@@ -553,7 +563,7 @@ mod tests {
     }
 
     fn child_of(sampler: &NsgaIISampler, trials: &[FrozenTrial], seed: u64) -> BTreeMap<String, f64> {
-        let view = StudyView { directions: &MIN2, trials };
+        let view = StudyView { directions: &MIN2, trials: &shared(trials) };
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let sample = sampler.sample_relative(&view, trials.len() as u64, &mut rng).unwrap();
         assert_eq!(sample.system_attrs[GENERATION_KEY], json!(1));
@@ -671,7 +681,8 @@ mod tests {
             let random = run_study(&RandomSampler, &space, objective, budget, seed);
             assert_eq!(evolved.iter().filter_map(trial_generation).max(), Some(generations - 1));
             // NSGA-II's result: the elite population after the last generation.
-            let view = StudyView { directions: &MIN2, trials: &evolved };
+            let evolved_shared = shared(&evolved);
+            let view = StudyView { directions: &MIN2, trials: &evolved_shared };
             let survivors: Vec<FrozenTrial> =
                 nsga2.parent_population(&view, generations).into_iter().cloned().collect();
             assert_eq!(survivors.len(), population_size as usize);

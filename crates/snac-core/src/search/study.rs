@@ -10,7 +10,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// User attribute holding why a trial failed.
 pub const FAIL_REASON_KEY: &str = "fail_reason";
@@ -22,6 +22,8 @@ pub struct Study {
     sampler: Arc<dyn Sampler>,
     info: StudyInfo,
     seed: u64,
+    /// System attributes of every trial this handle asks for.
+    trial_system_attrs: Vec<(String, Value)>,
 }
 
 impl Study {
@@ -34,7 +36,14 @@ impl Study {
         seed: u64,
     ) -> Result<Study> {
         let info = storage.create_or_load_study(name, directions)?;
-        Ok(Study { storage, sampler, info, seed })
+        Ok(Study { storage, sampler, info, seed, trial_system_attrs: Vec::new() })
+    }
+
+    /// Stores these system attributes with every trial this handle asks for
+    /// (e.g. which worker runs it), in one batch with the sampler's.
+    pub fn with_trial_system_attrs(mut self, attrs: impl IntoIterator<Item = (String, Value)>) -> Study {
+        self.trial_system_attrs.extend(attrs);
+        self
     }
 
     pub fn info(&self) -> &StudyInfo {
@@ -73,12 +82,16 @@ impl Study {
         let Some((id, number)) = self.storage.create_trial_within(self.info.id, budget)? else {
             return Ok(None);
         };
-        let trials = self.trials()?;
+        let trials = self.storage.get_all_trials_shared(self.info.id)?;
         let mut rng = trial_rng(self.seed, number);
         let view = StudyView { directions: &self.info.directions, trials: &trials };
         let RelativeSample { params, system_attrs } = self.sampler.sample_relative(&view, number, &mut rng)?;
-        for (key, value) in &system_attrs {
-            self.storage.set_trial_system_attr(id, key, value)?;
+        // The sampler's system attributes and this handle's, in one batch.
+        let fixed = self.trial_system_attrs.iter().map(|(k, v)| (k, v));
+        let attrs: Vec<(&str, Value)> =
+            system_attrs.iter().chain(fixed).map(|(k, v)| (k.as_str(), v.clone())).collect();
+        if !attrs.is_empty() {
+            self.storage.set_trial_system_attrs(id, &attrs)?;
         }
         Ok(Some(Trial {
             storage: self.storage.clone(),
@@ -90,13 +103,17 @@ impl Study {
             snapshot: trials,
             rng,
             params: BTreeMap::new(),
+            unstored: Mutex::new(Vec::new()),
         }))
     }
 
-    /// Finishes a trial: COMPLETE with its values, or FAIL with the reason.
-    /// Non-finite values make the trial FAIL. Returns `false` if the trial was
-    /// no longer RUNNING (e.g. it was declared dead meanwhile).
-    pub fn tell(&self, trial_id: i64, outcome: std::result::Result<Vec<f64>, String>) -> Result<bool> {
+    /// Finishes a trial (its parameters stored first): COMPLETE with its
+    /// values, or FAIL with the reason. Non-finite values make the trial FAIL.
+    /// Returns `false` if the trial was no longer RUNNING (e.g. it was
+    /// declared dead meanwhile).
+    pub fn tell(&self, trial: &Trial, outcome: std::result::Result<Vec<f64>, String>) -> Result<bool> {
+        trial.store_params()?;
+        let trial_id = trial.id;
         match outcome {
             Ok(values) if values.len() != self.info.directions.len() => {
                 bail!("trial {trial_id} got {} values for {} objectives", values.len(), self.info.directions.len())
@@ -127,7 +144,9 @@ pub fn trial_rng(seed: u64, number: u64) -> ChaCha8Rng {
 }
 
 /// A running trial: answers the search space's `suggest` calls and records
-/// every parameter in the storage as it is drawn.
+/// the parameters in the storage, in one batch: before anything else of the
+/// trial is written (an attribute, a heartbeat, its end), or on
+/// [`store_params`](Self::store_params).
 pub struct Trial {
     storage: Arc<dyn Storage>,
     sampler: Arc<dyn Sampler>,
@@ -135,9 +154,11 @@ pub struct Trial {
     pub id: i64,
     pub number: u64,
     relative: BTreeMap<String, f64>,
-    snapshot: Vec<FrozenTrial>,
+    snapshot: Vec<Arc<FrozenTrial>>,
     rng: ChaCha8Rng,
     params: BTreeMap<String, (Distribution, f64)>,
+    /// Parameters drawn but not yet in the storage, in order.
+    unstored: Mutex<Vec<String>>,
 }
 
 impl Trial {
@@ -152,21 +173,45 @@ impl Trial {
         trial_rng(0x5eed, self.number).next_u64() ^ self.number
     }
 
+    /// Stores the parameters drawn since the last time, in one batch.
+    pub fn store_params(&self) -> Result<()> {
+        let mut unstored = self.unstored.lock().unwrap_or_else(|e| e.into_inner());
+        if unstored.is_empty() {
+            return Ok(());
+        }
+        let batch: Vec<(&str, f64, &Distribution)> = unstored
+            .iter()
+            .map(|name| {
+                let (distribution, value) = &self.params[name];
+                (name.as_str(), *value, distribution)
+            })
+            .collect();
+        self.storage
+            .set_trial_params(self.id, &batch)
+            .with_context(|| format!("storing the parameters of trial {}", self.number))?;
+        unstored.clear();
+        Ok(())
+    }
+
     pub fn set_user_attr(&self, key: &str, value: &Value) -> Result<()> {
+        self.store_params()?;
         self.storage.set_trial_user_attr(self.id, key, value)
     }
 
     /// Several user attributes at once (one round trip where the storage can).
     pub fn set_user_attrs(&self, attrs: &[(&str, Value)]) -> Result<()> {
+        self.store_params()?;
         self.storage.set_trial_user_attrs(self.id, attrs)
     }
 
     pub fn set_system_attr(&self, key: &str, value: &Value) -> Result<()> {
+        self.store_params()?;
         self.storage.set_trial_system_attr(self.id, key, value)
     }
 
     /// Records that this trial's worker is alive.
     pub fn heartbeat(&self) -> Result<()> {
+        self.store_params()?;
         self.storage.record_heartbeat(self.id)
     }
 }
@@ -190,10 +235,8 @@ impl Suggest for Trial {
         if !distribution.contains(value) {
             bail!("sampler {} gave {value} for '{name}', outside {distribution:?}", self.sampler.name());
         }
-        self.storage
-            .set_trial_param(self.id, name, value, &distribution)
-            .with_context(|| format!("storing parameter '{name}' of trial {}", self.number))?;
         self.params.insert(name.to_string(), (distribution, value));
+        self.unstored.get_mut().unwrap_or_else(|e| e.into_inner()).push(name.to_string());
         Ok(value)
     }
 }

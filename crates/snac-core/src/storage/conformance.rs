@@ -125,6 +125,7 @@ suite!(
     new_trial_is_running,
     params_round_trip,
     param_checks,
+    params_in_one_batch,
     attrs_round_trip,
     attrs_in_one_batch,
     values_round_trip_with_infinities,
@@ -136,6 +137,8 @@ suite!(
     concurrent_trial_creation,
     budget_is_study_wide_and_exact,
     restart_keeps_everything,
+    reads_follow_other_writers,
+    reads_follow_a_deleted_study,
 );
 
 fn err_text<T: std::fmt::Debug>(r: anyhow::Result<T>) -> String {
@@ -297,6 +300,39 @@ fn param_checks(f: Fixture) {
     assert_eq!(t.param("n"), Some(2.0));
 }
 
+fn params_in_one_batch(f: Fixture) {
+    let s = &f.storage;
+    let st = s.create_or_load_study("a", &[Minimize]).unwrap();
+    let (id, _) = s.create_trial(st.id).unwrap();
+    let int = Distribution::Int { low: 0, high: 8, step: 2 };
+    let lr = Distribution::Float { low: 1e-4, high: 0.1, log: true };
+    let cat = categorical();
+    s.set_trial_param(id, "before", 2.0, &int).unwrap();
+    let batch = [("units", 4.0, &int), ("lr", 0.01, &lr), ("act", 3.0, &cat), ("before", 2.0, &int)];
+    s.set_trial_params(id, &batch).unwrap();
+    s.set_trial_params(id, &[]).unwrap();
+    let t = s.get_trial(id).unwrap();
+    assert_eq!(t.params.len(), 4);
+    for (name, value, distribution) in batch {
+        assert_eq!(t.params[name], (distribution.clone(), value), "{name}");
+    }
+    // The checks of one parameter hold in a batch too, and the error names it.
+    let e = err_text(s.set_trial_params(id, &[("fresh", 2.0, &int), ("units", 6.0, &int)]));
+    assert!(e.contains("'units'") && e.contains("already set"), "{e}");
+    let e = err_text(s.set_trial_params(id, &[("odd", 3.0, &int)]));
+    assert!(e.contains("'odd'"), "{e}");
+    let e = err_text(s.set_trial_params(id, &[("twice", 2.0, &int), ("twice", 4.0, &int)]));
+    assert!(e.contains("'twice'") && e.contains("already set"), "{e}");
+    let t = s.get_trial(id).unwrap();
+    assert_eq!((t.param("units"), t.param("odd")), (Some(4.0), None));
+    // A finished trial takes no parameters.
+    s.finish_trial(id, TrialState::Complete, Some(&[1.0])).unwrap();
+    let e = err_text(s.set_trial_params(id, &[("late", 2.0, &int)]));
+    assert!(e.contains("finished"), "{e}");
+    assert_eq!(s.get_trial(id).unwrap().param("late"), None);
+    assert!(s.set_trial_params(id + 1000, &[("n", 2.0, &int)]).is_err());
+}
+
 fn attrs_round_trip(f: Fixture) {
     let s = &f.storage;
     let st = s.create_or_load_study("a", &[Minimize]).unwrap();
@@ -338,11 +374,24 @@ fn attrs_in_one_batch(f: Fixture) {
     assert_eq!(t.user_attrs["replaced"], json!(2));
     assert_eq!(t.user_attrs["new"], json!({"nested": [1, 2]}));
     assert_eq!(t.user_attrs["twice"], json!("last"), "a later duplicate wins");
+    // System attributes alike.
+    s.set_trial_system_attr(id, "kept", &json!(0)).unwrap();
+    s.set_trial_system_attrs(id, &[("generation", json!(1)), ("worker", json!({"pid": 7})), ("generation", json!(2))])
+        .unwrap();
+    s.set_trial_system_attrs(id, &[]).unwrap();
+    let t = s.get_trial(id).unwrap();
+    let system: Vec<(&str, &Value)> = t.system_attrs.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    assert_eq!(system, [("generation", &json!(2)), ("kept", &json!(0)), ("worker", &json!({"pid": 7}))]);
+    assert_eq!(t.user_attrs.len(), 4, "user attributes untouched");
     // A finished trial is frozen for batches too, and the error says so.
     s.finish_trial(id, TrialState::Complete, Some(&[1.0])).unwrap();
     let e = err_text(s.set_trial_user_attrs(id, &[("late", json!(1))]));
-    assert!(!e.is_empty());
-    assert!(!s.get_trial(id).unwrap().user_attrs.contains_key("late"));
+    assert!(e.contains("finished"), "{e}");
+    let e = err_text(s.set_trial_system_attrs(id, &[("late", json!(1))]));
+    assert!(e.contains("finished"), "{e}");
+    let t = s.get_trial(id).unwrap();
+    assert!(!t.user_attrs.contains_key("late") && !t.system_attrs.contains_key("late"));
+    assert!(s.set_trial_system_attrs(id + 1000, &[("k", json!(1))]).is_err());
 }
 
 fn values_round_trip_with_infinities(f: Fixture) {
@@ -480,6 +529,7 @@ fn unknown_ids_are_errors(f: Fixture) {
     assert!(s.set_study_user_attr(bad_study, "k", &json!(1)).is_err());
     assert!(s.study_user_attrs(bad_study).is_err());
     assert!(s.get_all_trials(bad_study).is_err());
+    assert!(s.get_all_trials_shared(bad_study).is_err());
     assert!(s.fail_stale_trials(bad_study, Duration::ZERO).is_err());
     assert!(err_text(s.get_trial(bad_trial)).contains(&bad_trial.to_string()));
     assert!(s.set_trial_param(bad_trial, "n", 0.0, &categorical()).is_err());
@@ -619,4 +669,99 @@ fn open_understands_optunas_urls() {
     for bad in ["sqlite://host/x.db", "postgresql://u@127.0.0.1:1/db", "redis://x"] {
         assert!(format!("{:#}", super::open(bad).err().unwrap()).contains(bad), "{bad}");
     }
+}
+
+/// A handle that has read a study sees, on its next read, everything that
+/// other handles (other processes) did to it meanwhile: new trials, changes
+/// to unfinished ones, finished and failed ones.
+fn reads_follow_other_writers(f: Fixture) {
+    let reader = &f.storage;
+    let writer = (*f.connect)();
+    let st = writer.create_or_load_study("a", &[Minimize, Maximize]).unwrap();
+    let int = Distribution::Int { low: 0, high: 9, step: 1 };
+    let same = |step: &str| {
+        let seen = reader.get_all_trials(st.id).unwrap();
+        let fresh = (*f.connect)().get_all_trials(st.id).unwrap();
+        assert_eq!(seen, fresh, "after {step}");
+        let shared = reader.get_all_trials_shared(st.id).unwrap();
+        assert!(shared.iter().map(|t| &**t).eq(fresh.iter()), "shared, after {step}");
+        for t in &fresh {
+            assert_eq!(&reader.get_trial(t.id).unwrap(), t, "after {step}");
+        }
+        seen
+    };
+    assert!(same("nothing").is_empty());
+    let (a, _) = writer.create_trial(st.id).unwrap();
+    let (b, _) = writer.create_trial(st.id).unwrap();
+    same("two new trials");
+    writer.set_trial_params(a, &[("x", 1.0, &int), ("y", 2.0, &int)]).unwrap();
+    writer.set_trial_user_attrs(b, &[("note", json!("b"))]).unwrap();
+    writer.set_trial_system_attrs(a, &[("worker", json!(1))]).unwrap();
+    same("params and attributes");
+    assert!(writer.finish_trial(a, TrialState::Complete, Some(&[0.5, 2.0])).unwrap());
+    let (c, _) = writer.create_trial(st.id).unwrap();
+    let trials = same("a finished, c new");
+    assert_eq!(
+        trials.iter().map(|t| (t.id, t.state)).collect::<Vec<_>>(),
+        [(a, TrialState::Complete), (b, TrialState::Running), (c, TrialState::Running)]
+    );
+    // The reader finishes one itself; the writer fails the others as stale.
+    assert!(reader.finish_trial(c, TrialState::Pruned, None).unwrap());
+    same("c pruned by the reader");
+    thread::sleep(Duration::from_millis(20));
+    assert_eq!(writer.fail_stale_trials(st.id, Duration::from_millis(10)).unwrap(), [1]);
+    let trials = same("b failed as stale");
+    assert_eq!(trials[1].user_attrs["note"], json!("b"));
+    assert_eq!(trials[1].system_attrs[super::INTERRUPTED_KEY], json!(true));
+    // Many more, from several writers at once.
+    thread::scope(|scope| {
+        for _ in 0..3 {
+            let s = (*f.connect)();
+            scope.spawn(move || {
+                for n in 0..5 {
+                    let (id, _) = s.create_trial(st.id).unwrap();
+                    if n % 2 == 0 {
+                        s.finish_trial(id, TrialState::Complete, Some(&[n as f64, 1.0])).unwrap();
+                    }
+                }
+            });
+        }
+        for _ in 0..5 {
+            reader.get_all_trials(st.id).unwrap();
+        }
+    });
+    let trials = same("three writers");
+    assert_eq!(trials.iter().map(|t| t.number).collect::<Vec<_>>(), (0..18).collect::<Vec<_>>());
+}
+
+/// A study deleted by another handle is gone for a reader that had read it,
+/// and a new study (which may get the old id) shows only its own trials.
+fn reads_follow_a_deleted_study(f: Fixture) {
+    let reader = &f.storage;
+    let writer = (*f.connect)();
+    let st = writer.create_or_load_study("a", &[Minimize]).unwrap();
+    for n in 0..3 {
+        let (id, _) = writer.create_trial(st.id).unwrap();
+        writer.finish_trial(id, TrialState::Complete, Some(&[n as f64])).unwrap();
+    }
+    assert_eq!(reader.get_all_trials(st.id).unwrap().len(), 3);
+    writer.delete_study(st.id).unwrap();
+    assert!(reader.get_all_trials(st.id).is_err());
+    assert_eq!(
+        reader.get_all_trials(st.id).unwrap_err().to_string(),
+        writer.get_all_trials(st.id).unwrap_err().to_string()
+    );
+    // Read again, then deleted and made anew behind the reader's back.
+    let st = writer.create_or_load_study("b", &[Minimize]).unwrap();
+    for n in 0..3 {
+        let (id, _) = writer.create_trial(st.id).unwrap();
+        writer.finish_trial(id, TrialState::Complete, Some(&[n as f64])).unwrap();
+    }
+    assert_eq!(reader.get_all_trials(st.id).unwrap().len(), 3);
+    writer.delete_study(st.id).unwrap();
+    let again = writer.create_or_load_study("b", &[Minimize]).unwrap();
+    let (id, _) = writer.create_trial(again.id).unwrap();
+    writer.finish_trial(id, TrialState::Complete, Some(&[9.0])).unwrap();
+    let trials = reader.get_all_trials(again.id).unwrap();
+    assert_eq!(trials.iter().map(|t| (t.id, t.values.clone())).collect::<Vec<_>>(), [(id, Some(vec![9.0]))]);
 }

@@ -8,7 +8,7 @@ use anyhow::Result;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// Thread-safe in-memory storage. Ids start at 1, as in SQLite.
@@ -34,7 +34,9 @@ struct StudyRec {
 
 struct TrialRec {
     study_id: i64,
-    trial: FrozenTrial,
+    /// Shared with the callers of `get_all_trials_shared`; a change copies
+    /// it first if it is shared.
+    trial: Arc<FrozenTrial>,
     heartbeat: Option<DateTime<Utc>>,
 }
 
@@ -127,7 +129,7 @@ impl Storage for MemoryStorage {
             datetime_start: Some(common::now()),
             datetime_complete: None,
         };
-        inner.trials.insert(id, TrialRec { study_id, trial, heartbeat: None });
+        inner.trials.insert(id, TrialRec { study_id, trial: Arc::new(trial), heartbeat: None });
         inner.studies.get_mut(&study_id).expect("checked above").trial_ids.push(id);
         Ok(Some((id, number)))
     }
@@ -137,7 +139,7 @@ impl Storage for MemoryStorage {
         let t = &mut inner.trial_mut(trial_id)?.trial;
         let existing = t.params.get(name).map(|(d, v)| (d, *v));
         common::check_param(trial_id, t.state, name, internal, distribution, existing)?;
-        t.params.insert(name.to_string(), (distribution.clone(), internal));
+        Arc::make_mut(t).params.insert(name.to_string(), (distribution.clone(), internal));
         Ok(())
     }
 
@@ -145,7 +147,7 @@ impl Storage for MemoryStorage {
         let mut inner = self.lock();
         let t = &mut inner.trial_mut(trial_id)?.trial;
         common::check_updatable(trial_id, t.state)?;
-        t.user_attrs.insert(key.to_string(), value.clone());
+        Arc::make_mut(t).user_attrs.insert(key.to_string(), value.clone());
         Ok(())
     }
 
@@ -153,7 +155,7 @@ impl Storage for MemoryStorage {
         let mut inner = self.lock();
         let t = &mut inner.trial_mut(trial_id)?.trial;
         common::check_updatable(trial_id, t.state)?;
-        t.system_attrs.insert(key.to_string(), value.clone());
+        Arc::make_mut(t).system_attrs.insert(key.to_string(), value.clone());
         Ok(())
     }
 
@@ -166,6 +168,7 @@ impl Storage for MemoryStorage {
         if t.state != TrialState::Running {
             return Ok(false);
         }
+        let t = Arc::make_mut(t);
         t.state = state;
         if let Some(values) = values {
             t.values = Some(values.to_vec());
@@ -176,10 +179,16 @@ impl Storage for MemoryStorage {
 
     fn get_trial(&self, trial_id: i64) -> Result<FrozenTrial> {
         let mut inner = self.lock();
-        Ok(inner.trial_mut(trial_id)?.trial.clone())
+        Ok(FrozenTrial::clone(&inner.trial_mut(trial_id)?.trial))
     }
 
     fn get_all_trials(&self, study_id: i64) -> Result<Vec<FrozenTrial>> {
+        let inner = self.lock();
+        let study = inner.study(study_id)?;
+        Ok(study.trial_ids.iter().map(|id| FrozenTrial::clone(&inner.trials[id].trial)).collect())
+    }
+
+    fn get_all_trials_shared(&self, study_id: i64) -> Result<Vec<Arc<FrozenTrial>>> {
         let inner = self.lock();
         let study = inner.study(study_id)?;
         Ok(study.trial_ids.iter().map(|id| inner.trials[id].trial.clone()).collect())
@@ -203,11 +212,12 @@ impl Storage for MemoryStorage {
             let last = rec.heartbeat.or(rec.trial.datetime_start);
             let stale = last.is_none_or(|last| now - last > grace);
             if rec.trial.state == TrialState::Running && stale {
-                rec.trial.state = TrialState::Fail;
-                rec.trial.datetime_complete = Some(now);
-                rec.trial.system_attrs.insert(super::INTERRUPTED_KEY.into(), Value::Bool(true));
-                rec.trial.user_attrs.insert(super::FAIL_REASON_KEY.into(), Value::from(common::stale_reason(grace_s)));
-                failed.push(rec.trial.number);
+                let trial = Arc::make_mut(&mut rec.trial);
+                trial.state = TrialState::Fail;
+                trial.datetime_complete = Some(now);
+                trial.system_attrs.insert(super::INTERRUPTED_KEY.into(), Value::Bool(true));
+                trial.user_attrs.insert(super::FAIL_REASON_KEY.into(), Value::from(common::stale_reason(grace_s)));
+                failed.push(trial.number);
             }
         }
         Ok(failed)

@@ -5,6 +5,7 @@
 //! A storage is the only shared state of a search: samplers and workers read
 //! the study from it, so a killed process loses nothing that was told.
 
+mod cache;
 mod common;
 mod memory;
 mod optuna_json;
@@ -83,6 +84,17 @@ pub trait Storage: Send + Sync {
     fn create_trial_within(&self, study_id: i64, budget: Option<usize>) -> Result<Option<(i64, u64)>>;
 
     fn set_trial_param(&self, trial_id: i64, name: &str, internal: f64, distribution: &Distribution) -> Result<()>;
+    /// Several parameters of one trial, with the checks of
+    /// [`set_trial_param`](Self::set_trial_param) as if set one after the
+    /// other. When one is refused, the error names it, and which of the
+    /// others were stored is unspecified. Backends with round trips override
+    /// it to write them at once.
+    fn set_trial_params(&self, trial_id: i64, params: &[(&str, f64, &Distribution)]) -> Result<()> {
+        for (name, internal, distribution) in params {
+            self.set_trial_param(trial_id, name, *internal, distribution)?;
+        }
+        Ok(())
+    }
     fn set_trial_user_attr(&self, trial_id: i64, key: &str, value: &Value) -> Result<()>;
     /// Several user attributes of one trial, in order (a later duplicate key
     /// wins). Backends with round trips override it to write them at once.
@@ -93,6 +105,14 @@ pub trait Storage: Send + Sync {
         Ok(())
     }
     fn set_trial_system_attr(&self, trial_id: i64, key: &str, value: &Value) -> Result<()>;
+    /// Several system attributes of one trial, like
+    /// [`set_trial_user_attrs`](Self::set_trial_user_attrs).
+    fn set_trial_system_attrs(&self, trial_id: i64, attrs: &[(&str, Value)]) -> Result<()> {
+        for (key, value) in attrs {
+            self.set_trial_system_attr(trial_id, key, value)?;
+        }
+        Ok(())
+    }
 
     /// Moves a RUNNING trial to a finished state with its values. Returns
     /// `false` (and changes nothing) if the trial was no longer RUNNING: the
@@ -101,8 +121,18 @@ pub trait Storage: Send + Sync {
 
     fn get_trial(&self, trial_id: i64) -> Result<FrozenTrial>;
 
-    /// Every trial of the study in number order.
+    /// Every trial of the study in number order. The database backends read
+    /// a finished trial once and keep it (it cannot change any more), so a
+    /// repeated call reads only the new and the unfinished trials.
     fn get_all_trials(&self, study_id: i64) -> Result<Vec<FrozenTrial>>;
+
+    /// [`get_all_trials`](Self::get_all_trials), shared instead of copied:
+    /// the backends that keep the trials they read hand out their own, so
+    /// that reading a large study (as a sampler does before every trial)
+    /// does not copy it. The default wraps a copy.
+    fn get_all_trials_shared(&self, study_id: i64) -> Result<Vec<Arc<FrozenTrial>>> {
+        Ok(self.get_all_trials(study_id)?.into_iter().map(Arc::new).collect())
+    }
 
     /// Records that the worker running this trial is alive.
     fn record_heartbeat(&self, trial_id: i64) -> Result<()>;

@@ -11,9 +11,18 @@
 //! insert of the same key are retried. Values only ever travel as statement
 //! parameters; the SQL text holds nothing but our own table and column names.
 //!
+//! Round trips are what a trial costs on a network, so the common case of
+//! each operation is one statement (one round trip): a trial's params or
+//! attributes in one batch, its end with its values, a study read that
+//! fetches only the trials that may have changed (see `cache.rs`); creating
+//! a trial takes four (begin, lock, insert, commit). Anything unusual (a
+//! repeated parameter, a finished trial) falls back to a checked transaction
+//! that explains it.
+//!
 //! Heartbeats are written with the database server's clock (UTC), and stale
 //! trials are judged by that clock too, so nodes with skewed clocks agree.
 
+use super::cache::{Changed, TrialCache};
 use super::common::{self, no_study, no_trial};
 use super::optuna_json::parse_json_lenient;
 use super::sqlite::{ALEMBIC_HEAD, LIBRARY_VERSION, SCHEMA_VERSION};
@@ -27,7 +36,7 @@ use postgres::{Client, Config, NoTls, Row, Statement, Transaction};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 const SCHEMA_SQL: &str = include_str!("postgres_schema.sql");
@@ -39,20 +48,27 @@ const RETRIES: usize = 20;
 /// Connect timeout when the URL sets none.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How many trials study $1 has, and how many count against a budget: all
-/// but the FAILed ones marked with system attribute $2 ([`INTERRUPTED_KEY`]).
-const COUNTED_TRIALS_SQL: &str = "SELECT COUNT(*), COUNT(*) FILTER (WHERE NOT (t.state = 'FAIL' \
+/// Creates a trial of study $1 with the next number while fewer than $3
+/// trials count against the budget (always when $3 is NULL), started at $4,
+/// with its first heartbeat; returns its id and number. Runs under the
+/// study's row lock (see `create_trial_within`).
+const CREATE_TRIAL_SQL: &str = "WITH c AS (SELECT COUNT(*) AS n, COUNT(*) FILTER (WHERE NOT (t.state = 'FAIL' \
      AND EXISTS (SELECT 1 FROM trial_system_attributes a WHERE a.trial_id = t.trial_id AND a.key = $2 \
-     AND a.value_json = 'true'))) FROM trials t WHERE t.study_id = $1";
+     AND a.value_json = 'true'))) AS counted FROM trials t WHERE t.study_id = $1), \
+     new AS (INSERT INTO trials (number, study_id, state, datetime_start) \
+     SELECT c.n::integer, $1, 'RUNNING', $4 FROM c WHERE $3::bigint IS NULL OR c.counted < $3 \
+     RETURNING trial_id, number), \
+     beat AS (INSERT INTO trial_heartbeats (trial_id, heartbeat) \
+     SELECT trial_id, clock_timestamp() AT TIME ZONE 'UTC' FROM new) \
+     SELECT trial_id, number FROM new";
 
 /// An Optuna-compatible PostgreSQL storage: one connection, opened from a
 /// `postgresql://user[:password]@host[:port]/database` URL.
 pub struct PostgresStorage {
     conn: Mutex<Option<Conn>>,
-    /// Finished trials by id, as read once: a finished trial never changes
-    /// (the storage refuses it), so `get_all_trials` reads only the others,
-    /// as Optuna's `_CachedStorage` does.
-    finished: Mutex<HashMap<i64, FrozenTrial>>,
+    /// The trials read so far: `get_all_trials` reads only those that may
+    /// have changed since, as Optuna's `_CachedStorage` does.
+    cache: TrialCache,
     config: Config,
     /// The URL without its password, for messages.
     shown: String,
@@ -139,19 +155,25 @@ impl PostgresStorage {
         if config.get_application_name().is_none() {
             config.application_name("snac");
         }
-        let storage = PostgresStorage { conn: Mutex::new(None), finished: Mutex::default(), config, shown };
+        let storage = PostgresStorage { conn: Mutex::new(None), cache: TrialCache::default(), config, shown };
         storage.write(init_schema).with_context(|| format!("'{}' is not a usable Optuna storage", storage.shown))?;
         Ok(storage)
     }
 
     fn connect(&self) -> Result<Conn> {
-        let client = self.config.connect(NoTls).with_context(|| {
+        let mut client = self.config.connect(NoTls).with_context(|| {
             format!(
                 "cannot connect to PostgreSQL at '{}': is the server running, reachable from this machine, \
                  and does it accept this user and database?",
                 self.shown
             )
         })?;
+        // Our statements are prepared once per connection and look rows up
+        // by key: one generic plan serves every execution, where PostgreSQL
+        // would otherwise plan the larger reads anew each time (a fifth of a
+        // millisecond for a study read). This session's setting only; a
+        // server before PostgreSQL 12 lacks it and plans as it always did.
+        let _ = client.batch_execute("SET plan_cache_mode = force_generic_plan");
         Ok(Conn { client, statements: HashMap::new() })
     }
 
@@ -199,18 +221,88 @@ impl PostgresStorage {
         })
     }
 
-    /// Sets a trial attribute in one statement when the trial is RUNNING or
-    /// WAITING; `false` when it is not (or does not exist), for the caller's
-    /// checked path to explain.
-    fn set_trial_attr_fast(&self, table: &str, trial_id: i64, key: &str, value: &Value) -> Result<bool> {
+    /// Sets attributes of a trial in one statement when the trial is RUNNING
+    /// or WAITING (the keys deduplicated, a later value winning, as when
+    /// written one by one); `false` when it is not (or does not exist), for
+    /// the caller's checked path to explain. The trial's row is share-locked,
+    /// so a concurrent `finish_trial` or `fail_stale_trials` comes either
+    /// before (and nothing is written) or after: a finished trial never
+    /// changes once read.
+    fn set_trial_attrs_fast(&self, table: &str, trial_id: i64, attrs: &[(&str, Value)]) -> Result<bool> {
         let Ok(id) = i32::try_from(trial_id) else { return Ok(false) };
-        let json = serde_json::to_string(value)?;
+        let mut keys: Vec<&str> = Vec::with_capacity(attrs.len());
+        let mut values: Vec<String> = Vec::with_capacity(attrs.len());
+        for (key, value) in attrs {
+            let json = serde_json::to_string(value)?;
+            match keys.iter().position(|k| k == key) {
+                Some(at) => values[at] = json,
+                None => {
+                    keys.push(key);
+                    values.push(json);
+                }
+            }
+        }
         let sql = format!(
-            "INSERT INTO {table} (trial_id, key, value_json) SELECT trial_id, $2, $3 FROM trials \
-             WHERE trial_id = $1 AND state IN ('RUNNING', 'WAITING') \
+            "INSERT INTO {table} (trial_id, key, value_json) \
+             SELECT t.trial_id, a.key, a.value_json FROM trials t, unnest($2::text[], $3::text[]) AS a(key, value_json) \
+             WHERE t.trial_id = $1 AND t.state IN ('RUNNING', 'WAITING') FOR SHARE OF t \
              ON CONFLICT (trial_id, key) DO UPDATE SET value_json = excluded.value_json"
         );
-        Ok(self.execute_one(&sql, &[&id, &key, &json])? == 1)
+        Ok(self.execute_one(&sql, &[&id, &keys, &values])? == keys.len() as u64)
+    }
+
+    /// The checked path of one attribute: explains why it cannot be set.
+    fn set_trial_attr_checked(&self, table: &str, trial_id: i64, key: &str, value: &Value) -> Result<()> {
+        self.write(|tx| {
+            let (id, _, state) = trial_state(tx, trial_id, true)?;
+            common::check_updatable(trial_id, state)?;
+            set_attr(tx, table, "trial_id", id, key, value)
+        })
+    }
+
+    /// Attributes of a trial: one statement, or one by one on the checked path.
+    fn set_trial_attrs(&self, table: &str, trial_id: i64, attrs: &[(&str, Value)]) -> Result<()> {
+        if attrs.is_empty() || self.set_trial_attrs_fast(table, trial_id, attrs)? {
+            return Ok(());
+        }
+        for (key, value) in attrs {
+            self.set_trial_attr_checked(table, trial_id, key, value)?;
+        }
+        Ok(())
+    }
+
+    /// The checked path of one parameter: sets it, or explains why not (a
+    /// name already set is accepted again with the same value and
+    /// distribution).
+    fn set_trial_param_checked(
+        &self,
+        trial_id: i64,
+        name: &str,
+        internal: f64,
+        distribution: &Distribution,
+    ) -> Result<()> {
+        self.write(|tx| {
+            let (id, _, state) = trial_state(tx, trial_id, true)?;
+            let existing = tx.query_opt(
+                "SELECT param_value, distribution_json FROM trial_params WHERE trial_id = $1 AND param_name = $2",
+                &[&id, &name],
+            )?;
+            let existing = existing
+                .map(|r| {
+                    let json: String = r.get::<_, Option<String>>(1).unwrap_or_default();
+                    let value: Option<f64> = r.get(0);
+                    Ok::<_, anyhow::Error>((Distribution::from_optuna_json(&json)?, value.unwrap_or(f64::NAN)))
+                })
+                .transpose()?;
+            common::check_param(trial_id, state, name, internal, distribution, existing.as_ref().map(|(d, v)| (d, *v)))?;
+            if existing.is_none() {
+                tx.execute(
+                    "INSERT INTO trial_params (trial_id, param_name, param_value, distribution_json) VALUES ($1, $2, $3, $4)",
+                    &[&id, &name, &internal, &distribution.to_optuna_json()],
+                )?;
+            }
+            Ok(())
+        })
     }
 
     /// Runs `f` in one READ COMMITTED transaction and commits it; a
@@ -363,17 +455,12 @@ fn value_to_stored(v: f64) -> (Option<f64>, &'static str) {
     }
 }
 
-/// The query of [`parse_trial_row`]: the trials selected by `filter` (a
-/// condition on table alias `t` with parameter `$1`), each with its params,
-/// values and attributes as arrays, all in one statement (one round trip, one
-/// snapshot). Trials whose id is in the array `$2` (known finished ones) come
-/// with NULL arrays.
-fn trials_sql(filter: &str) -> String {
+/// The columns of [`parse_trial_row`]: a trial (table alias `t`) with its
+/// params, values and attributes as arrays, so that one statement (one round
+/// trip, one snapshot) reads whole trials.
+fn trial_columns() -> String {
     let detail = |expr: &str, table: &str, order: &str| {
-        format!(
-            "CASE WHEN t.trial_id = ANY($2) THEN NULL ELSE \
-             ARRAY(SELECT {expr} FROM {table} x WHERE x.trial_id = t.trial_id ORDER BY {order}) END"
-        )
+        format!("ARRAY(SELECT {expr} FROM {table} x WHERE x.trial_id = t.trial_id ORDER BY {order})")
     };
     let columns = [
         detail("x.param_name", "trial_params", "x.param_id"),
@@ -387,25 +474,39 @@ fn trials_sql(filter: &str) -> String {
         detail("x.key", "trial_system_attributes", "x.key"),
         detail("x.value_json", "trial_system_attributes", "x.key"),
     ];
+    format!("t.trial_id, t.number, t.state::text, t.datetime_start, t.datetime_complete, {}", columns.join(", "))
+}
+
+/// One trial by id ($1).
+fn trial_sql() -> String {
+    format!("SELECT {} FROM trials t WHERE t.trial_id = $1", trial_columns())
+}
+
+/// What may have changed in study $1: its trials with an id above $2 or in
+/// the array $3, after the study's trial count, in number order. The study's
+/// row comes even without such trials (NULL trial columns), and none comes
+/// for an unknown study.
+fn changed_trials_sql() -> String {
     format!(
-        "SELECT t.trial_id, t.number, t.state::text, t.datetime_start, t.datetime_complete, {} \
-         FROM trials t WHERE {filter} ORDER BY t.number, t.trial_id",
-        columns.join(", ")
+        "SELECT (SELECT COUNT(*) FROM trials c WHERE c.study_id = $1), {} \
+         FROM studies s LEFT JOIN trials t ON t.study_id = s.study_id AND (t.trial_id > $2 OR t.trial_id = ANY($3)) \
+         WHERE s.study_id = $1 ORDER BY t.number, t.trial_id",
+        trial_columns()
     )
 }
 
-/// A trial from a row of [`trials_sql`]; `None` for one with NULL arrays.
-fn parse_trial_row(r: &Row) -> Result<Option<FrozenTrial>> {
-    let id: i32 = r.get(0);
-    let Some(names) = r.get::<_, Option<Vec<Option<String>>>>(5) else { return Ok(None) };
-    let number: Option<i32> = r.get(1);
+/// A trial from the columns of [`trial_columns`], starting at `at`; `None`
+/// when its id is NULL (no trial).
+fn parse_trial_row(r: &Row, at: usize) -> Result<Option<FrozenTrial>> {
+    let Some(id) = r.get::<_, Option<i32>>(at) else { return Ok(None) };
+    let number: Option<i32> = r.get(at + 1);
     let number = number.with_context(|| format!("trial {id} has no number"))?;
-    let start: Option<NaiveDateTime> = r.get(3);
-    let complete: Option<NaiveDateTime> = r.get(4);
+    let start: Option<NaiveDateTime> = r.get(at + 3);
+    let complete: Option<NaiveDateTime> = r.get(at + 4);
     let mut trial = FrozenTrial {
         id: id.into(),
         number: u64::try_from(number).with_context(|| format!("trial {id} has number {number}"))?,
-        state: parse_state(r.get(2))?,
+        state: parse_state(r.get(at + 2))?,
         params: BTreeMap::new(),
         values: None,
         user_attrs: BTreeMap::new(),
@@ -413,8 +514,9 @@ fn parse_trial_row(r: &Row) -> Result<Option<FrozenTrial>> {
         datetime_start: start.map(|t| t.and_utc()),
         datetime_complete: complete.map(|t| t.and_utc()),
     };
-    let param_values: Vec<Option<f64>> = r.get(6);
-    let distributions: Vec<Option<String>> = r.get(7);
+    let names: Vec<Option<String>> = r.get(at + 5);
+    let param_values: Vec<Option<f64>> = r.get(at + 6);
+    let distributions: Vec<Option<String>> = r.get(at + 7);
     for ((name, value), json) in names.into_iter().zip(param_values).zip(distributions) {
         let name = name.unwrap_or_default();
         let json = json.unwrap_or_default();
@@ -422,9 +524,9 @@ fn parse_trial_row(r: &Row) -> Result<Option<FrozenTrial>> {
         let value = value.with_context(|| format!("trial {id}, parameter '{name}' is NULL"))?;
         trial.params.insert(name, (dist, value));
     }
-    let objectives: Vec<i32> = r.get(8);
-    let values: Vec<Option<f64>> = r.get(9);
-    let kinds: Vec<String> = r.get(10);
+    let objectives: Vec<i32> = r.get(at + 8);
+    let values: Vec<Option<f64>> = r.get(at + 9);
+    let kinds: Vec<String> = r.get(at + 10);
     for ((objective, value), kind) in objectives.into_iter().zip(values).zip(kinds) {
         let value = stored_to_value(value, &kind).with_context(|| format!("trial {id}, objective {objective}"))?;
         let values = trial.values.get_or_insert_with(Vec::new);
@@ -433,7 +535,7 @@ fn parse_trial_row(r: &Row) -> Result<Option<FrozenTrial>> {
         }
         values.push(value);
     }
-    for (column, user) in [(11, true), (13, false)] {
+    for (column, user) in [(at + 11, true), (at + 13, false)] {
         let keys: Vec<Option<String>> = r.get(column);
         let jsons: Vec<Option<String>> = r.get(column + 1);
         for (key, json) in keys.into_iter().zip(jsons) {
@@ -443,14 +545,6 @@ fn parse_trial_row(r: &Row) -> Result<Option<FrozenTrial>> {
         }
     }
     Ok(Some(trial))
-}
-
-impl PostgresStorage {
-    fn remember_if_finished(&self, trial: &FrozenTrial) {
-        if trial.state.is_finished() {
-            self.finished.lock().unwrap_or_else(|e| e.into_inner()).insert(trial.id, trial.clone());
-        }
-    }
 }
 
 impl Storage for PostgresStorage {
@@ -513,7 +607,9 @@ impl Storage for PostgresStorage {
                 tx.execute(&format!("DELETE FROM {table} WHERE study_id = $1"), &[&id])?;
             }
             Ok(())
-        })
+        })?;
+        self.cache.forget(study_id);
+        Ok(())
     }
 
     fn set_study_user_attr(&self, study_id: i64, key: &str, value: &Value) -> Result<()> {
@@ -540,125 +636,100 @@ impl Storage for PostgresStorage {
     }
 
     fn create_trial_within(&self, study_id: i64, budget: Option<usize>) -> Result<Option<(i64, u64)>> {
+        let budget = budget.map(|b| i64::try_from(b).unwrap_or(i64::MAX));
+        let start = common::now().naive_utc();
         self.write(|tx| {
             // The study's row lock serialises trial creation in the study:
-            // the count and the insert below see every trial committed before.
+            // the next statement (a snapshot taken after the lock is granted)
+            // sees every trial committed before.
             let id = check_study(tx, study_id, true)?;
-            let row = &tx.query(COUNTED_TRIALS_SQL, &[&id, &INTERRUPTED_KEY])?[0];
-            let (number, counted): (i64, i64) = (row.get(0), row.get(1));
-            if budget.is_some_and(|budget| counted as usize >= budget) {
-                return Ok(None);
-            }
-            let number = i32::try_from(number).context("a study has more than 2^31 trials")?;
-            let start = common::now().naive_utc();
-            let trial_id: i32 = tx.query(
-                "INSERT INTO trials (number, study_id, state, datetime_start) VALUES ($1, $2, 'RUNNING', $3) \
-                 RETURNING trial_id",
-                &[&number, &id, &start],
-            )?[0]
-                .get(0);
-            Ok(Some((trial_id.into(), number as u64)))
+            // Count, check the budget and insert in one statement, with the
+            // first heartbeat (by the server's clock, as all heartbeats).
+            let row = tx.query_opt(CREATE_TRIAL_SQL, &[&id, &INTERRUPTED_KEY, &budget, &start])?;
+            Ok(row.map(|r| (i64::from(r.get::<_, i32>(0)), r.get::<_, i32>(1) as u64)))
         })
     }
 
     fn set_trial_param(&self, trial_id: i64, name: &str, internal: f64, distribution: &Distribution) -> Result<()> {
-        // One statement for the common case: a new name on a running trial.
-        // Anything else (a repeated name, a finished trial, a bad value) takes
-        // the checked path below, which explains it.
-        if let Ok(id) = i32::try_from(trial_id)
-            && distribution.contains(internal)
-        {
-            let inserted = self.execute_one(
-                "INSERT INTO trial_params (trial_id, param_name, param_value, distribution_json) \
-                 SELECT trial_id, $2, $3, $4 FROM trials WHERE trial_id = $1 AND state IN ('RUNNING', 'WAITING') \
-                 ON CONFLICT (trial_id, param_name) DO NOTHING",
-                &[&id, &name, &internal, &distribution.to_optuna_json()],
-            )?;
-            if inserted == 1 {
-                return Ok(());
-            }
-        }
-        self.write(|tx| {
-            let (id, _, state) = trial_state(tx, trial_id, true)?;
-            let existing = tx.query_opt(
-                "SELECT param_value, distribution_json FROM trial_params WHERE trial_id = $1 AND param_name = $2",
-                &[&id, &name],
-            )?;
-            let existing = existing
-                .map(|r| {
-                    let json: String = r.get::<_, Option<String>>(1).unwrap_or_default();
-                    let value: Option<f64> = r.get(0);
-                    Ok::<_, anyhow::Error>((Distribution::from_optuna_json(&json)?, value.unwrap_or(f64::NAN)))
-                })
-                .transpose()?;
-            common::check_param(trial_id, state, name, internal, distribution, existing.as_ref().map(|(d, v)| (d, *v)))?;
-            if existing.is_none() {
-                tx.execute(
-                    "INSERT INTO trial_params (trial_id, param_name, param_value, distribution_json) VALUES ($1, $2, $3, $4)",
-                    &[&id, &name, &internal, &distribution.to_optuna_json()],
-                )?;
-            }
-            Ok(())
-        })
+        self.set_trial_params(trial_id, &[(name, internal, distribution)])
     }
 
-    fn set_trial_user_attr(&self, trial_id: i64, key: &str, value: &Value) -> Result<()> {
-        if self.set_trial_attr_fast("trial_user_attributes", trial_id, key, value)? {
+    fn set_trial_params(&self, trial_id: i64, params: &[(&str, f64, &Distribution)]) -> Result<()> {
+        if params.is_empty() {
             return Ok(());
         }
-        self.write(|tx| {
-            let (id, _, state) = trial_state(tx, trial_id, true)?;
-            common::check_updatable(trial_id, state)?;
-            set_attr(tx, "trial_user_attributes", "trial_id", id, key, value)
-        })
-    }
-
-    fn set_trial_user_attrs(&self, trial_id: i64, attrs: &[(&str, Value)]) -> Result<()> {
-        // One statement for all: the keys deduplicated (the last value wins,
-        // as when written one by one), inserted from two arrays while the
-        // trial is still running. Anything else takes the checked path.
-        let mut keys: Vec<String> = Vec::with_capacity(attrs.len());
-        let mut values: Vec<String> = Vec::with_capacity(attrs.len());
-        for (key, value) in attrs {
-            let json = serde_json::to_string(value)?;
-            match keys.iter().position(|k| k == key) {
-                Some(at) => values[at] = json,
-                None => {
-                    keys.push(key.to_string());
-                    values.push(json);
-                }
-            }
-        }
-        if let Ok(id) = i32::try_from(trial_id) {
-            let written = self.execute_one(
-                "INSERT INTO trial_user_attributes (trial_id, key, value_json) \
-                 SELECT t.trial_id, a.key, a.value_json FROM trials t, unnest($2::text[], $3::text[]) AS a(key, value_json) \
-                 WHERE t.trial_id = $1 AND t.state IN ('RUNNING', 'WAITING') \
-                 ON CONFLICT (trial_id, key) DO UPDATE SET value_json = excluded.value_json",
-                &[&id, &keys, &values],
+        // One statement for the common case: new names with legal values on
+        // a running trial (share-locked, as in `set_trial_attrs_fast`).
+        // Anything else (a repeated name, a finished trial, a bad value)
+        // takes the checked path below, one by one, which explains it.
+        if let Ok(id) = i32::try_from(trial_id)
+            && params.iter().all(|(_, internal, distribution)| distribution.contains(*internal))
+        {
+            let names: Vec<&str> = params.iter().map(|p| p.0).collect();
+            let values: Vec<f64> = params.iter().map(|p| p.1).collect();
+            let distributions: Vec<String> = params.iter().map(|p| p.2.to_optuna_json()).collect();
+            let inserted = self.execute_one(
+                "INSERT INTO trial_params (trial_id, param_name, param_value, distribution_json) \
+                 SELECT t.trial_id, p.name, p.value, p.distribution FROM trials t, \
+                 unnest($2::text[], $3::float8[], $4::text[]) WITH ORDINALITY AS p(name, value, distribution, n) \
+                 WHERE t.trial_id = $1 AND t.state IN ('RUNNING', 'WAITING') ORDER BY p.n FOR SHARE OF t \
+                 ON CONFLICT (trial_id, param_name) DO NOTHING",
+                &[&id, &names, &values, &distributions],
             )?;
-            if written == keys.len() as u64 {
+            if inserted == params.len() as u64 {
                 return Ok(());
             }
         }
-        for (key, value) in attrs {
-            self.set_trial_user_attr(trial_id, key, value)?;
+        for (name, internal, distribution) in params {
+            self.set_trial_param_checked(trial_id, name, *internal, distribution)?;
         }
         Ok(())
     }
 
+    fn set_trial_user_attr(&self, trial_id: i64, key: &str, value: &Value) -> Result<()> {
+        self.set_trial_attrs("trial_user_attributes", trial_id, &[(key, value.clone())])
+    }
+
+    fn set_trial_user_attrs(&self, trial_id: i64, attrs: &[(&str, Value)]) -> Result<()> {
+        self.set_trial_attrs("trial_user_attributes", trial_id, attrs)
+    }
+
     fn set_trial_system_attr(&self, trial_id: i64, key: &str, value: &Value) -> Result<()> {
-        if self.set_trial_attr_fast("trial_system_attributes", trial_id, key, value)? {
-            return Ok(());
-        }
-        self.write(|tx| {
-            let (id, _, state) = trial_state(tx, trial_id, true)?;
-            common::check_updatable(trial_id, state)?;
-            set_attr(tx, "trial_system_attributes", "trial_id", id, key, value)
-        })
+        self.set_trial_attrs("trial_system_attributes", trial_id, &[(key, value.clone())])
+    }
+
+    fn set_trial_system_attrs(&self, trial_id: i64, attrs: &[(&str, Value)]) -> Result<()> {
+        self.set_trial_attrs("trial_system_attributes", trial_id, attrs)
     }
 
     fn finish_trial(&self, trial_id: i64, state: TrialState, values: Option<&[f64]>) -> Result<bool> {
+        // One statement for the common case: a RUNNING trial finished with
+        // legal arguments (the number of values checked against the study's
+        // directions in the statement, everything else here). The UPDATE's
+        // row lock and condition make it the compare-and-set. Anything else
+        // takes the checked path below, which explains it or answers `false`.
+        if let Ok(id) = i32::try_from(trial_id)
+            && common::check_finish(trial_id, state, values, values.map_or(0, <[f64]>::len)).is_ok()
+        {
+            let n_values = values.map(|v| v.len() as i32);
+            let (stored, kinds): (Vec<Option<f64>>, Vec<&str>) =
+                values.unwrap_or_default().iter().map(|v| value_to_stored(*v)).unzip();
+            let finished = self.query_one_statement(
+                "WITH done AS (UPDATE trials t SET state = $2::text::trialstate, datetime_complete = $3 \
+                 WHERE t.trial_id = $1 AND t.state = 'RUNNING' AND ($4::integer IS NULL \
+                 OR $4 = (SELECT COUNT(*) FROM study_directions d WHERE d.study_id = t.study_id)) \
+                 RETURNING t.trial_id), \
+                 stored AS (INSERT INTO trial_values (trial_id, objective, value, value_type) \
+                 SELECT done.trial_id, (v.n - 1)::integer, v.value, v.kind::trialvaluetype \
+                 FROM done, unnest($5::float8[], $6::text[]) WITH ORDINALITY AS v(value, kind, n) \
+                 ON CONFLICT (trial_id, objective) DO UPDATE SET value = excluded.value, value_type = excluded.value_type) \
+                 SELECT trial_id FROM done",
+                &[&id, &state.name(), &common::now().naive_utc(), &n_values, &stored, &kinds],
+            )?;
+            if finished.len() == 1 {
+                return Ok(true);
+            }
+        }
         self.write(|tx| {
             // The row lock makes this a compare-and-set against a concurrent
             // `fail_stale_trials` or another worker.
@@ -690,47 +761,34 @@ impl Storage for PostgresStorage {
     }
 
     fn get_trial(&self, trial_id: i64) -> Result<FrozenTrial> {
-        if let Some(t) = self.finished.lock().unwrap_or_else(|e| e.into_inner()).get(&trial_id) {
-            return Ok(t.clone());
+        if let Some(trial) = self.cache.finished(trial_id) {
+            return Ok(trial);
         }
         let id = key(trial_id, no_trial)?;
-        let none: &[i32] = &[];
-        let rows = self.query_one_statement(&trials_sql("t.trial_id = $1"), &[&id, &none])?;
-        let trial = rows.first().map(parse_trial_row).transpose()?.flatten().ok_or_else(|| no_trial(trial_id))?;
-        self.remember_if_finished(&trial);
+        let rows = self.query_one_statement(&trial_sql(), &[&id])?;
+        let trial = rows.first().map(|r| parse_trial_row(r, 0)).transpose()?.flatten();
+        let trial = trial.ok_or_else(|| no_trial(trial_id))?;
+        self.cache.remember(&trial);
         Ok(trial)
     }
 
     fn get_all_trials(&self, study_id: i64) -> Result<Vec<FrozenTrial>> {
+        Ok(self.get_all_trials_shared(study_id)?.iter().map(|t| FrozenTrial::clone(t)).collect())
+    }
+
+    fn get_all_trials_shared(&self, study_id: i64) -> Result<Vec<Arc<FrozenTrial>>> {
         let id = key(study_id, no_study)?;
-        let known: Vec<i32> = self
-            .finished
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .filter_map(|id| i32::try_from(*id).ok())
-            .collect();
-        // One statement: all trials, in full except those known finished.
-        let rows = self.query_one_statement(&trials_sql("t.study_id = $1"), &[&id, &known])?;
-        if rows.is_empty() {
-            self.write(|tx| check_study(tx, study_id, false))?;
-            return Ok(vec![]);
-        }
-        let mut trials = Vec::with_capacity(rows.len());
-        for row in &rows {
-            match parse_trial_row(row)? {
-                Some(trial) => {
-                    self.remember_if_finished(&trial);
-                    trials.push(trial);
-                }
-                None => {
-                    let trial_id = i64::from(row.get::<_, i32>(0));
-                    let cache = self.finished.lock().unwrap_or_else(|e| e.into_inner());
-                    trials.push(cache.get(&trial_id).cloned().ok_or_else(|| no_trial(trial_id))?);
-                }
-            }
-        }
-        Ok(trials)
+        self.cache.all_trials(study_id, |after, ids| {
+            // Ids beyond an `integer` name no trial of ours.
+            let after: i32 = after.map_or(i32::MIN, |a| i32::try_from(a).unwrap_or(i32::MAX));
+            let ids: Vec<i32> = ids.iter().filter_map(|id| i32::try_from(*id).ok()).collect();
+            // One statement: what may have changed, and the study's trial count.
+            let rows = self.query_one_statement(&changed_trials_sql(), &[&id, &after, &ids])?;
+            let first = rows.first().ok_or_else(|| no_study(study_id))?;
+            let total: i64 = first.get(0);
+            let trials = rows.iter().filter_map(|r| parse_trial_row(r, 1).transpose()).collect::<Result<_>>()?;
+            Ok(Changed { trials, total: total as u64 })
+        })
     }
 
     fn record_heartbeat(&self, trial_id: i64) -> Result<()> {

@@ -12,17 +12,18 @@
 //! in UTC (Optuna ≥ 5 also stores UTC; Optuna 4 stored local time, which is
 //! the same on a machine that runs in UTC).
 
+use super::cache::{Changed, TrialCache};
 use super::common::{self, no_study, no_trial};
 use super::optuna_json::parse_json_lenient;
 use super::{Storage, StudyInfo};
 use crate::search::{Direction, Distribution, FrozenTrial, TrialState};
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, ToSql, Transaction, TransactionBehavior, params};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// Alembic revision of the schema we write and accept.
@@ -62,6 +63,9 @@ pub(super) const TABLES: [&str; 13] = [
 pub struct SqliteStorage {
     conn: Mutex<Connection>,
     path: PathBuf,
+    /// The trials read so far: `get_all_trials` reads only those that may
+    /// have changed since.
+    cache: TrialCache,
 }
 
 impl SqliteStorage {
@@ -82,7 +86,9 @@ impl SqliteStorage {
         // can drop the last commits), and a commit costs no fsync.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
-        let storage = SqliteStorage { conn: Mutex::new(conn), path: path.to_path_buf() };
+        // Room for every statement we run, so that none is prepared twice.
+        conn.set_prepared_statement_cache_capacity(64);
+        let storage = SqliteStorage { conn: Mutex::new(conn), path: path.to_path_buf(), cache: TrialCache::default() };
         storage.write(init_schema).with_context(|| format!("'{shown}' is not a usable Optuna storage"))?;
         Ok(storage)
     }
@@ -106,6 +112,20 @@ impl SqliteStorage {
         let out = f(&tx)?;
         tx.commit().with_context(|| format!("'{}': cannot commit", self.path.display()))?;
         Ok(out)
+    }
+
+    /// Attributes of a trial in one transaction (a later duplicate key wins).
+    fn set_trial_attrs(&self, table: &str, trial_id: i64, attrs: &[(&str, Value)]) -> Result<()> {
+        if attrs.is_empty() {
+            return Ok(());
+        }
+        self.write(|tx| {
+            common::check_updatable(trial_id, trial_state(tx, trial_id)?.1)?;
+            for (key, value) in attrs {
+                set_attr(tx, table, "trial_id", trial_id, key, value)?;
+            }
+            Ok(())
+        })
     }
 
     /// Runs `f` in one read transaction (a consistent snapshot).
@@ -216,13 +236,11 @@ fn to_json(value: &Value) -> Result<String> {
 
 /// Upserts a key of one of the four `*_attributes` tables.
 fn set_attr(tx: &Transaction, table: &str, owner: &str, owner_id: i64, key: &str, value: &Value) -> Result<()> {
-    tx.execute(
-        &format!(
-            "INSERT INTO {table} ({owner}, \"key\", value_json) VALUES (?1, ?2, ?3) \
-             ON CONFLICT ({owner}, \"key\") DO UPDATE SET value_json = excluded.value_json"
-        ),
-        params![owner_id, key, to_json(value)?],
-    )?;
+    tx.prepare_cached(&format!(
+        "INSERT INTO {table} ({owner}, \"key\", value_json) VALUES (?1, ?2, ?3) \
+         ON CONFLICT ({owner}, \"key\") DO UPDATE SET value_json = excluded.value_json"
+    ))?
+    .execute(params![owner_id, key, to_json(value)?])?;
     Ok(())
 }
 
@@ -248,16 +266,16 @@ fn stored_to_value(value: Option<f64>, kind: &str) -> Result<f64> {
 }
 
 /// Reads the trials selected by `filter` (a condition on table alias `t`
-/// with one parameter `?1`), each with its params, values and attributes.
-fn load_trials(tx: &Transaction, filter: &str, arg: i64) -> Result<Vec<FrozenTrial>> {
+/// with the parameters `args`), each with its params, values and attributes.
+fn load_trials(tx: &Transaction, filter: &str, args: &[&dyn ToSql]) -> Result<Vec<FrozenTrial>> {
     let mut trials = Vec::new();
     let mut index = HashMap::new();
     {
-        let mut stmt = tx.prepare(&format!(
+        let mut stmt = tx.prepare_cached(&format!(
             "SELECT t.trial_id, t.number, t.state, t.datetime_start, t.datetime_complete \
              FROM trials t WHERE {filter} ORDER BY t.number, t.trial_id"
         ))?;
-        let mut rows = stmt.query([arg])?;
+        let mut rows = stmt.query(args)?;
         while let Some(r) = rows.next()? {
             let id: i64 = r.get(0)?;
             let number: Option<i64> = r.get(1)?;
@@ -286,8 +304,8 @@ fn load_trials(tx: &Transaction, filter: &str, arg: i64) -> Result<Vec<FrozenTri
     };
     {
         let mut stmt =
-            tx.prepare(&join("x.param_name, x.param_value, x.distribution_json", "trial_params", "x.param_id"))?;
-        let mut rows = stmt.query([arg])?;
+            tx.prepare_cached(&join("x.param_name, x.param_value, x.distribution_json", "trial_params", "x.param_id"))?;
+        let mut rows = stmt.query(args)?;
         while let Some(r) = rows.next()? {
             let id: i64 = r.get(0)?;
             let name: String = r.get(1)?;
@@ -299,8 +317,8 @@ fn load_trials(tx: &Transaction, filter: &str, arg: i64) -> Result<Vec<FrozenTri
         }
     }
     {
-        let mut stmt = tx.prepare(&join("x.objective, x.value, x.value_type", "trial_values", "x.objective"))?;
-        let mut rows = stmt.query([arg])?;
+        let mut stmt = tx.prepare_cached(&join("x.objective, x.value, x.value_type", "trial_values", "x.objective"))?;
+        let mut rows = stmt.query(args)?;
         while let Some(r) = rows.next()? {
             let id: i64 = r.get(0)?;
             let objective: i64 = r.get(1)?;
@@ -314,8 +332,8 @@ fn load_trials(tx: &Transaction, filter: &str, arg: i64) -> Result<Vec<FrozenTri
         }
     }
     for (table, user) in [("trial_user_attributes", true), ("trial_system_attributes", false)] {
-        let mut stmt = tx.prepare(&join("x.\"key\", x.value_json", table, "x.\"key\""))?;
-        let mut rows = stmt.query([arg])?;
+        let mut stmt = tx.prepare_cached(&join("x.\"key\", x.value_json", table, "x.\"key\""))?;
+        let mut rows = stmt.query(args)?;
         while let Some(r) = rows.next()? {
             let id: i64 = r.get(0)?;
             let key: String = r.get(1)?;
@@ -381,7 +399,9 @@ impl Storage for SqliteStorage {
                 tx.execute(&format!("DELETE FROM {table} WHERE study_id = ?1"), [study_id])?;
             }
             Ok(())
-        })
+        })?;
+        self.cache.forget(study_id);
+        Ok(())
     }
 
     fn set_study_user_attr(&self, study_id: i64, key: &str, value: &Value) -> Result<()> {
@@ -432,40 +452,55 @@ impl Storage for SqliteStorage {
     }
 
     fn set_trial_param(&self, trial_id: i64, name: &str, internal: f64, distribution: &Distribution) -> Result<()> {
+        self.set_trial_params(trial_id, &[(name, internal, distribution)])
+    }
+
+    fn set_trial_params(&self, trial_id: i64, params: &[(&str, f64, &Distribution)]) -> Result<()> {
+        if params.is_empty() {
+            return Ok(());
+        }
+        // One transaction. A refused parameter refuses the batch (nothing
+        // else of the batch is kept): the others were legal, and the error
+        // names it.
         self.write(|tx| {
             let (_, state) = trial_state(tx, trial_id)?;
-            let existing: Option<(f64, String)> = tx
-                .query_row(
-                    "SELECT param_value, distribution_json FROM trial_params WHERE trial_id = ?1 AND param_name = ?2",
-                    params![trial_id, name],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            let existing = existing.map(|(v, json)| Ok::<_, anyhow::Error>((Distribution::from_optuna_json(&json)?, v)));
-            let existing = existing.transpose()?;
-            common::check_param(trial_id, state, name, internal, distribution, existing.as_ref().map(|(d, v)| (d, *v)))?;
-            if existing.is_none() {
-                tx.execute(
-                    "INSERT INTO trial_params (trial_id, param_name, param_value, distribution_json) VALUES (?1, ?2, ?3, ?4)",
-                    params![trial_id, name, internal, distribution.to_optuna_json()],
-                )?;
+            for (name, internal, distribution) in params {
+                let existing: Option<(f64, String)> = tx
+                    .prepare_cached(
+                        "SELECT param_value, distribution_json FROM trial_params WHERE trial_id = ?1 AND param_name = ?2",
+                    )?
+                    .query_row(params![trial_id, name], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                let existing =
+                    existing.map(|(v, json)| Ok::<_, anyhow::Error>((Distribution::from_optuna_json(&json)?, v)));
+                let existing = existing.transpose()?;
+                let existing = existing.as_ref().map(|(d, v)| (d, *v));
+                common::check_param(trial_id, state, name, *internal, distribution, existing)?;
+                if existing.is_none() {
+                    tx.prepare_cached(
+                        "INSERT INTO trial_params (trial_id, param_name, param_value, distribution_json) VALUES (?1, ?2, ?3, ?4)",
+                    )?
+                    .execute(params![trial_id, name, internal, distribution.to_optuna_json()])?;
+                }
             }
             Ok(())
         })
     }
 
     fn set_trial_user_attr(&self, trial_id: i64, key: &str, value: &Value) -> Result<()> {
-        self.write(|tx| {
-            common::check_updatable(trial_id, trial_state(tx, trial_id)?.1)?;
-            set_attr(tx, "trial_user_attributes", "trial_id", trial_id, key, value)
-        })
+        self.set_trial_user_attrs(trial_id, &[(key, value.clone())])
+    }
+
+    fn set_trial_user_attrs(&self, trial_id: i64, attrs: &[(&str, Value)]) -> Result<()> {
+        self.set_trial_attrs("trial_user_attributes", trial_id, attrs)
     }
 
     fn set_trial_system_attr(&self, trial_id: i64, key: &str, value: &Value) -> Result<()> {
-        self.write(|tx| {
-            common::check_updatable(trial_id, trial_state(tx, trial_id)?.1)?;
-            set_attr(tx, "trial_system_attributes", "trial_id", trial_id, key, value)
-        })
+        self.set_trial_system_attrs(trial_id, &[(key, value.clone())])
+    }
+
+    fn set_trial_system_attrs(&self, trial_id: i64, attrs: &[(&str, Value)]) -> Result<()> {
+        self.set_trial_attrs("trial_system_attributes", trial_id, attrs)
     }
 
     fn finish_trial(&self, trial_id: i64, state: TrialState, values: Option<&[f64]>) -> Result<bool> {
@@ -496,13 +531,37 @@ impl Storage for SqliteStorage {
     }
 
     fn get_trial(&self, trial_id: i64) -> Result<FrozenTrial> {
-        self.read(|tx| load_trials(tx, "t.trial_id = ?1", trial_id)?.pop().ok_or_else(|| no_trial(trial_id)))
+        if let Some(trial) = self.cache.finished(trial_id) {
+            return Ok(trial);
+        }
+        let trial =
+            self.read(|tx| load_trials(tx, "t.trial_id = ?1", &[&trial_id])?.pop().ok_or_else(|| no_trial(trial_id)))?;
+        self.cache.remember(&trial);
+        Ok(trial)
     }
 
     fn get_all_trials(&self, study_id: i64) -> Result<Vec<FrozenTrial>> {
-        self.read(|tx| {
-            check_study(tx, study_id)?;
-            load_trials(tx, "t.study_id = ?1", study_id)
+        Ok(self.get_all_trials_shared(study_id)?.iter().map(|t| FrozenTrial::clone(t)).collect())
+    }
+
+    fn get_all_trials_shared(&self, study_id: i64) -> Result<Vec<Arc<FrozenTrial>>> {
+        self.cache.all_trials(study_id, |after, ids| {
+            // The ids travel as one JSON array parameter.
+            let ids = serde_json::to_string(ids)?;
+            self.read(|tx| {
+                check_study(tx, study_id)?;
+                let total: i64 =
+                    tx.query_row("SELECT COUNT(*) FROM trials WHERE study_id = ?1", [study_id], |r| r.get(0))?;
+                // Written so that SQLite finds the trials by key (a range and
+                // a list) rather than going through all of the study's.
+                let trials = load_trials(
+                    tx,
+                    "t.trial_id IN (SELECT trial_id FROM trials WHERE trial_id > ?2 \
+                     UNION ALL SELECT value FROM json_each(?3)) AND t.study_id = ?1",
+                    &[&study_id, &after.unwrap_or(i64::MIN), &ids],
+                )?;
+                Ok(Changed { trials, total: total as u64 })
+            })
         })
     }
 
