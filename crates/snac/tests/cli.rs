@@ -189,14 +189,15 @@ fn mnist_points_files_feed_a_deepsets_config() {
 fn failed_trials_are_recorded_and_the_search_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("nan.yaml");
-    // An infinite learning rate turns the weights infinite or NaN after the
-    // first step, so the loss becomes NaN whatever the architecture.
+    // A step size beyond f32's range turns the weights infinite or NaN after
+    // the first step, so the loss becomes NaN whatever the architecture
+    // (1e30 can leave a saturated net finite, at chance: a completed trial).
     std::fs::write(
         &config,
         format!(
             "{}\n",
             include_str!("../../../examples/digits_mlp.yaml")
-                .replace("  seed: 42", "  seed: 42\n  learning_rate: .inf")
+                .replace("  seed: 42", "  seed: 42\n  learning_rate: 1.0e300")
         ),
     )
     .unwrap();
