@@ -139,15 +139,8 @@ fn attention_forward(
             (&q[b * s * h..(b + 1) * s * h], &k[b * s * h..(b + 1) * s * h], &v[b * s * h..(b + 1) * s * h]);
         matmul(s, s, h, qb, false, kb, true, &mut scores, false);
         let soft_b = &mut soft[b * s * s..(b + 1) * s * s];
-        for (row, out) in scores.chunks_exact(s).zip(soft_b.chunks_exact_mut(s)) {
-            let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v * factor));
-            let mut sum = 0.0f32;
-            for (o, &v) in out.iter_mut().zip(row) {
-                *o = (v * factor - max).exp();
-                sum += *o;
-            }
-            out.iter_mut().for_each(|o| *o /= sum);
-        }
+        soft_b.copy_from_slice(&scores);
+        crate::fastmath::softmax_rows(soft_b, s, factor);
         if let Some(spec) = quant {
             let frac = 2 * spec.activations.fractional_bits();
             let weights_b = &mut weights[b * s * s..(b + 1) * s * s];

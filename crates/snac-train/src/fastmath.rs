@@ -67,9 +67,75 @@ pub fn evaluate(kind: Pointwise, xs: &[f32], values: &mut [f32], slopes: &mut [f
     kernel(kind, xs, values, slopes)
 }
 
+/// Eight running lanes, so that reductions vectorise (a single float
+/// accumulator has to keep its order and stays scalar).
+#[inline(always)]
+fn lanes_reduce(row: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut lanes = [init; 8];
+    let chunks = row.chunks_exact(8);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for i in 0..8 {
+            lanes[i] = f(lanes[i], chunk[i]);
+        }
+    }
+    let mut total = init;
+    for &v in lanes.iter().chain(rest) {
+        total = f(total, v);
+    }
+    total
+}
+
+#[inline(always)]
+fn softmax_kernel(x: &mut [f32], cols: usize, factor: f32) {
+    for row in x.chunks_exact_mut(cols) {
+        for v in row.iter_mut() {
+            *v *= factor;
+        }
+        let max = lanes_reduce(row, f32::NEG_INFINITY, |m, v| if v > m { v } else { m });
+        for v in row.iter_mut() {
+            *v = exp(*v - max);
+        }
+        let inverse = 1.0 / lanes_reduce(row, 0.0, |a, v| a + v);
+        for v in row.iter_mut() {
+            *v *= inverse;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn softmax_avx2(x: &mut [f32], cols: usize, factor: f32) {
+    softmax_kernel(x, cols, factor)
+}
+
+/// Softmax of every row (`cols` values) of `x · factor`, in place.
+pub fn softmax_rows(x: &mut [f32], cols: usize, factor: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        unsafe { softmax_avx2(x, cols, factor) };
+        return;
+    }
+    softmax_kernel(x, cols, factor)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn softmax_rows_match_the_definition() {
+        let mut x: Vec<f32> = (0..24).map(|i| ((i * 7) % 11) as f32 * 0.37 - 2.0).collect();
+        let original = x.clone();
+        softmax_rows(&mut x, 8, 0.5);
+        for (row, got) in original.chunks(8).zip(x.chunks(8)) {
+            let z: f64 = row.iter().map(|&v| (v as f64 * 0.5).exp()).sum();
+            for (&v, &g) in row.iter().zip(got) {
+                assert!(((v as f64 * 0.5).exp() / z - g as f64).abs() < 1e-6);
+            }
+        }
+    }
 
     #[test]
     fn matches_libm() {
