@@ -337,12 +337,7 @@ impl Adam {
             let Some(gradient) = gradient else { continue };
             let values = &mut table.params[i].values;
             let (m, v) = (&mut self.first_moments[i], &mut self.second_moments[i]);
-            for j in 0..values.len() {
-                let g = gradient[j];
-                m[j] += (g - m[j]) * one_minus_beta1;
-                v[j] += (g * g - v[j]) * one_minus_beta2;
-                values[j] -= m[j] * alpha / (v[j].sqrt() + ADAM_EPSILON);
-            }
+            adam_update(values, gradient, m, v, [alpha, one_minus_beta1, one_minus_beta2]);
         }
         for (i, keep) in masks {
             let (values, m, v) =
@@ -354,6 +349,31 @@ impl Adam {
             }
         }
     }
+}
+
+/// One Adam update of `values` in place; AVX2 where the CPU has it (the same
+/// operations, eight lanes at a time, no FMA contraction: same bits).
+fn adam_update(values: &mut [f32], gradient: &[f32], m: &mut [f32], v: &mut [f32], constants: [f32; 3]) {
+    #[inline(always)]
+    fn update(values: &mut [f32], gradient: &[f32], m: &mut [f32], v: &mut [f32], [alpha, b1, b2]: [f32; 3]) {
+        for (((x, &g), m), v) in values.iter_mut().zip(gradient).zip(m.iter_mut()).zip(v.iter_mut()) {
+            *m += (g - *m) * b1;
+            *v += (g * g - *v) * b2;
+            *x -= *m * alpha / (v.sqrt() + ADAM_EPSILON);
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn update_avx2(values: &mut [f32], gradient: &[f32], m: &mut [f32], v: &mut [f32], constants: [f32; 3]) {
+        update(values, gradient, m, v, constants)
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        unsafe { update_avx2(values, gradient, m, v, constants) };
+        return;
+    }
+    update(values, gradient, m, v, constants)
 }
 
 /// Keras `EarlyStopping(monitor="val_loss", restore_best_weights=True)` and
