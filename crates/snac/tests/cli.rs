@@ -730,3 +730,38 @@ fn tutorial_3_pipeline_on_real_board_traces() {
     assert!(best > 0.97 && best_fidelity > 0.94, "accuracy {best}, fidelity {best_fidelity}: {rows:?}");
     assert!(results.join("local_search_combined/combined_qat_pruning_log.csv").exists());
 }
+
+/// Issue 6: a search with `block_types: [ConvAttn]` builds, trains and
+/// records attention blocks, and local search quantizes them into an integer
+/// model whose accuracy is recorded.
+#[test]
+fn attention_blocks_are_searched_trained_and_quantized() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("attn.yaml");
+    let text = include_str!("../../../examples/digits_blocks.yaml")
+        .replace("block_types: [Conv, ConvAttn, MLP, None]", "block_types: [ConvAttn]")
+        .replace("num_blocks: 3", "num_blocks: 1")
+        .replace("pruning_iterations: 2", "pruning_iterations: 1")
+        .replace("    - {total_bits: 16, int_bits: 6}\n", "");
+    std::fs::write(&config, text).unwrap();
+    let results = dir.path().join("r");
+    run_ok(snac().arg("run").arg(&config).args(["--trials", "2", "--epochs", "2", "--results-dir"]).arg(&results));
+    let rows = csv_rows(&results.join("block_search_results.csv"));
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    let state = column(&rows, "state");
+    for row in &rows[1..] {
+        assert_eq!(row[state], "COMPLETE", "{row:?}");
+        let trial = &row[0];
+        let yaml = std::fs::read_to_string(results.join(format!("trial_yamls/trial_{trial}_arch.yaml"))).unwrap();
+        assert!(yaml.contains("block_type: ConvAttn") && yaml.contains("hidden_channels"), "{yaml}");
+    }
+    let model: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(results.join("local_search_combined/best_model_8b3i.json")).unwrap(),
+    )
+    .unwrap();
+    let kinds: Vec<&str> =
+        model["quantized_model"]["layers"].as_array().unwrap().iter().map(|l| l["kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"conv_attention"), "{kinds:?}");
+    let accuracy = model["integer_accuracy"].as_f64().unwrap();
+    assert!(accuracy > 0.2, "integer model accuracy {accuracy}");
+}
