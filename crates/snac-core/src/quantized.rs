@@ -448,18 +448,20 @@ fn affine_codes(codes: &[i64], frac: i32, kernel: &Codes, bias: &Codes, accumula
     let product_shift = acc_frac - frac - kernel.fixed.fractional_bits();
     let bias_shift = acc_frac - bias.fixed.fractional_bits();
     let mut out = Vec::with_capacity(codes.len() / inputs.max(1) * outputs);
+    let mut raw = vec![0i64; outputs];
     for row in codes.chunks_exact(inputs) {
-        let start = out.len();
-        out.extend(bias.codes.iter().map(|&b| b << bias_shift));
-        let acc = &mut out[start..];
+        // Σ x·w in the product's own units, shifted once at the end (a left
+        // shift distributes over the sum exactly).
+        raw.fill(0);
         for (i, &xi) in row.iter().enumerate() {
             if xi == 0 {
                 continue;
             }
-            for (a, &w) in acc.iter_mut().zip(&kernel.codes[i * outputs..(i + 1) * outputs]) {
-                *a += (xi * w) << product_shift;
+            for (a, &w) in raw.iter_mut().zip(&kernel.codes[i * outputs..(i + 1) * outputs]) {
+                *a += xi * w;
             }
         }
+        out.extend(raw.iter().zip(&bias.codes).map(|(&a, &b)| (a << product_shift) + (b << bias_shift)));
     }
     out
 }
