@@ -488,8 +488,14 @@ impl Engine {
                     }
                 }
                 NetLayer::Act(act) => {
-                    let slopes = activate(&mut x, *act, quant.is_some());
-                    if training { Saved::Slopes(slopes) } else { Saved::Nothing }
+                    // Inference needs no slopes: ReLU, the commonest, then skips them.
+                    if !training && *act == Activation::Relu {
+                        x.iter_mut().for_each(|v| *v = v.max(0.0));
+                        Saved::Nothing
+                    } else {
+                        let slopes = activate(&mut x, *act, quant.is_some());
+                        if training { Saved::Slopes(slopes) } else { Saved::Nothing }
+                    }
                 }
                 NetLayer::Flatten { .. } => Saved::Nothing,
                 NetLayer::Aggregate { elements, mode } => {
