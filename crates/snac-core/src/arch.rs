@@ -381,6 +381,78 @@ impl BlockType {
     }
 }
 
+/// The geometry of a Conv2d layer (stride 1) on a channels-last image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub height: usize,
+    pub width: usize,
+    pub channels: usize,
+    pub kernel: usize,
+    pub filters: usize,
+    pub out_height: usize,
+    pub out_width: usize,
+    /// `(before, after)` zero padding of the rows and of the columns: none
+    /// for 'valid'; `k − 1` in all for 'same', the extra one after (Keras).
+    pub padding: [(usize, usize); 2],
+}
+
+impl ConvGeometry {
+    /// The geometry of `layer` on `input`, or `None` if it is not a Conv2d on an image.
+    pub fn of(layer: &Layer, input: Shape) -> Option<ConvGeometry> {
+        let (Layer::Conv2d { filters, kernel, padding }, Shape::Image { height, width, channels }) = (layer, input)
+        else {
+            return None;
+        };
+        let (k, filters) = (*kernel, *filters);
+        let (pad, shrink) = match padding {
+            Padding::Valid => ((0, 0), k - 1),
+            Padding::Same => (((k - 1) / 2, k - 1 - (k - 1) / 2), 0),
+        };
+        Some(ConvGeometry {
+            height,
+            width,
+            channels,
+            kernel: k,
+            filters,
+            out_height: height - shrink,
+            out_width: width - shrink,
+            padding: [pad, pad],
+        })
+    }
+
+    /// The im2col layout of one image: for every output position, a row of
+    /// `k·k·C` values (kernel row, kernel column, channel), zero where the
+    /// kernel hangs over the padding. Calls `run(row_offset, image_offset,
+    /// len)` for each contiguous run of the row that comes from the image
+    /// (whole channel runs of adjacent columns; offsets in values, the row's
+    /// from the start of the image's im2col block). Shared by the trainer's
+    /// im2col and its transpose and by the integer model, so all three read
+    /// the same pixels.
+    pub fn patch_runs(&self, mut run: impl FnMut(usize, usize, usize)) {
+        let (k, c) = (self.kernel, self.channels);
+        let (top, left) = (self.padding[0].0, self.padding[1].0);
+        for oy in 0..self.out_height {
+            for ox in 0..self.out_width {
+                let row = (oy * self.out_width + ox) * k * k * c;
+                // The kernel columns that fall inside the image.
+                let first = left.saturating_sub(ox);
+                let last = k.min(self.width + left - ox);
+                if first >= last {
+                    continue;
+                }
+                for dy in 0..k {
+                    let y = (oy + dy).wrapping_sub(top);
+                    if y >= self.height {
+                        continue;
+                    }
+                    let x0 = ox + first - left;
+                    run(row + (dy * k + first) * c, (y * self.width + x0) * c, (last - first) * c);
+                }
+            }
+        }
+    }
+}
+
 /// A named group of layers: one SNAC-Pack block or head layer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Component {

@@ -25,7 +25,7 @@
 //! rounding onto each grid); both must agree bit for bit, which holds while
 //! every accumulator fits in 53 bits ([`QuantizedModel::build`] checks it).
 
-use crate::arch::{Activation, Aggregation, Arch, Layer, Shape};
+use crate::arch::{Activation, Aggregation, Arch, ConvGeometry, Layer, Shape};
 use crate::fixed::{FixedPoint, Overflow, Rounding};
 use anyhow::{Context, Result, bail, ensure};
 use serde::{Deserialize, Serialize};
@@ -243,6 +243,11 @@ pub struct Projection {
 }
 
 impl QLayer {
+    /// An identity activation: puts layer `index`'s output on `result`'s grid.
+    fn on_grid(index: usize, result: FixedPoint) -> QLayer {
+        QLayer::Activation { index, function: Activation::Identity, result, slope: None, table: None }
+    }
+
     /// The position in [`Arch::layers`] this layer comes from.
     pub fn arch_index(&self) -> usize {
         match self {
@@ -511,27 +516,13 @@ impl QuantizedModel {
                     // Logits: a last Dense (or one before the final softmax) is quantized.
                     let softmax_next = index + 1 == last && matches!(shapes[last].0, Layer::Act(Activation::Softmax));
                     if index == last || softmax_next {
-                        layers.push(QLayer::Activation {
-                            index,
-                            function: Activation::Identity,
-                            result: types.activations,
-                            slope: None,
-                            table: None,
-                        });
+                        layers.push(QLayer::on_grid(index, types.activations));
                         current = types.activations;
                     }
                 }
-                Layer::Conv2d { filters, kernel: k, padding } => {
-                    let Shape::Image { height, width, channels } = *input else {
-                        bail!("layer {index} (Conv2d) needs an image input, got {input}")
-                    };
-                    let Shape::Image { height: out_height, width: out_width, .. } = *output else {
-                        bail!("layer {index} (Conv2d) gives {output}, not an image")
-                    };
-                    let pad = match padding {
-                        crate::arch::Padding::Valid => (0, 0),
-                        crate::arch::Padding::Same => ((k - 1) / 2, k - 1 - (k - 1) / 2),
-                    };
+                Layer::Conv2d { .. } => {
+                    let g = ConvGeometry::of(layer, *input)
+                        .with_context(|| format!("layer {index} (Conv2d) needs an image input, got {input}"))?;
                     let mask = masks(index).unwrap_or_default();
                     let (kernel, bias, accumulator) = quantize_kernel(
                         index,
@@ -539,21 +530,21 @@ impl QuantizedModel {
                         &get(index, "kernel")?,
                         &get(index, "bias")?,
                         &mask,
-                        k * k * channels,
-                        *filters,
+                        g.kernel * g.kernel * g.channels,
+                        g.filters,
                         current,
                         &types,
                     )?;
                     layers.push(QLayer::Conv2d {
                         index,
-                        height,
-                        width,
-                        channels,
-                        kernel_size: *k,
-                        filters: *filters,
-                        out_height,
-                        out_width,
-                        padding: [pad, pad],
+                        height: g.height,
+                        width: g.width,
+                        channels: g.channels,
+                        kernel_size: g.kernel,
+                        filters: g.filters,
+                        out_height: g.out_height,
+                        out_width: g.out_width,
+                        padding: g.padding,
                         kernel,
                         bias,
                         mask,
@@ -622,13 +613,7 @@ impl QuantizedModel {
                 // Flattening an image or set puts it on the activation grid
                 // (as the trainer does); a vector passes unchanged.
                 Layer::Flatten if input.rows_and_features().0 > 1 => {
-                    layers.push(QLayer::Activation {
-                        index,
-                        function: Activation::Identity,
-                        result: types.activations,
-                        slope: None,
-                        table: None,
-                    });
+                    layers.push(QLayer::on_grid(index, types.activations));
                     current = types.activations;
                 }
                 Layer::BatchNorm => {
@@ -719,6 +704,7 @@ impl QuantizedModel {
                     width,
                     channels,
                     kernel_size,
+                    filters,
                     out_height,
                     out_width,
                     padding,
@@ -727,29 +713,19 @@ impl QuantizedModel {
                     accumulator,
                     ..
                 } => {
+                    let g = ConvGeometry {
+                        height: *height,
+                        width: *width,
+                        channels: *channels,
+                        kernel: *kernel_size,
+                        filters: *filters,
+                        out_height: *out_height,
+                        out_width: *out_width,
+                        padding: *padding,
+                    };
                     // im2col: one row of k·k·C codes per output position, zeros outside.
-                    let (k, c) = (*kernel_size, *channels);
-                    let mut patches = vec![0i64; out_height * out_width * k * k * c];
-                    for oy in 0..*out_height {
-                        for ox in 0..*out_width {
-                            let row = (oy * out_width + ox) * k * k * c;
-                            for dy in 0..k {
-                                let y = (oy + dy).wrapping_sub(padding[0].0);
-                                if y >= *height {
-                                    continue;
-                                }
-                                for dx in 0..k {
-                                    let x = (ox + dx).wrapping_sub(padding[1].0);
-                                    if x >= *width {
-                                        continue;
-                                    }
-                                    let from = (y * width + x) * c;
-                                    let to = row + (dy * k + dx) * c;
-                                    patches[to..to + c].copy_from_slice(&codes[from..from + c]);
-                                }
-                            }
-                        }
-                    }
+                    let mut patches = vec![0i64; out_height * out_width * kernel_size * kernel_size * channels];
+                    g.patch_runs(|to, from, len| patches[to..to + len].copy_from_slice(&codes[from..from + len]));
                     codes = affine_codes(&patches, fixed.fractional_bits(), kernel, bias, accumulator);
                     fixed = *accumulator;
                 }

@@ -246,84 +246,30 @@ pub(crate) struct StepResult {
 
 /// The parameter values as the forward pass uses them (on their grids under QAT).
 pub(crate) fn parameter_values(table: &ParamTable, quant: Option<&QuantSpec>) -> Vec<Vec<f32>> {
-    table
-        .params
-        .iter()
-        .map(|p| {
-            let mut values = p.values.clone();
-            match (quant, p.role) {
-                (Some(spec), crate::net::ParamRole::Kernel) => spec.weights.quantize_slice(&mut values),
-                (Some(spec), crate::net::ParamRole::Bias) => spec.biases.quantize_slice(&mut values),
-                _ => {}
-            }
-            values
-        })
-        .collect()
+    table.params.iter().map(|p| p.forward_values(quant)).collect()
 }
 
 fn im2col(x: &[f32], batch: usize, g: &ConvGeometry, col: &mut Vec<f32>) {
-    let (k, c) = (g.kernel, g.channels);
-    let row_len = k * k * c;
+    let (image_len, block_len) =
+        (g.height * g.width * g.channels, g.out_height * g.out_width * g.kernel * g.kernel * g.channels);
     col.clear();
-    col.resize(batch * g.out_height * g.out_width * row_len, 0.0);
-    let (top, left) = (g.padding[0].0, g.padding[1].0);
-    for b in 0..batch {
-        let image = &x[b * g.height * g.width * c..(b + 1) * g.height * g.width * c];
-        for oy in 0..g.out_height {
-            for ox in 0..g.out_width {
-                let row = ((b * g.out_height + oy) * g.out_width + ox) * row_len;
-                for dy in 0..k {
-                    let y = (oy + dy).wrapping_sub(top);
-                    if y >= g.height {
-                        continue;
-                    }
-                    // The run of kernel columns that falls inside the image.
-                    let first = left.saturating_sub(ox);
-                    let last = k.min(g.width + left - ox);
-                    if first >= last {
-                        continue;
-                    }
-                    let x0 = ox + first - left;
-                    let from = (y * g.width + x0) * c;
-                    let to = row + (dy * k + first) * c;
-                    let len = (last - first) * c;
-                    col[to..to + len].copy_from_slice(&image[from..from + len]);
-                }
-            }
-        }
+    col.resize(batch * block_len, 0.0);
+    for (image, block) in x.chunks_exact(image_len).zip(col.chunks_exact_mut(block_len)) {
+        g.patch_runs(|to, from, len| block[to..to + len].copy_from_slice(&image[from..from + len]));
     }
 }
 
+/// The transpose of [`im2col`]: every patch value added back to its pixel.
 fn col2im(col: &[f32], batch: usize, g: &ConvGeometry, dx: &mut [f32]) {
-    let (k, c) = (g.kernel, g.channels);
-    let row_len = k * k * c;
+    let (image_len, block_len) =
+        (g.height * g.width * g.channels, g.out_height * g.out_width * g.kernel * g.kernel * g.channels);
     dx.fill(0.0);
-    let (top, left) = (g.padding[0].0, g.padding[1].0);
-    for b in 0..batch {
-        let image = &mut dx[b * g.height * g.width * c..(b + 1) * g.height * g.width * c];
-        for oy in 0..g.out_height {
-            for ox in 0..g.out_width {
-                let row = ((b * g.out_height + oy) * g.out_width + ox) * row_len;
-                for dy in 0..k {
-                    let y = (oy + dy).wrapping_sub(top);
-                    if y >= g.height {
-                        continue;
-                    }
-                    let first = left.saturating_sub(ox);
-                    let last = k.min(g.width + left - ox);
-                    if first >= last {
-                        continue;
-                    }
-                    let x0 = ox + first - left;
-                    let to = (y * g.width + x0) * c;
-                    let from = row + (dy * k + first) * c;
-                    let len = (last - first) * c;
-                    for (d, s) in image[to..to + len].iter_mut().zip(&col[from..from + len]) {
-                        *d += s;
-                    }
-                }
+    for (image, block) in dx.chunks_exact_mut(image_len).zip(col.chunks_exact(block_len)).take(batch) {
+        g.patch_runs(|from, to, len| {
+            for (d, s) in image[to..to + len].iter_mut().zip(&block[from..from + len]) {
+                *d += s;
             }
-        }
+        });
     }
 }
 

@@ -16,7 +16,8 @@ use crate::fastmath::{self, Pointwise};
 use burn::tensor::module;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, Tensor, TensorData, activation};
-use snac_core::arch::{Activation, Aggregation, Layer, Padding, Shape};
+pub use snac_core::arch::ConvGeometry;
+use snac_core::arch::{Activation, Aggregation};
 use snac_core::fixed::FixedPoint;
 use snac_core::quantized::softmax::{attention_scale, softmax_values};
 use snac_core::quantized::{ActivationTable, leaky_slope};
@@ -154,46 +155,6 @@ fn pointwise_with(x: Tensor<2>, kind: Pointwise, value: Option<&dyn Fn(f64) -> f
     values + (x.clone() - x.detach()) * slopes
 }
 
-/// The geometry of a Conv2d layer (stride 1) on a channels-last image.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConvGeometry {
-    pub height: usize,
-    pub width: usize,
-    pub channels: usize,
-    pub kernel: usize,
-    pub filters: usize,
-    pub out_height: usize,
-    pub out_width: usize,
-    /// `(before, after)` zero padding of the rows and of the columns: none
-    /// for 'valid'; `k − 1` in all for 'same', the extra one after (Keras).
-    pub padding: [(usize, usize); 2],
-}
-
-impl ConvGeometry {
-    /// The geometry of `layer` on `input`, or `None` if it is not a Conv2d on an image.
-    pub fn of(layer: &Layer, input: Shape) -> Option<ConvGeometry> {
-        let (Layer::Conv2d { filters, kernel, padding }, Shape::Image { height, width, channels }) = (layer, input)
-        else {
-            return None;
-        };
-        let (k, filters) = (*kernel, *filters);
-        let (pad, shrink) = match padding {
-            Padding::Valid => ((0, 0), k - 1),
-            Padding::Same => (((k - 1) / 2, k - 1 - (k - 1) / 2), 0),
-        };
-        Some(ConvGeometry {
-            height,
-            width,
-            channels,
-            kernel: k,
-            filters,
-            out_height: height - shrink,
-            out_width: width - shrink,
-            padding: [pad, pad],
-        })
-    }
-}
-
 /// 2-D convolution, stride 1: `x` `[batch·H·W, C]` to `[batch·H'·W', F]`;
 /// `kernel` `[k·k·C, F]` (Keras' `[k, k, C, F]`, row-major), `bias` `[1, F]`.
 pub fn conv2d(x: Tensor<2>, kernel: Tensor<2>, bias: Tensor<2>, g: &ConvGeometry) -> Tensor<2> {
@@ -321,6 +282,7 @@ mod tests {
     use burn::tensor::Device;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
+    use snac_core::arch::{Layer, Padding, Shape};
 
     type Input = (Vec<f64>, [usize; 2]);
 

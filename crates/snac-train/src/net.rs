@@ -7,7 +7,7 @@
 //! statistics are plain loops over slices.
 
 use crate::layers::{self, ATTENTION_PARAMS, ConvGeometry};
-use crate::quant::{QuantSpec, fake_quantize};
+use crate::quant::{QuantSpec, QuantizeParam, fake_quantize};
 use crate::weights::{LayerWeights, NamedTensor, Weights};
 use anyhow::{Result, bail, ensure};
 use burn::tensor::{Device, Tensor, TensorData};
@@ -89,22 +89,17 @@ impl Param {
     /// values, and the gradient with respect to the quantized tensor is the
     /// straight-through gradient of the float ones.
     pub fn tensor(&self, device: &Device, quant: Option<&QuantSpec>) -> Tensor<2> {
-        self.tensor_with(device, quant, burn::tensor::DType::F32)
+        Tensor::from_data(TensorData::new(self.forward_values(quant), [self.rows, self.cols]), device)
     }
 
-    /// [`Param::tensor`] in `dtype` (f64 for exact checks).
-    pub fn tensor_with(&self, device: &Device, quant: Option<&QuantSpec>, dtype: burn::tensor::DType) -> Tensor<2> {
+    /// The values the forward pass uses: kernels and biases on their grids
+    /// under `quant`, everything else as stored.
+    pub fn forward_values(&self, quant: Option<&QuantSpec>) -> Vec<f32> {
         let mut values = self.values.clone();
-        match (quant, self.role) {
-            (Some(spec), ParamRole::Kernel) => spec.weights.quantize_slice(&mut values),
-            (Some(spec), ParamRole::Bias) => spec.biases.quantize_slice(&mut values),
-            _ => {}
+        if let Some(spec) = quant {
+            spec.quantize_param(self.role, &mut values);
         }
-        if dtype == burn::tensor::DType::F64 {
-            let values: Vec<f64> = values.into_iter().map(f64::from).collect();
-            return Tensor::from_data(TensorData::new(values, [self.rows, self.cols]), (device, dtype));
-        }
-        Tensor::from_data(TensorData::new(values, [self.rows, self.cols]), device)
+        values
     }
 }
 

@@ -41,11 +41,7 @@ pub use snac_core::quantized::QuantTypes as QuantSpec;
 pub fn quantize_weights(spec: &QuantSpec, weights: &Weights) -> Weights {
     let mut quantized = weights.clone();
     for tensor in quantized.layers.iter_mut().flat_map(|l| l.tensors.iter_mut()) {
-        match crate::net::role_of(&tensor.name) {
-            crate::net::ParamRole::Kernel => spec.weights.quantize_slice(&mut tensor.values),
-            crate::net::ParamRole::Bias => spec.biases.quantize_slice(&mut tensor.values),
-            crate::net::ParamRole::Other => {}
-        }
+        spec.quantize_param(crate::net::role_of(&tensor.name), &mut tensor.values);
     }
     quantized
 }
@@ -63,6 +59,22 @@ pub fn quantized_model(
         |index: usize, name: &str| weights.layers.get(index).and_then(|l| l.get(name).ok()).map(|t| t.values.clone());
     let masks = |index: usize| masks.and_then(|m| m.layers.get(index).cloned().flatten());
     QuantizedModel::build(arch, &params, &masks, spec)
+}
+
+/// Puts a parameter's values on the grid its role takes: kernels on the
+/// weight type, biases on the bias type, others unchanged.
+pub(crate) trait QuantizeParam {
+    fn quantize_param(&self, role: crate::net::ParamRole, values: &mut [f32]);
+}
+
+impl QuantizeParam for QuantSpec {
+    fn quantize_param(&self, role: crate::net::ParamRole, values: &mut [f32]) {
+        match role {
+            crate::net::ParamRole::Kernel => self.weights.quantize_slice(values),
+            crate::net::ParamRole::Bias => self.biases.quantize_slice(values),
+            crate::net::ParamRole::Other => {}
+        }
+    }
 }
 
 /// `x` rounded onto the grid of `fixed`, with the gradient of the identity
