@@ -7,7 +7,7 @@
 //! microkernels at 11 % of the time; the rest went to NCHW↔NHWC copies,
 //! page faults of fresh temporaries and generic reductions. Here the batch
 //! stays in the trainer's `[batch·rows, features]` layout (channels last,
-//! so im2col copies whole channel runs), buffers are reused between steps,
+//! so im2col copies whole channel runs), each layer allocates only what it returns,
 //! and the gradients are the textbook ones.
 //!
 //! It computes exactly what [`crate::net::Net::forward`] computes (same
@@ -228,7 +228,7 @@ fn attention_backward(
     dx
 }
 
-/// Buffers reused from step to step.
+/// The engine: what the last training forward pass saved for its backward pass.
 #[derive(Default)]
 pub(crate) struct Engine {
     saved: Vec<Saved>,
