@@ -65,12 +65,46 @@ impl QuantTypes {
 pub struct Codes {
     #[serde(rename = "type")]
     pub fixed: FixedPoint,
+    /// The codes. Integer inference keeps a narrow copy of a kernel's codes
+    /// after its first use: change them before running the model, not after.
     pub codes: Vec<i64>,
+    #[serde(skip)]
+    narrow: NarrowKernel,
+}
+
+/// A kernel's codes as `i32` with the largest `Σ_i |w_i|` over its outputs,
+/// built on first use by integer inference (`None`: they do not fit).
+#[derive(Clone, Debug, Default)]
+struct NarrowKernel(std::sync::OnceLock<Option<(Vec<i32>, u128)>>);
+
+impl PartialEq for NarrowKernel {
+    /// A cache of the codes: equal codes are equal tensors.
+    fn eq(&self, _: &NarrowKernel) -> bool {
+        true
+    }
 }
 
 impl Codes {
     fn quantize(fixed: FixedPoint, values: impl IntoIterator<Item = f64>) -> Codes {
-        Codes { fixed, codes: values.into_iter().map(|v| fixed.to_code(v)).collect() }
+        Codes { fixed, codes: values.into_iter().map(|v| fixed.to_code(v)).collect(), narrow: NarrowKernel::default() }
+    }
+
+    /// The codes as an `i32` kernel of `outputs` columns, and the largest sum
+    /// of absolute codes in a column; `None` when a code needs more bits.
+    fn narrow_kernel(&self, outputs: usize) -> Option<&(Vec<i32>, u128)> {
+        self.narrow
+            .0
+            .get_or_init(|| {
+                let narrow: Vec<i32> = self.codes.iter().map(|&c| i32::try_from(c).ok()).collect::<Option<_>>()?;
+                let mut column_sums = vec![0u128; outputs];
+                for row in self.codes.chunks_exact(outputs.max(1)) {
+                    for (s, w) in column_sums.iter_mut().zip(row) {
+                        *s += w.unsigned_abs() as u128;
+                    }
+                }
+                Some((narrow, column_sums.into_iter().max().unwrap_or(0)))
+            })
+            .as_ref()
     }
 
     /// The real values.
@@ -452,6 +486,25 @@ fn affine_codes(codes: &[i64], frac: i32, kernel: &Codes, bias: &Codes, accumula
     let acc_frac = accumulator.fractional_bits();
     let product_shift = acc_frac - frac - kernel.fixed.fractional_bits();
     let bias_shift = acc_frac - bias.fixed.fractional_bits();
+    let Some(narrow) = NarrowProducts::new(codes, kernel, outputs) else {
+        return affine_codes_wide(codes, frac, kernel, bias, accumulator);
+    };
+    let mut out = Vec::with_capacity(codes.len() / inputs.max(1) * outputs);
+    let mut sums = vec![0i32; outputs];
+    for row in narrow.rows.chunks_exact(inputs) {
+        narrow.row_sums(row, &mut sums);
+        out.extend(sums.iter().zip(&bias.codes).map(|(&a, &b)| ((a as i64) << product_shift) + (b << bias_shift)));
+    }
+    out
+}
+
+/// [`affine_codes`] with `i64` products, whatever the bits.
+fn affine_codes_wide(codes: &[i64], frac: i32, kernel: &Codes, bias: &Codes, accumulator: &FixedPoint) -> Vec<i64> {
+    let outputs = bias.codes.len();
+    let inputs = kernel.codes.len() / outputs.max(1);
+    let acc_frac = accumulator.fractional_bits();
+    let product_shift = acc_frac - frac - kernel.fixed.fractional_bits();
+    let bias_shift = acc_frac - bias.fixed.fractional_bits();
     let mut out = Vec::with_capacity(codes.len() / inputs.max(1) * outputs);
     let mut raw = vec![0i64; outputs];
     for row in codes.chunks_exact(inputs) {
@@ -469,6 +522,61 @@ fn affine_codes(codes: &[i64], frac: i32, kernel: &Codes, bias: &Codes, accumula
         out.extend(raw.iter().zip(&bias.codes).map(|(&a, &b)| (a << product_shift) + (b << bias_shift)));
     }
     out
+}
+
+/// The products of [`affine_codes`] in `i32`, when no partial sum can leave
+/// it: every partial sum of one output is bounded by
+/// `max|x| · Σ_i |w_i|`, so with that bound below 2³¹ the `i32` sums are the
+/// exact `i64` sums. Eight lanes at a time under AVX2 (`i64` products have no
+/// AVX2 multiply).
+struct NarrowProducts<'a> {
+    rows: Vec<i32>,
+    kernel: &'a [i32],
+    outputs: usize,
+}
+
+impl<'a> NarrowProducts<'a> {
+    fn new(codes: &[i64], kernel: &'a Codes, outputs: usize) -> Option<NarrowProducts<'a>> {
+        if outputs == 0 {
+            return None;
+        }
+        let (narrow, column_sum) = kernel.narrow_kernel(outputs)?;
+        let max_x = codes.iter().map(|c| c.unsigned_abs()).max().unwrap_or(0) as u128;
+        if max_x * column_sum >= i32::MAX as u128 {
+            return None;
+        }
+        // max|x| < 2³¹ too, unless every weight is zero (then any code fits
+        // the products, but not the cast): check it.
+        let rows = codes.iter().map(|&c| i32::try_from(c).ok()).collect::<Option<_>>()?;
+        Some(NarrowProducts { rows, kernel: narrow, outputs })
+    }
+
+    fn row_sums(&self, row: &[i32], sums: &mut [i32]) {
+        #[inline(always)]
+        fn sums_of(row: &[i32], kernel: &[i32], outputs: usize, sums: &mut [i32]) {
+            sums.fill(0);
+            for (&xi, weights) in row.iter().zip(kernel.chunks_exact(outputs)) {
+                if xi == 0 {
+                    continue;
+                }
+                for (a, &w) in sums.iter_mut().zip(weights) {
+                    *a += xi * w;
+                }
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2")]
+        fn sums_avx2(row: &[i32], kernel: &[i32], outputs: usize, sums: &mut [i32]) {
+            sums_of(row, kernel, outputs, sums)
+        }
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            unsafe { sums_avx2(row, self.kernel, self.outputs, sums) };
+            return;
+        }
+        sums_of(row, self.kernel, self.outputs, sums)
+    }
 }
 
 impl QuantizedModel {

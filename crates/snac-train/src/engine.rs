@@ -386,11 +386,13 @@ impl Engine {
                         let inverse_std: Vec<f32> =
                             var.iter().map(|&v| (1.0 / (v + BATCH_NORM_EPSILON).sqrt()) as f32).collect();
                         let mean32: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
+                        let (gamma, beta) = (&params[*gamma][..features], &params[*beta][..features]);
                         let mut normalized = x.clone();
                         for (row, out) in normalized.chunks_exact_mut(features).zip(x.chunks_exact_mut(features)) {
-                            for f in 0..features {
-                                row[f] = (row[f] - mean32[f]) * inverse_std[f];
-                                out[f] = row[f] * params[*gamma][f] + params[*beta][f];
+                            let columns = row.iter_mut().zip(out.iter_mut()).zip(&mean32).zip(&inverse_std);
+                            for ((((n, o), &m), &s), (&g, &b)) in columns.zip(gamma.iter().zip(beta)) {
+                                *n = (*n - m) * s;
+                                *o = *n * g + b;
                             }
                         }
                         batch_stats.push((
@@ -426,8 +428,8 @@ impl Engine {
                                 .unzip(),
                         };
                         for row in x.chunks_exact_mut(features) {
-                            for f in 0..features {
-                                row[f] = row[f] * scale[f] + shift[f];
+                            for ((v, &s), &t) in row.iter_mut().zip(&scale).zip(&shift) {
+                                *v = *v * s + t;
                             }
                         }
                         Saved::Nothing
@@ -575,15 +577,17 @@ impl Engine {
                     let mut dgamma = vec![0.0f32; features];
                     let mut dbeta = vec![0.0f32; features];
                     for (g, n) in grad.chunks_exact(features).zip(normalized.chunks_exact(features)) {
-                        for f in 0..features {
-                            dgamma[f] += g[f] * n[f];
-                            dbeta[f] += g[f];
+                        for (((dg, db), &g), &n) in dgamma.iter_mut().zip(dbeta.iter_mut()).zip(g).zip(n) {
+                            *dg += g * n;
+                            *db += g;
                         }
                     }
+                    let scales: Vec<f32> =
+                        params[*gamma].iter().zip(&inverse_std).map(|(&g, &s)| g * s / rows).collect();
                     for (g, n) in grad.chunks_exact_mut(features).zip(normalized.chunks_exact(features)) {
-                        for f in 0..features {
-                            let scale = params[*gamma][f] * inverse_std[f] / rows;
-                            g[f] = scale * (rows * g[f] - dbeta[f] - n[f] * dgamma[f]);
+                        let columns = g.iter_mut().zip(n).zip(&scales).zip(dbeta.iter().zip(&dgamma));
+                        for (((g, &n), &scale), (&db, &dg)) in columns {
+                            *g = scale * (rows * *g - db - n * dg);
                         }
                     }
                     gradients[*gamma] = Some(dgamma);

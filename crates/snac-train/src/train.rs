@@ -320,14 +320,14 @@ impl Adam {
     }
 
     /// `gradients[i]` is `None` for parameters that are not trained.
-    /// `masks` are `(parameter index, keep)`: the masked values and their
-    /// moments are set to zero after the update.
+    /// `masks` are `(parameter index, pruned positions)`: the pruned values
+    /// and their moments are set to zero after the update.
     fn step(
         &mut self,
         table: &mut ParamTable,
         gradients: &[Option<Vec<f32>>],
         learning_rate: f64,
-        masks: &[(usize, Vec<bool>)],
+        masks: &[(usize, Vec<usize>)],
     ) {
         self.iterations += 1;
         let t = self.iterations as f64;
@@ -339,10 +339,10 @@ impl Adam {
             let (m, v) = (&mut self.first_moments[i], &mut self.second_moments[i]);
             adam_update(values, gradient, m, v, [alpha, one_minus_beta1, one_minus_beta2]);
         }
-        for (i, keep) in masks {
+        for (i, pruned) in masks {
             let (values, m, v) =
                 (&mut table.params[*i].values, &mut self.first_moments[*i], &mut self.second_moments[*i]);
-            for (j, _) in keep.iter().enumerate().filter(|(_, keep)| !**keep) {
+            for &j in pruned {
                 values[j] = 0.0;
                 m[j] = 0.0;
                 v[j] = 0.0;
@@ -392,8 +392,8 @@ struct Trainer<'a> {
     classes: usize,
     config: &'a TrainConfig,
     adam: Adam,
-    /// The pruning masks by parameter index (kernels only).
-    masks: Vec<(usize, Vec<bool>)>,
+    /// The pruned positions by parameter index (kernels only).
+    masks: Vec<(usize, Vec<usize>)>,
     device: Device,
     /// The hand-written pass, when it covers every layer (else burn's autodiff).
     engine: Option<Engine>,
@@ -409,7 +409,10 @@ impl<'a> Trainer<'a> {
                 .iter()
                 .enumerate()
                 .filter(|(_, p)| p.role == ParamRole::Kernel)
-                .filter_map(|(i, p)| Some((i, masks.layers[p.layer].clone()?)))
+                .filter_map(|(i, p)| {
+                    let keep = masks.layers[p.layer].as_ref()?;
+                    Some((i, keep.iter().enumerate().filter(|(_, keep)| !**keep).map(|(j, _)| j).collect()))
+                })
                 .collect(),
         };
         let engine = engine::supports(&net).then(Engine::default);

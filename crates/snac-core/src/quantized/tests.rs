@@ -291,3 +291,38 @@ fn pruned_weights_are_zero_codes() {
         }
     }
 }
+
+/// The `i32` products agree with the `i64` ones wherever they are used, and
+/// are refused where a partial sum could leave `i32` (one past the bound).
+#[test]
+fn narrow_products_equal_wide_products_up_to_the_bound() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let (inputs, outputs, rows) = (37, 13, 50);
+    let fixed = FixedPoint::from_qkeras(16, 6).unwrap();
+    let bias = Codes::quantize(fixed, (0..outputs).map(|_| rng.random_range(-100.0..100.0)));
+    let accumulator = FixedPoint::ap_fixed(62, 32).unwrap();
+    for weight_limit in [3i64, 1 << 10, 1 << 20] {
+        let kernel_codes: Vec<i64> =
+            (0..inputs * outputs).map(|_| rng.random_range(-weight_limit..=weight_limit)).collect();
+        let kernel = Codes { fixed, codes: kernel_codes.clone(), narrow: NarrowKernel::default() };
+        let column_sum = |o: usize| (0..inputs).map(|i| kernel_codes[i * outputs + o].abs()).sum::<i64>();
+        let widest = (0..outputs).max_by_key(|&o| column_sum(o)).unwrap();
+        let column_max = column_sum(widest);
+        // The largest input code for which the narrow path still applies,
+        // and one more.
+        let largest = (i32::MAX as i64 - 1) / column_max;
+        for (limit, narrow) in [(largest, true), (largest + 1, false)] {
+            let mut codes: Vec<i64> = (0..inputs * rows).map(|_| rng.random_range(-limit..=limit)).collect();
+            // One row that reaches the bound on the widest column.
+            for i in 0..inputs {
+                codes[i] = limit * kernel_codes[i * outputs + widest].signum();
+            }
+            assert_eq!(NarrowProducts::new(&codes, &kernel, outputs).is_some(), narrow, "limit {limit}");
+            assert_eq!(
+                affine_codes(&codes, 8, &kernel, &bias, &accumulator),
+                affine_codes_wide(&codes, 8, &kernel, &bias, &accumulator),
+                "weights within ±{weight_limit}, inputs within ±{limit}"
+            );
+        }
+    }
+}
