@@ -195,6 +195,12 @@ impl FixedPoint {
         Grid::new(self).code(x) as i64
     }
 
+    /// [`FixedPoint::to_code`] of every value.
+    pub fn to_codes(&self, values: impl IntoIterator<Item = f64>) -> Vec<i64> {
+        let grid = Grid::new(self);
+        values.into_iter().map(|x| grid.code(x) as i64).collect()
+    }
+
     /// `x` rounded onto the grid, with this type's rounding and overflow:
     /// `from_code(to_code(x))`.
     pub fn quantize(&self, x: f64) -> f64 {

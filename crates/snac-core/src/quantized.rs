@@ -86,7 +86,7 @@ impl PartialEq for NarrowKernel {
 
 impl Codes {
     fn quantize(fixed: FixedPoint, values: impl IntoIterator<Item = f64>) -> Codes {
-        Codes { fixed, codes: values.into_iter().map(|v| fixed.to_code(v)).collect(), narrow: NarrowKernel::default() }
+        Codes { fixed, codes: fixed.to_codes(values), narrow: NarrowKernel::default() }
     }
 
     /// The codes as an `i32` kernel of `outputs` columns, and the largest sum
@@ -799,7 +799,7 @@ impl QuantizedModel {
     /// then only integer arithmetic. Returns the output codes and their type.
     pub fn forward_int(&self, x: &[f32]) -> Result<(Vec<i64>, FixedPoint)> {
         self.check_sample(x)?;
-        let mut codes: Vec<i64> = x.iter().map(|&v| self.types.input.to_code(v as f64)).collect();
+        let mut codes = self.types.input.to_codes(x.iter().map(|&v| v as f64));
         let mut fixed = self.types.input;
         for layer in &self.layers {
             match layer {
@@ -1012,7 +1012,8 @@ impl QuantizedModel {
         let mut out = Vec::with_capacity(x.len() / self.input_features * self.output_features);
         for sample in x.chunks_exact(self.input_features) {
             let (codes, fixed) = self.forward_int(sample)?;
-            out.extend(codes.iter().map(|&c| fixed.from_code(c)));
+            let step = fixed.step();
+            out.extend(codes.iter().map(|&c| c as f64 * step));
         }
         Ok(out)
     }
