@@ -72,7 +72,7 @@ pub(crate) fn supports(net: &Net) -> bool {
 
 /// What the backward pass needs from one layer's forward pass.
 enum Saved {
-    /// The layer's input (Dense) or its im2col matrix (Conv2d).
+    /// The layer's input (Dense, Conv2d).
     Input(Vec<f32>),
     /// BatchNorm in training mode: normalised input and 1/σ per feature.
     Norm {
@@ -228,10 +228,17 @@ fn attention_backward(
     dx
 }
 
-/// The engine: what the last training forward pass saved for its backward pass.
-#[derive(Default)]
+/// The engine: what the last training forward pass saved for its backward
+/// pass, and how large a convolution's im2col chunks are.
 pub(crate) struct Engine {
     saved: Vec<Saved>,
+    conv_chunk_floats: usize,
+}
+
+impl Default for Engine {
+    fn default() -> Engine {
+        Engine { saved: Vec::new(), conv_chunk_floats: CONV_CHUNK_FLOATS }
+    }
 }
 
 /// The result of a training forward and backward pass.
@@ -247,6 +254,24 @@ pub(crate) struct StepResult {
 /// The parameter values as the forward pass uses them (on their grids under QAT).
 pub(crate) fn parameter_values(table: &ParamTable, quant: Option<&QuantSpec>) -> Vec<Vec<f32>> {
     table.params.iter().map(|p| p.forward_values(quant)).collect()
+}
+
+/// Floats of im2col matrix per chunk of a convolution: 256 KiB, a quarter
+/// of this class of core's L2, so the matrix, its gradient and the outputs
+/// stay in cache between im2col and the products.
+const CONV_CHUNK_FLOATS: usize = 1 << 16;
+
+/// Output positions per image, patch length, and input length per image.
+fn conv_sizes(g: &ConvGeometry) -> (usize, usize, usize) {
+    let positions = g.out_height * g.out_width;
+    (positions, g.kernel * g.kernel * g.channels, g.height * g.width * g.channels)
+}
+
+/// `(first sample, samples)` of each chunk of a batch for a convolution.
+fn conv_chunks(g: &ConvGeometry, batch: usize, floats: usize) -> impl Iterator<Item = (usize, usize)> {
+    let (positions, k, _) = conv_sizes(g);
+    let per_chunk = (floats / (positions * k).max(1)).max(1);
+    (0..batch).step_by(per_chunk).map(move |start| (start, per_chunk.min(batch - start)))
 }
 
 fn im2col(x: &[f32], batch: usize, g: &ConvGeometry, col: &mut Vec<f32>) {
@@ -356,14 +381,16 @@ impl Engine {
                     if training { Saved::Input(input) } else { Saved::Nothing }
                 }
                 NetLayer::Conv2d { kernel, bias, geometry: g } => {
+                    let (positions, k, image_len) = conv_sizes(g);
+                    let mut y = rows_of(&params[*bias], batch * positions);
                     let mut col = Vec::new();
-                    im2col(&x, batch, g, &mut col);
-                    let rows = batch * g.out_height * g.out_width;
-                    let k = g.kernel * g.kernel * g.channels;
-                    let mut y = rows_of(&params[*bias], rows);
-                    matmul(rows, g.filters, k, &col, false, &params[*kernel], false, &mut y, true);
-                    x = y;
-                    if training { Saved::Input(col) } else { Saved::Nothing }
+                    for (start, n) in conv_chunks(g, batch, self.conv_chunk_floats) {
+                        im2col(&x[start * image_len..(start + n) * image_len], n, g, &mut col);
+                        let out = &mut y[start * positions * g.filters..];
+                        matmul(n * positions, g.filters, k, &col, false, &params[*kernel], false, out, true);
+                    }
+                    let input = std::mem::replace(&mut x, y);
+                    if training { Saved::Input(input) } else { Saved::Nothing }
                 }
                 NetLayer::BatchNorm { gamma, beta, moving_mean, moving_variance } => {
                     let features = params[*gamma].len();
@@ -544,7 +571,9 @@ impl Engine {
             g[label as usize] -= 1.0 / batch as f32;
         }
         let mut gradients: Vec<Option<Vec<f32>>> = vec![None; params.len()];
-        for (layer, saved) in net.layers.iter().zip(std::mem::take(&mut self.saved)).rev() {
+        for (position, (layer, saved)) in net.layers.iter().zip(std::mem::take(&mut self.saved)).enumerate().rev() {
+            // The input's own gradient is never used: the first layer skips it.
+            let first = position == 0;
             grad = match (layer, saved) {
                 (NetLayer::Dense { kernel, bias }, Saved::Input(input)) => {
                     let outputs = params[*bias].len();
@@ -554,21 +583,35 @@ impl Engine {
                     matmul(inputs, outputs, rows, &input, true, &grad, false, &mut dw, false);
                     gradients[*kernel] = Some(dw);
                     gradients[*bias] = Some(column_sums(&grad, outputs));
-                    let mut dx = vec![0.0f32; rows * inputs];
-                    matmul(rows, inputs, outputs, &grad, false, &params[*kernel], true, &mut dx, false);
-                    dx
+                    if first {
+                        Vec::new()
+                    } else {
+                        let mut dx = vec![0.0f32; rows * inputs];
+                        matmul(rows, inputs, outputs, &grad, false, &params[*kernel], true, &mut dx, false);
+                        dx
+                    }
                 }
-                (NetLayer::Conv2d { kernel, bias, geometry: g }, Saved::Input(col)) => {
-                    let k = g.kernel * g.kernel * g.channels;
-                    let rows = col.len() / k;
+                (NetLayer::Conv2d { kernel, bias, geometry: g }, Saved::Input(input)) => {
+                    // The im2col matrix is rebuilt chunk by chunk, in cache,
+                    // rather than kept from the forward pass.
+                    let (positions, k, image_len) = conv_sizes(g);
+                    let out_len = positions * g.filters;
                     let mut dw = vec![0.0f32; k * g.filters];
-                    matmul(k, g.filters, rows, &col, true, &grad, false, &mut dw, false);
+                    let mut dx = if first { Vec::new() } else { vec![0.0f32; batch * image_len] };
+                    let (mut col, mut dcol) = (Vec::new(), Vec::new());
+                    for (start, n) in conv_chunks(g, batch, self.conv_chunk_floats) {
+                        let rows = n * positions;
+                        let grad = &grad[start * out_len..(start + n) * out_len];
+                        im2col(&input[start * image_len..(start + n) * image_len], n, g, &mut col);
+                        matmul(k, g.filters, rows, &col, true, grad, false, &mut dw, start > 0);
+                        if !first {
+                            dcol.resize(rows * k, 0.0);
+                            matmul(rows, k, g.filters, grad, false, &params[*kernel], true, &mut dcol, false);
+                            col2im(&dcol, n, g, &mut dx[start * image_len..(start + n) * image_len]);
+                        }
+                    }
                     gradients[*kernel] = Some(dw);
                     gradients[*bias] = Some(column_sums(&grad, g.filters));
-                    let mut dcol = col;
-                    matmul(rows, k, g.filters, &grad, false, &params[*kernel], true, &mut dcol, false);
-                    let mut dx = vec![0.0f32; batch * g.height * g.width * g.channels];
-                    col2im(&dcol, batch, g, &mut dx);
                     dx
                 }
                 (NetLayer::BatchNorm { gamma, beta, .. }, Saved::Norm { normalized, inverse_std }) => {
@@ -802,7 +845,16 @@ mod tests {
                 let mut grads = loss.backward();
 
                 let params = parameter_values(&table, q);
-                let result = Engine::default().step(&net, &table, &params, x.clone(), &labels, q);
+                // Convolutions in one chunk, and one sample per chunk.
+                let whole = Engine::default().step(&net, &table, &params, x.clone(), &labels, q);
+                let mut chunked = Engine { conv_chunk_floats: 1, ..Engine::default() };
+                let result = chunked.step(&net, &table, &params, x.clone(), &labels, q);
+                assert_eq!(whole.logits, result.logits, "{label}: chunks change the forward pass");
+                for (i, (a, b)) in whole.gradients.iter().zip(&result.gradients).enumerate() {
+                    if let (Some(a), Some(b)) = (a, b) {
+                        assert!(relative_error(a, b) < 1e-5, "{label}: chunks change gradient {i}");
+                    }
+                }
                 let share = close(&result.logits, &burn_logits, 1e-4);
                 let floor = if quant.is_some() { 0.95 } else { 1.0 };
                 assert!(share >= floor, "{label}: only {share} of the training logits agree");
@@ -849,7 +901,9 @@ mod tests {
                     .into_data()
                     .try_into_vec::<f32>()
                     .unwrap();
-                let got = Engine::default().infer(&net, &params, x, batch, q);
+                let got = Engine::default().infer(&net, &params, x.clone(), batch, q);
+                let chunked = Engine { conv_chunk_floats: 1, ..Engine::default() }.infer(&net, &params, x, batch, q);
+                assert_eq!(got, chunked, "{label}: chunks change inference");
                 let share = close(&got, &expected, 1e-4);
                 assert!(share >= floor, "{label}: only {share} of the inference logits agree");
             }
