@@ -77,6 +77,8 @@ fn architectures() -> Vec<(&'static str, Arch)> {
             "conv 8k5-8k1 + attn 8",
             head(vec![conv("b0", &[(8, 5), (8, 1)], Norm::None, Activation::Relu), attention(8)]),
         ),
+        ("attn 4 on 16×16", head(vec![attention(4)])),
+        ("attn 8 on 16×16", head(vec![attention(8)])),
         ("attn 16 on 16×16", head(vec![attention(16)])),
     ]
 }

@@ -94,7 +94,8 @@ struct AttentionSaved {
     k: Vec<f32>,
     v: Vec<f32>,
     /// The float softmax (its gradient is the one used) and the weights
-    /// actually applied (the fixed-point softmax under QAT).
+    /// actually applied: the fixed-point softmax under QAT, else empty
+    /// (the float softmax is applied).
     soft: Vec<f32>,
     weights: Vec<f32>,
     attended: Vec<f32>,
@@ -110,6 +111,7 @@ fn attention_forward(
     scale: bool,
     quant: Option<&QuantSpec>,
     training: bool,
+    pool: &mut Vec<Vec<f32>>,
 ) -> (Vec<f32>, Saved) {
     let [wq, bq, wk, bk, wv, bv, wo, bo] = p;
     let (hidden, channels) = (bq.len(), bo.len());
@@ -130,29 +132,39 @@ fn attention_forward(
     let scale_code = scale.then(|| attention_scale(hidden));
     let factor = scale_code.map_or(1.0, |c| c as f32 / (1u64 << SCALE_FRAC) as f32);
     let (s, h) = (positions, hidden);
-    let mut soft = vec![0.0f32; batch * s * s];
-    let mut weights = if quant.is_some() { vec![0.0f32; batch * s * s] } else { Vec::new() };
+    // Training keeps every sample's S×S matrices (in buffers reused from
+    // step to step); inference needs one sample's at a time.
+    let square_len = if training { batch * s * s } else { s * s };
+    let mut soft = take_buffer(pool, square_len);
+    let mut weights = if quant.is_some() { take_buffer(pool, square_len) } else { Vec::new() };
     let mut attended = vec![0.0f32; rows * h];
-    let mut scores = vec![0.0f32; s * s];
+    let mut scores = if quant.is_some() { vec![0.0f32; s * s] } else { Vec::new() };
     for b in 0..batch {
         let (qb, kb, vb) =
             (&q[b * s * h..(b + 1) * s * h], &k[b * s * h..(b + 1) * s * h], &v[b * s * h..(b + 1) * s * h]);
-        matmul(s, s, h, qb, false, kb, true, &mut scores, false);
-        let soft_b = &mut soft[b * s * s..(b + 1) * s * s];
-        soft_b.copy_from_slice(&scores);
-        crate::fastmath::softmax_rows(soft_b, s, factor);
-        if let Some(spec) = quant {
-            let frac = 2 * spec.activations.fractional_bits();
-            let weights_b = &mut weights[b * s * s..(b + 1) * s * s];
-            for (row, out) in scores.chunks_exact(s).zip(weights_b.chunks_exact_mut(s)) {
-                let row: Vec<f64> = row.iter().map(|&v| v as f64).collect();
-                for (o, v) in out.iter_mut().zip(softmax_values(&row, frac, scale_code, &spec.activations)) {
-                    *o = v as f32;
-                }
-            }
+        let square = if training { b * s * s..(b + 1) * s * s } else { 0..s * s };
+        let soft_b = &mut soft[square.clone()];
+        if quant.is_some() {
+            matmul(s, s, h, qb, false, kb, true, &mut scores, false);
+            soft_b.copy_from_slice(&scores);
+        } else {
+            matmul(s, s, h, qb, false, kb, true, soft_b, false);
         }
-        let applied =
-            if quant.is_some() { &weights[b * s * s..(b + 1) * s * s] } else { &soft[b * s * s..(b + 1) * s * s] };
+        crate::fastmath::softmax_rows(soft_b, s, factor);
+        let applied = match quant {
+            Some(spec) => {
+                let frac = 2 * spec.activations.fractional_bits();
+                let weights_b = &mut weights[square];
+                for (row, out) in scores.chunks_exact(s).zip(weights_b.chunks_exact_mut(s)) {
+                    let row: Vec<f64> = row.iter().map(|&v| v as f64).collect();
+                    for (o, v) in out.iter_mut().zip(softmax_values(&row, frac, scale_code, &spec.activations)) {
+                        *o = v as f32;
+                    }
+                }
+                &*weights_b
+            }
+            None => &*soft_b,
+        };
         matmul(s, h, s, applied, false, vb, false, &mut attended[b * s * h..(b + 1) * s * h], false);
     }
     on_grid(&mut attended);
@@ -163,14 +175,29 @@ fn attention_forward(
         *o += xi;
     }
     let saved = if training {
-        if quant.is_none() {
-            weights = soft.clone();
-        }
         Saved::Attention(Box::new(AttentionSaved { x, q, k, v, soft, weights, attended, factor }))
     } else {
+        give_back(pool, [soft, weights]);
         Saved::Nothing
     };
     (out, saved)
+}
+
+/// A buffer of `len` values from `pool` (contents unspecified: the caller
+/// writes every value), or a new one. Reusing them spares the page faults of
+/// fresh multi-megabyte allocations at every step.
+fn take_buffer(pool: &mut Vec<Vec<f32>>, len: usize) -> Vec<f32> {
+    let mut buffer = match pool.iter().position(|b| b.capacity() >= len) {
+        Some(i) => pool.swap_remove(i),
+        None => pool.pop().unwrap_or_default(),
+    };
+    buffer.resize(len, 0.0);
+    buffer
+}
+
+/// Returns buffers to `pool` for [`take_buffer`].
+fn give_back(pool: &mut Vec<Vec<f32>>, buffers: impl IntoIterator<Item = Vec<f32>>) {
+    pool.extend(buffers.into_iter().filter(|b| b.capacity() > 0));
 }
 
 /// The attention's backward pass: parameter gradients into `gradients`
@@ -205,14 +232,10 @@ fn attention_backward(
         let da = &dattended[span.clone()];
         // attended = weights · v
         matmul(s, s, h, da, false, &saved.v[span.clone()], true, &mut dweights, false);
-        matmul(s, h, s, &saved.weights[square.clone()], true, da, false, &mut dv[span.clone()], false);
+        let applied = if saved.weights.is_empty() { &saved.soft } else { &saved.weights };
+        matmul(s, h, s, &applied[square.clone()], true, da, false, &mut dv[span.clone()], false);
         // Through the float softmax: dz = P ⊙ (dP − Σ dP ⊙ P), times the scale.
-        for (dp, p) in dweights.chunks_exact_mut(s).zip(saved.soft[square.clone()].chunks_exact(s)) {
-            let dot: f32 = dp.iter().zip(p).map(|(a, b)| a * b).sum();
-            for (d, &pi) in dp.iter_mut().zip(p) {
-                *d = pi * (*d - dot) * saved.factor;
-            }
-        }
+        crate::fastmath::softmax_backward_rows(&mut dweights, &saved.soft[square.clone()], s, saved.factor);
         // scores = q · kᵀ
         matmul(s, h, s, &dweights, false, &saved.k[span.clone()], false, &mut dq[span.clone()], false);
         matmul(s, h, s, &dweights, true, &saved.q[span.clone()], false, &mut dk[span.clone()], false);
@@ -229,15 +252,17 @@ fn attention_backward(
 }
 
 /// The engine: what the last training forward pass saved for its backward
-/// pass, and how large a convolution's im2col chunks are.
+/// pass, how large a convolution's im2col chunks are, and reusable buffers.
 pub(crate) struct Engine {
     saved: Vec<Saved>,
     conv_chunk_floats: usize,
+    /// Attention's S×S buffers, kept between steps.
+    pool: Vec<Vec<f32>>,
 }
 
 impl Default for Engine {
     fn default() -> Engine {
-        Engine { saved: Vec::new(), conv_chunk_floats: CONV_CHUNK_FLOATS }
+        Engine { saved: Vec::new(), conv_chunk_floats: CONV_CHUNK_FLOATS, pool: Vec::new() }
     }
 }
 
@@ -504,8 +529,15 @@ impl Engine {
                 }
                 NetLayer::ConvAttention { params: indices, positions, scale } => {
                     let p = indices.map(|i| params[i].as_slice());
-                    let (out, saved) =
-                        attention_forward(std::mem::take(&mut x), p, *positions, *scale, quant, training);
+                    let (out, saved) = attention_forward(
+                        std::mem::take(&mut x),
+                        p,
+                        *positions,
+                        *scale,
+                        quant,
+                        training,
+                        &mut self.pool,
+                    );
                     x = out;
                     saved
                 }
@@ -643,7 +675,9 @@ impl Engine {
                 }
                 (NetLayer::ConvAttention { params: indices, positions, .. }, Saved::Attention(saved)) => {
                     let p = indices.map(|i| params[i].as_slice());
-                    attention_backward(grad, &saved, p, indices, *positions, &mut gradients)
+                    let dx = attention_backward(grad, &saved, p, indices, *positions, &mut gradients);
+                    give_back(&mut self.pool, [saved.soft, saved.weights]);
+                    dx
                 }
                 (NetLayer::Flatten { .. }, _) => grad,
                 (NetLayer::Aggregate { elements, mode: Aggregation::Mean }, _) => {

@@ -19,13 +19,20 @@ fn exp(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
-    let x = x.clamp(-87.0, 88.0);
-    let n = (x * LOG2E + 0.5).floor();
-    let r = x - n * LN2_HI - n * LN2_LO;
+    // max/min rather than clamp: NaN becomes -87 here (and NaN again below),
+    // so that `n` is always in range and converts without a check.
+    #[allow(clippy::manual_clamp)] // clamp keeps NaN, which is the point here
+    let xc = x.max(-87.0).min(88.0);
+    let n = (xc * LOG2E + 0.5).floor();
+    let r = xc - n * LN2_HI - n * LN2_LO;
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 0.166_666_65) * r
         + 0.5;
     let p = p * r * r + r + 1.0;
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // SAFETY: `xc` is within [-87, 88], so `n` is an integer within
+    // [-125, 127]. (`as i32` would saturate, which does not vectorise.)
+    let n = unsafe { n.to_int_unchecked::<i32>() };
+    let value = p * f32::from_bits(((n + 127) as u32) << 23);
+    if x.is_nan() { x } else { value }
 }
 
 #[inline(always)]
@@ -86,21 +93,78 @@ fn lanes_reduce(row: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
     total
 }
 
+/// Three passes a row: the maximum; `exp` with the sum in eight lanes; the
+/// division. With `factor > 0`, `max(x)·factor` is the maximum of the
+/// rounded `x·factor` (rounding is monotone), so the values equal those of
+/// scaling first.
 #[inline(always)]
 fn softmax_kernel(x: &mut [f32], cols: usize, factor: f32) {
     for row in x.chunks_exact_mut(cols) {
-        for v in row.iter_mut() {
-            *v *= factor;
+        let max = lanes_reduce(row, f32::NEG_INFINITY, |m, v| if v > m { v } else { m }) * factor;
+        let mut lanes = [0.0f32; 8];
+        let mut chunks = row.chunks_exact_mut(8);
+        for chunk in &mut chunks {
+            for i in 0..8 {
+                chunk[i] = exp(chunk[i] * factor - max);
+                lanes[i] += chunk[i];
+            }
         }
-        let max = lanes_reduce(row, f32::NEG_INFINITY, |m, v| if v > m { v } else { m });
-        for v in row.iter_mut() {
-            *v = exp(*v - max);
+        let rest = chunks.into_remainder();
+        for v in rest.iter_mut() {
+            *v = exp(*v * factor - max);
         }
-        let inverse = 1.0 / lanes_reduce(row, 0.0, |a, v| a + v);
+        let total = lanes.iter().chain(rest.iter()).fold(0.0, |a, &v| a + v);
+        let inverse = 1.0 / total;
         for v in row.iter_mut() {
             *v *= inverse;
         }
     }
+}
+
+/// `Σ a_i·b_i` in eight lanes (so that it vectorises).
+#[inline(always)]
+fn dot_kernel(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            lanes[i] += x[i] * y[i];
+        }
+    }
+    lanes.iter().sum::<f32>() + ra.iter().zip(rb).map(|(x, y)| x * y).sum::<f32>()
+}
+
+/// [`softmax_backward_rows`] on one row.
+#[inline(always)]
+fn softmax_backward_kernel(d: &mut [f32], p: &[f32], factor: f32) {
+    let dot = dot_kernel(d, p);
+    for (di, &pi) in d.iter_mut().zip(p) {
+        *di = pi * (*di - dot) * factor;
+    }
+}
+
+/// The softmax's backward pass on every row (`cols` values): with `p` the
+/// softmax and `d` the gradient of its output, `d ← p ⊙ (d − Σ d ⊙ p) · factor`.
+pub fn softmax_backward_rows(d: &mut [f32], p: &[f32], cols: usize, factor: f32) {
+    #[inline(always)]
+    fn kernel(d: &mut [f32], p: &[f32], cols: usize, factor: f32) {
+        for (dr, pr) in d.chunks_exact_mut(cols).zip(p.chunks_exact(cols)) {
+            softmax_backward_kernel(dr, pr, factor);
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn kernel_avx2(d: &mut [f32], p: &[f32], cols: usize, factor: f32) {
+        kernel(d, p, cols, factor)
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        unsafe { kernel_avx2(d, p, cols, factor) };
+        return;
+    }
+    kernel(d, p, cols, factor)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -109,8 +173,10 @@ fn softmax_avx2(x: &mut [f32], cols: usize, factor: f32) {
     softmax_kernel(x, cols, factor)
 }
 
-/// Softmax of every row (`cols` values) of `x · factor`, in place.
+/// Softmax of every row (`cols` values) of `x · factor`, in place; `factor`
+/// must be positive.
 pub fn softmax_rows(x: &mut [f32], cols: usize, factor: f32) {
+    assert!(factor > 0.0, "softmax factor {factor} is not positive");
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2, checked just above.
@@ -126,13 +192,30 @@ mod tests {
 
     #[test]
     fn softmax_rows_match_the_definition() {
-        let mut x: Vec<f32> = (0..24).map(|i| ((i * 7) % 11) as f32 * 0.37 - 2.0).collect();
-        let original = x.clone();
-        softmax_rows(&mut x, 8, 0.5);
-        for (row, got) in original.chunks(8).zip(x.chunks(8)) {
-            let z: f64 = row.iter().map(|&v| (v as f64 * 0.5).exp()).sum();
-            for (&v, &g) in row.iter().zip(got) {
-                assert!(((v as f64 * 0.5).exp() / z - g as f64).abs() < 1e-6);
+        for cols in [8, 12] {
+            let mut x: Vec<f32> = (0..24).map(|i| ((i * 7) % 11) as f32 * 0.37 - 2.0).collect();
+            let original = x.clone();
+            softmax_rows(&mut x, cols, 0.5);
+            for (row, got) in original.chunks(cols).zip(x.chunks(cols)) {
+                let z: f64 = row.iter().map(|&v| (v as f64 * 0.5).exp()).sum();
+                for (&v, &g) in row.iter().zip(got) {
+                    assert!(((v as f64 * 0.5).exp() / z - g as f64).abs() < 1e-6);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn softmax_backward_matches_the_definition() {
+        let p: Vec<f32> = (0..22).map(|i| ((i * 5) % 7) as f32 * 0.05 + 0.01).collect();
+        let d: Vec<f32> = (0..22).map(|i| ((i * 3) % 5) as f32 * 0.3 - 0.6).collect();
+        let mut got = d.clone();
+        softmax_backward_rows(&mut got, &p, 11, 0.25);
+        for ((dr, pr), gr) in d.chunks(11).zip(p.chunks(11)).zip(got.chunks(11)) {
+            let dot: f64 = dr.iter().zip(pr).map(|(&a, &b)| a as f64 * b as f64).sum();
+            for ((&di, &pi), &g) in dr.iter().zip(pr).zip(gr) {
+                let expected = pi as f64 * (di as f64 - dot) * 0.25;
+                assert!((g as f64 - expected).abs() < 1e-6, "{g} vs {expected}");
             }
         }
     }
@@ -161,6 +244,17 @@ mod tests {
                 assert!((slopes[i] as f64 - g).abs() < 4e-7, "{kind:?}'({x}) = {} vs {g}", slopes[i]);
             }
         }
+    }
+
+    #[test]
+    fn exp_keeps_nan_and_saturates() {
+        assert!(exp(f32::NAN).is_nan());
+        assert_eq!(exp(f32::NEG_INFINITY), exp(-87.0));
+        assert_eq!(exp(f32::INFINITY), exp(88.0));
+        let mut values = [0.0f32; 3];
+        let mut slopes = [0.0f32; 3];
+        evaluate(Pointwise::Tanh, &[f32::NAN, 1.0, f32::NAN], &mut values, &mut slopes);
+        assert!(values[0].is_nan() && values[2].is_nan() && values[1] > 0.76);
     }
 
     #[test]

@@ -192,6 +192,10 @@ pub struct BenchArgs {
     /// Trials run side by side (default 1: time one trial on one core).
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
+    /// Write the drawn architectures' layers as JSON, for timing the same
+    /// architectures elsewhere (tools/keras_trial.py).
+    #[arg(long, value_name = "FILE")]
+    pub save_archs: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

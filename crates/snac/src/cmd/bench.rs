@@ -1,6 +1,7 @@
 //! `snac bench`: times trials with tutorial 1's setup (MNIST resized to 8×8,
 //! subset 10000, 2 epochs, architectures drawn from T1's search space), the
-//! figure SNAC-Pack's 4.16 s median trial is compared with.
+//! figure SNAC-Pack's 4.16 s median trial is compared with; or whole trials
+//! (every fold) of a config's own search, e.g. tutorial 2's.
 
 use crate::cli::BenchArgs;
 use crate::global_search::SearchSetup;
@@ -42,6 +43,21 @@ local_search:
     - {total_bits: 4, int_bits: 1}
 ";
 
+/// FMA peak of one core in GFLOP/s: `SNAC_PEAK_GFLOPS`, or two FMA pipes
+/// of eight f32 lanes at the clock /proc/cpuinfo gives (AVX2-class cores).
+fn peak_gflops() -> f64 {
+    if let Some(v) = std::env::var("SNAC_PEAK_GFLOPS").ok().and_then(|v| v.parse().ok()) {
+        return v;
+    }
+    let mhz = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("cpu MHz")).and_then(|l| l.split(':').nth(1)?.trim().parse().ok())
+        })
+        .unwrap_or(2600.0f64);
+    mhz / 1000.0 * 2.0 * 8.0 * 2.0
+}
+
 struct Draw(rand_chacha::ChaCha8Rng);
 
 impl Suggest for Draw {
@@ -79,15 +95,9 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let Some(arch) = archs.get(i) else { break };
-                    let data = &setup.dataset;
                     let t = Instant::now();
-                    let outcome = snac_train::train(
-                        arch,
-                        &data.train,
-                        &data.val,
-                        data.num_classes,
-                        &setup.train_config(i as u64),
-                    );
+                    // A whole trial: every fold with k-fold.
+                    let outcome = setup.train_folds(arch, &setup.train_config(i as u64));
                     let seconds = t.elapsed().as_secs_f64();
                     results.lock().unwrap().push((i, seconds, outcome));
                 }
@@ -99,15 +109,42 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
     results.sort_by_key(|r| r.0);
     let mut times = Vec::new();
     let mut steps = 0usize;
+    let peak = peak_gflops();
+    let folds = setup.folds.as_ref().map_or(1, |f| f.len());
+    let (train_len, val_len) = match &setup.folds {
+        Some(f) => (f[0].0.len(), f[0].1.len()),
+        None => (setup.dataset.train.len(), setup.dataset.val.len()),
+    };
     for (i, seconds, outcome) in &results {
         match outcome {
-            Ok(o) => {
-                println!("  {i:>3}  {:>8.1} ms  acc {:.4}  {}", seconds * 1000.0, o.val_accuracy, archs[*i].summary());
+            Ok((o, fold_accuracies)) => {
+                // Forward and backward ≈ 3 × 2 FLOP per multiply-accumulate
+                // for each trained sample, 2 per validated one.
+                let macs = snac_core::cost::macs(&archs[*i])? as f64;
+                let epochs = o.history.len() as f64;
+                let flop = folds as f64 * epochs * macs * (6.0 * train_len as f64 + 2.0 * val_len as f64);
+                let gflops = flop / seconds / 1e9;
+                let accuracy = match fold_accuracies {
+                    Some(a) => a.iter().sum::<f64>() / a.len() as f64,
+                    None => o.val_accuracy,
+                };
+                println!(
+                    "  {i:>3}  {:>9.1} ms  acc {accuracy:.4}  {gflops:>6.2} GFLOP/s ({:>4.1} % of peak)  {}",
+                    seconds * 1000.0,
+                    100.0 * gflops / peak,
+                    archs[*i].summary()
+                );
                 times.push(*seconds);
                 steps += o.steps;
             }
             Err(e) => println!("  {i:>3}  failed: {e:#}"),
         }
+    }
+    if let Some(path) = &args.save_archs {
+        let layers: Vec<Vec<&snac_core::arch::Layer>> = archs.iter().map(|a| a.layers().collect()).collect();
+        std::fs::write(path, serde_json::to_string_pretty(&layers)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("architectures written to {} (for tools/keras_trial.py)", path.display());
     }
     anyhow::ensure!(!times.is_empty(), "every benchmark trial failed");
     let total: f64 = times.iter().sum();
@@ -118,29 +155,41 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
         (times[times.len() / 2 - 1] + times[times.len() / 2]) / 2.0
     };
     println!(
-        "trial time: median {:.1} ms, min {:.1} ms, max {:.1} ms; {:.0} training steps/s per trial thread; {:.2} trials/s overall",
+        "trial time: median {:.1} ms, min {:.1} ms, max {:.1} ms; {:.0} training steps/s per trial thread; {:.2} trials/s overall \
+         ({:.2} s of wall time per trial; FMA peak {peak:.1} GFLOP/s per core)",
         median * 1000.0,
         times[0] * 1000.0,
         times[times.len() - 1] * 1000.0,
         steps as f64 / total,
-        times.len() as f64 / wall_s
+        times.len() as f64 / wall_s,
+        wall_s / times.len() as f64
     );
-    println!("SNAC-Pack's median T1 trial on this machine kind: 4.16 s, so {:.0}× faster", 4.16 / median);
-    // FPGA estimates of the same architectures (rule4ml takes 2.5–8 s each).
-    let repeats = 200;
-    let started = Instant::now();
-    for _ in 0..repeats {
-        for arch in &archs {
-            std::hint::black_box(setup.hardware.estimate(arch)?);
-        }
+    if args.config.is_none() {
+        println!("SNAC-Pack's median T1 trial on this machine kind: 4.16 s, so {:.0}× faster", 4.16 / median);
     }
-    let per_estimate = started.elapsed().as_secs_f64() / (repeats * archs.len()) as f64;
-    println!("FPGA estimate ({}): {:.1} µs per architecture", setup.hardware.estimator.name(), per_estimate * 1e6);
+    // FPGA estimates of the same architectures (rule4ml takes 2.5–8 s each).
+    // Only the architectures the estimator models (attention has no model yet).
+    let estimable: Vec<_> = archs.iter().filter(|a| setup.hardware.estimate(a).is_ok()).collect();
+    if estimable.is_empty() {
+        println!("FPGA estimate ({}): no architecture here it can model", setup.hardware.estimator.name());
+    } else {
+        let repeats = 200;
+        let started = Instant::now();
+        for _ in 0..repeats {
+            for arch in &estimable {
+                std::hint::black_box(setup.hardware.estimate(arch)?);
+            }
+        }
+        let per_estimate = started.elapsed().as_secs_f64() / (repeats * estimable.len()) as f64;
+        println!("FPGA estimate ({}): {:.1} µs per architecture", setup.hardware.estimator.name(), per_estimate * 1e6);
+    }
 
     // Local search of the first architecture from its trained weights, as
     // tutorial 1 runs it (4 precisions × (2 QAT + 5 × 2 pruning) epochs);
     // SNAC-Pack takes 27 s for it on this machine kind.
-    if let (Some(local), Some((0, _, Ok(outcome)))) = (setup.experiment.local_search.clone(), results.first()) {
+    // (Only for the default setup: a config's own local search can take hours.)
+    let local = setup.experiment.local_search.clone().filter(|_| args.config.is_none());
+    if let (Some(local), Some((0, _, Ok((outcome, _))))) = (local, results.first()) {
         let dir = std::env::temp_dir().join(format!("snac-bench-local-{}", std::process::id()));
         let mut timings = Vec::new();
         for workers in [1, args.workers.max(1)] {
