@@ -17,21 +17,6 @@ use std::time::Instant;
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
-/// FMA peak of one core in GFLOP/s: `SNAC_PEAK_GFLOPS`, or 2 FMA pipes of
-/// 8 f32 lanes at the clock in /proc/cpuinfo (Zen 4 / AVX2-class cores).
-fn peak_gflops() -> f64 {
-    if let Some(v) = std::env::var("SNAC_PEAK_GFLOPS").ok().and_then(|v| v.parse().ok()) {
-        return v;
-    }
-    let mhz = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("cpu MHz")).and_then(|l| l.split(':').nth(1)?.trim().parse().ok())
-        })
-        .unwrap_or(2600.0f64);
-    mhz / 1000.0 * 2.0 * 8.0 * 2.0
-}
-
 fn images(samples: usize, seed: u64) -> Split {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let x = (0..samples * 256).map(|_| rng.random_range(0.0..1.0)).collect();
@@ -85,7 +70,7 @@ fn architectures() -> Vec<(&'static str, Arch)> {
 
 fn main() {
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let peak = peak_gflops();
+    let peak = snac_train::peak_gflops();
     let steps = 40;
     let batch = 128;
     let train_split = images(steps * batch, 1);

@@ -39,3 +39,19 @@ pub use train::{
     train_from,
 };
 pub use weights::{LayerWeights, NamedTensor, Weights};
+
+/// FMA peak of one core in GFLOP/s, for reporting training speed against
+/// it: `SNAC_PEAK_GFLOPS`, or two FMA pipes of eight f32 lanes at the clock
+/// /proc/cpuinfo gives (AVX2-class cores; 2.6 GHz when it gives none).
+pub fn peak_gflops() -> f64 {
+    if let Some(v) = std::env::var("SNAC_PEAK_GFLOPS").ok().and_then(|v| v.parse().ok()) {
+        return v;
+    }
+    let mhz = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("cpu MHz")).and_then(|l| l.split(':').nth(1)?.trim().parse().ok())
+        })
+        .unwrap_or(2600.0f64);
+    mhz / 1000.0 * 2.0 * 8.0 * 2.0
+}

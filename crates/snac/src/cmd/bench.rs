@@ -43,21 +43,6 @@ local_search:
     - {total_bits: 4, int_bits: 1}
 ";
 
-/// FMA peak of one core in GFLOP/s: `SNAC_PEAK_GFLOPS`, or two FMA pipes
-/// of eight f32 lanes at the clock /proc/cpuinfo gives (AVX2-class cores).
-fn peak_gflops() -> f64 {
-    if let Some(v) = std::env::var("SNAC_PEAK_GFLOPS").ok().and_then(|v| v.parse().ok()) {
-        return v;
-    }
-    let mhz = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("cpu MHz")).and_then(|l| l.split(':').nth(1)?.trim().parse().ok())
-        })
-        .unwrap_or(2600.0f64);
-    mhz / 1000.0 * 2.0 * 8.0 * 2.0
-}
-
 struct Draw(rand_chacha::ChaCha8Rng);
 
 impl Suggest for Draw {
@@ -109,7 +94,7 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
     results.sort_by_key(|r| r.0);
     let mut times = Vec::new();
     let mut steps = 0usize;
-    let peak = peak_gflops();
+    let peak = snac_train::peak_gflops();
     let folds = setup.folds.as_ref().map_or(1, |f| f.len());
     let (train_len, val_len) = match &setup.folds {
         Some(f) => (f[0].0.len(), f[0].1.len()),
