@@ -586,20 +586,10 @@ impl Engine {
         let logits = self.forward(net, params, x, batch, true, quant, &mut batch_stats);
         let classes = logits.len() / batch;
         // Softmax cross-entropy and its gradient (softmax − one-hot) / batch.
-        let mut grad = vec![0.0f32; logits.len()];
-        let mut loss = 0.0f64;
-        for ((row, g), &label) in logits.chunks_exact(classes).zip(grad.chunks_exact_mut(classes)).zip(labels) {
-            let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-            let mut sum = 0.0f64;
-            for (gi, &v) in g.iter_mut().zip(row) {
-                let e = ((v - max) as f64).exp();
-                *gi = e as f32;
-                sum += e;
-            }
-            loss += sum.ln() + max as f64 - row[label as usize] as f64;
-            for gi in g.iter_mut() {
-                *gi = (*gi as f64 / sum / batch as f64) as f32;
-            }
+        let mut grad = Vec::new();
+        let loss = crate::fastmath::cross_entropy_rows(&logits, classes, labels, &mut grad);
+        for (g, &label) in grad.chunks_exact_mut(classes).zip(labels) {
+            g.iter_mut().for_each(|gi| *gi /= batch as f32);
             g[label as usize] -= 1.0 / batch as f32;
         }
         let mut gradients: Vec<Option<Vec<f32>>> = vec![None; params.len()];

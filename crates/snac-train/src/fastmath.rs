@@ -74,6 +74,52 @@ pub fn evaluate(kind: Pointwise, xs: &[f32], values: &mut [f32], slopes: &mut [f
     kernel(kind, xs, values, slopes)
 }
 
+/// `exp` of every value, in place (~1 ulp; NaN stays NaN, and arguments
+/// beyond ±87 saturate).
+pub fn exp_slice(x: &mut [f32]) {
+    #[inline(always)]
+    fn kernel(x: &mut [f32]) {
+        for v in x.iter_mut() {
+            *v = exp(*v);
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn kernel_avx2(x: &mut [f32]) {
+        kernel(x)
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        unsafe { kernel_avx2(x) };
+        return;
+    }
+    kernel(x)
+}
+
+/// Softmax cross-entropy of each row of `logits` (`classes` wide) against
+/// its label: the per-row losses' sum, and the softmax written into `probs`.
+pub fn cross_entropy_rows(logits: &[f32], classes: usize, labels: &[u32], probs: &mut Vec<f32>) -> f64 {
+    probs.clear();
+    probs.extend_from_slice(logits);
+    let mut maxima = Vec::with_capacity(labels.len());
+    for row in probs.chunks_exact_mut(classes) {
+        let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        row.iter_mut().for_each(|v| *v -= max);
+        maxima.push(max);
+    }
+    exp_slice(probs);
+    let mut loss = 0.0f64;
+    for (((row, logit_row), &label), max) in
+        probs.chunks_exact_mut(classes).zip(logits.chunks_exact(classes)).zip(labels).zip(maxima)
+    {
+        let sum: f64 = row.iter().map(|&e| e as f64).sum();
+        loss += sum.ln() - (logit_row[label as usize] - max) as f64;
+        row.iter_mut().for_each(|e| *e = (*e as f64 / sum) as f32);
+    }
+    loss
+}
+
 /// Eight running lanes, so that reductions vectorise (a single float
 /// accumulator has to keep its order and stays scalar).
 #[inline(always)]
@@ -244,6 +290,23 @@ mod tests {
                 assert!((slopes[i] as f64 - g).abs() < 4e-7, "{kind:?}'({x}) = {} vs {g}", slopes[i]);
             }
         }
+    }
+
+    #[test]
+    fn cross_entropy_matches_the_definition() {
+        let logits: Vec<f32> = (0..30).map(|i| ((i * 7) % 13) as f32 * 0.9 - 4.0).collect();
+        let labels = [2u32, 0, 9];
+        let mut probs = Vec::new();
+        let loss = cross_entropy_rows(&logits, 10, &labels, &mut probs);
+        let mut expected = 0.0f64;
+        for ((row, &label), p) in logits.chunks(10).zip(&labels).zip(probs.chunks(10)) {
+            let z: f64 = row.iter().map(|&v| (v as f64).exp()).sum();
+            expected += z.ln() - row[label as usize] as f64;
+            for (&v, &pi) in row.iter().zip(p) {
+                assert!(((v as f64).exp() / z - pi as f64).abs() < 1e-6);
+            }
+        }
+        assert!((loss - expected).abs() < 1e-5 * expected.abs(), "{loss} vs {expected}");
     }
 
     #[test]

@@ -255,15 +255,15 @@ fn evaluate_net(net: &Net, table: &ParamTable, split: &Split, quant: Option<&Qua
         let (mut loss_sum, mut correct) = (0.0f64, 0usize);
         // Small batches keep im2col buffers in cache.
         let eval_batch = net.eval_batch.min(ENGINE_EVAL_BATCH);
+        let mut probs = Vec::new();
         for start in (0..split.len()).step_by(eval_batch) {
             let end = (start + eval_batch).min(split.len());
             let x = split.x[start * features..end * features].to_vec();
             let logits = engine.infer(net, &params, x, end - start, quant);
-            for (row, &label) in logits.chunks_exact(classes).zip(&split.y[start..end]) {
-                let (loss, hit) = row_loss_and_hit(row, label as usize);
-                loss_sum += loss;
-                correct += hit as usize;
-            }
+            let labels = &split.y[start..end];
+            loss_sum += crate::fastmath::cross_entropy_rows(&logits, classes, labels, &mut probs);
+            correct +=
+                logits.chunks_exact(classes).zip(labels).filter(|(row, label)| argmax(row) == **label as usize).count();
         }
         return (loss_sum / split.len() as f64, correct as f64 / split.len() as f64);
     }
@@ -290,15 +290,21 @@ fn evaluate_net(net: &Net, table: &ParamTable, split: &Split, quant: Option<&Qua
     (loss_sum / split.len() as f64, correct as f64 / split.len() as f64)
 }
 
-/// Cross-entropy of one row of logits against `label`, and whether its argmax
-/// is the label (first maximum wins, as `argmax`).
-fn row_loss_and_hit(row: &[f32], label: usize) -> (f64, bool) {
+/// The index of the first maximum of `row`.
+fn argmax(row: &[f32]) -> usize {
     let mut best = 0;
     for (i, &v) in row.iter().enumerate() {
         if v > row[best] {
             best = i;
         }
     }
+    best
+}
+
+/// Cross-entropy of one row of logits against `label`, and whether its argmax
+/// is the label (first maximum wins, as `argmax`).
+fn row_loss_and_hit(row: &[f32], label: usize) -> (f64, bool) {
+    let best = argmax(row);
     let max = row[best] as f64;
     let log_sum: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln() + max;
     (log_sum - row[label] as f64, best == label)
@@ -517,7 +523,7 @@ impl<'a> Trainer<'a> {
                 .logits
                 .chunks_exact(classes)
                 .zip(&labels)
-                .filter(|(row, label)| row_loss_and_hit(row, **label as usize).1)
+                .filter(|(row, label)| argmax(row) == **label as usize)
                 .count();
             self.adam.step(&mut self.table, &result.gradients, learning_rate, &self.masks);
             self.update_moving_statistics(result.batch_stats);
