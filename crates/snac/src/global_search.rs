@@ -261,7 +261,7 @@ pub fn evaluate_trial(setup: &SearchSetup, trial: &mut Trial) -> Result<TrialRes
     // With the parameters the space drew: two round trips on PostgreSQL.
     trial.set_user_attrs(&[("seed", json!(seed)), ("arch", json!(arch.summary()))])?;
     let config = setup.train_config(seed);
-    let (outcome, fold_accuracies) = setup.train_folds(&arch, &config)?;
+    let FoldsOutcome { kept: outcome, fold_accuracies, .. } = setup.train_folds(&arch, &config)?;
     let accuracy = match &fold_accuracies {
         Some(accuracies) => accuracies.iter().sum::<f64>() / accuracies.len() as f64,
         None => outcome.val_accuracy,
@@ -304,25 +304,111 @@ impl SearchSetup {
     /// Trains `arch` on the train/validation split, or on every fold with
     /// k-fold. Returns the outcome whose weights are kept (the best fold's)
     /// and, with k-fold, every fold's validation accuracy.
-    pub fn train_folds(
-        &self,
-        arch: &Arch,
-        config: &snac_train::TrainConfig,
-    ) -> Result<(snac_train::TrainOutcome, Option<Vec<f64>>)> {
+    pub fn train_folds(&self, arch: &Arch, config: &snac_train::TrainConfig) -> Result<FoldsOutcome> {
         let classes = self.dataset.num_classes;
         let Some(folds) = &self.folds else {
-            return Ok((train_guarded(arch, &self.dataset.train, &self.dataset.val, classes, config)?, None));
+            let started = std::time::Instant::now();
+            let kept = train_guarded(arch, &self.dataset.train, &self.dataset.val, classes, config)?;
+            return Ok(FoldsOutcome { kept, fold_accuracies: None, training_seconds: started.elapsed().as_secs_f64() });
         };
+        // Folds side by side on idle cores (each training is one thread and
+        // deterministic, so the result does not depend on how many ran at once).
+        let _this_thread = CoreClaim::this_thread();
+        let next = AtomicUsize::new(0);
+        // Each fold's outcome and training seconds, by fold.
+        type FoldResult = Result<(snac_train::TrainOutcome, f64)>;
+        let outcomes: Mutex<Vec<Option<FoldResult>>> = Mutex::new((0..folds.len()).map(|_| None).collect());
+        let work = || {
+            loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                let Some((train, val)) = folds.get(index) else { return };
+                let started = std::time::Instant::now();
+                let outcome = train_guarded(arch, train, val, classes, config);
+                let seconds = started.elapsed().as_secs_f64();
+                outcomes.lock().unwrap_or_else(|e| e.into_inner())[index] = Some(outcome.map(|o| (o, seconds)));
+            }
+        };
+        std::thread::scope(|scope| {
+            for _ in 1..folds.len() {
+                let Some(claim) = CoreClaim::idle_core() else { break };
+                scope.spawn(|| {
+                    let _claim = claim;
+                    COUNTED.with(|c| c.set(true));
+                    work();
+                });
+            }
+            work();
+        });
         let mut accuracies = Vec::with_capacity(folds.len());
         let mut kept: Option<snac_train::TrainOutcome> = None;
-        for (index, (train, val)) in folds.iter().enumerate() {
-            let outcome = train_guarded(arch, train, val, classes, config).with_context(|| format!("fold {index}"))?;
+        let mut training_seconds = 0.0;
+        let outcomes = outcomes.into_inner().unwrap_or_else(|e| e.into_inner());
+        for (index, outcome) in outcomes.into_iter().enumerate() {
+            let (outcome, seconds) = outcome.expect("every fold ran").with_context(|| format!("fold {index}"))?;
+            training_seconds += seconds;
             accuracies.push(outcome.val_accuracy);
             if kept.as_ref().is_none_or(|k| outcome.val_accuracy > k.val_accuracy) {
                 kept = Some(outcome);
             }
         }
-        Ok((kept.expect("at least two folds"), Some(accuracies)))
+        let kept = kept.expect("at least two folds");
+        Ok(FoldsOutcome { kept, fold_accuracies: Some(accuracies), training_seconds })
+    }
+}
+
+/// What [`SearchSetup::train_folds`] gives.
+pub struct FoldsOutcome {
+    /// The outcome whose weights are kept: the best fold's with k-fold.
+    pub kept: snac_train::TrainOutcome,
+    /// Every fold's validation accuracy, with k-fold.
+    pub fold_accuracies: Option<Vec<f64>>,
+    /// Wall time of each training summed (the core-seconds of the trial,
+    /// as each training runs on one thread).
+    pub training_seconds: f64,
+}
+
+/// Threads of this process now training, against the cores it may use.
+static TRAINING_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// Whether this thread is already counted in [`TRAINING_THREADS`].
+    static COUNTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// One thread counted in [`TRAINING_THREADS`] until dropped. Trial workers
+/// hold one for their lifetime, so that folds only spread onto cores no
+/// worker uses.
+pub struct CoreClaim {
+    counted: bool,
+}
+
+impl CoreClaim {
+    /// Counts the calling thread, whatever the count (once per thread).
+    pub fn this_thread() -> CoreClaim {
+        if COUNTED.with(|c| c.replace(true)) {
+            return CoreClaim { counted: false };
+        }
+        TRAINING_THREADS.fetch_add(1, Ordering::SeqCst);
+        CoreClaim { counted: true }
+    }
+
+    /// A claim on a core no counted thread uses, if there is one; the
+    /// thread that runs on it marks itself with [`CoreClaim::this_thread`].
+    fn idle_core() -> Option<CoreClaim> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        TRAINING_THREADS
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < cores).then_some(n + 1))
+            .ok()
+            .map(|_| CoreClaim { counted: true })
+    }
+}
+
+impl Drop for CoreClaim {
+    fn drop(&mut self) {
+        if self.counted {
+            TRAINING_THREADS.fetch_sub(1, Ordering::SeqCst);
+            COUNTED.with(|c| c.set(false));
+        }
     }
 }
 
@@ -477,6 +563,7 @@ pub fn run(setup: &SearchSetup, results_dir: &Path, show_progress: bool, how: &P
         let threads: Vec<_> = (0..workers)
             .map(|_| {
                 scope.spawn(|| {
+                    let _core = CoreClaim::this_thread();
                     let result = (|| -> Result<()> {
                         loop {
                             // The budget is the study's: other threads and processes draw from it too.

@@ -563,6 +563,33 @@ fn k_fold_cross_validation_in_both_stages() {
     let local = csv_rows(&results.join("local_search_combined/combined_qat_pruning_log.csv"));
     assert_eq!(local.len(), 3, "QAT + 1 pruning iteration");
     check(&local, "Accuracy");
+
+    // One worker leaves cores idle, so a trial trains its folds side by side
+    // there; two workers keep them busy, so folds run one after another.
+    // The folds' accuracies are the same either way.
+    let search_only = dir.path().join("kfold_search.yaml");
+    let text =
+        include_str!("../../../examples/digits_mlp.yaml").replace("  epochs: 20\n", "  epochs: 3\n  n_folds: 3\n");
+    std::fs::write(&search_only, text).unwrap();
+    let fold_accuracies = |workers: &str| {
+        let results = dir.path().join(format!("w{workers}"));
+        run_ok(
+            snac()
+                .arg("run")
+                .arg(&search_only)
+                .args(["--trials", "2", "--workers", workers, "--results-dir"])
+                .arg(&results),
+        );
+        let rows = csv_rows(&results.join("mlp_search_results.csv"));
+        let (trial, folds) = (column(&rows, "trial"), column(&rows, "fold_accuracies"));
+        let mut by_trial: Vec<(String, String)> =
+            rows[1..].iter().map(|r| (r[trial].clone(), r[folds].clone())).collect();
+        by_trial.sort();
+        by_trial
+    };
+    let one = fold_accuracies("1");
+    assert!(one.len() == 2 && one.iter().all(|(_, folds)| folds.split(';').count() == 3), "{one:?}");
+    assert_eq!(one, fold_accuracies("2"));
 }
 
 fn local_config(dir: &Path, act_space: &str, synthesis: bool) -> PathBuf {

@@ -77,6 +77,7 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
     std::thread::scope(|scope| {
         for _ in 0..args.workers.max(1) {
             scope.spawn(|| {
+                let _core = crate::global_search::CoreClaim::this_thread();
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let Some(arch) = archs.get(i) else { break };
@@ -102,19 +103,21 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
     };
     for (i, seconds, outcome) in &results {
         match outcome {
-            Ok((o, fold_accuracies)) => {
+            Ok(folds_outcome) => {
+                let (o, fold_accuracies) = (&folds_outcome.kept, &folds_outcome.fold_accuracies);
                 // Forward and backward ≈ 3 × 2 FLOP per multiply-accumulate
-                // for each trained sample, 2 per validated one.
+                // for each trained sample, 2 per validated one; per core, as
+                // the folds of a trial may train side by side.
                 let macs = snac_core::cost::macs(&archs[*i])? as f64;
                 let epochs = o.history.len() as f64;
                 let flop = folds as f64 * epochs * macs * (6.0 * train_len as f64 + 2.0 * val_len as f64);
-                let gflops = flop / seconds / 1e9;
+                let gflops = flop / folds_outcome.training_seconds / 1e9;
                 let accuracy = match fold_accuracies {
                     Some(a) => a.iter().sum::<f64>() / a.len() as f64,
                     None => o.val_accuracy,
                 };
                 println!(
-                    "  {i:>3}  {:>9.1} ms  acc {accuracy:.4}  {gflops:>6.2} GFLOP/s ({:>4.1} % of peak)  {}",
+                    "  {i:>3}  {:>9.1} ms  acc {accuracy:.4}  {gflops:>6.2} GFLOP/s per core ({:>4.1} % of peak)  {}",
                     seconds * 1000.0,
                     100.0 * gflops / peak,
                     archs[*i].summary()
@@ -174,14 +177,20 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
     // SNAC-Pack takes 27 s for it on this machine kind.
     // (Only for the default setup: a config's own local search can take hours.)
     let local = setup.experiment.local_search.clone().filter(|_| args.config.is_none());
-    if let (Some(local), Some((0, _, Ok((outcome, _))))) = (local, results.first()) {
+    if let (Some(local), Some((0, _, Ok(outcome)))) = (local, results.first()) {
         let dir = std::env::temp_dir().join(format!("snac-bench-local-{}", std::process::id()));
         let mut timings = Vec::new();
         for workers in [1, args.workers.max(1)] {
             setup.experiment.search.workers = Some(workers);
             let started = Instant::now();
-            let rows =
-                crate::local_search::run(&setup, &local, &archs[0], Some(outcome.weights.clone()), &dir, local.mode)?;
+            let rows = crate::local_search::run(
+                &setup,
+                &local,
+                &archs[0],
+                Some(outcome.kept.weights.clone()),
+                &dir,
+                local.mode,
+            )?;
             let seconds = started.elapsed().as_secs_f64();
             println!(
                 "local search ({} rows, {workers} worker(s)): {seconds:.2} s, {:.0}× faster than SNAC-Pack's 27 s",
