@@ -792,3 +792,27 @@ fn attention_blocks_are_searched_trained_and_quantized() {
     let accuracy = model["integer_accuracy"].as_f64().unwrap();
     assert!(accuracy > 0.2, "integer model accuracy {accuracy}");
 }
+
+/// `snac bench CONFIG` times whole k-fold trials of the config's own search,
+/// reports their speed per core, and writes the drawn architectures.
+#[test]
+fn bench_times_whole_trials_of_a_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bench.yaml");
+    let text =
+        include_str!("../../../examples/digits_mlp.yaml").replace("  epochs: 20\n", "  epochs: 2\n  n_folds: 3\n");
+    std::fs::write(&config, text).unwrap();
+    let archs = dir.path().join("archs.json");
+    let out = run_ok(snac().arg("bench").arg(&config).args(["--trials", "2", "--save-archs"]).arg(&archs));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.matches("% of peak)").count(), 2, "{stdout}");
+    assert!(!stdout.contains("local search"), "no local search for a config's own bench: {stdout}");
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&archs).unwrap()).unwrap();
+    let saved = saved.as_array().unwrap();
+    assert_eq!(saved.len(), 2);
+    for layers in saved {
+        let layers = layers.as_array().unwrap();
+        assert!(layers.iter().any(|l| l.get("Dense").is_some()), "{layers:?}");
+        assert_eq!(layers.last().unwrap(), &serde_json::json!({"Act": "softmax"}));
+    }
+}

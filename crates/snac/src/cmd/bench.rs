@@ -71,6 +71,12 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
         setup.dataset.val.len(),
         args.workers
     );
+    if let Some(path) = &args.save_archs {
+        let layers: Vec<Vec<&snac_core::arch::Layer>> = archs.iter().map(|a| a.layers().collect()).collect();
+        std::fs::write(path, serde_json::to_string_pretty(&layers)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("architectures written to {} (for tools/keras_trial.py)", path.display());
+    }
     let results = Mutex::new(Vec::new());
     let next = std::sync::atomic::AtomicUsize::new(0);
     let wall = Instant::now();
@@ -127,12 +133,6 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
             }
             Err(e) => println!("  {i:>3}  failed: {e:#}"),
         }
-    }
-    if let Some(path) = &args.save_archs {
-        let layers: Vec<Vec<&snac_core::arch::Layer>> = archs.iter().map(|a| a.layers().collect()).collect();
-        std::fs::write(path, serde_json::to_string_pretty(&layers)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-        println!("architectures written to {} (for tools/keras_trial.py)", path.display());
     }
     anyhow::ensure!(!times.is_empty(), "every benchmark trial failed");
     let total: f64 = times.iter().sum();
