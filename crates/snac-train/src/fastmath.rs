@@ -169,7 +169,7 @@ fn softmax_kernel(x: &mut [f32], cols: usize, factor: f32) {
 
 /// `Σ a_i·b_i` in eight lanes (so that it vectorises).
 #[inline(always)]
-fn dot_kernel(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot_kernel(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let (ra, rb) = (ca.remainder(), cb.remainder());
@@ -179,6 +179,57 @@ fn dot_kernel(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     lanes.iter().sum::<f32>() + ra.iter().zip(rb).map(|(x, y)| x * y).sum::<f32>()
+}
+
+/// `C (s×h) = M (s×s) · N (s×h)`, or `Mᵀ · N` with `m_t`, for a thin `h`:
+/// row by row over `M` with `N`'s columns (or `C`'s) in L1, instead of a
+/// general product that packs all of `M` to use each value `h` times.
+/// `scratch` holds a transposed `h×s` matrix.
+pub fn thin_product(s: usize, h: usize, m: &[f32], m_t: bool, n: &[f32], c: &mut [f32], scratch: &mut Vec<f32>) {
+    #[inline(always)]
+    fn kernel(s: usize, h: usize, m: &[f32], m_t: bool, n: &[f32], c: &mut [f32], t: &mut Vec<f32>) {
+        t.clear();
+        t.resize(h * s, 0.0);
+        if m_t {
+            // Cᵀ[d, :] += N[i, d] · M[i, :]
+            for (i, row) in m.chunks_exact(s).enumerate().take(s) {
+                for d in 0..h {
+                    let a = n[i * h + d];
+                    for (ti, &mi) in t[d * s..(d + 1) * s].iter_mut().zip(row) {
+                        *ti += a * mi;
+                    }
+                }
+            }
+            for (d, column) in t.chunks_exact(s).enumerate() {
+                for (j, &v) in column.iter().enumerate() {
+                    c[j * h + d] = v;
+                }
+            }
+        } else {
+            for (j, row) in n.chunks_exact(h).enumerate().take(s) {
+                for (d, &v) in row.iter().enumerate() {
+                    t[d * s + j] = v;
+                }
+            }
+            for (i, row) in m.chunks_exact(s).enumerate().take(s) {
+                for d in 0..h {
+                    c[i * h + d] = dot_kernel(row, &t[d * s..(d + 1) * s]);
+                }
+            }
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn kernel_avx2(s: usize, h: usize, m: &[f32], m_t: bool, n: &[f32], c: &mut [f32], t: &mut Vec<f32>) {
+        kernel(s, h, m, m_t, n, c, t)
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        unsafe { kernel_avx2(s, h, m, m_t, n, c, scratch) };
+        return;
+    }
+    kernel(s, h, m, m_t, n, c, scratch)
 }
 
 /// [`softmax_backward_rows`] on one row.
@@ -288,6 +339,29 @@ mod tests {
                 };
                 assert!((values[i] as f64 - f).abs() < 2e-7, "{kind:?}({x}) = {} vs {f}", values[i]);
                 assert!((slopes[i] as f64 - g).abs() < 4e-7, "{kind:?}'({x}) = {} vs {g}", slopes[i]);
+            }
+        }
+    }
+
+    #[test]
+    fn thin_products_match_the_definition() {
+        let (s, h) = (19, 3);
+        let m: Vec<f32> = (0..s * s).map(|i| ((i * 7) % 23) as f32 * 0.1 - 1.0).collect();
+        let n: Vec<f32> = (0..s * h).map(|i| ((i * 5) % 11) as f32 * 0.2 - 1.0).collect();
+        let mut scratch = Vec::new();
+        for m_t in [false, true] {
+            let mut c = vec![f32::NAN; s * h];
+            thin_product(s, h, &m, m_t, &n, &mut c, &mut scratch);
+            for i in 0..s {
+                for d in 0..h {
+                    let expected: f64 = (0..s)
+                        .map(|j| {
+                            let mij = if m_t { m[j * s + i] } else { m[i * s + j] };
+                            mij as f64 * n[j * h + d] as f64
+                        })
+                        .sum();
+                    assert!((c[i * h + d] as f64 - expected).abs() < 1e-4, "m_t {m_t}: C[{i},{d}]");
+                }
             }
         }
     }
