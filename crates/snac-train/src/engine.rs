@@ -252,7 +252,21 @@ fn attention_backward(
             matmul(s, h, s, &applied[square.clone()], true, da, false, &mut dv[span.clone()], false);
         }
         // Through the float softmax: dz = P ⊙ (dP − Σ dP ⊙ P), times the scale.
-        crate::fastmath::softmax_backward_rows(&mut dweights, &saved.soft[square.clone()], s, saved.factor);
+        // Without QAT the applied weights are the softmax P, so each row's
+        // Σ_j dP_ij·P_ij = dA_i·(P·V)_i = dA_i·attended_i: h products, not S.
+        let dots: Option<Vec<f32>> = saved.weights.is_empty().then(|| {
+            da.chunks_exact(h)
+                .zip(saved.attended[span.clone()].chunks_exact(h))
+                .map(|(g, a)| g.iter().zip(a).map(|(x, y)| x * y).sum())
+                .collect()
+        });
+        crate::fastmath::softmax_backward_rows(
+            &mut dweights,
+            &saved.soft[square.clone()],
+            s,
+            saved.factor,
+            dots.as_deref(),
+        );
         // scores = q · kᵀ
         let (k, q) = (&saved.k[span.clone()], &saved.q[span.clone()]);
         if h <= THIN_ATTENTION_MAX_HIDDEN {

@@ -256,36 +256,36 @@ pub fn thin_product(s: usize, h: usize, m: &[f32], m_t: bool, n: &[f32], c: &mut
     kernel(s, h, m, m_t, n, c, scratch)
 }
 
-/// [`softmax_backward_rows`] on one row.
-#[inline(always)]
-fn softmax_backward_kernel(d: &mut [f32], p: &[f32], factor: f32) {
-    let dot = dot_kernel(d, p);
-    for (di, &pi) in d.iter_mut().zip(p) {
-        *di = pi * (*di - dot) * factor;
-    }
-}
-
 /// The softmax's backward pass on every row (`cols` values): with `p` the
 /// softmax and `d` the gradient of its output, `d ← p ⊙ (d − Σ d ⊙ p) · factor`.
-pub fn softmax_backward_rows(d: &mut [f32], p: &[f32], cols: usize, factor: f32) {
+///
+/// `dots`, when given, are the rows' `Σ d ⊙ p` already known (attention
+/// has them from its h-wide outputs), which saves a pass over each row.
+pub fn softmax_backward_rows(d: &mut [f32], p: &[f32], cols: usize, factor: f32, dots: Option<&[f32]>) {
     #[inline(always)]
-    fn kernel(d: &mut [f32], p: &[f32], cols: usize, factor: f32) {
-        for (dr, pr) in d.chunks_exact_mut(cols).zip(p.chunks_exact(cols)) {
-            softmax_backward_kernel(dr, pr, factor);
+    fn kernel(d: &mut [f32], p: &[f32], cols: usize, factor: f32, dots: Option<&[f32]>) {
+        for (row, (dr, pr)) in d.chunks_exact_mut(cols).zip(p.chunks_exact(cols)).enumerate() {
+            let dot = match dots {
+                Some(dots) => dots[row],
+                None => dot_kernel(dr, pr),
+            };
+            for (di, &pi) in dr.iter_mut().zip(pr) {
+                *di = pi * (*di - dot) * factor;
+            }
         }
     }
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    fn kernel_avx2(d: &mut [f32], p: &[f32], cols: usize, factor: f32) {
-        kernel(d, p, cols, factor)
+    fn kernel_avx2(d: &mut [f32], p: &[f32], cols: usize, factor: f32, dots: Option<&[f32]>) {
+        kernel(d, p, cols, factor, dots)
     }
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2, checked just above.
-        unsafe { kernel_avx2(d, p, cols, factor) };
+        unsafe { kernel_avx2(d, p, cols, factor, dots) };
         return;
     }
-    kernel(d, p, cols, factor)
+    kernel(d, p, cols, factor, dots)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -331,7 +331,7 @@ mod tests {
         let p: Vec<f32> = (0..22).map(|i| ((i * 5) % 7) as f32 * 0.05 + 0.01).collect();
         let d: Vec<f32> = (0..22).map(|i| ((i * 3) % 5) as f32 * 0.3 - 0.6).collect();
         let mut got = d.clone();
-        softmax_backward_rows(&mut got, &p, 11, 0.25);
+        softmax_backward_rows(&mut got, &p, 11, 0.25, None);
         for ((dr, pr), gr) in d.chunks(11).zip(p.chunks(11)).zip(got.chunks(11)) {
             let dot: f64 = dr.iter().zip(pr).map(|(&a, &b)| a as f64 * b as f64).sum();
             for ((&di, &pi), &g) in dr.iter().zip(pr).zip(gr) {
