@@ -13,8 +13,8 @@
 //! It computes exactly what [`crate::net::Net::forward`] computes (same
 //! semantics, same quantization points); `tests::engine_matches_burn` checks
 //! values and gradients against burn's autodiff for every layer kind, and
-//! the burn path stays the reference in `f64` for bit-exactness. Layers it
-//! does not cover (ConvAttention, LayerNorm) make the trainer use burn.
+//! the burn path stays the reference in `f64` for bit-exactness. LayerNorm,
+//! which it does not cover, makes the trainer use burn.
 
 use crate::layers::{BATCH_NORM_EPSILON, ConvGeometry};
 use crate::net::{Net, NetLayer, ParamTable};
@@ -166,12 +166,7 @@ fn attention_forward(
             }
             None => &*soft_b,
         };
-        let out = &mut attended[b * s * h..(b + 1) * s * h];
-        if h <= THIN_ATTENTION_MAX_HIDDEN {
-            crate::fastmath::thin_product(s, h, applied, false, vb, out, &mut thin);
-        } else {
-            matmul(s, h, s, applied, false, vb, false, out, false);
-        }
+        square_times_thin(s, h, applied, false, vb, &mut attended[b * s * h..(b + 1) * s * h], &mut thin);
     }
     on_grid(&mut attended);
     let mut out = rows_of(bo, rows);
@@ -194,6 +189,16 @@ fn attention_forward(
 /// row by row; wider ones use gemm (measured: faster at 8 and 16, slower at 4).
 const THIN_ATTENTION_MAX_HIDDEN: usize = 4;
 const _: () = assert!(THIN_ATTENTION_MAX_HIDDEN < 5, "engine_matches_burn covers both paths with hidden 2, 3 and 5");
+
+/// `C (s×h) = M (s×s, or Mᵀ with `m_t`) · N (s×h)`: row by row for a thin
+/// `h` (up to [`THIN_ATTENTION_MAX_HIDDEN`]), else with gemm.
+fn square_times_thin(s: usize, h: usize, m: &[f32], m_t: bool, n: &[f32], c: &mut [f32], scratch: &mut Vec<f32>) {
+    if h <= THIN_ATTENTION_MAX_HIDDEN {
+        crate::fastmath::thin_product(s, h, m, m_t, n, c, scratch);
+    } else {
+        matmul(s, h, s, m, m_t, n, false, c, false);
+    }
+}
 
 /// A buffer of `len` values from `pool` (contents unspecified: the caller
 /// writes every value), or a new one. Reusing them spares the page faults of
@@ -246,11 +251,7 @@ fn attention_backward(
         // attended = weights · v
         matmul(s, s, h, da, false, &saved.v[span.clone()], true, &mut dweights, false);
         let applied = if saved.weights.is_empty() { &saved.soft } else { &saved.weights };
-        if h <= THIN_ATTENTION_MAX_HIDDEN {
-            crate::fastmath::thin_product(s, h, &applied[square.clone()], true, da, &mut dv[span.clone()], &mut thin);
-        } else {
-            matmul(s, h, s, &applied[square.clone()], true, da, false, &mut dv[span.clone()], false);
-        }
+        square_times_thin(s, h, &applied[square.clone()], true, da, &mut dv[span.clone()], &mut thin);
         // Through the float softmax: dz = P ⊙ (dP − Σ dP ⊙ P), times the scale.
         // Without QAT the applied weights are the softmax P, so each row's
         // Σ_j dP_ij·P_ij = dA_i·(P·V)_i = dA_i·attended_i: h products, not S.
@@ -269,13 +270,8 @@ fn attention_backward(
         );
         // scores = q · kᵀ
         let (k, q) = (&saved.k[span.clone()], &saved.q[span.clone()]);
-        if h <= THIN_ATTENTION_MAX_HIDDEN {
-            crate::fastmath::thin_product(s, h, &dweights, false, k, &mut dq[span.clone()], &mut thin);
-            crate::fastmath::thin_product(s, h, &dweights, true, q, &mut dk[span.clone()], &mut thin);
-        } else {
-            matmul(s, h, s, &dweights, false, k, false, &mut dq[span.clone()], false);
-            matmul(s, h, s, &dweights, true, q, false, &mut dk[span.clone()], false);
-        }
+        square_times_thin(s, h, &dweights, false, k, &mut dq[span.clone()], &mut thin);
+        square_times_thin(s, h, &dweights, true, q, &mut dk[span.clone()], &mut thin);
     }
     let mut dx = grad;
     for (slot, (w, d)) in [(0, (wq, &dq)), (2, (wk, &dk)), (4, (wv, &dv))] {
@@ -337,8 +333,8 @@ fn conv_chunks(g: &ConvGeometry, batch: usize, floats: usize) -> impl Iterator<I
 }
 
 fn im2col(x: &[f32], batch: usize, g: &ConvGeometry, col: &mut Vec<f32>) {
-    let (image_len, block_len) =
-        (g.height * g.width * g.channels, g.out_height * g.out_width * g.kernel * g.kernel * g.channels);
+    let (positions, k, image_len) = conv_sizes(g);
+    let block_len = positions * k;
     col.clear();
     col.resize(batch * block_len, 0.0);
     for (image, block) in x.chunks_exact(image_len).zip(col.chunks_exact_mut(block_len)) {
@@ -348,8 +344,8 @@ fn im2col(x: &[f32], batch: usize, g: &ConvGeometry, col: &mut Vec<f32>) {
 
 /// The transpose of [`im2col`]: every patch value added back to its pixel.
 fn col2im(col: &[f32], batch: usize, g: &ConvGeometry, dx: &mut [f32]) {
-    let (image_len, block_len) =
-        (g.height * g.width * g.channels, g.out_height * g.out_width * g.kernel * g.kernel * g.channels);
+    let (positions, k, image_len) = conv_sizes(g);
+    let block_len = positions * k;
     dx.fill(0.0);
     for (image, block) in dx.chunks_exact_mut(image_len).zip(col.chunks_exact(block_len)).take(batch) {
         g.patch_runs(|from, to, len| {
