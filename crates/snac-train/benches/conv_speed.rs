@@ -4,7 +4,7 @@
 //! of a T2 trial (3 folds, 15 epochs, 20 000 training and 10 000 validation
 //! samples per fold, no early stop).
 //!
-//! `cargo bench -p snac-train --bench conv_speed [-- NAME]`
+//! `[CONV_SPEED_STEPS=N] cargo bench -p snac-train --bench conv_speed [-- NAME]`
 
 use mimalloc::MiMalloc;
 use rand::{Rng, SeedableRng};
@@ -71,7 +71,8 @@ fn architectures() -> Vec<(&'static str, Arch)> {
 fn main() {
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let peak = snac_train::peak_gflops();
-    let steps = 40;
+    // `CONV_SPEED_STEPS` lengthens the timed epoch, for A/B comparisons.
+    let steps = std::env::var("CONV_SPEED_STEPS").ok().and_then(|v| v.parse().ok()).unwrap_or(40);
     let batch = 128;
     let train_split = images(steps * batch, 1);
     let val_split = images(2_000, 2);

@@ -99,6 +99,9 @@ struct AttentionSaved {
     soft: Vec<f32>,
     weights: Vec<f32>,
     attended: Vec<f32>,
+    /// On the row-wise path ([`crate::attention`]), each score row's softmax
+    /// shift; `soft` and `weights` are then empty.
+    shifts: Vec<f32>,
     factor: f32,
 }
 
@@ -132,12 +135,54 @@ fn attention_forward(
     let scale_code = scale.then(|| attention_scale(hidden));
     let factor = scale_code.map_or(1.0, |c| c as f32 / (1u64 << SCALE_FRAC) as f32);
     let (s, h) = (positions, hidden);
+    let mut attended = vec![0.0f32; rows * h];
+    // The output projection and the residual.
+    let output = |attended: &mut Vec<f32>, x: &[f32]| {
+        on_grid(attended);
+        let mut out = rows_of(bo, rows);
+        matmul(rows, channels, h, attended, false, wo, false, &mut out, true);
+        on_grid(&mut out);
+        for (o, &xi) in out.iter_mut().zip(x) {
+            *o += xi;
+        }
+        out
+    };
+    if quant.is_none() && h <= crate::attention::FUSED_MAX_HIDDEN {
+        let mut shifts = vec![0.0f32; rows];
+        let mut scratch = crate::attention::Scratch::default();
+        for b in 0..batch {
+            let span = b * s * h..(b + 1) * s * h;
+            crate::attention::forward(
+                s,
+                h,
+                &q[span.clone()],
+                &k[span.clone()],
+                &v[span.clone()],
+                factor,
+                &mut attended[span],
+                &mut shifts[b * s..(b + 1) * s],
+                &mut scratch,
+            );
+        }
+        let out = output(&mut attended, &x);
+        let saved = training.then(|| AttentionSaved {
+            x,
+            q,
+            k,
+            v,
+            soft: Vec::new(),
+            weights: Vec::new(),
+            attended,
+            shifts,
+            factor,
+        });
+        return (out, saved.map_or(Saved::Nothing, |saved| Saved::Attention(Box::new(saved))));
+    }
     // Training keeps every sample's S×S matrices (in buffers reused from
     // step to step); inference needs one sample's at a time.
     let square_len = if training { batch * s * s } else { s * s };
     let mut soft = take_buffer(pool, square_len);
     let mut weights = if quant.is_some() { take_buffer(pool, square_len) } else { Vec::new() };
-    let mut attended = vec![0.0f32; rows * h];
     let mut scores = if quant.is_some() { vec![0.0f32; s * s] } else { Vec::new() };
     let mut thin = Vec::new();
     for b in 0..batch {
@@ -168,15 +213,10 @@ fn attention_forward(
         };
         square_times_thin(s, h, applied, false, vb, &mut attended[b * s * h..(b + 1) * s * h], &mut thin);
     }
-    on_grid(&mut attended);
-    let mut out = rows_of(bo, rows);
-    matmul(rows, channels, h, &attended, false, wo, false, &mut out, true);
-    on_grid(&mut out);
-    for (o, &xi) in out.iter_mut().zip(&x) {
-        *o += xi;
-    }
+    let out = output(&mut attended, &x);
     let saved = if training {
-        Saved::Attention(Box::new(AttentionSaved { x, q, k, v, soft, weights, attended, factor }))
+        let shifts = Vec::new();
+        Saved::Attention(Box::new(AttentionSaved { x, q, k, v, soft, weights, attended, shifts, factor }))
     } else {
         give_back(pool, [soft, weights]);
         Saved::Nothing
@@ -184,9 +224,11 @@ fn attention_forward(
     (out, saved)
 }
 
-/// Attention with at most this many hidden channels takes its four products
-/// with an S×S matrix and a thin S×h one ([`crate::fastmath::thin_product`])
-/// row by row; wider ones use gemm (measured: faster at 8 and 16, slower at 4).
+/// Under QAT (the row-wise [`crate::attention`] covers float attention up
+/// to [`crate::attention::FUSED_MAX_HIDDEN`]), attention with at most this
+/// many hidden channels takes its four products with an S×S matrix and a
+/// thin S×h one ([`crate::fastmath::thin_product`]) row by row; wider ones
+/// use gemm (measured: faster at 8 and 16, slower at 4).
 const THIN_ATTENTION_MAX_HIDDEN: usize = 4;
 const _: () = assert!(THIN_ATTENTION_MAX_HIDDEN < 5, "engine_matches_burn covers both paths with hidden 2, 3 and 5");
 
@@ -242,9 +284,26 @@ fn attention_backward(
     let mut dq = vec![0.0f32; rows * h];
     let mut dk = vec![0.0f32; rows * h];
     let mut dv = vec![0.0f32; rows * h];
-    let mut dweights = vec![0.0f32; s * s];
+    if !saved.shifts.is_empty() {
+        let mut scratch = crate::attention::Scratch::default();
+        for b in 0..batch {
+            let span = b * s * h..(b + 1) * s * h;
+            crate::attention::backward(
+                s,
+                h,
+                (&saved.q[span.clone()], &saved.k[span.clone()], &saved.v[span.clone()]),
+                &saved.attended[span.clone()],
+                &saved.shifts[b * s..(b + 1) * s],
+                &dattended[span.clone()],
+                saved.factor,
+                (&mut dq[span.clone()], &mut dk[span.clone()], &mut dv[span]),
+                &mut scratch,
+            );
+        }
+    }
+    let mut dweights = if saved.shifts.is_empty() { vec![0.0f32; s * s] } else { Vec::new() };
     let mut thin = Vec::new();
-    for b in 0..batch {
+    for b in (0..batch).filter(|_| saved.shifts.is_empty()) {
         let span = b * s * h..(b + 1) * s * h;
         let square = b * s * s..(b + 1) * s * s;
         let da = &dattended[span.clone()];

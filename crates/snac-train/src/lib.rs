@@ -23,6 +23,7 @@
 //! # let _ = loss;
 //! ```
 
+mod attention;
 mod engine;
 mod fastmath;
 pub mod layers;
