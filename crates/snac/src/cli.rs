@@ -196,6 +196,10 @@ pub struct BenchArgs {
     /// architectures elsewhere (tools/keras_trial.py).
     #[arg(long, value_name = "FILE")]
     pub save_archs: Option<PathBuf>,
+    /// Time these architectures instead of drawing them: a JSON list of
+    /// layer lists, as `--save-archs` writes.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["trials", "seed", "save_archs"])]
+    pub archs: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -309,28 +309,33 @@ impl SearchSetup {
         let Some(folds) = &self.folds else {
             let started = std::time::Instant::now();
             let kept = train_guarded(arch, &self.dataset.train, &self.dataset.val, classes, config)?;
-            return Ok(FoldsOutcome { kept, fold_accuracies: None, training_seconds: started.elapsed().as_secs_f64() });
+            return Ok(FoldsOutcome { kept, fold_accuracies: None, core_seconds: started.elapsed().as_secs_f64() });
         };
         // Folds side by side on idle cores (each training is one thread and
         // deterministic, so the result does not depend on how many ran at once).
         let _this_thread = CoreClaim::this_thread();
         let next = AtomicUsize::new(0);
-        // Each fold's outcome and training seconds, by fold.
-        type FoldResult = Result<(snac_train::TrainOutcome, f64)>;
+        // Each fold's outcome, by fold.
+        type FoldResult = Result<snac_train::TrainOutcome>;
         let outcomes: Mutex<Vec<Option<FoldResult>>> = Mutex::new((0..folds.len()).map(|_| None).collect());
         let work = || {
             loop {
                 let index = next.fetch_add(1, Ordering::Relaxed);
                 let Some((train, val)) = folds.get(index) else { return };
-                let started = std::time::Instant::now();
                 let outcome = train_guarded(arch, train, val, classes, config);
-                let seconds = started.elapsed().as_secs_f64();
-                outcomes.lock().unwrap_or_else(|e| e.into_inner())[index] = Some(outcome.map(|o| (o, seconds)));
+                outcomes.lock().unwrap_or_else(|e| e.into_inner())[index] = Some(outcome);
             }
         };
+        let mut claims: Vec<CoreClaim> = std::iter::from_fn(CoreClaim::idle_core).take(folds.len() - 1).collect();
+        let cores = claims.len() + 1;
+        // With more folds than cores and a remainder, a last round of folds
+        // would leave cores idle (3 folds on 2 cores: 2 fold-times); then
+        // every fold runs at once and they share the cores (1.5 fold-times).
+        let threads = if cores > 1 && folds.len() % cores != 0 { folds.len() } else { cores };
+        let started = std::time::Instant::now();
         std::thread::scope(|scope| {
-            for _ in 1..folds.len() {
-                let Some(claim) = CoreClaim::idle_core() else { break };
+            for _ in 1..threads {
+                let claim = claims.pop();
                 scope.spawn(|| {
                     let _claim = claim;
                     COUNTED.with(|c| c.set(true));
@@ -339,20 +344,19 @@ impl SearchSetup {
             }
             work();
         });
+        let core_seconds = started.elapsed().as_secs_f64() * cores as f64;
         let mut accuracies = Vec::with_capacity(folds.len());
         let mut kept: Option<snac_train::TrainOutcome> = None;
-        let mut training_seconds = 0.0;
         let outcomes = outcomes.into_inner().unwrap_or_else(|e| e.into_inner());
         for (index, outcome) in outcomes.into_iter().enumerate() {
-            let (outcome, seconds) = outcome.expect("every fold ran").with_context(|| format!("fold {index}"))?;
-            training_seconds += seconds;
+            let outcome = outcome.expect("every fold ran").with_context(|| format!("fold {index}"))?;
             accuracies.push(outcome.val_accuracy);
             if kept.as_ref().is_none_or(|k| outcome.val_accuracy > k.val_accuracy) {
                 kept = Some(outcome);
             }
         }
         let kept = kept.expect("at least two folds");
-        Ok(FoldsOutcome { kept, fold_accuracies: Some(accuracies), training_seconds })
+        Ok(FoldsOutcome { kept, fold_accuracies: Some(accuracies), core_seconds })
     }
 }
 
@@ -362,9 +366,9 @@ pub struct FoldsOutcome {
     pub kept: snac_train::TrainOutcome,
     /// Every fold's validation accuracy, with k-fold.
     pub fold_accuracies: Option<Vec<f64>>,
-    /// Wall time of each training summed (the core-seconds of the trial,
-    /// as each training runs on one thread).
-    pub training_seconds: f64,
+    /// The trial's training wall time times the cores it held (each
+    /// training is one thread; folds may share cores).
+    pub core_seconds: f64,
 }
 
 /// Threads of this process now training, against the cores it may use.

@@ -815,4 +815,25 @@ fn bench_times_whole_trials_of_a_config() {
         assert!(layers.iter().any(|l| l.get("Dense").is_some()), "{layers:?}");
         assert_eq!(layers.last().unwrap(), &serde_json::json!({"Act": "softmax"}));
     }
+    // `--archs` times the saved architectures again: same layers, same
+    // seeds, so the same accuracies.
+    let again = run_ok(snac().arg("bench").arg(&config).arg("--archs").arg(&archs));
+    let again = String::from_utf8_lossy(&again.stdout);
+    let trials = |out: &str| -> Vec<String> {
+        out.lines()
+            .filter(|l| l.contains("% of peak)"))
+            .map(|l| {
+                let acc = l.split("acc ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+                let summary = l.split("% of peak)").nth(1).unwrap().trim().to_string();
+                format!("{acc} {summary}")
+            })
+            .collect()
+    };
+    assert_eq!(trials(&stdout), trials(&again), "{stdout}\n{again}");
+    // A list that does not fit the config's input is refused, naming the file.
+    std::fs::write(&archs, r#"[[{"Conv2d": {"filters": 4, "kernel": 3, "padding": "valid"}}]]"#).unwrap();
+    let out = snac().arg("bench").arg(&config).arg("--archs").arg(&archs).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("archs.json: architecture 0 does not fit"), "{stderr}");
 }

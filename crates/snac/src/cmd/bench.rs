@@ -6,6 +6,7 @@
 use crate::cli::BenchArgs;
 use crate::global_search::SearchSetup;
 use anyhow::{Context, Result};
+use snac_core::arch::{Arch, BlockType, Component, Layer, Shape};
 use snac_core::config;
 use snac_core::search::Distribution;
 use snac_core::space::{self, Suggest};
@@ -51,6 +52,28 @@ impl Suggest for Draw {
     }
 }
 
+/// The architectures of `--archs FILE` (layer lists, as `--save-archs`
+/// writes them) on the config's input shape, each checked to fit it.
+fn load_archs(path: &Path, input_shape: Shape) -> Result<Vec<Arch>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let lists: Vec<Vec<Layer>> = serde_json::from_str(&text).with_context(|| {
+        format!("{}: expected a JSON list of layer lists, as `snac bench --save-archs` writes", path.display())
+    })?;
+    anyhow::ensure!(!lists.is_empty(), "{}: the list of architectures is empty", path.display());
+    lists
+        .into_iter()
+        .enumerate()
+        .map(|(i, layers)| {
+            let arch =
+                Arch::new(input_shape, vec![Component { name: "layers".into(), block_type: BlockType::Mlp, layers }]);
+            arch.shapes().with_context(|| {
+                format!("{}: architecture {i} does not fit the config's input shape {input_shape}", path.display())
+            })?;
+            Ok(arch)
+        })
+        .collect()
+}
+
 pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
     let experiment = match &args.config {
         Some(path) => config::load(path)?,
@@ -61,8 +84,13 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
         "the benchmark needs MNIST: set SNAC_DATA_DIR (e.g. SNAC_DATA_DIR=../shared/data) or run `snac data fetch mnist`",
     )?;
     let load_s = started.elapsed().as_secs_f64();
-    let mut draw = Draw(rand::SeedableRng::seed_from_u64(args.seed));
-    let archs: Vec<_> = (0..args.trials).map(|_| space::decode(&setup.spec, &mut draw)).collect::<Result<Vec<_>>>()?;
+    let archs = match &args.archs {
+        Some(path) => load_archs(path, setup.spec.input_shape)?,
+        None => {
+            let mut draw = Draw(rand::SeedableRng::seed_from_u64(args.seed));
+            (0..args.trials).map(|_| space::decode(&setup.spec, &mut draw)).collect::<Result<Vec<_>>>()?
+        }
+    };
     println!(
         "benchmark: {} architectures, {} epochs, {} train / {} validation samples, {} worker(s); data loaded in {load_s:.2} s",
         archs.len(),
@@ -117,7 +145,7 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
                 let macs = snac_core::cost::macs(&archs[*i])? as f64;
                 let epochs = o.history.len() as f64;
                 let flop = folds as f64 * epochs * macs * (6.0 * train_len as f64 + 2.0 * val_len as f64);
-                let gflops = flop / folds_outcome.training_seconds / 1e9;
+                let gflops = flop / folds_outcome.core_seconds / 1e9;
                 let accuracy = match fold_accuracies {
                     Some(a) => a.iter().sum::<f64>() / a.len() as f64,
                     None => o.val_accuracy,
