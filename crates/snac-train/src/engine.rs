@@ -102,6 +102,9 @@ struct AttentionSaved {
     /// On the row-wise path ([`crate::attention`]), each score row's softmax
     /// shift; `soft` and `weights` are then empty.
     shifts: Vec<f32>,
+    /// Without QAT on the gemm path, `soft` holds each row's exponentials
+    /// unnormalised and these are their `1/Σ`; else empty.
+    inverses: Vec<f32>,
     factor: f32,
 }
 
@@ -174,6 +177,7 @@ fn attention_forward(
             weights: Vec::new(),
             attended,
             shifts,
+            inverses: Vec::new(),
             factor,
         });
         return (out, saved.map_or(Saved::Nothing, |saved| Saved::Attention(Box::new(saved))));
@@ -184,6 +188,10 @@ fn attention_forward(
     let mut soft = take_buffer(pool, square_len);
     let mut weights = if quant.is_some() { take_buffer(pool, square_len) } else { Vec::new() };
     let mut scores = if quant.is_some() { vec![0.0f32; s * s] } else { Vec::new() };
+    // Without QAT the softmax is left unnormalised: its 1/Σ scales the h
+    // outputs of each row here, and the rows of dA and dz in the backward
+    // pass, instead of the S values of each row.
+    let mut inverses = if quant.is_none() { vec![0.0f32; rows] } else { Vec::new() };
     let mut thin = Vec::new();
     for b in 0..batch {
         let (qb, kb, vb) =
@@ -196,7 +204,8 @@ fn attention_forward(
         } else {
             matmul(s, s, h, qb, false, kb, true, soft_b, false);
         }
-        crate::fastmath::softmax_rows(soft_b, s, factor);
+        let inverses_b = (!inverses.is_empty()).then(|| &mut inverses[b * s..(b + 1) * s]);
+        crate::fastmath::softmax_rows(soft_b, s, factor, inverses_b);
         let applied = match quant {
             Some(spec) => {
                 let frac = 2 * spec.activations.fractional_bits();
@@ -211,12 +220,18 @@ fn attention_forward(
             }
             None => &*soft_b,
         };
-        square_times_thin(s, h, applied, false, vb, &mut attended[b * s * h..(b + 1) * s * h], &mut thin);
+        let attended_b = &mut attended[b * s * h..(b + 1) * s * h];
+        square_times_thin(s, h, applied, false, vb, attended_b, &mut thin);
+        if !inverses.is_empty() {
+            for (row, &inverse) in attended_b.chunks_exact_mut(h).zip(&inverses[b * s..(b + 1) * s]) {
+                row.iter_mut().for_each(|a| *a *= inverse);
+            }
+        }
     }
     let out = output(&mut attended, &x);
     let saved = if training {
         let shifts = Vec::new();
-        Saved::Attention(Box::new(AttentionSaved { x, q, k, v, soft, weights, attended, shifts, factor }))
+        Saved::Attention(Box::new(AttentionSaved { x, q, k, v, soft, weights, attended, shifts, inverses, factor }))
     } else {
         give_back(pool, [soft, weights]);
         Saved::Nothing
@@ -302,15 +317,26 @@ fn attention_backward(
         }
     }
     let mut dweights = if saved.shifts.is_empty() { vec![0.0f32; s * s] } else { Vec::new() };
-    let mut thin = Vec::new();
+    let (mut thin, mut scaled) = (Vec::new(), Vec::new());
     for b in (0..batch).filter(|_| saved.shifts.is_empty()) {
         let span = b * s * h..(b + 1) * s * h;
         let square = b * s * s..(b + 1) * s * s;
         let da = &dattended[span.clone()];
         // attended = weights · v
         matmul(s, s, h, da, false, &saved.v[span.clone()], true, &mut dweights, false);
+        let inverses = (!saved.inverses.is_empty()).then(|| &saved.inverses[b * s..(b + 1) * s]);
         let applied = if saved.weights.is_empty() { &saved.soft } else { &saved.weights };
-        square_times_thin(s, h, &applied[square.clone()], true, da, &mut dv[span.clone()], &mut thin);
+        match inverses {
+            // dv = Pᵀ·dA with P = diag(1/Σ)·E: Eᵀ·(diag(1/Σ)·dA).
+            Some(inverses) => {
+                scaled.clear();
+                for (row, &inverse) in da.chunks_exact(h).zip(inverses) {
+                    scaled.extend(row.iter().map(|g| g * inverse));
+                }
+                square_times_thin(s, h, &applied[square.clone()], true, &scaled, &mut dv[span.clone()], &mut thin);
+            }
+            None => square_times_thin(s, h, &applied[square.clone()], true, da, &mut dv[span.clone()], &mut thin),
+        }
         // Through the float softmax: dz = P ⊙ (dP − Σ dP ⊙ P), times the scale.
         // Without QAT the applied weights are the softmax P, so each row's
         // Σ_j dP_ij·P_ij = dA_i·(P·V)_i = dA_i·attended_i: h products, not S.
@@ -326,6 +352,7 @@ fn attention_backward(
             s,
             saved.factor,
             dots.as_deref(),
+            inverses,
         );
         // scores = q · kᵀ
         let (k, q) = (&saved.k[span.clone()], &saved.q[span.clone()]);

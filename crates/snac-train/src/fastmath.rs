@@ -177,12 +177,13 @@ fn lanes_reduce(row: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
 }
 
 /// Three passes a row: the maximum; `exp` with the sum in eight lanes; the
-/// division. With `factor > 0`, `max(x)·factor` is the maximum of the
-/// rounded `x·factor` (rounding is monotone), so the values equal those of
-/// scaling first.
+/// division, or, with `inverses`, each row's `1/Σ` written there instead
+/// (the exponentials stay unnormalised). With `factor > 0`, `max(x)·factor`
+/// is the maximum of the rounded `x·factor` (rounding is monotone), so the
+/// values equal those of scaling first.
 #[inline(always)]
-fn softmax_kernel(x: &mut [f32], cols: usize, factor: f32) {
-    for row in x.chunks_exact_mut(cols) {
+fn softmax_kernel(x: &mut [f32], cols: usize, factor: f32, mut inverses: Option<&mut [f32]>) {
+    for (r, row) in x.chunks_exact_mut(cols).enumerate() {
         let max = lanes_reduce(row, f32::NEG_INFINITY, |m, v| if v > m { v } else { m }) * factor;
         let mut lanes = [0.0f32; 8];
         let mut chunks = row.chunks_exact_mut(8);
@@ -198,8 +199,9 @@ fn softmax_kernel(x: &mut [f32], cols: usize, factor: f32) {
         }
         let total = lanes.iter().chain(rest.iter()).fold(0.0, |a, &v| a + v);
         let inverse = 1.0 / total;
-        for v in row.iter_mut() {
-            *v *= inverse;
+        match inverses.as_deref_mut() {
+            Some(inverses) => inverses[r] = inverse,
+            None => row.iter_mut().for_each(|v| *v *= inverse),
         }
     }
 }
@@ -274,14 +276,25 @@ pub fn thin_product(s: usize, h: usize, m: &[f32], m_t: bool, n: &[f32], c: &mut
 ///
 /// `dots`, when given, are the rows' `Σ d ⊙ p` already known (attention
 /// has them from its h-wide outputs), which saves a pass over each row.
-pub fn softmax_backward_rows(d: &mut [f32], p: &[f32], cols: usize, factor: f32, dots: Option<&[f32]>) {
+/// `scales`, when given, multiply each row's `p` (unnormalised exponentials
+/// times their `1/Σ` are the softmax); they need `dots`.
+pub fn softmax_backward_rows(
+    d: &mut [f32],
+    p: &[f32],
+    cols: usize,
+    factor: f32,
+    dots: Option<&[f32]>,
+    scales: Option<&[f32]>,
+) {
+    assert!(scales.is_none() || dots.is_some(), "row scales need the rows' dot products");
     #[inline(always)]
-    fn kernel(d: &mut [f32], p: &[f32], cols: usize, factor: f32, dots: Option<&[f32]>) {
+    fn kernel(d: &mut [f32], p: &[f32], cols: usize, factor: f32, dots: Option<&[f32]>, scales: Option<&[f32]>) {
         for (row, (dr, pr)) in d.chunks_exact_mut(cols).zip(p.chunks_exact(cols)).enumerate() {
             let dot = match dots {
                 Some(dots) => dots[row],
                 None => dot_kernel(dr, pr),
             };
+            let factor = scales.map_or(factor, |s| factor * s[row]);
             for (di, &pi) in dr.iter_mut().zip(pr) {
                 *di = pi * (*di - dot) * factor;
             }
@@ -289,35 +302,40 @@ pub fn softmax_backward_rows(d: &mut [f32], p: &[f32], cols: usize, factor: f32,
     }
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    fn kernel_avx2(d: &mut [f32], p: &[f32], cols: usize, factor: f32, dots: Option<&[f32]>) {
-        kernel(d, p, cols, factor, dots)
+    fn kernel_avx2(d: &mut [f32], p: &[f32], cols: usize, factor: f32, dots: Option<&[f32]>, scales: Option<&[f32]>) {
+        kernel(d, p, cols, factor, dots, scales)
     }
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2, checked just above.
-        unsafe { kernel_avx2(d, p, cols, factor, dots) };
+        unsafe { kernel_avx2(d, p, cols, factor, dots, scales) };
         return;
     }
-    kernel(d, p, cols, factor, dots)
+    kernel(d, p, cols, factor, dots, scales)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn softmax_avx2(x: &mut [f32], cols: usize, factor: f32) {
-    softmax_kernel(x, cols, factor)
+fn softmax_avx2(x: &mut [f32], cols: usize, factor: f32, inverses: Option<&mut [f32]>) {
+    softmax_kernel(x, cols, factor, inverses)
 }
 
 /// Softmax of every row (`cols` values) of `x · factor`, in place; `factor`
-/// must be positive.
-pub fn softmax_rows(x: &mut [f32], cols: usize, factor: f32) {
+/// must be positive. With `inverses` (a value per row), the rows are left
+/// as the shifted exponentials and each row's `1/Σ` is written there, for
+/// callers that fold the normalisation into what they compute next.
+pub fn softmax_rows(x: &mut [f32], cols: usize, factor: f32, inverses: Option<&mut [f32]>) {
     assert!(factor > 0.0, "softmax factor {factor} is not positive");
+    if let Some(inverses) = &inverses {
+        assert_eq!(inverses.len() * cols, x.len(), "one inverse per row");
+    }
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-        unsafe { softmax_avx2(x, cols, factor) };
+        unsafe { softmax_avx2(x, cols, factor, inverses) };
         return;
     }
-    softmax_kernel(x, cols, factor)
+    softmax_kernel(x, cols, factor, inverses)
 }
 
 #[cfg(test)]
@@ -329,7 +347,7 @@ mod tests {
         for cols in [8, 12] {
             let mut x: Vec<f32> = (0..24).map(|i| ((i * 7) % 11) as f32 * 0.37 - 2.0).collect();
             let original = x.clone();
-            softmax_rows(&mut x, cols, 0.5);
+            softmax_rows(&mut x, cols, 0.5, None);
             for (row, got) in original.chunks(cols).zip(x.chunks(cols)) {
                 let z: f64 = row.iter().map(|&v| (v as f64 * 0.5).exp()).sum();
                 for (&v, &g) in row.iter().zip(got) {
@@ -344,7 +362,7 @@ mod tests {
         let p: Vec<f32> = (0..22).map(|i| ((i * 5) % 7) as f32 * 0.05 + 0.01).collect();
         let d: Vec<f32> = (0..22).map(|i| ((i * 3) % 5) as f32 * 0.3 - 0.6).collect();
         let mut got = d.clone();
-        softmax_backward_rows(&mut got, &p, 11, 0.25, None);
+        softmax_backward_rows(&mut got, &p, 11, 0.25, None, None);
         for ((dr, pr), gr) in d.chunks(11).zip(p.chunks(11)).zip(got.chunks(11)) {
             let dot: f64 = dr.iter().zip(pr).map(|(&a, &b)| a as f64 * b as f64).sum();
             for ((&di, &pi), &g) in dr.iter().zip(pr).zip(gr) {

@@ -309,7 +309,13 @@ impl SearchSetup {
         let Some(folds) = &self.folds else {
             let started = std::time::Instant::now();
             let kept = train_guarded(arch, &self.dataset.train, &self.dataset.val, classes, config)?;
-            return Ok(FoldsOutcome { kept, fold_accuracies: None, core_seconds: started.elapsed().as_secs_f64() });
+            let epochs = kept.history.len();
+            return Ok(FoldsOutcome {
+                kept,
+                fold_accuracies: None,
+                epochs,
+                core_seconds: started.elapsed().as_secs_f64(),
+            });
         };
         // Folds side by side on idle cores (each training is one thread and
         // deterministic, so the result does not depend on how many ran at once).
@@ -346,17 +352,19 @@ impl SearchSetup {
         });
         let core_seconds = started.elapsed().as_secs_f64() * cores as f64;
         let mut accuracies = Vec::with_capacity(folds.len());
+        let mut epochs = 0;
         let mut kept: Option<snac_train::TrainOutcome> = None;
         let outcomes = outcomes.into_inner().unwrap_or_else(|e| e.into_inner());
         for (index, outcome) in outcomes.into_iter().enumerate() {
             let outcome = outcome.expect("every fold ran").with_context(|| format!("fold {index}"))?;
+            epochs += outcome.history.len();
             accuracies.push(outcome.val_accuracy);
             if kept.as_ref().is_none_or(|k| outcome.val_accuracy > k.val_accuracy) {
                 kept = Some(outcome);
             }
         }
         let kept = kept.expect("at least two folds");
-        Ok(FoldsOutcome { kept, fold_accuracies: Some(accuracies), core_seconds })
+        Ok(FoldsOutcome { kept, fold_accuracies: Some(accuracies), epochs, core_seconds })
     }
 }
 
@@ -366,6 +374,8 @@ pub struct FoldsOutcome {
     pub kept: snac_train::TrainOutcome,
     /// Every fold's validation accuracy, with k-fold.
     pub fold_accuracies: Option<Vec<f64>>,
+    /// Epochs trained, over every fold.
+    pub epochs: usize,
     /// The trial's training wall time times the cores it held (each
     /// training is one thread; folds may share cores).
     pub core_seconds: f64,

@@ -130,7 +130,6 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
     let mut times = Vec::new();
     let mut steps = 0usize;
     let peak = snac_train::peak_gflops();
-    let folds = setup.folds.as_ref().map_or(1, |f| f.len());
     let (train_len, val_len) = match &setup.folds {
         Some(f) => (f[0].0.len(), f[0].1.len()),
         None => (setup.dataset.train.len(), setup.dataset.val.len()),
@@ -143,16 +142,17 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
                 // for each trained sample, 2 per validated one; per core, as
                 // the folds of a trial may train side by side.
                 let macs = snac_core::cost::macs(&archs[*i])? as f64;
-                let epochs = o.history.len() as f64;
-                let flop = folds as f64 * epochs * macs * (6.0 * train_len as f64 + 2.0 * val_len as f64);
+                let epochs = folds_outcome.epochs as f64;
+                let flop = epochs * macs * (6.0 * train_len as f64 + 2.0 * val_len as f64);
                 let gflops = flop / folds_outcome.core_seconds / 1e9;
                 let accuracy = match fold_accuracies {
                     Some(a) => a.iter().sum::<f64>() / a.len() as f64,
                     None => o.val_accuracy,
                 };
                 println!(
-                    "  {i:>3}  {:>9.1} ms  acc {accuracy:.4}  {gflops:>6.2} GFLOP/s per core ({:>4.1} % of peak)  {}",
+                    "  {i:>3}  {:>9.1} ms  acc {accuracy:.4}  epochs {:>3}  {gflops:>6.2} GFLOP/s per core ({:>4.1} % of peak)  {}",
                     seconds * 1000.0,
+                    folds_outcome.epochs,
                     100.0 * gflops / peak,
                     archs[*i].summary()
                 );
