@@ -38,15 +38,8 @@ fn exp(x: f32) -> f32 {
     if x.is_nan() { x } else { value }
 }
 
-/// `exp` to about 6e-6 relative error, for the float softmax of attention
-/// (S² values a sample): [`exp2_fast`]`(x·log₂e)`. NaN stays NaN.
-#[inline(always)]
-pub(crate) fn exp_softmax(x: f32) -> f32 {
-    exp2_fast(x * std::f32::consts::LOG2_E)
-}
-
-/// `2^t` to about 6e-6 relative error, about a third of the work of
-/// [`exp`]: the fraction on [-½, ½] through a degree-5 polynomial in fused
+/// `2^t` to about 6e-6 relative error, for the float softmax of attention
+/// (S² values a sample), about a third of the work of [`exp`]: the fraction on [-½, ½] through a degree-5 polynomial in fused
 /// multiply-adds (Estrin's scheme, for a short dependency chain), the
 /// integer part rounded by adding and subtracting 1.5·2²³. `t` is clamped
 /// to [-126, 127]; NaN stays NaN. Callers compile it with FMA (without,
@@ -178,24 +171,25 @@ fn lanes_reduce(row: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
 
 /// Three passes a row: the maximum; `exp` with the sum in eight lanes; the
 /// division, or, with `inverses`, each row's `1/Σ` written there instead
-/// (the exponentials stay unnormalised). With `factor > 0`, `max(x)·factor`
-/// is the maximum of the rounded `x·factor` (rounding is monotone), so the
-/// values equal those of scaling first.
+/// (the exponentials stay unnormalised). `exp(factor·(x − max))` is
+/// `2^(x·c − max·c)` with `c = factor·log₂e`, one fused multiply-add (its
+/// value for the maximum itself is within rounding of 0).
 #[inline(always)]
 fn softmax_kernel(x: &mut [f32], cols: usize, factor: f32, mut inverses: Option<&mut [f32]>) {
+    let c = factor * std::f32::consts::LOG2_E;
     for (r, row) in x.chunks_exact_mut(cols).enumerate() {
-        let max = lanes_reduce(row, f32::NEG_INFINITY, |m, v| if v > m { v } else { m }) * factor;
+        let shift = lanes_reduce(row, f32::NEG_INFINITY, |m, v| if v > m { v } else { m }) * c;
         let mut lanes = [0.0f32; 8];
         let mut chunks = row.chunks_exact_mut(8);
         for chunk in &mut chunks {
             for i in 0..8 {
-                chunk[i] = exp_softmax(chunk[i] * factor - max);
+                chunk[i] = exp2_fast(chunk[i].mul_add(c, -shift));
                 lanes[i] += chunk[i];
             }
         }
         let rest = chunks.into_remainder();
         for v in rest.iter_mut() {
-            *v = exp_softmax(*v * factor - max);
+            *v = exp2_fast(v.mul_add(c, -shift));
         }
         let total = lanes.iter().chain(rest.iter()).fold(0.0, |a, &v| a + v);
         let inverse = 1.0 / total;
@@ -452,13 +446,15 @@ mod tests {
     #[test]
     fn softmax_exp_is_accurate_enough() {
         let mut worst = 0.0f64;
-        for i in -870..=880 {
-            let x = i as f32 * 0.1;
-            let relative = ((exp_softmax(x) as f64 - (x as f64).exp()) / (x as f64).exp()).abs();
-            worst = worst.max(relative);
+        for i in -1260..=1270 {
+            let t = i as f32 * 0.1;
+            let exact = 2f64.powf(t as f64);
+            worst = worst.max(((exp2_fast(t) as f64 - exact) / exact).abs());
         }
         assert!(worst < 1e-5, "relative error {worst}");
-        assert!(exp_softmax(f32::NAN).is_nan());
+        assert!(exp2_fast(f32::NAN).is_nan());
+        assert_eq!(exp2_fast(-1000.0), exp2_fast(-126.0));
+        assert_eq!(exp2_fast(1000.0), exp2_fast(127.0));
     }
 
     #[test]
