@@ -128,8 +128,13 @@ fn attention_forward(
             spec.activations.quantize_slice(values);
         }
     };
-    let project = |w: &[f32], b: &[f32]| {
-        let mut y = rows_of(b, rows);
+    // q, k, v, attended and (in backward) their gradients come from the
+    // pool: fresh megabytes every step cost page faults.
+    let mut project = |w: &[f32], b: &[f32]| {
+        let mut y = take_buffer(pool, rows * hidden);
+        for row in y.chunks_exact_mut(hidden) {
+            row.copy_from_slice(b);
+        }
         matmul(rows, hidden, channels, &x, false, w, false, &mut y, true);
         on_grid(&mut y);
         y
@@ -138,7 +143,8 @@ fn attention_forward(
     let scale_code = scale.then(|| attention_scale(hidden));
     let factor = scale_code.map_or(1.0, |c| c as f32 / (1u64 << SCALE_FRAC) as f32);
     let (s, h) = (positions, hidden);
-    let mut attended = vec![0.0f32; rows * h];
+    // Every span of it is written below.
+    let mut attended = take_buffer(pool, rows * h);
     // The output projection and the residual.
     let output = |attended: &mut Vec<f32>, x: &[f32]| {
         on_grid(attended);
@@ -168,7 +174,11 @@ fn attention_forward(
             );
         }
         let out = output(&mut attended, &x);
-        let saved = training.then(|| AttentionSaved {
+        if !training {
+            give_back(pool, [q, k, v, attended]);
+            return (out, Saved::Nothing);
+        }
+        let saved = AttentionSaved {
             x,
             q,
             k,
@@ -179,8 +189,8 @@ fn attention_forward(
             shifts,
             inverses: Vec::new(),
             factor,
-        });
-        return (out, saved.map_or(Saved::Nothing, |saved| Saved::Attention(Box::new(saved))));
+        };
+        return (out, Saved::Attention(Box::new(saved)));
     }
     // Training keeps every sample's S×S matrices (in buffers reused from
     // step to step); inference needs one sample's at a time.
@@ -233,7 +243,7 @@ fn attention_forward(
         let shifts = Vec::new();
         Saved::Attention(Box::new(AttentionSaved { x, q, k, v, soft, weights, attended, shifts, inverses, factor }))
     } else {
-        give_back(pool, [soft, weights]);
+        give_back(pool, [soft, weights, q, k, v, attended]);
         Saved::Nothing
     };
     (out, saved)
@@ -261,10 +271,11 @@ fn square_times_thin(s: usize, h: usize, m: &[f32], m_t: bool, n: &[f32], c: &mu
 /// writes every value), or a new one. Reusing them spares the page faults of
 /// fresh multi-megabyte allocations at every step.
 fn take_buffer(pool: &mut Vec<Vec<f32>>, len: usize) -> Vec<f32> {
-    let mut buffer = match pool.iter().position(|b| b.capacity() >= len) {
-        Some(i) => pool.swap_remove(i),
-        None => pool.pop().unwrap_or_default(),
-    };
+    // The smallest that fits, so that small requests leave the large
+    // buffers to the large ones; else the largest, to grow.
+    let fitting = (0..pool.len()).filter(|&i| pool[i].capacity() >= len).min_by_key(|&i| pool[i].capacity());
+    let buffer = fitting.or_else(|| (0..pool.len()).max_by_key(|&i| pool[i].capacity()));
+    let mut buffer = buffer.map_or_else(Vec::new, |i| pool.swap_remove(i));
     buffer.resize(len, 0.0);
     buffer
 }
@@ -283,6 +294,7 @@ fn attention_backward(
     indices: &[usize; 8],
     positions: usize,
     gradients: &mut [Option<Vec<f32>>],
+    pool: &mut Vec<Vec<f32>>,
 ) -> Vec<f32> {
     let [wq, _, wk, _, wv, _, wo, _] = p;
     let (hidden, channels) = (p[1].len(), p[7].len());
@@ -294,11 +306,13 @@ fn attention_backward(
     matmul(h, channels, rows, &saved.attended, true, &grad, false, &mut dwo, false);
     gradients[indices[6]] = Some(dwo);
     gradients[indices[7]] = Some(column_sums(&grad, channels));
-    let mut dattended = vec![0.0f32; rows * h];
+    // Each of these is written whole below (products without accumulation,
+    // or every sample's span).
+    let mut dattended = take_buffer(pool, rows * h);
     matmul(rows, h, channels, &grad, false, wo, true, &mut dattended, false);
-    let mut dq = vec![0.0f32; rows * h];
-    let mut dk = vec![0.0f32; rows * h];
-    let mut dv = vec![0.0f32; rows * h];
+    let mut dq = take_buffer(pool, rows * h);
+    let mut dk = take_buffer(pool, rows * h);
+    let mut dv = take_buffer(pool, rows * h);
     if !saved.shifts.is_empty() {
         let mut scratch = crate::attention::Scratch::default();
         for b in 0..batch {
@@ -316,7 +330,7 @@ fn attention_backward(
             );
         }
     }
-    let mut dweights = if saved.shifts.is_empty() { vec![0.0f32; s * s] } else { Vec::new() };
+    let mut dweights = if saved.shifts.is_empty() { take_buffer(pool, s * s) } else { Vec::new() };
     let (mut thin, mut scaled) = (Vec::new(), Vec::new());
     for b in (0..batch).filter(|_| saved.shifts.is_empty()) {
         let span = b * s * h..(b + 1) * s * h;
@@ -367,6 +381,7 @@ fn attention_backward(
         gradients[indices[slot + 1]] = Some(column_sums(d, h));
         matmul(rows, channels, h, d, false, w, true, &mut dx, true);
     }
+    give_back(pool, [dattended, dq, dk, dv, dweights]);
     dx
 }
 
@@ -784,8 +799,9 @@ impl Engine {
                 }
                 (NetLayer::ConvAttention { params: indices, positions, .. }, Saved::Attention(saved)) => {
                     let p = indices.map(|i| params[i].as_slice());
-                    let dx = attention_backward(grad, &saved, p, indices, *positions, &mut gradients);
-                    give_back(&mut self.pool, [saved.soft, saved.weights]);
+                    let dx = attention_backward(grad, &saved, p, indices, *positions, &mut gradients, &mut self.pool);
+                    let AttentionSaved { soft, weights, q, k, v, attended, .. } = *saved;
+                    give_back(&mut self.pool, [soft, weights, q, k, v, attended]);
                     dx
                 }
                 (NetLayer::Flatten { .. }, _) => grad,
