@@ -58,8 +58,9 @@ pub fn bops(arch: &Arch, formula: BopsFormula, bits: f64) -> Result<f64> {
 /// each costing `weight_bits × activation_bits` (or `activation_bits²` for
 /// the attention's activation × activation products). A kernel weight is
 /// used once per row of a Dense layer (per element of a set) and once per
-/// output position of a Conv2d; `nonzero[i]` is layer `i`'s count of
-/// nonzero kernel weights (`None`: all of them).
+/// output position of a Conv2d or a ConvAttention projection; `nonzero[i]`
+/// is layer `i`'s count of nonzero kernel weights (all its kernels
+/// together; `None`: all of them).
 pub fn effective_bops(arch: &Arch, nonzero: &[Option<usize>], weight_bits: f64, activation_bits: f64) -> Result<f64> {
     let wa = weight_bits * activation_bits;
     let mut total = 0.0;
@@ -75,8 +76,10 @@ pub fn effective_bops(arch: &Arch, nonzero: &[Option<usize>], weight_bits: f64, 
                 positions * kept(kernel * kernel * channels * filters) * wa
             }
             (Layer::ConvAttention { hidden, .. }, Shape::Image { height, width, channels }, _) => {
-                let (seq, c, h) = ((height * width) as f64, channels as f64, *hidden as f64);
-                4.0 * seq * c * h * wa + 2.0 * seq * seq * h * activation_bits * activation_bits
+                // The four projections' kernels (c·h weights each) count
+                // once per position, as a 1×1 convolution's.
+                let (seq, h) = ((height * width) as f64, *hidden as f64);
+                seq * kept(4 * channels * hidden) * wa + 2.0 * seq * seq * h * activation_bits * activation_bits
             }
             _ => 0.0,
         };
@@ -138,6 +141,10 @@ mod tests {
         let dense = 64.0 * 10.0 * w * a;
         let nonzero = [Some(50), None, None, None, None, None];
         assert_eq!(effective_bops(&arch, &nonzero, w, a).unwrap(), conv + attention + dense);
+        // Pruned projections: 20 of the 4·4·3 = 48 weights kept, each used at 16 positions.
+        let pruned = 16.0 * 20.0 * w * a + 2.0 * 256.0 * 3.0 * a * a;
+        let nonzero = [Some(50), None, Some(20), None, None, None];
+        assert_eq!(effective_bops(&arch, &nonzero, w, a).unwrap(), conv + pruned + dense);
         // A set: the Dense layer runs once per element.
         let set = Arch::new(
             Shape::Set { elements: 5, features: 3 },

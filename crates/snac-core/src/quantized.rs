@@ -663,13 +663,23 @@ impl QuantizedModel {
                 Layer::ConvAttention { hidden, scale } => {
                     let (positions, channels) = input.rows_and_features();
                     let act = types.activations;
-                    let projection = |name: &str, from: FixedPoint, inputs: usize, outputs: usize| {
+                    // The layer's mask covers the four projection kernels
+                    // one after another (query, key, value, output).
+                    let mask = masks(index).unwrap_or_default();
+                    let size = channels * *hidden;
+                    ensure!(
+                        mask.is_empty() || mask.len() == 4 * size,
+                        "layer {index} (ConvAttention): mask has {} entries for 4 × {size} weights",
+                        mask.len()
+                    );
+                    let projection = |slot: usize, name: &str, from: FixedPoint, inputs: usize, outputs: usize| {
+                        let part = if mask.is_empty() { &[][..] } else { &mask[slot * size..(slot + 1) * size] };
                         let (kernel, bias, accumulator) = quantize_kernel(
                             index,
                             "ConvAttention",
                             &get(index, &format!("{name}_kernel"))?,
                             &get(index, &format!("{name}_bias"))?,
-                            &[],
+                            part,
                             inputs,
                             outputs,
                             from,
@@ -677,10 +687,10 @@ impl QuantizedModel {
                         )?;
                         Ok::<_, anyhow::Error>(Projection { kernel, bias, accumulator })
                     };
-                    let query = projection("query", current, channels, *hidden)?;
-                    let key = projection("key", current, channels, *hidden)?;
-                    let value = projection("value", current, channels, *hidden)?;
-                    let output = projection("output", act, *hidden, channels)?;
+                    let query = projection(0, "query", current, channels, *hidden)?;
+                    let key = projection(1, "key", current, channels, *hidden)?;
+                    let value = projection(2, "value", current, channels, *hidden)?;
+                    let output = projection(3, "output", act, *hidden, channels)?;
                     // Scores are sums of `hidden` products of two activation codes.
                     let largest = act.min_code().unsigned_abs().max(act.max_code().unsigned_abs()) as u128;
                     let bound = largest * largest * *hidden as u128 * positions as u128;

@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 
 /// A `keep` mask (true = the weight survives) for each layer's kernel,
 /// aligned with [`Weights::layers`]; `None` for layers without a kernel or
-/// left unpruned. Biases are never pruned.
+/// left unpruned. A ConvAttention layer's mask covers its four projection
+/// kernels one after another ([`crate::LayerWeights::kernels`]). Biases are
+/// never pruned.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Masks {
     pub layers: Vec<Option<Vec<bool>>>,
@@ -29,14 +31,19 @@ impl Masks {
         );
         for (mask, layer) in self.layers.iter().zip(&weights.layers) {
             let Some(mask) = mask else { continue };
-            let kernel = layer.get("kernel").context("a mask is given for a layer without a kernel")?;
             ensure!(
-                mask.len() == kernel.values.len(),
-                "layer {} ({}) mask has {} entries, its kernel {} weights",
+                layer.kernel_len() > 0,
+                "a mask is given for layer {} ({}), which has no kernel",
+                layer.index,
+                layer.kind
+            );
+            ensure!(
+                mask.len() == layer.kernel_len(),
+                "layer {} ({}) mask has {} entries, its kernels {} weights",
                 layer.index,
                 layer.kind,
                 mask.len(),
-                kernel.values.len()
+                layer.kernel_len()
             );
         }
         Ok(())
@@ -47,10 +54,12 @@ impl Masks {
         self.check_fits(weights)?;
         for (mask, layer) in self.layers.iter().zip(&mut weights.layers) {
             let Some(mask) = mask else { continue };
-            let kernel = layer.tensors.iter_mut().find(|t| t.name == "kernel").expect("checked above");
-            for (value, &keep) in kernel.values.iter_mut().zip(mask) {
-                if !keep {
-                    *value = 0.0;
+            let mut keeps = mask.iter();
+            for position in layer.kernel_positions() {
+                for (value, &keep) in layer.tensors[position].values.iter_mut().zip(&mut keeps) {
+                    if !keep {
+                        *value = 0.0;
+                    }
                 }
             }
         }
@@ -68,34 +77,35 @@ impl Masks {
     }
 }
 
-/// Per-layer magnitude pruning of every kernel, as TF-MOT's
-/// `ConstantSparsity(target_sparsity)` mask update: in each layer of `n`
-/// kernel weights the `k = max(round(n · (1 − target_sparsity)), 1)` largest
-/// by `|w|` are kept (`round` to even, as `tf.math.round`) and the others
-/// masked. Where TF keeps every weight tied with the k-th largest, this keeps
-/// exactly `k`, breaking ties by position (the earlier weight survives), so
-/// the result is deterministic. Biases are not pruned.
+/// Per-kernel magnitude pruning, as TF-MOT's `ConstantSparsity(target_sparsity)`
+/// mask update: in each kernel of `n` weights the
+/// `k = max(round(n · (1 − target_sparsity)), 1)` largest by `|w|` are kept
+/// (`round` to even, as `tf.math.round`) and the others masked. Where TF
+/// keeps every weight tied with the k-th largest, this keeps exactly `k`,
+/// breaking ties by position (the earlier weight survives), so the result is
+/// deterministic. Biases are not pruned. ConvAttention's four projections
+/// are 1×1 convolutions, each pruned on its own like any Conv2d kernel.
 pub fn magnitude_masks(weights: &Weights, target_sparsity: f64) -> Result<Masks> {
     ensure!((0.0..=1.0).contains(&target_sparsity), "target sparsity {target_sparsity} is outside [0, 1]");
+    let kernel_mask = |values: &[f32]| {
+        let n = values.len();
+        let keep_count = ((n as f64 * (1.0 - target_sparsity)).round_ties_even() as usize).clamp(1.min(n), n);
+        let mut order: Vec<usize> = (0..n).collect();
+        // Largest magnitude first; NaN counts as largest, ties by position.
+        order.sort_by(|&a, &b| {
+            let (x, y) = (values[a].abs(), values[b].abs());
+            y.total_cmp(&x).then(a.cmp(&b))
+        });
+        let mut mask = vec![false; n];
+        for &i in &order[..keep_count] {
+            mask[i] = true;
+        }
+        mask
+    };
     let layers = weights
         .layers
         .iter()
-        .map(|layer| {
-            let kernel = layer.get("kernel").ok()?;
-            let n = kernel.values.len();
-            let keep_count = ((n as f64 * (1.0 - target_sparsity)).round_ties_even() as usize).clamp(1.min(n), n);
-            let mut order: Vec<usize> = (0..n).collect();
-            // Largest magnitude first; NaN counts as largest, ties by position.
-            order.sort_by(|&a, &b| {
-                let (x, y) = (kernel.values[a].abs(), kernel.values[b].abs());
-                y.total_cmp(&x).then(a.cmp(&b))
-            });
-            let mut mask = vec![false; n];
-            for &i in &order[..keep_count] {
-                mask[i] = true;
-            }
-            Some(mask)
-        })
+        .map(|layer| (layer.kernel_len() > 0).then(|| layer.kernels().flat_map(|k| kernel_mask(&k.values)).collect()))
         .collect();
     Ok(Masks { layers })
 }
@@ -201,5 +211,43 @@ mod tests {
         assert!(e.contains("3 entries") && e.contains("4 weights"), "{e}");
         let misplaced = Masks { layers: vec![None, Some(vec![true])] };
         assert!(misplaced.check_fits(&trained).is_err());
+    }
+
+    #[test]
+    fn attention_projections_are_pruned_each_on_its_own() {
+        // A file may list the tensors in any order; the mask follows
+        // ATTENTION_PARAMS (query, key, value, output).
+        let projection = |name: &str, values: Vec<f32>| NamedTensor { name: name.into(), shape: vec![2, 2], values };
+        let attention = LayerWeights {
+            index: 0,
+            kind: "ConvAttention".into(),
+            tensors: vec![
+                projection("output_kernel", vec![4.0, 3.0, 2.0, 1.0]),
+                NamedTensor { name: "query_bias".into(), shape: vec![2], values: vec![9.0, 9.0] },
+                projection("query_kernel", vec![0.1, 0.4, 0.2, 0.3]),
+                projection("key_kernel", vec![-1.0, 1.0, 5.0, 0.5]),
+                projection("value_kernel", vec![0.0, 0.0, 7.0, 0.0]),
+            ],
+        };
+        let weights = Weights { layers: vec![attention] };
+        let masks = magnitude_masks(&weights, 0.5).unwrap();
+        #[rustfmt::skip]
+        let expected = vec![
+            false, true, false, true, // query: 0.4, 0.3
+            true, false, true, false, // key: 5.0, then the first of ±1.0
+            true, false, true, false, // value: 7.0, then the first of the tied zeros
+            true, true, false, false, // output: 4.0, 3.0
+        ];
+        assert_eq!(masks.layers[0].as_ref().unwrap(), &expected);
+        let mut pruned = weights.clone();
+        masks.apply(&mut pruned).unwrap();
+        let tensor = |name: &str| pruned.layers[0].get(name).unwrap().values.clone();
+        assert_eq!(tensor("query_kernel"), vec![0.0, 0.4, 0.0, 0.3]);
+        assert_eq!(tensor("key_kernel"), vec![-1.0, 0.0, 5.0, 0.0]);
+        assert_eq!(tensor("output_kernel"), vec![4.0, 3.0, 0.0, 0.0]);
+        assert_eq!(tensor("query_bias"), vec![9.0, 9.0], "biases are not pruned");
+        assert_eq!(pruned.kernel_nonzeros(), vec![Some(7)]);
+        let short = Masks { layers: vec![Some(vec![true; 4])] };
+        assert!(format!("{:#}", short.check_fits(&weights).unwrap_err()).contains("16 weights"));
     }
 }

@@ -407,16 +407,24 @@ impl<'a> Trainer<'a> {
         let adam = Adam::new(&table);
         let masks = match &config.masks {
             None => Vec::new(),
-            Some(masks) => table
-                .params
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| p.role == ParamRole::Kernel)
-                .filter_map(|(i, p)| {
-                    let keep = masks.layers[p.layer].as_ref()?;
-                    Some((i, keep.iter().enumerate().filter(|(_, keep)| !**keep).map(|(j, _)| j).collect()))
-                })
-                .collect(),
+            // A layer's mask covers its kernels one after another, in the
+            // table's order (which is `LayerWeights::kernel_positions`'s).
+            Some(masks) => {
+                let mut offsets = vec![0usize; masks.layers.len()];
+                table
+                    .params
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| p.role == ParamRole::Kernel)
+                    .filter_map(|(i, p)| {
+                        let keep = masks.layers[p.layer].as_ref()?;
+                        let start = offsets[p.layer];
+                        offsets[p.layer] += p.values.len();
+                        let keep = &keep[start..start + p.values.len()];
+                        Some((i, keep.iter().enumerate().filter(|(_, keep)| !**keep).map(|(j, _)| j).collect()))
+                    })
+                    .collect()
+            }
         };
         let engine = engine::supports(&net).then(Engine::default);
         Trainer { net, table, classes, config, adam, masks, device: Device::flex().autodiff(), engine }

@@ -51,6 +51,29 @@ impl LayerWeights {
             .find(|t| t.name == name)
             .with_context(|| format!("layer {} ({}) has no tensor '{name}'", self.index, self.kind))
     }
+
+    /// Positions in `tensors` of the layer's prunable kernels, in their
+    /// canonical order: `kernel` (Dense, Conv2d), or the four `*_kernel`
+    /// projections of ConvAttention in [`crate::layers::ATTENTION_PARAMS`]
+    /// order (whatever order a weights file lists them in). A layer's
+    /// pruning mask covers them one after another.
+    pub fn kernel_positions(&self) -> Vec<usize> {
+        let rank = |name: &str| crate::layers::ATTENTION_PARAMS.iter().position(|n| *n == name).unwrap_or(0);
+        let mut positions: Vec<usize> =
+            (0..self.tensors.len()).filter(|&i| self.tensors[i].name.ends_with("kernel")).collect();
+        positions.sort_by_key(|&i| rank(&self.tensors[i].name));
+        positions
+    }
+
+    /// The layer's prunable kernels ([`LayerWeights::kernel_positions`]).
+    pub fn kernels(&self) -> impl Iterator<Item = &NamedTensor> {
+        self.kernel_positions().into_iter().map(|i| &self.tensors[i])
+    }
+
+    /// Weights in [`LayerWeights::kernels`] together (0: nothing to prune).
+    pub fn kernel_len(&self) -> usize {
+        self.kernels().map(|k| k.values.len()).sum()
+    }
 }
 
 /// All parameters of a network, aligned with [`Arch::layers`].
@@ -187,14 +210,16 @@ impl Weights {
     pub fn kernel_nonzeros(&self) -> Vec<Option<usize>> {
         self.layers
             .iter()
-            .map(|layer| layer.get("kernel").ok().map(|k| k.values.iter().filter(|v| **v != 0.0).count()))
+            .map(|layer| {
+                (layer.kernel_len() > 0).then(|| layer.kernels().flat_map(|k| &k.values).filter(|v| **v != 0.0).count())
+            })
             .collect()
     }
 
     /// The fraction of kernel weights that are zero, over all kernels
     /// together (0 when there are none). Biases do not count.
     pub fn sparsity(&self) -> f64 {
-        let total: usize = self.layers.iter().filter_map(|l| l.get("kernel").ok()).map(|k| k.values.len()).sum();
+        let total: usize = self.layers.iter().map(|l| l.kernel_len()).sum();
         let nonzero: usize = self.kernel_nonzeros().into_iter().flatten().sum();
         if total == 0 { 0.0 } else { (total - nonzero) as f64 / total as f64 }
     }

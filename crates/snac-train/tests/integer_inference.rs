@@ -112,6 +112,19 @@ fn conv_attention_and_sets_agree_bit_for_bit() {
             let masks: Masks = magnitude_masks(&warm.weights, 0.3).unwrap();
             let pruned = TrainConfig { masks: Some(masks.clone()), ..qat.clone() };
             let tuned = train_from(&arch, warm.weights, train_split, val_split, 10, &pruned).unwrap();
+            // Every kernel, the attention's four projections included, is
+            // pruned and stays so through training.
+            for (layer, nonzero) in tuned.weights.layers.iter().zip(tuned.weights.kernel_nonzeros()) {
+                let Some(nonzero) = nonzero else { continue };
+                let kept = masks.layers[layer.index].as_ref().unwrap().iter().filter(|k| **k).count();
+                assert!(
+                    nonzero <= kept && kept < layer.kernel_len(),
+                    "{name}: layer {} ({}) has {nonzero} nonzero weights, its mask keeps {kept} of {}",
+                    layer.index,
+                    layer.kind,
+                    layer.kernel_len()
+                );
+            }
             let model = quantized_model(&arch, &tuned.weights, Some(&masks), spec).unwrap();
 
             let mut x = val_split.x.clone();
