@@ -8,15 +8,17 @@
 //! scores, softmax, weighted sums and all four gradient products are done
 //! row by row on data that stays in L1 (the transposed keys and values,
 //! h×S each); the forward pass keeps one number per row, the shift that
-//! makes `2^(scaled score − shift)` the softmax. This is the recomputation of FlashAttention (Dao et al.,
-//! 2022), on a CPU and for one sample at a time.
+//! makes `2^(scaled score − shift)` the softmax. This is the recomputation
+//! of FlashAttention (Dao et al., 2022), on a CPU and for one sample at a
+//! time.
 //!
 //! Scores are scaled by `factor·log₂e` through the queries, so that the
 //! softmax is [`exp2_fast`] of one fused multiply-add chain, and the
 //! backward pass applies `factor` once per row of `dq` and per column of
 //! `dk`. Values equal [`crate::fastmath::softmax_rows`] followed by the
-//! products up to float rounding; `engine::tests::engine_matches_burn` checks them
-//! and their gradients against burn's autodiff.
+//! products up to float rounding; `engine::tests::engine_matches_burn`
+//! checks them and their gradients against burn's autodiff, and
+//! `tests::rows_match_the_definition` against an f64 reference.
 
 use crate::fastmath::exp2_fast;
 
