@@ -20,7 +20,7 @@
 //! checks them and their gradients against burn's autodiff, and
 //! `tests::rows_match_the_definition` against an f64 reference.
 
-use crate::fastmath::exp2_fast;
+use crate::fastmath::{exp2_fast, transpose};
 
 /// Widest head the row-wise kernels cover (they are compiled per width).
 pub(crate) const FUSED_MAX_HIDDEN: usize = 4;
@@ -28,15 +28,10 @@ pub(crate) const FUSED_MAX_HIDDEN: usize = 4;
 /// Eight lanes per step: what AVX2 holds, and what the compiler vectorises.
 const LANES: usize = 8;
 
-/// `t (h×s) = mᵀ` for `m (s×h)`.
+/// `t (h×s) = mᵀ` for `m (s×h)`, into a buffer reused between samples.
 fn transpose_into(m: &[f32], s: usize, h: usize, t: &mut Vec<f32>) {
-    t.clear();
     t.resize(h * s, 0.0);
-    for (j, row) in m.chunks_exact(h).enumerate().take(s) {
-        for (d, &v) in row.iter().enumerate() {
-            t[d * s + j] = v;
-        }
-    }
+    transpose(m, s, h, t);
 }
 
 /// Scratch buffers for one sample (h×S each), reused between samples.
@@ -98,13 +93,9 @@ pub(crate) fn backward(
     let Scratch { kt, vt, dkt, dvt, .. } = scratch;
     dispatch(h, Pass::Backward { q, kt, vt, attended, shifts, da, factor, dq, dkt, dvt });
     // `dk` is summed without `factor`; it is applied here, once a value.
-    for (t, out, scale) in [(&*dkt, dk, factor), (&*dvt, dv, 1.0)] {
-        for (d, column) in t.chunks_exact(s).enumerate() {
-            for (j, &value) in column.iter().enumerate() {
-                out[j * h + d] = value * scale;
-            }
-        }
-    }
+    dkt.iter_mut().for_each(|v| *v *= factor);
+    transpose(dkt, h, s, dk);
+    transpose(dvt, h, s, dv);
 }
 
 /// One pass's arguments (the transposed matrices are `h×s`).

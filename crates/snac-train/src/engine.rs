@@ -145,18 +145,7 @@ fn attention_forward(
     let (s, h) = (positions, hidden);
     // Every span of it is written below.
     let mut attended = take_buffer(pool, rows * h);
-    // The output projection and the residual.
-    let output = |attended: &mut Vec<f32>, x: &[f32]| {
-        on_grid(attended);
-        let mut out = rows_of(bo, rows);
-        matmul(rows, channels, h, attended, false, wo, false, &mut out, true);
-        on_grid(&mut out);
-        for (o, &xi) in out.iter_mut().zip(x) {
-            *o += xi;
-        }
-        out
-    };
-    if quant.is_none() && h <= crate::attention::FUSED_MAX_HIDDEN {
+    let (soft, weights, shifts, inverses) = if quant.is_none() && h <= crate::attention::FUSED_MAX_HIDDEN {
         let mut shifts = vec![0.0f32; rows];
         let mut scratch = crate::attention::Scratch::default();
         for b in 0..batch {
@@ -173,80 +162,76 @@ fn attention_forward(
                 &mut scratch,
             );
         }
-        let out = output(&mut attended, &x);
-        if !training {
-            give_back(pool, [q, k, v, attended]);
-            return (out, Saved::Nothing);
-        }
-        let saved = AttentionSaved {
-            x,
-            q,
-            k,
-            v,
-            soft: Vec::new(),
-            weights: Vec::new(),
-            attended,
-            shifts,
-            inverses: Vec::new(),
-            factor,
-        };
-        return (out, Saved::Attention(Box::new(saved)));
-    }
-    // Training keeps every sample's S×S matrices (in buffers reused from
-    // step to step); inference needs one sample's at a time.
-    let square_len = if training { batch * s * s } else { s * s };
-    let mut soft = take_buffer(pool, square_len);
-    let mut weights = if quant.is_some() { take_buffer(pool, square_len) } else { Vec::new() };
-    let mut scores = if quant.is_some() { vec![0.0f32; s * s] } else { Vec::new() };
-    // Without QAT the softmax is left unnormalised: its 1/Σ scales the h
-    // outputs of each row here, and the rows of dA and dz in the backward
-    // pass, instead of the S values of each row.
-    let mut inverses = if quant.is_none() { vec![0.0f32; rows] } else { Vec::new() };
-    let mut thin = Vec::new();
-    for b in 0..batch {
-        let (qb, kb, vb) =
-            (&q[b * s * h..(b + 1) * s * h], &k[b * s * h..(b + 1) * s * h], &v[b * s * h..(b + 1) * s * h]);
-        let square = if training { b * s * s..(b + 1) * s * s } else { 0..s * s };
-        let soft_b = &mut soft[square.clone()];
-        if quant.is_some() {
-            matmul(s, s, h, qb, false, kb, true, &mut scores, false);
-            soft_b.copy_from_slice(&scores);
-        } else {
-            matmul(s, s, h, qb, false, kb, true, soft_b, false);
-        }
-        let inverses_b = (!inverses.is_empty()).then(|| &mut inverses[b * s..(b + 1) * s]);
-        crate::fastmath::softmax_rows(soft_b, s, factor, inverses_b);
-        let applied = match quant {
-            Some(spec) => {
-                let frac = 2 * spec.activations.fractional_bits();
-                let weights_b = &mut weights[square];
-                for (row, out) in scores.chunks_exact(s).zip(weights_b.chunks_exact_mut(s)) {
-                    let row: Vec<f64> = row.iter().map(|&v| v as f64).collect();
-                    for (o, v) in out.iter_mut().zip(softmax_values(&row, frac, scale_code, &spec.activations)) {
-                        *o = v as f32;
+        (Vec::new(), Vec::new(), shifts, Vec::new())
+    } else {
+        // Training keeps every sample's S×S matrices (in buffers reused from
+        // step to step); inference needs one sample's at a time.
+        let square_len = if training { batch * s * s } else { s * s };
+        let mut soft = take_buffer(pool, square_len);
+        let mut weights = if quant.is_some() { take_buffer(pool, square_len) } else { Vec::new() };
+        let mut scores = if quant.is_some() { vec![0.0f32; s * s] } else { Vec::new() };
+        // Without QAT the softmax is left unnormalised: its 1/Σ scales the h
+        // outputs of each row here, and the rows of dA and dz in the backward
+        // pass, instead of the S values of each row.
+        let mut inverses = if quant.is_none() { vec![0.0f32; rows] } else { Vec::new() };
+        let mut thin = Vec::new();
+        for b in 0..batch {
+            let (qb, kb, vb) =
+                (&q[b * s * h..(b + 1) * s * h], &k[b * s * h..(b + 1) * s * h], &v[b * s * h..(b + 1) * s * h]);
+            let square = if training { b * s * s..(b + 1) * s * s } else { 0..s * s };
+            let soft_b = &mut soft[square.clone()];
+            if quant.is_some() {
+                matmul(s, s, h, qb, false, kb, true, &mut scores, false);
+                soft_b.copy_from_slice(&scores);
+            } else {
+                matmul(s, s, h, qb, false, kb, true, soft_b, false);
+            }
+            let inverses_b = (!inverses.is_empty()).then(|| &mut inverses[b * s..(b + 1) * s]);
+            crate::fastmath::softmax_rows(soft_b, s, factor, inverses_b);
+            let applied = match quant {
+                Some(spec) => {
+                    let frac = 2 * spec.activations.fractional_bits();
+                    let weights_b = &mut weights[square];
+                    for (row, out) in scores.chunks_exact(s).zip(weights_b.chunks_exact_mut(s)) {
+                        let row: Vec<f64> = row.iter().map(|&v| v as f64).collect();
+                        for (o, v) in out.iter_mut().zip(softmax_values(&row, frac, scale_code, &spec.activations)) {
+                            *o = v as f32;
+                        }
                     }
+                    &*weights_b
                 }
-                &*weights_b
-            }
-            None => &*soft_b,
-        };
-        let attended_b = &mut attended[b * s * h..(b + 1) * s * h];
-        square_times_thin(s, h, applied, false, vb, attended_b, &mut thin);
-        if !inverses.is_empty() {
-            for (row, &inverse) in attended_b.chunks_exact_mut(h).zip(&inverses[b * s..(b + 1) * s]) {
-                row.iter_mut().for_each(|a| *a *= inverse);
+                None => &*soft_b,
+            };
+            let attended_b = &mut attended[b * s * h..(b + 1) * s * h];
+            square_times_thin(s, h, applied, false, vb, attended_b, &mut thin);
+            if !inverses.is_empty() {
+                scale_rows(attended_b, h, &inverses[b * s..(b + 1) * s]);
             }
         }
+        (soft, weights, Vec::new(), inverses)
+    };
+    // The output projection and the residual.
+    on_grid(&mut attended);
+    let mut out = rows_of(bo, rows);
+    matmul(rows, channels, h, &attended, false, wo, false, &mut out, true);
+    on_grid(&mut out);
+    for (o, &xi) in out.iter_mut().zip(&x) {
+        *o += xi;
     }
-    let out = output(&mut attended, &x);
     let saved = if training {
-        let shifts = Vec::new();
         Saved::Attention(Box::new(AttentionSaved { x, q, k, v, soft, weights, attended, shifts, inverses, factor }))
     } else {
         give_back(pool, [soft, weights, q, k, v, attended]);
         Saved::Nothing
     };
     (out, saved)
+}
+
+/// Multiplies each `width`-wide row of `x` by its scale.
+fn scale_rows(x: &mut [f32], width: usize, scales: &[f32]) {
+    for (row, &scale) in x.chunks_exact_mut(width).zip(scales) {
+        row.iter_mut().for_each(|v| *v *= scale);
+    }
 }
 
 /// Under QAT (the row-wise [`crate::attention`] covers float attention up
@@ -313,6 +298,7 @@ fn attention_backward(
     let mut dq = take_buffer(pool, rows * h);
     let mut dk = take_buffer(pool, rows * h);
     let mut dv = take_buffer(pool, rows * h);
+    let mut dweights = Vec::new();
     if !saved.shifts.is_empty() {
         let mut scratch = crate::attention::Scratch::default();
         for b in 0..batch {
@@ -329,49 +315,50 @@ fn attention_backward(
                 &mut scratch,
             );
         }
-    }
-    let mut dweights = if saved.shifts.is_empty() { take_buffer(pool, s * s) } else { Vec::new() };
-    let (mut thin, mut scaled) = (Vec::new(), Vec::new());
-    for b in (0..batch).filter(|_| saved.shifts.is_empty()) {
-        let span = b * s * h..(b + 1) * s * h;
-        let square = b * s * s..(b + 1) * s * s;
-        let da = &dattended[span.clone()];
-        // attended = weights · v
-        matmul(s, s, h, da, false, &saved.v[span.clone()], true, &mut dweights, false);
-        let inverses = (!saved.inverses.is_empty()).then(|| &saved.inverses[b * s..(b + 1) * s]);
-        let applied = if saved.weights.is_empty() { &saved.soft } else { &saved.weights };
-        match inverses {
-            // dv = Pᵀ·dA with P = diag(1/Σ)·E: Eᵀ·(diag(1/Σ)·dA).
-            Some(inverses) => {
-                scaled.clear();
-                for (row, &inverse) in da.chunks_exact(h).zip(inverses) {
-                    scaled.extend(row.iter().map(|g| g * inverse));
+    } else {
+        dweights = take_buffer(pool, s * s);
+        let (mut thin, mut scaled) = (Vec::new(), Vec::new());
+        for b in 0..batch {
+            let span = b * s * h..(b + 1) * s * h;
+            let square = b * s * s..(b + 1) * s * s;
+            let da = &dattended[span.clone()];
+            // attended = weights · v
+            matmul(s, s, h, da, false, &saved.v[span.clone()], true, &mut dweights, false);
+            let inverses = (!saved.inverses.is_empty()).then(|| &saved.inverses[b * s..(b + 1) * s]);
+            let applied = if saved.weights.is_empty() { &saved.soft } else { &saved.weights };
+            // dv = Pᵀ·dA; with P = diag(1/Σ)·E kept as E: Eᵀ·(diag(1/Σ)·dA).
+            let da_for_dv = match inverses {
+                Some(inverses) => {
+                    scaled.clear();
+                    scaled.extend_from_slice(da);
+                    scale_rows(&mut scaled, h, inverses);
+                    &scaled[..]
                 }
-                square_times_thin(s, h, &applied[square.clone()], true, &scaled, &mut dv[span.clone()], &mut thin);
-            }
-            None => square_times_thin(s, h, &applied[square.clone()], true, da, &mut dv[span.clone()], &mut thin),
+                None => da,
+            };
+            square_times_thin(s, h, &applied[square.clone()], true, da_for_dv, &mut dv[span.clone()], &mut thin);
+            // Through the float softmax: dz = P ⊙ (dP − Σ dP ⊙ P), times the scale.
+            // Without QAT the applied weights are the softmax P, so each row's
+            // Σ_j dP_ij·P_ij = dA_i·(P·V)_i = dA_i·attended_i: h products, not S.
+            let dots: Option<Vec<f32>> = saved.weights.is_empty().then(|| {
+                da.chunks_exact(h)
+                    .zip(saved.attended[span.clone()].chunks_exact(h))
+                    .map(|(g, a)| g.iter().zip(a).map(|(x, y)| x * y).sum())
+                    .collect()
+            });
+            crate::fastmath::softmax_backward_rows(
+                &mut dweights,
+                &saved.soft[square.clone()],
+                s,
+                saved.factor,
+                dots.as_deref(),
+                inverses,
+            );
+            // scores = q · kᵀ
+            let (k, q) = (&saved.k[span.clone()], &saved.q[span.clone()]);
+            square_times_thin(s, h, &dweights, false, k, &mut dq[span.clone()], &mut thin);
+            square_times_thin(s, h, &dweights, true, q, &mut dk[span], &mut thin);
         }
-        // Through the float softmax: dz = P ⊙ (dP − Σ dP ⊙ P), times the scale.
-        // Without QAT the applied weights are the softmax P, so each row's
-        // Σ_j dP_ij·P_ij = dA_i·(P·V)_i = dA_i·attended_i: h products, not S.
-        let dots: Option<Vec<f32>> = saved.weights.is_empty().then(|| {
-            da.chunks_exact(h)
-                .zip(saved.attended[span.clone()].chunks_exact(h))
-                .map(|(g, a)| g.iter().zip(a).map(|(x, y)| x * y).sum())
-                .collect()
-        });
-        crate::fastmath::softmax_backward_rows(
-            &mut dweights,
-            &saved.soft[square.clone()],
-            s,
-            saved.factor,
-            dots.as_deref(),
-            inverses,
-        );
-        // scores = q · kᵀ
-        let (k, q) = (&saved.k[span.clone()], &saved.q[span.clone()]);
-        square_times_thin(s, h, &dweights, false, k, &mut dq[span.clone()], &mut thin);
-        square_times_thin(s, h, &dweights, true, q, &mut dk[span.clone()], &mut thin);
     }
     let mut dx = grad;
     for (slot, (w, d)) in [(0, (wq, &dq)), (2, (wk, &dk)), (4, (wv, &dv))] {

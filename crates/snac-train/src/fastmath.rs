@@ -217,6 +217,16 @@ pub(crate) fn dot_kernel(a: &[f32], b: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + ra.iter().zip(rb).map(|(x, y)| x * y).sum::<f32>()
 }
 
+/// `out (cols×rows) = mᵀ` for `m (rows×cols)`, both row-major.
+#[inline(always)]
+pub(crate) fn transpose(m: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
+    for (r, row) in m.chunks_exact(cols).enumerate().take(rows) {
+        for (c, &v) in row.iter().enumerate() {
+            out[c * rows + r] = v;
+        }
+    }
+}
+
 /// `C (s×h) = M (s×s) · N (s×h)`, or `Mᵀ · N` with `m_t`, for a thin `h`:
 /// row by row over `M` with `N`'s columns (or `C`'s) in L1, instead of a
 /// general product that packs all of `M` to use each value `h` times.
@@ -236,17 +246,9 @@ pub fn thin_product(s: usize, h: usize, m: &[f32], m_t: bool, n: &[f32], c: &mut
                     }
                 }
             }
-            for (d, column) in t.chunks_exact(s).enumerate() {
-                for (j, &v) in column.iter().enumerate() {
-                    c[j * h + d] = v;
-                }
-            }
+            transpose(t, h, s, c);
         } else {
-            for (j, row) in n.chunks_exact(h).enumerate().take(s) {
-                for (d, &v) in row.iter().enumerate() {
-                    t[d * s + j] = v;
-                }
-            }
+            transpose(n, s, h, t);
             for (i, row) in m.chunks_exact(s).enumerate().take(s) {
                 for d in 0..h {
                     c[i * h + d] = dot_kernel(row, &t[d * s..(d + 1) * s]);
