@@ -330,9 +330,26 @@ impl TrialYaml {
     }
 }
 
-/// Reads just the architecture of a trial YAML file.
+/// Reads just the architecture of a YAML file: a trial YAML, or any file
+/// with an `architecture:` block (no `metadata` needed), or the block's
+/// content itself at the top level.
 pub fn read_arch(path: &Path) -> Result<Arch> {
-    TrialYaml::read(path)?.architecture.to_arch().with_context(|| format!("in {}", path.display()))
+    #[derive(Deserialize)]
+    struct ArchitectureOnly {
+        architecture: ArchitectureYaml,
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let architecture = match serde_saphyr::from_str::<ArchitectureOnly>(&text) {
+        Ok(file) => file.architecture,
+        Err(nested) => serde_saphyr::from_str::<ArchitectureYaml>(&text).map_err(|_| {
+            anyhow::anyhow!(
+                "parsing {}: {nested}; expected an `architecture:` block with model_type, input_shape, output_dim \
+                 and components (as in trial_yamls/trial_N_arch.yaml)",
+                path.display()
+            )
+        })?,
+    };
+    architecture.to_arch().with_context(|| format!("in {}", path.display()))
 }
 
 #[cfg(test)]

@@ -29,7 +29,8 @@ pub enum Command {
     /// pruning with lottery-ticket rewinding, from the best global-search
     /// architecture (or --arch).
     Local(LocalArgs),
-    /// FPGA resources and latency of an architecture YAML (hls4ml io_parallel).
+    /// FPGA resources and latency of a model as hls4ml builds it (or, with
+    /// --validate, the estimator's measured error on real synthesis reports).
     Estimate(EstimateArgs),
     /// Integer inference of a quantized model (best_model_{bits}b{int}i.json)
     /// on a .npy of samples, exactly as fixed-point hardware computes it.
@@ -129,12 +130,23 @@ pub struct PlotArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct EstimateArgs {
-    /// Architecture YAML (a trial YAML or best_model_for_local_search.yaml).
-    pub arch: PathBuf,
-    /// pynq-z2, zcu102, alveo-u200 or alveo-u250.
-    #[arg(long, default_value = "zcu102")]
+    /// The model: an architecture YAML (a trial YAML,
+    /// best_model_for_local_search.yaml, or just an `architecture:` block),
+    /// or a quantized model (best_model_{bits}b{int}i.json: its real bit
+    /// widths and pruned weights are used).
+    #[arg(required_unless_present_any = ["validate", "calibrate"])]
+    pub model: Option<PathBuf>,
+    /// Trial weights (trial_weights/trial_N.json) of the architecture YAML:
+    /// their zeros count as pruned.
+    #[arg(long, value_name = "JSON")]
+    pub weights: Option<PathBuf>,
+    /// A board (pynq-z2, zcu102, alveo-u200, alveo-u250), a part number
+    /// (xcvu9p-flga2104-2L-e, xcu250-…, xczu7ev-…, xc7a100t-…), or a custom
+    /// part as PART:LUT:FF:DSP:BRAM.
+    #[arg(long, visible_alias = "part", default_value = "zcu102")]
     pub board: String,
-    /// Fixed-point type of weights and activations.
+    /// Fixed-point type of weights and activations (a quantized model's own
+    /// types take precedence).
     #[arg(long, default_value = "ap_fixed<8,3>")]
     pub precision: String,
     /// hls4ml reuse factor.
@@ -143,6 +155,16 @@ pub struct EstimateArgs {
     /// latency or resource.
     #[arg(long, default_value = "latency")]
     pub strategy: String,
+    /// Clock period in ns (hls4ml's ClockPeriod).
+    #[arg(long, value_name = "NS", default_value_t = snac_core::estimate::DEFAULT_CLOCK_PERIOD_NS)]
+    pub clock_ns: f64,
+    /// io_parallel or io_stream.
+    #[arg(long, default_value = "io_parallel")]
+    pub io_type: String,
+    /// Which figures --json prints: csynth (the HLS report) or synth
+    /// (Vivado post-synthesis). The table shows both.
+    #[arg(long, default_value = "csynth")]
+    pub report: String,
     /// analytical, or rule4ml (rule4ml 0.2.0's numbers, hls4ml 0.8.1 / Vivado
     /// 2019.1 row; needs `pip install --no-deps rule4ml==0.2.0` or $SNAC_RULE4ML_DIR).
     #[arg(long, default_value = "analytical")]
@@ -150,6 +172,18 @@ pub struct EstimateArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Measure the analytical estimator on the embedded corpus of real
+    /// hls4ml synthesis reports, leaving each source out of the fit that
+    /// predicts it, against rule4ml where its weights are installed.
+    #[arg(long, conflicts_with = "calibrate")]
+    pub validate: bool,
+    /// With --validate: also write the tables as Markdown to this file.
+    #[arg(long, value_name = "FILE", requires = "validate")]
+    pub markdown: Option<PathBuf>,
+    /// Fit the analytical estimator's prices on the whole corpus and print
+    /// them (the shipped ones are this command's output).
+    #[arg(long)]
+    pub calibrate: bool,
 }
 
 #[derive(Args, Debug, Clone, Default)]

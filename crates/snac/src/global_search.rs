@@ -112,7 +112,13 @@ impl HardwareSetup {
         let strategy = Strategy::parse(&hls.strategy).context("hls_config.model.strategy")?;
         Ok(HardwareSetup {
             board,
-            settings: HlsSettings { precision, reuse_factor: hls.reuse_factor, strategy },
+            settings: HlsSettings {
+                precision,
+                reuse_factor: hls.reuse_factor,
+                strategy,
+                clock_period_ns: hls.clock_period,
+                io_type: hls.io_type,
+            },
             estimator: hls
                 .estimator
                 .build(&hls.rule4ml_row)

@@ -13,7 +13,7 @@ pub use parse::{
 };
 
 use crate::arch::{Activation, Aggregation, Norm};
-use crate::estimate::{EstimatorKind, Rule4mlRow};
+use crate::estimate::{EstimatorKind, IoType, Rule4mlRow};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -376,6 +376,10 @@ pub struct HlsConfig {
     pub precision: String,
     pub reuse_factor: usize,
     pub strategy: String,
+    /// `clock_period` in ns (hls4ml's `ClockPeriod`; default 5).
+    pub clock_period: f64,
+    /// `io_type: io_parallel | io_stream` (default io_parallel).
+    pub io_type: IoType,
     /// `estimator: analytical | rule4ml` (default analytical).
     pub estimator: EstimatorKind,
     /// `rule4ml: {hls4ml_version, vivado_version}`: which row of rule4ml's

@@ -27,7 +27,71 @@ const KNOWN: [(&str, &str, u64, u64, u64, u64); 4] = [
     ("alveo-u250", "xcu250", 5_376, 12_288, 3_456_000, 1_728_000),
 ];
 
+/// Other common parts by part-number prefix: name, part, BRAM_18K, DSP, FF,
+/// LUT (from the vendors' product tables).
+const PARTS: [(&str, &str, u64, u64, u64, u64); 5] = [
+    ("vu9p", "xcvu9p", 4_320, 6_840, 2_364_480, 1_182_240),
+    ("vu13p", "xcvu13p", 5_376, 12_288, 3_456_000, 1_728_000),
+    ("ku115", "xcku115", 4_320, 5_520, 1_326_720, 663_360),
+    ("zu7ev", "xczu7ev", 624, 1_728, 460_800, 230_400),
+    ("artix7-100t", "xc7a100t", 270, 240, 126_800, 63_400),
+];
+
 impl Board {
+    /// A board from what a user or a report writes: one of rule4ml's board
+    /// names, a known part number (any package and speed grade, e.g.
+    /// `xcvu9p-flga2104-2L-e`), or a custom part as `PART:LUT:FF:DSP:BRAM`.
+    pub fn parse(spec: &str) -> Result<Board> {
+        if let Ok(board) = Board::by_name(spec) {
+            return Ok(board);
+        }
+        if let Some(board) = Board::by_part(spec) {
+            return Ok(board);
+        }
+        let fields: Vec<&str> = spec.split(':').collect();
+        if let [part, lut, ff, dsp, bram] = fields[..] {
+            let number = |what: &str, text: &str| {
+                text.trim().replace('_', "").parse::<u64>().map_err(|_| {
+                    anyhow::anyhow!("custom board '{spec}': the {what} total '{text}' is not a whole number")
+                })
+            };
+            return Board::custom(
+                part,
+                number("LUT", lut)?,
+                number("FF", ff)?,
+                number("DSP", dsp)?,
+                number("BRAM", bram)?,
+            );
+        }
+        let parts: Vec<&str> = PARTS.iter().map(|p| p.1).collect();
+        bail!(
+            "unknown board or part '{spec}'; accepted: {}, a part starting with {} or one of rule4ml's parts, or a \
+             custom part as PART:LUT:FF:DSP:BRAM (e.g. xc7a35t:20800:41600:90:100)",
+            Board::NAMES.join(", "),
+            parts.join(", ")
+        )
+    }
+
+    /// The board of a part number, matched by prefix (`xcu250-figd2104-2L-e`
+    /// is the Alveo U250), when it is one of the parts known here.
+    pub fn by_part(part: &str) -> Option<Board> {
+        let key = part.trim().to_lowercase();
+        let matches = |prefix: &str| {
+            let prefix = prefix.to_lowercase();
+            let prefix = prefix.split('-').next().unwrap_or(&prefix).to_string();
+            !prefix.is_empty() && key.starts_with(&prefix)
+        };
+        // rule4ml's parts by family (any package and speed grade).
+        const FAMILIES: [&str; 4] = ["xc7z020", "xczu9eg", "xcu200", "xcu250"];
+        if let Some(index) = FAMILIES.iter().position(|family| key.starts_with(family)) {
+            return Board::by_name(KNOWN[index].0).ok();
+        }
+        if let Some(&(name, part, bram, dsp, ff, lut)) = PARTS.iter().find(|known| key == known.0 || matches(known.1)) {
+            return Some(Board { name: name.to_string(), part: part.to_string(), lut, ff, dsp, bram });
+        }
+        None
+    }
+
     /// The names [`Board::by_name`] accepts.
     pub const NAMES: [&'static str; 4] = [KNOWN[0].0, KNOWN[1].0, KNOWN[2].0, KNOWN[3].0];
 

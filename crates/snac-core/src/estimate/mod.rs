@@ -18,8 +18,11 @@
 //! assert!(estimate.lut > 0.0 && estimate.cycles >= 1.0);
 //! ```
 
-mod analytical;
+pub mod analytical;
 mod board;
+pub mod calibrate;
+pub mod corpus;
+pub mod ops;
 pub mod rule4ml;
 
 pub use analytical::AnalyticalEstimator;
@@ -118,8 +121,74 @@ impl fmt::Display for EstimatorKind {
     }
 }
 
+/// hls4ml's `IOType`: how layers pass data.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum IoType {
+    /// `io_parallel`: whole arrays, every element at once.
+    #[default]
+    #[serde(rename = "io_parallel")]
+    Parallel,
+    /// `io_stream`: FIFOs between layers, one position (pixel) at a time;
+    /// what hls4ml recommends for CNNs.
+    #[serde(rename = "io_stream")]
+    Stream,
+}
+
+impl IoType {
+    pub const ACCEPTED: &'static str = "io_parallel, io_stream";
+
+    /// `io_parallel` or `io_stream` (also `parallel`, `stream`), any case.
+    pub fn parse(name: &str) -> Option<IoType> {
+        match name.trim().to_lowercase().as_str() {
+            "io_parallel" | "parallel" => Some(IoType::Parallel),
+            "io_stream" | "stream" => Some(IoType::Stream),
+            _ => None,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            IoType::Parallel => "io_parallel",
+            IoType::Stream => "io_stream",
+        }
+    }
+}
+
+/// Which figures an estimate predicts: the HLS tool's C-synthesis report
+/// (`*_csynth.rpt`), or Vivado's post-synthesis utilisation
+/// (`vivado_synth.rpt`), which is usually lower in LUTs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Report {
+    #[default]
+    Csynth,
+    Synth,
+}
+
+impl Report {
+    pub const ACCEPTED: &'static str = "csynth, synth";
+
+    pub fn parse(name: &str) -> Option<Report> {
+        match name.trim().to_lowercase().as_str() {
+            "csynth" | "c-synthesis" | "hls" => Some(Report::Csynth),
+            "synth" | "vivado_synth" | "post-synthesis" => Some(Report::Synth),
+            _ => None,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Report::Csynth => "csynth",
+            Report::Synth => "synth",
+        }
+    }
+}
+
+/// hls4ml's default clock period: 5 ns (200 MHz).
+pub const DEFAULT_CLOCK_PERIOD_NS: f64 = 5.0;
+
 /// The model-wide hls4ml settings (`hls_config` of the experiment YAML).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HlsSettings {
     /// The default type of weights, biases and activations.
     pub precision: FixedPoint,
@@ -127,22 +196,41 @@ pub struct HlsSettings {
     /// parallel.
     pub reuse_factor: usize,
     pub strategy: Strategy,
+    /// The target clock period (hls4ml's `ClockPeriod`), in ns.
+    pub clock_period_ns: f64,
+    pub io_type: IoType,
 }
 
 impl Default for HlsSettings {
-    /// `ap_fixed<8,3>`, reuse factor 1, Latency: SNAC-Pack's defaults.
+    /// `ap_fixed<8,3>`, reuse factor 1, Latency (SNAC-Pack's defaults), 5 ns
+    /// and io_parallel (hls4ml's).
     fn default() -> HlsSettings {
         HlsSettings {
             precision: FixedPoint::ap_fixed(8, 3).expect("ap_fixed<8,3> is valid"),
             reuse_factor: 1,
             strategy: Strategy::Latency,
+            clock_period_ns: DEFAULT_CLOCK_PERIOD_NS,
+            io_type: IoType::Parallel,
         }
     }
 }
 
-/// What the model-wide settings do not say about one Dense layer: its real
-/// bit widths and, for a pruned model, how many weights are not zero. One per
-/// Dense layer, in order.
+impl HlsSettings {
+    /// Why these settings cannot be estimated, if they cannot.
+    pub fn check(&self) -> Result<()> {
+        if self.reuse_factor == 0 {
+            bail!("reuse factor must be at least 1, got 0");
+        }
+        if !(self.clock_period_ns.is_finite() && (0.5..=1000.0).contains(&self.clock_period_ns)) {
+            bail!("clock period must be from 0.5 to 1000 ns, got {}", self.clock_period_ns);
+        }
+        Ok(())
+    }
+}
+
+/// What the model-wide settings do not say about one layer with weights
+/// (Dense, Conv2d, ConvAttention): its real bit widths and, for a pruned
+/// model, how many weights are not zero. One per such layer, in order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerInfo {
     /// Width of the layer's weights.
@@ -151,6 +239,33 @@ pub struct LayerInfo {
     pub activation_bits: u32,
     /// Weights that are not zero; `None` for a dense layer.
     pub nonzero_weights: Option<usize>,
+}
+
+impl LayerInfo {
+    /// One entry per layer with weights of a quantized model: its real weight
+    /// and activation widths and nonzero weights.
+    pub fn of_model(model: &crate::quantized::QuantizedModel) -> Vec<LayerInfo> {
+        use crate::quantized::QLayer;
+        let nonzero = |codes: &[i64]| codes.iter().filter(|c| **c != 0).count();
+        let activation_bits = model.types.activations.width.max(model.types.input.width);
+        model
+            .layers
+            .iter()
+            .filter_map(|layer| match layer {
+                QLayer::Dense { kernel, .. } | QLayer::Conv2d { kernel, .. } => Some(LayerInfo {
+                    weight_bits: kernel.fixed.width,
+                    activation_bits,
+                    nonzero_weights: Some(nonzero(&kernel.codes)),
+                }),
+                QLayer::ConvAttention { query, key, value, output, .. } => Some(LayerInfo {
+                    weight_bits: query.kernel.fixed.width,
+                    activation_bits,
+                    nonzero_weights: Some([query, key, value, output].iter().map(|p| nonzero(&p.kernel.codes)).sum()),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 /// Resource and latency estimate of a whole network on one board.
@@ -194,6 +309,15 @@ impl Estimate {
             interval,
         }
     }
+
+    /// The resources of which the estimate needs more than the board has,
+    /// with the percentage: empty when the model fits.
+    pub fn overfull(&self) -> Vec<(&'static str, f64)> {
+        [("LUT", self.lut_pct), ("FF", self.ff_pct), ("DSP", self.dsp_pct), ("BRAM", self.bram_pct)]
+            .into_iter()
+            .filter(|(_, pct)| *pct > 100.0)
+            .collect()
+    }
 }
 
 /// Something that predicts what an architecture costs on an FPGA.
@@ -202,8 +326,9 @@ pub trait ResourceEstimator {
     fn name(&self) -> &'static str;
 
     /// The estimate of `arch` built with `settings` on `board`. `layer_info`,
-    /// when given, has one entry per Dense layer and overrides the widths of
-    /// `settings.precision` and the layer's weight count.
+    /// when given, has one entry per layer with weights (Dense, Conv2d,
+    /// ConvAttention) and overrides the widths of `settings.precision` and
+    /// the layer's weight count.
     fn estimate(
         &self,
         arch: &Arch,

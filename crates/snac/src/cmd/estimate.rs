@@ -1,52 +1,201 @@
-//! `snac estimate`: FPGA resources and latency of one architecture.
+//! `snac estimate`: FPGA resources and latency of one model, or the
+//! estimator's measured error on real synthesis reports (`--validate`) and
+//! its fitted prices (`--calibrate`).
 
 use crate::cli::EstimateArgs;
 use anyhow::{Context, Result, bail};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
-use snac_core::estimate::{Board, EstimatorKind, HlsSettings, Rule4mlRow, Strategy};
+use snac_core::arch::Arch;
+use snac_core::estimate::analytical::{CSYNTH, SYNTH};
+use snac_core::estimate::{
+    AnalyticalEstimator, Board, EstimatorKind, HlsSettings, IoType, LayerInfo, Report, Rule4mlEstimator, Rule4mlRow,
+    Strategy, calibrate,
+};
 use snac_core::fixed::FixedPoint;
+use snac_core::quantized::QuantizedModel;
+use std::path::Path;
 use std::process::ExitCode;
 
 pub fn estimate(args: &EstimateArgs) -> Result<ExitCode> {
-    let arch = snac_core::trial_yaml::read_arch(&args.arch)?;
-    let board = Board::by_name(&args.board).context("--board")?;
+    if args.validate {
+        return validate(args);
+    }
+    if args.calibrate {
+        return calibrate_command();
+    }
+    let path = args.model.as_deref().expect("clap requires MODEL without --validate/--calibrate");
+    let board = Board::parse(&args.board).context("--board")?;
     let precision =
         args.precision.parse::<FixedPoint>().with_context(|| format!("--precision '{}'", args.precision))?;
     let strategy = Strategy::parse(&args.strategy).context("--strategy")?;
     anyhow::ensure!(args.reuse >= 1, "--reuse 0: the reuse factor must be at least 1");
+    let Some(io_type) = IoType::parse(&args.io_type) else {
+        bail!("--io-type '{}' is unknown; accepted: {}", args.io_type, IoType::ACCEPTED);
+    };
+    let Some(report) = Report::parse(&args.report) else {
+        bail!("--report '{}' is unknown; accepted: {}", args.report, Report::ACCEPTED);
+    };
     let Some(kind) = EstimatorKind::parse(&args.estimator) else {
         bail!("--estimator '{}' is unknown; accepted: {}", args.estimator, EstimatorKind::ACCEPTED);
     };
-    let estimator = kind.build(&Rule4mlRow::default()).with_context(|| format!("--estimator {kind}"))?;
-    let settings = HlsSettings { precision, reuse_factor: args.reuse, strategy };
-    let estimate = estimator.estimate(&arch, &settings, None, &board)?;
+    let settings =
+        HlsSettings { precision, reuse_factor: args.reuse, strategy, clock_period_ns: args.clock_ns, io_type };
+    settings.check().context("--clock-ns")?;
+    let (arch, layer_info, what) = read_model(path, args.weights.as_deref(), precision.width)?;
+
+    let (primary, secondary) = match kind {
+        EstimatorKind::Analytical => {
+            let csynth = AnalyticalEstimator::for_report(Report::Csynth);
+            let synth = AnalyticalEstimator::for_report(Report::Synth);
+            let info = layer_info.as_deref();
+            let csynth = snac_core::estimate::ResourceEstimator::estimate(&csynth, &arch, &settings, info, &board)?;
+            let synth = snac_core::estimate::ResourceEstimator::estimate(&synth, &arch, &settings, info, &board)?;
+            match report {
+                Report::Csynth => (csynth, Some(synth)),
+                Report::Synth => (synth, Some(csynth)),
+            }
+        }
+        EstimatorKind::Rule4ml => {
+            let estimator = kind.build(&Rule4mlRow::default()).with_context(|| format!("--estimator {kind}"))?;
+            (estimator.estimate(&arch, &settings, layer_info.as_deref(), &board)?, None)
+        }
+    };
     if args.json {
-        println!("{}", serde_json::to_string(&estimate)?);
+        println!("{}", serde_json::to_string(&primary)?);
         return Ok(ExitCode::SUCCESS);
     }
+    let (csynth, synth) = match (report, secondary) {
+        (Report::Synth, Some(csynth)) => (csynth, Some(primary)),
+        (_, synth) => (primary, synth),
+    };
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
-    table.set_header(["resource", "estimate", &format!("% of {}", board.name)]);
-    for (name, count, pct) in [
-        ("LUT", estimate.lut, estimate.lut_pct),
-        ("FF", estimate.ff, estimate.ff_pct),
-        ("DSP", estimate.dsp, estimate.dsp_pct),
-        ("BRAM (18K)", estimate.bram, estimate.bram_pct),
-    ] {
-        table.add_row([name.to_string(), format!("{count:.0}"), format!("{pct:.3}")]);
+    let mut header = vec!["resource".to_string(), "C-synthesis".to_string()];
+    if synth.is_some() {
+        header.push("post-synthesis".into());
     }
-    table.add_row(["average".to_string(), String::new(), format!("{:.3}", estimate.avg_resource)]);
-    table.add_row(["latency (cycles)".to_string(), format!("{:.0}", estimate.cycles), String::new()]);
-    table.add_row(["interval (cycles)".to_string(), format!("{:.0}", estimate.interval), String::new()]);
+    header.push(format!("% of {} ({})", board.name, board.part));
+    table.set_header(header);
+    let rows: [(&str, fn(&snac_core::estimate::Estimate) -> (f64, f64)); 4] = [
+        ("LUT", |e| (e.lut, e.lut_pct)),
+        ("FF", |e| (e.ff, e.ff_pct)),
+        ("DSP", |e| (e.dsp, e.dsp_pct)),
+        ("BRAM (18K)", |e| (e.bram, e.bram_pct)),
+    ];
+    let shown = if report == Report::Synth { synth.unwrap_or(csynth) } else { csynth };
+    for (name, get) in rows {
+        let mut row = vec![name.to_string(), format!("{:.0}", get(&csynth).0)];
+        if let Some(synth) = &synth {
+            row.push(format!("{:.0}", get(synth).0));
+        }
+        row.push(format!("{:.2}", get(&shown).1));
+        table.add_row(row);
+    }
+    let blank = if synth.is_some() { 2 } else { 1 };
+    let mut latency = vec!["latency (cycles)".to_string(), format!("{:.0}", csynth.cycles)];
+    let mut interval = vec!["interval (cycles)".to_string(), format!("{:.0}", csynth.interval)];
+    for _ in 0..blank {
+        latency.push(String::new());
+        interval.push(String::new());
+    }
+    table.add_row(latency);
+    table.add_row(interval);
     println!(
-        "{} on {} ({}), {precision}, reuse {}, {} strategy, {} estimator",
+        "{} ({what}) on {} ({}), {precision}, reuse {}, {} strategy, {}, {} ns clock, {} estimator",
         arch.summary(),
         board.name,
         board.part,
         args.reuse,
         strategy.name(),
-        estimator.name()
+        io_type.name(),
+        args.clock_ns,
+        kind.name()
     );
     println!("{table}");
+    println!("latency {:.0} cycles = {:.0} ns at {} ns", csynth.cycles, csynth.cycles * args.clock_ns, args.clock_ns);
+    let overfull = shown.overfull();
+    if overfull.is_empty() {
+        println!("fits the {} ({}).", board.name, board.part);
+    } else {
+        let list: Vec<String> = overfull.iter().map(|(name, pct)| format!("{name} {pct:.0} %")).collect();
+        println!(
+            "does NOT fit the {} ({}): it needs {} of the board. Use a larger reuse factor, the Resource strategy, \
+             io_stream, fewer bits, pruning, or a larger part.",
+            board.name,
+            board.part,
+            list.join(", ")
+        );
+    }
+    if kind == EstimatorKind::Analytical {
+        println!(
+            "Measured error of these figures on real hls4ml reports: see docs/estimator-accuracy.md \
+             (snac estimate --validate)."
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The architecture and, when the file says, per-layer widths and nonzero
+/// weights; plus a word for what was read.
+fn read_model(path: &Path, weights: Option<&Path>, bits: u32) -> Result<(Arch, Option<Vec<LayerInfo>>, &'static str)> {
+    let is_json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    if is_json {
+        anyhow::ensure!(
+            weights.is_none(),
+            "--weights goes with an architecture YAML; {} already holds its weights",
+            path.display()
+        );
+        let model = QuantizedModel::read(path).with_context(|| {
+            format!(
+                "{} is not a quantized model; pass an architecture YAML (with --weights for trial weights)",
+                path.display()
+            )
+        })?;
+        let info = LayerInfo::of_model(&model);
+        return Ok((model.arch, Some(info), "quantized model: its widths and nonzero weights"));
+    }
+    let arch = snac_core::trial_yaml::read_arch(path)?;
+    let Some(weights) = weights else { return Ok((arch, None, "architecture")) };
+    let trained = snac_train::Weights::load(weights)?;
+    trained.check_fits(&arch).with_context(|| format!("{} does not fit {}", weights.display(), path.display()))?;
+    let info = trained
+        .kernel_nonzeros()
+        .into_iter()
+        .flatten()
+        .map(|nonzero| LayerInfo { weight_bits: bits, activation_bits: bits, nonzero_weights: Some(nonzero) })
+        .collect();
+    Ok((arch, Some(info), "architecture with its trained weights' zeros"))
+}
+
+fn validate(args: &EstimateArgs) -> Result<ExitCode> {
+    let (samples, skipped) = calibrate::samples()?;
+    let rule4ml = match Rule4mlEstimator::load_default(&Rule4mlRow::default()) {
+        Ok(estimator) => Some(estimator),
+        Err(error) => {
+            eprintln!("rule4ml comparison skipped: {error:#}");
+            None
+        }
+    };
+    let report = calibrate::validation_report(&samples, &skipped, rule4ml.as_ref());
+    println!("{report}");
+    if let Some(path) = &args.markdown {
+        let text = format!(
+            "# Estimator accuracy\n\nWritten by `snac estimate --validate --markdown {}`; do not edit by hand.\n\n{report}",
+            path.display()
+        );
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn calibrate_command() -> Result<ExitCode> {
+    let (samples, skipped) = calibrate::samples()?;
+    for (id, reason) in &skipped {
+        eprintln!("not built: {id}: {reason}");
+    }
+    println!("// `snac estimate --calibrate` on {} corpus designs", samples.len());
+    println!("{}", calibrate::coefficients_source("CSYNTH", &calibrate::fit_all(&samples, Report::Csynth, &CSYNTH)));
+    println!("{}", calibrate::coefficients_source("SYNTH", &calibrate::fit_all(&samples, Report::Synth, &SYNTH)));
     Ok(ExitCode::SUCCESS)
 }

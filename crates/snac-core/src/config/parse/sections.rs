@@ -10,7 +10,7 @@ use crate::config::{
     SynthesisConfig,
 };
 use crate::estimate::rule4ml::{HLS4ML_VERSIONS, VIVADO_VERSIONS};
-use crate::estimate::{EstimatorKind, Rule4mlRow};
+use crate::estimate::{DEFAULT_CLOCK_PERIOD_NS, EstimatorKind, IoType, Rule4mlRow};
 use saphyr::{ScalarOwned, YamlDataOwned};
 use std::path::{Path, PathBuf};
 
@@ -541,6 +541,13 @@ fn hls(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> HlsConfig {
     model.finish();
     let estimator =
         s.opt_choice("estimator", "an estimator", EstimatorKind::ACCEPTED, EstimatorKind::parse).unwrap_or_default();
+    let clock_period = s.number_or(
+        "clock_period",
+        DEFAULT_CLOCK_PERIOD_NS,
+        "a clock period in ns from 0.5 to 1000 (hls4ml's ClockPeriod, default 5)",
+        |ns| (0.5..=1000.0).contains(&ns),
+    );
+    let io_type = s.opt_choice("io_type", "an io type", IoType::ACCEPTED, IoType::parse).unwrap_or_default();
     let mut rule4ml = Section::open(&mut *s.ctx, &mut s.map, "rule4ml");
     let default_row = Rule4mlRow::default();
     let one_of = |known: &'static [&'static str]| {
@@ -556,7 +563,7 @@ fn hls(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> HlsConfig {
     };
     rule4ml.finish();
     s.finish();
-    HlsConfig { board, precision, reuse_factor, strategy, estimator, rule4ml_row }
+    HlsConfig { board, precision, reuse_factor, strategy, clock_period, io_type, estimator, rule4ml_row }
 }
 
 /// Reads `total_bits` and `int_bits` from a map; `None` if either is bad.

@@ -75,6 +75,7 @@ fn settings(row: &HashMap<String, String>) -> HlsSettings {
         precision: FixedPoint::ap_fixed(width.trim().parse().unwrap(), integer.trim().parse().unwrap()).unwrap(),
         reuse_factor: row["Reuse Factor"].parse().unwrap(),
         strategy: Strategy::parse(&row["Strategy"]).unwrap(),
+        ..HlsSettings::default()
     }
 }
 
@@ -286,8 +287,12 @@ fn error_on_hls4ml_synthesis_baselines() {
     let Some(estimator) = estimator() else { return };
     let data: serde_json::Value = serde_json::from_str(include_str!("../testdata/hls4ml_baselines.json")).unwrap();
     let board = Board::by_name("alveo-u250").unwrap();
-    let hls =
-        HlsSettings { precision: FixedPoint::ap_fixed(16, 6).unwrap(), reuse_factor: 1, strategy: Strategy::Latency };
+    let hls = HlsSettings {
+        precision: FixedPoint::ap_fixed(16, 6).unwrap(),
+        reuse_factor: 1,
+        strategy: Strategy::Latency,
+        ..HlsSettings::default()
+    };
     let keys = ["lut", "ff", "dsp", "bram", "latency"];
     for matched_version in [false, true] {
         let mut pairs: Vec<Vec<(f64, f64)>> = vec![Vec::new(); keys.len()];
