@@ -837,3 +837,66 @@ fn bench_times_whole_trials_of_a_config() {
     assert!(!out.status.success());
     assert!(stderr.contains("archs.json: architecture 0 does not fit"), "{stderr}");
 }
+
+#[test]
+fn estimate_takes_an_architecture_only_yaml_clock_io_type_and_any_part() {
+    let dir = tempfile::tempdir().unwrap();
+    // The embedded example's kind of best model, as an architecture alone.
+    let arch = dir.path().join("arch.yaml");
+    std::fs::write(
+        &arch,
+        "architecture:\n  model_type: BlockBased\n  input_shape: [64]\n  output_dim: 10\n  components:\n  \
+         - block_type: MLP\n    name: b0\n    params: {units: 128, activation: relu, norm: null}\n  \
+         - block_type: MLP\n    name: b1\n    params: {units: 32, activation: relu, norm: null}\n  \
+         - block_type: Output\n    name: output\n    params: {units: 10, activation: softmax}\n",
+    )
+    .unwrap();
+    let json = |extra: &[&str]| -> serde_json::Value {
+        let out = run_ok(snac().arg("estimate").arg(&arch).arg("--json").args(extra));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let default = json(&[]);
+    assert!(default["lut"].as_f64().unwrap() > 0.0);
+    // A shorter clock period: more pipeline stages.
+    let fast = json(&["--clock-ns", "2"]);
+    assert!(fast["cycles"].as_f64().unwrap() > default["cycles"].as_f64().unwrap(), "{fast} vs {default}");
+    // A part number and a custom part give the same counts, other percentages.
+    let vu9p = json(&["--part", "xcvu9p-flga2104-2L-e"]);
+    let custom = json(&["--board", "mine:1000:2000:10:10"]);
+    assert_eq!(vu9p["lut"], default["lut"]);
+    assert!(custom["lut_pct"].as_f64().unwrap() > vu9p["lut_pct"].as_f64().unwrap());
+    let stream = json(&["--io-type", "io_stream"]);
+    assert!(stream["lut"].as_f64().unwrap() > 0.0);
+
+    // The table says plainly when the model cannot fit.
+    let out = run_ok(snac().arg("estimate").arg(&arch).args(["--board", "mine:1000:2000:10:10"]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("does NOT fit") && text.contains("LUT"), "{text}");
+    let out = run_ok(snac().arg("estimate").arg(&arch).args(["--board", "alveo-u250"]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("fits the alveo-u250"));
+
+    for (flag, value, accepted) in
+        [("--io-type", "io_serial", "io_parallel, io_stream"), ("--report", "place", "csynth, synth")]
+    {
+        let bad = snac().arg("estimate").arg(&arch).args([flag, value]).output().unwrap();
+        assert!(!bad.status.success());
+        let stderr = String::from_utf8_lossy(&bad.stderr);
+        assert!(stderr.contains(value) && stderr.contains(accepted), "{stderr}");
+    }
+}
+
+#[test]
+fn estimate_validate_reports_leave_one_source_out_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let markdown = dir.path().join("accuracy.md");
+    let out = run_ok(snac().args(["estimate", "--validate", "--markdown"]).arg(&markdown));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needed in ["leave-one-source-out", "| io_parallel |", "| io_stream |", "Resource strategy", "hls4ml-baselines"]
+    {
+        assert!(text.contains(needed), "{needed} missing from:\n{text}");
+    }
+    let written = std::fs::read_to_string(&markdown).unwrap();
+    assert!(written.starts_with("# Estimator accuracy") && written.contains("| LUT | FF | DSP | BRAM | latency |"));
+    let out = run_ok(snac().args(["estimate", "--calibrate"]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("pub const CSYNTH: Coefficients"));
+}

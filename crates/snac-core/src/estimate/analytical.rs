@@ -27,10 +27,11 @@ const DSP_PORT_A_BITS: u32 = 27;
 const DSP_PORT_B_BITS: u32 = 18;
 /// HLS maps a product to a DSP48 only when its wider operand has more than
 /// this many bits and its narrower more than [`DSP_MIN_NARROW_BITS`]:
-/// narrower products are cheaper in LUTs, which is why hls4ml designs at
-/// ≤ 8–10 bits use few DSPs.
+/// narrower products are cheaper in LUTs. hls4ml's own resource rule is the
+/// same: weights under 9 bits use no DSP (`hls4ml/backends/fpga`), which is
+/// why quantized hls4ml designs use few or none.
 const DSP_MIN_WIDE_BITS: u32 = 10;
-const DSP_MIN_NARROW_BITS: u32 = 4;
+const DSP_MIN_NARROW_BITS: u32 = 8;
 /// One BRAM_18K holds 18 Kbit; its widest port is 36 bits, 512 words deep.
 const BRAM_WORD_BITS: usize = 36;
 const BRAM_DEPTH_AT_WORD: usize = 512;
@@ -67,6 +68,9 @@ pub struct Coefficients {
     /// a table read), and every streaming layer beyond its positions.
     pub layer_cycles: f64,
     pub stream_layer_cycles: f64,
+    /// FFs per bit alive at a pipeline-stage boundary: each layer's live
+    /// bits times the stages its logic depth takes at the clock.
+    pub ff_per_stage_bit: f64,
 }
 
 /// What the LUT terms count.
@@ -104,6 +108,9 @@ pub struct Features {
     /// levels chained (turned into cycles at the clock by [`price`]), and the
     /// cycles that do not depend on it.
     pub layer_depth: Vec<[f64; 3]>,
+    /// Bits alive inside each layer (its products at accumulator width),
+    /// registered at every stage boundary of its pipeline.
+    pub layer_live_bits: Vec<f64>,
     pub fixed_cycles: f64,
     pub interval: f64,
 }
@@ -117,20 +124,23 @@ struct Depth {
     adder_levels: f64,
 }
 
-/// The shipped prices: `snac estimate --calibrate` on the corpus at the
-/// commit that wrote them (C-synthesis reports).
+/// The shipped prices: the output of `snac estimate --calibrate` on the
+/// embedded corpus (C-synthesis reports); a test checks that they are.
 pub const CSYNTH: Coefficients = Coefficients {
-    lut: [0.3, 0.3, 1.0, 0.33, 0.5, 60.0, 0.03, 30.0],
-    ff: [1.0, 1.0, 1.0, 1.0, 20.0],
-    dsp_per_constant_product: 0.95,
-    dsp_multiply_ns: 2.5,
-    lut_multiply_ns: 1.5,
-    adder_level_ns: 0.8,
+    lut: [0.4192, 0.3887, 0.7792, 0.07039, 1.913, 112.3, 0.8641, 22.8],
+    ff: [0.0, 0.0, 21.12, 1.446, 0.0],
+    dsp_per_constant_product: 0.92,
+    dsp_multiply_ns: 0.5,
+    lut_multiply_ns: 6.0,
+    adder_level_ns: 2.9,
     layer_cycles: 1.0,
-    stream_layer_cycles: 4.0,
+    stream_layer_cycles: 0.0,
+    ff_per_stage_bit: 0.0201,
 };
 
-/// The shipped prices for post-synthesis (Vivado) figures.
+/// The shipped prices for post-synthesis (Vivado) figures: the corpus has no
+/// post-synthesis report yet, so these are the C-synthesis prices, and
+/// `--report synth` says so.
 pub const SYNTH: Coefficients = CSYNTH;
 
 /// DSP slices for one `a × b` product, or 0 when HLS builds it from LUTs.
@@ -264,12 +274,14 @@ pub fn features(ops: &[Op], settings: &HlsSettings, fabric: bool) -> Features {
         let out_bits = output_bits(op) * parallel;
         f.ff[ff::OUTPUT] += out_bits;
         f.layer_depth.push([depth.dsp_multiplies, depth.lut_multiplies, depth.adder_levels]);
-        if serial > 1.0 || stream {
-            // One position every `ii` cycles.
-            f.fixed_cycles += (serial - 1.0).max(0.0) * ii;
-            interval = if stream { interval.max(serial * ii) } else { interval + serial * ii };
+        f.layer_live_bits.push(live_bits(op, settings) * parallel);
+        // One position every `ii` cycles; the last one's logic is in the
+        // layer's stages.
+        f.fixed_cycles += serial * ii - 1.0;
+        if stream || serial > 1.0 {
+            // Streaming layers overlap (dataflow): the slowest sets the interval.
+            interval = interval.max(serial * ii);
         } else {
-            f.fixed_cycles += ii - 1.0;
             interval = interval.max(ii);
         }
         if stream {
@@ -279,6 +291,19 @@ pub fn features(ops: &[Op], settings: &HlsSettings, fabric: bool) -> Features {
     }
     f.interval = interval;
     f
+}
+
+/// Bits alive inside a layer at one position: its instantiated products at
+/// accumulator width (or its outputs, for element-wise layers).
+fn live_bits(op: &Op, settings: &HlsSettings) -> f64 {
+    match *op {
+        Op::Dense(d) => {
+            let reuse = d.reuse.unwrap_or(settings.reuse_factor).clamp(1, (d.n_in * d.n_out).max(1));
+            d.nonzero.div_ceil(reuse) as f64 * d.accum_bits as f64
+        }
+        Op::VarProducts { sums, terms, accum_bits, .. } => (sums * terms) as f64 * accum_bits as f64,
+        _ => output_bits(op),
+    }
 }
 
 /// Bits a layer hands to the next at one position.
@@ -371,14 +396,9 @@ pub fn price(features: &Features, c: &Coefficients, settings: &HlsSettings, boar
     let lut = dot(&features.lut, &c.lut);
     let ff = dot(&features.ff, &c.ff);
     let dsp = features.dsp_variable + features.dsp_constant * c.dsp_per_constant_product;
-    let period = settings.clock_period_ns * (1.0 - CLOCK_UNCERTAINTY);
-    let delays = [c.dsp_multiply_ns, c.lut_multiply_ns, c.adder_level_ns];
-    let logic_cycles: f64 = features
-        .layer_depth
-        .iter()
-        .filter(|depth| depth.iter().any(|&units| units > 0.0))
-        .map(|depth| (dot(depth, &delays) / period).ceil() + c.layer_cycles)
-        .sum();
+    let stages = layer_stages(features, c, settings);
+    let logic_cycles: f64 = stages.iter().sum();
+    let ff = ff + c.ff_per_stage_bit * stage_bits(features, &stages);
     let stream_cycles = if settings.io_type == IoType::Stream {
         c.stream_layer_cycles * features.layer_depth.len() as f64
     } else {
@@ -386,6 +406,30 @@ pub fn price(features: &Features, c: &Coefficients, settings: &HlsSettings, boar
     };
     let cycles = (logic_cycles + features.fixed_cycles + stream_cycles).round().max(0.0);
     Estimate::from_counts(lut, ff, dsp, features.bram, cycles, features.interval.round(), board)
+}
+
+/// Pipeline stages of each layer at the clock: its logic depth over the
+/// usable period, plus the layer's own register (none for a layer without
+/// logic, which HLS merges into its neighbour).
+pub fn layer_stages(features: &Features, c: &Coefficients, settings: &HlsSettings) -> Vec<f64> {
+    let period = settings.clock_period_ns * (1.0 - CLOCK_UNCERTAINTY);
+    let delays = [c.dsp_multiply_ns, c.lut_multiply_ns, c.adder_level_ns];
+    features
+        .layer_depth
+        .iter()
+        .map(|depth| {
+            if depth.iter().any(|&units| units > 0.0) {
+                (depth.iter().zip(&delays).map(|(u, d)| u * d).sum::<f64>() / period).ceil() + c.layer_cycles
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
+/// Σ over layers of stages × live bits: the register bits of the pipeline.
+pub fn stage_bits(features: &Features, stages: &[f64]) -> f64 {
+    features.layer_live_bits.iter().zip(stages).map(|(bits, stages)| bits * stages).sum()
 }
 
 /// The analytical estimator: C-synthesis or post-synthesis prices.
@@ -435,5 +479,211 @@ impl ResourceEstimator for AnalyticalEstimator {
         ensure!(settings.reuse_factor >= 1, "reuse factor must be at least 1, got {}", settings.reuse_factor);
         let ops = lower(arch, settings, layer_info)?;
         self.estimate_ops(&ops, settings, board)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::{Activation, Aggregation, BlockType, Component, Layer, Norm, Padding, Shape};
+    use crate::estimate::calibrate;
+    use crate::fixed::FixedPoint;
+
+    fn settings(width: u32, reuse_factor: usize, strategy: Strategy) -> HlsSettings {
+        HlsSettings {
+            precision: FixedPoint::ap_fixed(width, width.min(6)).unwrap(),
+            reuse_factor,
+            strategy,
+            ..HlsSettings::default()
+        }
+    }
+
+    fn board() -> Board {
+        Board::by_name("zcu102").unwrap()
+    }
+
+    /// 16 → 32 relu → 5 softmax, as a jet-tagging MLP.
+    fn mlp() -> Arch {
+        Arch::new(
+            Shape::Flat(16),
+            vec![
+                Component::mlp("b0", 32, Norm::None, Activation::Relu),
+                Component::output("output", 5, Activation::Softmax),
+            ],
+        )
+    }
+
+    fn run(arch: &Arch, settings: &HlsSettings, info: Option<&[LayerInfo]>) -> Estimate {
+        AnalyticalEstimator::default().estimate(arch, settings, info, &board()).unwrap()
+    }
+
+    #[test]
+    fn shipped_prices_are_the_fit_on_the_corpus() {
+        let (samples, _) = calibrate::samples().unwrap();
+        let fitted = calibrate::fit_all(&samples, Report::Csynth, &CSYNTH);
+        assert_eq!(
+            calibrate::coefficients_source("CSYNTH", &fitted),
+            calibrate::coefficients_source("CSYNTH", &CSYNTH),
+            "run `snac estimate --calibrate` and paste its output into analytical.rs"
+        );
+    }
+
+    #[test]
+    fn one_dense_layer_counted_by_hand() {
+        // 4 → 2 at ap_fixed<6,6>: 8 LUT multipliers of 6 × 6 bits (below
+        // the DSP threshold), each product added at the exact accumulator
+        // width 6 + 6 + ⌈log2 4⌉ = 14 bits.
+        let arch = Arch::new(Shape::Flat(4), vec![Component::output("output", 2, Activation::Identity)]);
+        let ops = lower(&arch, &settings(6, 1, Strategy::Latency), None).unwrap();
+        let f = features(&ops, &settings(6, 1, Strategy::Latency), false);
+        assert_eq!(f.lut[lut::CONST_MULT], 8.0 * 36.0);
+        assert_eq!(f.lut[lut::ADDER], 8.0 * 14.0);
+        assert_eq!((f.dsp_constant, f.dsp_variable, f.bram), (0.0, 0.0, 0.0));
+        // At 16 bits the same products are DSPs.
+        let f = features(&ops_at(&arch, 16), &settings(16, 1, Strategy::Latency), false);
+        assert_eq!((f.dsp_constant, f.lut[lut::CONST_MULT]), (8.0, 0.0));
+        // Forced into fabric (config_op mul -impl fabric): LUTs again.
+        let f = features(&ops_at(&arch, 16), &settings(16, 1, Strategy::Latency), true);
+        assert_eq!((f.dsp_constant, f.lut[lut::CONST_MULT]), (0.0, 8.0 * 256.0));
+    }
+
+    fn ops_at(arch: &Arch, width: u32) -> Vec<Op> {
+        lower(arch, &settings(width, 1, Strategy::Latency), None).unwrap()
+    }
+
+    #[test]
+    fn pruned_weights_cost_nothing_and_reuse_trades_multipliers_for_cycles() {
+        let hls = settings(8, 1, Strategy::Latency);
+        let dense = run(&mlp(), &hls, None);
+        let pruned = [
+            LayerInfo { weight_bits: 8, activation_bits: 8, nonzero_weights: Some(16 * 32 / 4) },
+            LayerInfo { weight_bits: 8, activation_bits: 8, nonzero_weights: Some(32 * 5 / 4) },
+        ];
+        let sparse = run(&mlp(), &hls, Some(&pruned));
+        assert!(sparse.lut < 0.6 * dense.lut, "{sparse:?} vs {dense:?}");
+        let mut last: Option<Estimate> = None;
+        for reuse in [1, 2, 4, 8, 16] {
+            let estimate = run(&mlp(), &settings(16, reuse, Strategy::Latency), None);
+            assert_eq!(estimate.interval, reuse as f64);
+            if let Some(last) = last {
+                assert!(estimate.dsp < last.dsp, "reuse {reuse}: {estimate:?}");
+                assert!(
+                    estimate.cycles >= last.cycles && estimate.cycles >= reuse as f64,
+                    "reuse {reuse}: {estimate:?}"
+                );
+            }
+            last = Some(estimate);
+        }
+    }
+
+    #[test]
+    fn a_faster_clock_takes_more_cycles() {
+        let arch = Arch::new(Shape::Flat(64), vec![Component::output("output", 32, Activation::Relu)]);
+        let cycles = |ns: f64| {
+            run(&arch, &HlsSettings { clock_period_ns: ns, ..settings(16, 1, Strategy::Latency) }, None).cycles
+        };
+        assert!(cycles(2.0) > cycles(10.0), "{} vs {}", cycles(2.0), cycles(10.0));
+        let bad = HlsSettings { clock_period_ns: 0.0, ..HlsSettings::default() };
+        assert!(AnalyticalEstimator::default().estimate(&arch, &bad, None, &board()).is_err());
+    }
+
+    #[test]
+    fn resource_strategy_keeps_large_weight_arrays_in_bram() {
+        let arch = Arch::new(Shape::Flat(64), vec![Component::output("output", 64, Activation::Identity)]);
+        // 4096 weights / 128 = 32 weights of 16 bits per word: 15 BRAMs wide.
+        assert_eq!(run(&arch, &settings(16, 128, Strategy::Resource), None).bram, 15.0);
+        assert_eq!(run(&arch, &settings(16, 128, Strategy::Latency), None).bram, 0.0);
+        assert_eq!(run(&arch, &settings(16, 8, Strategy::Resource), None).bram, 0.0);
+    }
+
+    /// Conv, ConvAttention and DeepSets models: every block the search
+    /// spaces produce gets an estimate, io_stream conv has a line buffer and
+    /// takes one position per cycle.
+    #[test]
+    fn conv_attention_and_deepsets_are_estimated() {
+        let image = Shape::Image { height: 8, width: 8, channels: 1 };
+        let conv = Arch::new(
+            image,
+            vec![
+                Component {
+                    name: "c0".into(),
+                    block_type: BlockType::Conv,
+                    layers: vec![
+                        Layer::Conv2d { filters: 4, kernel: 3, padding: Padding::Same },
+                        Layer::BatchNorm,
+                        Layer::Act(Activation::Relu),
+                    ],
+                },
+                Component {
+                    name: "a0".into(),
+                    block_type: BlockType::ConvAttn,
+                    layers: vec![Layer::ConvAttention { hidden: 4, scale: true }],
+                },
+                Component { name: "f".into(), block_type: BlockType::Flatten, layers: vec![Layer::Flatten] },
+                Component::output("output", 10, Activation::Softmax),
+            ],
+        );
+        let parallel = run(&conv, &settings(8, 1, Strategy::Latency), None);
+        let stream = run(&conv, &HlsSettings { io_type: IoType::Stream, ..settings(8, 1, Strategy::Latency) }, None);
+        for estimate in [parallel, stream] {
+            assert!(estimate.lut > 0.0 && estimate.ff > 0.0 && estimate.cycles >= 64.0, "{estimate:?}");
+        }
+        // Three 1×1 projections, scores, softmax, weighted sum, output
+        // projection, residual.
+        let ops = lower(&conv, &settings(8, 1, Strategy::Latency), None).unwrap();
+        assert_eq!(ops.iter().filter(|op| matches!(op, Op::VarProducts { .. })).count(), 2);
+        assert_eq!(ops.iter().filter(|op| matches!(op, Op::Softmax { rows: 64, .. })).count(), 1);
+
+        let sets = Arch::new(
+            Shape::Set { elements: 16, features: 3 },
+            vec![
+                Component::mlp("phi_0", 8, Norm::None, Activation::Relu),
+                Component {
+                    name: "aggregate".into(),
+                    block_type: BlockType::Aggregate,
+                    layers: vec![Layer::Aggregate(Aggregation::Mean)],
+                },
+                Component::output("output", 5, Activation::Softmax),
+            ],
+        );
+        let estimate = run(&sets, &settings(8, 1, Strategy::Latency), None);
+        assert!(estimate.lut > 0.0 && estimate.cycles >= 16.0, "{estimate:?}");
+    }
+
+    #[test]
+    fn layer_info_must_match_the_layers_with_weights() {
+        let one = [LayerInfo { weight_bits: 8, activation_bits: 8, nonzero_weights: None }];
+        let message = format!(
+            "{:#}",
+            AnalyticalEstimator::default().estimate(&mlp(), &HlsSettings::default(), Some(&one), &board()).unwrap_err()
+        );
+        assert!(message.contains("1 entries") && message.contains("2 layers with weights"), "{message}");
+        let too_many = [
+            LayerInfo { weight_bits: 8, activation_bits: 8, nonzero_weights: Some(16 * 32 + 1) },
+            LayerInfo { weight_bits: 8, activation_bits: 8, nonzero_weights: None },
+        ];
+        let message = format!(
+            "{:#}",
+            AnalyticalEstimator::default()
+                .estimate(&mlp(), &HlsSettings::default(), Some(&too_many), &board())
+                .unwrap_err()
+        );
+        assert!(message.contains("513 nonzero"), "{message}");
+    }
+
+    #[test]
+    fn percentages_follow_the_board_and_overfull_is_named() {
+        let hls = settings(16, 1, Strategy::Latency);
+        let small = run(&mlp(), &hls, None);
+        let large = AnalyticalEstimator::default()
+            .estimate(&mlp(), &hls, None, &Board::by_name("alveo-u250").unwrap())
+            .unwrap();
+        assert_eq!((small.lut, small.dsp), (large.lut, large.dsp));
+        assert!((small.dsp_pct / large.dsp_pct - 12_288.0 / 2_520.0).abs() < 1e-9);
+        let tiny = Board::custom("tiny", 100, 100, 1, 1).unwrap();
+        let estimate = AnalyticalEstimator::default().estimate(&mlp(), &hls, None, &tiny).unwrap();
+        let names: Vec<&str> = estimate.overfull().iter().map(|(name, _)| *name).collect();
+        assert!(names.contains(&"LUT") && names.contains(&"DSP"), "{names:?}");
+        assert!(small.overfull().is_empty());
     }
 }

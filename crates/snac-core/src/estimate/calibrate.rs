@@ -2,7 +2,7 @@
 //! its error honestly: leave-one-source-out, so that no design's own report
 //! tunes its estimate (`snac estimate --calibrate`, `--validate`).
 
-use super::analytical::{CSYNTH, Coefficients, Features, SYNTH, features, price};
+use super::analytical::{CSYNTH, Coefficients, Features, SYNTH, features, layer_stages, price, stage_bits};
 use super::corpus::{Design, designs};
 use super::{Board, Estimate, HlsSettings, IoType, Report, ResourceEstimator, Rule4mlEstimator, Strategy};
 use anyhow::Result;
@@ -18,9 +18,18 @@ pub struct Sample {
     pub features: Features,
 }
 
+/// Corpus designs the estimator cannot build: (id, reason).
+pub type Skipped = Vec<(String, String)>;
+
+/// A subset of the corpus the error is reported on: its name and test.
+pub type Subset = (&'static str, fn(&Sample) -> bool);
+
+/// A price the latency fit searches, and its grid.
+type Axis = (fn(&mut Coefficients) -> &mut f64, Vec<f64>);
+
 /// Every corpus design whose model the estimator can build, and those it
 /// cannot with the reason.
-pub fn samples() -> Result<(Vec<Sample>, Vec<(String, String)>)> {
+pub fn samples() -> Result<(Vec<Sample>, Skipped)> {
     let mut kept = Vec::new();
     let mut skipped = Vec::new();
     for design in designs()? {
@@ -110,23 +119,59 @@ pub fn fit(samples: &[&Sample], report: Report, start: &Coefficients) -> Coeffic
         let prices = fit_linear(with("lut").map(|(s, a)| (&s.features.lut[..], a)));
         keep_determined(&mut c.lut, &prices, with("lut").map(|(s, _)| &s.features.lut[..]));
     }
-    if with("ff").count() > 0 {
-        let prices = fit_linear(with("ff").map(|(s, a)| (&s.features.ff[..], a)));
-        keep_determined(&mut c.ff, &prices, with("ff").map(|(s, _)| &s.features.ff[..]));
-    }
-    // DSPs: dsp = variable + constant · p, least squares in relative error.
-    let (mut num, mut den) = (0.0, 0.0);
-    for (s, actual) in with("dsp") {
-        let scale = actual.max(1.0);
-        let (v, k) = (s.features.dsp_variable / scale, s.features.dsp_constant / scale);
-        num += k * (actual / scale - v);
-        den += k * k;
-    }
-    if den > 0.0 {
-        c.dsp_per_constant_product = (num / den).clamp(0.0, 1.0);
-    }
+    // The schedule first: the FFs' pipeline registers depend on it.
     fit_latency(&mut c, &with("latency").collect::<Vec<_>>());
+    if with("ff").count() > 0 {
+        // The FF units plus the pipeline's stage bits at the fitted delays.
+        let rows: Vec<(Vec<f64>, f64)> = with("ff")
+            .map(|(s, a)| {
+                let stages = layer_stages(&s.features, &c, &s.settings);
+                let mut row = s.features.ff.to_vec();
+                row.push(stage_bits(&s.features, &stages));
+                (row, a)
+            })
+            .collect();
+        let prices = fit_linear(rows.iter().map(|(row, a)| (&row[..], *a)));
+        let mut all = c.ff.to_vec();
+        all.push(c.ff_per_stage_bit);
+        keep_determined(&mut all, &prices, rows.iter().map(|(row, _)| &row[..]));
+        c.ff_per_stage_bit = all.pop().expect("one more");
+        c.ff.copy_from_slice(&all);
+        scale_to_smape(&mut c, &with("ff").collect::<Vec<_>>(), "ff", |c, k| {
+            c.ff.iter_mut().for_each(|p| *p *= k);
+            c.ff_per_stage_bit *= k;
+        });
+    }
+    if with("lut").count() > 0 {
+        scale_to_smape(&mut c, &with("lut").collect::<Vec<_>>(), "lut", |c, k| c.lut.iter_mut().for_each(|p| *p *= k));
+    }
+    // DSPs: the share of DSP-eligible constant products that stay DSPs,
+    // by sMAPE over a grid (a least-squares fit is dominated by designs
+    // with a handful of DSPs).
+    let dsp: Vec<(&Sample, f64)> = with("dsp").collect();
+    if dsp.iter().any(|(s, _)| s.features.dsp_constant > 0.0) {
+        let error = |share: f64| {
+            let pairs: Vec<(f64, f64)> =
+                dsp.iter().map(|(s, a)| (s.features.dsp_variable + s.features.dsp_constant * share, *a)).collect();
+            smape(&pairs)
+        };
+        let best = (0..=100).map(|i| i as f64 / 100.0).min_by(|a, b| error(*a).total_cmp(&error(*b)));
+        c.dsp_per_constant_product = best.expect("a grid");
+    }
     c
+}
+
+/// Multiplies a resource's prices by the factor (over a grid from 0.5 to
+/// 2) that minimises its sMAPE: least squares in relative error leans low.
+fn scale_to_smape(c: &mut Coefficients, samples: &[(&Sample, f64)], key: &str, scale: fn(&mut Coefficients, f64)) {
+    let error = |k: f64| {
+        let mut trial = *c;
+        scale(&mut trial, k);
+        let pairs: Vec<(f64, f64)> = samples.iter().map(|(s, a)| (predicted(&estimate(s, &trial), key), *a)).collect();
+        smape(&pairs)
+    };
+    let best = (0..=60).map(|i| 0.5 * 2f64.powf(i as f64 / 30.0)).min_by(|a, b| error(*a).total_cmp(&error(*b)));
+    scale(c, best.expect("a grid"));
 }
 
 /// Prices whose unit no sample uses stay as they were.
@@ -157,7 +202,7 @@ fn fit_latency(c: &mut Coefficients, samples: &[(&Sample, f64)]) {
     let grid = |low: f64, high: f64, step: f64| -> Vec<f64> {
         (0..).map(|i| low + step * i as f64).take_while(|v| *v <= high + 1e-9).collect()
     };
-    let axes: [(fn(&mut Coefficients) -> &mut f64, Vec<f64>); 5] = [
+    let axes: [Axis; 5] = [
         (|c| &mut c.dsp_multiply_ns, grid(0.5, 6.0, 0.25)),
         (|c| &mut c.lut_multiply_ns, grid(0.25, 6.0, 0.25)),
         (|c| &mut c.adder_level_ns, grid(0.1, 3.0, 0.05)),
@@ -237,7 +282,7 @@ pub fn leave_one_source_out<'a>(samples: &'a [Sample], report: Report, start: &C
 }
 
 /// Subsets the error is reported on.
-pub fn subsets() -> Vec<(&'static str, fn(&Sample) -> bool)> {
+pub fn subsets() -> Vec<Subset> {
     vec![
         ("all", |_| true),
         ("io_parallel", |s| s.settings.io_type == IoType::Parallel),
@@ -385,6 +430,7 @@ fn rule4ml_comparison(predictions: &[Prediction<'_>], rule4ml: &Rule4mlEstimator
 
 /// The designs predicted worst (largest LUT error), with their figures.
 fn worst(predictions: &[Prediction<'_>], report: Report) -> String {
+    let count = if std::env::var_os("SNAC_VALIDATE_ALL").is_some() { usize::MAX } else { 10 };
     use std::fmt::Write;
     let mut rows: Vec<(f64, String)> = predictions
         .iter()
@@ -416,7 +462,7 @@ fn worst(predictions: &[Prediction<'_>], report: Report) -> String {
     let _ = writeln!(out, "Worst LUT predictions (estimate / report):\n");
     let _ = writeln!(out, "| design | LUT | FF | DSP | latency |");
     let _ = writeln!(out, "|---|---|---|---|---|");
-    for (_, row) in rows.iter().take(10) {
+    for (_, row) in rows.iter().take(count) {
         let _ = writeln!(out, "{row}");
     }
     out
@@ -428,11 +474,11 @@ fn predicted_of(estimate: &Estimate, key: &str) -> f64 {
 
 /// The prices as Rust source, as `analytical.rs` holds them.
 pub fn coefficients_source(name: &str, c: &Coefficients) -> String {
-    let list = |values: &[f64]| values.iter().map(|v| format!("{}", round(*v))).collect::<Vec<_>>().join(", ");
+    let list = |values: &[f64]| values.iter().map(|v| round(*v)).collect::<Vec<_>>().join(", ");
     format!(
         "pub const {name}: Coefficients = Coefficients {{\n    lut: [{}],\n    ff: [{}],\n    \
          dsp_per_constant_product: {},\n    dsp_multiply_ns: {},\n    lut_multiply_ns: {},\n    \
-         adder_level_ns: {},\n    layer_cycles: {},\n    stream_layer_cycles: {},\n}};",
+         adder_level_ns: {},\n    layer_cycles: {},\n    stream_layer_cycles: {},\n    ff_per_stage_bit: {},\n}};",
         list(&c.lut),
         list(&c.ff),
         round(c.dsp_per_constant_product),
@@ -441,6 +487,7 @@ pub fn coefficients_source(name: &str, c: &Coefficients) -> String {
         round(c.adder_level_ns),
         round(c.layer_cycles),
         round(c.stream_layer_cycles),
+        round(c.ff_per_stage_bit),
     )
 }
 

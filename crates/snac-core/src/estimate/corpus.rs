@@ -346,6 +346,8 @@ impl Design {
                 "relu" | "leaky_relu" | "linear" | "tanh" | "sigmoid" | "elu" | "gelu" | "selu" | "hard_tanh" => {
                     let kind = match kind {
                         "relu" => ActKind::Relu,
+                        // LeakyReLU(alpha = 1) is the identity.
+                        "leaky_relu" if layer.get("alpha").and_then(Value::as_f64) == Some(1.0) => ActKind::Identity,
                         "leaky_relu" => ActKind::LeakyRelu,
                         "linear" => ActKind::Identity,
                         "hard_tanh" => ActKind::Relu,

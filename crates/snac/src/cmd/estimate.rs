@@ -43,16 +43,26 @@ pub fn estimate(args: &EstimateArgs) -> Result<ExitCode> {
     settings.check().context("--clock-ns")?;
     let (arch, layer_info, what) = read_model(path, args.weights.as_deref(), precision.width)?;
 
+    // Post-synthesis prices exist only once the corpus has such reports.
+    let synth_fitted = SYNTH != CSYNTH;
+    if report == Report::Synth && !synth_fitted {
+        eprintln!(
+            "note: the corpus has no post-synthesis (vivado_synth) report yet, so --report synth gives the \
+             C-synthesis figures"
+        );
+    }
     let (primary, secondary) = match kind {
         EstimatorKind::Analytical => {
-            let csynth = AnalyticalEstimator::for_report(Report::Csynth);
-            let synth = AnalyticalEstimator::for_report(Report::Synth);
             let info = layer_info.as_deref();
-            let csynth = snac_core::estimate::ResourceEstimator::estimate(&csynth, &arch, &settings, info, &board)?;
-            let synth = snac_core::estimate::ResourceEstimator::estimate(&synth, &arch, &settings, info, &board)?;
-            match report {
-                Report::Csynth => (csynth, Some(synth)),
-                Report::Synth => (synth, Some(csynth)),
+            let estimate = |report| {
+                let estimator = AnalyticalEstimator::for_report(report);
+                snac_core::estimate::ResourceEstimator::estimate(&estimator, &arch, &settings, info, &board)
+            };
+            let csynth = estimate(Report::Csynth)?;
+            let synth = if synth_fitted { Some(estimate(Report::Synth)?) } else { None };
+            match (report, synth) {
+                (Report::Synth, Some(synth)) => (synth, Some(csynth)),
+                (_, synth) => (csynth, synth),
             }
         }
         EstimatorKind::Rule4ml => {
@@ -68,6 +78,7 @@ pub fn estimate(args: &EstimateArgs) -> Result<ExitCode> {
         (Report::Synth, Some(csynth)) => (csynth, Some(primary)),
         (_, synth) => (primary, synth),
     };
+    let synth = synth.filter(|_| synth_fitted);
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
     let mut header = vec!["resource".to_string(), "C-synthesis".to_string()];
@@ -76,7 +87,8 @@ pub fn estimate(args: &EstimateArgs) -> Result<ExitCode> {
     }
     header.push(format!("% of {} ({})", board.name, board.part));
     table.set_header(header);
-    let rows: [(&str, fn(&snac_core::estimate::Estimate) -> (f64, f64)); 4] = [
+    type Row = (&'static str, fn(&snac_core::estimate::Estimate) -> (f64, f64));
+    let rows: [Row; 4] = [
         ("LUT", |e| (e.lut, e.lut_pct)),
         ("FF", |e| (e.ff, e.ff_pct)),
         ("DSP", |e| (e.dsp, e.dsp_pct)),
@@ -196,6 +208,11 @@ fn calibrate_command() -> Result<ExitCode> {
     }
     println!("// `snac estimate --calibrate` on {} corpus designs", samples.len());
     println!("{}", calibrate::coefficients_source("CSYNTH", &calibrate::fit_all(&samples, Report::Csynth, &CSYNTH)));
-    println!("{}", calibrate::coefficients_source("SYNTH", &calibrate::fit_all(&samples, Report::Synth, &SYNTH)));
+    let synth = calibrate::fit_all(&samples, Report::Synth, &SYNTH);
+    if synth == SYNTH {
+        println!("// no post-synthesis figures in the corpus: SYNTH stays CSYNTH");
+    } else {
+        println!("{}", calibrate::coefficients_source("SYNTH", &synth));
+    }
     Ok(ExitCode::SUCCESS)
 }
