@@ -184,7 +184,7 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
         println!("SNAC-Pack's median T1 trial on this machine kind: 4.16 s, so {:.0}× faster", 4.16 / median);
     }
     // FPGA estimates of the same architectures (rule4ml takes 2.5–8 s each).
-    // Only the architectures the estimator models (attention has no model yet).
+    // Only the architectures the chosen estimator models (rule4ml: MLPs and plain CNNs).
     let estimable: Vec<_> = archs.iter().filter(|a| setup.hardware.estimate(a).is_ok()).collect();
     if estimable.is_empty() {
         println!("FPGA estimate ({}): no architecture here it can model", setup.hardware.estimator.name());
