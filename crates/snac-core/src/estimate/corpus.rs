@@ -286,24 +286,16 @@ impl Design {
             let layer_weight_bits = layer.get("weight_bits").and_then(Value::as_u64).map_or(weight_bits, |b| b as u32);
             let layer_result_bits = layer.get("result_bits").and_then(Value::as_u64).map_or(result_bits, |b| b as u32);
             let layer_reuse = layer.get("reuse_factor").and_then(Value::as_u64).map(|r| r.max(1) as usize);
+            let widths = |input_bits: u32| (layer_weight_bits, input_bits, layer_result_bits);
             let (positions, features, height, image_width) = shape;
             let weighted = matches!(kind, "dense" | "conv2d" | "conv1d");
             match kind {
                 "dense" => {
                     let units = number("units", None)?;
                     let n_in = features;
-                    ops.push(Op::Dense(DenseOp {
-                        n_in,
-                        n_out: units,
-                        positions,
-                        nonzero: ((n_in * units) as f64 * density).round() as usize,
-                        weight_bits: layer_weight_bits,
-                        input_bits: bits,
-                        accum_bits: accum.bits(bits, layer_weight_bits, n_in),
-                        result_bits: layer_result_bits,
-                        window: None,
-                        reuse: layer_reuse,
-                    }));
+                    let nonzero = ((n_in * units) as f64 * density).round() as usize;
+                    let dense = DenseOp::new((n_in, units, positions), nonzero, widths(bits), accum);
+                    ops.push(Op::Dense(DenseOp { reuse: layer_reuse, ..dense }));
                     shape = (positions, units, None, None);
                     bits = layer_result_bits;
                 }
@@ -325,18 +317,10 @@ impl Design {
                         (out, 1, kernel * features, 1)
                     };
                     ensure!(out_h >= 1 && out_w >= 1, "layers[{index}]: kernel {kernel} does not fit");
-                    ops.push(Op::Dense(DenseOp {
-                        n_in,
-                        n_out: filters,
-                        positions: out_h * out_w,
-                        nonzero: ((n_in * filters) as f64 * density).round() as usize,
-                        weight_bits: layer_weight_bits,
-                        input_bits: bits,
-                        accum_bits: accum.bits(bits, layer_weight_bits, n_in),
-                        result_bits: layer_result_bits,
-                        window: Some((if kind == "conv2d" { kernel } else { 1 }, row, features)),
-                        reuse: layer_reuse,
-                    }));
+                    let nonzero = ((n_in * filters) as f64 * density).round() as usize;
+                    let conv = DenseOp::new((n_in, filters, out_h * out_w), nonzero, widths(bits), accum);
+                    let window = Some((if kind == "conv2d" { kernel } else { 1 }, row, features));
+                    ops.push(Op::Dense(DenseOp { window, reuse: layer_reuse, ..conv }));
                     shape = (out_h * out_w, filters, Some(out_h), Some(out_w));
                     bits = layer_result_bits;
                 }

@@ -41,6 +41,31 @@ pub struct DenseOp {
     pub reuse: Option<usize>,
 }
 
+impl DenseOp {
+    /// A layer of `n_in · n_out` weights (`nonzero` of them kept) at
+    /// `weight_bits` on `input_bits` inputs, summed in `accum`'s width; no
+    /// convolution window, the model's reuse factor.
+    pub fn new(
+        (n_in, n_out, positions): (usize, usize, usize),
+        nonzero: usize,
+        (weight_bits, input_bits, result_bits): (u32, u32, u32),
+        accum: Accum,
+    ) -> DenseOp {
+        DenseOp {
+            n_in,
+            n_out,
+            positions,
+            nonzero,
+            weight_bits,
+            input_bits,
+            accum_bits: accum.bits(input_bits, weight_bits, n_in),
+            result_bits,
+            window: None,
+            reuse: None,
+        }
+    }
+}
+
 /// Activation functions by how hls4ml builds them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ActKind {
@@ -205,36 +230,18 @@ pub fn lower(arch: &Arch, settings: &HlsSettings, layer_info: Option<&[LayerInfo
                 let (rows, n_in) = input.rows_and_features();
                 let (weight_bits, input_bits, nonzero) = weights(n_in * units, weighted_index)?;
                 weighted_index += 1;
-                ops.push(Op::Dense(DenseOp {
-                    n_in,
-                    n_out: *units,
-                    positions: rows,
-                    nonzero,
-                    weight_bits,
-                    input_bits,
-                    accum_bits: Accum::Exact.bits(input_bits, weight_bits, n_in),
-                    result_bits: bits,
-                    window: None,
-                    reuse: None,
-                }));
+                let widths = (weight_bits, input_bits, bits);
+                ops.push(Op::Dense(DenseOp::new((n_in, *units, rows), nonzero, widths, Accum::Exact)));
             }
             Layer::Conv2d { filters, kernel, .. } => {
                 let Shape::Image { width, channels, .. } = *input else { unreachable!("checked by shapes()") };
                 let n_in = kernel * kernel * channels;
                 let (weight_bits, input_bits, nonzero) = weights(n_in * filters, weighted_index)?;
                 weighted_index += 1;
-                ops.push(Op::Dense(DenseOp {
-                    n_in,
-                    n_out: *filters,
-                    positions: rows,
-                    nonzero,
-                    weight_bits,
-                    input_bits,
-                    accum_bits: Accum::Exact.bits(input_bits, weight_bits, n_in),
-                    result_bits: bits,
-                    window: Some((*kernel, width, channels)),
-                    reuse: None,
-                }));
+                let widths = (weight_bits, input_bits, bits);
+                let window = Some((*kernel, width, channels));
+                let conv = DenseOp::new((n_in, *filters, rows), nonzero, widths, Accum::Exact);
+                ops.push(Op::Dense(DenseOp { window, ..conv }));
             }
             Layer::ConvAttention { hidden, .. } => {
                 let (seq, channels) = input.rows_and_features();
@@ -242,18 +249,8 @@ pub fn lower(arch: &Arch, settings: &HlsSettings, layer_info: Option<&[LayerInfo
                 weighted_index += 1;
                 // The four 1×1 projections share the nonzero count evenly.
                 let projection = |n_in: usize, n_out: usize| {
-                    Op::Dense(DenseOp {
-                        n_in,
-                        n_out,
-                        positions: seq,
-                        nonzero: nonzero.div_ceil(4).min(n_in * n_out),
-                        weight_bits,
-                        input_bits,
-                        accum_bits: Accum::Exact.bits(input_bits, weight_bits, n_in),
-                        result_bits: bits,
-                        window: None,
-                        reuse: None,
-                    })
+                    let kept = nonzero.div_ceil(4).min(n_in * n_out);
+                    Op::Dense(DenseOp::new((n_in, n_out, seq), kept, (weight_bits, input_bits, bits), Accum::Exact))
                 };
                 for _ in 0..3 {
                     ops.push(projection(channels, *hidden));
