@@ -2,7 +2,7 @@
 //! its error honestly: leave-one-source-out, so that no design's own report
 //! tunes its estimate (`snac estimate --calibrate`, `--validate`).
 
-use super::analytical::{CSYNTH, Coefficients, Features, SYNTH, features, layer_stages, price, stage_bits};
+use super::analytical::{Coefficients, Features, PRIOR, features, layer_stages, price, stage_bits};
 use super::corpus::{Design, designs};
 use super::{Board, Estimate, HlsSettings, IoType, Report, ResourceEstimator, Rule4mlEstimator, Strategy};
 use anyhow::Result;
@@ -37,6 +37,9 @@ pub fn samples() -> Result<(Vec<Sample>, Skipped)> {
         match built {
             Ok((settings, ops)) => {
                 let features = features(&ops, &settings, design.fabric_multipliers());
+                if std::env::var("SNAC_DEBUG_DESIGN").is_ok_and(|id| id == design.id) {
+                    eprintln!("{ops:#?}\n{features:#?}");
+                }
                 kept.push(Sample { design, settings, features });
             }
             Err(error) => skipped.push((design.id.clone(), format!("{error:#}"))),
@@ -97,44 +100,92 @@ pub fn nnls(rows: &[Vec<f64>], targets: &[f64]) -> Vec<f64> {
 /// Relative-error least squares of `actual ≈ units · prices`: each design's
 /// row is divided by its actual figure, so a large design does not outweigh
 /// the small ones. Returns the prices.
-fn fit_linear<'a>(samples: impl Iterator<Item = (&'a [f64], f64)>) -> Vec<f64> {
+fn fit_linear<'a>(samples: impl Iterator<Item = (&'a [f64], f64, f64)>, prior: &[f64]) -> Vec<f64> {
     let (mut rows, mut targets) = (Vec::new(), Vec::new());
-    for (units, actual) in samples {
+    for (units, actual, weight) in samples {
         if actual > 0.0 {
-            rows.push(units.iter().map(|u| u / actual).collect());
-            targets.push(1.0);
+            let scale = weight.sqrt() / actual;
+            rows.push(units.iter().map(|u| u * scale).collect::<Vec<f64>>());
+            targets.push(weight.sqrt());
+        }
+    }
+    // One pseudo-observation per price, "price ≈ prior" in relative terms,
+    // weighted like PRIOR_WEIGHT designs: a price few designs determine
+    // stays near its hardware fact instead of absorbing what the units do
+    // not explain (a source left out then is not priced by a fluke).
+    for (index, &value) in prior.iter().enumerate() {
+        if value > 0.0 {
+            let mut row = vec![0.0; prior.len()];
+            row[index] = PRIOR_WEIGHT.sqrt() / value;
+            rows.push(row);
+            targets.push(PRIOR_WEIGHT.sqrt());
         }
     }
     nnls(&rows, &targets)
 }
 
-/// Fits the prices of `report` on `samples`, starting from `start` for
-/// what the data cannot determine.
-pub fn fit(samples: &[&Sample], report: Report, start: &Coefficients) -> Coefficients {
-    let mut c = *start;
+/// How much weight the prior of each price has, in sources (each source's
+/// designs weigh 1 together).
+const PRIOR_WEIGHT: f64 = 0.5;
+
+/// Each design's weight in a fit: 1 / (designs of its source), so that
+/// every source counts the same: a project that committed 35 reports of
+/// one setup does not outvote ten projects of one report each.
+fn source_weights(samples: &[&Sample]) -> std::collections::HashMap<String, f64> {
+    let mut counts = std::collections::HashMap::new();
+    for s in samples {
+        *counts.entry(s.design.source_group.clone()).or_insert(0.0) += 1.0;
+    }
+    counts.into_iter().map(|(group, n)| (group, 1.0 / n)).collect()
+}
+
+/// sMAPE in % with a weight per pair (prediction, actual, weight).
+fn weighted_smape(pairs: &[(f64, f64, f64)]) -> f64 {
+    let total: f64 = pairs.iter().map(|p| p.2).sum();
+    if total == 0.0 {
+        return f64::NAN;
+    }
+    let terms = pairs.iter().map(|&(p, a, w)| {
+        let scale = p.abs() + a.abs();
+        if scale == 0.0 { 0.0 } else { w * 2.0 * (p - a).abs() / scale }
+    });
+    100.0 * terms.sum::<f64>() / total
+}
+
+/// Fits the prices of `report` on `samples`, starting from [`PRIOR`] (which
+/// also stands for what the data cannot determine).
+pub fn fit(samples: &[&Sample], report: Report) -> Coefficients {
+    let mut c = PRIOR;
+    let weights = source_weights(samples);
+    let weights = &weights;
     let with = |key: &'static str| {
-        samples.iter().filter_map(move |s| s.design.figures(report).and_then(|f| f.get(key)).map(|a| (*s, a)))
+        samples.iter().filter_map(move |s| {
+            let actual = s.design.figures(report).and_then(|f| f.get(key))?;
+            Some((*s, actual, weights[&s.design.source_group]))
+        })
     };
     if with("lut").count() > 0 {
-        let prices = fit_linear(with("lut").map(|(s, a)| (&s.features.lut[..], a)));
-        keep_determined(&mut c.lut, &prices, with("lut").map(|(s, _)| &s.features.lut[..]));
+        let prices = fit_linear(with("lut").map(|(s, a, w)| (&s.features.lut[..], a, w)), &PRIOR.lut);
+        keep_determined(&mut c.lut, &prices, with("lut").map(|(s, _, _)| &s.features.lut[..]));
     }
     // The schedule first: the FFs' pipeline registers depend on it.
     fit_latency(&mut c, &with("latency").collect::<Vec<_>>());
     if with("ff").count() > 0 {
         // The FF units plus the pipeline's stage bits at the fitted delays.
-        let rows: Vec<(Vec<f64>, f64)> = with("ff")
-            .map(|(s, a)| {
+        let rows: Vec<(Vec<f64>, f64, f64)> = with("ff")
+            .map(|(s, a, w)| {
                 let stages = layer_stages(&s.features, &c, &s.settings);
                 let mut row = s.features.ff.to_vec();
                 row.push(stage_bits(&s.features, &stages));
-                (row, a)
+                (row, a, w)
             })
             .collect();
-        let prices = fit_linear(rows.iter().map(|(row, a)| (&row[..], *a)));
+        let mut prior = PRIOR.ff.to_vec();
+        prior.push(PRIOR.ff_per_stage_bit);
+        let prices = fit_linear(rows.iter().map(|(row, a, w)| (&row[..], *a, *w)), &prior);
         let mut all = c.ff.to_vec();
         all.push(c.ff_per_stage_bit);
-        keep_determined(&mut all, &prices, rows.iter().map(|(row, _)| &row[..]));
+        keep_determined(&mut all, &prices, rows.iter().map(|(row, _, _)| &row[..]));
         c.ff_per_stage_bit = all.pop().expect("one more");
         c.ff.copy_from_slice(&all);
         scale_to_smape(&mut c, &with("ff").collect::<Vec<_>>(), "ff", |c, k| {
@@ -148,12 +199,14 @@ pub fn fit(samples: &[&Sample], report: Report, start: &Coefficients) -> Coeffic
     // DSPs: the share of DSP-eligible constant products that stay DSPs,
     // by sMAPE over a grid (a least-squares fit is dominated by designs
     // with a handful of DSPs).
-    let dsp: Vec<(&Sample, f64)> = with("dsp").collect();
-    if dsp.iter().any(|(s, _)| s.features.dsp_constant > 0.0) {
+    let dsp: Vec<(&Sample, f64, f64)> = with("dsp").collect();
+    if dsp.iter().any(|(s, _, _)| s.features.dsp_constant > 0.0) {
         let error = |share: f64| {
-            let pairs: Vec<(f64, f64)> =
-                dsp.iter().map(|(s, a)| (s.features.dsp_variable + s.features.dsp_constant * share, *a)).collect();
-            smape(&pairs)
+            let pairs: Vec<(f64, f64, f64)> = dsp
+                .iter()
+                .map(|(s, a, w)| (s.features.dsp_variable + s.features.dsp_constant * share, *a, *w))
+                .collect();
+            weighted_smape(&pairs)
         };
         let best = (0..=100).map(|i| i as f64 / 100.0).min_by(|a, b| error(*a).total_cmp(&error(*b)));
         c.dsp_per_constant_product = best.expect("a grid");
@@ -163,12 +216,13 @@ pub fn fit(samples: &[&Sample], report: Report, start: &Coefficients) -> Coeffic
 
 /// Multiplies a resource's prices by the factor (over a grid from 0.5 to
 /// 2) that minimises its sMAPE: least squares in relative error leans low.
-fn scale_to_smape(c: &mut Coefficients, samples: &[(&Sample, f64)], key: &str, scale: fn(&mut Coefficients, f64)) {
+fn scale_to_smape(c: &mut Coefficients, samples: &[(&Sample, f64, f64)], key: &str, scale: fn(&mut Coefficients, f64)) {
     let error = |k: f64| {
         let mut trial = *c;
         scale(&mut trial, k);
-        let pairs: Vec<(f64, f64)> = samples.iter().map(|(s, a)| (predicted(&estimate(s, &trial), key), *a)).collect();
-        smape(&pairs)
+        let pairs: Vec<(f64, f64, f64)> =
+            samples.iter().map(|(s, a, w)| (predicted(&estimate(s, &trial), key), *a, *w)).collect();
+        weighted_smape(&pairs)
     };
     let best = (0..=60).map(|i| 0.5 * 2f64.powf(i as f64 / 30.0)).min_by(|a, b| error(*a).total_cmp(&error(*b)));
     scale(c, best.expect("a grid"));
@@ -191,13 +245,13 @@ fn keep_determined<'a>(prices: &mut [f64], fitted: &[f64], units: impl Iterator<
 
 /// The schedule's delays, by coordinate search over a grid of plausible
 /// values (ceil makes the error piecewise constant), minimising sMAPE.
-fn fit_latency(c: &mut Coefficients, samples: &[(&Sample, f64)]) {
+fn fit_latency(c: &mut Coefficients, samples: &[(&Sample, f64, f64)]) {
     if samples.is_empty() {
         return;
     }
     let error = |c: &Coefficients| {
-        let pairs: Vec<(f64, f64)> = samples.iter().map(|(s, a)| (estimate(s, c).cycles, *a)).collect();
-        smape(&pairs)
+        let pairs: Vec<(f64, f64, f64)> = samples.iter().map(|(s, a, w)| (estimate(s, c).cycles, *a, *w)).collect();
+        weighted_smape(&pairs)
     };
     let grid = |low: f64, high: f64, step: f64| -> Vec<f64> {
         (0..).map(|i| low + step * i as f64).take_while(|v| *v <= high + 1e-9).collect()
@@ -257,8 +311,8 @@ pub fn groups(samples: &[Sample]) -> Vec<String> {
 
 /// Prices fitted on every sample: what [`super::analytical::CSYNTH`] and
 /// [`super::analytical::SYNTH`] hold.
-pub fn fit_all(samples: &[Sample], report: Report, start: &Coefficients) -> Coefficients {
-    fit(&samples.iter().collect::<Vec<_>>(), report, start)
+pub fn fit_all(samples: &[Sample], report: Report) -> Coefficients {
+    fit(&samples.iter().collect::<Vec<_>>(), report)
 }
 
 /// One design's figures against its leave-one-source-out estimate.
@@ -269,11 +323,12 @@ pub struct Prediction<'a> {
 
 /// Every sample with figures of `report`, predicted by prices fitted on
 /// the other sources.
-pub fn leave_one_source_out<'a>(samples: &'a [Sample], report: Report, start: &Coefficients) -> Vec<Prediction<'a>> {
+pub fn leave_one_source_out<'a>(samples: &'a [Sample], report: Report) -> Vec<Prediction<'a>> {
     let mut predictions = Vec::new();
     for group in groups(samples) {
-        let training: Vec<&Sample> = samples.iter().filter(|s| s.design.source_group != group).collect();
-        let c = fit(&training, report, start);
+        let in_sample = std::env::var_os("SNAC_IN_SAMPLE").is_some();
+        let training: Vec<&Sample> = samples.iter().filter(|s| in_sample || s.design.source_group != group).collect();
+        let c = fit(&training, report);
         for sample in samples.iter().filter(|s| s.design.source_group == group && s.design.figures(report).is_some()) {
             predictions.push(Prediction { sample, estimate: estimate(sample, &c) });
         }
@@ -335,11 +390,7 @@ pub fn validation_report(
         groups.len()
     );
     for report in [Report::Csynth, Report::Synth] {
-        let start = match report {
-            Report::Csynth => CSYNTH,
-            Report::Synth => SYNTH,
-        };
-        let predictions = leave_one_source_out(samples, report, &start);
+        let predictions = leave_one_source_out(samples, report);
         let title = match report {
             Report::Csynth => "C-synthesis (HLS report)",
             Report::Synth => "Post-synthesis (Vivado)",
@@ -363,6 +414,53 @@ pub fn validation_report(
                 continue;
             }
             let _ = writeln!(out, "| {name} | {} |", cells.join(" | "));
+        }
+        // Each source's sMAPE, averaged: every source counts the same.
+        let cells: Vec<String> = KEYS
+            .iter()
+            .map(|key| {
+                let per_source: Vec<f64> = groups
+                    .iter()
+                    .filter_map(|group| {
+                        let pairs: Vec<(f64, f64)> = predictions
+                            .iter()
+                            .filter(|p| &p.sample.design.source_group == group)
+                            .filter_map(|p| {
+                                p.sample.design.figures(report)?.get(key).map(|a| (predicted(&p.estimate, key), a))
+                            })
+                            .collect();
+                        (!pairs.is_empty()).then(|| smape(&pairs))
+                    })
+                    .collect();
+                format!(
+                    "{:.0} ({} sources)",
+                    per_source.iter().sum::<f64>() / per_source.len() as f64,
+                    per_source.len()
+                )
+            })
+            .collect();
+        let _ = writeln!(out, "| mean over sources | {} |", cells.join(" | "));
+        let _ = writeln!(out);
+        let _ = writeln!(out, "By source (each predicted with itself left out), sMAPE %:\n");
+        let _ = writeln!(out, "| source | designs | LUT | FF | DSP | BRAM | latency |");
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+        for group in &groups {
+            let of_group: Vec<Prediction<'_>> = predictions
+                .iter()
+                .filter(|p| &p.sample.design.source_group == group)
+                .map(|p| Prediction { sample: p.sample, estimate: p.estimate })
+                .collect();
+            if of_group.is_empty() {
+                continue;
+            }
+            let cells: Vec<String> = KEYS
+                .iter()
+                .map(|key| {
+                    let (smape, _, n) = errors(&of_group, report, key, |_| true);
+                    if n == 0 { "–".into() } else { format!("{smape:.0}") }
+                })
+                .collect();
+            let _ = writeln!(out, "| {group} | {} | {} |", of_group.len(), cells.join(" | "));
         }
         let _ = writeln!(out);
         if report == Report::Csynth {
@@ -436,8 +534,9 @@ fn worst(predictions: &[Prediction<'_>], report: Report) -> String {
         .iter()
         .filter_map(|p| {
             let figures = p.sample.design.figures(report)?;
-            let actual = figures.lut?;
-            let predicted = p.estimate.lut;
+            let key = std::env::var("SNAC_WORST_BY").unwrap_or_else(|_| "lut".into());
+            let actual = figures.get(&key)?;
+            let predicted = predicted(&p.estimate, &key);
             let error = 2.0 * (predicted - actual).abs() / (predicted.abs() + actual.abs()).max(1e-9);
             let cell = |key: &str| match figures.get(key) {
                 Some(a) => format!("{:.0} / {a:.0}", predicted_of(&p.estimate, key)),

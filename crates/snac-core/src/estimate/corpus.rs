@@ -272,7 +272,7 @@ impl Design {
             }
         };
         let density = 1.0 - self.sparsity.unwrap_or(0.0).clamp(0.0, 1.0);
-        let mut ops = Vec::new();
+        let mut ops = vec![Op::Input { features: self.input.iter().product(), bits: input_bits }];
         let mut bits = input_bits;
         let mut previous_weighted = false;
         for (index, layer) in self.layers.iter().enumerate() {

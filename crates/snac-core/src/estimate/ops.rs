@@ -94,6 +94,13 @@ impl ActKind {
 /// One piece of an hls4ml design.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Op {
+    /// The model's input, `features` values of `bits` bits: io_parallel
+    /// registers it at the top level (a purely combinational hls4ml
+    /// design reports exactly these FFs plus two of control).
+    Input {
+        features: usize,
+        bits: u32,
+    },
     Dense(DenseOp),
     /// Products of two variables (attention's scores and weighted sums):
     /// `sums` sums of `terms` products of `bits × bits`, per position.
@@ -161,6 +168,7 @@ impl Op {
             | Op::Pool { positions, .. }
             | Op::Add { positions, .. } => positions,
             Op::Softmax { rows, .. } => rows,
+            Op::Input { .. } => 1,
         }
     }
 }
@@ -202,7 +210,8 @@ pub fn lower(arch: &Arch, settings: &HlsSettings, layer_info: Option<&[LayerInfo
         );
     }
     let bits = settings.precision.width;
-    let mut ops = Vec::new();
+    let input_bits = layer_info.and_then(|info| info.first()).map_or(bits, |info| info.activation_bits);
+    let mut ops = vec![Op::Input { features: arch.input_shape.numel(), bits: input_bits }];
     let mut weighted_index = 0;
     let mut previous: Option<&Layer> = None;
     for (position, (layer, input, output)) in shapes.iter().enumerate() {

@@ -207,12 +207,11 @@ fn calibrate_command() -> Result<ExitCode> {
         eprintln!("not built: {id}: {reason}");
     }
     println!("// `snac estimate --calibrate` on {} corpus designs", samples.len());
-    println!("{}", calibrate::coefficients_source("CSYNTH", &calibrate::fit_all(&samples, Report::Csynth, &CSYNTH)));
-    let synth = calibrate::fit_all(&samples, Report::Synth, &SYNTH);
-    if synth == SYNTH {
-        println!("// no post-synthesis figures in the corpus: SYNTH stays CSYNTH");
+    println!("{}", calibrate::coefficients_source("CSYNTH", &calibrate::fit_all(&samples, Report::Csynth)));
+    if samples.iter().any(|s| s.design.synth.is_some()) {
+        println!("{}", calibrate::coefficients_source("SYNTH", &calibrate::fit_all(&samples, Report::Synth)));
     } else {
-        println!("{}", calibrate::coefficients_source("SYNTH", &synth));
+        println!("// no post-synthesis figures in the corpus: SYNTH stays CSYNTH");
     }
     Ok(ExitCode::SUCCESS)
 }
