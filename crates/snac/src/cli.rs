@@ -161,6 +161,9 @@ pub struct EstimateArgs {
     /// io_parallel or io_stream.
     #[arg(long, default_value = "io_parallel")]
     pub io_type: String,
+    /// hls4ml backend, which decides the HLS tool: Vivado or Vitis.
+    #[arg(long, default_value = "Vitis")]
+    pub backend: String,
     /// Which figures --json prints: csynth (the HLS report) or synth
     /// (Vivado post-synthesis). The table shows both.
     #[arg(long, default_value = "csynth")]

@@ -118,6 +118,7 @@ impl HardwareSetup {
                 strategy,
                 clock_period_ns: hls.clock_period,
                 io_type: hls.io_type,
+                backend: hls.backend,
             },
             estimator: hls
                 .estimator

@@ -13,7 +13,7 @@ pub use parse::{
 };
 
 use crate::arch::{Activation, Aggregation, Norm};
-use crate::estimate::{EstimatorKind, IoType, Rule4mlRow};
+use crate::estimate::{Backend, EstimatorKind, IoType, Rule4mlRow};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -380,6 +380,8 @@ pub struct HlsConfig {
     pub clock_period: f64,
     /// `io_type: io_parallel | io_stream` (default io_parallel).
     pub io_type: IoType,
+    /// `backend: Vivado | Vitis` (default Vitis): the HLS tool.
+    pub backend: Backend,
     /// `estimator: analytical | rule4ml` (default analytical).
     pub estimator: EstimatorKind,
     /// `rule4ml: {hls4ml_version, vivado_version}`: which row of rule4ml's

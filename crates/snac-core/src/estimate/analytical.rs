@@ -43,9 +43,6 @@ const BRAM_MIN_DEPTH: usize = 64;
 /// table once per two parallel lookups.
 const LOOKUPS_PER_BRAM: f64 = 2.0;
 const TABLE_WORD_BITS: u32 = 18;
-/// hls4ml's default clock uncertainty (12.5 % of the period) is kept free
-/// of logic by the HLS scheduler.
-const CLOCK_UNCERTAINTY: f64 = 0.125;
 
 /// The price of each hardware unit, and the delays the schedule uses.
 /// Fitted on the corpus (`snac estimate --calibrate` prints this table).
@@ -146,14 +143,14 @@ pub const PRIOR: Coefficients = Coefficients {
 /// embedded corpus (C-synthesis reports); a test checks that they are.
 pub const CSYNTH: Coefficients = Coefficients {
     lut: [0.3025, 0.5373, 1.563, 0.07082, 0.899, 94.81, 0.04194, 43.77],
-    ff: [0.0, 0.0, 3.523, 1.9, 0.0, 1.848],
+    ff: [0.0, 0.0, 3.517, 1.913, 0.0, 1.854],
     dsp_per_constant_product: 0.88,
-    dsp_multiply_ns: 5.25,
-    lut_multiply_ns: 6.0,
-    adder_level_ns: 2.1,
+    dsp_multiply_ns: 5.75,
+    lut_multiply_ns: 5.75,
+    adder_level_ns: 1.8,
     layer_cycles: 0.0,
     stream_layer_cycles: 1.0,
-    ff_per_stage_bit: 0.04129,
+    ff_per_stage_bit: 0.04943,
 };
 
 /// The shipped prices for post-synthesis (Vivado) figures: the corpus has no
@@ -443,7 +440,7 @@ pub fn price(features: &Features, c: &Coefficients, settings: &HlsSettings, boar
     // HLS chains logic across layer boundaries, so the latency is the whole
     // depth over the period (registers crossed), plus a fixed cost per
     // layer with logic.
-    let period = settings.clock_period_ns * (1.0 - CLOCK_UNCERTAINTY);
+    let period = settings.clock_period_ns * (1.0 - settings.backend.clock_uncertainty());
     let delays = [c.dsp_multiply_ns, c.lut_multiply_ns, c.adder_level_ns];
     let with_logic = features.layer_depth.iter().filter(|d| d.iter().any(|&u| u > 0.0));
     let depth_ns: f64 = with_logic.clone().map(|d| dot(d, &delays)).sum();
@@ -461,14 +458,14 @@ pub fn price(features: &Features, c: &Coefficients, settings: &HlsSettings, boar
 /// usable period, plus the layer's own register (none for a layer without
 /// logic, which HLS merges into its neighbour).
 pub fn layer_stages(features: &Features, c: &Coefficients, settings: &HlsSettings) -> Vec<f64> {
-    let period = settings.clock_period_ns * (1.0 - CLOCK_UNCERTAINTY);
+    let period = settings.clock_period_ns * (1.0 - settings.backend.clock_uncertainty());
     let delays = [c.dsp_multiply_ns, c.lut_multiply_ns, c.adder_level_ns];
     features
         .layer_depth
         .iter()
         .map(|depth| {
             if depth.iter().any(|&units| units > 0.0) {
-                (depth.iter().zip(&delays).map(|(u, d)| u * d).sum::<f64>() / period).ceil() + c.layer_cycles
+                (depth.iter().zip(&delays).map(|(u, d)| u * d).sum::<f64>() / period).floor() + c.layer_cycles
             } else {
                 0.0
             }

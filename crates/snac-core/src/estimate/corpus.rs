@@ -4,7 +4,7 @@
 //! --validate` and `--calibrate` work from any install.
 
 use super::ops::{Accum, ActKind, DenseOp, Op};
-use super::{Board, HlsSettings, IoType, Report, Strategy};
+use super::{Backend, Board, HlsSettings, IoType, Report, Strategy};
 use crate::arch::{Activation, Arch, BlockType, Component, Layer, Shape};
 use crate::fixed::FixedPoint;
 use anyhow::{Context, Result, bail, ensure};
@@ -184,6 +184,13 @@ impl Design {
             strategy,
             clock_period_ns: self.clock_ns.unwrap_or(super::DEFAULT_CLOCK_PERIOD_NS),
             io_type,
+            // The tool the report names: Vitis HLS, or Vivado HLS (the
+            // only tool before 2020, so also when a source does not say).
+            backend: if self.tool.as_deref().is_some_and(|t| t.to_lowercase().contains("vitis")) {
+                Backend::Vitis
+            } else {
+                Backend::Vivado
+            },
         };
         settings.check()?;
         Ok(settings)

@@ -184,6 +184,43 @@ impl Report {
     }
 }
 
+/// hls4ml's backend, which decides the HLS tool: Vivado HLS or Vitis HLS.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Backend {
+    Vivado,
+    /// hls4ml 1.x's recommended backend, and what `snac export` writes.
+    #[default]
+    Vitis,
+}
+
+impl Backend {
+    pub const ACCEPTED: &'static str = "Vivado, Vitis";
+
+    pub fn parse(name: &str) -> Option<Backend> {
+        match name.trim().to_lowercase().as_str() {
+            "vivado" | "vivado_hls" | "vivadoaccelerator" => Some(Backend::Vivado),
+            "vitis" | "vitis_hls" => Some(Backend::Vitis),
+            _ => None,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Vivado => "Vivado",
+            Backend::Vitis => "Vitis",
+        }
+    }
+
+    /// The share of the clock period hls4ml's backend keeps free of logic
+    /// (its default clock uncertainty: 12.5 % for Vivado, 27 % for Vitis).
+    pub fn clock_uncertainty(&self) -> f64 {
+        match self {
+            Backend::Vivado => 0.125,
+            Backend::Vitis => 0.27,
+        }
+    }
+}
+
 /// hls4ml's default clock period: 5 ns (200 MHz).
 pub const DEFAULT_CLOCK_PERIOD_NS: f64 = 5.0;
 
@@ -199,11 +236,12 @@ pub struct HlsSettings {
     /// The target clock period (hls4ml's `ClockPeriod`), in ns.
     pub clock_period_ns: f64,
     pub io_type: IoType,
+    pub backend: Backend,
 }
 
 impl Default for HlsSettings {
-    /// `ap_fixed<8,3>`, reuse factor 1, Latency (SNAC-Pack's defaults), 5 ns
-    /// and io_parallel (hls4ml's).
+    /// `ap_fixed<8,3>`, reuse factor 1, Latency (SNAC-Pack's defaults), 5 ns,
+    /// io_parallel and the Vitis backend (hls4ml's).
     fn default() -> HlsSettings {
         HlsSettings {
             precision: FixedPoint::ap_fixed(8, 3).expect("ap_fixed<8,3> is valid"),
@@ -211,6 +249,7 @@ impl Default for HlsSettings {
             strategy: Strategy::Latency,
             clock_period_ns: DEFAULT_CLOCK_PERIOD_NS,
             io_type: IoType::Parallel,
+            backend: Backend::Vitis,
         }
     }
 }

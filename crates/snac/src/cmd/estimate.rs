@@ -8,8 +8,8 @@ use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use snac_core::arch::Arch;
 use snac_core::estimate::analytical::{CSYNTH, SYNTH};
 use snac_core::estimate::{
-    AnalyticalEstimator, Board, EstimatorKind, HlsSettings, IoType, LayerInfo, Report, Rule4mlEstimator, Rule4mlRow,
-    Strategy, calibrate,
+    AnalyticalEstimator, Backend, Board, EstimatorKind, HlsSettings, IoType, LayerInfo, Report, Rule4mlEstimator,
+    Rule4mlRow, Strategy, calibrate,
 };
 use snac_core::fixed::FixedPoint;
 use snac_core::quantized::QuantizedModel;
@@ -38,8 +38,11 @@ pub fn estimate(args: &EstimateArgs) -> Result<ExitCode> {
     let Some(kind) = EstimatorKind::parse(&args.estimator) else {
         bail!("--estimator '{}' is unknown; accepted: {}", args.estimator, EstimatorKind::ACCEPTED);
     };
+    let Some(backend) = Backend::parse(&args.backend) else {
+        bail!("--backend '{}' is unknown; accepted: {}", args.backend, Backend::ACCEPTED);
+    };
     let settings =
-        HlsSettings { precision, reuse_factor: args.reuse, strategy, clock_period_ns: args.clock_ns, io_type };
+        HlsSettings { precision, reuse_factor: args.reuse, strategy, clock_period_ns: args.clock_ns, io_type, backend };
     settings.check().context("--clock-ns")?;
     let (arch, layer_info, what) = read_model(path, args.weights.as_deref(), precision.width)?;
 
@@ -113,7 +116,7 @@ pub fn estimate(args: &EstimateArgs) -> Result<ExitCode> {
     table.add_row(latency);
     table.add_row(interval);
     println!(
-        "{} ({what}) on {} ({}), {precision}, reuse {}, {} strategy, {}, {} ns clock, {} estimator",
+        "{} ({what}) on {} ({}), {precision}, reuse {}, {} strategy, {}, {} ns clock, {} backend, {} estimator",
         arch.summary(),
         board.name,
         board.part,
@@ -121,6 +124,7 @@ pub fn estimate(args: &EstimateArgs) -> Result<ExitCode> {
         strategy.name(),
         io_type.name(),
         args.clock_ns,
+        backend.name(),
         kind.name()
     );
     println!("{table}");

@@ -10,7 +10,7 @@ use crate::config::{
     SynthesisConfig,
 };
 use crate::estimate::rule4ml::{HLS4ML_VERSIONS, VIVADO_VERSIONS};
-use crate::estimate::{DEFAULT_CLOCK_PERIOD_NS, EstimatorKind, IoType, Rule4mlRow};
+use crate::estimate::{Backend, DEFAULT_CLOCK_PERIOD_NS, EstimatorKind, IoType, Rule4mlRow};
 use saphyr::{ScalarOwned, YamlDataOwned};
 use std::path::{Path, PathBuf};
 
@@ -548,6 +548,7 @@ fn hls(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> HlsConfig {
         |ns| (0.5..=1000.0).contains(&ns),
     );
     let io_type = s.opt_choice("io_type", "an io type", IoType::ACCEPTED, IoType::parse).unwrap_or_default();
+    let backend = s.opt_choice("backend", "an hls4ml backend", Backend::ACCEPTED, Backend::parse).unwrap_or_default();
     let mut rule4ml = Section::open(&mut *s.ctx, &mut s.map, "rule4ml");
     let default_row = Rule4mlRow::default();
     let one_of = |known: &'static [&'static str]| {
@@ -563,7 +564,7 @@ fn hls(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> HlsConfig {
     };
     rule4ml.finish();
     s.finish();
-    HlsConfig { board, precision, reuse_factor, strategy, clock_period, io_type, estimator, rule4ml_row }
+    HlsConfig { board, precision, reuse_factor, strategy, clock_period, io_type, backend, estimator, rule4ml_row }
 }
 
 /// Reads `total_bits` and `int_bits` from a map; `None` if either is bad.

@@ -4,7 +4,7 @@
 use super::*;
 use crate::arch::{Activation, Aggregation, Norm};
 use crate::config::{DatasetName, LayerRange, ModelType, Objective, PrecisionPair, SamplerKind};
-use crate::estimate::{EstimatorKind, Rule4mlRow};
+use crate::estimate::{Backend, EstimatorKind, IoType, Rule4mlRow};
 
 const MINIMAL: &str = "dataset: {name: digits}\nsearch: {model_type: mlp}\n";
 
@@ -742,4 +742,18 @@ fn deepsets_example_config() {
     assert_eq!(experiment.search.model_type, ModelType::DeepSets);
     assert!(experiment.dataset.sets && experiment.dataset.points.is_some());
     assert!(experiment.unused_keys.is_empty(), "{:?}", experiment.unused_keys);
+}
+
+#[test]
+fn clock_period_io_type_and_backend() {
+    let hls = parse(MINIMAL).unwrap().hls;
+    assert_eq!((hls.clock_period, hls.io_type, hls.backend), (5.0, IoType::Parallel, Backend::Vitis));
+    let hls = parse(&with("hls_config: {clock_period: 3.3, io_type: io_stream, backend: Vivado}\n")).unwrap().hls;
+    assert_eq!((hls.clock_period, hls.io_type, hls.backend), (3.3, IoType::Stream, Backend::Vivado));
+    let errors = errors(&with("hls_config:\n  clock_period: 0\n  io_type: serial\n  backend: quartus\n"));
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+    assert_eq!((errors[0].key_path.as_str(), errors[0].line), ("hls_config.clock_period", Some(4)));
+    assert_mentions(&errors[0].message, &["0.5 to 1000"]);
+    assert_mentions(&errors[1].message, &["'serial'", "io_parallel, io_stream"]);
+    assert_mentions(&errors[2].message, &["'quartus'", "Vivado, Vitis"]);
 }
