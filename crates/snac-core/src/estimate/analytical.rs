@@ -142,7 +142,7 @@ pub const PRIOR: Coefficients = Coefficients {
 /// The shipped prices: the output of `snac estimate --calibrate` on the
 /// embedded corpus (C-synthesis reports); a test checks that they are.
 pub const CSYNTH: Coefficients = Coefficients {
-    lut: [0.3025, 0.5373, 1.563, 0.07082, 0.899, 94.81, 0.04194, 43.77],
+    lut: [0.3013, 0.5361, 1.56, 0.07082, 0.8991, 94.84, 0.04165, 43.78],
     ff: [0.0, 0.0, 3.517, 1.913, 0.0, 1.854],
     dsp_per_constant_product: 0.88,
     dsp_multiply_ns: 5.75,
@@ -313,8 +313,15 @@ pub fn features(ops: &[Op], settings: &HlsSettings, fabric: bool) -> Features {
             interval = interval.max(ii);
         }
         if stream {
-            // A FIFO between layers holds the layer's outputs of one position.
-            f.lut[lut::SRL] += output_bits(op);
+            // The FIFO after the layer: one word of its outputs per position,
+            // as deep as the layer has positions (hls4ml's default depth is
+            // the feature map's height × width); a deep one is block RAM.
+            let (width, depth) = (output_bits(op) as usize, op.positions());
+            if depth >= BRAM_MIN_DEPTH {
+                f.bram += (width.div_ceil(BRAM_WORD_BITS) * depth.div_ceil(BRAM_DEPTH_AT_WORD)) as f64;
+            } else {
+                f.lut[lut::SRL] += (width * depth) as f64;
+            }
         }
     }
     f.interval = interval;
