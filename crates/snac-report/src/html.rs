@@ -220,6 +220,24 @@ pub fn render(results: &Results, options: &ReportOptions) -> Result<String> {
                         }
                     }
                     page.push_str("</table>\n");
+                    let over: Vec<String> = rows
+                        .iter()
+                        .filter_map(|(label, _, pct)| {
+                            values.get(*pct).filter(|v| **v > 100.0).map(|v| format!("{label} {v:.0} %"))
+                        })
+                        .collect();
+                    if !over.is_empty() {
+                        writeln!(
+                            page,
+                            "<p><strong>Does not fit the board</strong>: it needs {} of it. A larger reuse factor, \
+                             the Resource strategy, io_stream, fewer bits, pruning or a larger part would be needed.</p>",
+                            esc(&over.join(", "))
+                        )?;
+                    }
+                    page.push_str(
+                        "<p class=\"muted\">These are estimates; their measured error on real hls4ml synthesis \
+                         reports is in docs/estimator-accuracy.md (<code>snac estimate --validate</code>).</p>\n",
+                    );
                 }
                 None => page.push_str("<p class=\"muted\">No resource estimate for this architecture.</p>\n"),
             }

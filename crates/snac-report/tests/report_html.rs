@@ -25,8 +25,22 @@ fn report_is_self_contained_and_complete() {
         assert!(page.contains(&format!("id=\"trial-{number}\"")), "no row for trial {number}");
     }
     assert!(page.contains("Estimated FPGA resources"));
+    assert!(page.contains("measured error") && !page.contains("Does not fit"), "the small best model fits");
     assert!(page.contains("training diverged: NaN loss"));
     assert!(page.contains("id=\"local-table\""));
+}
+
+#[test]
+fn a_best_model_over_the_board_is_said_not_to_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    write_study(dir.path());
+    let mut results = load_results_dir(dir.path(), None).unwrap();
+    let best = results.best().unwrap().number;
+    let record = results.trials.iter_mut().find(|t| t.number == best).unwrap();
+    let estimate = [("lut", 686_332.0), ("lut_pct", 250.4), ("ff", 1.0), ("ff_pct", 0.1), ("dsp_pct", 120.0)];
+    record.estimate = Some(estimate.iter().map(|(k, v)| (k.to_string(), *v)).collect());
+    let page = render(&results, &ReportOptions::default()).unwrap();
+    assert!(page.contains("Does not fit the board") && page.contains("LUT 250 %, DSP 120 %"), "no verdict");
 }
 
 #[test]
