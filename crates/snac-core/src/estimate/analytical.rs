@@ -204,9 +204,11 @@ pub fn features(ops: &[Op], settings: &HlsSettings, fabric: bool) -> Features {
         }
         let positions = op.positions() as f64;
         // io_parallel builds element-wise layers for every position at once;
-        // io_stream, and every convolution or per-element Dense, one
-        // position at a time.
-        let parallel = if stream || matches!(op, Op::Dense(_) | Op::VarProducts { .. }) { 1.0 } else { positions };
+        // io_stream, and every convolution, per-element Dense and the
+        // attention's per-query work (its products and its softmax rows),
+        // one position at a time.
+        let serial_op = matches!(op, Op::Dense(_) | Op::VarProducts { .. } | Op::Softmax { .. });
+        let parallel = if stream || serial_op { 1.0 } else { positions };
         let serial = positions / parallel;
         f.lut[lut::LAYER] += 1.0;
         f.ff[ff::LAYER] += 1.0;
