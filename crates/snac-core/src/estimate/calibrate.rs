@@ -355,7 +355,7 @@ pub fn errors(
     predictions: &[Prediction<'_>],
     report: Report,
     key: &str,
-    keep: fn(&Sample) -> bool,
+    keep: impl Fn(&Sample) -> bool,
 ) -> (f64, f64, usize) {
     let pairs: Vec<(f64, f64)> = predictions
         .iter()
@@ -363,11 +363,6 @@ pub fn errors(
         .filter_map(|p| p.sample.design.figures(report)?.get(key).map(|a| (predicted(&p.estimate, key), a)))
         .collect();
     (smape(&pairs), median_ape(&pairs), pairs.len())
-}
-
-/// The predicted figure `key` of an estimate.
-pub fn figure(estimate: &Estimate, key: &str) -> f64 {
-    predicted(estimate, key)
 }
 
 /// The validation report as Markdown: the leave-one-source-out error per
@@ -421,16 +416,9 @@ pub fn validation_report(
             .map(|key| {
                 let per_source: Vec<f64> = groups
                     .iter()
-                    .filter_map(|group| {
-                        let pairs: Vec<(f64, f64)> = predictions
-                            .iter()
-                            .filter(|p| &p.sample.design.source_group == group)
-                            .filter_map(|p| {
-                                p.sample.design.figures(report)?.get(key).map(|a| (predicted(&p.estimate, key), a))
-                            })
-                            .collect();
-                        (!pairs.is_empty()).then(|| smape(&pairs))
-                    })
+                    .map(|group| errors(&predictions, report, key, |s| &s.design.source_group == group))
+                    .filter(|(_, _, n)| *n > 0)
+                    .map(|(smape, _, _)| smape)
                     .collect();
                 format!(
                     "{:.0} ({} sources)",
@@ -445,22 +433,19 @@ pub fn validation_report(
         let _ = writeln!(out, "| source | designs | LUT | FF | DSP | BRAM | latency |");
         let _ = writeln!(out, "|---|---|---|---|---|---|---|");
         for group in &groups {
-            let of_group: Vec<Prediction<'_>> = predictions
-                .iter()
-                .filter(|p| &p.sample.design.source_group == group)
-                .map(|p| Prediction { sample: p.sample, estimate: p.estimate })
-                .collect();
-            if of_group.is_empty() {
+            let in_group = |s: &Sample| &s.design.source_group == group;
+            let designs = predictions.iter().filter(|p| in_group(p.sample)).count();
+            if designs == 0 {
                 continue;
             }
             let cells: Vec<String> = KEYS
                 .iter()
-                .map(|key| {
-                    let (smape, _, n) = errors(&of_group, report, key, |_| true);
-                    if n == 0 { "–".into() } else { format!("{smape:.0}") }
+                .map(|key| match errors(&predictions, report, key, in_group) {
+                    (_, _, 0) => "–".into(),
+                    (smape, _, _) => format!("{smape:.0}"),
                 })
                 .collect();
-            let _ = writeln!(out, "| {group} | {} | {} |", of_group.len(), cells.join(" | "));
+            let _ = writeln!(out, "| {group} | {designs} | {} |", cells.join(" | "));
         }
         let _ = writeln!(out);
         if report == Report::Csynth {
@@ -536,11 +521,11 @@ fn worst(predictions: &[Prediction<'_>], report: Report) -> String {
             let figures = p.sample.design.figures(report)?;
             let key = std::env::var("SNAC_WORST_BY").unwrap_or_else(|_| "lut".into());
             let actual = figures.get(&key)?;
-            let predicted = predicted(&p.estimate, &key);
-            let error = 2.0 * (predicted - actual).abs() / (predicted.abs() + actual.abs()).max(1e-9);
+            let guess = predicted(&p.estimate, &key);
+            let error = 2.0 * (guess - actual).abs() / (guess.abs() + actual.abs()).max(1e-9);
             let cell = |key: &str| match figures.get(key) {
-                Some(a) => format!("{:.0} / {a:.0}", predicted_of(&p.estimate, key)),
-                None => format!("{:.0} / –", predicted_of(&p.estimate, key)),
+                Some(a) => format!("{:.0} / {a:.0}", predicted(&p.estimate, key)),
+                None => format!("{:.0} / –", predicted(&p.estimate, key)),
             };
             Some((
                 error,
@@ -565,10 +550,6 @@ fn worst(predictions: &[Prediction<'_>], report: Report) -> String {
         let _ = writeln!(out, "{row}");
     }
     out
-}
-
-fn predicted_of(estimate: &Estimate, key: &str) -> f64 {
-    predicted(estimate, key)
 }
 
 /// The prices as Rust source, as `analytical.rs` holds them.
