@@ -8,6 +8,7 @@ pub mod cost;
 pub mod data;
 pub mod estimate;
 pub mod fixed;
+pub mod interrupt;
 pub mod quantized;
 pub mod search;
 pub mod space;

@@ -450,6 +450,7 @@ impl<'a> Trainer<'a> {
             order.shuffle(&mut shuffle_rng);
             let (mut loss_sum, mut correct) = (0.0f64, 0usize);
             for batch in order.chunks(config.batch_size) {
+                snac_core::interrupt::check()?;
                 let (loss, hits) = self
                     .step(train, batch, learning_rate)
                     .map_err(|e| anyhow::anyhow!("{e} at epoch {epoch} (step {})", self.adam.iterations))?;

@@ -22,6 +22,7 @@ use snac_core::cost::{self, BopsFormula, GLOBAL_SEARCH_BITS};
 use snac_core::data::{Dataset, Split};
 use snac_core::estimate::{Board, Estimate, HlsSettings, ResourceEstimator, Strategy};
 use snac_core::fixed::FixedPoint;
+use snac_core::interrupt;
 use snac_core::search::nsga2::NsgaIISampler;
 use snac_core::search::random::RandomSampler;
 use snac_core::search::{CONSTRAINTS_KEY, Direction, FrozenTrial, Sampler, Study, Trial, TrialState};
@@ -474,6 +475,8 @@ impl TrialResult {
 pub struct SearchSummary {
     pub trials: Vec<FrozenTrial>,
     pub best: Option<FrozenTrial>,
+    /// Stopped by Ctrl-C or SIGTERM before the budget was used up.
+    pub interrupted: bool,
 }
 
 /// Runs the global search of `setup` in `results_dir`.
@@ -530,9 +533,13 @@ pub fn run(setup: &SearchSetup, results_dir: &Path, show_progress: bool, how: &P
     let existing = study.trials()?;
     let done_before = existing.iter().filter(|t| counts_against_budget(t)).count();
     let to_run = search.n_trials.saturating_sub(done_before);
-    if done_before > 0 || !interrupted.is_empty() {
+    // Interrupted trials (by a signal, or a process that died) are FAIL and
+    // do not count: their places are drawn again.
+    let interrupted_total = existing.iter().filter(|t| !counts_against_budget(t)).count();
+    if done_before > 0 || interrupted_total > 0 {
         eprintln!(
-            "resuming study '{study_name}' in {}: {done_before} finished trials kept, {} interrupted, {to_run} to run",
+            "resuming study '{study_name}' in {}: {done_before} finished trials kept, {interrupted_total} \
+             interrupted ({} just now), {to_run} to run",
             results_dir.display(),
             interrupted.len()
         );
@@ -587,6 +594,9 @@ pub fn run(setup: &SearchSetup, results_dir: &Path, show_progress: bool, how: &P
                     let _core = CoreClaim::this_thread();
                     let result = (|| -> Result<()> {
                         loop {
+                            if interrupt::stop_requested() {
+                                return Ok(());
+                            }
                             // The budget is the study's: other threads and processes draw from it too.
                             match study.ask_within(Some(search.n_trials))? {
                                 Some(trial) => {
@@ -643,7 +653,11 @@ pub fn run(setup: &SearchSetup, results_dir: &Path, show_progress: bool, how: &P
     if failed > 0 {
         eprintln!("{failed} trial(s) failed; their reasons are in the CSV's fail_reason column");
     }
-    Ok(SearchSummary { trials, best })
+    // Stopped early if the budget still has room (a stop after the last
+    // trial changes nothing).
+    let interrupted =
+        interrupt::stop_requested() && trials.iter().filter(|t| counts_against_budget(t)).count() < search.n_trials;
+    Ok(SearchSummary { trials, best, interrupted })
 }
 
 /// The budget is used up. In a shared study, trials still RUNNING elsewhere
@@ -731,6 +745,13 @@ fn run_one(
                 trial.set_user_attr("feasible", &json!(feasible))?;
             }
             study.tell(&trial, Ok(values))?
+        }
+        Err(err) if interrupt::is_interrupted(err) => {
+            // Like a trial of a killed process: FAIL, not counted against
+            // the budget, so a rerun draws its place again.
+            trial.set_system_attr(INTERRUPTED_KEY, &Value::Bool(true))?;
+            bar.println(format!("trial {} interrupted", trial.number));
+            study.tell(&trial, Err(format!("{err:#}")))?
         }
         Err(err) => {
             failures.fetch_add(1, Ordering::SeqCst);

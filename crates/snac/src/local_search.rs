@@ -356,6 +356,9 @@ fn pipeline(
     if mode != LocalSearchMode::QatOnly {
         let mut current = checkpoint.clone();
         for iteration in 1..=local.pruning_iterations {
+            if snac_core::interrupt::stop_requested() {
+                return Err(snac_core::interrupt::Interrupted.into());
+            }
             let target = 1.0 - local.pruning_rate.powi(iteration as i32);
             let masks = magnitude_masks(&current, target)?;
             let rewound = current.rewind(&checkpoint, &masks)?;

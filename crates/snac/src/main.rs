@@ -7,6 +7,7 @@ mod global_search;
 mod local_search;
 mod outputs;
 mod report;
+mod signals;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -18,6 +19,11 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match cmd::run(cli) {
         Ok(code) => code,
+        Err(err) if snac_core::interrupt::is_interrupted(&err) => {
+            eprintln!("error: {err:#}");
+            eprintln!("stopped; to resume, run the same command again: {}", signals::resume_command());
+            ExitCode::from(signals::INTERRUPTED_EXIT)
+        }
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE

@@ -23,6 +23,9 @@ use std::process::ExitCode;
 pub const EXAMPLE_CONFIG: &str = include_str!("../../../../examples/digits_mlp.yaml");
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
+    if matches!(cli.command, Command::Run(_) | Command::Search(_) | Command::Worker(_) | Command::Local(_)) {
+        crate::signals::install()?;
+    }
     match cli.command {
         Command::Run(args) => run::run(&args, true),
         Command::Search(args) => run::run(&args, false),

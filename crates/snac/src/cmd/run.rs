@@ -50,6 +50,16 @@ pub fn run_as(args: &RunArgs, all_stages: bool, worker: Option<Participation>) -
     if summary.best.is_some() {
         println!("best model: {}", results_dir.join(outputs::BEST_MODEL_FILE).display());
     }
+    if summary.interrupted {
+        let kept = summary.trials.iter().filter(|t| snac_core::storage::counts_against_budget(t)).count();
+        eprintln!(
+            "stopped by a signal: the {kept} finished trials are kept in {}; interrupted trials do not count \
+             and are drawn again. To resume, run the same command again:\n  {}",
+            results_dir.display(),
+            crate::signals::resume_command()
+        );
+        return Ok(ExitCode::from(crate::signals::INTERRUPTED_EXIT));
+    }
     if complete == 0 && !summary.trials.is_empty() {
         return Ok(ExitCode::FAILURE);
     }
