@@ -18,6 +18,26 @@ pub enum BopsFormula {
 /// Bit width SNAC-Pack assumes during global search.
 pub const GLOBAL_SEARCH_BITS: f64 = 32.0;
 
+/// Bytes of memory training `arch` takes, roughly, with `batch` samples a
+/// step: the f32 parameters with their gradients and Adam's two moments
+/// (4 copies), and per sample every layer's output with its gradient (the
+/// forward pass keeps outputs for the backward one), plus an attention
+/// layer's position × position scores and their gradient. A size to refuse
+/// a trial that cannot fit before it allocates, not a measurement.
+pub fn training_memory_bytes(arch: &Arch, batch: usize) -> Result<u128> {
+    const F32: u128 = 4;
+    let params = arch.parameter_count()? as u128;
+    let mut per_sample: u128 = arch.input_shape.numel() as u128;
+    for (layer, input, output) in arch.shapes()? {
+        per_sample += 2 * output.numel() as u128;
+        if let Layer::ConvAttention { hidden, .. } = layer {
+            let (positions, _) = input.rows_and_features();
+            per_sample += 2 * (positions as u128).pow(2) + 4 * (positions * hidden) as u128;
+        }
+    }
+    Ok(F32 * (4 * params + batch as u128 * per_sample))
+}
+
 /// BOPs of one layer with input shape `input` and output shape `output`.
 pub fn layer_bops(layer: &Layer, input: Shape, output: Shape, formula: BopsFormula, bits: f64) -> f64 {
     let b2 = bits * bits;

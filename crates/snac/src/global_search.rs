@@ -13,7 +13,7 @@
 //! heartbeat went stale, so another trial takes their place.
 
 use crate::outputs::{self, CsvLog};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use snac_core::arch::{Arch, Shape};
@@ -269,6 +269,7 @@ pub fn evaluate_trial(setup: &SearchSetup, trial: &mut Trial) -> Result<TrialRes
     // With the parameters the space drew: two round trips on PostgreSQL.
     trial.set_user_attrs(&[("seed", json!(seed)), ("arch", json!(arch.summary()))])?;
     let config = setup.train_config(seed);
+    check_memory(setup, &arch, config.batch_size)?;
     let FoldsOutcome { kept: outcome, fold_accuracies, .. } = setup.train_folds(&arch, &config)?;
     let accuracy = match &fold_accuracies {
         Some(accuracies) => accuracies.iter().sum::<f64>() / accuracies.len() as f64,
@@ -286,6 +287,41 @@ pub fn evaluate_trial(setup: &SearchSetup, trial: &mut Trial) -> Result<TrialRes
         None
     };
     Ok(TrialResult { accuracy, fold_accuracies, arch, bops, params, estimate, readout_fidelity, outcome })
+}
+
+/// Refuses an architecture whose training would not fit in the memory one
+/// trial may use: half of this machine's memory, shared by the workers
+/// (`SNAC_TRIAL_MEMORY_GB` overrides it). An allocation failure would abort
+/// the whole process; this makes it one failed trial with its reason.
+fn check_memory(setup: &SearchSetup, arch: &Arch, batch_size: usize) -> Result<()> {
+    const GIB: f64 = (1u64 << 30) as f64;
+    let needed = cost::training_memory_bytes(arch, batch_size)? as f64;
+    let workers = setup.experiment.search.workers.unwrap_or(1).max(1) as f64;
+    let (budget, why) = match std::env::var("SNAC_TRIAL_MEMORY_GB").ok().and_then(|v| v.parse::<f64>().ok()) {
+        Some(gb) => (gb * GIB, "SNAC_TRIAL_MEMORY_GB".to_string()),
+        None => {
+            (machine_memory_bytes() / 2.0 / workers, format!("half of this machine's memory over {workers} worker(s)"))
+        }
+    };
+    ensure!(
+        needed <= budget,
+        "this architecture needs about {:.2} GiB to train ({} parameters, batch {batch_size}), more than the \
+         {:.2} GiB a trial may use ({why}); make the search space smaller (widths, channels, layers) or the \
+         batch smaller",
+        needed / GIB,
+        arch.parameter_count()?,
+        budget / GIB
+    );
+    Ok(())
+}
+
+/// Total memory of this machine (`/proc/meminfo`), or 16 GiB where unknown.
+fn machine_memory_bytes() -> f64 {
+    let total_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|info| {
+        let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+        line.split_whitespace().nth(1)?.parse::<f64>().ok()
+    });
+    total_kib.map_or(16.0 * (1u64 << 30) as f64, |kib| kib * 1024.0)
 }
 
 /// Trains `arch` with `config` on `train`, validating on `val`; a panic in
@@ -510,6 +546,7 @@ pub fn run(setup: &SearchSetup, results_dir: &Path, show_progress: bool, how: &P
     let study = Study::create_or_load(storage.clone(), &study_name, &setup.directions(), setup.sampler(), search.seed)
         .with_context(|| format!("opening study '{study_name}'"))?
         .with_trial_system_attrs([(WORKER_KEY.to_string(), worker_identity())]);
+    let study = if how.shared { study.with_stale_grace(how.heartbeat_grace) } else { study };
     crate::report::record_objectives(setup, &study)?;
 
     // We hold the lock of the study's own results dir, so RUNNING trials
@@ -638,6 +675,11 @@ pub fn run(setup: &SearchSetup, results_dir: &Path, show_progress: bool, how: &P
     }
 
     let trials = study.trials()?;
+    if !how.worker {
+        // Rows were appended as trials finished; rewritten in trial order, the
+        // CSV of a seeded search is the same whatever the number of workers.
+        CsvLog::rebuild(results_dir, setup, &trials)?;
+    }
     let best = outputs::best_by_accuracy(&trials);
     if let Some(best) = &best {
         outputs::write_best_model(results_dir, best)?;

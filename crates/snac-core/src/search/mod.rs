@@ -211,6 +211,16 @@ pub trait Sampler: Send + Sync {
         Ok(RelativeSample::default())
     }
 
+    /// Whether trial `trial_number` can be sampled from `study` as it is: a
+    /// sampler that learns from finished trials says no while trials its
+    /// choice depends on still run, and [`Study::ask`] waits. This makes the
+    /// trials drawn a function of the seed alone, whatever the number of
+    /// workers and whichever finishes first. The default is always ready.
+    fn ready(&self, study: &StudyView<'_>, trial_number: u64) -> bool {
+        let _ = (study, trial_number);
+        true
+    }
+
     /// Draws one parameter that `sample_relative` did not fix.
     /// The default draws uniformly from the distribution.
     fn sample_independent(

@@ -8,6 +8,13 @@
 //! population included, is recomputed from the study's trials, so any number
 //! of workers can share one study.
 //!
+//! One departure from Optuna, for reproducibility: a trial's generation is
+//! its number over the population size, and a trial of generation g waits
+//! until generation g − 1 has finished ([`NsgaIISampler::generation_of`],
+//! `ready`). The same seed then gives the same trials with any number of
+//! workers; the cost is workers idle at the end of each generation, for at
+//! most one trial's time.
+//!
 //! ```
 //! use snac_core::search::nsga2::NsgaIISampler;
 //! use snac_core::search::{Direction, Sampler, StudyView};
@@ -154,21 +161,15 @@ impl NsgaIISampler {
         Ok(())
     }
 
-    /// Generation of a new trial: the highest generation among the COMPLETE
-    /// trials, or the one after it once it has `population_size` COMPLETE
-    /// trials (Optuna's `get_trial_generation`). Failed, pruned and running
-    /// trials do not count.
-    pub fn next_generation<T: Borrow<FrozenTrial>>(&self, trials: &[T]) -> u64 {
-        let (mut newest, mut count) = (0, 0);
-        let complete = trials.iter().map(T::borrow).filter(|t| t.state == TrialState::Complete);
-        for generation in complete.filter_map(trial_generation) {
-            if generation > newest {
-                (newest, count) = (generation, 1);
-            } else if generation == newest {
-                count += 1;
-            }
-        }
-        if count < self.population_size { newest } else { newest + 1 }
+    /// Generation of trial `number`: `number / population_size`, the
+    /// trial's place in the study. Optuna counts COMPLETE trials instead,
+    /// which makes a trial's generation depend on which trials happened to
+    /// finish first when several run at once. By place, a failed trial keeps
+    /// its slot (parents come from the evaluated trials), and with
+    /// [`Sampler::ready`] the same seed gives the same trials whatever the
+    /// number of workers.
+    pub fn generation_of(&self, number: u64) -> u64 {
+        number / self.population_size.max(1) as u64
     }
 
     /// The best `population_size` of `population`: whole fronts of the
@@ -279,6 +280,13 @@ impl NsgaIISampler {
 }
 
 impl Sampler for NsgaIISampler {
+    /// A trial of generation g > 0 waits until every trial of the earlier
+    /// generations has finished: its parents are chosen from them.
+    fn ready(&self, study: &StudyView<'_>, trial_number: u64) -> bool {
+        let first = self.generation_of(trial_number) * self.population_size as u64;
+        study.trials.iter().all(|t| t.number >= first || t.state.is_finished())
+    }
+
     fn sample_relative(
         &self,
         study: &StudyView<'_>,
@@ -287,7 +295,7 @@ impl Sampler for NsgaIISampler {
     ) -> Result<RelativeSample> {
         self.validate()?;
         let stored = study.trials.iter().find(|t| t.number == trial_number).and_then(|t| trial_generation(t));
-        let generation = stored.unwrap_or_else(|| self.next_generation(study.trials));
+        let generation = stored.unwrap_or_else(|| self.generation_of(trial_number));
         let mut sample = RelativeSample::default();
         sample.system_attrs.insert(GENERATION_KEY.to_string(), json!(generation));
         if generation == 0 {
@@ -416,37 +424,34 @@ mod tests {
     fn generation_bookkeeping() {
         let sampler = pop4();
         let v = [1.0, 1.0];
+        assert_eq!((0..9).map(|n| sampler.generation_of(n)).collect::<Vec<_>>(), [0, 0, 0, 0, 1, 1, 1, 1, 2]);
+        // Generation 0 is ready at once; generation 1 only when every trial
+        // of generation 0 has finished, whatever its state.
         let mut trials: Vec<FrozenTrial> = Vec::new();
-        assert_eq!(sampler.next_generation(&trials), 0);
-        // Generation 0 incomplete: 3 COMPLETE, 1 RUNNING, 2 FAIL, 1 PRUNED.
-        for (n, state) in [Complete, Running, Fail, Complete, Fail, Pruned, Complete].into_iter().enumerate() {
+        for (n, state) in [Complete, Running, Fail, Pruned].into_iter().enumerate() {
             trials.push(trial(n as u64, state, Some(0), &v));
         }
-        // Trials of another sampler (no generation) do not count either.
-        trials.push(trial(7, Complete, None, &v));
-        assert_eq!(sampler.next_generation(&trials), 0);
-        // The fourth COMPLETE trial closes generation 0.
-        trials.push(trial(8, Complete, Some(0), &v));
-        assert_eq!(sampler.next_generation(&trials), 1);
-        // A late member of generation 0 (a slow worker) changes nothing.
-        trials.push(trial(9, Complete, Some(0), &v));
-        trials.push(trial(10, Complete, Some(1), &v));
-        trials.push(trial(11, Running, Some(1), &v));
-        assert_eq!(sampler.next_generation(&trials), 1);
-        for n in 12..15 {
-            trials.push(trial(n, Complete, Some(1), &v));
-        }
-        assert_eq!(sampler.next_generation(&trials), 2);
+        let ready =
+            |trials: &[FrozenTrial], n| sampler.ready(&StudyView { directions: &MIN2, trials: &shared(trials) }, n);
+        assert!(ready(&trials, 3));
+        assert!(!ready(&trials, 4), "trial 1 of generation 0 still runs");
+        assert!(!ready(&trials, 9), "a later generation waits too");
+        trials[1].state = Complete;
+        assert!(ready(&trials, 4));
+        // A running trial of generation 1 holds back generation 2 only.
+        trials.push(trial(4, Running, Some(1), &v));
+        assert!(ready(&trials, 7));
+        assert!(!ready(&trials, 8));
 
         // sample_relative stores the generation with the trial ...
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         let view = StudyView { directions: &MIN2, trials: &shared(&trials) };
-        let sample = sampler.sample_relative(&view, 15, &mut rng).unwrap();
+        let sample = sampler.sample_relative(&view, 9, &mut rng).unwrap();
         assert_eq!(sample.system_attrs[GENERATION_KEY], json!(2));
         // ... and keeps one that a trial already carries (re-asked trial).
-        trials.push(trial(15, Running, Some(1), &v));
+        trials.push(trial(9, Running, Some(1), &v));
         let view = StudyView { directions: &MIN2, trials: &shared(&trials) };
-        let sample = sampler.sample_relative(&view, 15, &mut rng).unwrap();
+        let sample = sampler.sample_relative(&view, 9, &mut rng).unwrap();
         assert_eq!(sample.system_attrs[GENERATION_KEY], json!(1));
     }
 

@@ -11,6 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// User attribute holding why a trial failed.
 pub const FAIL_REASON_KEY: &str = "fail_reason";
@@ -24,6 +25,9 @@ pub struct Study {
     seed: u64,
     /// System attributes of every trial this handle asks for.
     trial_system_attrs: Vec<(String, Value)>,
+    /// In a study shared between processes: a RUNNING trial without a
+    /// heartbeat for this long is failed while [`ask`](Self::ask) waits on it.
+    stale_grace: Option<Duration>,
 }
 
 impl Study {
@@ -36,13 +40,21 @@ impl Study {
         seed: u64,
     ) -> Result<Study> {
         let info = storage.create_or_load_study(name, directions)?;
-        Ok(Study { storage, sampler, info, seed, trial_system_attrs: Vec::new() })
+        Ok(Study { storage, sampler, info, seed, trial_system_attrs: Vec::new(), stale_grace: None })
     }
 
     /// Stores these system attributes with every trial this handle asks for
     /// (e.g. which worker runs it), in one batch with the sampler's.
     pub fn with_trial_system_attrs(mut self, attrs: impl IntoIterator<Item = (String, Value)>) -> Study {
         self.trial_system_attrs.extend(attrs);
+        self
+    }
+
+    /// Shared between processes: while a new trial waits for the trials
+    /// its sampler depends on, those without a heartbeat for `grace` are
+    /// failed (their process died), so the wait ends.
+    pub fn with_stale_grace(mut self, grace: Duration) -> Study {
+        self.stale_grace = Some(grace);
         self
     }
 
@@ -82,7 +94,36 @@ impl Study {
         let Some((id, number)) = self.storage.create_trial_within(self.info.id, budget)? else {
             return Ok(None);
         };
-        let trials = self.storage.get_all_trials_shared(self.info.id)?;
+        // The sampler may depend on trials still running (NSGA-II on the
+        // previous generation): wait for them, so that the trials drawn do
+        // not depend on which worker finished first. The new trial's
+        // heartbeat shows it is alive meanwhile.
+        let mut waited = 0u32;
+        let trials = loop {
+            let trials = self.storage.get_all_trials_shared(self.info.id)?;
+            let view = StudyView { directions: &self.info.directions, trials: &trials };
+            if self.sampler.ready(&view, number) {
+                break trials;
+            }
+            if crate::interrupt::stop_requested() {
+                self.storage.set_trial_system_attr(id, crate::storage::INTERRUPTED_KEY, &Value::Bool(true))?;
+                self.storage.set_trial_user_attr(
+                    id,
+                    FAIL_REASON_KEY,
+                    &Value::from(crate::interrupt::Interrupted.to_string()),
+                )?;
+                self.storage.finish_trial(id, TrialState::Fail, None)?;
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            waited += 1;
+            if waited % 50 == 0 {
+                self.storage.record_heartbeat(id)?;
+                if let Some(grace) = self.stale_grace {
+                    self.storage.fail_stale_trials(self.info.id, grace)?;
+                }
+            }
+        };
         let mut rng = trial_rng(self.seed, number);
         let view = StudyView { directions: &self.info.directions, trials: &trials };
         let RelativeSample { params, system_attrs } = self.sampler.sample_relative(&view, number, &mut rng)?;

@@ -22,6 +22,24 @@ pub const BLOCK_TYPES: [&str; 4] = ["Conv", "ConvAttn", "MLP", "None"];
 pub const DEFAULT_PRECISION_PAIRS: [(u32, u32); 4] = [(16, 6), (8, 3), (6, 2), (4, 1)];
 /// Widest `total_bits` accepted for QAT precisions.
 pub const MAX_BITS: i64 = 32;
+/// Upper bounds of the sizes that become allocations: far above what an
+/// FPGA network uses, far below what makes a trial abort for memory.
+/// A layer's units or channels (a 4096 × 4096 Dense is 16 M weights).
+pub const MAX_WIDTH: usize = 4096;
+/// Layers of an MLP or blocks of a block search.
+pub const MAX_LAYERS: usize = 64;
+/// `dataset.resize_val`: images up to 128 × 128 (MNIST at that size is
+/// 4.6 GB of f32).
+pub const MAX_RESIZE: usize = 128;
+/// `dataset.points`: points per set.
+pub const MAX_POINTS: usize = 4096;
+/// `search.batch_size`.
+pub const MAX_BATCH: usize = 65536;
+/// `local_search.pruning_iterations`: at the default rate 0.8, 100
+/// iterations prune all but 2·10⁻¹⁰ of the weights; every iteration's
+/// weights are kept for the log and the final choice.
+pub const MAX_PRUNING_ITERATIONS: usize = 100;
+
 /// Points per set when a `*_points` dataset name comes without `points`.
 pub const DEFAULT_POINTS: usize = 32;
 
@@ -57,6 +75,15 @@ impl<'c, 's, 'n> Section<'c, 's, 'n> {
 
     fn count_or(&mut self, key: &str, min: usize, default: usize) -> usize {
         self.opt_count(key, min).unwrap_or(default)
+    }
+
+    /// A count in `min..=max`: sizes that become allocations are bounded
+    /// here, so an absurd value is an error naming the key instead of an
+    /// out-of-memory abort later.
+    fn opt_count_in(&mut self, key: &str, min: usize, max: usize) -> Option<usize> {
+        let field = self.map.get(key)?;
+        let path = self.path(key);
+        self.ctx.int_in(&path, field, min as i64, max as i64).map(|n| n as usize)
     }
 
     fn bool_or(&mut self, key: &str, default: bool) -> bool {
@@ -129,6 +156,14 @@ impl<'c, 's, 'n> Section<'c, 's, 'n> {
 
     fn positive_list_or(&mut self, key: &str, default: &[usize]) -> Vec<usize> {
         self.list_or(key, default.to_vec(), "whole numbers ≥ 1", |ctx, path, field| ctx.count(path, field, 1))
+    }
+
+    /// Widths (units, channels): whole numbers from 1 to [`MAX_WIDTH`].
+    fn width_list_or(&mut self, key: &str, default: &[usize]) -> Vec<usize> {
+        let accepted = format!("whole numbers from 1 to {MAX_WIDTH}");
+        self.list_or(key, default.to_vec(), &accepted, |ctx, path, field| {
+            ctx.int_in(path, field, 1, MAX_WIDTH as i64).map(|n| n as usize)
+        })
     }
 
     /// A count of layers: one whole number ≥ `min` (fixed), or `[low, high]`
@@ -213,7 +248,8 @@ fn dataset(ctx: &mut Ctx<'_>, root: &mut Map<'_>, config_dir: &Path, model_type:
     let named = s.required_choice("name", "a dataset", DatasetName::ACCEPTED, parse_dataset_name);
     let name = named.map(|(name, _)| name);
     let sets = model_type == ModelType::DeepSets;
-    let points = s.opt_count("points", 1).or(named.filter(|(_, points)| *points).map(|_| DEFAULT_POINTS));
+    let points =
+        s.opt_count_in("points", 1, MAX_POINTS).or(named.filter(|(_, points)| *points).map(|_| DEFAULT_POINTS));
     // Sets stay sets for DeepSets; everything else is flattened by default (SNAC-Pack).
     let flatten_path = s.path("flatten");
     let flatten_field = s.map.get("flatten");
@@ -225,7 +261,7 @@ fn dataset(ctx: &mut Ctx<'_>, root: &mut Map<'_>, config_dir: &Path, model_type:
     }
     let config = DatasetConfig {
         name: name.unwrap_or(DatasetName::Digits),
-        resize_val: s.opt_count("resize_val", 1),
+        resize_val: s.opt_count_in("resize_val", 1, MAX_RESIZE),
         subset_size: s.opt_count("subset_size", 1),
         flatten,
         one_hot: s.bool_or("one_hot", true),
@@ -286,7 +322,7 @@ fn search(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> SearchConfig {
     let workers = s.opt_count("workers", 1);
     let storage = s.opt_string("storage", "a storage URL");
     let study_name = s.opt_string("study_name", "a study name");
-    let batch_size = s.count_or("batch_size", 1, 128);
+    let batch_size = s.opt_count_in("batch_size", 1, MAX_BATCH).unwrap_or(128);
     let learning_rate = s.number_or("learning_rate", 1e-3, "a number > 0", |v| v > 0.0);
     let default_patience = if model_type == Some(ModelType::Mlp) { 3 } else { 5 };
     let patience_key = if s.map.get("patience").is_some() { "patience" } else { "early_stopping_patience" };
@@ -308,8 +344,8 @@ fn search(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> SearchConfig {
         section.finish();
         constraints
     };
-    let min_layers = s.opt_count("min_layers", 1);
-    let max_layers = s.opt_count("max_layers", 1);
+    let min_layers = s.opt_count_in("min_layers", 1, MAX_LAYERS);
+    let max_layers = s.opt_count_in("max_layers", 1, MAX_LAYERS);
     if let (Some(min), Some(max)) = (min_layers, max_layers.or(Some(5)))
         && min > max
     {
@@ -432,7 +468,7 @@ fn parse_block_type(text: &str) -> Option<String> {
 
 fn search_space(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> SearchSpaceConfig {
     let mut s = Section::open(ctx, root, "search_space");
-    let mlp_width_space = s.positive_list_or("mlp_width_space", &[8, 16, 32, 64, 128]);
+    let mlp_width_space = s.width_list_or("mlp_width_space", &[8, 16, 32, 64, 128]);
     let act_space = s.list_or(
         "act_space",
         vec![Activation::Relu, Activation::Tanh, Activation::Sigmoid],
@@ -460,17 +496,17 @@ fn search_space(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> SearchSpaceConfig {
     let output_activation = s
         .opt_choice("output_activation", "an activation", Activation::ACCEPTED, Activation::parse)
         .unwrap_or(Activation::Softmax);
-    let channel_space = s.positive_list_or("channel_space", &[16, 32]);
+    let channel_space = s.width_list_or("channel_space", &[16, 32]);
     let kernel_space = s.positive_list_or("kernel_space", &[3]);
     let attention_scale = s.bool_or("attention_scale", false);
     let conv_attn_hidden_channel_space = {
         let mut conv_attn = Section::open(&mut *s.ctx, &mut s.map, "conv_attn");
-        let space = conv_attn.positive_list_or("hidden_channel_space", &[4]);
+        let space = conv_attn.width_list_or("hidden_channel_space", &[4]);
         conv_attn.finish();
         space
     };
-    let phi_width_space = s.positive_list_or("phi_width_space", &mlp_width_space);
-    let rho_width_space = s.positive_list_or("rho_width_space", &mlp_width_space);
+    let phi_width_space = s.width_list_or("phi_width_space", &mlp_width_space);
+    let rho_width_space = s.width_list_or("rho_width_space", &mlp_width_space);
     let phi_layers = s.layer_range_or("phi_layers", 1, LayerRange { min: 1, max: 3 });
     let rho_layers = s.layer_range_or("rho_layers", 0, LayerRange { min: 1, max: 2 });
     let aggregation_space = s.list_or(
@@ -600,7 +636,7 @@ fn local_search(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> Option<LocalSearchConf
     root.get("local_search")?;
     let mut s = Section::open(ctx, root, "local_search");
     let qat_epochs = s.count_or("qat_epochs", 0, 2);
-    let pruning_iterations = s.count_or("pruning_iterations", 0, 5);
+    let pruning_iterations = s.opt_count_in("pruning_iterations", 0, MAX_PRUNING_ITERATIONS).unwrap_or(5);
     let pruning_epochs = s.count_or("pruning_epochs", 1, 2);
     let pruning_rate = s.number_or("pruning_rate", 0.8, "a number between 0 and 1 (exclusive)", |v| v > 0.0 && v < 1.0);
     let mode = s.opt_choice("mode", "a local-search mode", LocalSearchMode::ACCEPTED, LocalSearchMode::parse);
