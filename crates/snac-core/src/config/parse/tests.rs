@@ -763,23 +763,33 @@ fn clock_period_io_type_and_backend() {
 #[test]
 fn sizes_that_become_allocations_are_bounded() {
     // Each of these once passed validation and then aborted the process
-    // for memory; now each is an error naming its key and the bound.
-    let cases: [(&str, &str, usize, &str); 7] = [
-        ("search_space:\n  mlp_width_space: [64, 100000]\n", "search_space.mlp_width_space[1]", 4, "1 to 4096"),
-        ("search:\n  max_layers: 1000000\n", "search.max_layers", 4, "1 to 64"),
-        ("search:\n  batch_size: 100000000\n", "search.batch_size", 4, "1 to 65536"),
-        ("dataset:\n  resize_val: 100000\n", "dataset.resize_val", 4, "1 to 128"),
-        ("dataset:\n  points: 1000000000\n", "dataset.points", 4, "1 to 4096"),
-        ("local_search:\n  pruning_iterations: 1000000000\n", "local_search.pruning_iterations", 4, "0 to 100"),
-        ("search_space:\n  phi_width_space: [5000]\n", "search_space.phi_width_space[0]", 4, "1 to 4096"),
+    // for memory; now each is an error naming its key, line and bound.
+    let (data, search) = ("dataset:\n  name: digits\n", "search:\n  model_type: mlp\n");
+    let cases: [(String, &str, usize, &str); 7] = [
+        (
+            format!("{MINIMAL}search_space:\n  mlp_width_space: [64, 100000]\n"),
+            "search_space.mlp_width_space[1]",
+            4,
+            "1 to 4096",
+        ),
+        (format!("{data}{search}  max_layers: 1000000\n"), "search.max_layers", 5, "1 to 64"),
+        (format!("{data}{search}  batch_size: 100000000\n"), "search.batch_size", 5, "1 to 65536"),
+        (format!("{data}  resize_val: 100000\n{search}"), "dataset.resize_val", 3, "1 to 128"),
+        (format!("{data}  points: 1000000000\n{search}"), "dataset.points", 3, "1 to 4096"),
+        (
+            format!("{MINIMAL}local_search:\n  pruning_iterations: 1000000000\n"),
+            "local_search.pruning_iterations",
+            4,
+            "0 to 100",
+        ),
+        (
+            format!("{MINIMAL}search_space:\n  phi_width_space: [5000]\n"),
+            "search_space.phi_width_space[0]",
+            4,
+            "1 to 4096",
+        ),
     ];
-    for (extra, path, line, accepted) in cases {
-        // `dataset:` again would be a duplicate key: merge into the minimal one.
-        let text = match extra.strip_prefix("dataset:\n") {
-            Some(rest) => format!("dataset:\n  name: digits\n{rest}search: {{model_type: mlp}}\n"),
-            None => with(extra),
-        };
-        let line = if extra.starts_with("dataset:") { 3 } else { line };
+    for (text, path, line, accepted) in cases {
         let errors = errors(&text);
         let error = errors.iter().find(|e| e.key_path == path).unwrap_or_else(|| panic!("{path}: {errors:#?}"));
         assert_eq!(error.line, Some(line), "{error:?}");
