@@ -463,7 +463,7 @@ mod tests {
     use std::path::PathBuf;
 
     /// Writes a version-1.0 `.npy` by hand: `descr` like `<f4`, `shape`, raw bytes.
-    fn npy_bytes(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
+    pub(super) fn npy_bytes(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
         let shape = match shape {
             [n] => format!("({n},)"),
             dims => format!("({})", dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
@@ -480,10 +480,10 @@ mod tests {
         out
     }
 
-    fn f32s(v: &[f32]) -> Vec<u8> {
+    pub(super) fn f32s(v: &[f32]) -> Vec<u8> {
         v.iter().flat_map(|x| x.to_le_bytes()).collect()
     }
-    fn i64s(v: &[i64]) -> Vec<u8> {
+    pub(super) fn i64s(v: &[i64]) -> Vec<u8> {
         v.iter().flat_map(|x| x.to_le_bytes()).collect()
     }
 
@@ -890,5 +890,99 @@ mod tests {
         assert_eq!(data.sample_shape, Shape::Flat(200));
         assert_eq!((data.train.len(), data.val.len()), (4960, 1240));
         assert!(data.train.x.iter().all(|v| v.fract() == 0.0));
+    }
+}
+
+/// Arbitrary bytes and mutated valid files through every file reader: an
+/// error or a value, never a panic or a huge allocation.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn valid_npy() -> Vec<u8> {
+        super::tests::npy_bytes("<f4", &[3, 2], &super::tests::f32s(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]))
+    }
+
+    fn valid_npz(x: &[u8], y: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let options = zip::write::FileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        zip.start_file("x.npy", options).unwrap();
+        zip.write_all(x).unwrap();
+        zip.start_file("y.npy", options).unwrap();
+        zip.write_all(y).unwrap();
+        zip.finish().unwrap().into_inner()
+    }
+
+    /// `bytes` with `edits` applied: (position, new byte), positions wrapped.
+    fn mutate(mut bytes: Vec<u8>, edits: &[(usize, u8)], cut: Option<usize>) -> Vec<u8> {
+        for &(at, b) in edits {
+            let n = bytes.len();
+            bytes[at % n] = b;
+        }
+        if let Some(cut) = cut {
+            bytes.truncate(cut % (bytes.len() + 1));
+        }
+        bytes
+    }
+
+    fn read_all(ext: &str, bytes: &[u8]) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(format!("f.{ext}"));
+        std::fs::write(&path, bytes).unwrap();
+        let labels = dir.path().join("y.npy");
+        std::fs::write(&labels, super::tests::npy_bytes("<i8", &[3], &super::tests::i64s(&[0, 1, 0]))).unwrap();
+        let labels = (ext == "npy").then_some(labels.as_path());
+        let _ = read_split(&path, labels, false);
+        let _ = read_split(&path, labels, true);
+        if ext == "npy" {
+            let _ = read_npy_f32(&path);
+        }
+    }
+
+    /// Inputs that once crashed a reader, kept as regression cases.
+    #[test]
+    fn known_crashers() {
+        // Shape (2^64-1, 16): a capacity-overflow panic.
+        read_all("npy", &super::tests::npy_bytes("<f4", &[usize::MAX, 16], &[0; 16]));
+        // 64 TB declared: an abort on allocation.
+        read_all("npy", &super::tests::npy_bytes("<f4", &[1 << 40, 16], &[0; 16]));
+        // A v2 header length of 4 GB.
+        read_all("npy", b"\x93NUMPY\x02\x00\xff\xff\xff\xff{}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..300), ext in 0..3usize) {
+            read_all(["npy", "npz", "csv"][ext], &bytes);
+        }
+
+        #[test]
+        fn mutated_npy(edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6), cut in proptest::option::of(any::<usize>())) {
+            read_all("npy", &mutate(valid_npy(), &edits, cut));
+        }
+
+        #[test]
+        fn mutated_npy_header_text(dict in "\\{('descr'|'shape'|'fortran_order'|: |<f4|\\(|\\)|,|[0-9]{1,20}|True|False|'|\\}| ){0,16}") {
+            let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+            bytes.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+            bytes.extend_from_slice(dict.as_bytes());
+            bytes.extend_from_slice(&[0; 24]);
+            read_all("npy", &bytes);
+        }
+
+        #[test]
+        fn mutated_npz(edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6), cut in proptest::option::of(any::<usize>())) {
+            let y = super::tests::npy_bytes("<i8", &[3], &super::tests::i64s(&[0, 1, 0]));
+            read_all("npz", &mutate(valid_npz(&valid_npy(), &y), &edits, cut));
+        }
+
+        #[test]
+        fn csv_like_text(text in "([0-9]{1,3}|-|\\.|e|nan|inf|,|\"|#|\n|\r| |a|\u{feff}){0,60}") {
+            read_all("csv", text.as_bytes());
+        }
     }
 }

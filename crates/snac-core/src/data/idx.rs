@@ -653,4 +653,58 @@ pub(crate) mod tests {
         let [.., labels] = locate_in(DatasetName::FashionMnist, &dirs, "").unwrap();
         assert_eq!(labels, debian.join("t10k-labels-idx1-ubyte.gz"));
     }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn read_both(bytes: &[u8]) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("f-idx-ubyte");
+            std::fs::write(&path, bytes).unwrap();
+            for limit in [None, Some(2)] {
+                let _ = read_images(&path, limit);
+                let _ = read_labels(&path, limit);
+            }
+        }
+
+        fn mutate(mut bytes: Vec<u8>, edits: &[(usize, u8)], cut: Option<usize>) -> Vec<u8> {
+            for &(at, b) in edits {
+                let n = bytes.len();
+                bytes[at % n] = b;
+            }
+            if let Some(cut) = cut {
+                bytes.truncate(cut % (bytes.len() + 1));
+            }
+            bytes
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+            /// Arbitrary bytes, gzipped or not: an error or a value, never a panic.
+            #[test]
+            fn arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..200), gz in any::<bool>()) {
+                read_both(&if gz { gzip(&bytes) } else { bytes });
+            }
+
+            /// Valid image and label files with bytes changed (the header
+            /// included) and cut short.
+            #[test]
+            fn mutated_files(
+                edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
+                cut in proptest::option::of(any::<usize>()),
+                gz in any::<bool>(),
+                images in any::<bool>(),
+            ) {
+                let valid = if images {
+                    idx_bytes(IMAGES_MAGIC, &[3, 4, 4], &[7; 48])
+                } else {
+                    idx_bytes(LABELS_MAGIC, &[3], &[0, 1, 2])
+                };
+                let bytes = mutate(valid, &edits, cut);
+                read_both(&if gz { gzip(&bytes) } else { bytes });
+            }
+        }
+    }
 }
