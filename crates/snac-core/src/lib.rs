@@ -49,6 +49,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// For tests whose real dependency (a PostgreSQL server, the Python venv, a
+/// browser) is missing: prints a skip message, or panics when
+/// `SNAC_REQUIRE_ALL=1` (set by `.ci/run`, which installs them), so CI can
+/// never pass by skipping. Returns so the caller can `return` after it.
+pub fn missing_test_dependency(what: &str) {
+    if std::env::var("SNAC_REQUIRE_ALL").is_ok_and(|v| v == "1") {
+        panic!("{what}, but SNAC_REQUIRE_ALL=1 says .ci/run should have provided it");
+    }
+    eprintln!("skipped: {what}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::write_atomic;
@@ -88,15 +99,4 @@ mod tests {
         let e = format!("{:#}", write_atomic(std::path::Path::new("/"), b"x").unwrap_err());
         assert!(e.contains("is a directory"), "{e}");
     }
-}
-
-/// For tests whose real dependency (a PostgreSQL server, the Python venv, a
-/// browser) is missing: prints a skip message, or panics when
-/// `SNAC_REQUIRE_ALL=1` (set by `.ci/run`, which installs them), so CI can
-/// never pass by skipping. Returns so the caller can `return` after it.
-pub fn missing_test_dependency(what: &str) {
-    if std::env::var("SNAC_REQUIRE_ALL").is_ok_and(|v| v == "1") {
-        panic!("{what}, but SNAC_REQUIRE_ALL=1 says .ci/run should have provided it");
-    }
-    eprintln!("skipped: {what}");
 }

@@ -243,7 +243,7 @@ fn read_npy<T: FromF64>(name: &str, mut reader: impl Read, len: u64) -> Result<A
         (TypeChar::Float, 4 | 8) | (TypeChar::Int | TypeChar::Uint, 1 | 2 | 4 | 8) | (TypeChar::Bool, 1)
     );
     ensure!(supported, "{name}: dtype {ty} is not supported; use float32/64, int8..int64, uint8..uint64 or bool");
-    let item = ty.size_field() as u64;
+    let item = ty.size_field();
     let total = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
     let needed = total.and_then(|n| (n as u64).checked_mul(item));
     let Some((total, needed)) = total.zip(needed) else {
@@ -728,7 +728,7 @@ mod tests {
     fn npy_versioned(version: u8, dict: &str, data: &[u8]) -> Vec<u8> {
         let prefix = if version == 1 { 10 } else { 12 };
         let mut header = dict.to_string();
-        while (prefix + header.len() + 1) % 64 != 0 {
+        while !(prefix + header.len() + 1).is_multiple_of(64) {
             header.push(' ');
         }
         header.push('\n');
