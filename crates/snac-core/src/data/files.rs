@@ -76,7 +76,8 @@ pub(crate) fn read_split(file: &Path, labels_file: Option<&Path>, sets: bool) ->
                     file.display()
                 )
             };
-            let x = read_npy(file, npy_open(file)?)?;
+            let (reader, len) = npy_open(file)?;
+            let x = read_npy(&file.display().to_string(), reader, len)?;
             let y = read_labels_file(labels_file)?;
             (x, y, labels_file.display().to_string())
         }
@@ -160,22 +161,76 @@ fn labels_to_indices(y: &Array<f64>, name: &str) -> Result<Vec<u32>> {
     }
 }
 
-fn npy_open(file: &Path) -> Result<NpyFile<std::io::BufReader<std::fs::File>>> {
-    let reader = std::io::BufReader::new(
-        std::fs::File::open(file).with_context(|| format!("could not open {}", file.display()))?,
-    );
-    NpyFile::new(reader).with_context(|| format!("{} is not a valid .npy file", file.display()))
+/// Opens a `.npy` file: a reader at its start and its length in bytes.
+fn npy_open(file: &Path) -> Result<(std::io::BufReader<std::fs::File>, u64)> {
+    let f = std::fs::File::open(file).with_context(|| format!("could not open {}", file.display()))?;
+    let len = f.metadata().with_context(|| format!("could not read {}", file.display()))?.len();
+    Ok((std::io::BufReader::new(f), len))
 }
 
 fn read_labels_file(file: &Path) -> Result<Array<f64>> {
     ensure!(extension(file) == "npy", "{}: labels files must be .npy", file.display());
-    read_npy(file, npy_open(file)?)
+    let (reader, len) = npy_open(file)?;
+    read_npy(&file.display().to_string(), reader, len)
 }
 
-/// Reads any numeric `.npy` array, converting every element with `T::from_f64`.
-fn read_npy<T: FromF64, R: Read>(file: &Path, npy: NpyFile<R>) -> Result<Array<T>> {
-    let name = file.display();
-    let dims: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+/// The NPY versions [`read_npy`] reads: 1.0 (16-bit header length), 2.0
+/// (32-bit) and 3.0 (2.0 with a UTF-8 header).
+const NPY_VERSIONS: &str = "1.0, 2.0 and 3.0";
+
+/// Longest header accepted: numpy writes a few hundred bytes, and refuses
+/// to read more than 10 000 unless told to.
+const NPY_MAX_HEADER: u64 = 1 << 20;
+
+/// Reads a numeric `.npy` array of `len` bytes in all (header included) from
+/// `reader`, converting every element with `T::from_f64`. The header's shape
+/// is checked against `len` before anything is allocated, so a corrupt or
+/// hostile header is an error, never a huge allocation.
+fn read_npy<T: FromF64>(name: &str, mut reader: impl Read, len: u64) -> Result<Array<T>> {
+    let not_npy = || anyhow::anyhow!("{name} is not a valid .npy file: it does not start with \\x93NUMPY");
+    let mut magic = [0u8; 8];
+    if len < 8 {
+        return Err(not_npy());
+    }
+    reader.read_exact(&mut magic).with_context(|| format!("could not read {name}"))?;
+    if &magic[..6] != b"\x93NUMPY" {
+        return Err(not_npy());
+    }
+    let (major, minor) = (magic[6], magic[7]);
+    let prefix: u64 = match (major, minor) {
+        (1, 0) => 10,
+        (2, 0) | (3, 0) => 12,
+        _ => bail!("{name}: NPY format version {major}.{minor} is not supported; accepted: {NPY_VERSIONS}"),
+    };
+    ensure!(len >= prefix, "{name} is truncated: {len} bytes, shorter than an NPY {major}.{minor} preamble");
+    let mut size_bytes = vec![0u8; prefix as usize - 8];
+    reader.read_exact(&mut size_bytes).with_context(|| format!("could not read {name}"))?;
+    let header_len = match size_bytes[..] {
+        [a, b] => u64::from(u16::from_le_bytes([a, b])),
+        [a, b, c, d] => u64::from(u32::from_le_bytes([a, b, c, d])),
+        _ => unreachable!("2 or 4 bytes"),
+    };
+    ensure!(
+        header_len <= len - prefix,
+        "{name} is truncated: its header claims {header_len} bytes but only {} follow",
+        len - prefix
+    );
+    ensure!(
+        header_len <= NPY_MAX_HEADER,
+        "{name}: its header claims {header_len} bytes (numpy writes a few hundred); the file is corrupt"
+    );
+    let mut head = magic.to_vec();
+    head.extend_from_slice(&size_bytes);
+    head.resize((prefix + header_len) as usize, 0);
+    reader.read_exact(&mut head[prefix as usize..]).with_context(|| format!("could not read {name}"))?;
+    let npy = NpyFile::new(&head[..]).with_context(|| format!("{name} is not a valid .npy file (bad header)"))?;
+    let available = len - prefix - header_len;
+    let dims: Vec<usize> = npy
+        .shape()
+        .iter()
+        .map(|&d| usize::try_from(d))
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("{name}: shape {:?} does not fit in memory", npy.shape()))?;
     ensure!(
         npy.order() == Order::C || dims.iter().filter(|&&d| d > 1).count() <= 1,
         "{name}: Fortran-ordered arrays are not supported; save it with np.ascontiguousarray"
@@ -183,8 +238,35 @@ fn read_npy<T: FromF64, R: Read>(file: &Path, npy: NpyFile<R>) -> Result<Array<T
     let DType::Plain(ty) = npy.dtype() else {
         bail!("{name}: structured dtype {}; expected numbers", npy.dtype().descr())
     };
-    let total: usize = dims.iter().product();
-    let mut values = Vec::with_capacity(total);
+    let supported = matches!(
+        (ty.type_char(), ty.size_field()),
+        (TypeChar::Float, 4 | 8) | (TypeChar::Int | TypeChar::Uint, 1 | 2 | 4 | 8) | (TypeChar::Bool, 1)
+    );
+    ensure!(supported, "{name}: dtype {ty} is not supported; use float32/64, int8..int64, uint8..uint64 or bool");
+    let item = ty.size_field();
+    let total = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+    let needed = total.and_then(|n| (n as u64).checked_mul(item));
+    let Some((total, needed)) = total.zip(needed) else {
+        bail!(
+            "{name}: its header declares shape {dims:?} of {ty}, more elements than can be counted; \
+             the file holds {available} bytes of data"
+        )
+    };
+    ensure!(
+        needed <= available,
+        "{name} is truncated: its header declares shape {dims:?} of {ty}, {needed} bytes of data, \
+         but the file holds only {available}"
+    );
+    ensure!(
+        needed == available,
+        "{name}: {} unexpected bytes after the {needed} bytes of data its header declares \
+         (shape {dims:?} of {ty}); the file is corrupt",
+        available - needed
+    );
+    let npy = NpyFile::with_header(npy.header().clone(), reader.take(needed));
+    // Room for what the file holds; an archive member may lie about its size,
+    // so the vector grows with the data beyond a first 16 M values.
+    let mut values = Vec::with_capacity(total.min(1 << 24));
     macro_rules! read_as {
         ($t:ty, $to:expr) => {{
             let data = npy.data::<$t>().map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
@@ -206,7 +288,7 @@ fn read_npy<T: FromF64, R: Read>(file: &Path, npy: NpyFile<R>) -> Result<Array<T
         (TypeChar::Uint, 4) => read_as!(u32, f64::from),
         (TypeChar::Uint, 8) => read_as!(u64, |v| v as f64),
         (TypeChar::Bool, 1) => read_as!(bool, |v: bool| f64::from(u8::from(v))),
-        _ => bail!("{name}: dtype {ty} is not supported; use float32/64, int8..int64, uint8..uint64 or bool"),
+        _ => unreachable!("checked above"),
     }
     ensure!(values.len() == total, "{name} is truncated: {} of {total} values", values.len());
     Ok(Array { dims, values })
@@ -215,7 +297,8 @@ fn read_npy<T: FromF64, R: Read>(file: &Path, npy: NpyFile<R>) -> Result<Array<T
 /// Any numeric `.npy` file as `f32` values with its shape.
 pub fn read_npy_f32(file: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
     ensure!(extension(file) == "npy", "{}: expected a .npy file", file.display());
-    let array: Array<f32> = read_npy(file, npy_open(file)?)?;
+    let (reader, len) = npy_open(file)?;
+    let array: Array<f32> = read_npy(&file.display().to_string(), reader, len)?;
     Ok((array.dims, array.values))
 }
 
@@ -257,60 +340,95 @@ impl FromF64 for f64 {
 
 fn read_npz(file: &Path) -> Result<(Array<f32>, Array<f64>)> {
     let name = file.display();
-    let mut archive =
-        npyz::npz::NpzArchive::open(file).with_context(|| format!("{name} is not a valid .npz (zip) file"))?;
-    let keys: Vec<String> = archive.array_names().map(str::to_string).collect();
+    let f = std::fs::File::open(file).with_context(|| format!("could not open {name}"))?;
+    let mut archive = zip::ZipArchive::new(f).with_context(|| format!("{name} is not a valid .npz (zip) file"))?;
+    let keys: Vec<String> = archive.file_names().filter_map(|n| n.strip_suffix(".npy")).map(str::to_string).collect();
     let pick = |wanted: [&str; 2]| wanted.iter().find(|k| keys.iter().any(|n| n == *k)).map(|k| k.to_string());
     let Some(x_key) = pick(["x", "X"]) else { bail!("{name}: no array named x or X (arrays: {keys:?})") };
     let Some(y_key) = pick(["y", "Y"]) else { bail!("{name}: no array named y or Y (arrays: {keys:?})") };
-    let member = |key: &str| format!("{name}[{key}]");
-    let x = {
-        let npy = archive
-            .by_name(&x_key)
-            .with_context(|| format!("{} is corrupt", member(&x_key)))?
-            .expect("listed array exists");
-        read_npy(Path::new(&member(&x_key)), npy)?
-    };
-    let y = {
-        let npy = archive
-            .by_name(&y_key)
-            .with_context(|| format!("{} is corrupt", member(&y_key)))?
-            .expect("listed array exists");
-        read_npy(Path::new(&member(&y_key)), npy)?
-    };
+    let x = npz_member(&mut archive, &name.to_string(), &x_key)?;
+    let y = npz_member(&mut archive, &name.to_string(), &y_key)?;
     Ok((x, y))
 }
 
+/// Array `key` of an `.npz` archive, checked against the member's size.
+fn npz_member<T: FromF64>(archive: &mut zip::ZipArchive<std::fs::File>, name: &str, key: &str) -> Result<Array<T>> {
+    let shown = format!("{name}[{key}]");
+    let entry = archive.by_name(&format!("{key}.npy")).with_context(|| format!("{shown} is corrupt"))?;
+    let len = entry.size();
+    read_npy(&shown, entry, len)
+}
+
+/// Reads a `.csv` (or `.txt`) of numbers, the label in the last column,
+/// through the `csv` crate (quoting, CRLF). A UTF-8 byte-order mark is
+/// skipped, lines starting with `#` and blank lines are ignored. The first
+/// row is a header only when none of its fields is a number: a first row
+/// mixing numbers and text is an error, not a data row silently lost.
 fn read_csv(file: &Path) -> Result<(Array<f32>, Array<f64>)> {
     let name = file.display();
-    let text = std::fs::read_to_string(file).with_context(|| format!("could not read {name} as text"))?;
+    let f = std::fs::File::open(file).with_context(|| format!("could not open {name}"))?;
+    let mut reader = std::io::BufReader::new(f);
+    let start = std::io::BufRead::fill_buf(&mut reader).with_context(|| format!("could not read {name}"))?;
+    if start.starts_with(b"\xef\xbb\xbf") {
+        std::io::BufRead::consume(&mut reader, 3);
+    }
+    let mut rows = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .comment(Some(b'#'))
+        .from_reader(reader);
     let mut features = Vec::new();
     let mut labels = Vec::new();
     let mut columns = None;
-    for (line_no, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
+    let mut first = true;
+    let mut record = csv::StringRecord::new();
+    loop {
+        match rows.read_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => bail!("{name}: {}", csv_error(&e)),
+        }
+        let line = record.position().map_or(0, |p| p.line());
+        if record.iter().all(str::is_empty) {
             continue;
         }
-        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
-        let parsed: Result<Vec<f64>, _> = fields.iter().map(|f| f.parse::<f64>()).collect();
-        let row = match parsed {
-            Ok(row) => row,
-            // A header: the first non-empty line, not numeric.
-            Err(_) if columns.is_none() && labels.is_empty() && fields.iter().any(|f| f.parse::<f64>().is_err()) => {
-                columns = Some(fields.len());
+        let parsed: Vec<Option<f64>> = record.iter().map(|f| f.parse::<f64>().ok()).collect();
+        if std::mem::take(&mut first) {
+            if parsed.iter().all(Option::is_none) {
+                columns = Some(record.len());
                 continue;
             }
-            Err(_) => {
-                let (col, bad) =
-                    fields.iter().enumerate().find(|(_, f)| f.parse::<f64>().is_err()).expect("a bad field");
-                bail!("{name} line {}, column {}: {bad:?} is not a number", line_no + 1, col + 1)
+            if let Some(col) = parsed.iter().position(Option::is_none) {
+                let number = parsed.iter().position(Option::is_some).expect("a number");
+                bail!(
+                    "{name} line {line}, column {}: {:?} is not a number, but column {} ({:?}) is; \
+                     the first row must be all numbers (data) or all names (a header)",
+                    col + 1,
+                    &record[col],
+                    number + 1,
+                    &record[number]
+                )
             }
-        };
-        ensure!(row.len() >= 2, "{name} line {}: need at least one feature and the label", line_no + 1);
+        }
+        let mut row = Vec::with_capacity(parsed.len());
+        for (col, value) in parsed.iter().enumerate() {
+            match value {
+                // Features become f32: 1e300 is as bad as inf.
+                Some(v) if v.is_finite() && (col + 1 == parsed.len() || (*v as f32).is_finite()) => row.push(*v),
+                Some(_) => bail!(
+                    "{name} line {line}, column {}: {:?} is not a finite number; features and labels \
+                     must be finite (no NaN or inf, features within ±3.4e38)",
+                    col + 1,
+                    &record[col]
+                ),
+                None => bail!("{name} line {line}, column {}: {:?} is not a number", col + 1, &record[col]),
+            }
+        }
+        ensure!(row.len() >= 2, "{name} line {line}: need at least one feature and the label");
         match columns {
             None => columns = Some(row.len()),
-            Some(c) => ensure!(row.len() == c, "{name} line {}: {} columns, expected {c}", line_no + 1, row.len()),
+            Some(c) => ensure!(row.len() == c, "{name} line {line}: {} columns, expected {c}", row.len()),
         }
         let (label, values) = row.split_last().expect("two columns");
         features.extend(values.iter().map(|&v| v as f32));
@@ -320,6 +438,19 @@ fn read_csv(file: &Path) -> Result<(Array<f32>, Array<f64>)> {
     ensure!(n > 0, "{name}: empty data (no rows)");
     let f = features.len() / n;
     Ok((Array { dims: vec![n, f], values: features }, Array { dims: vec![n], values: labels }))
+}
+
+/// A `csv` crate error with its line, in our words.
+fn csv_error(e: &csv::Error) -> String {
+    match e.kind() {
+        csv::ErrorKind::Utf8 { pos, err } => format!(
+            "line {}, column {}: not UTF-8 text ({err}); save the file as UTF-8",
+            pos.as_ref().map_or(0, |p| p.line()),
+            err.field() + 1
+        ),
+        csv::ErrorKind::Io(err) => format!("could not read: {err}"),
+        _ => e.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -332,7 +463,7 @@ mod tests {
     use std::path::PathBuf;
 
     /// Writes a version-1.0 `.npy` by hand: `descr` like `<f4`, `shape`, raw bytes.
-    fn npy_bytes(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
+    pub(super) fn npy_bytes(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
         let shape = match shape {
             [n] => format!("({n},)"),
             dims => format!("({})", dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
@@ -349,10 +480,10 @@ mod tests {
         out
     }
 
-    fn f32s(v: &[f32]) -> Vec<u8> {
+    pub(super) fn f32s(v: &[f32]) -> Vec<u8> {
         v.iter().flat_map(|x| x.to_le_bytes()).collect()
     }
-    fn i64s(v: &[i64]) -> Vec<u8> {
+    pub(super) fn i64s(v: &[i64]) -> Vec<u8> {
         v.iter().flat_map(|x| x.to_le_bytes()).collect()
     }
 
@@ -546,7 +677,16 @@ mod tests {
         assert!(e.contains("inf.npy") && e.contains("flat index 3"), "{e}");
         let csv = write(dir.path(), "nan.csv", b"1,0\nnan,1\n");
         let e = err(&file_config(&csv, None));
-        assert!(e.contains("nan.csv") && e.contains("flat index 1"), "{e}");
+        assert!(e.contains("nan.csv line 2, column 1: \"nan\" is not a finite number"), "{e}");
+        let csv = write(dir.path(), "inf.csv", b"1,2,0\n3,-inf,1\n");
+        let e = err(&file_config(&csv, None));
+        assert!(e.contains("inf.csv line 2, column 2: \"-inf\" is not a finite"), "{e}");
+        let csv = write(dir.path(), "big.csv", b"1,2,0\n3,1e300,1\n");
+        let e = err(&file_config(&csv, None));
+        assert!(e.contains("big.csv line 2, column 2: \"1e300\""), "{e}");
+        let csv = write(dir.path(), "label.csv", b"1,2,0\n3,4,NaN\n");
+        let e = err(&file_config(&csv, None));
+        assert!(e.contains("label.csv line 2, column 3: \"NaN\""), "{e}");
     }
 
     #[test]
@@ -582,6 +722,126 @@ mod tests {
         assert!(err(&file_config(&x, Some(&y3d))).contains("labels of shape [10, 1, 1]"));
         let two = write(dir.path(), "two.npy", &npy_bytes("<i8", &[10, 2], &i64s(&[1; 20])));
         assert!(err(&file_config(&x, Some(&two))).contains("row 0 of the 10×2 labels is not one-hot"));
+    }
+
+    /// A `.npy` of any `version` with the header text `dict` (padded).
+    fn npy_versioned(version: u8, dict: &str, data: &[u8]) -> Vec<u8> {
+        let prefix = if version == 1 { 10 } else { 12 };
+        let mut header = dict.to_string();
+        while !(prefix + header.len() + 1).is_multiple_of(64) {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut out = b"\x93NUMPY".to_vec();
+        out.extend_from_slice(&[version, 0]);
+        if version == 1 {
+            out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        } else {
+            out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        }
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(data);
+        out
+    }
+
+    fn npy_err(bytes: &[u8]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "bad.npy", bytes);
+        format!("{:#}", read_npy_f32(&path).unwrap_err())
+    }
+
+    #[test]
+    fn huge_declared_shapes_are_refused_before_allocating() {
+        // (2^64-1, 16): the element count overflows.
+        let e = npy_err(&npy_bytes("<f4", &[usize::MAX, 16], &f32s(&[0.0; 4])));
+        assert!(e.contains("bad.npy") && e.contains("[18446744073709551615, 16]") && e.contains("16 bytes"), "{e}");
+        // 2^40 × 16 float32: 64 TiB declared, 16 bytes present.
+        let e = npy_err(&npy_bytes("<f4", &[1 << 40, 16], &f32s(&[0.0; 4])));
+        assert!(
+            e.contains("bad.npy is truncated")
+                && e.contains("[1099511627776, 16]")
+                && e.contains("70368744177664 bytes")
+                && e.contains("holds only 16"),
+            "{e}"
+        );
+        // Products that wrap around to something small are caught too.
+        let e = npy_err(&npy_bytes("<f8", &[1 << 61, 8], &[]));
+        assert!(e.contains("more elements than can be counted") || e.contains("is truncated"), "{e}");
+        // A header length beyond the file.
+        let mut bytes = npy_bytes("<f4", &[1], &f32s(&[1.0]));
+        bytes[8..10].copy_from_slice(&u16::MAX.to_le_bytes());
+        let e = npy_err(&bytes);
+        assert!(e.contains("bad.npy is truncated: its header claims 65535 bytes"), "{e}");
+        // Bytes after the data.
+        let mut bytes = npy_bytes("<f4", &[1], &f32s(&[1.0]));
+        bytes.extend_from_slice(&[0; 3]);
+        let e = npy_err(&bytes);
+        assert!(e.contains("bad.npy: 3 unexpected bytes after the 4 bytes of data"), "{e}");
+    }
+
+    #[test]
+    fn npy_versions_two_and_three_read_and_others_are_named() {
+        let dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }";
+        let data = f32s(&[1.5, -2.0]);
+        for version in [1, 2, 3] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = write(dir.path(), "v.npy", &npy_versioned(version, dict, &data));
+            assert_eq!(read_npy_f32(&path).unwrap(), (vec![2], vec![1.5, -2.0]), "version {version}");
+        }
+        // Version 3 allows UTF-8 in the header (here in a structured dtype's name).
+        let utf8 = "{'descr': [('é', '<f4')], 'fortran_order': False, 'shape': (2,), }";
+        let e = npy_err(&npy_versioned(3, utf8, &data));
+        assert!(e.contains("structured dtype"), "{e}");
+        let e = npy_err(&npy_versioned(4, dict, &data));
+        assert!(e.contains("bad.npy: NPY format version 4.0 is not supported; accepted: 1.0, 2.0 and 3.0"), "{e}");
+        let e = npy_err(b"\x93NUMPY\x03\x00\x10");
+        assert!(e.contains("bad.npy is truncated"), "{e}");
+    }
+
+    #[test]
+    fn npz_member_sizes_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lie.npz");
+        {
+            use std::io::Write;
+            let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+            let options = zip::write::FileOptions::default();
+            zip.start_file("x.npy", options).unwrap();
+            zip.write_all(&npy_bytes("<f4", &[1 << 40, 16], &f32s(&[0.0; 4]))).unwrap();
+            zip.start_file("y.npy", options).unwrap();
+            zip.write_all(&npy_bytes("<i8", &[1], &i64s(&[0]))).unwrap();
+            zip.finish().unwrap();
+        }
+        let e = err(&file_config(&path, None));
+        assert!(e.contains("lie.npz[x] is truncated") && e.contains("[1099511627776, 16]"), "{e}");
+    }
+
+    #[test]
+    fn csv_bom_quotes_and_header_detection() {
+        let dir = tempfile::tempdir().unwrap();
+        // A BOM before a header, CRLF line ends, quoted fields and a comment.
+        let text = "\u{feff}\"a\",b,label\r\n# a comment\r\n1,\"2\",0\r\n3, 4 ,1\r\n";
+        let path = write(dir.path(), "bom.csv", text.as_bytes());
+        let mut c = file_config(&path, None);
+        c.val_file = Some(write(dir.path(), "val.csv", b"0,0,1\n"));
+        let data = load_dataset(&c).unwrap();
+        assert_eq!((data.train.x, data.train.y), (vec![1.0, 2.0, 3.0, 4.0], vec![0, 1]));
+        // A BOM before data keeps the first row.
+        let path = write(dir.path(), "bom2.csv", "\u{feff}1,2,0\n3,4,1\n5,6,1\n".as_bytes());
+        c.train_file = Some(path);
+        assert_eq!(load_dataset(&c).unwrap().train.y, vec![0, 1, 1]);
+        // A typo in the first data row is an error, not a header.
+        let path = write(dir.path(), "typo.csv", b"1,2o,0\n3,4,1\n");
+        let e = err(&file_config(&path, None));
+        assert!(e.contains("typo.csv line 1, column 2: \"2o\" is not a number, but column 1 (\"1\") is"), "{e}");
+        // A header with a numeric column name is refused the same way.
+        let path = write(dir.path(), "hdr.csv", b"x,2,label\n3,4,1\n");
+        let e = err(&file_config(&path, None));
+        assert!(e.contains("hdr.csv line 1, column 1: \"x\" is not a number"), "{e}");
+        // Not UTF-8.
+        let path = write(dir.path(), "latin1.csv", b"a,b\n1,\xe9,0\n");
+        let e = err(&file_config(&path, None));
+        assert!(e.contains("latin1.csv: line 2") && e.contains("not UTF-8"), "{e}");
     }
 
     #[test]
@@ -630,5 +890,99 @@ mod tests {
         assert_eq!(data.sample_shape, Shape::Flat(200));
         assert_eq!((data.train.len(), data.val.len()), (4960, 1240));
         assert!(data.train.x.iter().all(|v| v.fract() == 0.0));
+    }
+}
+
+/// Arbitrary bytes and mutated valid files through every file reader: an
+/// error or a value, never a panic or a huge allocation.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn valid_npy() -> Vec<u8> {
+        super::tests::npy_bytes("<f4", &[3, 2], &super::tests::f32s(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]))
+    }
+
+    fn valid_npz(x: &[u8], y: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let options = zip::write::FileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        zip.start_file("x.npy", options).unwrap();
+        zip.write_all(x).unwrap();
+        zip.start_file("y.npy", options).unwrap();
+        zip.write_all(y).unwrap();
+        zip.finish().unwrap().into_inner()
+    }
+
+    /// `bytes` with `edits` applied: (position, new byte), positions wrapped.
+    fn mutate(mut bytes: Vec<u8>, edits: &[(usize, u8)], cut: Option<usize>) -> Vec<u8> {
+        for &(at, b) in edits {
+            let n = bytes.len();
+            bytes[at % n] = b;
+        }
+        if let Some(cut) = cut {
+            bytes.truncate(cut % (bytes.len() + 1));
+        }
+        bytes
+    }
+
+    fn read_all(ext: &str, bytes: &[u8]) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(format!("f.{ext}"));
+        std::fs::write(&path, bytes).unwrap();
+        let labels = dir.path().join("y.npy");
+        std::fs::write(&labels, super::tests::npy_bytes("<i8", &[3], &super::tests::i64s(&[0, 1, 0]))).unwrap();
+        let labels = (ext == "npy").then_some(labels.as_path());
+        let _ = read_split(&path, labels, false);
+        let _ = read_split(&path, labels, true);
+        if ext == "npy" {
+            let _ = read_npy_f32(&path);
+        }
+    }
+
+    /// Inputs that once crashed a reader, kept as regression cases.
+    #[test]
+    fn known_crashers() {
+        // Shape (2^64-1, 16): a capacity-overflow panic.
+        read_all("npy", &super::tests::npy_bytes("<f4", &[usize::MAX, 16], &[0; 16]));
+        // 64 TB declared: an abort on allocation.
+        read_all("npy", &super::tests::npy_bytes("<f4", &[1 << 40, 16], &[0; 16]));
+        // A v2 header length of 4 GB.
+        read_all("npy", b"\x93NUMPY\x02\x00\xff\xff\xff\xff{}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..300), ext in 0..3usize) {
+            read_all(["npy", "npz", "csv"][ext], &bytes);
+        }
+
+        #[test]
+        fn mutated_npy(edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6), cut in proptest::option::of(any::<usize>())) {
+            read_all("npy", &mutate(valid_npy(), &edits, cut));
+        }
+
+        #[test]
+        fn mutated_npy_header_text(dict in "\\{('descr'|'shape'|'fortran_order'|: |<f4|\\(|\\)|,|[0-9]{1,20}|True|False|'|\\}| ){0,16}") {
+            let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+            bytes.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+            bytes.extend_from_slice(dict.as_bytes());
+            bytes.extend_from_slice(&[0; 24]);
+            read_all("npy", &bytes);
+        }
+
+        #[test]
+        fn mutated_npz(edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6), cut in proptest::option::of(any::<usize>())) {
+            let y = super::tests::npy_bytes("<i8", &[3], &super::tests::i64s(&[0, 1, 0]));
+            read_all("npz", &mutate(valid_npz(&valid_npy(), &y), &edits, cut));
+        }
+
+        #[test]
+        fn csv_like_text(text in "([0-9]{1,3}|-|\\.|e|nan|inf|,|\"|#|\n|\r| |a|\u{feff}){0,60}") {
+            read_all("csv", text.as_bytes());
+        }
     }
 }

@@ -117,11 +117,10 @@ pub(crate) fn load(config: &DatasetConfig) -> Result<Raw> {
     let (train, shape) = train;
     ensure!(
         shape == val_shape,
-        "{} holds {:?} images but {} holds {:?}",
+        "{} holds images of shape {shape} but {} holds {val_shape}; the training and test images \
+         must have the same size",
         train_images.display(),
-        shape,
         test_images.display(),
-        val_shape
     );
     Ok(Raw { shape, train, val: Some(val), scale: 255.0, num_classes: MNIST_CLASSES })
 }
@@ -141,13 +140,50 @@ fn read_pair(images: &Path, labels: &Path, limit: Option<usize>) -> Result<(Spli
     Ok((Split { x: x.into_iter().map(f32::from).collect(), y: y.into_iter().take(take).collect() }, shape))
 }
 
-/// Opens a file, transparently gunzipping it when it starts with the gzip magic.
-pub(crate) fn open_maybe_gz(path: &Path) -> Result<Box<dyn Read>> {
-    let mut file = BufReader::new(File::open(path).with_context(|| format!("could not open {}", path.display()))?);
+/// Opens a file, transparently gunzipping it when it starts with the gzip
+/// magic; with the file's length when it is not gzipped.
+pub(crate) fn open_maybe_gz(path: &Path) -> Result<(Box<dyn Read>, Option<u64>)> {
+    let file = File::open(path).with_context(|| format!("could not open {}", path.display()))?;
+    let len = file.metadata().with_context(|| format!("could not read {}", path.display()))?.len();
+    let mut file = BufReader::new(file);
     let is_gz = std::io::BufRead::fill_buf(&mut file)
         .with_context(|| format!("could not read {}", path.display()))?
         .starts_with(&[0x1f, 0x8b]);
-    Ok(if is_gz { Box::new(GzDecoder::new(file)) } else { Box::new(file) })
+    Ok(if is_gz { (Box::new(GzDecoder::new(file)), None) } else { (Box::new(file), Some(len)) })
+}
+
+/// For an uncompressed file of `len` bytes: checks, before anything is
+/// allocated, that it holds the header and the `count` items of
+/// `item_bytes` the header declares (`what` names them).
+fn check_file_size(
+    path: &Path,
+    len: Option<u64>,
+    dims: &[usize],
+    count: usize,
+    item_bytes: usize,
+    what: &str,
+) -> Result<()> {
+    let Some(len) = len else { return Ok(()) };
+    let header = 4 + 4 * dims.len() as u64;
+    let payload = (count as u64).checked_mul(item_bytes as u64);
+    let dims = dims.iter().map(usize::to_string).collect::<Vec<_>>().join(" × ");
+    match payload.and_then(|p| p.checked_add(header)) {
+        Some(needed) if needed == len => Ok(()),
+        Some(needed) if needed > len => bail!(
+            "{} is truncated: its IDX header declares {dims} ({what}), {needed} bytes with the header, \
+             but the file holds only {len}",
+            path.display()
+        ),
+        Some(needed) => bail!(
+            "{}: {} unexpected bytes after the data the header announces ({dims}, {what}: {needed} bytes)",
+            path.display(),
+            len - needed
+        ),
+        None => bail!(
+            "{}: its IDX header declares {dims} ({what}), more bytes than can be counted; the file holds {len}",
+            path.display()
+        ),
+    }
 }
 
 /// Reads exactly `buf.len()` bytes, or says how many the file was short.
@@ -219,7 +255,7 @@ fn ensure_at_end(reader: &mut dyn Read, path: &Path) -> Result<()> {
 
 /// Pixels (of at most `limit` images), the image count from the header, and the shape.
 fn read_images(path: &Path, limit: Option<usize>) -> Result<(Vec<u8>, usize, Shape)> {
-    let mut reader = open_maybe_gz(path)?;
+    let (mut reader, len) = open_maybe_gz(path)?;
     let dims = read_header(&mut reader, path, IMAGES_MAGIC, "IDX image (unsigned byte, 3-D)")?;
     let [count, height, width] = dims[..] else { unreachable!("three dimensions") };
     ensure!(
@@ -232,6 +268,7 @@ fn read_images(path: &Path, limit: Option<usize>) -> Result<(Vec<u8>, usize, Sha
         "{}: the IDX header announces {height}×{width} images; the file is corrupt",
         path.display()
     );
+    check_file_size(path, len, &dims, count, height * width, "images of one byte per pixel")?;
     let take = limit.map_or(count, |n| n.min(count));
     let pixels = read_payload(
         &mut reader,
@@ -247,10 +284,11 @@ fn read_images(path: &Path, limit: Option<usize>) -> Result<(Vec<u8>, usize, Sha
 
 /// Labels (at most `limit`) and the label count from the header.
 fn read_labels(path: &Path, limit: Option<usize>) -> Result<(Vec<u32>, usize)> {
-    let mut reader = open_maybe_gz(path)?;
+    let (mut reader, len) = open_maybe_gz(path)?;
     let dims = read_header(&mut reader, path, LABELS_MAGIC, "IDX label (unsigned byte, 1-D)")?;
     let count = dims[0];
     ensure!(count > 0, "{}: empty data (0 labels)", path.display());
+    check_file_size(path, len, &dims, count, 1, "one-byte labels")?;
     let take = limit.map_or(count, |n| n.min(count));
     let labels = read_payload(&mut reader, Some(take), path, &format!("{take} labels"))?;
     if take == count {
@@ -366,16 +404,37 @@ pub(crate) mod tests {
         write(dir.path(), "t10k-images-idx3-ubyte", &full[..full.len() - 5]);
         let err = load_err(dir.path());
         assert!(
-            err.contains("t10k-images-idx3-ubyte is truncated") && err.contains("needs 48 bytes but only 43"),
+            err.contains("t10k-images-idx3-ubyte is truncated: its IDX header declares 3 × 4 × 4")
+                && err.contains("64 bytes with the header, but the file holds only 59"),
             "{err}"
         );
+        // Gzipped, the size shows only while reading.
+        std::fs::remove_file(dir.path().join("t10k-images-idx3-ubyte")).unwrap();
+        write(dir.path(), "t10k-images-idx3-ubyte.gz", &gzip(&full[..full.len() - 5]));
+        let err = load_err(dir.path());
+        assert!(
+            err.contains("t10k-images-idx3-ubyte.gz is truncated") && err.contains("needs 48 bytes but only 43"),
+            "{err}"
+        );
+        std::fs::remove_file(dir.path().join("t10k-images-idx3-ubyte.gz")).unwrap();
         write(dir.path(), "t10k-images-idx3-ubyte", &full[..6]);
         let err = load_err(dir.path());
         assert!(err.contains("truncated") && err.contains("header"), "{err}");
         // A header announcing absurd sizes.
         write(dir.path(), "t10k-images-idx3-ubyte", &idx_bytes(IMAGES_MAGIC, &[u32::MAX, 4, 4], &[0; 10]));
         let err = load_err(dir.path());
-        assert!(err.contains("truncated") && err.contains("only 10 follow"), "{err}");
+        assert!(
+            err.contains("declares 4294967295 × 4 × 4") && err.contains("68719476736 bytes") && err.contains("only 26"),
+            "{err}"
+        );
+        write(dir.path(), "t10k-labels-idx1-ubyte", &idx_bytes(LABELS_MAGIC, &[u32::MAX], &[0; 3]));
+        write(dir.path(), "t10k-images-idx3-ubyte", &full);
+        let err = load_err(dir.path());
+        assert!(
+            err.contains("t10k-labels-idx1-ubyte is truncated") && err.contains("4294967295 (one-byte labels)"),
+            "{err}"
+        );
+        write_tiny(dir.path(), 3, false);
         write(dir.path(), "t10k-images-idx3-ubyte", &idx_bytes(IMAGES_MAGIC, &[3, u32::MAX, u32::MAX], &[0; 10]));
         let err = load_err(dir.path());
         assert!(err.contains("corrupt"), "{err}");
@@ -406,6 +465,20 @@ pub(crate) mod tests {
         std::fs::write(&path, &bytes).unwrap();
         let err = load_err(dir.path());
         assert!(err.contains("train-images-idx3-ubyte.gz"), "{err}");
+    }
+
+    #[test]
+    fn train_and_test_shapes_differ_in_words() {
+        let dir = tempfile::tempdir().unwrap();
+        write_tiny(dir.path(), 3, false);
+        write(dir.path(), "t10k-images-idx3-ubyte", &idx_bytes(IMAGES_MAGIC, &[3, 2, 2], &[0; 12]));
+        let err = load_err(dir.path());
+        assert!(
+            err.contains("train-images-idx3-ubyte holds images of shape (4, 4, 1) but")
+                && err.contains("t10k-images-idx3-ubyte holds (2, 2, 1)")
+                && !err.contains("Image {"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -579,5 +652,59 @@ pub(crate) mod tests {
         let dirs = search_dirs_in(DatasetName::FashionMnist, None, Some(root.path()), None);
         let [.., labels] = locate_in(DatasetName::FashionMnist, &dirs, "").unwrap();
         assert_eq!(labels, debian.join("t10k-labels-idx1-ubyte.gz"));
+    }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn read_both(bytes: &[u8]) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("f-idx-ubyte");
+            std::fs::write(&path, bytes).unwrap();
+            for limit in [None, Some(2)] {
+                let _ = read_images(&path, limit);
+                let _ = read_labels(&path, limit);
+            }
+        }
+
+        fn mutate(mut bytes: Vec<u8>, edits: &[(usize, u8)], cut: Option<usize>) -> Vec<u8> {
+            for &(at, b) in edits {
+                let n = bytes.len();
+                bytes[at % n] = b;
+            }
+            if let Some(cut) = cut {
+                bytes.truncate(cut % (bytes.len() + 1));
+            }
+            bytes
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+            /// Arbitrary bytes, gzipped or not: an error or a value, never a panic.
+            #[test]
+            fn arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..200), gz in any::<bool>()) {
+                read_both(&if gz { gzip(&bytes) } else { bytes });
+            }
+
+            /// Valid image and label files with bytes changed (the header
+            /// included) and cut short.
+            #[test]
+            fn mutated_files(
+                edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
+                cut in proptest::option::of(any::<usize>()),
+                gz in any::<bool>(),
+                images in any::<bool>(),
+            ) {
+                let valid = if images {
+                    idx_bytes(IMAGES_MAGIC, &[3, 4, 4], &[7; 48])
+                } else {
+                    idx_bytes(LABELS_MAGIC, &[3], &[0, 1, 2])
+                };
+                let bytes = mutate(valid, &edits, cut);
+                read_both(&if gz { gzip(&bytes) } else { bytes });
+            }
+        }
     }
 }

@@ -23,7 +23,6 @@ pub use crate::search::FAIL_REASON_KEY;
 use crate::search::{Direction, Distribution, FrozenTrial, TrialState};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -148,33 +147,189 @@ pub fn redact_url(url: &str) -> String {
     postgres::redact(url)
 }
 
-/// Opens a storage from a URL: `memory:` (or `:memory:`), `sqlite:///path.db`
-/// (SQLAlchemy's form, as Optuna takes it), `postgresql://user@host/db` (or
-/// `postgres://`), or a plain file path (SQLite).
-pub fn open(url: &str) -> Result<Arc<dyn Storage>> {
+/// The storage URLs [`open`] accepts, for messages.
+pub const ACCEPTED_URLS: &str = "memory: (or :memory:), sqlite:///relative/path.db, sqlite:////absolute/path.db, \
+     postgresql://user@host[:port]/db (or postgres://), or a path to an SQLite file such as study.db";
+
+/// Where a storage URL points, as [`parse_url`] reads it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StorageUrl {
+    Memory,
+    Sqlite(std::path::PathBuf),
+    /// The URL as given (libpq reads it).
+    Postgres(String),
+}
+
+/// Reads a storage URL without touching anything: `memory:` (or `:memory:`,
+/// `memory`), `sqlite:///path.db` (SQLAlchemy's form, as Optuna takes it),
+/// `postgresql://user@host/db` (or `postgres://`, `postgresql+driver://`), or
+/// a plain file path (SQLite). Anything else, such as an empty string,
+/// `memory:xyz` or a path whose first part has a `:` (a mistyped URL), is an
+/// error naming the value and the accepted forms.
+pub fn parse_url(url: &str) -> Result<StorageUrl> {
+    let shown = postgres::redact(url);
     if url == "memory:" || url == ":memory:" || url == "memory" {
-        return Ok(Arc::new(MemoryStorage::new()));
+        return Ok(StorageUrl::Memory);
+    }
+    if url.trim().is_empty() {
+        bail!("storage URL '{url}' is empty; accepted: {ACCEPTED_URLS}");
+    }
+    if url.starts_with("memory:") || url.starts_with(":memory:") {
+        bail!(
+            "storage URL '{shown}': an in-memory storage is written memory: with nothing after it; accepted: {ACCEPTED_URLS}"
+        );
     }
     // SQLAlchemy's spelling, as Optuna takes it: `sqlite:///x.db` is the
     // relative path `x.db`, `sqlite:////abs/x.db` the absolute `/abs/x.db`.
     if let Some(path) = url.strip_prefix("sqlite:///") {
-        return Ok(Arc::new(SqliteStorage::open(Path::new(path))?));
+        if path.is_empty() {
+            bail!(
+                "storage URL '{shown}' names no file; write sqlite:///relative/path.db or sqlite:////absolute/path.db"
+            );
+        }
+        return Ok(StorageUrl::Sqlite(path.into()));
     }
     if url.starts_with("sqlite:") {
-        bail!("storage URL '{url}': write sqlite:///relative/path.db or sqlite:////absolute/path.db");
+        bail!("storage URL '{shown}': write sqlite:///relative/path.db or sqlite:////absolute/path.db");
     }
     // SQLAlchemy names a driver after a `+` (`postgresql+psycopg2://`); we
     // have one driver, so any is accepted.
     let scheme = url.split_once("://").map(|(scheme, _)| scheme.split('+').next().unwrap_or(scheme));
     if let Some("postgres" | "postgresql") = scheme {
-        return Ok(Arc::new(PostgresStorage::open(url)?));
+        return Ok(StorageUrl::Postgres(url.to_string()));
     }
     if url.contains("://") {
-        bail!(
-            "storage URL '{}' has an unknown scheme; accepted: memory:, sqlite:///path.db, \
-             postgresql://user@host/db, or a file path",
-            postgres::redact(url)
-        );
+        bail!("storage URL '{shown}' has an unknown scheme; accepted: {ACCEPTED_URLS}");
     }
-    Ok(Arc::new(SqliteStorage::open(Path::new(url)).with_context(|| format!("opening storage '{url}'"))?))
+    // A plain path, unless it reads as a mistyped URL: it starts with ':'
+    // (`:::`), or names a scheme before a ':' (`postgres:host/db`).
+    // `run:1/study.db` stays a path.
+    let first = url.split('/').next().unwrap_or("");
+    if let Some((scheme, _)) = first.split_once(':') {
+        const SCHEMES: [&str; 11] = [
+            "postgres",
+            "postgresql",
+            "sqlite",
+            "sqlite3",
+            "memory",
+            "mysql",
+            "redis",
+            "journal",
+            "file",
+            "http",
+            "https",
+        ];
+        let base = scheme.split('+').next().unwrap_or(scheme).to_ascii_lowercase();
+        if scheme.is_empty() || SCHEMES.contains(&base.as_str()) {
+            bail!(
+                "storage URL '{shown}' is neither a URL nor a plain file path (the ':' in '{first}' reads as a \
+                 mistyped URL; for a file of that name write ./{url}); accepted: {ACCEPTED_URLS}"
+            );
+        }
+    }
+    Ok(StorageUrl::Sqlite(url.into()))
+}
+
+/// Opens a storage from a URL read by [`parse_url`]. An SQLite file is
+/// created, with Optuna's schema, if it does not exist.
+pub fn open(url: &str) -> Result<Arc<dyn Storage>> {
+    Ok(match parse_url(url)? {
+        StorageUrl::Memory => Arc::new(MemoryStorage::new()),
+        StorageUrl::Sqlite(path) => {
+            Arc::new(SqliteStorage::open(&path).with_context(|| format!("opening storage '{url}'"))?)
+        }
+        StorageUrl::Postgres(url) => Arc::new(PostgresStorage::open(&url)?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn err(url: &str) -> String {
+        format!("{:#}", open(url).err().unwrap())
+    }
+
+    #[test]
+    fn urls_are_read_or_refused_with_the_accepted_forms() {
+        assert_eq!(parse_url("memory:").unwrap(), StorageUrl::Memory);
+        assert_eq!(parse_url(":memory:").unwrap(), StorageUrl::Memory);
+        assert_eq!(parse_url("sqlite:///a/b.db").unwrap(), StorageUrl::Sqlite("a/b.db".into()));
+        assert_eq!(parse_url("sqlite:////abs/b.db").unwrap(), StorageUrl::Sqlite("/abs/b.db".into()));
+        assert_eq!(parse_url("results/study.db").unwrap(), StorageUrl::Sqlite("results/study.db".into()));
+        assert_eq!(parse_url("./odd:name.db").unwrap(), StorageUrl::Sqlite("./odd:name.db".into()));
+        assert_eq!(parse_url("/tmp/a:b.db").unwrap(), StorageUrl::Sqlite("/tmp/a:b.db".into()));
+        assert_eq!(parse_url("run:1/study.db").unwrap(), StorageUrl::Sqlite("run:1/study.db".into()));
+        assert!(matches!(parse_url("postgresql+psycopg2://u@h/db").unwrap(), StorageUrl::Postgres(_)));
+        for (url, says) in [
+            ("", "storage URL '' is empty"),
+            ("  ", "is empty"),
+            ("memory:xyz", "storage URL 'memory:xyz': an in-memory storage is written memory:"),
+            (":memory:x", "in-memory"),
+            (":::", "storage URL ':::' is neither a URL nor a plain file path"),
+            ("postgres:host/db", "the ':' in 'postgres:host' reads as a mistyped URL"),
+            ("Memory:/x", "reads as a mistyped URL"),
+            (":memory", "reads as a mistyped URL"),
+            ("sqlite:///", "names no file"),
+            ("sqlite://x.db", "write sqlite:///relative/path.db"),
+            ("mysql://u:secret@h/db", "storage URL 'mysql://u:***@h/db' has an unknown scheme"),
+        ] {
+            let e = err(url);
+            assert!(e.contains(says), "{url:?}: {e}");
+            assert!(e.contains("sqlite:///"), "{url:?} does not list the accepted forms: {e}");
+            assert!(!e.contains("secret"), "{e}");
+        }
+    }
+
+    #[test]
+    fn sqlite_locations_are_checked_before_sqlite_sees_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_str().unwrap();
+        let e = err(path);
+        assert!(e.contains(&format!("SQLite storage '{path}' is a directory")) && e.contains("study.db"), "{e}");
+        let e = err(&format!("{path}/missing/study.db"));
+        assert!(e.contains(&format!("directory '{path}/missing' does not exist")), "{e}");
+        let e = err(&format!("sqlite:///{path}/missing/study.db"));
+        assert!(e.contains("does not exist"), "{e}");
+        // A read-only directory (root writes anyway: then there is nothing to see).
+        let ro = dir.path().join("ro");
+        std::fs::create_dir(&ro).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+        let db = ro.join("study.db");
+        if tempfile::tempfile_in(&ro).is_ok() {
+            eprintln!("skipped the read-only directory check: this user writes anywhere");
+        } else {
+            let e = err(db.to_str().unwrap());
+            assert!(e.contains(&format!("directory '{}' is not writable", ro.display())), "{e}");
+        }
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(open(db.to_str().unwrap()).is_ok());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Any string is read or refused, never a panic; a refusal names the accepted forms.
+        #[test]
+        fn any_url_parses_or_is_refused(url in "\\PC{0,40}") {
+            match parse_url(&url) {
+                Ok(_) => {}
+                Err(e) => prop_assert!(format!("{e:#}").contains("sqlite:///"), "{e:#}"),
+            }
+            let _ = redact_url(&url);
+        }
+
+        /// URL-like strings: schemes, colons, slashes and `@` mixed.
+        #[test]
+        fn url_like_strings_never_panic(url in "(memory|sqlite|postgres|postgresql|:|/|@|\\+|x|\\.){0,12}") {
+            let _ = parse_url(&url);
+            let _ = redact_url(&url);
+            if let Ok(StorageUrl::Postgres(u)) = parse_url(&url) {
+                // The connection string is checked before any connection.
+                let _ = u.parse::<::postgres::Config>();
+            }
+        }
+    }
 }

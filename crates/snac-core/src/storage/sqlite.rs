@@ -17,7 +17,7 @@ use super::common::{self, no_study, no_trial};
 use super::optuna_json::parse_json_lenient;
 use super::{Storage, StudyInfo};
 use crate::search::{Direction, Distribution, FrozenTrial, TrialState};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, ToSql, Transaction, TransactionBehavior, params};
 use serde_json::Value;
@@ -74,6 +74,7 @@ impl SqliteStorage {
     /// [`ALEMBIC_HEAD`]; any other SQLite file is refused with its name.
     pub fn open(path: &Path) -> Result<Self> {
         let shown = path.display();
+        check_location(path)?;
         let conn = Connection::open(path).with_context(|| format!("cannot open SQLite file '{shown}'"))?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         let mode =
@@ -136,6 +137,29 @@ impl SqliteStorage {
         tx.commit()?;
         Ok(out)
     }
+}
+
+/// Checks, before SQLite does with vaguer words, that `path` is not a
+/// directory and that its directory exists and is writable (SQLite creates
+/// the file there, and in WAL mode its `-wal` and `-shm` files).
+fn check_location(path: &Path) -> Result<()> {
+    let shown = path.display();
+    ensure!(!path.as_os_str().is_empty(), "the SQLite storage path is empty; give a file such as study.db");
+    ensure!(
+        !path.is_dir(),
+        "SQLite storage '{shown}' is a directory; give a file in it, such as {}",
+        path.join("study.db").display()
+    );
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    ensure!(dir.is_dir(), "SQLite storage '{shown}': directory '{}' does not exist; create it first", dir.display());
+    if let Err(e) = tempfile::tempfile_in(dir) {
+        bail!(
+            "SQLite storage '{shown}': directory '{}' is not writable ({e}); SQLite needs to create the \
+             file and its -wal and -shm files there. Choose a writable directory",
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// Sets WAL journal mode. Switching needs an exclusive lock, and SQLite

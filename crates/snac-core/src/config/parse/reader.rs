@@ -60,6 +60,19 @@ pub(super) fn is_null(node: &MarkedYamlOwned) -> bool {
     matches!(scalar(node), Some(ScalarOwned::Null))
 }
 
+/// Longest text echoed from a config file, in characters.
+const SHOWN_CHARS: usize = 80;
+
+/// `text` as echoed in a message: whole if short, else its first
+/// [`SHOWN_CHARS`] characters, `…` and its length (a 20 MB value must not
+/// make a 20 MB error message).
+pub(super) fn clip(text: &str) -> String {
+    match text.char_indices().nth(SHOWN_CHARS) {
+        None => text.to_string(),
+        Some((cut, _)) => format!("{}… ({} bytes)", &text[..cut], text.len()),
+    }
+}
+
 /// Joins a key path: `join("search", "n_trials")` is `search.n_trials`.
 pub(super) fn join(parent: &str, key: &str) -> String {
     if parent.is_empty() { key.to_string() } else { format!("{parent}.{key}") }
@@ -84,23 +97,23 @@ impl<'s> Ctx<'s> {
     }
 
     /// How a value is shown in messages: strings in quotes, numbers and other
-    /// scalars as written, collections by kind.
+    /// scalars as written, collections by kind; [`clip`]ped when long.
     pub fn show(&self, node: &MarkedYamlOwned) -> String {
         match &untag(node).data {
             YamlDataOwned::Sequence(_) => "a list".to_string(),
             YamlDataOwned::Mapping(_) => "a map".to_string(),
-            YamlDataOwned::Value(ScalarOwned::String(text)) => format!("'{text}'"),
+            YamlDataOwned::Value(ScalarOwned::String(text)) => format!("'{}'", clip(text)),
             YamlDataOwned::Value(ScalarOwned::Null) => {
                 let written = self.written(node);
-                if written.is_empty() { "an empty value".to_string() } else { written }
+                if written.is_empty() { "an empty value".to_string() } else { clip(&written) }
             }
             YamlDataOwned::Value(value) => {
                 let written = self.written(node);
-                if written.is_empty() || written.contains('\n') { scalar_text(value) } else { written }
+                clip(&if written.is_empty() || written.contains('\n') { scalar_text(value) } else { written })
             }
             _ => {
                 let written = self.written(node);
-                if written.is_empty() { "an unreadable value".to_string() } else { format!("'{written}'") }
+                if written.is_empty() { "an unreadable value".to_string() } else { format!("'{}'", clip(&written)) }
             }
         }
     }
@@ -134,11 +147,12 @@ impl<'s> Ctx<'s> {
         match &untag(field.node).data {
             YamlDataOwned::Mapping(entries) => {
                 for (key, value) in entries {
-                    let key_text = match scalar(key) {
+                    // Clipped: a key is echoed in messages, and no known key is long.
+                    let key_text = clip(&match scalar(key) {
                         Some(ScalarOwned::String(text)) => text.clone(),
                         Some(value) => scalar_text(value),
                         None => self.written(key),
-                    };
+                    });
                     map.entries.push(Entry { key: key_text, key_line: key.span.start.line(), value, used: false });
                 }
             }

@@ -261,6 +261,22 @@ fn unknown_model_type() {
 }
 
 #[test]
+fn long_values_and_keys_are_clipped_in_messages() {
+    let long = "n".repeat(20 << 20);
+    let text = format!("dataset: {{name: digits}}\nsearch:\n  model_type: mlp\n  sampler: {long}\n");
+    let message = single_error(&text, "search.sampler", 4);
+    assert!(message.len() < 400, "{} bytes", message.len());
+    assert_mentions(&message, &[&format!("{}… ({} bytes)", "n".repeat(80), 20 << 20), "accepted: random"]);
+    // An unknown key of that length.
+    // A long unknown key (YAML allows up to 1024 characters) is listed (as unused) clipped.
+    let unused = parse(&format!("{MINIMAL}{}: 1\n", "k".repeat(1000))).unwrap().unused_keys;
+    assert_eq!(unused, [format!("{}… (1000 bytes)", "k".repeat(80))]);
+    // Short values are whole.
+    assert_eq!(reader::clip("nsga3"), "nsga3");
+    assert_eq!(reader::clip(&"é".repeat(81)), format!("{}… (162 bytes)", "é".repeat(80)));
+}
+
+#[test]
 fn bad_sampler() {
     let text = "dataset: {name: digits}\nsearch:\n  model_type: mlp\n  sampler: nsga3\n";
     let message = single_error(text, "search.sampler", 4);
