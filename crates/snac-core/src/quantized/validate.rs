@@ -75,7 +75,11 @@ fn check_type(path: &str, fixed: &FixedPoint) -> Result<()> {
 /// within the type's range.
 fn check_codes(path: &str, codes: &Codes, expected: usize, how: &str) -> Result<()> {
     check_type(&format!("{path}.type"), &codes.fixed)?;
-    ensure!(codes.codes.len() == expected, "{path}.codes: {} codes, but {how} needs {expected}", codes.codes.len());
+    ensure!(
+        codes.codes.len() == expected,
+        "{path}.codes: {} codes, but {how} needs {expected} (accepted: {expected})",
+        codes.codes.len()
+    );
     let (low, high) = (codes.fixed.min_code(), codes.fixed.max_code());
     if let Some((i, code)) = codes.codes.iter().enumerate().find(|(_, c)| !(low..=high).contains(*c)) {
         bail!("{path}.codes[{i}]: {code} is outside its type {} (accepted: {low} to {high})", codes.fixed);
@@ -282,8 +286,8 @@ impl QuantizedModel {
                 let path = format!("layers[{position}] ({})", qlayer.describe());
                 ensure!(
                     kind_of(qlayer) == kind && qlayer.arch_index() == index,
-                    "{path}: expected the {} layer of arch layer {index} ({}) here (layers follow the arch in \
-                     order; accepted: kind {:?} with index {index})",
+                    "{path}: expected the {} layer of arch layer {index} ({}) here: a layer is missing, extra or \
+                     out of order (accepted: a {} layer with index {index}; layers follow the arch in order)",
                     kind_name(kind),
                     layer.kind(),
                     kind_name(kind)
