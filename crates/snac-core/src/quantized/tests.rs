@@ -612,21 +612,31 @@ fn collect(value: &Value, path: String, paths: &mut Paths) {
 fn apply(value: &mut Value, mutation: &Mutation) {
     let mut paths = Paths::default();
     collect(value, String::new(), &mut paths);
-    let at = |list: &[String], pick: usize| list[pick % list.len()].clone();
+    // None when the earlier mutations left nothing of that kind.
+    fn pick_in<'a>(value: &'a mut Value, list: &[String], pick: usize) -> Option<&'a mut Value> {
+        let path = list.get(pick % list.len().max(1))?;
+        value.pointer_mut(path)
+    }
     match *mutation {
-        Mutation::Number { pick, value: v } => *value.pointer_mut(&at(&paths.numbers, pick)).unwrap() = v.into(),
-        Mutation::Float { pick, value: v } => *value.pointer_mut(&at(&paths.numbers, pick)).unwrap() = v.into(),
-        Mutation::Name { pick, name } => *value.pointer_mut(&at(&paths.strings, pick)).unwrap() = NAMES[name].into(),
+        Mutation::Number { pick, value: v } => {
+            pick_in(value, &paths.numbers, pick).into_iter().for_each(|t| *t = v.into())
+        }
+        Mutation::Float { pick, value: v } => {
+            pick_in(value, &paths.numbers, pick).into_iter().for_each(|t| *t = v.into())
+        }
+        Mutation::Name { pick, name } => {
+            pick_in(value, &paths.strings, pick).into_iter().for_each(|t| *t = NAMES[name].into())
+        }
         Mutation::Code { array, pick, value: v } => {
-            let codes = value.pointer_mut(&at(&paths.codes, array)).unwrap().as_array_mut().unwrap();
-            if !codes.is_empty() {
+            if let Some(codes) = pick_in(value, &paths.codes, array).and_then(|t| t.as_array_mut())
+                && !codes.is_empty()
+            {
                 let n = codes.len();
                 codes[pick % n] = v.into();
             }
         }
         Mutation::Array { pick, op, at: i } => {
-            let pointer = at(&paths.arrays, pick);
-            let items = value.pointer_mut(&pointer).unwrap().as_array_mut().unwrap();
+            let Some(items) = pick_in(value, &paths.arrays, pick).and_then(|t| t.as_array_mut()) else { return };
             let n = items.len();
             match op {
                 0 if n > 0 => drop(items.remove(i % n)),
