@@ -35,6 +35,7 @@ pub struct ExportSettings {
 }
 
 /// Files written by [`export`].
+#[derive(Debug)]
 pub struct Exported {
     pub onnx: PathBuf,
     pub config: PathBuf,
@@ -56,13 +57,21 @@ fn tb_lines(values: &[f64], per_line: usize) -> String {
 /// Writes the export directory for `model` with test inputs `x` (row-major).
 /// The inputs are first put on the input grid, so the file holds exactly
 /// the values the hardware sees.
+///
+/// Everything is computed and checked first (the model with
+/// [`QuantizedModel::validate`], the ONNX graph with [`onnx::check`]): on
+/// any error nothing is written, and a directory this call created is
+/// removed again if a write fails.
 pub fn export(model: &QuantizedModel, x: &[f32], settings: &ExportSettings, dir: &Path) -> Result<Exported> {
+    model.validate().context("the model to export is invalid")?;
     let graph = qonnx::build(model)?;
-    std::fs::create_dir_all(dir.join("tb_data")).with_context(|| format!("creating {}", dir.display()))?;
-    let onnx = dir.join("model.onnx");
-    snac_core::write_atomic(&onnx, &graph.model_bytes())?;
-
-    let config = dir.join("hls4ml_config.json");
+    onnx::check(&graph.model).context("the ONNX graph fails its check (nothing written)")?;
+    anyhow::ensure!(
+        x.len().is_multiple_of(model.input_features),
+        "{} test input values are not whole samples of {} features",
+        x.len(),
+        model.input_features
+    );
     let document = json!({
         "part": settings.board.part,
         "board": settings.board.name,
@@ -79,20 +88,39 @@ pub fn export(model: &QuantizedModel, x: &[f32], settings: &ExportSettings, dir:
         "table_t": "ap_fixed<18,8>",
         "qonnx_exact": qonnx_is_exact(model),
     });
-    snac_core::write_atomic(&config, serde_json::to_string_pretty(&document)?.as_bytes())?;
-
     let grid: Vec<f32> = x.iter().map(|&v| model.types.input.quantize(v as f64) as f32).collect();
     let outputs = model.predict(&grid)?;
-    let inputs_path = dir.join("tb_data/tb_input_features.dat");
-    let outputs_path = dir.join("tb_data/tb_output_predictions.dat");
     let grid64: Vec<f64> = grid.iter().map(|&v| v as f64).collect();
-    snac_core::write_atomic(&inputs_path, tb_lines(&grid64, model.input_features).as_bytes())?;
-    snac_core::write_atomic(&outputs_path, tb_lines(&outputs, model.output_features).as_bytes())?;
-
-    let script = dir.join("convert.py");
-    snac_core::write_atomic(&script, CONVERT_PY.as_bytes())?;
-    snac_core::write_atomic(&dir.join("README.md"), readme(model, settings).as_bytes())?;
-    Ok(Exported { onnx, config, script, inputs: inputs_path, outputs: outputs_path })
+    let exported = Exported {
+        onnx: dir.join("model.onnx"),
+        config: dir.join("hls4ml_config.json"),
+        script: dir.join("convert.py"),
+        inputs: dir.join("tb_data/tb_input_features.dat"),
+        outputs: dir.join("tb_data/tb_output_predictions.dat"),
+    };
+    let files: [(&Path, Vec<u8>); 6] = [
+        (&exported.onnx, graph.model_bytes()),
+        (&exported.config, serde_json::to_string_pretty(&document)?.into_bytes()),
+        (&exported.inputs, tb_lines(&grid64, model.input_features).into_bytes()),
+        (&exported.outputs, tb_lines(&outputs, model.output_features).into_bytes()),
+        (&exported.script, CONVERT_PY.as_bytes().to_vec()),
+        (&dir.join("README.md"), readme(model, settings).into_bytes()),
+    ];
+    let created = !dir.exists();
+    let written = (|| {
+        std::fs::create_dir_all(dir.join("tb_data")).with_context(|| format!("creating {}", dir.display()))?;
+        for (path, bytes) in &files {
+            snac_core::write_atomic(path, bytes)?;
+        }
+        Ok::<_, anyhow::Error>(())
+    })();
+    if let Err(e) = written {
+        if created {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        return Err(e);
+    }
+    Ok(exported)
 }
 
 /// Whether qonnx's executor can reproduce the model exactly: it computes

@@ -34,7 +34,7 @@ use prost::Message;
 use serde_json::{Map, Value, json};
 use snac_core::arch::{Activation, Layer, Shape};
 use snac_core::fixed::{FixedPoint, Overflow, Rounding};
-use snac_core::quantized::{Codes, QLayer, QuantizedModel};
+use snac_core::quantized::{ActivationTable, Codes, QLayer, QuantizedModel};
 
 /// QONNX's custom-op domain.
 pub const QONNX_DOMAIN: &str = "qonnx.custom_op.general";
@@ -352,7 +352,28 @@ pub fn build(model: &QuantizedModel) -> Result<Graph> {
                     current = *result;
                 }
             }
-            QLayer::Activation { index, function, result, slope, .. } => {
+            QLayer::Activation { index, function, result, slope, table } => {
+                // hls4ml builds its own table: the model's must be that one,
+                // or the test vectors would not match the hardware.
+                if let (Some(table), Some((hls4ml, _))) = (table, ActivationTable::cached(*function))
+                    && table != hls4ml
+                {
+                    let what = match table.table.codes.iter().zip(&hls4ml.table.codes).position(|(a, b)| a != b) {
+                        _ if table.range != hls4ml.range => format!("table.range is {}", table.range),
+                        _ if table.table.fixed != hls4ml.table.fixed => {
+                            format!("table.table.type is {}", table.table.fixed)
+                        }
+                        Some(i) => format!("table.table.codes[{i}] is {}", table.table.codes[i]),
+                        None => "table.table.codes differ in length".to_string(),
+                    };
+                    bail!(
+                        "{}: {what}, not hls4ml's {function:?} table (range {}, type {}, as local search writes it); \
+                         hls4ml computes its own table, so the exported test vectors would not match the hardware",
+                        layer.describe(),
+                        hls4ml.range,
+                        hls4ml.table.fixed
+                    );
+                }
                 let name = format!("act{index}_{}", format!("{function:?}").to_lowercase());
                 let raw = format!("{name}_out");
                 let applied = match function {

@@ -326,3 +326,354 @@ fn narrow_products_equal_wide_products_up_to_the_bound() {
         }
     }
 }
+
+// ---- The validated loader (issue 16): bad model files are errors, never
+// panics, never a silently different model.
+
+use crate::arch::{BlockType, Padding};
+use proptest::prelude::*;
+use serde_json::Value;
+
+/// Random parameters for every layer kind with parameters.
+fn all_params(arch: &Arch, rng: &mut ChaCha8Rng) -> HashMap<(usize, String), Vec<f32>> {
+    let mut params = random_params(arch, rng, 1.0);
+    for (index, (layer, input, _)) in arch.shapes().unwrap().into_iter().enumerate() {
+        let mut add = |name: &str, n: usize| {
+            params.insert((index, name.to_string()), (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect());
+        };
+        match *layer {
+            // Per row: a Dense on a set sees the features of one element.
+            Layer::Dense { units } => {
+                add("kernel", input.rows_and_features().1 * units);
+                add("bias", units);
+            }
+            Layer::Conv2d { filters, kernel, .. } => {
+                let channels = input.rows_and_features().1;
+                add("kernel", kernel * kernel * channels * filters);
+                add("bias", filters);
+            }
+            Layer::ConvAttention { hidden, .. } => {
+                let channels = input.rows_and_features().1;
+                for name in ["query", "key", "value"] {
+                    add(&format!("{name}_kernel"), channels * hidden);
+                    add(&format!("{name}_bias"), hidden);
+                }
+                add("output_kernel", hidden * channels);
+                add("output_bias", channels);
+            }
+            _ => {}
+        }
+    }
+    params
+}
+
+fn component(name: &str, layers: Vec<Layer>) -> Component {
+    Component { name: name.to_string(), block_type: BlockType::Mlp, layers }
+}
+
+/// A convolution, attention and a Flatten before a Dense head.
+fn conv_arch() -> Arch {
+    Arch::new(
+        Shape::Image { height: 4, width: 4, channels: 2 },
+        vec![
+            component("c", vec![Layer::Conv2d { filters: 3, kernel: 3, padding: Padding::Same }]),
+            component("a", vec![Layer::ConvAttention { hidden: 2, scale: true }]),
+            component("f", vec![Layer::Flatten]),
+            Component::output("out", 4, Activation::Softmax),
+        ],
+    )
+}
+
+/// DeepSets: Dense per element, mean pooling, a Dense head.
+fn set_arch() -> Arch {
+    Arch::new(
+        Shape::Set { elements: 3, features: 4 },
+        vec![
+            Component::mlp("phi", 5, Norm::None, Activation::Relu),
+            component("pool", vec![Layer::Aggregate(Aggregation::Mean)]),
+            Component::output("out", 2, Activation::Softmax),
+        ],
+    )
+}
+
+/// Real model files of every layer kind, as JSON values.
+fn model_jsons() -> Vec<Value> {
+    let mut rng = ChaCha8Rng::seed_from_u64(16);
+    let types = QuantTypes::from_qkeras(8, 3).unwrap();
+    let dense = every_activation(5);
+    let masks = random_masks(&dense, &mut rng, 0.7);
+    [(dense, masks), (conv_arch(), HashMap::new()), (set_arch(), HashMap::new())]
+        .into_iter()
+        .map(|(arch, masks)| {
+            let model = build(&arch, &all_params(&arch, &mut rng), &masks, types).unwrap();
+            serde_json::to_value(&model).unwrap()
+        })
+        .collect()
+}
+
+fn load(value: &Value) -> Result<QuantizedModel> {
+    QuantizedModel::from_json(&value.to_string())
+}
+
+/// The error text of loading `value` after `change`.
+fn load_error(model: usize, change: impl FnOnce(&mut Value)) -> String {
+    let mut value = model_jsons().swap_remove(model);
+    change(&mut value);
+    format!("{:#}", load(&value).expect_err("the changed model must be refused"))
+}
+
+fn assert_mentions(err: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(err.contains(part), "'{part}' missing from: {err}");
+    }
+}
+
+#[test]
+fn real_models_of_every_kind_load_and_run() {
+    for value in model_jsons() {
+        let model = load(&value).unwrap();
+        assert_eq!(serde_json::to_value(&model).unwrap(), value);
+        let x: Vec<f32> = (0..2 * model.input_features).map(|i| i as f32 * 0.37 - 2.0).collect();
+        assert_eq!(model.predict(&x).unwrap().len(), 2 * model.output_features);
+    }
+}
+
+/// `every_activation`'s layers: 0 Dense, 1 BatchNorm, 2 Relu, 3 Dense, 4 Tanh, ...
+#[test]
+fn table_range_zero_is_refused() {
+    let err = load_error(0, |v| v["layers"][4]["table"]["range"] = 0.into());
+    assert_mentions(&err, &["layers[4]", "Tanh", "table.range", ": 0", "power of two"]);
+}
+
+#[test]
+fn odd_table_range_is_refused() {
+    let err = load_error(0, |v| v["layers"][4]["table"]["range"] = 3.into());
+    assert_mentions(&err, &["layers[4]", "table.range", ": 3", "power of two from 1 to 512"]);
+    let err = load_error(0, |v| v["layers"][4]["table"]["range"] = 1024.into());
+    assert_mentions(&err, &["table.range", "1024"]);
+}
+
+#[test]
+fn short_table_is_refused() {
+    let err = load_error(0, |v| v["layers"][4]["table"]["table"]["codes"].as_array_mut().unwrap().truncate(10));
+    assert_mentions(&err, &["layers[4]", "table.table.codes", "10 codes", "1024"]);
+}
+
+#[test]
+fn code_count_that_does_not_match_the_shape_is_refused() {
+    let err = load_error(0, |v| v["layers"][0]["kernel"]["codes"].as_array_mut().unwrap().pop().map(drop).unwrap());
+    assert_mentions(&err, &["layers[0] (Dense (layer 0))", "kernel.codes", "59 codes", "5 × 12", "60"]);
+}
+
+#[test]
+fn inputs_that_do_not_chain_are_refused() {
+    let err = load_error(0, |v| v["layers"][3]["inputs"] = 11.into());
+    assert_mentions(&err, &["layers[3] (Dense (layer 3))", ".inputs: 11", "accepted: 12"]);
+}
+
+#[test]
+fn codes_outside_their_type_are_refused() {
+    let err = load_error(0, |v| v["layers"][0]["bias"]["codes"][2] = 300.into());
+    assert_mentions(&err, &["layers[0]", "bias.codes[2]", "300", "-128 to 127"]);
+}
+
+#[test]
+fn widths_of_0_and_1000_are_refused() {
+    let err = load_error(0, |v| v["layers"][0]["kernel"]["type"]["width"] = 0.into());
+    assert_mentions(&err, &["layers[0]", "kernel.type.width", "0 bits", "1 to 62"]);
+    let err = load_error(0, |v| v["types"]["input"]["width"] = 1000.into());
+    assert_mentions(&err, &["types.input.width", "1000 bits", "1 to 62"]);
+    let err = load_error(0, |v| v["layers"][2]["result"]["width"] = 1000.into());
+    assert_mentions(&err, &["layers[2] (Relu (layer 2)).result.width", "1000"]);
+}
+
+#[test]
+fn missing_and_extra_layers_are_refused() {
+    let err = load_error(0, |v| drop(v["layers"].as_array_mut().unwrap().remove(4)));
+    assert_mentions(&err, &["layers[4]", "Tanh", "arch layer 4"]);
+    let last = model_jsons()[0]["layers"].as_array().unwrap().len();
+    let err = load_error(0, |v| drop(v["layers"].as_array_mut().unwrap().pop()));
+    assert_mentions(&err, &[&format!("layers[{}]: missing", last - 1), "Identity"]);
+    let err = load_error(0, |v| {
+        let layers = v["layers"].as_array_mut().unwrap();
+        layers.push(layers[last - 1].clone());
+    });
+    assert_mentions(&err, &[&format!("layers[{last}]"), "extra layer"]);
+}
+
+#[test]
+fn accumulators_pruned_weights_and_counts_are_checked() {
+    let err = load_error(0, |v| v["layers"][0]["accumulator"]["width"] = 40.into());
+    assert_mentions(&err, &["layers[0]", "accumulator", "not the exact accumulator"]);
+    let err = load_error(0, |v| v["output_features"] = 6.into());
+    assert_mentions(&err, &["output_features: 6", "accepted: 5"]);
+    let err = load_error(1, |v| v["layers"][1]["scale"] = (-5).into());
+    assert_mentions(&err, &["layers[1] (ConvAttention (layer 1)).scale", "-5"]);
+    let err = load_error(2, |v| v["layers"][2]["elements"] = 0.into());
+    assert_mentions(&err, &["layers[2] (Aggregate mean (layer 2)).elements: 0", "accepted: 3"]);
+    let err = load_error(0, |v| {
+        let mask = v["layers"][0]["mask"].as_array().unwrap();
+        let pruned = mask.iter().position(|m| m == false).unwrap();
+        v["layers"][0]["kernel"]["codes"][pruned] = 1.into();
+    });
+    assert_mentions(&err, &["layers[0]", "pruned weight", "accepted: 0"]);
+}
+
+#[test]
+fn read_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("best_model_8b3i.json");
+    let mut value = model_jsons().swap_remove(0);
+    value["layers"][4]["table"]["range"] = 0.into();
+    std::fs::write(&path, serde_json::json!({"quantized_model": value}).to_string()).unwrap();
+    let err = format!("{:#}", QuantizedModel::read(&path).unwrap_err());
+    assert_mentions(&err, &["best_model_8b3i.json", "layers[4]", "table.range"]);
+}
+
+/// One change to a model file's JSON.
+#[derive(Clone, Debug)]
+enum Mutation {
+    /// Set the `pick`-th number (outside code arrays) to `value`.
+    Number { pick: usize, value: i64 },
+    /// Set it to a fraction or a huge float.
+    Float { pick: usize, value: f64 },
+    /// Resize the `pick`-th array: drop, duplicate or truncate entries.
+    Array { pick: usize, op: u8, at: usize },
+    /// Change the `pick`-th code of the `array`-th code array.
+    Code { array: usize, pick: usize, value: i64 },
+    /// Swap the `pick`-th string for another name the format uses.
+    Name { pick: usize, name: usize },
+}
+
+const NAMES: [&str; 12] = [
+    "dense",
+    "conv2d",
+    "activation",
+    "batch_norm",
+    "aggregate",
+    "Relu",
+    "Tanh",
+    "Sigmoid",
+    "LeakyRelu",
+    "Identity",
+    "Softmax",
+    "HalfEven",
+];
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    let values = prop_oneof![
+        prop::sample::select(vec![0i64, 1, 2, 3, -1, 7, 10, 62, 63, 64, 65, 128, 512, 1000, 1024, 1 << 40]),
+        prop::sample::select(vec![i64::MAX, i64::MIN, u32::MAX as i64, i32::MAX as i64, -(1 << 40)]),
+        -2000i64..2000,
+    ];
+    prop_oneof![
+        (any::<usize>(), values.clone()).prop_map(|(pick, value)| Mutation::Number { pick, value }),
+        (any::<usize>(), prop::sample::select(vec![0.5, -0.0, 1e30, -1e300, 2.5]))
+            .prop_map(|(pick, value)| Mutation::Float { pick, value }),
+        (any::<usize>(), 0u8..5, any::<usize>()).prop_map(|(pick, op, at)| Mutation::Array { pick, op, at }),
+        (any::<usize>(), any::<usize>(), values).prop_map(|(array, pick, value)| Mutation::Code { array, pick, value }),
+        (any::<usize>(), 0..NAMES.len()).prop_map(|(pick, name)| Mutation::Name { pick, name }),
+    ]
+}
+
+/// JSON pointers to the numbers outside code arrays, the arrays, the code
+/// arrays and the strings of `value`.
+#[derive(Default)]
+struct Paths {
+    numbers: Vec<String>,
+    arrays: Vec<String>,
+    codes: Vec<String>,
+    strings: Vec<String>,
+}
+
+fn collect(value: &Value, path: String, paths: &mut Paths) {
+    match value {
+        Value::Number(_) => paths.numbers.push(path),
+        Value::String(_) => paths.strings.push(path),
+        Value::Array(items) => {
+            if path.ends_with("/codes") {
+                paths.codes.push(path.clone());
+            } else {
+                for (i, item) in items.iter().enumerate() {
+                    collect(item, format!("{path}/{i}"), paths);
+                }
+            }
+            paths.arrays.push(path);
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                collect(item, format!("{path}/{key}"), paths);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn apply(value: &mut Value, mutation: &Mutation) {
+    let mut paths = Paths::default();
+    collect(value, String::new(), &mut paths);
+    // None when the earlier mutations left nothing of that kind.
+    fn pick_in<'a>(value: &'a mut Value, list: &[String], pick: usize) -> Option<&'a mut Value> {
+        let path = list.get(pick % list.len().max(1))?;
+        value.pointer_mut(path)
+    }
+    match *mutation {
+        Mutation::Number { pick, value: v } => {
+            pick_in(value, &paths.numbers, pick).into_iter().for_each(|t| *t = v.into())
+        }
+        Mutation::Float { pick, value: v } => {
+            pick_in(value, &paths.numbers, pick).into_iter().for_each(|t| *t = v.into())
+        }
+        Mutation::Name { pick, name } => {
+            pick_in(value, &paths.strings, pick).into_iter().for_each(|t| *t = NAMES[name].into())
+        }
+        Mutation::Code { array, pick, value: v } => {
+            if let Some(codes) = pick_in(value, &paths.codes, array).and_then(|t| t.as_array_mut())
+                && !codes.is_empty()
+            {
+                let n = codes.len();
+                codes[pick % n] = v.into();
+            }
+        }
+        Mutation::Array { pick, op, at: i } => {
+            let Some(items) = pick_in(value, &paths.arrays, pick).and_then(|t| t.as_array_mut()) else { return };
+            let n = items.len();
+            match op {
+                0 if n > 0 => drop(items.remove(i % n)),
+                1 if n > 0 => items.insert(i % n, items[i % n].clone()),
+                2 => items.truncate(i % (n + 1)),
+                3 if n > 1 => items.swap(i % n, (i / n) % n),
+                4 => items.truncate(10),
+                _ => {}
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Any mutation of a real model file loads or is refused, never panics;
+    /// a model that loads runs without panicking.
+    #[test]
+    fn mutated_model_files_never_panic(
+        model in 0usize..3,
+        mutations in prop::collection::vec(mutation(), 1..4),
+        inputs in prop::collection::vec(prop_oneof![-1e3f32..1e3, Just(f32::MAX), Just(f32::MIN)], 1..64),
+    ) {
+        let mut value = MODELS.with(|m| m[model].clone());
+        for m in &mutations {
+            apply(&mut value, m);
+        }
+        if let Ok(loaded) = load(&value) {
+            let x: Vec<f32> = inputs.iter().cycle().take(2 * loaded.input_features).copied().collect();
+            let outputs = loaded.predict(&x);
+            prop_assert!(outputs.is_ok(), "a loaded model fails to run: {:?}", outputs.err());
+            prop_assert_eq!(outputs.unwrap().len(), 2 * loaded.output_features);
+        }
+    }
+}
+
+thread_local! {
+    static MODELS: Vec<Value> = model_jsons();
+}

@@ -26,7 +26,8 @@ pub fn export_command(args: &ExportArgs) -> Result<ExitCode> {
         project_name: "snac_model".into(),
     };
     let x = test_inputs(&model, args.samples);
-    let written = export(&model, &x, &settings, &args.out)?;
+    let written = export(&model, &x, &settings, &args.out)
+        .with_context(|| format!("exporting {} to {}", args.model.display(), args.out.display()))?;
     println!("exported {} to {}", args.model.display(), args.out.display());
     if args.verify {
         return verify(&written.script);

@@ -23,11 +23,24 @@ pub fn predict(args: &PredictArgs) -> Result<ExitCode> {
             args.input.display()
         ),
     };
+    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+        let bad = x.iter().filter(|v| !v.is_finite()).count();
+        bail!(
+            "{}: row {}, column {} is {} ({bad} non-finite value{} in all); predict takes finite numbers only \
+             (accepted: finite values; fill or drop the missing ones first)",
+            args.input.display(),
+            i / features,
+            i % features,
+            x[i],
+            if bad == 1 { "" } else { "s" }
+        );
+    }
     let outputs = model.predict(&x).with_context(|| format!("running {}", args.model.display()))?;
     let classes = model.output_features;
     match &args.out {
         Some(out) => {
-            write_npy_f64(out, &[samples, classes], &outputs)?;
+            write_npy_f64(out, &[samples, classes], &outputs)
+                .with_context(|| format!("writing the outputs of {} to {}", args.model.display(), out.display()))?;
             eprintln!("wrote {samples} × {classes} outputs to {}", out.display());
         }
         None => {
