@@ -212,8 +212,19 @@ pub(super) fn experiment<'n>(ctx: &mut Ctx<'_>, root: Option<Field<'n>>, file: &
     let config_dir = file.parent().unwrap_or(Path::new(""));
     // The model type decides how the data is read (sets or images).
     let search = search(ctx, &mut root);
-    let dataset = dataset(ctx, &mut root, config_dir, search.model_type);
-    let search_space = search_space(ctx, &mut root);
+    let (dataset, flatten_line) = dataset(ctx, &mut root, config_dir, search.model_type);
+    let (search_space, block_types_line) = search_space(ctx, &mut root);
+    // Conv and ConvAttn blocks need images: on flattened input the space
+    // would silently leave every one of them out.
+    let conv = search_space.block_types.iter().find(|b| *b == "Conv" || *b == "ConvAttn");
+    if let (ModelType::Block, true, Some(conv)) = (search.model_type, dataset.flatten, conv) {
+        let how = if flatten_line.is_some() { "true" } else { "true by default" };
+        let message = format!(
+            "{how}, but search_space.block_types has {conv}, which needs images: on vectors every {conv} block \
+             would be left out; accepted: flatten: false with Conv/ConvAttn blocks, or block_types without them"
+        );
+        ctx.error("dataset.flatten", flatten_line.or(block_types_line), message);
+    }
     let hls = hls(ctx, &mut root);
     let local_search = local_search(ctx, &mut root);
     let output = output(ctx, &mut root, file);
@@ -243,7 +254,13 @@ fn parse_dataset_name(text: &str) -> Option<(DatasetName, bool)> {
     }
 }
 
-fn dataset(ctx: &mut Ctx<'_>, root: &mut Map<'_>, config_dir: &Path, model_type: ModelType) -> DatasetConfig {
+/// The dataset section, and the line of its `flatten` key if it has one.
+fn dataset(
+    ctx: &mut Ctx<'_>,
+    root: &mut Map<'_>,
+    config_dir: &Path,
+    model_type: ModelType,
+) -> (DatasetConfig, Option<usize>) {
     let mut s = Section::open(ctx, root, "dataset");
     let named = s.required_choice("name", "a dataset", DatasetName::ACCEPTED, parse_dataset_name);
     let name = named.map(|(name, _)| name);
@@ -253,6 +270,7 @@ fn dataset(ctx: &mut Ctx<'_>, root: &mut Map<'_>, config_dir: &Path, model_type:
     // Sets stay sets for DeepSets; everything else is flattened by default (SNAC-Pack).
     let flatten_path = s.path("flatten");
     let flatten_field = s.map.get("flatten");
+    let flatten_line = flatten_field.map(|field| field.line);
     let flatten = flatten_field.and_then(|field| s.ctx.boolean(&flatten_path, field)).unwrap_or(!sets);
     if let Some(field) = flatten_field.filter(|_| sets && flatten) {
         let message = "true would flatten every set into one vector; accepted: false (or leave it out) \
@@ -304,8 +322,17 @@ fn dataset(ctx: &mut Ctx<'_>, root: &mut Map<'_>, config_dir: &Path, model_type:
             s.ctx.error(s.path("name"), line, message);
         }
     }
+    // The qubit reader's keys mean nothing for another dataset: say so
+    // rather than ignore them.
+    if name.is_some_and(|name| name != DatasetName::Qubit) {
+        for key in ["start_location", "window_size", "normalize", "num_classes"] {
+            if let Some(line) = s.map.get(key).map(|field| field.line) {
+                s.ctx.unused.push((line, format!("{} (read only with dataset name qubit)", s.path(key))));
+            }
+        }
+    }
     s.finish();
-    config
+    (config, flatten_line)
 }
 
 fn search(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> SearchConfig {
@@ -466,7 +493,8 @@ fn parse_block_type(text: &str) -> Option<String> {
     BLOCK_TYPES.iter().find(|name| name.to_lowercase() == key).map(|name| name.to_string())
 }
 
-fn search_space(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> SearchSpaceConfig {
+/// The search_space section, and the line of its `block_types` key.
+fn search_space(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> (SearchSpaceConfig, Option<usize>) {
     let mut s = Section::open(ctx, root, "search_space");
     let mlp_width_space = s.width_list_or("mlp_width_space", &[8, 16, 32, 64, 128]);
     let act_space = s.list_or(
@@ -484,6 +512,7 @@ fn search_space(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> SearchSpaceConfig {
         }
         ctx.choice(path, field, "a norm", Norm::ACCEPTED, Norm::parse)
     });
+    let block_types_line = s.map.get("block_types").map(|field| field.line);
     let block_types = s.list_or("block_types", vec!["MLP".to_string()], "block types", |ctx, path, field| {
         if is_null(field.node) {
             return Some("None".to_string());
@@ -516,7 +545,7 @@ fn search_space(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> SearchSpaceConfig {
         |ctx, path, field| ctx.choice(path, field, "an aggregation", Aggregation::ACCEPTED, Aggregation::parse),
     );
     s.finish();
-    SearchSpaceConfig {
+    let config = SearchSpaceConfig {
         mlp_width_space,
         act_space,
         norm_space,
@@ -534,7 +563,8 @@ fn search_space(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> SearchSpaceConfig {
         phi_layers,
         rho_layers,
         aggregation_space,
-    }
+    };
+    (config, block_types_line)
 }
 
 fn parse_board(text: &str) -> Option<String> {

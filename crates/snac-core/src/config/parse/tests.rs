@@ -367,9 +367,9 @@ fn bad_block_type() {
 fn non_positive_width() {
     let message =
         single_error(&with("search_space:\n  mlp_width_space: [8, 0, 16]\n"), "search_space.mlp_width_space[1]", 4);
-    assert_mentions(&message, &["0 is too small", "a whole number ≥ 1"]);
+    assert_mentions(&message, &["0 is out of range", "a whole number from 1 to 4096"]);
     let message = single_error(&with("search_space:\n  channel_space: [-4]\n"), "search_space.channel_space[0]", 4);
-    assert_mentions(&message, &["-4", "a whole number ≥ 1"]);
+    assert_mentions(&message, &["-4", "a whole number from 1 to 4096"]);
 }
 
 #[test]
@@ -727,7 +727,7 @@ fn bad_deepsets_search_space() {
     let message = single_error(&space("  rho_layers: many\n"), "search_space.rho_layers", 4);
     assert_mentions(&message, &["'many'", "not a layer count", "[low, high]"]);
     let message = single_error(&space("  phi_width_space: []\n"), "search_space.phi_width_space", 4);
-    assert_mentions(&message, &["empty", "whole numbers ≥ 1"]);
+    assert_mentions(&message, &["empty", "whole numbers from 1 to 4096"]);
 }
 
 #[test]
@@ -811,4 +811,37 @@ fn sizes_that_become_allocations_are_bounded() {
         assert_eq!(error.line, Some(line), "{error:?}");
         assert_mentions(&error.message, &["out of range", accepted]);
     }
+}
+
+#[test]
+fn conv_blocks_on_flattened_input_are_an_error() {
+    let space = "search_space:\n  block_types: [Conv, MLP]\n";
+    // Explicit flatten: true points at it.
+    let text = format!("dataset:\n  name: mnist\n  flatten: true\nsearch:\n  model_type: block\n{space}");
+    let message = single_error(&text, "dataset.flatten", 3);
+    assert_mentions(&message, &["true,", "Conv", "left out", "flatten: false"]);
+    // Flatten left at its default (true) points at the block types.
+    let text = format!("dataset:\n  name: mnist\nsearch:\n  model_type: block\n{space}");
+    let message = single_error(&text, "dataset.flatten", 6);
+    assert_mentions(&message, &["true by default", "Conv"]);
+    // flatten: false, or no conv block, is fine.
+    assert!(
+        parse(&format!("dataset:\n  name: mnist\n  flatten: false\nsearch:\n  model_type: block\n{space}")).is_ok()
+    );
+    assert!(
+        parse("dataset:\n  name: mnist\nsearch:\n  model_type: block\nsearch_space:\n  block_types: [MLP]\n").is_ok()
+    );
+}
+
+#[test]
+fn qubit_keys_on_another_dataset_get_a_note() {
+    let text = "dataset:\n  name: digits\n  num_classes: 2\n  start_location: 100\nsearch: {model_type: mlp}\n";
+    let experiment = parse(text).unwrap();
+    assert_eq!(
+        experiment.unused_keys,
+        [
+            "dataset.num_classes (read only with dataset name qubit)",
+            "dataset.start_location (read only with dataset name qubit)"
+        ]
+    );
 }
