@@ -117,7 +117,7 @@ impl Study {
             }
             std::thread::sleep(Duration::from_millis(20));
             waited += 1;
-            if waited % 50 == 0 {
+            if waited.is_multiple_of(50) {
                 self.storage.record_heartbeat(id)?;
                 if let Some(grace) = self.stale_grace {
                     self.storage.fail_stale_trials(self.info.id, grace)?;
