@@ -5,7 +5,7 @@ same architectures and the same machine.
     snac bench t2_config.yaml --trials 4 --save-archs archs.json
     python tools/keras_trial.py archs.json [--threads N] [--only I ...]
 
-A trial is what SNAC-Pack's block search does per trial (REFERENCE.md §3):
+A trial is what SNAC-Pack's block search does per trial (docs/snac-pack-compat.md §3):
 Fashion-MNIST resized to 16×16 with tf.image.resize, /255, the first 20000
 training images and the 10000 test images pooled, 3 stratified folds, a
 fresh model per fold, Adam 1e-3, batch 128, categorical cross-entropy,
@@ -70,7 +70,7 @@ def stratified_folds(labels, k, seed=42):
 
 
 class ConvAttn(layers.Layer):
-    """REFERENCE.md §2: 1×1 convs to q, k, v with `hidden` channels, softmax(q·kᵀ)
+    """docs/snac-pack-compat.md §2: 1×1 convs to q, k, v with `hidden` channels, softmax(q·kᵀ)
     over the H·W positions (optionally scaled by 1/√hidden), times v, a 1×1
     conv back to the input channels, and a residual add."""
 

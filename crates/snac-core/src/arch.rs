@@ -247,7 +247,7 @@ pub enum Layer {
         padding: Padding,
     },
     /// Convolutional self-attention over the H·W positions with a residual
-    /// connection (REFERENCE.md §2); keeps the shape.
+    /// connection (docs/snac-pack-compat.md §2); keeps the shape.
     ConvAttention {
         hidden: usize,
         scale: bool,
