@@ -13,6 +13,7 @@ pub mod quantized;
 pub mod search;
 pub mod space;
 pub mod storage;
+pub mod trial;
 pub mod trial_yaml;
 
 use anyhow::Context;

@@ -11,7 +11,7 @@
 
 use crate::arch::{Activation, Aggregation, Arch, BlockType, Component, Layer, Norm, Padding, Shape};
 use crate::config::{LayerRange, ModelType, SearchSpaceConfig};
-use crate::search::Distribution;
+use crate::trial::Distribution;
 use anyhow::{Result, bail};
 use serde_json::Value;
 

@@ -356,7 +356,7 @@ pub fn read_arch(path: &Path) -> Result<Arch> {
 mod tests {
     use super::*;
     use crate::config::ModelType;
-    use crate::search::Distribution;
+    use crate::trial::Distribution;
     use crate::space::{SpaceSpec, Suggest, decode};
     use rand::SeedableRng;
 

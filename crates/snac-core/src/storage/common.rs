@@ -1,6 +1,6 @@
 //! Rules and conversions that every backend shares, so they behave the same.
 
-use crate::search::{Direction, Distribution, TrialState};
+use crate::trial::{Direction, Distribution, TrialState};
 use anyhow::{Result, bail};
 use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
 

@@ -27,7 +27,7 @@ use super::common::{self, no_study, no_trial};
 use super::optuna_json::parse_json_lenient;
 use super::sqlite::{ALEMBIC_HEAD, LIBRARY_VERSION, SCHEMA_VERSION};
 use super::{FAIL_REASON_KEY, INTERRUPTED_KEY, Storage, StudyInfo};
-use crate::search::{Direction, Distribution, FrozenTrial, TrialState};
+use crate::trial::{Direction, Distribution, FrozenTrial, TrialState};
 use anyhow::{Context, Result, bail};
 use chrono::NaiveDateTime;
 use postgres::error::SqlState;

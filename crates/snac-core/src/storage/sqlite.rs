@@ -16,7 +16,7 @@ use super::cache::{Changed, TrialCache};
 use super::common::{self, no_study, no_trial};
 use super::optuna_json::parse_json_lenient;
 use super::{Storage, StudyInfo};
-use crate::search::{Direction, Distribution, FrozenTrial, TrialState};
+use crate::trial::{Direction, Distribution, FrozenTrial, TrialState};
 use anyhow::{Context, Result, bail, ensure};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, ToSql, Transaction, TransactionBehavior, params};
