@@ -2,10 +2,11 @@
 //!
 //! Parameters are asked for define-by-run through [`Suggest`], so a block's
 //! parameters exist only when the block does, with SNAC-Pack's names (`b0`,
-//! `b0_Conv_channels_0`, `b1_MLP_units`, `MLP_Head_width_0`, ...; REFERENCE.md
-//! §2), and in the same style for DeepSets (`num_phi_layers`, `phi_width_0`,
-//! `aggregation`, `num_rho_layers`, `rho_width_0`, ...). Categorical choices
-//! are stored as indices into the config's lists.
+//! `b0_Conv_channels_0`, `b1_MLP_units`, `MLP_Head_width_0`, ...;
+//! docs/snac-pack-compat.md §2), and in the same style for DeepSets
+//! (`num_phi_layers`, `phi_width_0`, `aggregation`, `num_rho_layers`,
+//! `rho_width_0`, ...). Categorical choices are stored as indices into the
+//! config's lists.
 //! Unlike the original's MLP mode, the space is the config's and the decoded
 //! architecture is exactly the one trained and recorded.
 

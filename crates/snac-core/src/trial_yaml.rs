@@ -1,6 +1,6 @@
 //! The per-trial architecture YAML in SNAC-Pack's BlockBased schema
-//! (REFERENCE.md §6): `metadata` plus `architecture { model_type: BlockBased,
-//! input_shape, output_dim, components: [{block_type, name, params}] }`.
+//! (docs/snac-pack-compat.md §6): `metadata` plus `architecture { model_type:
+//! BlockBased, input_shape, output_dim, components: [{block_type, name, params}] }`.
 //! Written from the IR and read back into it; the round trip is exact.
 //!
 //! DeepSets models (a set input and an `Aggregate` component) are written
