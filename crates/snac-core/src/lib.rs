@@ -1,6 +1,10 @@
 //! snac-core: everything in snac-pack that is not tensor math. The architecture
 //! IR ([`arch`]) sits at the centre; config, data, search space, costs, search
 //! and storage are built around it, and formats stay at the edge.
+//!
+//! Modules use each other in one direction only: [`trial`] (what a trial is)
+//! is used by [`storage`] and [`space`], and [`search`] (the study, its
+//! samplers) uses all three; [`data`] uses [`config`], never the reverse.
 
 pub mod arch;
 pub mod config;
@@ -13,6 +17,7 @@ pub mod quantized;
 pub mod search;
 pub mod space;
 pub mod storage;
+pub mod trial;
 pub mod trial_yaml;
 
 use anyhow::Context;

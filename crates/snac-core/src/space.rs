@@ -2,16 +2,17 @@
 //!
 //! Parameters are asked for define-by-run through [`Suggest`], so a block's
 //! parameters exist only when the block does, with SNAC-Pack's names (`b0`,
-//! `b0_Conv_channels_0`, `b1_MLP_units`, `MLP_Head_width_0`, ...; REFERENCE.md
-//! §2), and in the same style for DeepSets (`num_phi_layers`, `phi_width_0`,
-//! `aggregation`, `num_rho_layers`, `rho_width_0`, ...). Categorical choices
-//! are stored as indices into the config's lists.
+//! `b0_Conv_channels_0`, `b1_MLP_units`, `MLP_Head_width_0`, ...;
+//! docs/snac-pack-compat.md §2), and in the same style for DeepSets
+//! (`num_phi_layers`, `phi_width_0`, `aggregation`, `num_rho_layers`,
+//! `rho_width_0`, ...). Categorical choices are stored as indices into the
+//! config's lists.
 //! Unlike the original's MLP mode, the space is the config's and the decoded
 //! architecture is exactly the one trained and recorded.
 
 use crate::arch::{Activation, Aggregation, Arch, BlockType, Component, Layer, Norm, Padding, Shape};
 use crate::config::{LayerRange, ModelType, SearchSpaceConfig};
-use crate::search::Distribution;
+use crate::trial::Distribution;
 use anyhow::{Result, bail};
 use serde_json::Value;
 
@@ -117,26 +118,7 @@ pub fn decode(spec: &SpaceSpec, src: &mut dyn Suggest) -> Result<Arch> {
                 match block.as_str() {
                     "Conv" => {
                         let Shape::Image { height, .. } = shape else { continue };
-                        let mut layers = Vec::new();
-                        let mut params = Vec::new();
-                        for j in 0..2 {
-                            let channels = pick_width(src, &format!("b{i}_Conv_channels_{j}"), &space.channel_space)?;
-                            let kernel = pick_width(src, &format!("b{i}_Conv_kernels_{j}"), &space.kernel_space)?;
-                            let act = pick_act(src, &format!("b{i}_Conv_act_{j}"), &space.act_space)?;
-                            let norm = pick_norm(src, &format!("b{i}_Conv_norm_{j}"), &space.norm_space)?;
-                            params.push((channels, kernel, act, norm));
-                        }
-                        // SNAC-Pack: if the image would shrink to nothing, all kernels become 1.
-                        let shrink: usize = params.iter().map(|p| p.1 - 1).sum();
-                        let all_ones = height <= shrink;
-                        for (channels, kernel, act, norm) in params {
-                            let kernel = if all_ones { 1 } else { kernel };
-                            let padding = if kernel > 1 { Padding::Valid } else { Padding::Same };
-                            layers.push(Layer::Conv2d { filters: channels, kernel, padding });
-                            layers.extend(norm.layer());
-                            layers.push(Layer::Act(act));
-                        }
-                        let component = Component { name, block_type: BlockType::Conv, layers };
+                        let component = conv_block(src, space, i, name, height)?;
                         for layer in &component.layers {
                             shape = layer.output_shape(shape)?;
                         }
@@ -194,6 +176,37 @@ pub fn decode(spec: &SpaceSpec, src: &mut dyn Suggest) -> Result<Arch> {
     let arch = Arch::new(spec.input_shape, components);
     arch.validate()?;
     Ok(arch)
+}
+
+/// Block `b{i}` of a block model when it is a Conv block on an image of
+/// `height` rows: two Conv2d [+ norm] + activation layers.
+fn conv_block(
+    src: &mut dyn Suggest,
+    space: &SearchSpaceConfig,
+    i: usize,
+    name: String,
+    height: usize,
+) -> Result<Component> {
+    let mut layers = Vec::new();
+    let mut params = Vec::new();
+    for j in 0..2 {
+        let channels = pick_width(src, &format!("b{i}_Conv_channels_{j}"), &space.channel_space)?;
+        let kernel = pick_width(src, &format!("b{i}_Conv_kernels_{j}"), &space.kernel_space)?;
+        let act = pick_act(src, &format!("b{i}_Conv_act_{j}"), &space.act_space)?;
+        let norm = pick_norm(src, &format!("b{i}_Conv_norm_{j}"), &space.norm_space)?;
+        params.push((channels, kernel, act, norm));
+    }
+    // SNAC-Pack: if the image would shrink to nothing, all kernels become 1.
+    let shrink: usize = params.iter().map(|p| p.1 - 1).sum();
+    let all_ones = height <= shrink;
+    for (channels, kernel, act, norm) in params {
+        let kernel = if all_ones { 1 } else { kernel };
+        let padding = if kernel > 1 { Padding::Valid } else { Padding::Same };
+        layers.push(Layer::Conv2d { filters: channels, kernel, padding });
+        layers.extend(norm.layer());
+        layers.push(Layer::Act(act));
+    }
+    Ok(Component { name, block_type: BlockType::Conv, layers })
 }
 
 /// The DeepSets pooling component.

@@ -1,6 +1,6 @@
 //! The per-trial architecture YAML in SNAC-Pack's BlockBased schema
-//! (REFERENCE.md §6): `metadata` plus `architecture { model_type: BlockBased,
-//! input_shape, output_dim, components: [{block_type, name, params}] }`.
+//! (docs/snac-pack-compat.md §6): `metadata` plus `architecture { model_type:
+//! BlockBased, input_shape, output_dim, components: [{block_type, name, params}] }`.
 //! Written from the IR and read back into it; the round trip is exact.
 //!
 //! DeepSets models (a set input and an `Aggregate` component) are written
@@ -74,14 +74,31 @@ fn units(component: &Component) -> Result<Vec<Unit<'_>>> {
         let norm = match layers.peek() {
             Some(Layer::BatchNorm) => Norm::Batch,
             Some(Layer::LayerNorm) => Norm::Layer,
-            _ => Norm::None,
+            Some(
+                Layer::Dense { .. }
+                | Layer::Conv2d { .. }
+                | Layer::ConvAttention { .. }
+                | Layer::Act(_)
+                | Layer::Flatten
+                | Layer::Aggregate(_),
+            )
+            | None => Norm::None,
         };
         if norm != Norm::None {
             layers.next();
         }
         let act = match layers.next() {
             Some(Layer::Act(act)) => *act,
-            other => {
+            other @ (Some(
+                Layer::Dense { .. }
+                | Layer::Conv2d { .. }
+                | Layer::ConvAttention { .. }
+                | Layer::BatchNorm
+                | Layer::LayerNorm
+                | Layer::Flatten
+                | Layer::Aggregate(_),
+            )
+            | None) => {
                 bail!("component '{}': expected an activation after {}, found {other:?}", component.name, main.kind())
             }
         };
@@ -356,8 +373,8 @@ pub fn read_arch(path: &Path) -> Result<Arch> {
 mod tests {
     use super::*;
     use crate::config::ModelType;
-    use crate::search::Distribution;
     use crate::space::{SpaceSpec, Suggest, decode};
+    use crate::trial::Distribution;
     use rand::SeedableRng;
 
     struct RandomSource(rand_chacha::ChaCha8Rng);

@@ -34,7 +34,7 @@ pub struct Experiment {
     pub unused_keys: Vec<String>,
 }
 
-/// Which data, and how to prepare it (REFERENCE.md §1).
+/// Which data, and how to prepare it (docs/snac-pack-compat.md §1).
 #[derive(Clone, Debug, Serialize)]
 pub struct DatasetConfig {
     /// `mnist`, `fashion_mnist`, `digits`, `qubit`, `file`.
@@ -63,7 +63,7 @@ pub struct DatasetConfig {
     pub normalize: bool,
     pub num_classes: Option<usize>,
     /// `points: P` (or a `*_points` name): every image becomes a set of its
-    /// `P` brightest pixels as (x, y, intensity) points ([`crate::data::image_to_points`]).
+    /// `P` brightest pixels as (x, y, intensity) points (the data loader's `image_to_points`).
     pub points: Option<usize>,
     /// Samples are sets (from `search.model_type: deepsets`): a 3-D array
     /// of a `file` dataset is (N, elements, features), not (N, H, W) images,
@@ -179,7 +179,7 @@ impl ModelType {
 pub enum Objective {
     /// Validation accuracy.
     PerformanceMetric,
-    /// Bit operations (REFERENCE.md §4).
+    /// Bit operations (docs/snac-pack-compat.md §4).
     Bops,
     /// Mean of LUT %, FF %, BRAM %, DSP % (hardware estimate).
     AvgResource,
@@ -258,7 +258,7 @@ pub struct SearchConfig {
     /// Storage URL; `None` = SQLite file `study.db` in the results dir.
     pub storage: Option<String>,
     pub study_name: Option<String>,
-    /// Training recipe (REFERENCE.md §3); patience defaults depend on the mode.
+    /// Training recipe (docs/snac-pack-compat.md §3); patience defaults depend on the mode.
     pub batch_size: usize,
     pub learning_rate: f64,
     pub early_stopping_patience: usize,

@@ -32,7 +32,8 @@
 use super::pareto::{
     constrained_dominates, crowding_distance_order, dominates, fast_non_dominated_sort, is_evaluated, violations,
 };
-use super::{Direction, Distribution, FrozenTrial, RelativeSample, Sampler, StudyView, TrialState};
+use super::{RelativeSample, Sampler, StudyView};
+use crate::trial::{Direction, Distribution, FrozenTrial, TrialState};
 use anyhow::{Result, ensure};
 use rand::{Rng, RngCore};
 use serde::{Deserialize, Serialize};

@@ -14,7 +14,7 @@
 //! assert_eq!(fast_non_dominated_sort(&points, None, &min2), vec![vec![0, 1], vec![2]]);
 //! ```
 
-use super::{Direction, FrozenTrial, TrialState};
+use crate::trial::{Direction, FrozenTrial, TrialState};
 use std::cmp::Ordering;
 
 /// A value as a loss (smaller is better); NaN counts as the worst value.

@@ -2,9 +2,10 @@
 //! no state of its own beyond handles, so any number of threads (and, with a
 //! database storage, processes) can share it.
 
-use super::{Direction, Distribution, FrozenTrial, RelativeSample, Sampler, StudyView, TrialState};
+use super::{RelativeSample, Sampler, StudyView};
 use crate::space::Suggest;
 use crate::storage::{Storage, StudyInfo};
+use crate::trial::{Direction, Distribution, FAIL_REASON_KEY, FrozenTrial, TrialState};
 use anyhow::{Context, Result, bail};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -12,9 +13,6 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// User attribute holding why a trial failed.
-pub const FAIL_REASON_KEY: &str = "fail_reason";
 
 /// A study: a named set of trials in a storage, searched by one sampler.
 #[derive(Clone)]

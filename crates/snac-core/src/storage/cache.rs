@@ -12,7 +12,7 @@
 //! trial it missed, or a deleted study whose id came back), the study is read
 //! anew in full.
 
-use crate::search::FrozenTrial;
+use crate::trial::FrozenTrial;
 use anyhow::Result;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -1,8 +1,40 @@
-//! Rules and conversions that every backend shares, so they behave the same.
+//! Rules and conversions that every backend shares, so they behave the same,
+//! and the facts of Optuna's RDB schema that the SQLite and PostgreSQL backends
+//! both write.
 
-use crate::search::{Direction, Distribution, TrialState};
-use anyhow::{Result, bail};
+use crate::trial::{Direction, Distribution, FrozenTrial, TrialState};
+use anyhow::{Context, Result, bail};
 use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
+
+/// Alembic revision of the schema we write and accept.
+pub const ALEMBIC_HEAD: &str = "v3.2.0.a";
+/// Optuna's `SCHEMA_VERSION` (frozen since Alembic took over).
+pub const SCHEMA_VERSION: i64 = 12;
+/// Written to `version_info.library_version` in new files: the Optuna release
+/// whose schema this is.
+pub const LIBRARY_VERSION: &str = "4.5.0";
+
+/// Every table of Optuna's RDB schema.
+pub(crate) const TABLES: [&str; 13] = [
+    "studies",
+    "version_info",
+    "study_directions",
+    "study_user_attributes",
+    "study_system_attributes",
+    "trials",
+    "trial_user_attributes",
+    "trial_system_attributes",
+    "trial_params",
+    "trial_values",
+    "trial_intermediate_values",
+    "trial_heartbeats",
+    "alembic_version",
+];
+
+/// The tables of [`TABLES`] that are not among `tables`, in schema order.
+pub fn missing_tables(tables: &[String]) -> Vec<&'static str> {
+    TABLES.iter().copied().filter(|t| !tables.iter().any(|have| have == t)).collect()
+}
 
 /// Now, to the microsecond (what a DATETIME column keeps), so that a trial
 /// read back from memory and from SQLite compares equal.
@@ -124,6 +156,45 @@ pub fn no_study(study_id: i64) -> anyhow::Error {
 
 pub fn no_trial(trial_id: i64) -> anyhow::Error {
     anyhow::anyhow!("no trial with id {trial_id} in this storage")
+}
+
+/// A `trials.state` column.
+pub fn parse_state(name: &str) -> Result<TrialState> {
+    TrialState::parse(name).with_context(|| format!("unknown trial state '{name}'"))
+}
+
+/// Stored form of an objective value: NULL with the type for infinities.
+pub fn value_to_stored(v: f64) -> (Option<f64>, &'static str) {
+    if v == f64::INFINITY {
+        (None, "INF_POS")
+    } else if v == f64::NEG_INFINITY {
+        (None, "INF_NEG")
+    } else {
+        (Some(v), "FINITE")
+    }
+}
+
+/// An objective value from its stored form ([`value_to_stored`]).
+pub fn stored_to_value(value: Option<f64>, kind: &str) -> Result<f64> {
+    match (kind, value) {
+        ("INF_POS", _) => Ok(f64::INFINITY),
+        ("INF_NEG", _) => Ok(f64::NEG_INFINITY),
+        ("FINITE", Some(v)) => Ok(v),
+        ("FINITE", None) => bail!("a FINITE trial value is NULL"),
+        (other, _) => bail!("unknown trial value type '{other}'"),
+    }
+}
+
+/// Appends objective `objective`'s value to a trial read back row by row;
+/// the objectives must come in order, without gaps.
+pub fn push_value(trial: &mut FrozenTrial, objective: i64, value: f64) -> Result<()> {
+    let id = trial.id;
+    let values = trial.values.get_or_insert_with(Vec::new);
+    if objective != values.len() as i64 {
+        bail!("trial {id}: objective {objective} stored without the ones before it");
+    }
+    values.push(value);
+    Ok(())
 }
 
 /// Tables keyed by `trial_id`, deleted before their trials.

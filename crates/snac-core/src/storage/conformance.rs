@@ -4,7 +4,7 @@
 //! cannot drift apart.
 
 use super::{MemoryStorage, PostgresStorage, SqliteStorage, Storage};
-use crate::search::{Direction, Distribution, FrozenTrial, TrialState};
+use crate::trial::{Direction, Distribution, FrozenTrial, TrialState};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::path::PathBuf;

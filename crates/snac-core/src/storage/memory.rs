@@ -3,7 +3,7 @@
 
 use super::common::{self, no_study, no_trial};
 use super::{Storage, StudyInfo};
-use crate::search::{Direction, Distribution, FrozenTrial, TrialState};
+use crate::trial::{Direction, Distribution, FrozenTrial, TrialState};
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use serde_json::Value;

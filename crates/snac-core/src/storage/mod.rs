@@ -19,8 +19,8 @@ pub use memory::MemoryStorage;
 pub use postgres::PostgresStorage;
 pub use sqlite::SqliteStorage;
 
-pub use crate::search::FAIL_REASON_KEY;
-use crate::search::{Direction, Distribution, FrozenTrial, TrialState};
+pub use crate::trial::FAIL_REASON_KEY;
+use crate::trial::{Direction, Distribution, FrozenTrial, TrialState};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 use std::sync::Arc;

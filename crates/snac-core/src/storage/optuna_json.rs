@@ -1,7 +1,7 @@
 //! Optuna's JSON formats at the storage edge: a parameter's `distribution_json`
 //! and the `value_json` of attributes, as Python's `json.dumps` writes them.
 
-use crate::search::Distribution;
+use crate::trial::Distribution;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 

@@ -23,11 +23,13 @@
 //! trials are judged by that clock too, so nodes with skewed clocks agree.
 
 use super::cache::{Changed, TrialCache};
-use super::common::{self, no_study, no_trial};
+use super::common::{
+    self, ALEMBIC_HEAD, LIBRARY_VERSION, SCHEMA_VERSION, no_study, no_trial, parse_state, stored_to_value,
+    value_to_stored,
+};
 use super::optuna_json::parse_json_lenient;
-use super::sqlite::{ALEMBIC_HEAD, LIBRARY_VERSION, SCHEMA_VERSION};
 use super::{FAIL_REASON_KEY, INTERRUPTED_KEY, Storage, StudyInfo};
-use crate::search::{Direction, Distribution, FrozenTrial, TrialState};
+use crate::trial::{Direction, Distribution, FrozenTrial, TrialState};
 use anyhow::{Context, Result, bail};
 use chrono::NaiveDateTime;
 use postgres::error::SqlState;
@@ -362,8 +364,7 @@ fn init_schema(tx: &mut Tx) -> Result<()> {
         tx.execute("INSERT INTO alembic_version (version_num) VALUES ($1)", &[&ALEMBIC_HEAD])?;
         return Ok(());
     }
-    let missing: Vec<&str> =
-        super::sqlite::TABLES.iter().copied().filter(|t| !tables.iter().any(|have| have == t)).collect();
+    let missing = common::missing_tables(&tables);
     if !missing.is_empty() {
         bail!("the database has tables but is not an Optuna storage (missing tables: {})", missing.join(", "));
     }
@@ -418,10 +419,6 @@ fn trial_state(tx: &mut Tx, trial_id: i64, lock: bool) -> Result<(i32, i32, Tria
     Ok((key, study.unwrap_or_default(), parse_state(row.get(1))?))
 }
 
-fn parse_state(name: &str) -> Result<TrialState> {
-    TrialState::parse(name).with_context(|| format!("unknown trial state '{name}'"))
-}
-
 /// Upserts a key of one of the four `*_attributes` tables.
 fn set_attr(tx: &mut Tx, table: &str, owner: &str, owner_id: i32, key: &str, value: &Value) -> Result<()> {
     let json = serde_json::to_string(value)?;
@@ -433,26 +430,6 @@ fn set_attr(tx: &mut Tx, table: &str, owner: &str, owner_id: i32, key: &str, val
         &[&owner_id, &key, &json],
     )?;
     Ok(())
-}
-
-fn stored_to_value(value: Option<f64>, kind: &str) -> Result<f64> {
-    match (kind, value) {
-        ("INF_POS", _) => Ok(f64::INFINITY),
-        ("INF_NEG", _) => Ok(f64::NEG_INFINITY),
-        ("FINITE", Some(v)) => Ok(v),
-        ("FINITE", None) => bail!("a FINITE trial value is NULL"),
-        (other, _) => bail!("unknown trial value type '{other}'"),
-    }
-}
-
-fn value_to_stored(v: f64) -> (Option<f64>, &'static str) {
-    if v == f64::INFINITY {
-        (None, "INF_POS")
-    } else if v == f64::NEG_INFINITY {
-        (None, "INF_NEG")
-    } else {
-        (Some(v), "FINITE")
-    }
 }
 
 /// The columns of [`parse_trial_row`]: a trial (table alias `t`) with its
@@ -529,11 +506,7 @@ fn parse_trial_row(r: &Row, at: usize) -> Result<Option<FrozenTrial>> {
     let kinds: Vec<String> = r.get(at + 10);
     for ((objective, value), kind) in objectives.into_iter().zip(values).zip(kinds) {
         let value = stored_to_value(value, &kind).with_context(|| format!("trial {id}, objective {objective}"))?;
-        let values = trial.values.get_or_insert_with(Vec::new);
-        if objective as usize != values.len() {
-            bail!("trial {id}: objective {objective} stored without the ones before it");
-        }
-        values.push(value);
+        common::push_value(&mut trial, objective.into(), value)?;
     }
     for (column, user) in [(at + 11, true), (at + 13, false)] {
         let keys: Vec<Option<String>> = r.get(column);

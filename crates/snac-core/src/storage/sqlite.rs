@@ -13,10 +13,13 @@
 //! the same on a machine that runs in UTC).
 
 use super::cache::{Changed, TrialCache};
-use super::common::{self, no_study, no_trial};
+use super::common::{
+    self, ALEMBIC_HEAD, LIBRARY_VERSION, SCHEMA_VERSION, no_study, no_trial, parse_state, stored_to_value,
+    value_to_stored,
+};
 use super::optuna_json::parse_json_lenient;
 use super::{Storage, StudyInfo};
-use crate::search::{Direction, Distribution, FrozenTrial, TrialState};
+use crate::trial::{Direction, Distribution, FrozenTrial, TrialState};
 use anyhow::{Context, Result, bail, ensure};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, ToSql, Transaction, TransactionBehavior, params};
@@ -26,13 +29,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-/// Alembic revision of the schema we write and accept.
-pub const ALEMBIC_HEAD: &str = "v3.2.0.a";
-/// Optuna's `SCHEMA_VERSION` (frozen since Alembic took over).
-pub const SCHEMA_VERSION: i64 = 12;
-/// Written to `version_info.library_version` in new files: the Optuna release
-/// whose schema this is.
-pub const LIBRARY_VERSION: &str = "4.5.0";
 /// How long a write waits for another connection's lock.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -42,21 +38,6 @@ const SCHEMA_SQL: &str = include_str!("optuna_schema.sql");
 const COUNTED_TRIALS_SQL: &str = "SELECT COUNT(*) FROM trials t WHERE t.study_id = ?1 AND NOT (t.state = 'FAIL' \
      AND EXISTS (SELECT 1 FROM trial_system_attributes a WHERE a.trial_id = t.trial_id AND a.\"key\" = ?2 \
      AND a.value_json = 'true'))";
-pub(super) const TABLES: [&str; 13] = [
-    "studies",
-    "version_info",
-    "study_directions",
-    "study_user_attributes",
-    "study_system_attributes",
-    "trials",
-    "trial_user_attributes",
-    "trial_system_attributes",
-    "trial_params",
-    "trial_values",
-    "trial_intermediate_values",
-    "trial_heartbeats",
-    "alembic_version",
-];
 
 /// An Optuna-compatible SQLite storage. One connection behind a mutex; open
 /// several (in several processes) on one file to write from many places.
@@ -197,7 +178,7 @@ fn init_schema(tx: &Transaction) -> Result<()> {
         tx.execute("INSERT INTO alembic_version (version_num) VALUES (?1)", [ALEMBIC_HEAD])?;
         return Ok(());
     }
-    let missing: Vec<&str> = TABLES.iter().copied().filter(|t| !tables.iter().any(|have| have == t)).collect();
+    let missing = common::missing_tables(&tables);
     if !missing.is_empty() {
         bail!("it is an SQLite database but not an Optuna storage (missing tables: {})", missing.join(", "));
     }
@@ -246,10 +227,6 @@ fn trial_state(tx: &Transaction, trial_id: i64) -> Result<(i64, TrialState)> {
     Ok((study_id, parse_state(&state)?))
 }
 
-fn parse_state(name: &str) -> Result<TrialState> {
-    TrialState::parse(name).with_context(|| format!("unknown trial state '{name}'"))
-}
-
 fn parse_time(text: Option<String>) -> Result<Option<DateTime<Utc>>> {
     text.map(|t| common::parse_datetime(&t)).transpose()
 }
@@ -266,27 +243,6 @@ fn set_attr(tx: &Transaction, table: &str, owner: &str, owner_id: i64, key: &str
     ))?
     .execute(params![owner_id, key, to_json(value)?])?;
     Ok(())
-}
-
-/// Stored form of an objective value: NULL with the type for infinities.
-fn value_to_stored(v: f64) -> (Option<f64>, &'static str) {
-    if v == f64::INFINITY {
-        (None, "INF_POS")
-    } else if v == f64::NEG_INFINITY {
-        (None, "INF_NEG")
-    } else {
-        (Some(v), "FINITE")
-    }
-}
-
-fn stored_to_value(value: Option<f64>, kind: &str) -> Result<f64> {
-    match (kind, value) {
-        ("INF_POS", _) => Ok(f64::INFINITY),
-        ("INF_NEG", _) => Ok(f64::NEG_INFINITY),
-        ("FINITE", Some(v)) => Ok(v),
-        ("FINITE", None) => bail!("a FINITE trial value is NULL"),
-        (other, _) => bail!("unknown trial value type '{other}'"),
-    }
 }
 
 /// Reads the trials selected by `filter` (a condition on table alias `t`
@@ -348,11 +304,7 @@ fn load_trials(tx: &Transaction, filter: &str, args: &[&dyn ToSql]) -> Result<Ve
             let objective: i64 = r.get(1)?;
             let value = stored_to_value(r.get(2)?, &r.get::<_, String>(3)?)
                 .with_context(|| format!("trial {id}, objective {objective}"))?;
-            let values = trials[index[&id]].values.get_or_insert_with(Vec::new);
-            if objective != values.len() as i64 {
-                bail!("trial {id}: objective {objective} stored without the ones before it");
-            }
-            values.push(value);
+            common::push_value(&mut trials[index[&id]], objective, value)?;
         }
     }
     for (table, user) in [("trial_user_attributes", true), ("trial_system_attributes", false)] {
@@ -638,6 +590,7 @@ impl Storage for SqliteStorage {
 
 #[cfg(test)]
 mod tests {
+    use super::common::TABLES;
     use super::*;
     use serde_json::json;
 
