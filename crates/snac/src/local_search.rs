@@ -1,10 +1,10 @@
-//! The local search (REFERENCE.md §5): for each precision pair, QAT warm-up
+//! The local search (docs/snac-pack-compat.md §5): for each precision pair, QAT warm-up
 //! from the trained global-search weights, the lottery-ticket checkpoint, then
 //! iterative magnitude pruning to sparsity `1 − rate^i` with rewinding. Writes
 //! `local_search_combined/combined_qat_pruning_log.csv` and one model file per
 //! precision, `best_model_{bits}b{int}i.json`.
 
-use crate::global_search::SearchSetup;
+use crate::setup::SearchSetup;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use snac_core::arch::Arch;

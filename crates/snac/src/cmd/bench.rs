@@ -4,7 +4,7 @@
 //! (every fold) of a config's own search, e.g. tutorial 2's.
 
 use crate::cli::BenchArgs;
-use crate::global_search::SearchSetup;
+use crate::setup::SearchSetup;
 use anyhow::{Context, Result};
 use snac_core::arch::{Arch, BlockType, Component, Layer, Shape};
 use snac_core::config;
@@ -111,7 +111,7 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
     std::thread::scope(|scope| {
         for _ in 0..args.workers.max(1) {
             scope.spawn(|| {
-                let _core = crate::global_search::CoreClaim::this_thread();
+                let _core = crate::folds::CoreClaim::this_thread();
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let Some(arch) = archs.get(i) else { break };
