@@ -152,7 +152,9 @@ pub fn run(
     let fold_starts = fold_starts(setup, arch, &base, float_weights)?;
     let pairs: Vec<Option<PrecisionPair>> = match mode {
         LocalSearchMode::PruneOnly => vec![None],
-        LocalSearchMode::Combined | LocalSearchMode::QatOnly => local.precision_pairs.iter().copied().map(Some).collect(),
+        LocalSearchMode::Combined | LocalSearchMode::QatOnly => {
+            local.precision_pairs.iter().copied().map(Some).collect()
+        }
     };
     let log_path = dir.join(LOG_FILE);
     let search = LocalRun { setup, local, arch, mode, base, baseline_bops, dir, fold_starts };
