@@ -180,7 +180,7 @@ pub fn float_tensor(name: &str, shape: &[usize], values: Vec<f32>) -> TensorProt
 /// Checks a graph before it is written, as `onnx.checker` with shape
 /// inference would: every initializer holds as many values as its shape,
 /// every node reads tensors defined before it, and each node's shapes fit
-/// its operator (the operators [`crate::qonnx::build`] writes). The error
+/// its operator (the operators that `qonnx::build` writes). The error
 /// names the node, the input and both shapes.
 pub fn check(model: &ModelProto) -> anyhow::Result<()> {
     use anyhow::{bail, ensure};
