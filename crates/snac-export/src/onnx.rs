@@ -1,7 +1,9 @@
 //! The subset of ONNX's protobuf schema (`onnx.proto3`, IR version 8) that a
-//! QONNX model needs, as prost messages. Field numbers are ONNX's.
+//! QONNX model needs, as prost messages (field numbers are ONNX's), and
+//! [`check`], the shape check a graph passes before it is written.
 
 use prost::Message;
+use std::collections::HashMap;
 
 #[derive(Clone, PartialEq, Message)]
 pub struct ModelProto {
@@ -178,12 +180,50 @@ pub fn float_tensor(name: &str, shape: &[usize], values: Vec<f32>) -> TensorProt
 /// Checks a graph before it is written, as `onnx.checker` with shape
 /// inference would: every initializer holds as many values as its shape,
 /// every node reads tensors defined before it, and each node's shapes fit
-/// its operator (the operators [`crate::qonnx::build`] writes). The error
+/// its operator (the operators that `qonnx::build` writes). The error
 /// names the node, the input and both shapes.
 pub fn check(model: &ModelProto) -> anyhow::Result<()> {
     use anyhow::{bail, ensure};
-    use std::collections::HashMap;
     let Some(graph) = &model.graph else { bail!("the ONNX model has no graph") };
+    let (mut shapes, constants) = initializer_shapes(graph)?;
+    for input in &graph.input {
+        ensure!(shapes.insert(&input.name, declared(input)).is_none(), "graph input '{}' is defined twice", input.name);
+    }
+    for node in &graph.node {
+        let at = format!("node '{}' ({})", node.name, node.op_type);
+        let mut inputs = Vec::new();
+        for name in &node.input {
+            let Some(shape) = shapes.get(name.as_str()) else {
+                bail!("{at}: input '{name}' is not defined by an earlier node, an initializer or the graph input")
+            };
+            inputs.push(shape.clone());
+        }
+        let check = NodeCheck { node, at, inputs };
+        let out = check.output_shape(&constants)?;
+        for name in &node.output {
+            ensure!(shapes.insert(name, out.clone()).is_none(), "{}: output '{name}' is already defined", check.at);
+        }
+    }
+    for output in &graph.output {
+        let Some(shape) = shapes.get(output.name.as_str()) else {
+            bail!("graph output '{}' is computed by no node", output.name)
+        };
+        let expected = declared(output);
+        ensure!(
+            *shape == expected,
+            "graph output '{}': the nodes compute shape {shape:?}, but it is declared {expected:?}",
+            output.name
+        );
+    }
+    Ok(())
+}
+
+/// Tensor shapes by name, and the number of values of each initializer.
+type Shapes<'a> = (HashMap<&'a str, Vec<i64>>, HashMap<&'a str, usize>);
+
+/// The initializers' shapes and value counts, each checked against the other.
+fn initializer_shapes(graph: &GraphProto) -> anyhow::Result<Shapes<'_>> {
+    use anyhow::ensure;
     let mut shapes: HashMap<&str, Vec<i64>> = HashMap::new();
     let mut constants: HashMap<&str, usize> = HashMap::new();
     for tensor in &graph.initializer {
@@ -208,130 +248,142 @@ pub fn check(model: &ModelProto) -> anyhow::Result<()> {
         );
         constants.insert(&tensor.name, tensor.float_data.len());
     }
-    let declared = |info: &ValueInfoProto| -> Vec<i64> {
-        let dims = info.r#type.as_ref().and_then(|t| t.tensor_type.as_ref()).and_then(|t| t.shape.as_ref());
-        dims.map(|s| s.dim.iter().map(|d| d.dim_value).collect()).unwrap_or_default()
-    };
-    for input in &graph.input {
-        ensure!(shapes.insert(&input.name, declared(input)).is_none(), "graph input '{}' is defined twice", input.name);
-    }
-    for node in &graph.node {
-        let at = format!("node '{}' ({})", node.name, node.op_type);
-        let mut inputs = Vec::new();
-        for name in &node.input {
-            let Some(shape) = shapes.get(name.as_str()) else {
-                bail!("{at}: input '{name}' is not defined by an earlier node, an initializer or the graph input")
-            };
-            inputs.push(shape.clone());
-        }
-        let int = |name: &str| node.attribute.iter().find(|a| a.name == name).and_then(|a| a.i);
-        let ints = |name: &str| node.attribute.iter().find(|a| a.name == name).map(|a| a.ints.clone());
-        let arity = |n: usize| -> anyhow::Result<()> {
-            ensure!(inputs.len() == n, "{at}: {} inputs (accepted: {n})", inputs.len());
-            Ok(())
-        };
-        let out: Vec<i64> = match node.op_type.as_str() {
-            "Quant" => {
-                arity(4)?;
-                for name in &node.input[1..] {
-                    ensure!(
-                        constants.get(name.as_str()) == Some(&1),
-                        "{at}: '{name}' must be a one-value initializer (scale, zero-point, bit width)"
-                    );
-                }
-                inputs[0].clone()
-            }
+    Ok((shapes, constants))
+}
+
+/// The shape a graph input or output is declared with.
+fn declared(info: &ValueInfoProto) -> Vec<i64> {
+    let dims = info.r#type.as_ref().and_then(|t| t.tensor_type.as_ref()).and_then(|t| t.shape.as_ref());
+    dims.map(|s| s.dim.iter().map(|d| d.dim_value).collect()).unwrap_or_default()
+}
+
+/// One node being checked: its name for errors and its inputs' shapes.
+struct NodeCheck<'a> {
+    node: &'a NodeProto,
+    /// `node 'NAME' (OP)`, the start of every error.
+    at: String,
+    inputs: Vec<Vec<i64>>,
+}
+
+impl NodeCheck<'_> {
+    /// The shape of the node's output: one function per operator the export
+    /// writes; any other operator is an error.
+    fn output_shape(&self, constants: &HashMap<&str, usize>) -> anyhow::Result<Vec<i64>> {
+        match self.node.op_type.as_str() {
+            "Quant" => self.quant(constants),
             "Relu" | "Tanh" | "Sigmoid" | "LeakyRelu" => {
-                arity(1)?;
-                inputs[0].clone()
+                self.arity(1)?;
+                Ok(self.inputs[0].clone())
             }
-            "MatMul" => {
-                arity(2)?;
-                let (a, b) = (&inputs[0], &inputs[1]);
-                ensure!(
-                    a.len() == 2 && b.len() == 2 && a[1] == b[0],
-                    "{at}: '{}' has shape {a:?} and '{}' {b:?}; they do not multiply",
-                    node.input[0],
-                    node.input[1]
-                );
-                vec![a[0], b[1]]
-            }
-            "Add" => {
-                arity(2)?;
-                let (a, b) = (&inputs[0], &inputs[1]);
-                ensure!(
-                    b.len() <= a.len() && a[a.len() - b.len()..].iter().zip(b).all(|(x, y)| x == y || *y == 1),
-                    "{at}: '{}' of shape {b:?} does not broadcast onto '{}' of shape {a:?}",
-                    node.input[1],
-                    node.input[0]
-                );
-                a.clone()
-            }
-            "Conv" => {
-                arity(3)?;
-                let (x, w, b) = (&inputs[0], &inputs[1], &inputs[2]);
-                let pads = ints("pads").unwrap_or_default();
-                let kernel = ints("kernel_shape").unwrap_or_default();
-                ensure!(
-                    x.len() == 4
-                        && w.len() == 4
-                        && x[1] == w[1]
-                        && b[..] == [w[0]]
-                        && pads.len() == 4
-                        && kernel[..] == w[2..],
-                    "{at}: input {x:?}, kernel {w:?}, bias {b:?}, kernel_shape {kernel:?}, pads {pads:?} do not fit \
-                     (accepted: [N, C, H, W], [F, C, k, k], [F], [k, k], four pads)"
-                );
-                let (h, wd) = (x[2] + pads[0] + pads[2] - w[2] + 1, x[3] + pads[1] + pads[3] - w[3] + 1);
-                ensure!(h >= 1 && wd >= 1, "{at}: a {:?} kernel does not fit the {x:?} input", &w[2..]);
-                vec![x[0], w[0], h, wd]
-            }
-            "BatchNormalization" => {
-                arity(5)?;
-                let x = &inputs[0];
-                ensure!(x.len() >= 2, "{at}: input of shape {x:?} has no channel axis");
-                for (name, shape) in node.input[1..].iter().zip(&inputs[1..]) {
-                    ensure!(shape[..] == [x[1]], "{at}: '{name}' has shape {shape:?} for {} channels", x[1]);
-                }
-                x.clone()
-            }
-            "Transpose" => {
-                arity(1)?;
-                let perm = ints("perm").unwrap_or_default();
-                let x = &inputs[0];
-                let mut sorted = perm.clone();
-                sorted.sort_unstable();
-                ensure!(
-                    sorted == (0..x.len() as i64).collect::<Vec<_>>(),
-                    "{at}: perm {perm:?} is not a permutation of the {} axes of {x:?}",
-                    x.len()
-                );
-                perm.iter().map(|&p| x[p as usize]).collect()
-            }
-            "Flatten" => {
-                arity(1)?;
-                let x = &inputs[0];
-                let axis = int("axis").unwrap_or(1);
-                ensure!((0..=x.len() as i64).contains(&axis), "{at}: axis {axis} for shape {x:?}");
-                let axis = axis as usize;
-                vec![x[..axis].iter().product(), x[axis..].iter().product()]
-            }
-            other => bail!("{at}: operator '{other}' is not one the export writes"),
-        };
-        for name in &node.output {
-            ensure!(shapes.insert(name, out.clone()).is_none(), "{at}: output '{name}' is already defined");
+            "MatMul" => self.matmul(),
+            "Add" => self.add(),
+            "Conv" => self.conv(),
+            "BatchNormalization" => self.batch_normalization(),
+            "Transpose" => self.transpose(),
+            "Flatten" => self.flatten(),
+            other => anyhow::bail!("{}: operator '{other}' is not one the export writes", self.at),
         }
     }
-    for output in &graph.output {
-        let Some(shape) = shapes.get(output.name.as_str()) else {
-            bail!("graph output '{}' is computed by no node", output.name)
-        };
-        let expected = declared(output);
-        ensure!(
-            *shape == expected,
-            "graph output '{}': the nodes compute shape {shape:?}, but it is declared {expected:?}",
-            output.name
-        );
+
+    fn int(&self, name: &str) -> Option<i64> {
+        self.node.attribute.iter().find(|a| a.name == name).and_then(|a| a.i)
     }
-    Ok(())
+
+    fn ints(&self, name: &str) -> Option<Vec<i64>> {
+        self.node.attribute.iter().find(|a| a.name == name).map(|a| a.ints.clone())
+    }
+
+    fn arity(&self, n: usize) -> anyhow::Result<()> {
+        anyhow::ensure!(self.inputs.len() == n, "{}: {} inputs (accepted: {n})", self.at, self.inputs.len());
+        Ok(())
+    }
+
+    fn quant(&self, constants: &HashMap<&str, usize>) -> anyhow::Result<Vec<i64>> {
+        self.arity(4)?;
+        for name in &self.node.input[1..] {
+            anyhow::ensure!(
+                constants.get(name.as_str()) == Some(&1),
+                "{}: '{name}' must be a one-value initializer (scale, zero-point, bit width)",
+                self.at
+            );
+        }
+        Ok(self.inputs[0].clone())
+    }
+
+    fn matmul(&self) -> anyhow::Result<Vec<i64>> {
+        self.arity(2)?;
+        let (a, b) = (&self.inputs[0], &self.inputs[1]);
+        anyhow::ensure!(
+            a.len() == 2 && b.len() == 2 && a[1] == b[0],
+            "{}: '{}' has shape {a:?} and '{}' {b:?}; they do not multiply",
+            self.at,
+            self.node.input[0],
+            self.node.input[1]
+        );
+        Ok(vec![a[0], b[1]])
+    }
+
+    fn add(&self) -> anyhow::Result<Vec<i64>> {
+        self.arity(2)?;
+        let (a, b) = (&self.inputs[0], &self.inputs[1]);
+        anyhow::ensure!(
+            b.len() <= a.len() && a[a.len() - b.len()..].iter().zip(b).all(|(x, y)| x == y || *y == 1),
+            "{}: '{}' of shape {b:?} does not broadcast onto '{}' of shape {a:?}",
+            self.at,
+            self.node.input[1],
+            self.node.input[0]
+        );
+        Ok(a.clone())
+    }
+
+    fn conv(&self) -> anyhow::Result<Vec<i64>> {
+        self.arity(3)?;
+        let at = &self.at;
+        let (x, w, b) = (&self.inputs[0], &self.inputs[1], &self.inputs[2]);
+        let pads = self.ints("pads").unwrap_or_default();
+        let kernel = self.ints("kernel_shape").unwrap_or_default();
+        anyhow::ensure!(
+            x.len() == 4 && w.len() == 4 && x[1] == w[1] && b[..] == [w[0]] && pads.len() == 4 && kernel[..] == w[2..],
+            "{at}: input {x:?}, kernel {w:?}, bias {b:?}, kernel_shape {kernel:?}, pads {pads:?} do not fit \
+             (accepted: [N, C, H, W], [F, C, k, k], [F], [k, k], four pads)"
+        );
+        let (h, wd) = (x[2] + pads[0] + pads[2] - w[2] + 1, x[3] + pads[1] + pads[3] - w[3] + 1);
+        anyhow::ensure!(h >= 1 && wd >= 1, "{at}: a {:?} kernel does not fit the {x:?} input", &w[2..]);
+        Ok(vec![x[0], w[0], h, wd])
+    }
+
+    fn batch_normalization(&self) -> anyhow::Result<Vec<i64>> {
+        self.arity(5)?;
+        let at = &self.at;
+        let x = &self.inputs[0];
+        anyhow::ensure!(x.len() >= 2, "{at}: input of shape {x:?} has no channel axis");
+        for (name, shape) in self.node.input[1..].iter().zip(&self.inputs[1..]) {
+            anyhow::ensure!(shape[..] == [x[1]], "{at}: '{name}' has shape {shape:?} for {} channels", x[1]);
+        }
+        Ok(x.clone())
+    }
+
+    fn transpose(&self) -> anyhow::Result<Vec<i64>> {
+        self.arity(1)?;
+        let perm = self.ints("perm").unwrap_or_default();
+        let x = &self.inputs[0];
+        let mut sorted = perm.clone();
+        sorted.sort_unstable();
+        anyhow::ensure!(
+            sorted == (0..x.len() as i64).collect::<Vec<_>>(),
+            "{}: perm {perm:?} is not a permutation of the {} axes of {x:?}",
+            self.at,
+            x.len()
+        );
+        Ok(perm.iter().map(|&p| x[p as usize]).collect())
+    }
+
+    fn flatten(&self) -> anyhow::Result<Vec<i64>> {
+        self.arity(1)?;
+        let x = &self.inputs[0];
+        let axis = self.int("axis").unwrap_or(1);
+        anyhow::ensure!((0..=x.len() as i64).contains(&axis), "{}: axis {axis} for shape {x:?}", self.at);
+        let axis = axis as usize;
+        Ok(vec![x[..axis].iter().product(), x[axis..].iter().product()])
+    }
 }

@@ -54,10 +54,17 @@ impl Graph {
     }
 }
 
+/// The graph as it is built, and where the data stands between two layers.
 struct Builder {
     nodes: Vec<NodeProto>,
     initializers: Vec<TensorProto>,
     precisions: Map<String, Value>,
+    /// The name of the tensor the next layer reads.
+    x: String,
+    /// That tensor's layout.
+    layout: Layout,
+    /// That tensor's fixed-point type.
+    current: FixedPoint,
 }
 
 /// `ap_fixed<W,I>` as hls4ml writes it (rounding and saturation only when
@@ -156,7 +163,7 @@ impl Builder {
                 );
                 (out, Layout::Nchw { height, width, channels })
             }
-            other => (x, other),
+            other @ (Layout::Flat | Layout::Nchw { .. }) => (x, other),
         }
     }
 }
@@ -187,26 +194,65 @@ fn onnx_conv_kernel(values: &[f64], k: usize, channels: usize, filters: usize) -
 /// against the transposes it puts around each `Conv` and `BatchNormalization`,
 /// leaving a channels-last graph without any `Transpose` for hls4ml.
 pub fn build(model: &QuantizedModel) -> Result<Graph> {
-    let mut b = Builder { nodes: Vec::new(), initializers: Vec::new(), precisions: Map::new() };
-    let (input_dims, mut layout) = match model.arch.input_shape {
+    let (input_dims, layout) = match model.arch.input_shape {
         Shape::Image { height, width, channels } => {
             (vec![1, height, width, channels], Layout::Nhwc { height, width, channels })
         }
-        _ => (vec![1, model.input_features], Layout::Flat),
+        Shape::Flat(_) | Shape::Set { .. } => (vec![1, model.input_features], Layout::Flat),
     };
-    let mut x = b.quant("quant_input", INPUT, &model.types.input, "x_in")?;
-    let mut current = model.types.input;
+    let mut b = Builder {
+        nodes: Vec::new(),
+        initializers: Vec::new(),
+        precisions: Map::new(),
+        x: String::new(),
+        layout,
+        current: model.types.input,
+    };
+    b.x = b.quant("quant_input", INPUT, &model.types.input, "x_in")?;
     let count = model.layers.len();
     let arch_layers: Vec<&Layer> = model.arch.layers().collect();
     // The bias of the Dense just before, while the next layer may fold it.
-    let mut previous_bias: Option<Codes> = None;
+    let mut previous_bias: Option<&Codes> = None;
     for (position, layer) in model.layers.iter().enumerate() {
         let last = position + 1 == count;
-        let dense_bias = match layer {
-            QLayer::Dense { bias, .. } => Some(bias.clone()),
-            _ => None,
+        b.layer(layer, &arch_layers, previous_bias, last)?;
+        previous_bias = match layer {
+            QLayer::Dense { bias, .. } => Some(bias),
+            QLayer::Conv2d { .. }
+            | QLayer::ConvAttention { .. }
+            | QLayer::Aggregate { .. }
+            | QLayer::BatchNorm { .. }
+            | QLayer::Activation { .. } => None,
         };
-        let out = |s: String| if last { OUTPUT.to_string() } else { s };
+    }
+    if count == 0 {
+        bail!("the model has no layers to export");
+    }
+    if b.layout != Layout::Flat {
+        bail!(
+            "the model ends on an image ({:?}); the export expects a Flatten and a Dense head after the \
+             convolutions",
+            b.layout
+        );
+    }
+    Ok(b.finish(model, &input_dims))
+}
+
+/// The name of a layer's output tensor: the graph output for the last layer.
+fn output(last: bool, name: String) -> String {
+    if last { OUTPUT.to_string() } else { name }
+}
+
+impl Builder {
+    /// Adds the nodes of one layer: refuses the kinds hls4ml has no layer
+    /// for, and hands every other kind to its own function.
+    fn layer(
+        &mut self,
+        layer: &QLayer,
+        arch_layers: &[&Layer],
+        previous_bias: Option<&Codes>,
+        last: bool,
+    ) -> Result<()> {
         match layer {
             QLayer::Dense { rows: 2.., .. } => bail!(
                 "{}: a Dense applied to each element of a set (DeepSets) is not exported: hls4ml has no such \
@@ -224,223 +270,275 @@ pub fn build(model: &QuantizedModel) -> Result<Graph> {
                  {COVERED}",
                 layer.describe()
             ),
-            QLayer::Conv2d {
-                index,
-                height,
-                width,
-                channels,
-                kernel_size: k,
-                filters,
-                out_height,
-                out_width,
-                padding,
-                kernel,
-                bias,
-                accumulator,
-                ..
-            } => {
-                let (input, nchw) = b.transpose_to_nchw(x, layout, *index);
-                if nchw != (Layout::Nchw { height: *height, width: *width, channels: *channels }) {
-                    bail!("{}: expects a {height}×{width}×{channels} image, gets {nchw:?}", layer.describe());
-                }
-                let w_values = onnx_conv_kernel(&kernel.values(), *k, *channels, *filters);
-                let w = b.constant(&format!("conv{index}_W"), &[*filters, *channels, *k, *k], w_values);
-                let wq = b.quant(&format!("quant_conv{index}_W"), &w, &kernel.fixed, &format!("conv{index}_Wq"))?;
-                let bv: Vec<f32> = bias.values().iter().map(|&v| v as f32).collect();
-                let bb = b.constant(&format!("conv{index}_b"), &[*filters], bv);
-                let bq = b.quant(&format!("quant_conv{index}_b"), &bb, &bias.fixed, &format!("conv{index}_bq"))?;
-                let [(top, bottom), (left, right)] = *padding;
-                let conv_out = out(format!("conv{index}_out"));
-                let ints = |v: &[usize]| v.iter().map(|&n| n as i64).collect::<Vec<i64>>();
-                b.node(
-                    "Conv",
-                    &format!("conv{index}"),
-                    &[&input, &wq, &bq],
-                    &conv_out,
-                    vec![
-                        AttributeProto::ints("kernel_shape", &ints(&[*k, *k])),
-                        AttributeProto::ints("pads", &ints(&[top, left, bottom, right])),
-                        AttributeProto::ints("strides", &[1, 1]),
-                        AttributeProto::ints("dilations", &[1, 1]),
-                        AttributeProto::int("group", 1),
-                    ],
-                );
-                b.precision(
-                    &format!("conv{index}"),
-                    json!({"accum": hls_type(accumulator), "result": hls_type(accumulator)}),
-                );
-                x = conv_out;
-                current = *accumulator;
-                layout = Layout::Nchw { height: *out_height, width: *out_width, channels: *filters };
-            }
-            QLayer::Dense { index, inputs, outputs, kernel, bias, accumulator, .. } => {
-                if layout != Layout::Flat {
-                    bail!("{}: its input is an image ({layout:?}); a Flatten must come first", layer.describe());
-                }
-                let w_values: Vec<f32> = kernel.values().iter().map(|&v| v as f32).collect();
-                let w = b.constant(&format!("dense{index}_W"), &[*inputs, *outputs], w_values);
-                let wq = b.quant(&format!("quant_dense{index}_W"), &w, &kernel.fixed, &format!("dense{index}_Wq"))?;
-                let bv: Vec<f32> = bias.values().iter().map(|&v| v as f32).collect();
-                let bb = b.constant(&format!("dense{index}_b"), &[*outputs], bv);
-                let bq = b.quant(&format!("quant_dense{index}_b"), &bb, &bias.fixed, &format!("dense{index}_bq"))?;
-                let mm = format!("dense{index}_matmul");
-                b.node("MatMul", &format!("dense{index}"), &[&x, &wq], &mm, vec![]);
-                let sum = out(format!("dense{index}_out"));
-                b.node("Add", &format!("dense{index}_bias"), &[&mm, &bq], &sum, vec![]);
-                b.precision(
-                    &format!("dense{index}"),
-                    json!({"accum": hls_type(accumulator), "result": hls_type(accumulator)}),
-                );
-                x = sum;
-                current = *accumulator;
-            }
+            QLayer::Conv2d { .. } => self.conv2d(layer, last),
+            QLayer::Dense { .. } => self.dense(layer, last),
             QLayer::BatchNorm { index, scale, shift, result } => {
-                // Per channel: ONNX's BatchNormalization wants NCHW.
-                (x, layout) = b.transpose_to_nchw(x, layout, *index);
-                let n = scale.codes.len();
-                let s =
-                    b.constant(&format!("bn{index}_scale"), &[n], scale.values().iter().map(|&v| v as f32).collect());
-                let t =
-                    b.constant(&format!("bn{index}_bias"), &[n], shift.values().iter().map(|&v| v as f32).collect());
-                let mean = b.constant(&format!("bn{index}_mean"), &[n], vec![0.0; n]);
-                let var = b.constant(&format!("bn{index}_var"), &[n], vec![1.0; n]);
-                let raw = format!("bn{index}_out");
-                b.node(
-                    "BatchNormalization",
-                    &format!("bn{index}"),
-                    &[&x, &s, &t, &mean, &var],
-                    &raw,
-                    vec![AttributeProto::float("epsilon", 0.0)],
-                );
-                // hls4ml folds the bias of a preceding Dense (MatMul + Add)
-                // into the BatchNorm (`b·scale + shift`): give that bias a
-                // type holding it exactly. A Conv keeps its own bias.
-                let bias_type = match &previous_bias {
-                    Some(dense_bias) => exact_folded_bias(dense_bias, scale, shift)?,
-                    None => shift.fixed,
-                };
-                b.precision(
-                    &format!("bn{index}"),
-                    json!({"scale": hls_type(&scale.fixed), "bias": hls_type(&bias_type)}),
-                );
-                x = b.quant(&format!("quant_bn{index}"), &raw, result, &out(format!("bn{index}_q")))?;
-                current = *result;
+                self.batch_norm(*index, scale, shift, result, previous_bias, last)
             }
             QLayer::Activation { index, function: Activation::Identity, result, .. }
                 if matches!(arch_layers.get(*index), Some(Layer::Flatten)) =>
             {
-                // Flatten: back to channels last, so that the order is ours.
-                if let Layout::Nchw { height, width, channels } = layout {
-                    let nhwc = format!("nhwc{index}");
-                    b.node(
-                        "Transpose",
-                        &format!("to_nhwc{index}"),
-                        &[&x],
-                        &nhwc,
-                        vec![AttributeProto::ints("perm", &[0, 2, 3, 1])],
-                    );
-                    (x, layout) = (nhwc, Layout::Nhwc { height, width, channels });
-                }
-                if layout != Layout::Flat {
-                    let flat = format!("flatten{index}_out");
-                    b.node("Flatten", &format!("flatten{index}"), &[&x], &flat, vec![AttributeProto::int("axis", 1)]);
-                    (x, layout) = (flat, Layout::Flat);
-                }
-                // Onto the activation grid; nothing to do when already there.
-                if last || current != *result {
-                    x = b.quant(&format!("quant_flatten{index}"), &x, result, &out(format!("flatten{index}_q")))?;
-                    current = *result;
-                }
+                self.flatten(*index, result, last)
             }
-            QLayer::Activation { index, function, result, slope, table } => {
-                // hls4ml builds its own table: the model's must be that one,
-                // or the test vectors would not match the hardware.
-                if let (Some(table), Some((hls4ml, _))) = (table, ActivationTable::cached(*function))
-                    && table != hls4ml
-                {
-                    let what = match table.table.codes.iter().zip(&hls4ml.table.codes).position(|(a, b)| a != b) {
-                        _ if table.range != hls4ml.range => format!("table.range is {}", table.range),
-                        _ if table.table.fixed != hls4ml.table.fixed => {
-                            format!("table.table.type is {}", table.table.fixed)
-                        }
-                        Some(i) => format!("table.table.codes[{i}] is {}", table.table.codes[i]),
-                        None => "table.table.codes differ in length".to_string(),
-                    };
-                    bail!(
-                        "{}: {what}, not hls4ml's {function:?} table (range {}, type {}, as local search writes it); \
-                         hls4ml computes its own table, so the exported test vectors would not match the hardware",
-                        layer.describe(),
-                        hls4ml.range,
-                        hls4ml.table.fixed
-                    );
-                }
-                let name = format!("act{index}_{}", format!("{function:?}").to_lowercase());
-                let raw = format!("{name}_out");
-                let applied = match function {
-                    Activation::Identity => x.clone(),
-                    Activation::Relu => {
-                        b.node("Relu", &name, &[&x], &raw, vec![]);
-                        b.precision(&name, json!({"result": hls_type(&current)}));
-                        raw
-                    }
-                    Activation::Tanh | Activation::Sigmoid => {
-                        let op = if *function == Activation::Tanh { "Tanh" } else { "Sigmoid" };
-                        b.node(op, &name, &[&x], &raw, vec![]);
-                        b.precision(
-                            &name,
-                            json!({"result": "ap_fixed<18,8>", "table": "ap_fixed<18,8>", "table_size": 1024}),
-                        );
-                        raw
-                    }
-                    Activation::LeakyRelu => {
-                        let Some(slope) = slope else { bail!("layer {index}: Leaky ReLU without its slope") };
-                        let alpha = slope.values()[0] as f32;
-                        b.node("LeakyRelu", &name, &[&x], &raw, vec![AttributeProto::float("alpha", alpha)]);
-                        // x·alpha exactly: the input's bits plus the slope's.
-                        let exact = FixedPoint::new(
-                            (current.width + slope.fixed.width).min(snac_core::fixed::MAX_WIDTH),
-                            current.integer + slope.fixed.integer,
-                            true,
-                            Rounding::Truncate,
-                            Overflow::Wrap,
-                        )?;
-                        b.precision(&name, json!({"result": hls_type(&exact), "param": hls_type(&slope.fixed)}));
-                        raw
-                    }
-                    other => bail!("layer {index}: activation {other:?} cannot be exported"),
-                };
-                x = b.quant(&format!("quant_{name}"), &applied, result, &out(format!("{name}_q")))?;
-                current = *result;
-            }
+            QLayer::Activation { .. } => self.activation(layer, last),
         }
-        previous_bias = dense_bias;
     }
-    if count == 0 {
-        bail!("the model has no layers to export");
+
+    /// Conv2d: `Conv(x, Quant(W), Quant(b))` in NCHW.
+    fn conv2d(&mut self, layer: &QLayer, last: bool) -> Result<()> {
+        let QLayer::Conv2d {
+            index,
+            height,
+            width,
+            channels,
+            kernel_size: k,
+            filters,
+            out_height,
+            out_width,
+            padding,
+            kernel,
+            bias,
+            accumulator,
+            ..
+        } = layer
+        else {
+            unreachable!("conv2d is only called with a Conv2d layer")
+        };
+        let x = std::mem::take(&mut self.x);
+        let (input, nchw) = self.transpose_to_nchw(x, self.layout, *index);
+        if nchw != (Layout::Nchw { height: *height, width: *width, channels: *channels }) {
+            bail!("{}: expects a {height}×{width}×{channels} image, gets {nchw:?}", layer.describe());
+        }
+        let w_values = onnx_conv_kernel(&kernel.values(), *k, *channels, *filters);
+        let w = self.constant(&format!("conv{index}_W"), &[*filters, *channels, *k, *k], w_values);
+        let wq = self.quant(&format!("quant_conv{index}_W"), &w, &kernel.fixed, &format!("conv{index}_Wq"))?;
+        let bv: Vec<f32> = bias.values().iter().map(|&v| v as f32).collect();
+        let bb = self.constant(&format!("conv{index}_b"), &[*filters], bv);
+        let bq = self.quant(&format!("quant_conv{index}_b"), &bb, &bias.fixed, &format!("conv{index}_bq"))?;
+        let [(top, bottom), (left, right)] = *padding;
+        let conv_out = output(last, format!("conv{index}_out"));
+        let ints = |v: &[usize]| v.iter().map(|&n| n as i64).collect::<Vec<i64>>();
+        self.node(
+            "Conv",
+            &format!("conv{index}"),
+            &[&input, &wq, &bq],
+            &conv_out,
+            vec![
+                AttributeProto::ints("kernel_shape", &ints(&[*k, *k])),
+                AttributeProto::ints("pads", &ints(&[top, left, bottom, right])),
+                AttributeProto::ints("strides", &[1, 1]),
+                AttributeProto::ints("dilations", &[1, 1]),
+                AttributeProto::int("group", 1),
+            ],
+        );
+        self.precision(
+            &format!("conv{index}"),
+            json!({"accum": hls_type(accumulator), "result": hls_type(accumulator)}),
+        );
+        self.x = conv_out;
+        self.current = *accumulator;
+        self.layout = Layout::Nchw { height: *out_height, width: *out_width, channels: *filters };
+        Ok(())
     }
-    if layout != Layout::Flat {
+
+    /// Dense on a vector: `MatMul(x, Quant(W)) → Add(·, Quant(b))`.
+    fn dense(&mut self, layer: &QLayer, last: bool) -> Result<()> {
+        let QLayer::Dense { index, inputs, outputs, kernel, bias, accumulator, .. } = layer else {
+            unreachable!("dense is only called with a Dense layer")
+        };
+        if self.layout != Layout::Flat {
+            bail!("{}: its input is an image ({:?}); a Flatten must come first", layer.describe(), self.layout);
+        }
+        let w_values: Vec<f32> = kernel.values().iter().map(|&v| v as f32).collect();
+        let w = self.constant(&format!("dense{index}_W"), &[*inputs, *outputs], w_values);
+        let wq = self.quant(&format!("quant_dense{index}_W"), &w, &kernel.fixed, &format!("dense{index}_Wq"))?;
+        let bv: Vec<f32> = bias.values().iter().map(|&v| v as f32).collect();
+        let bb = self.constant(&format!("dense{index}_b"), &[*outputs], bv);
+        let bq = self.quant(&format!("quant_dense{index}_b"), &bb, &bias.fixed, &format!("dense{index}_bq"))?;
+        let mm = format!("dense{index}_matmul");
+        let x = std::mem::take(&mut self.x);
+        self.node("MatMul", &format!("dense{index}"), &[&x, &wq], &mm, vec![]);
+        let sum = output(last, format!("dense{index}_out"));
+        self.node("Add", &format!("dense{index}_bias"), &[&mm, &bq], &sum, vec![]);
+        self.precision(
+            &format!("dense{index}"),
+            json!({"accum": hls_type(accumulator), "result": hls_type(accumulator)}),
+        );
+        self.x = sum;
+        self.current = *accumulator;
+        Ok(())
+    }
+
+    /// BatchNorm: `BatchNormalization` in NCHW with our folded constants,
+    /// then `Quant` onto `result`.
+    fn batch_norm(
+        &mut self,
+        index: usize,
+        scale: &Codes,
+        shift: &Codes,
+        result: &FixedPoint,
+        previous_bias: Option<&Codes>,
+        last: bool,
+    ) -> Result<()> {
+        // Per channel: ONNX's BatchNormalization wants NCHW.
+        let x = std::mem::take(&mut self.x);
+        (self.x, self.layout) = self.transpose_to_nchw(x, self.layout, index);
+        let n = scale.codes.len();
+        let s = self.constant(&format!("bn{index}_scale"), &[n], scale.values().iter().map(|&v| v as f32).collect());
+        let t = self.constant(&format!("bn{index}_bias"), &[n], shift.values().iter().map(|&v| v as f32).collect());
+        let mean = self.constant(&format!("bn{index}_mean"), &[n], vec![0.0; n]);
+        let var = self.constant(&format!("bn{index}_var"), &[n], vec![1.0; n]);
+        let raw = format!("bn{index}_out");
+        let x = self.x.clone();
+        self.node(
+            "BatchNormalization",
+            &format!("bn{index}"),
+            &[&x, &s, &t, &mean, &var],
+            &raw,
+            vec![AttributeProto::float("epsilon", 0.0)],
+        );
+        // hls4ml folds the bias of a preceding Dense (MatMul + Add)
+        // into the BatchNorm (`b·scale + shift`): give that bias a
+        // type holding it exactly. A Conv keeps its own bias.
+        let bias_type = match previous_bias {
+            Some(dense_bias) => exact_folded_bias(dense_bias, scale, shift)?,
+            None => shift.fixed,
+        };
+        self.precision(&format!("bn{index}"), json!({"scale": hls_type(&scale.fixed), "bias": hls_type(&bias_type)}));
+        self.x = self.quant(&format!("quant_bn{index}"), &raw, result, &output(last, format!("bn{index}_q")))?;
+        self.current = *result;
+        Ok(())
+    }
+
+    /// Flatten (an identity activation on a Flatten layer): back to channels
+    /// last, `Flatten`, then `Quant` onto the activation grid unless the
+    /// tensor is already on it.
+    fn flatten(&mut self, index: usize, result: &FixedPoint, last: bool) -> Result<()> {
+        // Flatten: back to channels last, so that the order is ours.
+        if let Layout::Nchw { height, width, channels } = self.layout {
+            let nhwc = format!("nhwc{index}");
+            let x = std::mem::take(&mut self.x);
+            self.node(
+                "Transpose",
+                &format!("to_nhwc{index}"),
+                &[&x],
+                &nhwc,
+                vec![AttributeProto::ints("perm", &[0, 2, 3, 1])],
+            );
+            (self.x, self.layout) = (nhwc, Layout::Nhwc { height, width, channels });
+        }
+        if self.layout != Layout::Flat {
+            let flat = format!("flatten{index}_out");
+            let x = std::mem::take(&mut self.x);
+            self.node("Flatten", &format!("flatten{index}"), &[&x], &flat, vec![AttributeProto::int("axis", 1)]);
+            (self.x, self.layout) = (flat, Layout::Flat);
+        }
+        // Onto the activation grid; nothing to do when already there.
+        if last || self.current != *result {
+            let x = std::mem::take(&mut self.x);
+            self.x =
+                self.quant(&format!("quant_flatten{index}"), &x, result, &output(last, format!("flatten{index}_q")))?;
+            self.current = *result;
+        }
+        Ok(())
+    }
+
+    /// A pointwise activation: its ONNX node (none for identity), then
+    /// `Quant` onto `result`.
+    fn activation(&mut self, layer: &QLayer, last: bool) -> Result<()> {
+        let QLayer::Activation { index, function, result, slope, table } = layer else {
+            unreachable!("activation is only called with an Activation layer")
+        };
+        check_table(layer, *function, table.as_ref())?;
+        let name = format!("act{index}_{}", format!("{function:?}").to_lowercase());
+        let raw = format!("{name}_out");
+        let x = std::mem::take(&mut self.x);
+        let current = self.current;
+        let applied = match function {
+            Activation::Identity => x.clone(),
+            Activation::Relu => {
+                self.node("Relu", &name, &[&x], &raw, vec![]);
+                self.precision(&name, json!({"result": hls_type(&current)}));
+                raw
+            }
+            Activation::Tanh | Activation::Sigmoid => {
+                let op = if *function == Activation::Tanh { "Tanh" } else { "Sigmoid" };
+                self.node(op, &name, &[&x], &raw, vec![]);
+                self.precision(
+                    &name,
+                    json!({"result": "ap_fixed<18,8>", "table": "ap_fixed<18,8>", "table_size": 1024}),
+                );
+                raw
+            }
+            Activation::LeakyRelu => {
+                let Some(slope) = slope else { bail!("layer {index}: Leaky ReLU without its slope") };
+                let alpha = slope.values()[0] as f32;
+                self.node("LeakyRelu", &name, &[&x], &raw, vec![AttributeProto::float("alpha", alpha)]);
+                // x·alpha exactly: the input's bits plus the slope's.
+                let exact = FixedPoint::new(
+                    (current.width + slope.fixed.width).min(snac_core::fixed::MAX_WIDTH),
+                    current.integer + slope.fixed.integer,
+                    true,
+                    Rounding::Truncate,
+                    Overflow::Wrap,
+                )?;
+                self.precision(&name, json!({"result": hls_type(&exact), "param": hls_type(&slope.fixed)}));
+                raw
+            }
+            Activation::Gelu | Activation::Softmax => {
+                bail!("layer {index}: activation {function:?} cannot be exported")
+            }
+        };
+        self.x = self.quant(&format!("quant_{name}"), &applied, result, &output(last, format!("{name}_q")))?;
+        self.current = *result;
+        Ok(())
+    }
+
+    /// The ONNX model around the nodes built.
+    fn finish(self, model: &QuantizedModel, input_dims: &[usize]) -> Graph {
+        let graph = GraphProto {
+            node: self.nodes,
+            name: "snac_model".into(),
+            initializer: self.initializers,
+            input: vec![onnx::float_value(INPUT, input_dims)],
+            output: vec![onnx::float_value(OUTPUT, &[1, model.output_features])],
+        };
+        let proto = ModelProto {
+            ir_version: 8,
+            opset_import: vec![
+                OperatorSetIdProto { domain: String::new(), version: 13 },
+                OperatorSetIdProto { domain: QONNX_DOMAIN.into(), version: 1 },
+            ],
+            producer_name: "snac-pack".into(),
+            producer_version: env!("CARGO_PKG_VERSION").into(),
+            doc_string: format!("{} ({})", model.arch.summary(), model.types.weights),
+            graph: Some(graph),
+        };
+        Graph { model: proto, precisions: self.precisions }
+    }
+}
+
+/// hls4ml builds its own table: the model's must be that one, or the test
+/// vectors would not match the hardware.
+fn check_table(layer: &QLayer, function: Activation, table: Option<&ActivationTable>) -> Result<()> {
+    if let (Some(table), Some((hls4ml, _))) = (table, ActivationTable::cached(function))
+        && table != hls4ml
+    {
+        let what = match table.table.codes.iter().zip(&hls4ml.table.codes).position(|(a, b)| a != b) {
+            _ if table.range != hls4ml.range => format!("table.range is {}", table.range),
+            _ if table.table.fixed != hls4ml.table.fixed => {
+                format!("table.table.type is {}", table.table.fixed)
+            }
+            Some(i) => format!("table.table.codes[{i}] is {}", table.table.codes[i]),
+            None => "table.table.codes differ in length".to_string(),
+        };
         bail!(
-            "the model ends on an image ({layout:?}); the export expects a Flatten and a Dense head after the \
-             convolutions"
+            "{}: {what}, not hls4ml's {function:?} table (range {}, type {}, as local search writes it); \
+             hls4ml computes its own table, so the exported test vectors would not match the hardware",
+            layer.describe(),
+            hls4ml.range,
+            hls4ml.table.fixed
         );
     }
-    let graph = GraphProto {
-        node: b.nodes,
-        name: "snac_model".into(),
-        initializer: b.initializers,
-        input: vec![onnx::float_value(INPUT, &input_dims)],
-        output: vec![onnx::float_value(OUTPUT, &[1, model.output_features])],
-    };
-    let model = ModelProto {
-        ir_version: 8,
-        opset_import: vec![
-            OperatorSetIdProto { domain: String::new(), version: 13 },
-            OperatorSetIdProto { domain: QONNX_DOMAIN.into(), version: 1 },
-        ],
-        producer_name: "snac-pack".into(),
-        producer_version: env!("CARGO_PKG_VERSION").into(),
-        doc_string: format!("{} ({})", model.arch.summary(), model.types.weights),
-        graph: Some(graph),
-    };
-    Ok(Graph { model, precisions: b.precisions })
+    Ok(())
 }

@@ -324,7 +324,7 @@ pub fn find_search_csv(dir: &Path) -> Result<PathBuf> {
     }
 }
 
-/// SNAC-Pack's placeholder values for a trial that threw (REFERENCE.md §3).
+/// SNAC-Pack's placeholder values for a trial that threw (docs/snac-pack-compat.md §3).
 fn is_snac_pack_failure(metrics: &BTreeMap<String, f64>) -> bool {
     metrics.get("performance_metric") == Some(&0.0) && metrics.get("bops").is_some_and(|b| *b >= 1e12)
 }

@@ -94,13 +94,24 @@ pub fn best_estimate(best: &TrialRecord) -> Option<(String, BTreeMap<String, f64
     Some(("analytical estimate with SNAC-Pack's defaults (zcu102, ap_fixed<8,3>, reuse 1, Latency)".into(), values))
 }
 
-/// The whole page.
+/// The whole page: one function per section, in page order.
 pub fn render(results: &Results, options: &ReportOptions) -> Result<String> {
     let axes = results.axes();
-    let complete: Vec<&TrialRecord> = results.complete().collect();
     let best = results.best();
     let front = full_front(results);
     let mut page = String::with_capacity(64 * 1024);
+    header(&mut page, results, options)?;
+    summary(&mut page, results, best, &front);
+    pareto_section(&mut page);
+    best_model(&mut page, results, best)?;
+    local_search(&mut page, results)?;
+    trial_table(&mut page, results, &axes, &front)?;
+    script(&mut page, results, &axes)?;
+    Ok(page)
+}
+
+/// The document head, the error box and the title.
+fn header(page: &mut String, results: &Results, options: &ReportOptions) -> Result<()> {
     let title = format!("snac report: {}", results.name);
     write!(
         page,
@@ -113,8 +124,12 @@ pub fn render(results: &Results, options: &ReportOptions) -> Result<String> {
     if options.running {
         page.push_str("<p class=\"muted\">The search is still running: reload the page to see new trials.</p>\n");
     }
+    Ok(())
+}
 
-    // Summary.
+/// The summary table: study, objectives, trial counts and the best trial.
+fn summary(page: &mut String, results: &Results, best: Option<&TrialRecord>, front: &[&TrialRecord]) {
+    let complete: Vec<&TrialRecord> = results.complete().collect();
     let count = |state: &str| results.trials.iter().filter(|t| t.state == state).count();
     let infeasible = complete.iter().filter(|t| !t.is_feasible()).count();
     let durations: Vec<f64> = results.trials.iter().filter_map(|t| t.duration_s).collect();
@@ -161,8 +176,10 @@ pub fn render(results: &Results, options: &ReportOptions) -> Result<String> {
         );
     }
     page.push_str("</table>\n");
+}
 
-    // Interactive Pareto scatter (drawn by the script).
+/// The interactive Pareto scatter's frame (the script draws it).
+fn pareto_section(page: &mut String) {
     page.push_str(
         "<h2 id=\"pareto\">Pareto front</h2>\n<div class=\"controls\"><label>x axis <select id=\"x-axis\"></select></label> \
          <label>y axis <select id=\"y-axis\"></select></label> <span class=\"muted\">hover over a point for its trial</span></div>\n\
@@ -170,131 +187,128 @@ pub fn render(results: &Results, options: &ReportOptions) -> Result<String> {
          <div id=\"tooltip\" hidden></div></div>\n<p id=\"pareto-caption\" class=\"muted\"></p>\n\
          <noscript><p>The scatter needs JavaScript; the PNG/SVG plots in plots/ show the same.</p></noscript>\n",
     );
+}
 
-    // Best model.
+/// The best model: its architecture, estimated resources and training curves.
+fn best_model(page: &mut String, results: &Results, best: Option<&TrialRecord>) -> Result<()> {
     page.push_str("<h2 id=\"best\">Best model</h2>\n");
-    match best {
-        None => page.push_str("<p class=\"muted\">No completed trial yet.</p>\n"),
-        Some(best) => {
-            writeln!(
-                page,
-                "<p>Trial {} (highest performance_metric{}).</p>",
-                best.number,
-                if complete.iter().any(|t| !t.is_feasible()) { " among feasible trials" } else { "" }
-            )?;
-            architecture_table(&mut page, best)?;
-            match best_estimate(best) {
-                Some((source, values)) => {
-                    write!(
-                        page,
-                        "<h3>Estimated FPGA resources</h3>\n<p class=\"muted\">{}</p>\n<table>\n",
-                        esc(&source)
-                    )?;
-                    let rows = [
-                        ("LUT", "lut", "lut_pct"),
-                        ("FF", "ff", "ff_pct"),
-                        ("DSP", "dsp", "dsp_pct"),
-                        ("BRAM", "bram", "bram_pct"),
-                    ];
-                    page.push_str("<thead><tr><th>resource</th><th>count</th><th>% of board</th></tr></thead>\n");
-                    for (label, key, pct) in rows {
-                        let value = |k: &str| values.get(k).map(|v| format_number(*v)).unwrap_or_else(|| "–".into());
-                        writeln!(
-                            page,
-                            "<tr><th>{label}</th><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
-                            value(key),
-                            value(pct)
-                        )?;
-                    }
-                    for (label, key) in [
-                        ("average resource %", "avg_resource"),
-                        ("latency (clock cycles)", "cycles"),
-                        ("interval (cycles)", "interval"),
-                    ] {
-                        if let Some(v) = values.get(key) {
-                            writeln!(
-                                page,
-                                "<tr><th>{label}</th><td class=\"num\" colspan=\"2\">{}</td></tr>",
-                                format_number(*v)
-                            )?;
-                        }
-                    }
-                    page.push_str("</table>\n");
-                    let over: Vec<String> = rows
-                        .iter()
-                        .filter_map(|(label, _, pct)| {
-                            values.get(*pct).filter(|v| **v > 100.0).map(|v| format!("{label} {v:.0} %"))
-                        })
-                        .collect();
-                    if !over.is_empty() {
-                        writeln!(
-                            page,
-                            "<p><strong>Does not fit the board</strong>: it needs {} of it. A larger reuse factor, \
-                             the Resource strategy, io_stream, fewer bits, pruning or a larger part would be needed.</p>",
-                            esc(&over.join(", "))
-                        )?;
-                    }
-                    page.push_str(
-                        "<p class=\"muted\">These are estimates; their measured error on real hls4ml synthesis \
-                         reports is in docs/estimator-accuracy.md (<code>snac estimate --validate</code>).</p>\n",
-                    );
-                }
-                None => page.push_str("<p class=\"muted\">No resource estimate for this architecture.</p>\n"),
-            }
-            if let Some(curves) = TrainingCurves::best(results) {
-                page.push_str("<h3>Training curves</h3>\n");
-                page.push_str(&figure_svg(&curves)?);
-            }
+    let Some(best) = best else {
+        page.push_str("<p class=\"muted\">No completed trial yet.</p>\n");
+        return Ok(());
+    };
+    writeln!(
+        page,
+        "<p>Trial {} (highest performance_metric{}).</p>",
+        best.number,
+        if results.complete().any(|t| !t.is_feasible()) { " among feasible trials" } else { "" }
+    )?;
+    architecture_table(page, best)?;
+    match best_estimate(best) {
+        Some((source, values)) => resource_table(page, &source, &values)?,
+        None => page.push_str("<p class=\"muted\">No resource estimate for this architecture.</p>\n"),
+    }
+    if let Some(curves) = TrainingCurves::best(results) {
+        page.push_str("<h3>Training curves</h3>\n");
+        page.push_str(&figure_svg(&curves)?);
+    }
+    Ok(())
+}
+
+/// The best model's estimated FPGA resources, and whether they fit the board.
+fn resource_table(page: &mut String, source: &str, values: &BTreeMap<String, f64>) -> Result<()> {
+    write!(page, "<h3>Estimated FPGA resources</h3>\n<p class=\"muted\">{}</p>\n<table>\n", esc(source))?;
+    let rows =
+        [("LUT", "lut", "lut_pct"), ("FF", "ff", "ff_pct"), ("DSP", "dsp", "dsp_pct"), ("BRAM", "bram", "bram_pct")];
+    page.push_str("<thead><tr><th>resource</th><th>count</th><th>% of board</th></tr></thead>\n");
+    for (label, key, pct) in rows {
+        let value = |k: &str| values.get(k).map(|v| format_number(*v)).unwrap_or_else(|| "–".into());
+        writeln!(
+            page,
+            "<tr><th>{label}</th><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            value(key),
+            value(pct)
+        )?;
+    }
+    for (label, key) in [
+        ("average resource %", "avg_resource"),
+        ("latency (clock cycles)", "cycles"),
+        ("interval (cycles)", "interval"),
+    ] {
+        if let Some(v) = values.get(key) {
+            writeln!(page, "<tr><th>{label}</th><td class=\"num\" colspan=\"2\">{}</td></tr>", format_number(*v))?;
         }
     }
+    page.push_str("</table>\n");
+    let over: Vec<String> = rows
+        .iter()
+        .filter_map(|(label, _, pct)| values.get(*pct).filter(|v| **v > 100.0).map(|v| format!("{label} {v:.0} %")))
+        .collect();
+    if !over.is_empty() {
+        writeln!(
+            page,
+            "<p><strong>Does not fit the board</strong>: it needs {} of it. A larger reuse factor, \
+             the Resource strategy, io_stream, fewer bits, pruning or a larger part would be needed.</p>",
+            esc(&over.join(", "))
+        )?;
+    }
+    page.push_str(
+        "<p class=\"muted\">These are estimates; their measured error on real hls4ml synthesis \
+         reports is in docs/estimator-accuracy.md (<code>snac estimate --validate</code>).</p>\n",
+    );
+    Ok(())
+}
 
-    // Local search.
+/// The local-search log as a sortable table, and its plots.
+fn local_search(page: &mut String, results: &Results) -> Result<()> {
     page.push_str("<h2 id=\"local\">Local search</h2>\n");
     if results.local.is_empty() {
         page.push_str(
             "<p class=\"muted\">No local-search log yet (local_search_combined/combined_qat_pruning_log.csv).</p>\n",
         );
-    } else {
-        let extra: Vec<String> = ["bops_effective", "avg_resource", "clock_cycles", "lut", "ff", "dsp", "bram"]
-            .into_iter()
-            .filter(|k| results.local.iter().any(|r| r.extra.contains_key(*k)))
-            .map(str::to_string)
-            .collect();
-        page.push_str("<div class=\"scroll\"><table class=\"sortable\" id=\"local-table\"><thead><tr><th>precision</th><th>iteration</th><th>sparsity</th><th>accuracy</th><th>effective BOPs</th>");
+        return Ok(());
+    }
+    let extra: Vec<String> = ["bops_effective", "avg_resource", "clock_cycles", "lut", "ff", "dsp", "bram"]
+        .into_iter()
+        .filter(|k| results.local.iter().any(|r| r.extra.contains_key(*k)))
+        .map(str::to_string)
+        .collect();
+    page.push_str("<div class=\"scroll\"><table class=\"sortable\" id=\"local-table\"><thead><tr><th>precision</th><th>iteration</th><th>sparsity</th><th>accuracy</th><th>effective BOPs</th>");
+    for key in &extra {
+        write!(page, "<th>{}</th>", esc(key))?;
+    }
+    page.push_str("</tr></thead><tbody>\n");
+    for row in &results.local {
+        write!(
+            page,
+            "<tr><td>{}</td><td class=\"num\">{}</td>{}{}{}",
+            esc(&row.precision),
+            row.iteration.map(|i| i.to_string()).unwrap_or_default(),
+            num_cell(row.sparsity),
+            num_cell(row.accuracy),
+            num_cell(row.effective_bops)
+        )?;
         for key in &extra {
-            write!(page, "<th>{}</th>", esc(key))?;
+            page.push_str(&row.extra.get(key).map_or("<td></td>".to_string(), |v| num_cell(*v)));
         }
-        page.push_str("</tr></thead><tbody>\n");
-        for row in &results.local {
-            write!(
-                page,
-                "<tr><td>{}</td><td class=\"num\">{}</td>{}{}{}",
-                esc(&row.precision),
-                row.iteration.map(|i| i.to_string()).unwrap_or_default(),
-                num_cell(row.sparsity),
-                num_cell(row.accuracy),
-                num_cell(row.effective_bops)
-            )?;
-            for key in &extra {
-                page.push_str(&row.extra.get(key).map_or("<td></td>".to_string(), |v| num_cell(*v)));
-            }
-            page.push_str("</tr>\n");
-        }
-        page.push_str("</tbody></table></div>\n");
-        for kind in [LocalAxis::EffectiveBops, LocalAxis::Sparsity] {
-            if let Some(plot) = LocalPlot::new(&results.local, kind) {
-                page.push_str(&figure_svg(&plot)?);
-            }
+        page.push_str("</tr>\n");
+    }
+    page.push_str("</tbody></table></div>\n");
+    for kind in [LocalAxis::EffectiveBops, LocalAxis::Sparsity] {
+        if let Some(plot) = LocalPlot::new(&results.local, kind) {
+            page.push_str(&figure_svg(&plot)?);
         }
     }
+    Ok(())
+}
 
-    // Every trial.
+/// Every trial, as a sortable table with the Pareto front marked.
+fn trial_table(page: &mut String, results: &Results, axes: &[String], front: &[&TrialRecord]) -> Result<()> {
     let front_numbers: Vec<u64> = front.iter().map(|t| t.number).collect();
     page.push_str("<h2 id=\"trials\">Trials</h2>\n<p class=\"muted\">Click a column to sort. A red edge marks the Pareto front.</p>\n");
     page.push_str(
         "<div class=\"scroll\"><table class=\"sortable\" id=\"trial-table\"><thead><tr><th>trial</th><th>state</th>",
     );
-    for axis in &axes {
+    for axis in axes {
         write!(page, "<th>{}</th>", esc(axis))?;
     }
     page.push_str(
@@ -318,7 +332,7 @@ pub fn render(results: &Results, options: &ReportOptions) -> Result<String> {
             trial.number,
             esc(&trial.state)
         )?;
-        for axis in &axes {
+        for axis in axes {
             page.push_str(&trial.metrics.get(axis).map_or("<td data-v=\"\"></td>".to_string(), |v| num_cell(*v)));
         }
         writeln!(
@@ -331,8 +345,11 @@ pub fn render(results: &Results, options: &ReportOptions) -> Result<String> {
         )?;
     }
     page.push_str("</tbody></table></div>\n");
+    Ok(())
+}
 
-    // Data for the script, then the script.
+/// The data for the script, then the script, and the end of the page.
+fn script(page: &mut String, results: &Results, axes: &[String]) -> Result<()> {
     let data = json!({
         "axes": axes.iter().map(|a| json!({"name": a, "maximize": results.maximize(a)})).collect::<Vec<_>>(),
         "trials": results.trials.iter().filter(|t| t.is_complete()).map(|t| json!({
@@ -349,7 +366,7 @@ pub fn render(results: &Results, options: &ReportOptions) -> Result<String> {
         "<script type=\"application/json\" id=\"report-data\">{}</script>\n<script>{SCRIPT}</script>\n</body></html>\n",
         script_json(&data)
     )?;
-    Ok(page)
+    Ok(())
 }
 
 fn num_cell(value: f64) -> String {

@@ -1,10 +1,10 @@
-//! The local search (REFERENCE.md §5): for each precision pair, QAT warm-up
+//! The local search (docs/snac-pack-compat.md §5): for each precision pair, QAT warm-up
 //! from the trained global-search weights, the lottery-ticket checkpoint, then
 //! iterative magnitude pruning to sparsity `1 − rate^i` with rewinding. Writes
 //! `local_search_combined/combined_qat_pruning_log.csv` and one model file per
 //! precision, `best_model_{bits}b{int}i.json`.
 
-use crate::global_search::SearchSetup;
+use crate::setup::SearchSetup;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use snac_core::arch::Arch;
@@ -149,149 +149,47 @@ pub fn run(
     let baseline_bops = cost::bops(arch, setup.formula, GLOBAL_SEARCH_BITS)?;
     let dir = results_dir.join(LOCAL_DIR);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    // With k-fold, each fold starts from weights trained on that fold only,
-    // so no fold has seen its validation samples.
-    let fold_starts: Vec<Weights> = match &setup.folds {
+    let fold_starts = fold_starts(setup, arch, &base, float_weights)?;
+    let pairs: Vec<Option<PrecisionPair>> = match mode {
+        LocalSearchMode::PruneOnly => vec![None],
+        LocalSearchMode::Combined | LocalSearchMode::QatOnly => {
+            local.precision_pairs.iter().copied().map(Some).collect()
+        }
+    };
+    let log_path = dir.join(LOG_FILE);
+    let search = LocalRun { setup, local, arch, mode, base, baseline_bops, dir, fold_starts };
+    run_pairs(setup, &pairs, &log_path, |pair| search.run_pair(pair))
+}
+
+/// The weights each pipeline starts from. With k-fold, each fold starts
+/// from weights trained on that fold only, so no fold has seen its
+/// validation samples.
+fn fold_starts(setup: &SearchSetup, arch: &Arch, base: &TrainConfig, float_weights: Weights) -> Result<Vec<Weights>> {
+    let classes = setup.dataset.num_classes;
+    Ok(match &setup.folds {
         Some(folds) => folds
             .iter()
             .enumerate()
             .map(|(fold, (t, v))| {
                 anyhow::Ok(
-                    train(arch, t, v, data.num_classes, &base)
-                        .with_context(|| format!("fold {fold}: float training"))?
-                        .weights,
+                    train(arch, t, v, classes, base).with_context(|| format!("fold {fold}: float training"))?.weights,
                 )
             })
             .collect::<Result<_>>()?,
-        None => vec![float_weights.clone()],
-    };
-    let pairs: Vec<Option<PrecisionPair>> = match mode {
-        LocalSearchMode::PruneOnly => vec![None],
-        _ => local.precision_pairs.iter().copied().map(Some).collect(),
-    };
-    let run_pair = |pair: Option<PrecisionPair>| -> Result<Vec<LogRow>> {
-        let mut rows = Vec::new();
-        let started = Instant::now();
-        let quant = pair
-            .map(|p| {
-                QuantSpec::from_qkeras(p.total_bits, p.int_bits).with_context(|| {
-                    format!("local_search.precision_pairs: {{total_bits: {}, int_bits: {}}}", p.total_bits, p.int_bits)
-                })
-            })
-            .transpose()?;
-        let bits = pair.map_or(GLOBAL_SEARCH_BITS, |p| p.total_bits as f64);
-        let label = pair.map_or("float".to_string(), |p| format!("<{},{}>", p.total_bits, p.int_bits));
-        let config = |epochs: usize, masks: Option<Masks>| TrainConfig { epochs, quant, masks, ..base.clone() };
-        let row = |iteration: usize, target: f64, accuracy: f64, weights: &Weights| {
-            let sparsity = weights.sparsity();
-            let estimate = estimate(setup, arch, weights, quant.as_ref());
-            LogRow {
-                precision: label.clone(),
-                total_bits: pair.map_or(32, |p| p.total_bits),
-                int_bits: pair.map_or(0, |p| p.int_bits),
-                iteration,
-                sparsity,
-                accuracy,
-                effective_bops: baseline_bops * (bits / GLOBAL_SEARCH_BITS).powi(2) * (1.0 - sparsity),
-                target_sparsity: target,
-                nonzero_weights: nonzero_kernel_weights(weights),
-                bops_effective: bops_effective(arch, weights, bits, bits),
-                avg_resource: estimate.map(|e| e.avg_resource),
-                clock_cycles: estimate.map(|e| e.cycles),
-                lut: estimate.map(|e| e.lut),
-                ff: estimate.map(|e| e.ff),
-                dsp: estimate.map(|e| e.dsp),
-                bram: estimate.map(|e| e.bram),
-                fold_accuracies: None,
-            }
-        };
-        // One pipeline per fold (or on the train/validation split): each
-        // yields (iteration, target sparsity, accuracy, weights, masks).
-        let splits: Vec<(&Split, &Split)> = match &setup.folds {
-            Some(folds) => folds.iter().map(|(t, v)| (t, v)).collect(),
-            None => vec![(&data.train, &data.val)],
-        };
-        let mut runs = Vec::with_capacity(splits.len());
-        for ((train_split, val_split), start) in splits.iter().zip(&fold_starts) {
-            runs.push(pipeline(arch, local, mode, start.clone(), train_split, val_split, data.num_classes, &config)?);
-        }
-        // Rows: the mean accuracy over folds per iteration; the weight
-        // statistics of the first fold (the targets are the same for all).
-        let folds = runs.len();
-        let mut best: Option<(f64, usize)> = None;
-        for (position, step) in runs[0].iter().enumerate() {
-            let accuracies: Vec<f64> = runs.iter().map(|r| r[position].accuracy).collect();
-            let mean = accuracies.iter().sum::<f64>() / folds as f64;
-            let mut log_row = row(step.iteration, step.target, mean, &step.weights);
-            if folds > 1 {
-                let joined: Vec<String> = accuracies.iter().map(|a| format!("{a:.6}")).collect();
-                log_row.fold_accuracies = Some(joined.join(";"));
-            }
-            rows.push(log_row);
-            if best.is_none_or(|(b, _)| mean > b) {
-                best = Some((mean, position));
-            }
-        }
-        let (accuracy, position) = best.expect("the QAT step is always there");
-        // The model file: at the best iteration, the fold that did best.
-        let (chosen_fold, chosen) =
-            runs.iter()
-                .map(|r| &r[position])
-                .enumerate()
-                .fold(None::<(usize, &Step)>, |b, (f, s)| {
-                    if b.is_none_or(|(_, b)| s.accuracy > b.accuracy) { Some((f, s)) } else { b }
-                })
-                .expect("at least one fold");
-        let holdout = splits[chosen_fold].1;
-        let best = (accuracy, chosen.weights.clone(), chosen.masks.clone(), chosen.iteration);
-        let (accuracy, weights, masks, iteration) = best;
-        let name = match pair {
-            Some(p) => format!("best_model_{}b{}i.json", p.total_bits, p.int_bits),
-            None => "best_model_float_pruned.json".to_string(),
-        };
-        let fixed = quant.as_ref().map(|q| q.weights.to_string()).unwrap_or_else(|| "float".into());
-        // The integer model, checked on the validation split: its accuracy
-        // is what the hardware will do.
-        let (quantized_model, quantized_model_error, integer_accuracy) = match &quant {
-            Some(spec) => match quantized_model(arch, &weights, masks.as_ref(), *spec) {
-                Ok(model) => {
-                    let accuracy = model.accuracy(&holdout.x, &holdout.y)?;
-                    (Some(model), None, Some(accuracy))
-                }
-                Err(e) => {
-                    eprintln!("local search {label}: no integer model: {e:#}");
-                    (None, Some(format!("{e:#}")), None)
-                }
-            },
-            None => (None, Some("float model (prune_only): no fixed-point types".to_string()), None),
-        };
-        let file = ModelFile {
-            architecture: ArchitectureYaml::from_arch(arch)?,
-            precision: pair.unwrap_or(PrecisionPair { total_bits: 32, int_bits: 0 }),
-            weight_type: fixed.clone(),
-            activation_type: fixed,
-            accuracy,
-            sparsity: weights.sparsity(),
-            iteration,
-            weights: &weights,
-            masks: masks.as_ref(),
-            integer_accuracy,
-            quantized_model,
-            quantized_model_error,
-        };
-        snac_core::write_atomic(&dir.join(&name), &serde_json::to_vec(&file)?)?;
-        eprintln!(
-            "local search {label}: QAT {:.4}, best {accuracy:.4} at iteration {iteration} (sparsity {:.3}) in {:.1} s",
-            rows.iter().rev().find(|r| r.precision == label && r.iteration == 0).map_or(f64::NAN, |r| r.accuracy),
-            weights.sparsity(),
-            started.elapsed().as_secs_f64()
-        );
-        Ok(rows)
-    };
+        None => vec![float_weights],
+    })
+}
 
-    // Precision pairs are independent: run them side by side, one per
-    // worker (training is single-threaded), and rewrite the log in pair
-    // order as each finishes.
+/// Runs `run_pair` for every precision pair. Precision pairs are
+/// independent: they run side by side, one per worker (training is
+/// single-threaded), and the log is rewritten in pair order as each
+/// finishes.
+fn run_pairs(
+    setup: &SearchSetup,
+    pairs: &[Option<PrecisionPair>],
+    log_path: &Path,
+    run_pair: impl Fn(Option<PrecisionPair>) -> Result<Vec<LogRow>> + Sync,
+) -> Result<Vec<LogRow>> {
     let workers = setup
         .experiment
         .search
@@ -300,7 +198,6 @@ pub fn run(
         .clamp(1, pairs.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
     let done: std::sync::Mutex<Vec<Option<Vec<LogRow>>>> = std::sync::Mutex::new(vec![None; pairs.len()]);
-    let log_path = dir.join(LOG_FILE);
     std::thread::scope(|scope| -> Result<()> {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
@@ -312,7 +209,7 @@ pub fn run(
                         let mut done = done.lock().unwrap_or_else(|e| e.into_inner());
                         done[index] = Some(pair_rows);
                         let so_far: Vec<LogRow> = done.iter().flatten().flatten().cloned().collect();
-                        write_log(&log_path, &so_far)?;
+                        write_log(log_path, &so_far)?;
                     }
                 })
             })
@@ -327,6 +224,179 @@ pub fn run(
     Ok(rows)
 }
 
+/// What every precision pair of one local search shares.
+struct LocalRun<'a> {
+    setup: &'a SearchSetup,
+    local: &'a LocalSearchConfig,
+    arch: &'a Arch,
+    mode: LocalSearchMode,
+    base: TrainConfig,
+    baseline_bops: f64,
+    /// `local_search_combined/`, where the model files go.
+    dir: PathBuf,
+    /// Each pipeline's starting weights (one per fold with k-fold).
+    fold_starts: Vec<Weights>,
+}
+
+/// One precision pair (or the float model of `prune_only`) as the local
+/// search trains and labels it.
+struct Precision {
+    pair: Option<PrecisionPair>,
+    quant: Option<QuantSpec>,
+    bits: f64,
+    label: String,
+}
+
+impl Precision {
+    fn new(pair: Option<PrecisionPair>) -> Result<Precision> {
+        let quant = pair
+            .map(|p| {
+                QuantSpec::from_qkeras(p.total_bits, p.int_bits).with_context(|| {
+                    format!("local_search.precision_pairs: {{total_bits: {}, int_bits: {}}}", p.total_bits, p.int_bits)
+                })
+            })
+            .transpose()?;
+        let bits = pair.map_or(GLOBAL_SEARCH_BITS, |p| p.total_bits as f64);
+        let label = pair.map_or("float".to_string(), |p| format!("<{},{}>", p.total_bits, p.int_bits));
+        Ok(Precision { pair, quant, bits, label })
+    }
+}
+
+impl LocalRun<'_> {
+    /// QAT and pruning at one precision on every fold; writes its model
+    /// file and returns its log rows.
+    fn run_pair(&self, pair: Option<PrecisionPair>) -> Result<Vec<LogRow>> {
+        let started = Instant::now();
+        let precision = Precision::new(pair)?;
+        let data = &self.setup.dataset;
+        // One pipeline per fold (or on the train/validation split): each
+        // yields (iteration, target sparsity, accuracy, weights, masks).
+        let splits: Vec<(&Split, &Split)> = match &self.setup.folds {
+            Some(folds) => folds.iter().map(|(t, v)| (t, v)).collect(),
+            None => vec![(&data.train, &data.val)],
+        };
+        let quant = precision.quant;
+        let config = |epochs: usize, masks: Option<Masks>| TrainConfig { epochs, quant, masks, ..self.base.clone() };
+        let mut runs = Vec::with_capacity(splits.len());
+        for (split, start) in splits.iter().zip(&self.fold_starts) {
+            runs.push(pipeline(self.arch, self.local, self.mode, start.clone(), *split, data.num_classes, &config)?);
+        }
+        let (rows, (accuracy, position)) = self.fold_rows(&precision, &runs);
+        // The model file: at the best iteration, the fold that did best.
+        let (chosen_fold, chosen) =
+            runs.iter()
+                .map(|r| &r[position])
+                .enumerate()
+                .fold(None::<(usize, &Step)>, |b, (f, s)| {
+                    if b.is_none_or(|(_, b)| s.accuracy > b.accuracy) { Some((f, s)) } else { b }
+                })
+                .expect("at least one fold");
+        let holdout = splits[chosen_fold].1;
+        let label = &precision.label;
+        let iteration = chosen.iteration;
+        self.write_model(&precision, chosen, accuracy, holdout)?;
+        eprintln!(
+            "local search {label}: QAT {:.4}, best {accuracy:.4} at iteration {iteration} (sparsity {:.3}) in {:.1} s",
+            rows.iter().rev().find(|r| &r.precision == label && r.iteration == 0).map_or(f64::NAN, |r| r.accuracy),
+            chosen.weights.sparsity(),
+            started.elapsed().as_secs_f64()
+        );
+        Ok(rows)
+    }
+
+    /// The log rows of one precision: the mean accuracy over folds per
+    /// iteration, the weight statistics of the first fold (the targets are
+    /// the same for all); with the best mean accuracy and its position.
+    fn fold_rows(&self, precision: &Precision, runs: &[Vec<Step>]) -> (Vec<LogRow>, (f64, usize)) {
+        let folds = runs.len();
+        let mut rows = Vec::new();
+        let mut best: Option<(f64, usize)> = None;
+        for (position, step) in runs[0].iter().enumerate() {
+            let accuracies: Vec<f64> = runs.iter().map(|r| r[position].accuracy).collect();
+            let mean = accuracies.iter().sum::<f64>() / folds as f64;
+            let mut log_row = self.row(precision, step.iteration, step.target, mean, &step.weights);
+            if folds > 1 {
+                let joined: Vec<String> = accuracies.iter().map(|a| format!("{a:.6}")).collect();
+                log_row.fold_accuracies = Some(joined.join(";"));
+            }
+            rows.push(log_row);
+            if best.is_none_or(|(b, _)| mean > b) {
+                best = Some((mean, position));
+            }
+        }
+        (rows, best.expect("the QAT step is always there"))
+    }
+
+    /// One row of the log.
+    fn row(&self, precision: &Precision, iteration: usize, target: f64, accuracy: f64, weights: &Weights) -> LogRow {
+        let Precision { pair, quant, bits, label } = precision;
+        let (arch, bits) = (self.arch, *bits);
+        let sparsity = weights.sparsity();
+        let estimate = estimate(self.setup, arch, weights, quant.as_ref());
+        LogRow {
+            precision: label.clone(),
+            total_bits: pair.map_or(32, |p| p.total_bits),
+            int_bits: pair.map_or(0, |p| p.int_bits),
+            iteration,
+            sparsity,
+            accuracy,
+            effective_bops: self.baseline_bops * (bits / GLOBAL_SEARCH_BITS).powi(2) * (1.0 - sparsity),
+            target_sparsity: target,
+            nonzero_weights: nonzero_kernel_weights(weights),
+            bops_effective: bops_effective(arch, weights, bits, bits),
+            avg_resource: estimate.map(|e| e.avg_resource),
+            clock_cycles: estimate.map(|e| e.cycles),
+            lut: estimate.map(|e| e.lut),
+            ff: estimate.map(|e| e.ff),
+            dsp: estimate.map(|e| e.dsp),
+            bram: estimate.map(|e| e.bram),
+            fold_accuracies: None,
+        }
+    }
+
+    /// Writes the model file of one precision (`best_model_{bits}b{int}i.json`)
+    /// from the chosen step, with its integer model checked on `holdout`.
+    fn write_model(&self, precision: &Precision, chosen: &Step, accuracy: f64, holdout: &Split) -> Result<()> {
+        let Precision { pair, quant, label, .. } = precision;
+        let (weights, masks, iteration) = (&chosen.weights, &chosen.masks, chosen.iteration);
+        let name = match pair {
+            Some(p) => format!("best_model_{}b{}i.json", p.total_bits, p.int_bits),
+            None => "best_model_float_pruned.json".to_string(),
+        };
+        let fixed = quant.as_ref().map(|q| q.weights.to_string()).unwrap_or_else(|| "float".into());
+        // The integer model, checked on the validation split: its accuracy
+        // is what the hardware will do.
+        let (quantized_model, quantized_model_error, integer_accuracy) = match quant {
+            Some(spec) => match quantized_model(self.arch, weights, masks.as_ref(), *spec) {
+                Ok(model) => {
+                    let accuracy = model.accuracy(&holdout.x, &holdout.y)?;
+                    (Some(model), None, Some(accuracy))
+                }
+                Err(e) => {
+                    eprintln!("local search {label}: no integer model: {e:#}");
+                    (None, Some(format!("{e:#}")), None)
+                }
+            },
+            None => (None, Some("float model (prune_only): no fixed-point types".to_string()), None),
+        };
+        let file = ModelFile {
+            architecture: ArchitectureYaml::from_arch(self.arch)?,
+            precision: pair.unwrap_or(PrecisionPair { total_bits: 32, int_bits: 0 }),
+            weight_type: fixed.clone(),
+            activation_type: fixed,
+            accuracy,
+            sparsity: weights.sparsity(),
+            iteration,
+            weights,
+            masks: masks.as_ref(),
+            integer_accuracy,
+            quantized_model,
+            quantized_model_error,
+        };
+        snac_core::write_atomic(&self.dir.join(&name), &serde_json::to_vec(&file)?)
+    }
+}
+
 /// One step of a local-search pipeline: QAT (iteration 0) or a pruning iteration.
 struct Step {
     iteration: usize,
@@ -338,14 +408,13 @@ struct Step {
 
 /// QAT warm-up (the lottery-ticket checkpoint, iteration 0), then pruning
 /// iterations with rewinding, on one train/validation split.
-#[allow(clippy::too_many_arguments)]
+/// `split` is (train, validation).
 fn pipeline(
     arch: &Arch,
     local: &LocalSearchConfig,
     mode: LocalSearchMode,
     start: Weights,
-    train_split: &Split,
-    val_split: &Split,
+    (train_split, val_split): (&Split, &Split),
     classes: usize,
     config: &dyn Fn(usize, Option<Masks>) -> TrainConfig,
 ) -> Result<Vec<Step>> {

@@ -3,11 +3,15 @@
 
 mod cli;
 mod cmd;
+mod folds;
 mod global_search;
+mod heartbeat;
 mod local_search;
 mod outputs;
 mod report;
+mod setup;
 mod signals;
+mod trial;
 
 use clap::Parser;
 use std::process::ExitCode;

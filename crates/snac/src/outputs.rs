@@ -1,8 +1,9 @@
-//! Result files in SNAC-Pack's layout (REFERENCE.md §6): the search CSV
+//! Result files in SNAC-Pack's layout (docs/snac-pack-compat.md §6): the search CSV
 //! (appended after every trial), `trial_yamls/trial_{n}_arch.yaml`,
 //! `best_model_for_local_search.yaml`, and the Pareto table printed at the end.
 
-use crate::global_search::{SearchSetup, TrialResult, completed};
+use crate::setup::{SearchSetup, slurm_rank};
+use crate::trial::TrialResult;
 use anyhow::{Context, Result};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::{Map, Value, json};
@@ -28,6 +29,15 @@ pub fn csv_name(model_type: ModelType) -> &'static str {
         ModelType::Block => "block_search_results.csv",
         ModelType::DeepSets => "deepsets_search_results.csv",
     }
+}
+
+/// `{csv name}_rank{SLURM_PROCID}.csv` (SNAC-Pack's per-rank files), or
+/// `_pid{pid}` outside SLURM.
+pub fn rank_csv_path(results_dir: &Path, setup: &SearchSetup) -> PathBuf {
+    let name = csv_name(setup.experiment.search.model_type);
+    let stem = name.trim_end_matches(".csv");
+    let suffix = slurm_rank().map_or_else(|| format!("pid{}", std::process::id()), |r| format!("rank{r}"));
+    results_dir.join(format!("{stem}_{suffix}.csv"))
 }
 
 /// The trial YAML for a result.
@@ -92,7 +102,7 @@ impl CsvLog {
     pub fn write_new(path: PathBuf, experiment: &Experiment, trials: &[FrozenTrial]) -> Result<CsvLog> {
         let log = CsvLog {
             path,
-            hardware: crate::global_search::wants_hardware(experiment),
+            hardware: crate::setup::wants_hardware(experiment),
             constrained: !experiment.search.constraints.is_empty(),
             folds: experiment.search.n_folds > 1,
             // Two-state qubit data: trials record their readout fidelity (not with k-fold).
@@ -164,6 +174,11 @@ fn accuracy(trial: &FrozenTrial) -> f64 {
 
 fn bops(trial: &FrozenTrial) -> f64 {
     trial.user_attrs.get("bops").and_then(|v| v.as_f64()).unwrap_or(f64::INFINITY)
+}
+
+/// Completed trials only.
+pub fn completed(trials: &[FrozenTrial]) -> impl Iterator<Item = &FrozenTrial> {
+    trials.iter().filter(|t| t.state == TrialState::Complete)
 }
 
 /// The completed trial with the highest accuracy (fewer BOPs breaks ties), as

@@ -2,7 +2,7 @@
 //! after every trial (throttled so it never costs a search more than ~2 % of
 //! its time), and the plots and GIF in `plots/` after each stage.
 
-use crate::global_search::SearchSetup;
+use crate::setup::SearchSetup;
 use anyhow::{Context, Result};
 use serde_json::json;
 use snac_core::search::Study;

@@ -11,6 +11,7 @@
 pub mod nsga2;
 pub mod pareto;
 pub mod random;
+pub mod samplers;
 mod study;
 
 pub use study::{Study, Trial, trial_rng};

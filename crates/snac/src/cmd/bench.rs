@@ -4,10 +4,11 @@
 //! (every fold) of a config's own search, e.g. tutorial 2's.
 
 use crate::cli::BenchArgs;
-use crate::global_search::SearchSetup;
+use crate::folds::FoldsOutcome;
+use crate::setup::SearchSetup;
 use anyhow::{Context, Result};
 use snac_core::arch::{Arch, BlockType, Component, Layer, Shape};
-use snac_core::config;
+use snac_core::config::{self, LocalSearchConfig};
 use snac_core::search::Distribution;
 use snac_core::space::{self, Suggest};
 use std::path::Path;
@@ -105,13 +106,32 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
             .with_context(|| format!("writing {}", path.display()))?;
         println!("architectures written to {} (for tools/keras_trial.py)", path.display());
     }
+    let (results, wall_s) = time_trials(&setup, &archs, args.workers);
+    print_trials(&setup, &archs, &results, wall_s, args.config.is_none())?;
+    time_estimates(&setup, &archs)?;
+    // (Only for the default setup: a config's own local search can take hours.)
+    let local = setup.experiment.local_search.clone().filter(|_| args.config.is_none());
+    if let (Some(local), Some((0, _, Ok(outcome)))) = (local, results.first()) {
+        time_local_search(&mut setup, &local, &archs[0], &outcome.kept.weights, args.workers)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One timed trial: the architecture's index, its wall time in seconds and
+/// its outcome.
+type Timed = (usize, f64, Result<FoldsOutcome>);
+
+/// Trains every architecture as a whole trial (every fold with k-fold) on
+/// `workers` threads; returns the trials in architecture order and the wall
+/// time in seconds.
+fn time_trials(setup: &SearchSetup, archs: &[Arch], workers: usize) -> (Vec<Timed>, f64) {
     let results = Mutex::new(Vec::new());
     let next = std::sync::atomic::AtomicUsize::new(0);
     let wall = Instant::now();
     std::thread::scope(|scope| {
-        for _ in 0..args.workers.max(1) {
+        for _ in 0..workers.max(1) {
             scope.spawn(|| {
-                let _core = crate::global_search::CoreClaim::this_thread();
+                let _core = crate::folds::CoreClaim::this_thread();
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let Some(arch) = archs.get(i) else { break };
@@ -127,6 +147,12 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
     let wall_s = wall.elapsed().as_secs_f64();
     let mut results = results.into_inner().unwrap();
     results.sort_by_key(|r| r.0);
+    (results, wall_s)
+}
+
+/// Prints each trial's time, accuracy and throughput, then the median trial
+/// time and, for the default setup, the comparison with SNAC-Pack's.
+fn print_trials(setup: &SearchSetup, archs: &[Arch], results: &[Timed], wall_s: f64, default: bool) -> Result<()> {
     let mut times = Vec::new();
     let mut steps = 0usize;
     let peak = snac_train::peak_gflops();
@@ -134,7 +160,7 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
         Some(f) => (f[0].0.len(), f[0].1.len()),
         None => (setup.dataset.train.len(), setup.dataset.val.len()),
     };
-    for (i, seconds, outcome) in &results {
+    for (i, seconds, outcome) in results {
         match outcome {
             Ok(folds_outcome) => {
                 let (o, fold_accuracies) = (&folds_outcome.kept, &folds_outcome.fold_accuracies);
@@ -180,11 +206,15 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
         times.len() as f64 / wall_s,
         wall_s / times.len() as f64
     );
-    if args.config.is_none() {
+    if default {
         println!("SNAC-Pack's median T1 trial on this machine kind: 4.16 s, so {:.0}× faster", 4.16 / median);
     }
-    // FPGA estimates of the same architectures (rule4ml takes 2.5–8 s each).
-    // Only the architectures the chosen estimator models (rule4ml: MLPs and plain CNNs).
+    Ok(())
+}
+
+/// Times the FPGA estimates of the same architectures (rule4ml takes 2.5–8 s
+/// each), of those the chosen estimator models (rule4ml: MLPs and plain CNNs).
+fn time_estimates(setup: &SearchSetup, archs: &[Arch]) -> Result<()> {
     let estimable: Vec<_> = archs.iter().filter(|a| setup.hardware.estimate(a).is_ok()).collect();
     if estimable.is_empty() {
         println!("FPGA estimate ({}): no architecture here it can model", setup.hardware.estimator.name());
@@ -199,41 +229,39 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
         let per_estimate = started.elapsed().as_secs_f64() / (repeats * estimable.len()) as f64;
         println!("FPGA estimate ({}): {:.1} µs per architecture", setup.hardware.estimator.name(), per_estimate * 1e6);
     }
+    Ok(())
+}
 
-    // Local search of the first architecture from its trained weights, as
-    // tutorial 1 runs it (4 precisions × (2 QAT + 5 × 2 pruning) epochs);
-    // SNAC-Pack takes 27 s for it on this machine kind.
-    // (Only for the default setup: a config's own local search can take hours.)
-    let local = setup.experiment.local_search.clone().filter(|_| args.config.is_none());
-    if let (Some(local), Some((0, _, Ok(outcome)))) = (local, results.first()) {
-        let dir = std::env::temp_dir().join(format!("snac-bench-local-{}", std::process::id()));
-        let mut timings = Vec::new();
-        for workers in [1, args.workers.max(1)] {
-            setup.experiment.search.workers = Some(workers);
-            let started = Instant::now();
-            let rows = crate::local_search::run(
-                &setup,
-                &local,
-                &archs[0],
-                Some(outcome.kept.weights.clone()),
-                &dir,
-                local.mode,
-            )?;
-            let seconds = started.elapsed().as_secs_f64();
-            println!(
-                "local search ({} rows, {workers} worker(s)): {seconds:.2} s, {:.0}× faster than SNAC-Pack's 27 s",
-                rows.len(),
-                27.0 / seconds
-            );
-            timings.push(seconds);
-            if args.workers <= 1 {
-                break;
-            }
+/// Local search of the first architecture from its trained weights, as
+/// tutorial 1 runs it (4 precisions × (2 QAT + 5 × 2 pruning) epochs), on one
+/// worker and on `workers`; SNAC-Pack takes 27 s for it on this machine kind.
+fn time_local_search(
+    setup: &mut SearchSetup,
+    local: &LocalSearchConfig,
+    arch: &Arch,
+    weights: &snac_train::Weights,
+    workers: usize,
+) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("snac-bench-local-{}", std::process::id()));
+    let mut timings = Vec::new();
+    for pair_workers in [1, workers.max(1)] {
+        setup.experiment.search.workers = Some(pair_workers);
+        let started = Instant::now();
+        let rows = crate::local_search::run(setup, local, arch, Some(weights.clone()), &dir, local.mode)?;
+        let seconds = started.elapsed().as_secs_f64();
+        println!(
+            "local search ({} rows, {pair_workers} worker(s)): {seconds:.2} s, {:.0}× faster than SNAC-Pack's 27 s",
+            rows.len(),
+            27.0 / seconds
+        );
+        timings.push(seconds);
+        if workers <= 1 {
+            break;
         }
-        if let [one, many] = timings[..] {
-            println!("local search speed-up from {} workers: {:.2}×", args.workers, one / many);
-        }
-        let _ = std::fs::remove_dir_all(&dir);
     }
-    Ok(ExitCode::SUCCESS)
+    if let [one, many] = timings[..] {
+        println!("local search speed-up from {workers} workers: {:.2}×", one / many);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
 }

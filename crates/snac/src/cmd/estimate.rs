@@ -8,8 +8,8 @@ use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use snac_core::arch::Arch;
 use snac_core::estimate::analytical::{CSYNTH, SYNTH};
 use snac_core::estimate::{
-    AnalyticalEstimator, Backend, Board, EstimatorKind, HlsSettings, IoType, LayerInfo, Report, Rule4mlEstimator,
-    Rule4mlRow, Strategy, calibrate,
+    AnalyticalEstimator, Backend, Board, Estimate, EstimatorKind, HlsSettings, IoType, LayerInfo, Report,
+    Rule4mlEstimator, Rule4mlRow, Strategy, calibrate,
 };
 use snac_core::fixed::FixedPoint;
 use snac_core::quantized::QuantizedModel;
@@ -24,6 +24,57 @@ pub fn estimate(args: &EstimateArgs) -> Result<ExitCode> {
         return calibrate_command();
     }
     let path = args.model.as_deref().expect("clap requires MODEL without --validate/--calibrate");
+    let (board, settings, report, kind) = parse_settings(args)?;
+    let (arch, layer_info, what) = read_model(path, args.weights.as_deref(), settings.precision.width)?;
+
+    // Post-synthesis prices exist only once the corpus has such reports.
+    let synth_fitted = SYNTH != CSYNTH;
+    if report == Report::Synth && !synth_fitted {
+        eprintln!(
+            "note: the corpus has no post-synthesis (vivado_synth) report yet, so --report synth gives the \
+             C-synthesis figures"
+        );
+    }
+    let info = layer_info.as_deref();
+    let (primary, secondary) = run_estimator(kind, report, synth_fitted, &arch, info, &settings, &board)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&primary)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (csynth, synth) = match (report, secondary) {
+        (Report::Synth, Some(csynth)) => (csynth, Some(primary)),
+        (_, synth) => (primary, synth),
+    };
+    let synth = synth.filter(|_| synth_fitted);
+    let shown = if report == Report::Synth { synth.unwrap_or(csynth) } else { csynth };
+    let table = resource_table(&board, &csynth, synth.as_ref(), &shown);
+    println!(
+        "{} ({what}) on {} ({}), {}, reuse {}, {} strategy, {}, {} ns clock, {} backend, {} estimator",
+        arch.summary(),
+        board.name,
+        board.part,
+        settings.precision,
+        args.reuse,
+        settings.strategy.name(),
+        settings.io_type.name(),
+        args.clock_ns,
+        settings.backend.name(),
+        kind.name()
+    );
+    println!("{table}");
+    println!("latency {:.0} cycles = {:.0} ns at {} ns", csynth.cycles, csynth.cycles * args.clock_ns, args.clock_ns);
+    print_fit(&board, &shown);
+    if kind == EstimatorKind::Analytical {
+        println!(
+            "Measured error of these figures on real hls4ml reports: see docs/estimator-accuracy.md \
+             (snac estimate --validate)."
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The board, HLS settings, report and estimator the flags name, checked.
+fn parse_settings(args: &EstimateArgs) -> Result<(Board, HlsSettings, Report, EstimatorKind)> {
     let board = Board::parse(&args.board).context("--board")?;
     let precision =
         args.precision.parse::<FixedPoint>().with_context(|| format!("--precision '{}'", args.precision))?;
@@ -44,22 +95,25 @@ pub fn estimate(args: &EstimateArgs) -> Result<ExitCode> {
     let settings =
         HlsSettings { precision, reuse_factor: args.reuse, strategy, clock_period_ns: args.clock_ns, io_type, backend };
     settings.check().context("--clock-ns")?;
-    let (arch, layer_info, what) = read_model(path, args.weights.as_deref(), precision.width)?;
+    Ok((board, settings, report, kind))
+}
 
-    // Post-synthesis prices exist only once the corpus has such reports.
-    let synth_fitted = SYNTH != CSYNTH;
-    if report == Report::Synth && !synth_fitted {
-        eprintln!(
-            "note: the corpus has no post-synthesis (vivado_synth) report yet, so --report synth gives the \
-             C-synthesis figures"
-        );
-    }
-    let (primary, secondary) = match kind {
+/// The estimate for the report asked for and, from the analytical
+/// estimator, the other report's when it is fitted.
+fn run_estimator(
+    kind: EstimatorKind,
+    report: Report,
+    synth_fitted: bool,
+    arch: &Arch,
+    info: Option<&[LayerInfo]>,
+    settings: &HlsSettings,
+    board: &Board,
+) -> Result<(Estimate, Option<Estimate>)> {
+    Ok(match kind {
         EstimatorKind::Analytical => {
-            let info = layer_info.as_deref();
             let estimate = |report| {
                 let estimator = AnalyticalEstimator::for_report(report);
-                snac_core::estimate::ResourceEstimator::estimate(&estimator, &arch, &settings, info, &board)
+                snac_core::estimate::ResourceEstimator::estimate(&estimator, arch, settings, info, board)
             };
             let csynth = estimate(Report::Csynth)?;
             let synth = if synth_fitted { Some(estimate(Report::Synth)?) } else { None };
@@ -70,18 +124,14 @@ pub fn estimate(args: &EstimateArgs) -> Result<ExitCode> {
         }
         EstimatorKind::Rule4ml => {
             let estimator = kind.build(&Rule4mlRow::default()).with_context(|| format!("--estimator {kind}"))?;
-            (estimator.estimate(&arch, &settings, layer_info.as_deref(), &board)?, None)
+            (estimator.estimate(arch, settings, info, board)?, None)
         }
-    };
-    if args.json {
-        println!("{}", serde_json::to_string(&primary)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    let (csynth, synth) = match (report, secondary) {
-        (Report::Synth, Some(csynth)) => (csynth, Some(primary)),
-        (_, synth) => (primary, synth),
-    };
-    let synth = synth.filter(|_| synth_fitted);
+    })
+}
+
+/// The resources (C-synthesis, post-synthesis when fitted, and the shown
+/// report's share of the board) and the latency, as a table.
+fn resource_table(board: &Board, csynth: &Estimate, synth: Option<&Estimate>, shown: &Estimate) -> Table {
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
     let mut header = vec!["resource".to_string(), "C-synthesis".to_string()];
@@ -90,20 +140,19 @@ pub fn estimate(args: &EstimateArgs) -> Result<ExitCode> {
     }
     header.push(format!("% of {} ({})", board.name, board.part));
     table.set_header(header);
-    type Row = (&'static str, fn(&snac_core::estimate::Estimate) -> (f64, f64));
+    type Row = (&'static str, fn(&Estimate) -> (f64, f64));
     let rows: [Row; 4] = [
         ("LUT", |e| (e.lut, e.lut_pct)),
         ("FF", |e| (e.ff, e.ff_pct)),
         ("DSP", |e| (e.dsp, e.dsp_pct)),
         ("BRAM (18K)", |e| (e.bram, e.bram_pct)),
     ];
-    let shown = if report == Report::Synth { synth.unwrap_or(csynth) } else { csynth };
     for (name, get) in rows {
-        let mut row = vec![name.to_string(), format!("{:.0}", get(&csynth).0)];
-        if let Some(synth) = &synth {
+        let mut row = vec![name.to_string(), format!("{:.0}", get(csynth).0)];
+        if let Some(synth) = synth {
             row.push(format!("{:.0}", get(synth).0));
         }
-        row.push(format!("{:.2}", get(&shown).1));
+        row.push(format!("{:.2}", get(shown).1));
         table.add_row(row);
     }
     let blank = if synth.is_some() { 2 } else { 1 };
@@ -115,20 +164,11 @@ pub fn estimate(args: &EstimateArgs) -> Result<ExitCode> {
     }
     table.add_row(latency);
     table.add_row(interval);
-    println!(
-        "{} ({what}) on {} ({}), {precision}, reuse {}, {} strategy, {}, {} ns clock, {} backend, {} estimator",
-        arch.summary(),
-        board.name,
-        board.part,
-        args.reuse,
-        strategy.name(),
-        io_type.name(),
-        args.clock_ns,
-        backend.name(),
-        kind.name()
-    );
-    println!("{table}");
-    println!("latency {:.0} cycles = {:.0} ns at {} ns", csynth.cycles, csynth.cycles * args.clock_ns, args.clock_ns);
+    table
+}
+
+/// Says whether the shown estimate fits the board, and what to try if not.
+fn print_fit(board: &Board, shown: &Estimate) {
     let overfull = shown.overfull();
     if overfull.is_empty() {
         println!("fits the {} ({}).", board.name, board.part);
@@ -142,13 +182,6 @@ pub fn estimate(args: &EstimateArgs) -> Result<ExitCode> {
             list.join(", ")
         );
     }
-    if kind == EstimatorKind::Analytical {
-        println!(
-            "Measured error of these figures on real hls4ml reports: see docs/estimator-accuracy.md \
-             (snac estimate --validate)."
-        );
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// The architecture and, when the file says, per-layer widths and nonzero

@@ -3,7 +3,7 @@
 //! at the end of `snac run` for the precision under `synthesis:`.
 
 use crate::cli::ExportArgs;
-use crate::global_search::SearchSetup;
+use crate::setup::SearchSetup;
 use anyhow::{Context, Result, bail};
 use snac_core::estimate::{Board, Strategy};
 use snac_core::quantized::QuantizedModel;

@@ -1,8 +1,8 @@
 //! `snac local`: the local search stage on its own.
 
 use crate::cli::LocalArgs;
-use crate::global_search::SearchSetup;
 use crate::local_search::{self, LogRow};
+use crate::setup::SearchSetup;
 use anyhow::Result;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use snac_core::config::{DEFAULT_PRECISION_PAIRS, LocalSearchConfig, LocalSearchMode, PrecisionPair};

@@ -2,7 +2,7 @@
 //! workers of a distributed search need no merge step.
 
 use crate::cli::ResultsArgs;
-use crate::global_search::completed;
+use crate::outputs::completed;
 use crate::outputs::{self, CsvLog};
 use anyhow::{Context, Result, bail};
 use serde_json::json;

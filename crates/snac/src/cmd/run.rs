@@ -1,8 +1,9 @@
 //! `snac run` and `snac search`: the stages of an experiment.
 
 use crate::cli::RunArgs;
-use crate::global_search::{self, Participation, SearchSetup};
+use crate::global_search;
 use crate::outputs;
+use crate::setup::{Participation, SearchSetup};
 use anyhow::Result;
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -38,11 +39,11 @@ pub fn run_as(args: &RunArgs, all_stages: bool, worker: Option<Participation>) -
     let how = worker.unwrap_or_else(|| Participation::for_run(&setup));
     let summary = global_search::run(&setup, &results_dir, std::io::stderr().is_terminal(), &how)?;
     crate::report::after_stage(&setup, &results_dir);
-    let complete = global_search::completed(&summary.trials).count();
+    let complete = outputs::completed(&summary.trials).count();
     println!("Pareto set ({complete} completed trials):");
     println!("{}", outputs::pareto_table(&setup, &summary.trials));
     let csv = if how.worker {
-        global_search::rank_csv_path(&results_dir, &setup)
+        outputs::rank_csv_path(&results_dir, &setup)
     } else {
         results_dir.join(outputs::csv_name(search.model_type))
     };

@@ -1,7 +1,7 @@
 //! `snac worker`: one of many processes sharing a study in a database.
 
 use crate::cli::WorkerArgs;
-use crate::global_search::Participation;
+use crate::setup::Participation;
 use anyhow::{Result, bail};
 use std::process::ExitCode;
 use std::time::Duration;
