@@ -31,10 +31,20 @@ pub fn training_memory_bytes(arch: &Arch, batch: usize) -> Result<u128> {
     let mut per_sample: u128 = arch.input_shape.numel() as u128;
     for (layer, input, output) in arch.shapes()? {
         per_sample += 2 * output.numel() as u128;
-        if let Layer::ConvAttention { hidden, .. } = layer {
-            let (positions, _) = input.rows_and_features();
-            per_sample += 2 * (positions as u128).pow(2) + 4 * (positions * hidden) as u128;
-        }
+        // What a layer keeps beyond its output: the attention's scores.
+        per_sample += match layer {
+            Layer::ConvAttention { hidden, .. } => {
+                let (positions, _) = input.rows_and_features();
+                2 * (positions as u128).pow(2) + 4 * (positions * hidden) as u128
+            }
+            Layer::Dense { .. }
+            | Layer::Conv2d { .. }
+            | Layer::BatchNorm
+            | Layer::LayerNorm
+            | Layer::Act(_)
+            | Layer::Flatten
+            | Layer::Aggregate(_) => 0,
+        };
     }
     Ok(F32 * (4 * params + batch as u128 * per_sample))
 }

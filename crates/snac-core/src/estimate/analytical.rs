@@ -207,8 +207,7 @@ pub fn features(ops: &[Op], settings: &HlsSettings, fabric: bool) -> Features {
         // io_stream, and every convolution, per-element Dense and the
         // attention's per-query work (its products and its softmax rows),
         // one position at a time.
-        let serial_op = matches!(op, Op::Dense(_) | Op::VarProducts { .. } | Op::Softmax { .. });
-        let parallel = if stream || serial_op { 1.0 } else { positions };
+        let parallel = if stream || is_serial(op) { 1.0 } else { positions };
         let serial = positions / parallel;
         f.lut[lut::LAYER] += 1.0;
         f.ff[ff::LAYER] += 1.0;
@@ -217,6 +216,19 @@ pub fn features(ops: &[Op], settings: &HlsSettings, fabric: bool) -> Features {
     }
     f.interval = interval;
     f
+}
+
+/// Whether io_parallel still builds `op` one position at a time.
+fn is_serial(op: &Op) -> bool {
+    match op {
+        Op::Dense(_) | Op::VarProducts { .. } | Op::Softmax { .. } => true,
+        Op::Input { .. }
+        | Op::Act { .. }
+        | Op::BatchNorm { .. }
+        | Op::LayerNorm { .. }
+        | Op::Pool { .. }
+        | Op::Add { .. } => false,
+    }
 }
 
 /// Counts the units of one op, `parallel` copies of it built side by side

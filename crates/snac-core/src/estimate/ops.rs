@@ -195,12 +195,7 @@ impl Accum {
 /// with weights (Dense, Conv2d, ConvAttention), in order.
 pub fn lower(arch: &Arch, settings: &HlsSettings, layer_info: Option<&[LayerInfo]>) -> Result<Vec<Op>> {
     let shapes = arch.shapes()?;
-    let weighted = shapes
-        .iter()
-        .filter(|(layer, _, _)| {
-            matches!(layer, Layer::Dense { .. } | Layer::Conv2d { .. } | Layer::ConvAttention { .. })
-        })
-        .count();
+    let weighted = shapes.iter().filter(|(layer, _, _)| has_weights(layer)).count();
     if let Some(info) = layer_info {
         ensure!(
             info.len() == weighted,
@@ -326,4 +321,12 @@ fn attention_ops(
     ops.push(Op::VarProducts { sums: hidden, terms: seq, bits, accum_bits: value_accum, positions: seq });
     ops.push(projection(hidden, channels));
     ops.push(Op::Add { features: channels, bits, positions: seq });
+}
+
+/// Whether `layer` has weights, and so an entry in the layer info.
+fn has_weights(layer: &Layer) -> bool {
+    match layer {
+        Layer::Dense { .. } | Layer::Conv2d { .. } | Layer::ConvAttention { .. } => true,
+        Layer::BatchNorm | Layer::LayerNorm | Layer::Act(_) | Layer::Flatten | Layer::Aggregate(_) => false,
+    }
 }

@@ -16,6 +16,16 @@ pub struct ActivationTable {
     pub table: Codes,
 }
 
+/// Whether hls4ml builds `function` as a lookup table (tanh, sigmoid).
+pub(super) fn has_table(function: Activation) -> bool {
+    match function {
+        Activation::Tanh | Activation::Sigmoid => true,
+        Activation::Relu | Activation::LeakyRelu | Activation::Gelu | Activation::Identity | Activation::Softmax => {
+            false
+        }
+    }
+}
+
 impl ActivationTable {
     /// hls4ml's table for `tanh` or `sigmoid` (None for other functions).
     /// Entry `i` is `f(in_val)` at `in_val = 2·range·(i − N/2)/N` computed in

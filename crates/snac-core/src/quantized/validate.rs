@@ -10,6 +10,7 @@
 //! within `i64` (or `i128` where it sums). Each error names the key path
 //! (`layers[3].kernel.codes`), the value and what would be accepted.
 
+use super::tables::has_table;
 use super::{
     ActivationTable, Codes, FORMAT, MAX_EXACT_BITS, Projection, QLayer, QuantizedModel, TABLE_SIZE, accumulator_type,
     softmax,
@@ -504,7 +505,7 @@ impl At<'_> {
     ) -> Result<FixedPoint> {
         let (path, current) = (self.path, self.current);
         check_type(&format!("{path}.result"), result)?;
-        let needs_table = matches!(function, Activation::Tanh | Activation::Sigmoid);
+        let needs_table = has_table(function);
         match table {
             Some(table) if needs_table => check_table(path, table, current)?,
             Some(_) => {
