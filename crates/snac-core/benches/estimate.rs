@@ -11,7 +11,7 @@ use snac_core::estimate::{AnalyticalEstimator, Board, HlsSettings, ResourceEstim
 use std::hint::black_box;
 use std::time::Instant;
 
-/// SNAC-Pack's per-trial rule4ml time, in seconds (REFERENCE.md §7).
+/// SNAC-Pack's per-trial rule4ml time, in seconds (docs/snac-pack-compat.md §7).
 const RULE4ML_PYTHON_S: (f64, f64) = (2.5, 8.0);
 
 /// rule4ml's reference nets (`../shared/reference-data/rule4ml`): ReLU
