@@ -1,8 +1,9 @@
 //! Costs of an architecture: bit operations (BOPs) as SNAC-Pack counts them
-//! (REFERENCE.md §4, kept for comparability of the `bops` column) and
-//! multiply-accumulate counts per layer.
+//! (docs/snac-pack-compat.md §4, kept for comparability of the `bops`
+//! column) and multiply-accumulate counts per layer. Every layer kind states
+//! its cost, zero included, so a new kind must decide its own.
 
-use crate::arch::{Arch, Layer, Shape};
+use crate::arch::{Activation, Arch, Layer, Shape};
 use anyhow::Result;
 
 /// Which of SNAC-Pack's two BOPs formulas applies.
@@ -30,10 +31,20 @@ pub fn training_memory_bytes(arch: &Arch, batch: usize) -> Result<u128> {
     let mut per_sample: u128 = arch.input_shape.numel() as u128;
     for (layer, input, output) in arch.shapes()? {
         per_sample += 2 * output.numel() as u128;
-        if let Layer::ConvAttention { hidden, .. } = layer {
-            let (positions, _) = input.rows_and_features();
-            per_sample += 2 * (positions as u128).pow(2) + 4 * (positions * hidden) as u128;
-        }
+        // What a layer keeps beyond its output: the attention's scores.
+        per_sample += match layer {
+            Layer::ConvAttention { hidden, .. } => {
+                let (positions, _) = input.rows_and_features();
+                2 * (positions as u128).pow(2) + 4 * (positions * hidden) as u128
+            }
+            Layer::Dense { .. }
+            | Layer::Conv2d { .. }
+            | Layer::BatchNorm
+            | Layer::LayerNorm
+            | Layer::Act(_)
+            | Layer::Flatten
+            | Layer::Aggregate(_) => 0,
+        };
     }
     Ok(F32 * (4 * params + batch as u128 * per_sample))
 }
@@ -64,7 +75,23 @@ pub fn layer_bops(layer: &Layer, input: Shape, output: Shape, formula: BopsFormu
             let (c, h, seq) = (channels as f64, *hidden as f64, (height * width) as f64);
             3.0 * c * h * seq * b2 + seq * seq * h * b2 + h * c * seq * b2
         }
-        _ => 0.0,
+        // SNAC-Pack counts no BOPs for normalisation, activations or reshapes.
+        (
+            Layer::BatchNorm
+            | Layer::LayerNorm
+            | Layer::Act(
+                Activation::Relu
+                | Activation::LeakyRelu
+                | Activation::Gelu
+                | Activation::Tanh
+                | Activation::Sigmoid
+                | Activation::Identity
+                | Activation::Softmax,
+            )
+            | Layer::Flatten
+            | Layer::Aggregate(_),
+            _,
+        ) => 0.0,
     }
 }
 
@@ -101,7 +128,26 @@ pub fn effective_bops(arch: &Arch, nonzero: &[Option<usize>], weight_bits: f64, 
                 let (seq, h) = ((height * width) as f64, *hidden as f64);
                 seq * kept(4 * channels * hidden) * wa + 2.0 * seq * seq * h * activation_bits * activation_bits
             }
-            _ => 0.0,
+            // shapes() gives convolutions only images.
+            (Layer::Conv2d { .. } | Layer::ConvAttention { .. }, Shape::Flat(_) | Shape::Set { .. }, _) => 0.0,
+            // No multiplications by weights: free here.
+            (
+                Layer::BatchNorm
+                | Layer::LayerNorm
+                | Layer::Act(
+                    Activation::Relu
+                    | Activation::LeakyRelu
+                    | Activation::Gelu
+                    | Activation::Tanh
+                    | Activation::Sigmoid
+                    | Activation::Identity
+                    | Activation::Softmax,
+                )
+                | Layer::Flatten
+                | Layer::Aggregate(_),
+                _,
+                _,
+            ) => 0.0,
         };
     }
     Ok(total)
@@ -123,7 +169,26 @@ pub fn macs(arch: &Arch) -> Result<u64> {
                 let seq = height * width;
                 (4 * seq * channels * hidden + 2 * seq * seq * hidden) as u64
             }
-            _ => 0,
+            // shapes() gives convolutions only images.
+            (Layer::Conv2d { .. } | Layer::ConvAttention { .. }, Shape::Flat(_) | Shape::Set { .. }, _) => 0,
+            // Not counted as multiply-accumulates.
+            (
+                Layer::BatchNorm
+                | Layer::LayerNorm
+                | Layer::Act(
+                    Activation::Relu
+                    | Activation::LeakyRelu
+                    | Activation::Gelu
+                    | Activation::Tanh
+                    | Activation::Sigmoid
+                    | Activation::Identity
+                    | Activation::Softmax,
+                )
+                | Layer::Flatten
+                | Layer::Aggregate(_),
+                _,
+                _,
+            ) => 0,
         };
     }
     Ok(total)

@@ -207,127 +207,191 @@ pub fn features(ops: &[Op], settings: &HlsSettings, fabric: bool) -> Features {
         // io_stream, and every convolution, per-element Dense and the
         // attention's per-query work (its products and its softmax rows),
         // one position at a time.
-        let serial_op = matches!(op, Op::Dense(_) | Op::VarProducts { .. } | Op::Softmax { .. });
-        let parallel = if stream || serial_op { 1.0 } else { positions };
+        let parallel = if stream || is_serial(op) { 1.0 } else { positions };
         let serial = positions / parallel;
         f.lut[lut::LAYER] += 1.0;
         f.ff[ff::LAYER] += 1.0;
-        let mut depth = Depth::default();
-        let mut ii = 1.0;
-        match *op {
-            Op::Dense(dense) => ii = dense_layer(&dense, settings, fabric, &mut f, &mut depth),
-            Op::VarProducts { sums, terms, bits, accum_bits, .. } => {
-                let products = (sums * terms) as f64;
-                let tiles = if fabric { 0.0 } else { dsp_tiles(bits, bits) };
-                if tiles > 0.0 {
-                    f.dsp_variable += products * tiles;
-                    depth.dsp_multiplies = 1.0;
-                } else {
-                    f.lut[lut::VAR_MULT] += products * (bits * bits) as f64;
-                    depth.lut_multiplies = 1.0;
-                }
-                f.lut[lut::ADDER] += products * accum_bits as f64;
-                depth.adder_levels = ceil_log2(terms) as f64;
-                f.ff[ff::PIPELINE] += sums as f64 * accum_bits as f64;
-            }
-            Op::Act { kind, features, bits, .. } => {
-                let n = features as f64 * parallel;
-                match kind {
-                    ActKind::Identity => {}
-                    ActKind::Relu => f.lut[lut::LOGIC] += n * bits as f64,
-                    ActKind::LeakyRelu => {
-                        f.lut[lut::LOGIC] += n * bits as f64;
-                        f.lut[lut::CONST_MULT] += n * (bits * 2) as f64;
-                    }
-                    ActKind::Table => table_lookups(n, bits, &mut f),
-                }
-            }
-            Op::BatchNorm { features, bits, .. } => {
-                let n = features as f64 * parallel;
-                let tiles = if fabric { 0.0 } else { dsp_tiles(bits, bits) };
-                if tiles > 0.0 {
-                    f.dsp_constant += n * tiles;
-                    depth.dsp_multiplies = 1.0;
-                } else {
-                    f.lut[lut::CONST_MULT] += n * (bits * bits) as f64;
-                    depth.lut_multiplies = 1.0;
-                }
-                f.lut[lut::ADDER] += n * (2 * bits) as f64;
-                depth.adder_levels = 1.0;
-            }
-            Op::LayerNorm { features, bits, .. } => {
-                let n = features as f64 * parallel;
-                let wide = (2 * bits + ceil_log2(features)) as f64;
-                f.lut[lut::ADDER] += 2.0 * n * wide;
-                f.lut[lut::VAR_MULT] += 2.0 * n * (bits * bits) as f64;
-                table_lookups(parallel, 2 * bits, &mut f);
-                depth.adder_levels = 2.0 * ceil_log2(features) as f64;
-                depth.lut_multiplies = 2.0;
-            }
-            Op::Softmax { features, bits, .. } => {
-                // exp table per feature, a sum tree, one inverse table, one
-                // multiplication per feature by the inverse.
-                let n = features as f64 * parallel;
-                table_lookups(n, bits, &mut f);
-                table_lookups(parallel, TABLE_WORD_BITS, &mut f);
-                let sum_bits = (TABLE_WORD_BITS + ceil_log2(features)) as f64;
-                f.lut[lut::ADDER] += n * sum_bits;
-                let tiles = if fabric { 0.0 } else { dsp_tiles(TABLE_WORD_BITS, TABLE_WORD_BITS) };
-                if tiles > 0.0 {
-                    f.dsp_variable += n * tiles;
-                    depth.dsp_multiplies = 1.0;
-                } else {
-                    f.lut[lut::VAR_MULT] += n * (TABLE_WORD_BITS * TABLE_WORD_BITS) as f64;
-                    depth.lut_multiplies = 1.0;
-                }
-                depth.adder_levels = ceil_log2(features) as f64;
-                f.fixed_cycles += 2.0;
-            }
-            Op::Pool { max, window, channels, bits, row, .. } => {
-                let n = (channels * window.saturating_sub(1)) as f64 * parallel;
-                if max {
-                    f.lut[lut::LOGIC] += n * 2.0 * bits as f64;
-                } else {
-                    f.lut[lut::ADDER] += n * (bits + ceil_log2(window)) as f64;
-                }
-                depth.adder_levels = ceil_log2(window) as f64;
-                if stream {
-                    f.lut[lut::SRL] += (row * channels * bits as usize) as f64;
-                }
-            }
-            Op::Add { features, bits, .. } => {
-                f.lut[lut::ADDER] += features as f64 * parallel * bits as f64;
-                depth.adder_levels = 1.0;
-            }
-            Op::Input { .. } => unreachable!("handled above"),
-        }
-        let out_bits = output_bits(op) * parallel;
-        f.ff[ff::OUTPUT] += out_bits;
-        f.layer_depth.push([depth.dsp_multiplies, depth.lut_multiplies, depth.adder_levels]);
-        f.layer_live_bits.push(live_bits(op, settings) * parallel);
-        // One position every `ii` cycles; the last one's logic is in the
-        // layer's stages.
-        f.fixed_cycles += serial * ii - 1.0;
-        if stream || serial > 1.0 {
-            // Streaming layers overlap (dataflow): the slowest sets the interval.
-            interval = interval.max(serial * ii);
-        } else {
-            interval = interval.max(ii);
-        }
-        if stream {
-            // The FIFO after the layer: one word of its outputs per position,
-            // as deep as the layer has positions (hls4ml's default depth is
-            // the feature map's height × width); a deep one is block RAM.
-            let (width, depth) = (output_bits(op) as usize, op.positions());
-            if depth >= BRAM_MIN_DEPTH {
-                f.bram += (width.div_ceil(BRAM_WORD_BITS) * depth.div_ceil(BRAM_DEPTH_AT_WORD)) as f64;
-            } else {
-                f.lut[lut::SRL] += (width * depth) as f64;
-            }
-        }
+        let (depth, ii) = op_units(op, parallel, settings, fabric, &mut f);
+        interval = interval.max(schedule(op, (depth, ii), (serial, parallel), settings, &mut f));
     }
     f.interval = interval;
     f
+}
+
+/// Whether io_parallel still builds `op` one position at a time.
+fn is_serial(op: &Op) -> bool {
+    match op {
+        Op::Dense(_) | Op::VarProducts { .. } | Op::Softmax { .. } => true,
+        Op::Input { .. }
+        | Op::Act { .. }
+        | Op::BatchNorm { .. }
+        | Op::LayerNorm { .. }
+        | Op::Pool { .. }
+        | Op::Add { .. } => false,
+    }
+}
+
+/// Counts the units of one op, `parallel` copies of it built side by side
+/// (one function per op kind); returns its logic depth and its initiation
+/// interval per position.
+fn op_units(op: &Op, parallel: f64, settings: &HlsSettings, fabric: bool, f: &mut Features) -> (Depth, f64) {
+    let mut depth = Depth::default();
+    let mut ii = 1.0;
+    match *op {
+        Op::Dense(dense) => ii = dense_layer(&dense, settings, fabric, f, &mut depth),
+        Op::VarProducts { sums, terms, bits, accum_bits, .. } => {
+            var_products((sums, terms), (bits, accum_bits), fabric, f, &mut depth)
+        }
+        Op::Act { kind, features, bits, .. } => activation(kind, features as f64 * parallel, bits, f),
+        Op::BatchNorm { features, bits, .. } => batch_norm(features as f64 * parallel, bits, fabric, f, &mut depth),
+        Op::LayerNorm { features, bits, .. } => layer_norm(features, bits, parallel, f, &mut depth),
+        Op::Softmax { features, bits, .. } => softmax(features, bits, parallel, fabric, f, &mut depth),
+        Op::Pool { max, window, channels, bits, row, .. } => {
+            let stream = settings.io_type == IoType::Stream;
+            pool((max, window, channels, bits, row), parallel, stream, f, &mut depth)
+        }
+        Op::Add { features, bits, .. } => {
+            f.lut[lut::ADDER] += features as f64 * parallel * bits as f64;
+            depth.adder_levels = 1.0;
+        }
+        Op::Input { .. } => unreachable!("handled by features"),
+    }
+    (depth, ii)
+}
+
+/// Products of two variables: DSPs or LUT multipliers, and their adders.
+fn var_products(
+    (sums, terms): (usize, usize),
+    (bits, accum_bits): (u32, u32),
+    fabric: bool,
+    f: &mut Features,
+    depth: &mut Depth,
+) {
+    let products = (sums * terms) as f64;
+    let tiles = if fabric { 0.0 } else { dsp_tiles(bits, bits) };
+    if tiles > 0.0 {
+        f.dsp_variable += products * tiles;
+        depth.dsp_multiplies = 1.0;
+    } else {
+        f.lut[lut::VAR_MULT] += products * (bits * bits) as f64;
+        depth.lut_multiplies = 1.0;
+    }
+    f.lut[lut::ADDER] += products * accum_bits as f64;
+    depth.adder_levels = ceil_log2(terms) as f64;
+    f.ff[ff::PIPELINE] += sums as f64 * accum_bits as f64;
+}
+
+/// `n` activations of one kind.
+fn activation(kind: ActKind, n: f64, bits: u32, f: &mut Features) {
+    match kind {
+        ActKind::Identity => {}
+        ActKind::Relu => f.lut[lut::LOGIC] += n * bits as f64,
+        ActKind::LeakyRelu => {
+            f.lut[lut::LOGIC] += n * bits as f64;
+            f.lut[lut::CONST_MULT] += n * (bits * 2) as f64;
+        }
+        ActKind::Table => table_lookups(n, bits, f),
+    }
+}
+
+/// `n` unfolded BatchNorm features: a multiply and an add each.
+fn batch_norm(n: f64, bits: u32, fabric: bool, f: &mut Features, depth: &mut Depth) {
+    let tiles = if fabric { 0.0 } else { dsp_tiles(bits, bits) };
+    if tiles > 0.0 {
+        f.dsp_constant += n * tiles;
+        depth.dsp_multiplies = 1.0;
+    } else {
+        f.lut[lut::CONST_MULT] += n * (bits * bits) as f64;
+        depth.lut_multiplies = 1.0;
+    }
+    f.lut[lut::ADDER] += n * (2 * bits) as f64;
+    depth.adder_levels = 1.0;
+}
+
+/// LayerNorm over `features`, `parallel` times.
+fn layer_norm(features: usize, bits: u32, parallel: f64, f: &mut Features, depth: &mut Depth) {
+    let n = features as f64 * parallel;
+    let wide = (2 * bits + ceil_log2(features)) as f64;
+    f.lut[lut::ADDER] += 2.0 * n * wide;
+    f.lut[lut::VAR_MULT] += 2.0 * n * (bits * bits) as f64;
+    table_lookups(parallel, 2 * bits, f);
+    depth.adder_levels = 2.0 * ceil_log2(features) as f64;
+    depth.lut_multiplies = 2.0;
+}
+
+/// Softmax over `features`, `parallel` times: an exp table per feature, a
+/// sum tree, one inverse table, one multiplication per feature by the
+/// inverse.
+fn softmax(features: usize, bits: u32, parallel: f64, fabric: bool, f: &mut Features, depth: &mut Depth) {
+    let n = features as f64 * parallel;
+    table_lookups(n, bits, f);
+    table_lookups(parallel, TABLE_WORD_BITS, f);
+    let sum_bits = (TABLE_WORD_BITS + ceil_log2(features)) as f64;
+    f.lut[lut::ADDER] += n * sum_bits;
+    let tiles = if fabric { 0.0 } else { dsp_tiles(TABLE_WORD_BITS, TABLE_WORD_BITS) };
+    if tiles > 0.0 {
+        f.dsp_variable += n * tiles;
+        depth.dsp_multiplies = 1.0;
+    } else {
+        f.lut[lut::VAR_MULT] += n * (TABLE_WORD_BITS * TABLE_WORD_BITS) as f64;
+        depth.lut_multiplies = 1.0;
+    }
+    depth.adder_levels = ceil_log2(features) as f64;
+    f.fixed_cycles += 2.0;
+}
+
+/// Max or average pooling: comparators or adders over each window; a
+/// streaming pooling buffers a row.
+fn pool(
+    (max, window, channels, bits, row): (bool, usize, usize, u32, usize),
+    parallel: f64,
+    stream: bool,
+    f: &mut Features,
+    depth: &mut Depth,
+) {
+    let n = (channels * window.saturating_sub(1)) as f64 * parallel;
+    if max {
+        f.lut[lut::LOGIC] += n * 2.0 * bits as f64;
+    } else {
+        f.lut[lut::ADDER] += n * (bits + ceil_log2(window)) as f64;
+    }
+    depth.adder_levels = ceil_log2(window) as f64;
+    if stream {
+        f.lut[lut::SRL] += (row * channels * bits as usize) as f64;
+    }
+}
+
+/// What one op adds beyond its units: output registers, pipeline depth,
+/// cycles, and under io_stream the FIFO after it. Returns the interval it
+/// imposes on the model.
+fn schedule(
+    op: &Op,
+    (depth, ii): (Depth, f64),
+    (serial, parallel): (f64, f64),
+    settings: &HlsSettings,
+    f: &mut Features,
+) -> f64 {
+    let stream = settings.io_type == IoType::Stream;
+    let out_bits = output_bits(op) * parallel;
+    f.ff[ff::OUTPUT] += out_bits;
+    f.layer_depth.push([depth.dsp_multiplies, depth.lut_multiplies, depth.adder_levels]);
+    f.layer_live_bits.push(live_bits(op, settings) * parallel);
+    // One position every `ii` cycles; the last one's logic is in the
+    // layer's stages.
+    f.fixed_cycles += serial * ii - 1.0;
+    if stream {
+        // The FIFO after the layer: one word of its outputs per position,
+        // as deep as the layer has positions (hls4ml's default depth is
+        // the feature map's height × width); a deep one is block RAM.
+        let (width, depth) = (output_bits(op) as usize, op.positions());
+        if depth >= BRAM_MIN_DEPTH {
+            f.bram += (width.div_ceil(BRAM_WORD_BITS) * depth.div_ceil(BRAM_DEPTH_AT_WORD)) as f64;
+        } else {
+            f.lut[lut::SRL] += (width * depth) as f64;
+        }
+    }
+    // Streaming layers overlap (dataflow): the slowest sets the interval.
+    if stream || serial > 1.0 { serial * ii } else { ii }
 }
 
 /// Bits alive inside a layer at one position: its instantiated products at
@@ -339,7 +403,13 @@ fn live_bits(op: &Op, settings: &HlsSettings) -> f64 {
             d.nonzero.div_ceil(reuse) as f64 * d.accum_bits as f64
         }
         Op::VarProducts { sums, terms, accum_bits, .. } => (sums * terms) as f64 * accum_bits as f64,
-        _ => output_bits(op),
+        Op::Input { .. }
+        | Op::Act { .. }
+        | Op::BatchNorm { .. }
+        | Op::LayerNorm { .. }
+        | Op::Softmax { .. }
+        | Op::Pool { .. }
+        | Op::Add { .. } => output_bits(op),
     }
 }
 
@@ -541,7 +611,6 @@ impl ResourceEstimator for AnalyticalEstimator {
 mod tests {
     use super::*;
     use crate::arch::{Activation, Aggregation, BlockType, Component, Layer, Norm, Padding, Shape};
-    use crate::estimate::calibrate;
     use crate::fixed::FixedPoint;
 
     fn settings(width: u32, reuse_factor: usize, strategy: Strategy) -> HlsSettings {
@@ -570,17 +639,6 @@ mod tests {
 
     fn run(arch: &Arch, settings: &HlsSettings, info: Option<&[LayerInfo]>) -> Estimate {
         AnalyticalEstimator::default().estimate(arch, settings, info, &board()).unwrap()
-    }
-
-    #[test]
-    fn shipped_prices_are_the_fit_on_the_corpus() {
-        let (samples, _) = calibrate::samples().unwrap();
-        let fitted = calibrate::fit_all(&samples, Report::Csynth);
-        assert_eq!(
-            calibrate::coefficients_source("CSYNTH", &fitted),
-            calibrate::coefficients_source("CSYNTH", &CSYNTH),
-            "run `snac estimate --calibrate` and paste its output into analytical.rs"
-        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! FPGA boards an estimate is measured against: rule4ml's four (REFERENCE.md
-//! §7) and custom parts. A [`Board`] only carries the resource totals that turn
-//! counts into percentages.
+//! FPGA boards an estimate is measured against: rule4ml's four
+//! (docs/snac-pack-compat.md §7) and custom parts. A [`Board`] only carries
+//! the resource totals that turn counts into percentages.
 
 use anyhow::{Result, bail, ensure};
 use serde::{Deserialize, Serialize};
@@ -19,7 +19,7 @@ pub struct Board {
     pub bram: u64,
 }
 
-/// rule4ml's boards: name, part, BRAM_18K, DSP, FF, LUT (REFERENCE.md §7).
+/// rule4ml's boards: name, part, BRAM_18K, DSP, FF, LUT (docs/snac-pack-compat.md §7).
 const KNOWN: [(&str, &str, u64, u64, u64, u64); 4] = [
     ("pynq-z2", "xc7z020clg400-1", 280, 220, 106_400, 53_200),
     ("zcu102", "xczu9eg-ffvb1156-2-e", 1_824, 2_520, 548_160, 274_080),

@@ -586,6 +586,20 @@ fn round(value: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // For the shipped-prices test, moved here so that analytical.rs does not use calibrate.rs.
+    use crate::estimate::analytical::CSYNTH;
+    use crate::estimate::calibrate;
+
+    #[test]
+    fn shipped_prices_are_the_fit_on_the_corpus() {
+        let (samples, _) = calibrate::samples().unwrap();
+        let fitted = calibrate::fit_all(&samples, Report::Csynth);
+        assert_eq!(
+            calibrate::coefficients_source("CSYNTH", &fitted),
+            calibrate::coefficients_source("CSYNTH", &CSYNTH),
+            "run `snac estimate --calibrate` and paste its output into analytical.rs"
+        );
+    }
 
     #[test]
     fn smape_and_median_by_hand() {

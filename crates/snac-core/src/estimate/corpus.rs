@@ -269,8 +269,7 @@ impl Design {
         let input_bits = self.input_bits.or(self.result_bits).unwrap_or(width);
         let result_bits = self.result_bits.unwrap_or(width);
         let accum = Accum::Width(self.accum_bits.unwrap_or(width.max(result_bits)));
-        // (positions, features, image width) as the data flows.
-        let mut shape: (usize, usize, Option<usize>, Option<usize>) = match self.input[..] {
+        let shape = match self.input[..] {
             [features] => (1, features, None, None),
             [elements, features] => (elements, features, None, None),
             [height, width, channels] => (height * width, channels, Some(height), Some(width)),
@@ -280,98 +279,35 @@ impl Design {
         };
         let density = 1.0 - self.sparsity.unwrap_or(0.0).clamp(0.0, 1.0);
         let mut ops = vec![Op::Input { features: self.input.iter().product(), bits: input_bits }];
-        let mut bits = input_bits;
+        let mut flow = Flow { shape, bits: input_bits };
         let mut previous_weighted = false;
         for (index, layer) in self.layers.iter().enumerate() {
             let kind = layer["type"].as_str().with_context(|| format!("layers[{index}] has no type"))?;
-            let number = |key: &str, default: Option<usize>| -> Result<usize> {
-                match layer.get(key).and_then(Value::as_u64) {
-                    Some(value) => Ok(value as usize),
-                    None => default.with_context(|| format!("layers[{index}] ({kind}) has no '{key}'")),
-                }
+            let spec = LayerSpec {
+                index,
+                kind,
+                layer,
+                weight_bits: layer.get("weight_bits").and_then(Value::as_u64).map_or(weight_bits, |b| b as u32),
+                result_bits: layer.get("result_bits").and_then(Value::as_u64).map_or(result_bits, |b| b as u32),
+                reuse: layer.get("reuse_factor").and_then(Value::as_u64).map(|r| r.max(1) as usize),
+                accum,
+                density,
             };
-            let layer_weight_bits = layer.get("weight_bits").and_then(Value::as_u64).map_or(weight_bits, |b| b as u32);
-            let layer_result_bits = layer.get("result_bits").and_then(Value::as_u64).map_or(result_bits, |b| b as u32);
-            let layer_reuse = layer.get("reuse_factor").and_then(Value::as_u64).map(|r| r.max(1) as usize);
-            let widths = |input_bits: u32| (layer_weight_bits, input_bits, layer_result_bits);
-            let (positions, features, height, image_width) = shape;
+            let (positions, features, _, _) = flow.shape;
+            let bits = flow.bits;
             let weighted = matches!(kind, "dense" | "conv2d" | "conv1d");
             match kind {
-                "dense" => {
-                    let units = number("units", None)?;
-                    let n_in = features;
-                    let nonzero = ((n_in * units) as f64 * density).round() as usize;
-                    let dense = DenseOp::new((n_in, units, positions), nonzero, widths(bits), accum);
-                    ops.push(Op::Dense(DenseOp { reuse: layer_reuse, ..dense }));
-                    shape = (positions, units, None, None);
-                    bits = layer_result_bits;
-                }
-                "conv2d" | "conv1d" => {
-                    let filters = number("filters", None)?;
-                    let kernel = number("kernel", None)?;
-                    let stride = number("stride", Some(1))?.max(1);
-                    let same = layer.get("padding").and_then(Value::as_str) == Some("same");
-                    let (out_h, out_w, n_in, row) = if kind == "conv2d" {
-                        let (h, w) = (height.context("conv2d needs an image input")?, image_width.unwrap_or(1));
-                        let out = |size: usize| {
-                            if same { size.div_ceil(stride) } else { (size.saturating_sub(kernel) / stride) + 1 }
-                        };
-                        (out(h), out(w), kernel * kernel * features, w)
-                    } else {
-                        let length = positions;
-                        let out =
-                            if same { length.div_ceil(stride) } else { length.saturating_sub(kernel) / stride + 1 };
-                        (out, 1, kernel * features, 1)
-                    };
-                    ensure!(out_h >= 1 && out_w >= 1, "layers[{index}]: kernel {kernel} does not fit");
-                    let nonzero = ((n_in * filters) as f64 * density).round() as usize;
-                    let conv = DenseOp::new((n_in, filters, out_h * out_w), nonzero, widths(bits), accum);
-                    let window = Some((if kind == "conv2d" { kernel } else { 1 }, row, features));
-                    ops.push(Op::Dense(DenseOp { window, reuse: layer_reuse, ..conv }));
-                    shape = (out_h * out_w, filters, Some(out_h), Some(out_w));
-                    bits = layer_result_bits;
-                }
+                "dense" => spec.dense(&mut flow, &mut ops)?,
+                "conv2d" | "conv1d" => spec.conv(&mut flow, &mut ops)?,
                 "batchnorm" if previous_weighted => {}
                 "batchnorm" => ops.push(Op::BatchNorm { features, bits, positions }),
                 "layernorm" => ops.push(Op::LayerNorm { features, bits, positions }),
                 "relu" | "leaky_relu" | "linear" | "tanh" | "sigmoid" | "elu" | "gelu" | "selu" | "hard_tanh" => {
-                    let kind = match kind {
-                        "relu" => ActKind::Relu,
-                        // LeakyReLU(alpha = 1) is the identity.
-                        "leaky_relu" if layer.get("alpha").and_then(Value::as_f64) == Some(1.0) => ActKind::Identity,
-                        "leaky_relu" => ActKind::LeakyRelu,
-                        "linear" => ActKind::Identity,
-                        "hard_tanh" => ActKind::Relu,
-                        _ => ActKind::Table,
-                    };
-                    ops.push(Op::Act { kind, features, bits, positions });
-                    if layer.get("result_bits").is_some() {
-                        bits = layer_result_bits;
-                    }
+                    spec.activation(&mut flow, &mut ops)
                 }
-                "upsample1d" | "upsample2d" => {
-                    let size = number("size", Some(2))?;
-                    let positions = positions * if kind == "upsample2d" { size * size } else { size };
-                    ops.push(Op::Act { kind: ActKind::Identity, features, bits, positions });
-                    shape = (positions, features, height.map(|h| h * size), image_width.map(|w| w * size));
-                }
+                "upsample1d" | "upsample2d" => spec.upsample(&mut flow, &mut ops)?,
                 "softmax" => ops.push(Op::Softmax { features, bits, rows: positions }),
-                "maxpool2d" | "avgpool2d" | "maxpool1d" | "avgpool1d" => {
-                    let pool = number("pool", Some(2))?;
-                    let two_d = kind.ends_with("2d");
-                    let (h, w) = (height.unwrap_or(positions), image_width.unwrap_or(1));
-                    let (out_h, out_w) = if two_d { (h / pool, w / pool) } else { (positions / pool, 1) };
-                    ensure!(out_h >= 1 && out_w >= 1, "layers[{index}]: pool {pool} does not fit");
-                    ops.push(Op::Pool {
-                        max: kind.starts_with("max"),
-                        window: if two_d { pool * pool } else { pool },
-                        channels: features,
-                        bits,
-                        positions: out_h * out_w,
-                        row: if two_d { w } else { 1 },
-                    });
-                    shape = (out_h * out_w, features, Some(out_h), Some(out_w));
-                }
+                "maxpool2d" | "avgpool2d" | "maxpool1d" | "avgpool1d" => spec.pool(&mut flow, &mut ops)?,
                 "global_avgpool" | "global_maxpool" => {
                     ops.push(Op::Pool {
                         max: kind == "global_maxpool",
@@ -381,9 +317,9 @@ impl Design {
                         positions: 1,
                         row: 1,
                     });
-                    shape = (1, features, None, None);
+                    flow.shape = (1, features, None, None);
                 }
-                "flatten" => shape = (1, positions * features, None, None),
+                "flatten" => flow.shape = (1, positions * features, None, None),
                 "add" => ops.push(Op::Add { features, bits, positions }),
                 "dropout" => {}
                 other => bail!("layers[{index}]: unknown layer type '{other}'"),
@@ -391,5 +327,131 @@ impl Design {
             previous_weighted = weighted || (previous_weighted && kind == "batchnorm");
         }
         Ok(ops)
+    }
+}
+
+/// The tensor between corpus layers: (positions, features, image height,
+/// image width) and the width of its values.
+struct Flow {
+    shape: (usize, usize, Option<usize>, Option<usize>),
+    bits: u32,
+}
+
+/// One corpus layer as [`Design::build_ops`] reads it: its JSON and type,
+/// the widths and reuse factor it sets over the design's, and the design's
+/// accumulator and weight density. One method per layer type with weights
+/// or a shape of its own.
+struct LayerSpec<'a> {
+    index: usize,
+    kind: &'a str,
+    layer: &'a Value,
+    weight_bits: u32,
+    result_bits: u32,
+    reuse: Option<usize>,
+    accum: Accum,
+    density: f64,
+}
+
+impl LayerSpec<'_> {
+    /// The layer's number `key`, or `default`.
+    fn number(&self, key: &str, default: Option<usize>) -> Result<usize> {
+        let (index, kind) = (self.index, self.kind);
+        match self.layer.get(key).and_then(Value::as_u64) {
+            Some(value) => Ok(value as usize),
+            None => default.with_context(|| format!("layers[{index}] ({kind}) has no '{key}'")),
+        }
+    }
+
+    fn widths(&self, input_bits: u32) -> (u32, u32, u32) {
+        (self.weight_bits, input_bits, self.result_bits)
+    }
+
+    fn dense(&self, flow: &mut Flow, ops: &mut Vec<Op>) -> Result<()> {
+        let (positions, features, _, _) = flow.shape;
+        let units = self.number("units", None)?;
+        let n_in = features;
+        let nonzero = ((n_in * units) as f64 * self.density).round() as usize;
+        let dense = DenseOp::new((n_in, units, positions), nonzero, self.widths(flow.bits), self.accum);
+        ops.push(Op::Dense(DenseOp { reuse: self.reuse, ..dense }));
+        flow.shape = (positions, units, None, None);
+        flow.bits = self.result_bits;
+        Ok(())
+    }
+
+    /// `conv2d` or `conv1d`, with stride and padding.
+    fn conv(&self, flow: &mut Flow, ops: &mut Vec<Op>) -> Result<()> {
+        let (index, kind) = (self.index, self.kind);
+        let (positions, features, height, image_width) = flow.shape;
+        let filters = self.number("filters", None)?;
+        let kernel = self.number("kernel", None)?;
+        let stride = self.number("stride", Some(1))?.max(1);
+        let same = self.layer.get("padding").and_then(Value::as_str) == Some("same");
+        let (out_h, out_w, n_in, row) = if kind == "conv2d" {
+            let (h, w) = (height.context("conv2d needs an image input")?, image_width.unwrap_or(1));
+            let out =
+                |size: usize| if same { size.div_ceil(stride) } else { (size.saturating_sub(kernel) / stride) + 1 };
+            (out(h), out(w), kernel * kernel * features, w)
+        } else {
+            let length = positions;
+            let out = if same { length.div_ceil(stride) } else { length.saturating_sub(kernel) / stride + 1 };
+            (out, 1, kernel * features, 1)
+        };
+        ensure!(out_h >= 1 && out_w >= 1, "layers[{index}]: kernel {kernel} does not fit");
+        let nonzero = ((n_in * filters) as f64 * self.density).round() as usize;
+        let conv = DenseOp::new((n_in, filters, out_h * out_w), nonzero, self.widths(flow.bits), self.accum);
+        let window = Some((if kind == "conv2d" { kernel } else { 1 }, row, features));
+        ops.push(Op::Dense(DenseOp { window, reuse: self.reuse, ..conv }));
+        flow.shape = (out_h * out_w, filters, Some(out_h), Some(out_w));
+        flow.bits = self.result_bits;
+        Ok(())
+    }
+
+    /// A pointwise activation, by how hls4ml builds it.
+    fn activation(&self, flow: &mut Flow, ops: &mut Vec<Op>) {
+        let (positions, features, _, _) = flow.shape;
+        let kind = match self.kind {
+            "relu" => ActKind::Relu,
+            // LeakyReLU(alpha = 1) is the identity.
+            "leaky_relu" if self.layer.get("alpha").and_then(Value::as_f64) == Some(1.0) => ActKind::Identity,
+            "leaky_relu" => ActKind::LeakyRelu,
+            "linear" => ActKind::Identity,
+            "hard_tanh" => ActKind::Relu,
+            _ => ActKind::Table,
+        };
+        ops.push(Op::Act { kind, features, bits: flow.bits, positions });
+        if self.layer.get("result_bits").is_some() {
+            flow.bits = self.result_bits;
+        }
+    }
+
+    /// `upsample1d` or `upsample2d`: a wire that repeats positions.
+    fn upsample(&self, flow: &mut Flow, ops: &mut Vec<Op>) -> Result<()> {
+        let (positions, features, height, image_width) = flow.shape;
+        let size = self.number("size", Some(2))?;
+        let positions = positions * if self.kind == "upsample2d" { size * size } else { size };
+        ops.push(Op::Act { kind: ActKind::Identity, features, bits: flow.bits, positions });
+        flow.shape = (positions, features, height.map(|h| h * size), image_width.map(|w| w * size));
+        Ok(())
+    }
+
+    /// Max or average pooling in one or two dimensions.
+    fn pool(&self, flow: &mut Flow, ops: &mut Vec<Op>) -> Result<()> {
+        let (index, kind) = (self.index, self.kind);
+        let (positions, features, height, image_width) = flow.shape;
+        let pool = self.number("pool", Some(2))?;
+        let two_d = kind.ends_with("2d");
+        let (h, w) = (height.unwrap_or(positions), image_width.unwrap_or(1));
+        let (out_h, out_w) = if two_d { (h / pool, w / pool) } else { (positions / pool, 1) };
+        ensure!(out_h >= 1 && out_w >= 1, "layers[{index}]: pool {pool} does not fit");
+        ops.push(Op::Pool {
+            max: kind.starts_with("max"),
+            window: if two_d { pool * pool } else { pool },
+            channels: features,
+            bits: flow.bits,
+            positions: out_h * out_w,
+            row: if two_d { w } else { 1 },
+        });
+        flow.shape = (out_h * out_w, features, Some(out_h), Some(out_w));
+        Ok(())
     }
 }

@@ -301,7 +301,7 @@ impl LayerInfo {
                     activation_bits,
                     nonzero_weights: Some([query, key, value, output].iter().map(|p| nonzero(&p.kernel.codes)).sum()),
                 }),
-                _ => None,
+                QLayer::Aggregate { .. } | QLayer::BatchNorm { .. } | QLayer::Activation { .. } => None,
             })
             .collect()
     }

@@ -195,12 +195,7 @@ impl Accum {
 /// with weights (Dense, Conv2d, ConvAttention), in order.
 pub fn lower(arch: &Arch, settings: &HlsSettings, layer_info: Option<&[LayerInfo]>) -> Result<Vec<Op>> {
     let shapes = arch.shapes()?;
-    let weighted = shapes
-        .iter()
-        .filter(|(layer, _, _)| {
-            matches!(layer, Layer::Dense { .. } | Layer::Conv2d { .. } | Layer::ConvAttention { .. })
-        })
-        .count();
+    let weighted = shapes.iter().filter(|(layer, _, _)| has_weights(layer)).count();
     if let Some(info) = layer_info {
         ensure!(
             info.len() == weighted,
@@ -215,38 +210,24 @@ pub fn lower(arch: &Arch, settings: &HlsSettings, layer_info: Option<&[LayerInfo
     let mut weighted_index = 0;
     let mut previous: Option<&Layer> = None;
     for (position, (layer, input, output)) in shapes.iter().enumerate() {
-        let info = |index: usize| layer_info.map(|info| info[index]);
-        let weights = |all: usize, index: usize| -> Result<(u32, u32, usize)> {
-            let info = info(index);
-            let (weight_bits, input_bits) = info.map_or((bits, bits), |info| (info.weight_bits, info.activation_bits));
-            ensure!(
-                weight_bits >= 1 && input_bits >= 1,
-                "layer {position} ({}): weight and activation widths must be at least 1 bit, got {weight_bits} and \
-                 {input_bits}",
-                layer.kind()
-            );
-            let nonzero = info.and_then(|info| info.nonzero_weights).unwrap_or(all);
-            ensure!(
-                nonzero <= all,
-                "layer {position} ({}): {nonzero} nonzero weights is more than its {all} weights",
-                layer.kind()
-            );
-            Ok((weight_bits, input_bits, nonzero))
+        // The next layer with weights: its widths and nonzero weights, of `all`.
+        let mut weights = |all: usize| {
+            let info = layer_info.map(|info| info[weighted_index]);
+            weighted_index += 1;
+            layer_weights(position, layer, info, bits, all)
         };
         let (rows, features) = output.rows_and_features();
         match layer {
             Layer::Dense { units } => {
                 let (rows, n_in) = input.rows_and_features();
-                let (weight_bits, input_bits, nonzero) = weights(n_in * units, weighted_index)?;
-                weighted_index += 1;
+                let (weight_bits, input_bits, nonzero) = weights(n_in * units)?;
                 let widths = (weight_bits, input_bits, bits);
                 ops.push(Op::Dense(DenseOp::new((n_in, *units, rows), nonzero, widths, Accum::Exact)));
             }
             Layer::Conv2d { filters, kernel, .. } => {
                 let Shape::Image { width, channels, .. } = *input else { unreachable!("checked by shapes()") };
                 let n_in = kernel * kernel * channels;
-                let (weight_bits, input_bits, nonzero) = weights(n_in * filters, weighted_index)?;
-                weighted_index += 1;
+                let (weight_bits, input_bits, nonzero) = weights(n_in * filters)?;
                 let widths = (weight_bits, input_bits, bits);
                 let window = Some((*kernel, width, channels));
                 let conv = DenseOp::new((n_in, *filters, rows), nonzero, widths, Accum::Exact);
@@ -254,24 +235,8 @@ pub fn lower(arch: &Arch, settings: &HlsSettings, layer_info: Option<&[LayerInfo
             }
             Layer::ConvAttention { hidden, .. } => {
                 let (seq, channels) = input.rows_and_features();
-                let (weight_bits, input_bits, nonzero) = weights(4 * channels * hidden, weighted_index)?;
-                weighted_index += 1;
-                // The four 1×1 projections share the nonzero count evenly.
-                let projection = |n_in: usize, n_out: usize| {
-                    let kept = nonzero.div_ceil(4).min(n_in * n_out);
-                    Op::Dense(DenseOp::new((n_in, n_out, seq), kept, (weight_bits, input_bits, bits), Accum::Exact))
-                };
-                for _ in 0..3 {
-                    ops.push(projection(channels, *hidden));
-                }
-                // Scores: seq sums of `hidden` products per query position.
-                let score_accum = Accum::Exact.bits(bits, bits, *hidden);
-                ops.push(Op::VarProducts { sums: seq, terms: *hidden, bits, accum_bits: score_accum, positions: seq });
-                ops.push(Op::Softmax { features: seq, bits, rows: seq });
-                let value_accum = Accum::Exact.bits(bits, bits, seq);
-                ops.push(Op::VarProducts { sums: *hidden, terms: seq, bits, accum_bits: value_accum, positions: seq });
-                ops.push(projection(*hidden, channels));
-                ops.push(Op::Add { features: channels, bits, positions: seq });
+                let counts = weights(4 * channels * hidden)?;
+                attention_ops((seq, channels, *hidden), counts, bits, &mut ops);
             }
             // hls4ml folds a BatchNorm that follows a Dense or Conv2d into
             // its weights and bias (`FuseBatchNormalization`): it costs nothing.
@@ -279,7 +244,14 @@ pub fn lower(arch: &Arch, settings: &HlsSettings, layer_info: Option<&[LayerInfo
             Layer::BatchNorm => ops.push(Op::BatchNorm { features, bits, positions: rows }),
             Layer::LayerNorm => ops.push(Op::LayerNorm { features, bits, positions: rows }),
             Layer::Act(Activation::Softmax) => ops.push(Op::Softmax { features, bits, rows }),
-            Layer::Act(kind) => ops.push(Op::Act { kind: ActKind::of(*kind), features, bits, positions: rows }),
+            Layer::Act(
+                kind @ (Activation::Relu
+                | Activation::LeakyRelu
+                | Activation::Gelu
+                | Activation::Tanh
+                | Activation::Sigmoid
+                | Activation::Identity),
+            ) => ops.push(Op::Act { kind: ActKind::of(*kind), features, bits, positions: rows }),
             Layer::Flatten => {}
             Layer::Aggregate(aggregation) => {
                 let (elements, features) = input.rows_and_features();
@@ -296,4 +268,65 @@ pub fn lower(arch: &Arch, settings: &HlsSettings, layer_info: Option<&[LayerInfo
         previous = Some(layer);
     }
     Ok(ops)
+}
+
+/// The weight and activation widths and the nonzero weights (of `all`) of
+/// layer `position`: its `info` when given, else the model's `bits` and
+/// every weight.
+fn layer_weights(
+    position: usize,
+    layer: &Layer,
+    info: Option<LayerInfo>,
+    bits: u32,
+    all: usize,
+) -> Result<(u32, u32, usize)> {
+    let (weight_bits, input_bits) = info.map_or((bits, bits), |info| (info.weight_bits, info.activation_bits));
+    ensure!(
+        weight_bits >= 1 && input_bits >= 1,
+        "layer {position} ({}): weight and activation widths must be at least 1 bit, got {weight_bits} and \
+         {input_bits}",
+        layer.kind()
+    );
+    let nonzero = info.and_then(|info| info.nonzero_weights).unwrap_or(all);
+    ensure!(
+        nonzero <= all,
+        "layer {position} ({}): {nonzero} nonzero weights is more than its {all} weights",
+        layer.kind()
+    );
+    Ok((weight_bits, input_bits, nonzero))
+}
+
+/// A ConvAttention over `seq` positions: three 1×1 projections, the
+/// scores, their softmax, the weighted sum, the output projection and the
+/// residual addition.
+fn attention_ops(
+    (seq, channels, hidden): (usize, usize, usize),
+    (weight_bits, input_bits, nonzero): (u32, u32, usize),
+    bits: u32,
+    ops: &mut Vec<Op>,
+) {
+    // The four 1×1 projections share the nonzero count evenly.
+    let projection = |n_in: usize, n_out: usize| {
+        let kept = nonzero.div_ceil(4).min(n_in * n_out);
+        Op::Dense(DenseOp::new((n_in, n_out, seq), kept, (weight_bits, input_bits, bits), Accum::Exact))
+    };
+    for _ in 0..3 {
+        ops.push(projection(channels, hidden));
+    }
+    // Scores: seq sums of `hidden` products per query position.
+    let score_accum = Accum::Exact.bits(bits, bits, hidden);
+    ops.push(Op::VarProducts { sums: seq, terms: hidden, bits, accum_bits: score_accum, positions: seq });
+    ops.push(Op::Softmax { features: seq, bits, rows: seq });
+    let value_accum = Accum::Exact.bits(bits, bits, seq);
+    ops.push(Op::VarProducts { sums: hidden, terms: seq, bits, accum_bits: value_accum, positions: seq });
+    ops.push(projection(hidden, channels));
+    ops.push(Op::Add { features: channels, bits, positions: seq });
+}
+
+/// Whether `layer` has weights, and so an entry in the layer info.
+fn has_weights(layer: &Layer) -> bool {
+    match layer {
+        Layer::Dense { .. } | Layer::Conv2d { .. } | Layer::ConvAttention { .. } => true,
+        Layer::BatchNorm | Layer::LayerNorm | Layer::Act(_) | Layer::Flatten | Layer::Aggregate(_) => false,
+    }
 }

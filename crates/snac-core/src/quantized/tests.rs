@@ -1,6 +1,11 @@
+//! Tests of the quantized model: building, integer against float
+//! inference, requantization, and the checks a model file must pass.
+
+use super::forward::{NarrowProducts, affine_codes, affine_codes_wide};
 use super::*;
-use crate::arch::{Component, Norm, Shape};
+use crate::arch::{Component, Layer, Norm, Shape};
 use crate::config::{DatasetConfig, DatasetName};
+use crate::fixed::{Overflow, Rounding};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashMap;

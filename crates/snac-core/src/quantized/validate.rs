@@ -10,6 +10,7 @@
 //! within `i64` (or `i128` where it sums). Each error names the key path
 //! (`layers[3].kernel.codes`), the value and what would be accepted.
 
+use super::tables::has_table;
 use super::{
     ActivationTable, Codes, FORMAT, MAX_EXACT_BITS, Projection, QLayer, QuantizedModel, TABLE_SIZE, accumulator_type,
     softmax,
@@ -52,7 +53,7 @@ fn kind_of(layer: &QLayer) -> Kind {
 fn kind_name(kind: Kind) -> String {
     match kind {
         Kind::Activation(f) => format!("{f:?} activation"),
-        other => format!("{other:?}"),
+        Kind::Dense | Kind::Conv2d | Kind::ConvAttention | Kind::Aggregate | Kind::BatchNorm => format!("{kind:?}"),
     }
 }
 
@@ -206,12 +207,6 @@ fn check_table(path: &str, table: &ActivationTable, input: FixedPoint) -> Result
     Ok(())
 }
 
-/// What integer inference knows between layers.
-struct Flow {
-    /// The type of the tensor.
-    current: FixedPoint,
-}
-
 impl QuantizedModel {
     /// Checks that the model is one [`QuantizedModel::build`] could have
     /// written, up to its parameter values (see the module docs): afterwards
@@ -249,30 +244,10 @@ impl QuantizedModel {
 
         let last = shapes.len() - 1;
         let mut position = 0;
-        let mut flow = Flow { current: self.types.input };
+        // The type of the tensor flowing between layers.
+        let mut current = self.types.input;
         for (index, &(layer, input, output)) in shapes.iter().enumerate() {
-            let expected: Vec<Kind> = match layer {
-                Layer::Dense { .. } => {
-                    let softmax_next = index + 1 == last && *shapes[last].0 == Layer::Act(Activation::Softmax);
-                    if index == last || softmax_next {
-                        vec![Kind::Dense, Kind::Activation(Activation::Identity)]
-                    } else {
-                        vec![Kind::Dense]
-                    }
-                }
-                Layer::Conv2d { .. } => vec![Kind::Conv2d],
-                Layer::ConvAttention { .. } => vec![Kind::ConvAttention],
-                Layer::Aggregate(_) => vec![Kind::Aggregate],
-                Layer::Flatten if input.rows_and_features().0 > 1 => vec![Kind::Activation(Activation::Identity)],
-                Layer::Flatten => vec![],
-                Layer::BatchNorm => vec![Kind::BatchNorm],
-                Layer::Act(Activation::Softmax) if index == last => vec![],
-                Layer::Act(f @ (Activation::Softmax | Activation::Gelu)) => {
-                    bail!("arch layer {index}: {f:?} here has no fixed-point form (accepted: a final softmax)")
-                }
-                Layer::LayerNorm => bail!("arch layer {index}: LayerNorm has no fixed-point form"),
-                Layer::Act(f) => vec![Kind::Activation(*f)],
-            };
+            let expected = expected_kinds(index, layer, input, last, shapes[last].0)?;
             for kind in expected {
                 let Some(qlayer) = self.layers.get(position) else {
                     bail!(
@@ -292,7 +267,15 @@ impl QuantizedModel {
                     layer.kind(),
                     kind_name(kind)
                 );
-                self.check_layer(&path, qlayer, layer, input, output, &mut flow)?;
+                let at = At {
+                    path: &path,
+                    layer,
+                    input,
+                    output,
+                    current,
+                    why: format!("the arch's input {input} to this layer"),
+                };
+                current = check_layer(&at, qlayer)?;
                 position += 1;
             }
         }
@@ -306,167 +289,246 @@ impl QuantizedModel {
         }
         Ok(())
     }
+}
 
-    fn check_layer(
-        &self,
-        path: &str,
-        qlayer: &QLayer,
-        layer: &Layer,
-        input: Shape,
-        output: Shape,
-        flow: &mut Flow,
-    ) -> Result<()> {
-        let current = flow.current;
-        let why = format!("the arch's input {input} to this layer");
-        match qlayer {
-            QLayer::Dense { rows, inputs, outputs, kernel, bias, mask, accumulator, .. } => {
-                let (expected_rows, expected_inputs) = input.rows_and_features();
-                same(path, "rows", *rows, expected_rows, &why)?;
-                same(path, "inputs", *inputs, expected_inputs, &why)?;
-                same(path, "outputs", *outputs, output.rows_and_features().1, &format!("the arch's output {output}"))?;
-                check_affine(path, current, (kernel, bias, accumulator), (*inputs, *outputs), mask)?;
-                flow.current = *accumulator;
-            }
-            QLayer::Conv2d {
-                height,
-                width,
-                channels,
-                kernel_size,
-                filters,
-                out_height,
-                out_width,
-                padding,
-                kernel,
-                bias,
-                mask,
-                accumulator,
-                ..
-            } => {
-                let Some(g) = ConvGeometry::of(layer, input) else {
-                    bail!("{path}: the arch's layer takes {input}, not an image")
-                };
-                same(path, "height", *height, g.height, &why)?;
-                same(path, "width", *width, g.width, &why)?;
-                same(path, "channels", *channels, g.channels, &why)?;
-                same(path, "kernel_size", *kernel_size, g.kernel, "the arch's layer")?;
-                same(path, "filters", *filters, g.filters, "the arch's layer")?;
-                same(path, "out_height", *out_height, g.out_height, "the arch's layer and input")?;
-                same(path, "out_width", *out_width, g.out_width, "the arch's layer and input")?;
-                same(path, "padding", *padding, g.padding, "the arch's padding")?;
-                let patch = count(&format!("{path} patches"), &[g.kernel, g.kernel, g.channels])?;
-                count(&format!("{path} patches"), &[g.out_height, g.out_width, patch])?;
-                check_affine(path, current, (kernel, bias, accumulator), (patch, g.filters), mask)?;
-                flow.current = *accumulator;
-            }
-            QLayer::ConvAttention { positions, channels, hidden, query, key, value, output, scale, result, .. } => {
-                let Layer::ConvAttention { hidden: arch_hidden, scale: scaled } = layer else {
-                    bail!("{path}: the arch's layer is a {}", layer.kind())
-                };
-                let (expected_positions, expected_channels) = input.rows_and_features();
-                same(path, "positions", *positions, expected_positions, &why)?;
-                same(path, "channels", *channels, expected_channels, &why)?;
-                same(path, "hidden", *hidden, *arch_hidden, "the arch's layer")?;
-                check_type(&format!("{path}.result"), result)?;
-                let rf = result.fractional_bits();
-                ensure!(
-                    rf >= 0,
-                    "{path}.result: {result} has {rf} fractional bits (accepted: at least 0 for attention)"
-                );
-                let projections: [(&str, &Projection, FixedPoint, usize, usize); 4] = [
-                    ("query", query, current, *channels, *hidden),
-                    ("key", key, current, *channels, *hidden),
-                    ("value", value, current, *channels, *hidden),
-                    ("output", output, *result, *hidden, *channels),
-                ];
-                for (name, p, from, inputs, outputs) in projections {
-                    let at = format!("{path}.{name}");
-                    check_affine(&at, from, (&p.kernel, &p.bias, &p.accumulator), (inputs, outputs), &[])?;
-                }
-                let expected_scale = scaled.then(|| softmax::attention_scale(*hidden));
-                same(path, "scale", *scale, expected_scale, "the arch's scale flag and hidden size")?;
-                let largest = result.min_code().unsigned_abs().max(result.max_code().unsigned_abs()) as u128;
-                let bound = largest * largest * *hidden as u128 * *positions as u128;
-                ensure!(
-                    bound < 1u128 << MAX_EXACT_BITS,
-                    "{path}.result: with {result} the scores need {} bits (accepted: at most {MAX_EXACT_BITS}; use \
-                     a narrower type)",
-                    128 - bound.leading_zeros()
-                );
-                let frac = current.fractional_bits();
-                let sum_frac = frac.max(rf);
-                check_shift(path, "the residual", current.width as i64, (sum_frac - frac) as i64, I64_BITS)?;
-                check_shift(path, "the residual", result.width as i64, (sum_frac - rf) as i64, I64_BITS)?;
-                flow.current = *result;
-            }
-            QLayer::Aggregate { elements, features, mode, result, .. } => {
-                let (Layer::Aggregate(arch_mode), Shape::Set { elements: e, features: f }) = (layer, input) else {
-                    bail!("{path}: the arch's layer is a {} on {input}, not a pooling over a set", layer.kind())
-                };
-                same(path, "elements", *elements, e, &why)?;
-                same(path, "features", *features, f, &why)?;
-                same(path, "mode", *mode, *arch_mode, "the arch's layer")?;
-                check_type(&format!("{path}.result"), result)?;
-                if *mode == Aggregation::Mean {
-                    let shift = (result.fractional_bits() - current.fractional_bits()) as i64;
-                    let sum = current.width as i64 + bits(*elements);
-                    if shift >= 0 {
-                        check_shift(path, "the mean", sum, shift, I128_BITS)?;
-                    } else {
-                        check_shift(path, "the mean", bits(*elements), -shift, I128_BITS)?;
-                    }
-                }
-                flow.current = *result;
-            }
-            QLayer::BatchNorm { scale, shift, result, .. } => {
-                let features = output.rows_and_features().1;
-                let how = format!("{features} features of the arch's {output}");
-                check_codes(&format!("{path}.scale"), scale, features, &how)?;
-                check_codes(&format!("{path}.shift"), shift, features, &how)?;
-                check_type(&format!("{path}.result"), result)?;
-                let product_width = current.width + scale.fixed.width;
-                ensure!(
-                    product_width < MAX_EXACT_BITS,
-                    "{path}.scale.type: its input ({current}) times its scale ({}) needs {product_width} bits \
-                     (accepted: at most {})",
-                    scale.fixed,
-                    MAX_EXACT_BITS - 1
-                );
-                let product = current.fractional_bits() + scale.fixed.fractional_bits();
-                let frac = product.max(shift.fixed.fractional_bits());
-                check_shift(path, "the product", product_width as i64, (frac - product) as i64, I64_BITS)?;
-                let shift_bits = (frac - shift.fixed.fractional_bits()) as i64;
-                check_shift(path, "the shift", shift.fixed.width as i64, shift_bits, I64_BITS)?;
-                flow.current = *result;
-            }
-            QLayer::Activation { function, result, slope, table, .. } => {
-                check_type(&format!("{path}.result"), result)?;
-                let needs_table = matches!(function, Activation::Tanh | Activation::Sigmoid);
-                match table {
-                    Some(table) if needs_table => check_table(path, table, current)?,
-                    Some(_) => {
-                        bail!("{path}.table: a {function:?} has no table (accepted: none; only tanh and sigmoid)")
-                    }
-                    None if needs_table => bail!(
-                        "{path}.table: missing: {function:?} needs hls4ml's {TABLE_SIZE}-entry table (accepted: \
-                         range and table as local search writes them)"
-                    ),
-                    None => {}
-                }
-                match slope {
-                    Some(slope) if *function == Activation::LeakyRelu => {
-                        check_codes(&format!("{path}.slope"), slope, 1, "a Leaky ReLU's one slope")?;
-                        let width = (current.width + slope.fixed.width) as i64;
-                        check_shift(path, "the slope product", width, 0, I64_BITS)?;
-                    }
-                    Some(_) => bail!("{path}.slope: a {function:?} has no slope (accepted: none)"),
-                    None if *function == Activation::LeakyRelu => {
-                        bail!("{path}.slope: missing: Leaky ReLU needs its slope (accepted: one code)")
-                    }
-                    None => {}
-                }
-                flow.current = *result;
+/// The model layers arch layer `index` becomes, in order (`last`: the index
+/// of the arch's last layer, `last_layer` that layer), or why it has no
+/// fixed-point form.
+fn expected_kinds(index: usize, layer: &Layer, input: Shape, last: usize, last_layer: &Layer) -> Result<Vec<Kind>> {
+    Ok(match layer {
+        Layer::Dense { .. } => {
+            let softmax_next = index + 1 == last && *last_layer == Layer::Act(Activation::Softmax);
+            if index == last || softmax_next {
+                vec![Kind::Dense, Kind::Activation(Activation::Identity)]
+            } else {
+                vec![Kind::Dense]
             }
         }
-        Ok(())
+        Layer::Conv2d { .. } => vec![Kind::Conv2d],
+        Layer::ConvAttention { .. } => vec![Kind::ConvAttention],
+        Layer::Aggregate(_) => vec![Kind::Aggregate],
+        Layer::Flatten if input.rows_and_features().0 > 1 => vec![Kind::Activation(Activation::Identity)],
+        Layer::Flatten => vec![],
+        Layer::BatchNorm => vec![Kind::BatchNorm],
+        Layer::Act(Activation::Softmax) if index == last => vec![],
+        Layer::Act(f @ (Activation::Softmax | Activation::Gelu)) => {
+            bail!("arch layer {index}: {f:?} here has no fixed-point form (accepted: a final softmax)")
+        }
+        Layer::LayerNorm => bail!("arch layer {index}: LayerNorm has no fixed-point form"),
+        Layer::Act(
+            f @ (Activation::Relu
+            | Activation::LeakyRelu
+            | Activation::Tanh
+            | Activation::Sigmoid
+            | Activation::Identity),
+        ) => vec![Kind::Activation(*f)],
+    })
+}
+
+/// One model layer being checked against the arch layer it comes from.
+struct At<'a> {
+    /// The key path for messages, e.g. `layers[3] (Dense (layer 2))`.
+    path: &'a str,
+    layer: &'a Layer,
+    input: Shape,
+    output: Shape,
+    /// The type of the tensor flowing in.
+    current: FixedPoint,
+    /// Why counts taken from the input are expected.
+    why: String,
+}
+
+/// Checks one model layer (one function per kind); returns the type of its
+/// output.
+fn check_layer(at: &At, qlayer: &QLayer) -> Result<FixedPoint> {
+    match qlayer {
+        QLayer::Dense { rows, inputs, outputs, kernel, bias, mask, accumulator, .. } => {
+            at.dense((*rows, *inputs, *outputs), (kernel, bias, accumulator), mask)
+        }
+        QLayer::Conv2d { kernel, bias, mask, accumulator, .. } => {
+            let stored = qlayer.conv_geometry().expect("a Conv2d layer has a geometry");
+            at.conv2d(&stored, (kernel, bias, accumulator), mask)
+        }
+        QLayer::ConvAttention { positions, channels, hidden, query, key, value, output, scale, result, .. } => {
+            at.conv_attention((*positions, *channels, *hidden), [query, key, value, output], *scale, result)
+        }
+        QLayer::Aggregate { elements, features, mode, result, .. } => {
+            at.aggregate((*elements, *features), *mode, result)
+        }
+        QLayer::BatchNorm { scale, shift, result, .. } => at.batch_norm(scale, shift, result),
+        QLayer::Activation { function, result, slope, table, .. } => {
+            at.activation(*function, result, slope.as_ref(), table.as_ref())
+        }
+    }
+}
+
+impl At<'_> {
+    fn dense(
+        &self,
+        (rows, inputs, outputs): (usize, usize, usize),
+        affine: (&Codes, &Codes, &FixedPoint),
+        mask: &[bool],
+    ) -> Result<FixedPoint> {
+        let (path, input, output, why) = (self.path, self.input, self.output, &self.why);
+        let (expected_rows, expected_inputs) = input.rows_and_features();
+        same(path, "rows", rows, expected_rows, why)?;
+        same(path, "inputs", inputs, expected_inputs, why)?;
+        same(path, "outputs", outputs, output.rows_and_features().1, &format!("the arch's output {output}"))?;
+        check_affine(path, self.current, affine, (inputs, outputs), mask)?;
+        Ok(*affine.2)
+    }
+
+    fn conv2d(
+        &self,
+        stored: &ConvGeometry,
+        affine: (&Codes, &Codes, &FixedPoint),
+        mask: &[bool],
+    ) -> Result<FixedPoint> {
+        let (path, input, why) = (self.path, self.input, &self.why);
+        let Some(g) = ConvGeometry::of(self.layer, input) else {
+            bail!("{path}: the arch's layer takes {input}, not an image")
+        };
+        same(path, "height", stored.height, g.height, why)?;
+        same(path, "width", stored.width, g.width, why)?;
+        same(path, "channels", stored.channels, g.channels, why)?;
+        same(path, "kernel_size", stored.kernel, g.kernel, "the arch's layer")?;
+        same(path, "filters", stored.filters, g.filters, "the arch's layer")?;
+        same(path, "out_height", stored.out_height, g.out_height, "the arch's layer and input")?;
+        same(path, "out_width", stored.out_width, g.out_width, "the arch's layer and input")?;
+        same(path, "padding", stored.padding, g.padding, "the arch's padding")?;
+        let patch = count(&format!("{path} patches"), &[g.kernel, g.kernel, g.channels])?;
+        count(&format!("{path} patches"), &[g.out_height, g.out_width, patch])?;
+        check_affine(path, self.current, affine, (patch, g.filters), mask)?;
+        Ok(*affine.2)
+    }
+
+    fn conv_attention(
+        &self,
+        (positions, channels, hidden): (usize, usize, usize),
+        [query, key, value, output]: [&Projection; 4],
+        scale: Option<i64>,
+        result: &FixedPoint,
+    ) -> Result<FixedPoint> {
+        let (path, layer, input, current, why) = (self.path, self.layer, self.input, self.current, &self.why);
+        let Layer::ConvAttention { hidden: arch_hidden, scale: scaled } = layer else {
+            bail!("{path}: the arch's layer is a {}", layer.kind())
+        };
+        let (expected_positions, expected_channels) = input.rows_and_features();
+        same(path, "positions", positions, expected_positions, why)?;
+        same(path, "channels", channels, expected_channels, why)?;
+        same(path, "hidden", hidden, *arch_hidden, "the arch's layer")?;
+        check_type(&format!("{path}.result"), result)?;
+        let rf = result.fractional_bits();
+        ensure!(rf >= 0, "{path}.result: {result} has {rf} fractional bits (accepted: at least 0 for attention)");
+        let projections: [(&str, &Projection, FixedPoint, usize, usize); 4] = [
+            ("query", query, current, channels, hidden),
+            ("key", key, current, channels, hidden),
+            ("value", value, current, channels, hidden),
+            ("output", output, *result, hidden, channels),
+        ];
+        for (name, p, from, inputs, outputs) in projections {
+            let at = format!("{path}.{name}");
+            check_affine(&at, from, (&p.kernel, &p.bias, &p.accumulator), (inputs, outputs), &[])?;
+        }
+        let expected_scale = scaled.then(|| softmax::attention_scale(hidden));
+        same(path, "scale", scale, expected_scale, "the arch's scale flag and hidden size")?;
+        let largest = result.min_code().unsigned_abs().max(result.max_code().unsigned_abs()) as u128;
+        let bound = largest * largest * hidden as u128 * positions as u128;
+        ensure!(
+            bound < 1u128 << MAX_EXACT_BITS,
+            "{path}.result: with {result} the scores need {} bits (accepted: at most {MAX_EXACT_BITS}; use \
+             a narrower type)",
+            128 - bound.leading_zeros()
+        );
+        let frac = current.fractional_bits();
+        let sum_frac = frac.max(rf);
+        check_shift(path, "the residual", current.width as i64, (sum_frac - frac) as i64, I64_BITS)?;
+        check_shift(path, "the residual", result.width as i64, (sum_frac - rf) as i64, I64_BITS)?;
+        Ok(*result)
+    }
+
+    fn aggregate(
+        &self,
+        (elements, features): (usize, usize),
+        mode: Aggregation,
+        result: &FixedPoint,
+    ) -> Result<FixedPoint> {
+        let (path, layer, input, current, why) = (self.path, self.layer, self.input, self.current, &self.why);
+        let (Layer::Aggregate(arch_mode), Shape::Set { elements: e, features: f }) = (layer, input) else {
+            bail!("{path}: the arch's layer is a {} on {input}, not a pooling over a set", layer.kind())
+        };
+        same(path, "elements", elements, e, why)?;
+        same(path, "features", features, f, why)?;
+        same(path, "mode", mode, *arch_mode, "the arch's layer")?;
+        check_type(&format!("{path}.result"), result)?;
+        if mode == Aggregation::Mean {
+            let shift = (result.fractional_bits() - current.fractional_bits()) as i64;
+            let sum = current.width as i64 + bits(elements);
+            if shift >= 0 {
+                check_shift(path, "the mean", sum, shift, I128_BITS)?;
+            } else {
+                check_shift(path, "the mean", bits(elements), -shift, I128_BITS)?;
+            }
+        }
+        Ok(*result)
+    }
+
+    fn batch_norm(&self, scale: &Codes, shift: &Codes, result: &FixedPoint) -> Result<FixedPoint> {
+        let (path, output, current) = (self.path, self.output, self.current);
+        let features = output.rows_and_features().1;
+        let how = format!("{features} features of the arch's {output}");
+        check_codes(&format!("{path}.scale"), scale, features, &how)?;
+        check_codes(&format!("{path}.shift"), shift, features, &how)?;
+        check_type(&format!("{path}.result"), result)?;
+        let product_width = current.width + scale.fixed.width;
+        ensure!(
+            product_width < MAX_EXACT_BITS,
+            "{path}.scale.type: its input ({current}) times its scale ({}) needs {product_width} bits \
+             (accepted: at most {})",
+            scale.fixed,
+            MAX_EXACT_BITS - 1
+        );
+        let product = current.fractional_bits() + scale.fixed.fractional_bits();
+        let frac = product.max(shift.fixed.fractional_bits());
+        check_shift(path, "the product", product_width as i64, (frac - product) as i64, I64_BITS)?;
+        let shift_bits = (frac - shift.fixed.fractional_bits()) as i64;
+        check_shift(path, "the shift", shift.fixed.width as i64, shift_bits, I64_BITS)?;
+        Ok(*result)
+    }
+
+    fn activation(
+        &self,
+        function: Activation,
+        result: &FixedPoint,
+        slope: Option<&Codes>,
+        table: Option<&ActivationTable>,
+    ) -> Result<FixedPoint> {
+        let (path, current) = (self.path, self.current);
+        check_type(&format!("{path}.result"), result)?;
+        let needs_table = has_table(function);
+        match table {
+            Some(table) if needs_table => check_table(path, table, current)?,
+            Some(_) => {
+                bail!("{path}.table: a {function:?} has no table (accepted: none; only tanh and sigmoid)")
+            }
+            None if needs_table => bail!(
+                "{path}.table: missing: {function:?} needs hls4ml's {TABLE_SIZE}-entry table (accepted: \
+                 range and table as local search writes them)"
+            ),
+            None => {}
+        }
+        match slope {
+            Some(slope) if function == Activation::LeakyRelu => {
+                check_codes(&format!("{path}.slope"), slope, 1, "a Leaky ReLU's one slope")?;
+                let width = (current.width + slope.fixed.width) as i64;
+                check_shift(path, "the slope product", width, 0, I64_BITS)?;
+            }
+            Some(_) => bail!("{path}.slope: a {function:?} has no slope (accepted: none)"),
+            None if function == Activation::LeakyRelu => {
+                bail!("{path}.slope: missing: Leaky ReLU needs its slope (accepted: one code)")
+            }
+            None => {}
+        }
+        Ok(*result)
     }
 }

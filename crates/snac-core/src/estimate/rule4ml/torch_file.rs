@@ -201,6 +201,8 @@ impl<'a> Unpickler<'a> {
         }
     }
 
+    /// Runs the pickle to its STOP and returns what it leaves; the opcodes
+    /// come in groups, one method each.
     fn run(mut self) -> Result<Value> {
         loop {
             let opcode = self.u8()?;
@@ -211,117 +213,12 @@ impl<'a> Unpickler<'a> {
                 }
                 b'.' => return self.pop(),
                 b'(' => self.marks.push(self.stack.len()),
-                b'N' => self.stack.push(Value::None),
-                0x88 => self.stack.push(Value::Bool(true)),
-                0x89 => self.stack.push(Value::Bool(false)),
-                b'K' => {
-                    let n = self.u8()?;
-                    self.stack.push(Value::Int(n.into()));
+                b'N' | 0x88 | 0x89 | b'K' | b'M' | b'J' | 0x8a | b'G' | b'X' | 0x8c | b'c' | 0x93 => {
+                    let value = self.atom(opcode)?;
+                    self.stack.push(value);
                 }
-                b'M' => {
-                    let b = self.take(2)?;
-                    self.stack.push(Value::Int(u16::from_le_bytes([b[0], b[1]]).into()));
-                }
-                b'J' => {
-                    let b = self.take(4)?;
-                    self.stack.push(Value::Int(i32::from_le_bytes([b[0], b[1], b[2], b[3]]).into()));
-                }
-                0x8a => {
-                    let n = self.u8()? as usize;
-                    ensure!(n <= 8, "LONG1 of {n} bytes is too large");
-                    let b = self.take(n)?;
-                    let mut buf = if b.last().is_some_and(|&x| x & 0x80 != 0) { [0xff; 8] } else { [0; 8] };
-                    buf[..n].copy_from_slice(b);
-                    self.stack.push(Value::Int(i64::from_le_bytes(buf)));
-                }
-                b'G' => {
-                    let b = self.take(8)?;
-                    self.stack.push(Value::Float(f64::from_be_bytes(b.try_into().expect("8 bytes"))));
-                }
-                b'X' => {
-                    let n = self.u32()? as usize;
-                    let text = String::from_utf8(self.take(n)?.to_vec()).context("pickle string is not UTF-8")?;
-                    self.stack.push(Value::Str(text));
-                }
-                0x8c => {
-                    let n = self.u8()? as usize;
-                    let text = String::from_utf8(self.take(n)?.to_vec()).context("pickle string is not UTF-8")?;
-                    self.stack.push(Value::Str(text));
-                }
-                b'c' => {
-                    let module = self.line()?;
-                    let name = self.line()?;
-                    self.stack.push(Value::Global(module, name));
-                }
-                0x93 => {
-                    let name = self.pop()?;
-                    let module = self.pop()?;
-                    let (Value::Str(module), Value::Str(name)) = (module, name) else {
-                        bail!("STACK_GLOBAL of non-strings");
-                    };
-                    self.stack.push(Value::Global(module, name));
-                }
-                b')' => self.stack.push(Value::Tuple(Vec::new())),
-                b't' => {
-                    let items = self.pop_mark()?;
-                    self.stack.push(Value::Tuple(items));
-                }
-                0x85..=0x87 => {
-                    let n = (opcode - 0x84) as usize;
-                    ensure!(self.stack.len() >= n, "TUPLE{n} on a short stack");
-                    let items = self.stack.split_off(self.stack.len() - n);
-                    self.stack.push(Value::Tuple(items));
-                }
-                b']' => self.stack.push(Value::List(Vec::new())),
-                b'e' => {
-                    let items = self.pop_mark()?;
-                    match self.stack.last_mut() {
-                        Some(Value::List(list)) => list.extend(items),
-                        other => bail!("APPENDS to {}", other.map_or("nothing", |v| v.kind())),
-                    }
-                }
-                b'a' => {
-                    let item = self.pop()?;
-                    match self.stack.last_mut() {
-                        Some(Value::List(list)) => list.push(item),
-                        other => bail!("APPEND to {}", other.map_or("nothing", |v| v.kind())),
-                    }
-                }
-                b'}' => self.stack.push(Value::Dict(Vec::new())),
-                b's' => {
-                    let value = self.pop()?;
-                    let key = self.pop()?;
-                    self.top_dict()?.push((key, value));
-                }
-                b'u' => {
-                    let items = self.pop_mark()?;
-                    ensure!(items.len() % 2 == 0, "SETITEMS with an odd number of values");
-                    let mut items = items.into_iter();
-                    let dict = self.top_dict()?;
-                    while let (Some(key), Some(value)) = (items.next(), items.next()) {
-                        dict.push((key, value));
-                    }
-                }
-                b'q' => {
-                    let slot = self.u8()?.into();
-                    self.memo_put(slot)?;
-                }
-                b'r' => {
-                    let slot = self.u32()?;
-                    self.memo_put(slot)?;
-                }
-                b'h' => {
-                    let slot = self.u8()?.into();
-                    self.memo_get(slot)?;
-                }
-                b'j' => {
-                    let slot = self.u32()?;
-                    self.memo_get(slot)?;
-                }
-                0x94 => {
-                    let slot = self.memo.len() as u32;
-                    self.memo_put(slot)?;
-                }
+                b')' | b't' | 0x85..=0x87 | b']' | b'e' | b'a' | b'}' | b's' | b'u' => self.collection(opcode)?,
+                b'q' | b'r' | b'h' | b'j' | 0x94 => self.memo(opcode)?,
                 b'Q' => {
                     let pid = self.pop()?;
                     self.stack.push(storage_from_persistent_id(pid)?);
@@ -338,6 +235,135 @@ impl<'a> Unpickler<'a> {
                 }
                 other => bail!("pickle opcode 0x{other:02x} at byte {} is not one torch.save uses", self.at - 1),
             }
+        }
+    }
+
+    /// The value an opcode that pushes one value reads: None, a bool, an
+    /// int, a float, a string or a global.
+    fn atom(&mut self, opcode: u8) -> Result<Value> {
+        Ok(match opcode {
+            b'N' => Value::None,
+            0x88 => Value::Bool(true),
+            0x89 => Value::Bool(false),
+            b'K' => Value::Int(self.u8()?.into()),
+            b'M' => {
+                let b = self.take(2)?;
+                Value::Int(u16::from_le_bytes([b[0], b[1]]).into())
+            }
+            b'J' => {
+                let b = self.take(4)?;
+                Value::Int(i32::from_le_bytes([b[0], b[1], b[2], b[3]]).into())
+            }
+            0x8a => {
+                let n = self.u8()? as usize;
+                ensure!(n <= 8, "LONG1 of {n} bytes is too large");
+                let b = self.take(n)?;
+                let mut buf = if b.last().is_some_and(|&x| x & 0x80 != 0) { [0xff; 8] } else { [0; 8] };
+                buf[..n].copy_from_slice(b);
+                Value::Int(i64::from_le_bytes(buf))
+            }
+            b'G' => {
+                let b = self.take(8)?;
+                Value::Float(f64::from_be_bytes(b.try_into().expect("8 bytes")))
+            }
+            b'X' => {
+                let n = self.u32()? as usize;
+                Value::Str(String::from_utf8(self.take(n)?.to_vec()).context("pickle string is not UTF-8")?)
+            }
+            0x8c => {
+                let n = self.u8()? as usize;
+                Value::Str(String::from_utf8(self.take(n)?.to_vec()).context("pickle string is not UTF-8")?)
+            }
+            b'c' => {
+                let module = self.line()?;
+                let name = self.line()?;
+                Value::Global(module, name)
+            }
+            0x93 => {
+                let name = self.pop()?;
+                let module = self.pop()?;
+                let (Value::Str(module), Value::Str(name)) = (module, name) else {
+                    bail!("STACK_GLOBAL of non-strings");
+                };
+                Value::Global(module, name)
+            }
+            other => unreachable!("opcode 0x{other:02x} is not an atom"),
+        })
+    }
+
+    /// Tuples, lists and dicts: building them and adding to them.
+    fn collection(&mut self, opcode: u8) -> Result<()> {
+        match opcode {
+            b')' => self.stack.push(Value::Tuple(Vec::new())),
+            b't' => {
+                let items = self.pop_mark()?;
+                self.stack.push(Value::Tuple(items));
+            }
+            0x85..=0x87 => {
+                let n = (opcode - 0x84) as usize;
+                ensure!(self.stack.len() >= n, "TUPLE{n} on a short stack");
+                let items = self.stack.split_off(self.stack.len() - n);
+                self.stack.push(Value::Tuple(items));
+            }
+            b']' => self.stack.push(Value::List(Vec::new())),
+            b'e' => {
+                let items = self.pop_mark()?;
+                match self.stack.last_mut() {
+                    Some(Value::List(list)) => list.extend(items),
+                    other => bail!("APPENDS to {}", other.map_or("nothing", |v| v.kind())),
+                }
+            }
+            b'a' => {
+                let item = self.pop()?;
+                match self.stack.last_mut() {
+                    Some(Value::List(list)) => list.push(item),
+                    other => bail!("APPEND to {}", other.map_or("nothing", |v| v.kind())),
+                }
+            }
+            b'}' => self.stack.push(Value::Dict(Vec::new())),
+            b's' => {
+                let value = self.pop()?;
+                let key = self.pop()?;
+                self.top_dict()?.push((key, value));
+            }
+            b'u' => {
+                let items = self.pop_mark()?;
+                ensure!(items.len() % 2 == 0, "SETITEMS with an odd number of values");
+                let mut items = items.into_iter();
+                let dict = self.top_dict()?;
+                while let (Some(key), Some(value)) = (items.next(), items.next()) {
+                    dict.push((key, value));
+                }
+            }
+            other => unreachable!("opcode 0x{other:02x} is not a collection's"),
+        }
+        Ok(())
+    }
+
+    /// The memo: BINPUT, LONG_BINPUT, BINGET, LONG_BINGET and MEMOIZE.
+    fn memo(&mut self, opcode: u8) -> Result<()> {
+        match opcode {
+            b'q' => {
+                let slot = self.u8()?.into();
+                self.memo_put(slot)
+            }
+            b'r' => {
+                let slot = self.u32()?;
+                self.memo_put(slot)
+            }
+            b'h' => {
+                let slot = self.u8()?.into();
+                self.memo_get(slot)
+            }
+            b'j' => {
+                let slot = self.u32()?;
+                self.memo_get(slot)
+            }
+            0x94 => {
+                let slot = self.memo.len() as u32;
+                self.memo_put(slot)
+            }
+            other => unreachable!("opcode 0x{other:02x} is not a memo's"),
         }
     }
 

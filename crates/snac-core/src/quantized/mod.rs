@@ -1,0 +1,297 @@
+//! A quantized model fully defined in fixed point, and its integer inference.
+//!
+//! [`QuantizedModel`] is what local search hands on: the architecture, one
+//! fixed-point type per tensor, and every parameter as an integer code. Its
+//! semantics follow hls4ml's `io_parallel` layers, so that a later export can
+//! be checked bit for bit against hls4ml's C simulation:
+//!
+//! - the input is quantized to the input type (QKeras rounding: half to even,
+//!   saturating);
+//! - Dense: `acc = Σ x·w + b` in an accumulator wide enough that it can never
+//!   overflow (chosen from the actual weights and the input range, see
+//!   [`accumulator_type`]); the Dense result is the exact accumulator;
+//! - BatchNorm (inference mode) is folded into a per-feature `x·scale + shift`
+//!   with fixed-point `scale` and `shift` ([`fold_batch_norm`]), its output
+//!   quantized to the activation type;
+//! - activations quantize their output to the activation type; `tanh` and
+//!   `sigmoid` are hls4ml's 1024-entry lookup tables ([`ActivationTable`]);
+//!   Leaky ReLU multiplies by its slope as a fixed-point constant;
+//! - a final softmax is left out (hls4ml users read the arg-max; the output
+//!   is the quantized logits).
+//!
+//! [`QuantizedModel::forward_int`] runs this with integer arithmetic only
+//! (`i64` codes and shifts). [`QuantizedModel::forward_float`] is the same
+//! model as a fake-quantized `f64` forward pass (float arithmetic, then
+//! rounding onto each grid); both must agree bit for bit, which holds while
+//! every accumulator fits in 53 bits ([`QuantizedModel::build`] checks it).
+//!
+//! Where things are: the model types live here; [`build`](QuantizedModel::build)
+//! (quantizing a trained arch, one function per layer kind) in `build.rs`;
+//! integer and float inference in `forward.rs`; the `tanh` / `sigmoid`
+//! tables in `tables.rs`; the attention softmax in `softmax.rs`; reading a
+//! model file in `io.rs` and checking it in `validate.rs`.
+
+mod build;
+mod forward;
+mod io;
+pub mod softmax;
+mod tables;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use build::{accumulator_type, fitted_type, fold_batch_norm, leaky_slope};
+pub use forward::requantize;
+pub use tables::ActivationTable;
+pub use validate::MAX_VALUES;
+
+use crate::arch::{Activation, Aggregation, Arch, ConvGeometry};
+use crate::fixed::FixedPoint;
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+/// Format tag written into every model file.
+pub const FORMAT: &str = "snac-quantized-model/1";
+
+/// Entries of hls4ml's `tanh` and `sigmoid` tables (`table_size`).
+pub const TABLE_SIZE: usize = 1024;
+
+/// BatchNorm epsilon (Keras' default, as the trainer uses).
+pub const BATCH_NORM_EPSILON: f64 = 1e-3;
+
+/// Largest accumulator for which the `f64` forward pass is exact.
+const MAX_EXACT_BITS: u32 = 53;
+
+/// The fixed-point types a model is quantized with (SNAC-Pack's precision
+/// pairs use one QKeras type for all of them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuantTypes {
+    pub input: FixedPoint,
+    pub weights: FixedPoint,
+    pub biases: FixedPoint,
+    pub activations: FixedPoint,
+}
+
+impl QuantTypes {
+    /// QKeras `quantized_bits(total_bits, int_bits)` everywhere.
+    pub fn from_qkeras(total_bits: u32, int_bits: u32) -> Result<QuantTypes> {
+        let fixed = FixedPoint::from_qkeras(total_bits, int_bits)?;
+        Ok(QuantTypes { input: fixed, weights: fixed, biases: fixed, activations: fixed })
+    }
+}
+
+/// A tensor of fixed-point codes: value = code · 2^−fractional_bits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Codes {
+    #[serde(rename = "type")]
+    pub fixed: FixedPoint,
+    /// The codes. Integer inference keeps a narrow copy of a kernel's codes
+    /// after its first use: change them before running the model, not after.
+    pub codes: Vec<i64>,
+    #[serde(skip)]
+    narrow: NarrowKernel,
+}
+
+/// A kernel's codes as `i32` with the largest `Σ_i |w_i|` over its outputs,
+/// built on first use by integer inference (`None`: they do not fit).
+#[derive(Clone, Debug, Default)]
+struct NarrowKernel(std::sync::OnceLock<Option<(Vec<i32>, u128)>>);
+
+impl PartialEq for NarrowKernel {
+    /// A cache of the codes: equal codes are equal tensors.
+    fn eq(&self, _: &NarrowKernel) -> bool {
+        true
+    }
+}
+
+impl Codes {
+    fn quantize(fixed: FixedPoint, values: impl IntoIterator<Item = f64>) -> Codes {
+        Codes { fixed, codes: fixed.to_codes(values), narrow: NarrowKernel::default() }
+    }
+
+    /// The codes as an `i32` kernel of `outputs` columns, and the largest sum
+    /// of absolute codes in a column; `None` when a code needs more bits.
+    fn narrow_kernel(&self, outputs: usize) -> Option<&(Vec<i32>, u128)> {
+        self.narrow
+            .0
+            .get_or_init(|| {
+                let narrow: Vec<i32> = self.codes.iter().map(|&c| i32::try_from(c).ok()).collect::<Option<_>>()?;
+                let mut column_sums = vec![0u128; outputs];
+                for row in self.codes.chunks_exact(outputs.max(1)) {
+                    for (s, w) in column_sums.iter_mut().zip(row) {
+                        *s += w.unsigned_abs() as u128;
+                    }
+                }
+                Some((narrow, column_sums.into_iter().max().unwrap_or(0)))
+            })
+            .as_ref()
+    }
+
+    /// The real values.
+    pub fn values(&self) -> Vec<f64> {
+        self.codes.iter().map(|&c| self.fixed.from_code(c)).collect()
+    }
+}
+
+/// One layer of a quantized model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+// A model holds a few dozen layers at most: boxing the attention's
+// projections would only complicate matching.
+#[allow(clippy::large_enum_variant)]
+pub enum QLayer {
+    /// `acc[j] = Σ_i x[i]·kernel[i, j] + bias[j]`, kernel row-major `[inputs, outputs]`,
+    /// applied to each of `rows` rows (the elements of a set; 1 for a vector).
+    Dense {
+        /// Position in [`Arch::layers`].
+        index: usize,
+        #[serde(default = "one", skip_serializing_if = "is_one")]
+        rows: usize,
+        inputs: usize,
+        outputs: usize,
+        kernel: Codes,
+        bias: Codes,
+        /// Pruning mask (`false` = pruned, its code is 0); empty when unpruned.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        mask: Vec<bool>,
+        /// The accumulator, which is also the result type: exact, never overflows.
+        accumulator: FixedPoint,
+    },
+    /// 2-D convolution, stride 1, channels last; kernel `[k, k, C, F]`
+    /// row-major; zero padding `(before, after)` for rows and columns.
+    Conv2d {
+        index: usize,
+        height: usize,
+        width: usize,
+        channels: usize,
+        kernel_size: usize,
+        filters: usize,
+        out_height: usize,
+        out_width: usize,
+        padding: [(usize, usize); 2],
+        kernel: Codes,
+        bias: Codes,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        mask: Vec<bool>,
+        /// The exact accumulator, also the result type.
+        accumulator: FixedPoint,
+    },
+    /// Convolutional self-attention over `positions` (see
+    /// [`softmax`] for the softmax): q, k, v, the attended values and the
+    /// output projection are quantized to `result`; then the input is added
+    /// and the sum quantized to `result`.
+    ConvAttention {
+        index: usize,
+        positions: usize,
+        channels: usize,
+        hidden: usize,
+        query: Projection,
+        key: Projection,
+        value: Projection,
+        output: Projection,
+        /// The `1/√hidden` code ([`softmax::SCALE_FRAC`] fractional bits), if scaled.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scale: Option<i64>,
+        result: FixedPoint,
+    },
+    /// Mean (rounded half to even) or maximum of each feature over the `elements` of a set.
+    Aggregate { index: usize, elements: usize, features: usize, mode: Aggregation, result: FixedPoint },
+    /// Inference-mode BatchNorm: `x·scale + shift` per feature, then quantized.
+    BatchNorm { index: usize, scale: Codes, shift: Codes, result: FixedPoint },
+    /// A pointwise activation, its output quantized to `result`.
+    Activation {
+        index: usize,
+        function: Activation,
+        result: FixedPoint,
+        /// Leaky ReLU's slope as a fixed-point constant.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        slope: Option<Codes>,
+        /// `tanh` / `sigmoid` lookup table.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        table: Option<ActivationTable>,
+    },
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
+}
+
+/// A 1×1 projection of a [`QLayer::ConvAttention`]: kernel `[in, out]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Projection {
+    pub kernel: Codes,
+    pub bias: Codes,
+    pub accumulator: FixedPoint,
+}
+
+impl QLayer {
+    /// The position in [`Arch::layers`] this layer comes from.
+    pub fn arch_index(&self) -> usize {
+        match self {
+            QLayer::Dense { index, .. }
+            | QLayer::Conv2d { index, .. }
+            | QLayer::ConvAttention { index, .. }
+            | QLayer::Aggregate { index, .. }
+            | QLayer::BatchNorm { index, .. }
+            | QLayer::Activation { index, .. } => *index,
+        }
+    }
+
+    /// A short name for messages, e.g. `Dense (layer 0)`.
+    pub fn describe(&self) -> String {
+        match self {
+            QLayer::Dense { index, .. } => format!("Dense (layer {index})"),
+            QLayer::Conv2d { index, .. } => format!("Conv2d (layer {index})"),
+            QLayer::ConvAttention { index, .. } => format!("ConvAttention (layer {index})"),
+            QLayer::Aggregate { index, mode, .. } => format!("Aggregate {} (layer {index})", mode.name()),
+            QLayer::BatchNorm { index, .. } => format!("BatchNorm (layer {index})"),
+            QLayer::Activation { index, function, .. } => format!("{function:?} (layer {index})"),
+        }
+    }
+
+    /// The geometry a Conv2d layer stores; `None` for the other kinds.
+    fn conv_geometry(&self) -> Option<ConvGeometry> {
+        match self {
+            QLayer::Conv2d {
+                height, width, channels, kernel_size, filters, out_height, out_width, padding, ..
+            } => Some(ConvGeometry {
+                height: *height,
+                width: *width,
+                channels: *channels,
+                kernel: *kernel_size,
+                filters: *filters,
+                out_height: *out_height,
+                out_width: *out_width,
+                padding: *padding,
+            }),
+            QLayer::Dense { .. }
+            | QLayer::ConvAttention { .. }
+            | QLayer::Aggregate { .. }
+            | QLayer::BatchNorm { .. }
+            | QLayer::Activation { .. } => None,
+        }
+    }
+}
+
+/// A model fully defined in fixed point (see the module docs).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QuantizedModel {
+    pub format: String,
+    pub arch: Arch,
+    pub types: QuantTypes,
+    pub input_features: usize,
+    pub output_features: usize,
+    pub layers: Vec<QLayer>,
+}
+
+/// The parameters of layer `index` called `name` (Keras names: `kernel`,
+/// `bias`, `gamma`, `beta`, `moving_mean`, `moving_variance`).
+pub type ParamLookup<'a> = dyn Fn(usize, &str) -> Option<Vec<f32>> + 'a;
+
+/// The mask of Dense layer `index`, if it is pruned.
+pub type MaskLookup<'a> = dyn Fn(usize) -> Option<Vec<bool>> + 'a;
