@@ -118,8 +118,8 @@ impl Op {
                 Some(Saved::BatchNorm { gamma, beta, normalized: stats.normalized, inverse_std: stats.inverse_std })
             }
             Op::BatchNorm { gamma, beta, moving_mean, moving_variance } => {
-                let statistics = [gamma, beta, moving_mean, moving_variance].map(|i| params[i].as_slice());
-                norm::eval_forward(x, statistics, quant);
+                let parameters = [gamma, beta, moving_mean, moving_variance].map(|i| params[i].as_slice());
+                norm::eval_forward(x, parameters, quant);
                 None
             }
             Op::Act(act) => activation::forward(x, act, training, quant.is_some()).map(|slopes| Saved::Act { slopes }),
