@@ -46,7 +46,8 @@ use snac_core::arch::{Activation, Aggregation, ConvGeometry};
 type BatchStats = (usize, usize, Vec<f32>, Vec<f32>);
 
 /// One layer as the engine computes it: a [`NetLayer`] of a kind the
-/// engine covers, with the same parameter indices.
+/// engine covers, with the same parameter indices. A kind it does not cover
+/// has no `Op`, so the passes below match exactly the kinds they compute.
 #[derive(Clone, Debug)]
 enum Op {
     Dense { kernel: usize, bias: usize },
@@ -160,6 +161,7 @@ enum Saved {
         geometry: ConvGeometry,
         input: Vec<f32>,
     },
+    /// Projections, scores and softmax (see [`AttentionSaved`]).
     ConvAttention {
         params: [usize; 8],
         positions: usize,
