@@ -3,7 +3,6 @@
 //!
 //! They are dtype-agnostic (f32 for training, f64 in the gradient checks) and
 //! differentiable through burn's autodiff when their inputs are tracked.
-
 //!
 //! A batch always travels as a matrix `[batch · rows, features]`: a vector
 //! is one row, an image `height · width` rows of channels (channels last,
@@ -13,6 +12,8 @@
 //! over all axes but the last), and Flatten is a reshape.
 
 use crate::fastmath::{self, Pointwise};
+use crate::quant::fake_quantize;
+pub use crate::weights::ATTENTION_PARAMS;
 use burn::tensor::module;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, Tensor, TensorData, activation};
@@ -169,20 +170,7 @@ pub fn conv2d(x: Tensor<2>, kernel: Tensor<2>, bias: Tensor<2>, g: &ConvGeometry
 /// The parameters of a ConvAttention layer, in [`ATTENTION_PARAMS`] order.
 pub type AttentionParams = [Tensor<2>; 8];
 
-/// Parameter names of a ConvAttention layer: 1×1 projections to `hidden`
-/// channels (query, key, value) and back (output), kernels `[in, out]`.
-pub const ATTENTION_PARAMS: [&str; 8] = [
-    "query_kernel",
-    "query_bias",
-    "key_kernel",
-    "key_bias",
-    "value_kernel",
-    "value_bias",
-    "output_kernel",
-    "output_bias",
-];
-
-/// Convolutional self-attention (REFERENCE.md §2) over the `positions` of
+/// Convolutional self-attention (docs/snac-pack-compat.md §2) over the `positions` of
 /// each image: `q, k, v = x·W + b` (1×1 convolutions), `scores = q·kᵀ`
 /// (times `1/√hidden` when `scale`), `softmax` over the last axis,
 /// `(scores·v)·W_o + b_o`, plus the input (residual). `x` is
@@ -203,7 +191,7 @@ pub fn conv_attention(
     let batch = rows / positions;
     let hidden = wq.dims()[1];
     let on_grid = |t: Tensor<2>| match quant {
-        Some(fixed) => crate::quant::fake_quantize(t, fixed),
+        Some(fixed) => fake_quantize(t, fixed),
         None => t,
     };
     let project = |w: Tensor<2>, b: Tensor<2>| on_grid(dense(x.clone(), w, b)).reshape([batch, positions, hidden]);

@@ -1,5 +1,5 @@
 //! Training of snac-pack architectures on burn's Flex CPU backend, with the
-//! semantics of SNAC-Pack's Keras training (REFERENCE §3): Adam, softmax
+//! semantics of SNAC-Pack's Keras training (docs/snac-pack-compat.md §3): Adam, softmax
 //! cross-entropy, EarlyStopping and ReduceLROnPlateau on the validation loss.
 //! Quantization-aware training ([`quant`], [`TrainConfig::quant`]) and pruning
 //! masks ([`prune`], [`TrainConfig::masks`]) plug into the same loop.

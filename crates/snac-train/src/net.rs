@@ -6,9 +6,9 @@
 //! step turns them into burn tensors, so the optimiser and the BatchNorm moving
 //! statistics are plain loops over slices.
 
-use crate::layers::{self, ATTENTION_PARAMS, ConvGeometry};
+use crate::layers::{self, ConvGeometry};
 use crate::quant::{QuantSpec, QuantizeParam, fake_quantize};
-use crate::weights::{LayerWeights, NamedTensor, Weights};
+use crate::weights::{ATTENTION_PARAMS, LayerWeights, NamedTensor, ParamRole, Weights, role_of};
 use anyhow::{Result, bail, ensure};
 use burn::tensor::{Device, Tensor, TensorData};
 use snac_core::arch::{Activation, Aggregation, Arch, Layer, Shape};
@@ -57,7 +57,15 @@ impl NetLayer {
     /// Whether the output is an accumulator (kept exact, not put on the
     /// activation grid unless it is the logits).
     fn is_accumulator(&self) -> bool {
-        matches!(self, NetLayer::Dense { .. } | NetLayer::Conv2d { .. })
+        match self {
+            NetLayer::Dense { .. } | NetLayer::Conv2d { .. } => true,
+            NetLayer::ConvAttention { .. }
+            | NetLayer::BatchNorm { .. }
+            | NetLayer::LayerNorm { .. }
+            | NetLayer::Act(_)
+            | NetLayer::Flatten { .. }
+            | NetLayer::Aggregate { .. } => false,
+        }
     }
 }
 
@@ -73,14 +81,6 @@ pub(crate) struct Param {
     pub trainable: bool,
     pub role: ParamRole,
     pub values: Vec<f32>,
-}
-
-/// What a parameter is to quantization and pruning.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ParamRole {
-    Kernel,
-    Bias,
-    Other,
 }
 
 impl Param {
@@ -100,18 +100,6 @@ impl Param {
             spec.quantize_param(self.role, &mut values);
         }
         values
-    }
-}
-
-/// What a parameter called `name` is: `kernel` and `*_kernel` are kernels,
-/// `bias` and `*_bias` biases.
-pub(crate) fn role_of(name: &str) -> ParamRole {
-    if name.ends_with("kernel") {
-        ParamRole::Kernel
-    } else if name.ends_with("bias") {
-        ParamRole::Bias
-    } else {
-        ParamRole::Other
     }
 }
 

@@ -2,18 +2,18 @@
 //! with TF-MOT `ConstantSparsity` semantics ([`magnitude_masks`]), and
 //! lottery-ticket rewinding ([`Weights::rewind`]).
 //!
-//! Training with [`crate::TrainConfig::masks`] set keeps the pruned weights
+//! Training with `TrainConfig::masks` set keeps the pruned weights
 //! at exactly zero: they are zeroed before the first step and again (with
 //! their Adam moments) after every optimiser step.
 
-use crate::weights::Weights;
+use crate::weights::{LayerWeights, Weights};
 use anyhow::{Context, Result, ensure};
 use serde::{Deserialize, Serialize};
 
 /// A `keep` mask (true = the weight survives) for each layer's kernel,
 /// aligned with [`Weights::layers`]; `None` for layers without a kernel or
 /// left unpruned. A ConvAttention layer's mask covers its four projection
-/// kernels one after another ([`crate::LayerWeights::kernels`]). Biases are
+/// kernels one after another ([`LayerWeights::kernels`]). Biases are
 /// never pruned.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Masks {
@@ -123,7 +123,7 @@ impl Weights {
             checkpoint.layers.len()
         );
         for (have, old) in self.layers.iter().zip(&checkpoint.layers) {
-            let layout = |l: &crate::LayerWeights| -> Vec<(String, Vec<usize>)> {
+            let layout = |l: &LayerWeights| -> Vec<(String, Vec<usize>)> {
                 l.tensors.iter().map(|t| (t.name.clone(), t.shape.clone())).collect()
             };
             ensure!(
@@ -145,7 +145,7 @@ impl Weights {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{LayerWeights, NamedTensor};
+    use crate::weights::NamedTensor;
 
     fn dense(index: usize, values: Vec<f32>, bias: Vec<f32>) -> LayerWeights {
         let n = values.len();

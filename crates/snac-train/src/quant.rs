@@ -3,15 +3,13 @@
 //! rounds a tensor onto a grid in the forward pass while passing the
 //! gradient straight through ([`fake_quantize`]).
 //!
-//! Where the trainer quantizes, when [`crate::TrainConfig::quant`] is set:
+//! Where the trainer quantizes, when `TrainConfig::quant` is set:
 //! - Dense kernels and biases, in every forward pass (the optimiser keeps
 //!   float "shadow" weights and receives the straight-through gradient);
 //! - the output of every activation layer (ReLU and identity included), of
 //!   every BatchNorm and LayerNorm, and the logits (the final softmax stays
-//!   fused in the loss), all with the activation type.
-//!
+//!   fused in the loss), all with the activation type;
 //! - the input, with the input type.
-//!
 //!
 //! In training mode BatchNorm uses batch statistics in float and its output
 //! is put on the activation grid. In inference mode (validation, evaluation)
@@ -24,7 +22,8 @@
 //! ([`snac_core::quantized::QuantizedModel`]) computes, up to float rounding
 //! in `f32` (none in `f64`).
 
-use crate::weights::Weights;
+use crate::prune::Masks;
+use crate::weights::{ParamRole, Weights, role_of};
 use anyhow::Result;
 use burn::tensor::{DType, Tensor, TensorData};
 use snac_core::fixed::FixedPoint;
@@ -41,7 +40,7 @@ pub use snac_core::quantized::QuantTypes as QuantSpec;
 pub fn quantize_weights(spec: &QuantSpec, weights: &Weights) -> Weights {
     let mut quantized = weights.clone();
     for tensor in quantized.layers.iter_mut().flat_map(|l| l.tensors.iter_mut()) {
-        spec.quantize_param(crate::net::role_of(&tensor.name), &mut tensor.values);
+        spec.quantize_param(role_of(&tensor.name), &mut tensor.values);
     }
     quantized
 }
@@ -51,7 +50,7 @@ pub fn quantize_weights(spec: &QuantSpec, weights: &Weights) -> Weights {
 pub fn quantized_model(
     arch: &snac_core::arch::Arch,
     weights: &Weights,
-    masks: Option<&crate::prune::Masks>,
+    masks: Option<&Masks>,
     spec: QuantSpec,
 ) -> Result<QuantizedModel> {
     weights.check_fits(arch)?;
@@ -64,15 +63,15 @@ pub fn quantized_model(
 /// Puts a parameter's values on the grid its role takes: kernels on the
 /// weight type, biases on the bias type, others unchanged.
 pub(crate) trait QuantizeParam {
-    fn quantize_param(&self, role: crate::net::ParamRole, values: &mut [f32]);
+    fn quantize_param(&self, role: ParamRole, values: &mut [f32]);
 }
 
 impl QuantizeParam for QuantSpec {
-    fn quantize_param(&self, role: crate::net::ParamRole, values: &mut [f32]) {
+    fn quantize_param(&self, role: ParamRole, values: &mut [f32]) {
         match role {
-            crate::net::ParamRole::Kernel => self.weights.quantize_slice(values),
-            crate::net::ParamRole::Bias => self.biases.quantize_slice(values),
-            crate::net::ParamRole::Other => {}
+            ParamRole::Kernel => self.weights.quantize_slice(values),
+            ParamRole::Bias => self.biases.quantize_slice(values),
+            ParamRole::Other => {}
         }
     }
 }
@@ -83,7 +82,7 @@ impl QuantizeParam for QuantSpec {
 /// has exactly the value `q(x)` in floating point.
 ///
 /// `q` is computed on the raw data outside the autodiff graph, as in
-/// [`crate::layers`]' pointwise activations. Works in f32 and f64.
+/// the `layers` module's pointwise activations. Works in f32 and f64.
 pub fn fake_quantize(x: Tensor<2>, fixed: &FixedPoint) -> Tensor<2> {
     let device = x.device();
     let shape = x.dims();

@@ -7,10 +7,10 @@
 
 use crate::engine::{self, Engine};
 use crate::layers::{BATCH_NORM_MOMENTUM, softmax_cross_entropy};
-use crate::net::{Net, ParamRole, ParamTable};
+use crate::net::{Net, ParamTable};
 use crate::prune::Masks;
 use crate::quant::QuantSpec;
-use crate::weights::Weights;
+use crate::weights::{ParamRole, Weights};
 use anyhow::{Context, Result, bail, ensure};
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use rand::SeedableRng;
@@ -28,7 +28,7 @@ const ADAM_BETA1: f64 = 0.9;
 const ADAM_BETA2: f64 = 0.999;
 const ADAM_EPSILON: f32 = 1e-7;
 
-/// Hyper-parameters of one training run (REFERENCE §3 defaults).
+/// Hyper-parameters of one training run (docs/snac-pack-compat.md §3 defaults).
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainConfig {
     pub epochs: usize,
@@ -248,9 +248,8 @@ fn build_for_samples(arch: &Arch, weights: &Weights, x: &[f32]) -> Result<(Net, 
 
 /// Inference over `split` in large batches; mean cross-entropy and accuracy.
 fn evaluate_net(net: &Net, table: &ParamTable, split: &Split, quant: Option<&QuantSpec>) -> (f64, f64) {
-    if engine::supports(net) {
+    if let Some(mut engine) = Engine::new(net) {
         let params = engine::parameter_values(table, quant);
-        let mut engine = Engine::default();
         let (features, classes) = (net.input_features, net.output_features);
         let (mut loss_sum, mut correct) = (0.0f64, 0usize);
         // Batches of at most 256 (1024 measured slower on the T1 MLP).
@@ -259,7 +258,7 @@ fn evaluate_net(net: &Net, table: &ParamTable, split: &Split, quant: Option<&Qua
         for start in (0..split.len()).step_by(eval_batch) {
             let end = (start + eval_batch).min(split.len());
             let x = split.x[start * features..end * features].to_vec();
-            let logits = engine.infer(net, &params, x, end - start, quant);
+            let logits = engine.infer(&params, x, end - start, quant);
             let (loss, hits) = loss_and_hits(&logits, classes, &split.y[start..end], &mut probs);
             loss_sum += loss;
             correct += hits;
@@ -426,7 +425,7 @@ impl<'a> Trainer<'a> {
                     .collect()
             }
         };
-        let engine = engine::supports(&net).then(Engine::default);
+        let engine = Engine::new(&net);
         Trainer { net, table, classes, config, adam, masks, device: Device::flex().autodiff(), engine }
     }
 
@@ -521,7 +520,7 @@ impl<'a> Trainer<'a> {
             let quant = self.config.quant.as_ref();
             let params = engine::parameter_values(&self.table, quant);
             let labels: Vec<u32> = batch.iter().map(|&sample| train.y[sample]).collect();
-            let result = engine.step(&self.net, &self.table, &params, x, &labels, quant);
+            let result = engine.step(&self.table, &params, x, &labels, quant);
             if !result.loss.is_finite() {
                 bail!("loss became {}", non_finite_name(result.loss));
             }

@@ -13,6 +13,39 @@ use serde::{Deserialize, Serialize};
 use snac_core::arch::{Arch, Layer, Shape};
 use std::path::Path;
 
+/// Parameter names of a ConvAttention layer: 1×1 projections to `hidden`
+/// channels (query, key, value) and back (output), kernels `[in, out]`.
+pub const ATTENTION_PARAMS: [&str; 8] = [
+    "query_kernel",
+    "query_bias",
+    "key_kernel",
+    "key_bias",
+    "value_kernel",
+    "value_bias",
+    "output_kernel",
+    "output_bias",
+];
+
+/// What a parameter is to quantization and pruning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ParamRole {
+    Kernel,
+    Bias,
+    Other,
+}
+
+/// What a parameter called `name` is: `kernel` and `*_kernel` are kernels,
+/// `bias` and `*_bias` biases.
+pub(crate) fn role_of(name: &str) -> ParamRole {
+    if name.ends_with("kernel") {
+        ParamRole::Kernel
+    } else if name.ends_with("bias") {
+        ParamRole::Bias
+    } else {
+        ParamRole::Other
+    }
+}
+
 /// One named parameter tensor, row-major.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NamedTensor {
@@ -54,11 +87,11 @@ impl LayerWeights {
 
     /// Positions in `tensors` of the layer's prunable kernels, in their
     /// canonical order: `kernel` (Dense, Conv2d), or the four `*_kernel`
-    /// projections of ConvAttention in [`crate::layers::ATTENTION_PARAMS`]
+    /// projections of ConvAttention in [`ATTENTION_PARAMS`]
     /// order (whatever order a weights file lists them in). A layer's
     /// pruning mask covers them one after another.
     pub fn kernel_positions(&self) -> Vec<usize> {
-        let rank = |name: &str| crate::layers::ATTENTION_PARAMS.iter().position(|n| *n == name).unwrap_or(0);
+        let rank = |name: &str| ATTENTION_PARAMS.iter().position(|n| *n == name).unwrap_or(0);
         let mut positions: Vec<usize> =
             (0..self.tensors.len()).filter(|&i| self.tensors[i].name.ends_with("kernel")).collect();
         positions.sort_by_key(|&i| rank(&self.tensors[i].name));
