@@ -4,7 +4,8 @@
 //! Dense layers hold `kernel` `[in, out]` and `bias` `[out]`; BatchNorm holds
 //! `gamma`, `beta`, `moving_mean`, `moving_variance`; LayerNorm holds `gamma`
 //! and `beta`. Weights save to and load from JSON, so a later stage (QAT,
-//! export) can restart from them.
+//! export) can restart from them, and also save as `.npz` for NumPy users
+//! ([`Weights::save_npz`]).
 
 use anyhow::{Context, Result, ensure};
 use rand::Rng;
@@ -226,6 +227,38 @@ impl Weights {
         snac_core::write_atomic(path, &bytes).with_context(|| format!("could not write weights to {}", path.display()))
     }
 
+    /// The `.npz` key of a layer's tensor: `layer{index}_{kind}/{name}`, e.g.
+    /// `layer0_Dense/kernel`, so `numpy.load` lists them in layer order.
+    pub fn npz_key(layer: &LayerWeights, tensor: &NamedTensor) -> String {
+        format!("layer{}_{}/{}", layer.index, layer.kind, tensor.name)
+    }
+
+    /// Writes the weights as a NumPy `.npz` archive (`numpy.load(path)`):
+    /// one float32 array per tensor, in its Keras shape, keyed by
+    /// [`Weights::npz_key`]. Layers without parameters have no entry.
+    pub fn save_npz(&self, path: &Path) -> Result<()> {
+        use npyz::WriterBuilder;
+        let mut buffer = std::io::Cursor::new(Vec::new());
+        {
+            let mut npz = npyz::npz::NpzWriter::new(&mut buffer);
+            for layer in &self.layers {
+                for tensor in &layer.tensors {
+                    let key = Weights::npz_key(layer, tensor);
+                    let shape: Vec<u64> = tensor.shape.iter().map(|&d| d as u64).collect();
+                    let options = zip::write::FileOptions::default();
+                    let mut writer = npz
+                        .array::<f32>(&key, options)
+                        .and_then(|a| a.default_dtype().shape(&shape).begin_nd())
+                        .with_context(|| format!("writing {key} to {}", path.display()))?;
+                    writer.extend(tensor.values.iter().copied())?;
+                    writer.finish()?;
+                }
+            }
+        }
+        snac_core::write_atomic(path, buffer.get_ref())
+            .with_context(|| format!("could not write weights to {}", path.display()))
+    }
+
     /// Reads weights written by [`Weights::save`].
     pub fn load(path: &Path) -> Result<Weights> {
         let file = std::fs::File::open(path).with_context(|| format!("could not open {}", path.display()))?;
@@ -255,5 +288,43 @@ impl Weights {
         let total: usize = self.layers.iter().map(|l| l.kernel_len()).sum();
         let nonzero: usize = self.kernel_nonzeros().into_iter().flatten().sum();
         if total == 0 { 0.0 } else { (total - nonzero) as f64 / total as f64 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use snac_core::arch::{Activation, Component, Norm};
+
+    /// The `.npz` file holds every tensor under its key, with its shape and
+    /// values, as NumPy reads it (the archive read back with npyz).
+    #[test]
+    fn npz_holds_every_tensor_with_its_shape() {
+        let arch = Arch::new(
+            Shape::Flat(6),
+            vec![
+                Component::mlp("b0", 5, Norm::Batch, Activation::Relu),
+                Component::output("head", 3, Activation::Softmax),
+            ],
+        );
+        let weights = Weights::init(&arch, &mut ChaCha8Rng::seed_from_u64(3)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.npz");
+        weights.save_npz(&path).unwrap();
+        let mut archive = npyz::npz::NpzArchive::open(&path).unwrap();
+        let mut count = 0;
+        for layer in &weights.layers {
+            for tensor in &layer.tensors {
+                let key = Weights::npz_key(layer, tensor);
+                let array = archive.by_name(&key).unwrap().unwrap_or_else(|| panic!("{key} missing"));
+                let shape: Vec<usize> = array.shape().iter().map(|&d| d as usize).collect();
+                assert_eq!(shape, tensor.shape, "{key}");
+                assert_eq!(array.into_vec::<f32>().unwrap(), tensor.values, "{key}");
+                count += 1;
+            }
+        }
+        assert_eq!(count, 8, "two Dense kernels and biases, BatchNorm's four tensors");
+        assert_eq!(archive.array_names().count(), count);
     }
 }

@@ -387,6 +387,7 @@ fn record_result(trial: &Trial, result: &TrialResult, results_dir: &Path) -> Res
     trial.set_user_attrs(&attrs)?;
     let weights_path = outputs::trial_weights_path(results_dir, trial.number);
     result.outcome.weights.save(&weights_path)?;
+    result.outcome.weights.save_npz(&weights_path.with_extension("npz"))?;
     Ok(())
 }
 

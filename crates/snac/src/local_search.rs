@@ -393,6 +393,8 @@ impl LocalRun<'_> {
             quantized_model,
             quantized_model_error,
         };
+        // The same weights for NumPy users (`numpy.load`), beside the JSON.
+        weights.save_npz(&self.dir.join(&name).with_extension("npz"))?;
         snac_core::write_atomic(&self.dir.join(&name), &serde_json::to_vec(&file)?)
     }
 }

@@ -36,6 +36,42 @@ fn csv_rows(path: &Path) -> Vec<Vec<String>> {
     rows
 }
 
+/// The `.npz` beside a weights JSON holds every tensor of it, same shape,
+/// same values: read back in Rust, and with NumPy when `$SNAC_PYTHON` is set.
+fn assert_npz_matches_json(npz: &Path, weights: &serde_json::Value) {
+    let mut archive = npyz::npz::NpzArchive::open(npz).unwrap_or_else(|e| panic!("{}: {e}", npz.display()));
+    let mut keys = Vec::new();
+    for layer in weights["layers"].as_array().unwrap() {
+        for tensor in layer["tensors"].as_array().unwrap() {
+            let key = format!(
+                "layer{}_{}/{}",
+                layer["index"],
+                layer["kind"].as_str().unwrap(),
+                tensor["name"].as_str().unwrap()
+            );
+            let array = archive.by_name(&key).unwrap().unwrap_or_else(|| panic!("{key} not in {}", npz.display()));
+            let shape: Vec<u64> = tensor["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).collect();
+            assert_eq!(array.shape(), &shape[..], "{key}");
+            let values: Vec<f32> =
+                tensor["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+            assert_eq!(array.into_vec::<f32>().unwrap(), values, "{key}");
+            keys.push(key);
+        }
+    }
+    assert!(!keys.is_empty());
+    let Ok(python) = std::env::var("SNAC_PYTHON") else {
+        snac_core::missing_test_dependency("SNAC_PYTHON is not set (a Python with NumPy to read the .npz weights)");
+        return;
+    };
+    let script = "import sys, numpy\nd = numpy.load(sys.argv[1])\nprint(' '.join(f'{k}:{d[k].dtype}:{d[k].size}' for k in d.files))";
+    let out = Command::new(python).args(["-c", script]).arg(npz).output().expect("python runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let seen = String::from_utf8_lossy(&out.stdout);
+    for key in &keys {
+        assert!(seen.contains(&format!("{key}:float32:")), "numpy does not list {key}: {seen}");
+    }
+}
+
 fn column(rows: &[Vec<String>], name: &str) -> usize {
     rows[0].iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name} in {:?}", rows[0]))
 }
@@ -362,7 +398,14 @@ fn local_search_quantizes_and_prunes_to_the_targets() {
             serde_json::from_slice(&std::fs::read(results.join("local_search_combined").join(name)).unwrap()).unwrap();
         assert!(model["architecture"]["components"].is_array() && model["weights"].is_object(), "{name}");
         assert_eq!(model["quantized_model"]["format"], "snac-quantized-model/1", "{name}");
+        assert_npz_matches_json(
+            &results.join("local_search_combined").join(name).with_extension("npz"),
+            &model["weights"],
+        );
     }
+    let trial_json = results.join("trial_weights/trial_0.json");
+    let trial_weights: serde_json::Value = serde_json::from_slice(&std::fs::read(&trial_json).unwrap()).unwrap();
+    assert_npz_matches_json(&trial_json.with_extension("npz"), &trial_weights);
 
     // `snac predict` runs the integer model: on the validation split its
     // arg-max accuracy is the one recorded in the model file.
