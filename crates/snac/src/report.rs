@@ -4,8 +4,9 @@
 
 use crate::setup::SearchSetup;
 use anyhow::{Context, Result};
-use serde_json::json;
+use serde_json::{Value, json};
 use snac_core::search::Study;
+use snac_core::storage::METRIC_NAMES_KEY;
 use snac_report::data::{self, OBJECTIVES_ATTR, Objective, Results};
 use snac_report::html::{self, ReportOptions};
 use std::path::{Path, PathBuf};
@@ -24,10 +25,40 @@ pub fn objectives(setup: &SearchSetup) -> Vec<Objective> {
     setup.objectives.iter().map(|(o, maximize)| Objective { name: o.name().to_string(), maximize: *maximize }).collect()
 }
 
-/// Records the objectives with the study, so `snac report` can name them.
+/// Records the objectives with the study, so `snac report` can name them,
+/// and as Optuna's metric names (see [`record_metric_names`]).
 pub fn record_objectives(setup: &SearchSetup, study: &Study) -> Result<()> {
-    let value = json!(objectives(setup));
-    study.storage().set_study_user_attr(study.info().id, OBJECTIVES_ATTR, &value)
+    let objectives = objectives(setup);
+    study.storage().set_study_user_attr(study.info().id, OBJECTIVES_ATTR, &json!(objectives))?;
+    let names: Vec<&str> = objectives.iter().map(|o| o.name.as_str()).collect();
+    if let Some(kept) = record_metric_names(study, &names)? {
+        eprintln!(
+            "warning: study '{}' already names its objectives {kept} (Optuna's {METRIC_NAMES_KEY}); kept them \
+             rather than {}",
+            study.info().name,
+            json!(names)
+        );
+    }
+    Ok(())
+}
+
+/// Names the objectives in Optuna's `study:metric_names` system attribute,
+/// which `study.metric_names` and optuna-dashboard read. A study that
+/// already has other names (given in Optuna, say) keeps them: they are the
+/// user's, and the directions already match. Returns those kept names.
+pub fn record_metric_names(study: &Study, names: &[&str]) -> Result<Option<Value>> {
+    let storage = study.storage();
+    let id = study.info().id;
+    let wanted = json!(names);
+    let existing = storage.study_system_attrs(id)?.into_iter().find(|(key, _)| key == METRIC_NAMES_KEY);
+    match existing {
+        Some((_, value)) if value == wanted => Ok(None),
+        Some((_, value)) if !value.is_null() => Ok(Some(value)),
+        _ => {
+            storage.set_study_system_attr(id, METRIC_NAMES_KEY, &wanted)?;
+            Ok(None)
+        }
+    }
 }
 
 /// The study as the report sees it, with the local-search log when there is one.
@@ -140,5 +171,42 @@ impl LiveReport {
     pub fn stats(&self) -> (u32, Duration) {
         let state = self.state.lock().unwrap();
         (state.written, state.total.checked_div(state.written).unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use snac_core::search::Direction;
+    use snac_core::search::random::RandomSampler;
+    use snac_core::storage::{MemoryStorage, Storage};
+    use std::sync::Arc;
+
+    fn metric_names(study: &Study) -> Option<Value> {
+        let attrs = study.storage().study_system_attrs(study.info().id).unwrap();
+        attrs.into_iter().find(|(key, _)| key == METRIC_NAMES_KEY).map(|(_, value)| value)
+    }
+
+    #[test]
+    fn metric_names_are_recorded_once_and_never_replaced() {
+        let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+        let directions = [Direction::Maximize, Direction::Minimize];
+        let open = || Study::create_or_load(storage.clone(), "s", &directions, Arc::new(RandomSampler), 0).unwrap();
+        let study = open();
+        assert_eq!(record_metric_names(&study, &["performance_metric", "bops"]).unwrap(), None);
+        assert_eq!(metric_names(&study), Some(json!(["performance_metric", "bops"])));
+        // Resuming with the same names changes nothing.
+        assert_eq!(record_metric_names(&open(), &["performance_metric", "bops"]).unwrap(), None);
+        // Names given elsewhere (in Optuna) are kept, and returned.
+        study.storage().set_study_system_attr(study.info().id, METRIC_NAMES_KEY, &json!(["acc", "cost"])).unwrap();
+        assert_eq!(
+            record_metric_names(&open(), &["performance_metric", "bops"]).unwrap(),
+            Some(json!(["acc", "cost"]))
+        );
+        assert_eq!(metric_names(&study), Some(json!(["acc", "cost"])));
+        // A null (Optuna's "no names") is replaced.
+        study.storage().set_study_system_attr(study.info().id, METRIC_NAMES_KEY, &Value::Null).unwrap();
+        assert_eq!(record_metric_names(&study, &["performance_metric", "bops"]).unwrap(), None);
+        assert_eq!(metric_names(&study), Some(json!(["performance_metric", "bops"])));
     }
 }

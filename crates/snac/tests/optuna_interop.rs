@@ -1,7 +1,8 @@
 //! Interop with Python Optuna (the venv of `.ci/setup.d/20-python-optuna.sh`,
 //! found through `$SNAC_PYTHON`): Optuna loads studies that `snac` wrote, on
 //! SQLite and on PostgreSQL, and sees the same params, values, states and
-//! Pareto set; `snac` continues a study that Optuna created.
+//! Pareto set, and names the objectives as `snac` does (`study.metric_names`,
+//! which optuna-dashboard shows); `snac` continues a study that Optuna created.
 
 use serde_json::Value;
 use snac_core::search::{FrozenTrial, TrialState, pareto};
@@ -31,7 +32,8 @@ fn optuna(python: &str, action: &str, url: &str, study: &str) -> Value {
     if text.trim().is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() }
 }
 
-fn snac_search(url: &str, study: &str, trials: usize, results: &Path) {
+/// Runs `snac search`; returns what it wrote to stderr.
+fn snac_search(url: &str, study: &str, trials: usize, results: &Path) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_snac"))
         .args(["search", "--storage", url, "--study", study, "--epochs", "2", "--workers", "2", "--seed", "3"])
         .args(["--trials", &trials.to_string(), "--results-dir"])
@@ -39,7 +41,9 @@ fn snac_search(url: &str, study: &str, trials: usize, results: &Path) {
         .stdout(Stdio::null())
         .output()
         .unwrap();
-    assert!(out.status.success(), "snac search failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "snac search failed:\n{stderr}");
+    stderr
 }
 
 fn read(url: &str, study: &str) -> (Vec<snac_core::search::Direction>, Vec<FrozenTrial>) {
@@ -53,6 +57,9 @@ fn read(url: &str, study: &str) -> (Vec<snac_core::search::Direction>, Vec<Froze
 fn json_value(v: f64) -> Value {
     if v.is_infinite() { Value::from(if v > 0.0 { "inf" } else { "-inf" }) } else { Value::from(v) }
 }
+
+/// The objectives of `snac search` without a config: the CSV's column names.
+const OBJECTIVE_NAMES: [&str; 2] = ["performance_metric", "bops"];
 
 /// What Optuna sees equals what we stored, trial by trial.
 fn assert_same_study(seen: &Value, directions: &[snac_core::search::Direction], trials: &[FrozenTrial]) {
@@ -85,7 +92,9 @@ fn optuna_reads_what_snac_wrote(url: &str) {
     snac_search(url, &study, 6, dir.path());
     let (directions, trials) = read(url, &study);
     assert!(trials.iter().any(|t| t.state == TrialState::Complete));
-    assert_same_study(&optuna(&python, "dump", url, &study), &directions, &trials);
+    let seen = optuna(&python, "dump", url, &study);
+    assert_same_study(&seen, &directions, &trials);
+    assert_eq!(seen["metric_names"], serde_json::json!(OBJECTIVE_NAMES), "study.metric_names");
 }
 
 #[test]
@@ -128,6 +137,27 @@ fn snac_continues_a_study_created_by_optuna() {
     // Optuna's attribute survives (snac adds its own, e.g. `snac:objectives`).
     let attrs = s.study_user_attrs(info.id).unwrap();
     assert!(attrs.contains(&("made_by".to_string(), Value::from("optuna"))), "{attrs:?}");
-    // And Optuna reads the continued study.
-    assert_same_study(&optuna(&python, "dump", &url, &study), &directions, &trials);
+    // And Optuna reads the continued study, its objectives named by snac.
+    let seen = optuna(&python, "dump", &url, &study);
+    assert_same_study(&seen, &directions, &trials);
+    assert_eq!(seen["metric_names"], serde_json::json!(OBJECTIVE_NAMES), "study.metric_names");
+}
+
+#[test]
+fn snac_keeps_objective_names_given_in_optuna() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:///{}", dir.path().join("s.db").display());
+    let study = unique_study("named-by-optuna");
+    optuna(&python, "create", &url, &study);
+    assert_eq!(optuna(&python, "dump", &url, &study)["metric_names"], Value::Null);
+    optuna(&python, "name", &url, &study);
+    let stderr = snac_search(&url, &study, 4, dir.path());
+    assert!(
+        stderr.contains(r#"already names its objectives ["acc","cost"]"#) && stderr.contains("study:metric_names"),
+        "{stderr}"
+    );
+    let seen = optuna(&python, "dump", &url, &study);
+    assert_eq!(seen["metric_names"], serde_json::json!(["acc", "cost"]), "the user's names are kept");
+    assert_eq!(seen["trials"].as_array().unwrap().len(), 4);
 }

@@ -120,6 +120,7 @@ suite!(
     study_create_and_load,
     study_direction_mismatch,
     study_user_attrs,
+    study_system_attrs,
     list_and_delete_studies,
     trial_numbers_per_study,
     new_trial_is_running,
@@ -187,6 +188,38 @@ fn study_user_attrs(f: Fixture) {
         vec![("a".to_string(), json!(null)), ("z".to_string(), json!({"yaml": "cfg.yml", "n": [1, 2]}))]
     );
     assert_eq!(s.study_user_attrs(other.id).unwrap(), vec![("a".to_string(), json!(7))]);
+}
+
+/// System attributes are kept apart from the user attributes, in the table
+/// Optuna reads them from (`study:metric_names` names the objectives).
+fn study_system_attrs(f: Fixture) {
+    let s = &f.storage;
+    let st = s.create_or_load_study("a", &[Maximize, Minimize]).unwrap();
+    let other = s.create_or_load_study("b", &[Minimize]).unwrap();
+    assert!(s.study_system_attrs(st.id).unwrap().is_empty());
+    let names = json!(["performance_metric", "bops"]);
+    s.set_study_system_attr(st.id, super::METRIC_NAMES_KEY, &json!(["x", "y"])).unwrap();
+    s.set_study_system_attr(st.id, super::METRIC_NAMES_KEY, &names).unwrap();
+    s.set_study_system_attr(st.id, "a", &json!({"nested": [1.5, null, "ü"]})).unwrap();
+    s.set_study_system_attr(other.id, "a", &json!(7)).unwrap();
+    s.set_study_user_attr(st.id, "u", &json!("user")).unwrap();
+    assert_eq!(
+        s.study_system_attrs(st.id).unwrap(),
+        vec![
+            ("a".to_string(), json!({"nested": [1.5, null, "ü"]})),
+            (super::METRIC_NAMES_KEY.to_string(), names.clone()),
+        ]
+    );
+    assert_eq!(s.study_system_attrs(other.id).unwrap(), vec![("a".to_string(), json!(7))]);
+    assert_eq!(s.study_user_attrs(st.id).unwrap(), vec![("u".to_string(), json!("user"))]);
+    assert_eq!((*f.connect)().study_system_attrs(st.id).unwrap().len(), 2, "seen by another connection");
+    let bad = other.id + 1000;
+    assert!(err_text(s.set_study_system_attr(bad, "k", &json!(1))).contains(&bad.to_string()));
+    assert!(s.study_system_attrs(bad).is_err());
+    // Deleting the study deletes its system attributes.
+    s.delete_study(st.id).unwrap();
+    let again = s.create_or_load_study("a", &[Minimize]).unwrap();
+    assert!(s.study_system_attrs(again.id).unwrap().is_empty());
 }
 
 fn list_and_delete_studies(f: Fixture) {
@@ -622,6 +655,7 @@ fn budget_is_study_wide_and_exact(f: Fixture) {
 fn restart_keeps_everything(mut f: Fixture) {
     let st = f.storage.create_or_load_study("nas", &[Maximize, Minimize]).unwrap();
     f.storage.set_study_user_attr(st.id, "config", &json!({"epochs": 3})).unwrap();
+    f.storage.set_study_system_attr(st.id, super::METRIC_NAMES_KEY, &json!(["acc", "bops"])).unwrap();
     let s = f.storage.clone();
     let mk = |state: TrialState, values: Option<&[f64]>| {
         let (id, n) = s.create_trial(st.id).unwrap();
@@ -646,6 +680,7 @@ fn restart_keeps_everything(mut f: Fixture) {
     let s = &f.storage;
     assert_eq!(s.load_study("nas").unwrap(), Some(st.clone()));
     assert_eq!(s.study_user_attrs(st.id).unwrap(), attrs);
+    assert_eq!(s.study_system_attrs(st.id).unwrap(), [(super::METRIC_NAMES_KEY.to_string(), json!(["acc", "bops"]))]);
     assert_eq!(s.get_all_trials(st.id).unwrap(), before);
     // The search goes on where it stopped: numbers continue, the running
     // trial can still be finished once.

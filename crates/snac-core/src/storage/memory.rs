@@ -28,6 +28,7 @@ struct Inner {
 struct StudyRec {
     info: StudyInfo,
     user_attrs: BTreeMap<String, Value>,
+    system_attrs: BTreeMap<String, Value>,
     /// Trial ids in number order.
     trial_ids: Vec<i64>,
 }
@@ -72,7 +73,15 @@ impl Storage for MemoryStorage {
         }
         inner.last_study_id += 1;
         let info = StudyInfo { id: inner.last_study_id, name: name.to_string(), directions: directions.to_vec() };
-        inner.studies.insert(info.id, StudyRec { info: info.clone(), user_attrs: BTreeMap::new(), trial_ids: vec![] });
+        inner.studies.insert(
+            info.id,
+            StudyRec {
+                info: info.clone(),
+                user_attrs: BTreeMap::new(),
+                system_attrs: BTreeMap::new(),
+                trial_ids: vec![],
+            },
+        );
         Ok(info)
     }
 
@@ -103,6 +112,18 @@ impl Storage for MemoryStorage {
     fn study_user_attrs(&self, study_id: i64) -> Result<Vec<(String, Value)>> {
         let inner = self.lock();
         Ok(inner.study(study_id)?.user_attrs.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    }
+
+    fn set_study_system_attr(&self, study_id: i64, key: &str, value: &Value) -> Result<()> {
+        let mut inner = self.lock();
+        let study = inner.studies.get_mut(&study_id).ok_or_else(|| no_study(study_id))?;
+        study.system_attrs.insert(key.to_string(), value.clone());
+        Ok(())
+    }
+
+    fn study_system_attrs(&self, study_id: i64) -> Result<Vec<(String, Value)>> {
+        let inner = self.lock();
+        Ok(inner.study(study_id)?.system_attrs.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
     }
 
     fn create_trial_within(&self, study_id: i64, budget: Option<usize>) -> Result<Option<(i64, u64)>> {

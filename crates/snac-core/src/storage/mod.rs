@@ -31,6 +31,11 @@ use std::time::Duration;
 /// trial does not count against a trial budget, so another takes its place.
 pub const INTERRUPTED_KEY: &str = "snac:interrupted";
 
+/// Study system attribute in which Optuna keeps the objective names (a JSON
+/// list of strings, one per direction): `study.metric_names` and
+/// optuna-dashboard read it.
+pub const METRIC_NAMES_KEY: &str = "study:metric_names";
+
 /// Whether a trial takes a place in a study's `n_trials` budget: every trial
 /// except one FAILed as interrupted (RUNNING and WAITING ones count: they
 /// hold their place while they run).
@@ -69,6 +74,12 @@ pub trait Storage: Send + Sync {
 
     fn set_study_user_attr(&self, study_id: i64, key: &str, value: &Value) -> Result<()>;
     fn study_user_attrs(&self, study_id: i64) -> Result<Vec<(String, Value)>>;
+
+    /// Sets a system attribute of the study (Optuna's
+    /// `study_system_attributes`, such as [`METRIC_NAMES_KEY`]).
+    fn set_study_system_attr(&self, study_id: i64, key: &str, value: &Value) -> Result<()>;
+    /// The system attributes of the study, in key order.
+    fn study_system_attrs(&self, study_id: i64) -> Result<Vec<(String, Value)>>;
 
     /// Creates a RUNNING trial with the next free number; returns (id, number).
     fn create_trial(&self, study_id: i64) -> Result<(i64, u64)> {

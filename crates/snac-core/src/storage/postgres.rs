@@ -307,6 +307,31 @@ impl PostgresStorage {
         })
     }
 
+    /// Sets an attribute of a study in `table` (user or system attributes).
+    fn set_study_attr(&self, table: &str, study_id: i64, key: &str, value: &Value) -> Result<()> {
+        self.write(|tx| {
+            let id = check_study(tx, study_id, false)?;
+            set_attr(tx, table, "study_id", id, key, value)
+        })
+    }
+
+    /// The attributes of a study in `table`, in key order.
+    fn study_attrs(&self, table: &str, study_id: i64) -> Result<Vec<(String, Value)>> {
+        self.write(|tx| {
+            let id = check_study(tx, study_id, false)?;
+            let rows =
+                tx.query(&format!("SELECT key, value_json FROM {table} WHERE study_id = $1 ORDER BY key"), &[&id])?;
+            rows.iter()
+                .map(|r| {
+                    let k: String = r.get::<_, Option<String>>(0).unwrap_or_default();
+                    let json: String = r.get::<_, Option<String>>(1).unwrap_or_default();
+                    let v = parse_json_lenient(&json).with_context(|| format!("study attribute '{k}': {json}"))?;
+                    Ok((k, v))
+                })
+                .collect()
+        })
+    }
+
     /// Runs `f` in one READ COMMITTED transaction and commits it; a
     /// transaction aborted by a deadlock, a serialization failure or a unique
     /// key that another transaction inserted meanwhile is run again.
@@ -586,26 +611,19 @@ impl Storage for PostgresStorage {
     }
 
     fn set_study_user_attr(&self, study_id: i64, key: &str, value: &Value) -> Result<()> {
-        self.write(|tx| {
-            let id = check_study(tx, study_id, false)?;
-            set_attr(tx, "study_user_attributes", "study_id", id, key, value)
-        })
+        self.set_study_attr("study_user_attributes", study_id, key, value)
     }
 
     fn study_user_attrs(&self, study_id: i64) -> Result<Vec<(String, Value)>> {
-        self.write(|tx| {
-            let id = check_study(tx, study_id, false)?;
-            let rows =
-                tx.query("SELECT key, value_json FROM study_user_attributes WHERE study_id = $1 ORDER BY key", &[&id])?;
-            rows.iter()
-                .map(|r| {
-                    let k: String = r.get::<_, Option<String>>(0).unwrap_or_default();
-                    let json: String = r.get::<_, Option<String>>(1).unwrap_or_default();
-                    let v = parse_json_lenient(&json).with_context(|| format!("study attribute '{k}': {json}"))?;
-                    Ok((k, v))
-                })
-                .collect()
-        })
+        self.study_attrs("study_user_attributes", study_id)
+    }
+
+    fn set_study_system_attr(&self, study_id: i64, key: &str, value: &Value) -> Result<()> {
+        self.set_study_attr("study_system_attributes", study_id, key, value)
+    }
+
+    fn study_system_attrs(&self, study_id: i64) -> Result<Vec<(String, Value)>> {
+        self.study_attrs("study_system_attributes", study_id)
     }
 
     fn create_trial_within(&self, study_id: i64, budget: Option<usize>) -> Result<Option<(i64, u64)>> {

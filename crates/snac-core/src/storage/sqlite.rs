@@ -110,6 +110,32 @@ impl SqliteStorage {
         })
     }
 
+    /// Sets an attribute of a study in `table` (user or system attributes).
+    fn set_study_attr(&self, table: &str, study_id: i64, key: &str, value: &Value) -> Result<()> {
+        self.write(|tx| {
+            check_study(tx, study_id)?;
+            set_attr(tx, table, "study_id", study_id, key, value)
+        })
+    }
+
+    /// The attributes of a study in `table`, in key order.
+    fn study_attrs(&self, table: &str, study_id: i64) -> Result<Vec<(String, Value)>> {
+        self.read(|tx| {
+            check_study(tx, study_id)?;
+            let mut stmt = tx.prepare_cached(&format!(
+                "SELECT \"key\", value_json FROM {table} WHERE study_id = ?1 ORDER BY \"key\""
+            ))?;
+            let rows: Vec<(String, String)> =
+                stmt.query_map([study_id], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+            rows.into_iter()
+                .map(|(k, json)| {
+                    let v = parse_json_lenient(&json).with_context(|| format!("study attribute '{k}': {json}"))?;
+                    Ok((k, v))
+                })
+                .collect()
+        })
+    }
+
     /// Runs `f` in one read transaction (a consistent snapshot).
     fn read<T>(&self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
         let mut conn = self.lock();
@@ -381,27 +407,19 @@ impl Storage for SqliteStorage {
     }
 
     fn set_study_user_attr(&self, study_id: i64, key: &str, value: &Value) -> Result<()> {
-        self.write(|tx| {
-            check_study(tx, study_id)?;
-            set_attr(tx, "study_user_attributes", "study_id", study_id, key, value)
-        })
+        self.set_study_attr("study_user_attributes", study_id, key, value)
     }
 
     fn study_user_attrs(&self, study_id: i64) -> Result<Vec<(String, Value)>> {
-        self.read(|tx| {
-            check_study(tx, study_id)?;
-            let mut stmt = tx.prepare(
-                "SELECT \"key\", value_json FROM study_user_attributes WHERE study_id = ?1 ORDER BY \"key\"",
-            )?;
-            let rows: Vec<(String, String)> =
-                stmt.query_map([study_id], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
-            rows.into_iter()
-                .map(|(k, json)| {
-                    let v = parse_json_lenient(&json).with_context(|| format!("study attribute '{k}': {json}"))?;
-                    Ok((k, v))
-                })
-                .collect()
-        })
+        self.study_attrs("study_user_attributes", study_id)
+    }
+
+    fn set_study_system_attr(&self, study_id: i64, key: &str, value: &Value) -> Result<()> {
+        self.set_study_attr("study_system_attributes", study_id, key, value)
+    }
+
+    fn study_system_attrs(&self, study_id: i64) -> Result<Vec<(String, Value)>> {
+        self.study_attrs("study_system_attributes", study_id)
     }
 
     fn create_trial_within(&self, study_id: i64, budget: Option<usize>) -> Result<Option<(i64, u64)>> {

@@ -2,6 +2,7 @@
 
     optuna_study.py dump STORAGE STUDY     -> JSON: every trial and the Pareto set
     optuna_study.py create STORAGE STUDY   -> a study made by Optuna itself
+    optuna_study.py name STORAGE STUDY     -> names its objectives in Optuna (acc, cost)
 """
 import json
 import math
@@ -36,6 +37,7 @@ def dump(storage, name):
         "directions": [d.name for d in study.directions],
         "trials": trials,
         "pareto": sorted(t.number for t in study.best_trials),
+        "metric_names": study.metric_names,
         "optuna": optuna.__version__,
     }
     print(json.dumps(out))
@@ -54,10 +56,14 @@ def create(storage, name):
     study.set_user_attr("made_by", "optuna")
 
 
+def name(storage, name):
+    optuna.load_study(storage=storage, study_name=name).set_metric_names(["acc", "cost"])
+
+
 if __name__ == "__main__":
     url = sys.argv[2]
     # SQLAlchemy 2.1 picks psycopg 3 for a bare postgresql:// URL; we install psycopg2.
     for scheme in ("postgresql://", "postgres://"):
         if url.startswith(scheme):
             url = "postgresql+psycopg2://" + url[len(scheme):]
-    {"dump": dump, "create": create}[sys.argv[1]](url, sys.argv[3])
+    {"dump": dump, "create": create, "name": name}[sys.argv[1]](url, sys.argv[3])
