@@ -13,8 +13,10 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run every stage the config asks for (for now: the global search).
-    /// Without CONFIG, runs the embedded digits example.
+    /// Run every stage the config asks for: the global search, then, when
+    /// it has `local_search`, QAT and pruning of the best model and the
+    /// hls4ml export of the `synthesis` precision. Without CONFIG, runs the
+    /// embedded digits example (a global search).
     Run(RunArgs),
     /// Run the global architecture search only.
     Search(RunArgs),
