@@ -9,6 +9,12 @@ use std::path::PathBuf;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// More messages: -v debug, -vv trace (SNAC_LOG or RUST_LOG=LEVEL also set the level).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Fewer messages: -q warnings and errors only, -qq errors only.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub quiet: u8,
 }
 
 #[derive(Subcommand, Debug)]

@@ -18,8 +18,8 @@ use crate::outputs::{self, CsvLog, rank_csv_path};
 use crate::report::LiveReport;
 use crate::setup::{Participation, SearchSetup, slurm_rank};
 use crate::trial::{TrialResult, evaluate_trial, objective_values};
+use crate::ui::{self, TrialEvent};
 use anyhow::{Context, Result, bail};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use snac_core::config::SamplerKind;
 use snac_core::interrupt;
@@ -54,25 +54,26 @@ struct Progress {
     /// The best trial so far, kept up to date from each finished trial (the
     /// order is total, so the best of (best, new) is the best of all).
     best_so_far: Mutex<Option<FrozenTrial>>,
-    bar: ProgressBar,
+    /// Trials finished in this run, of `to_run`.
+    done: AtomicUsize,
+    to_run: usize,
+    /// Objective names, for the per-trial lines.
+    metric_names: Vec<String>,
     failures: AtomicUsize,
     running: Running,
     live_report: LiveReport,
 }
 
 impl Progress {
-    fn new(csv: CsvLog, existing: &[FrozenTrial], to_run: usize, show_progress: bool, results_dir: &Path) -> Progress {
-        let bar = if show_progress { ProgressBar::new(to_run as u64) } else { ProgressBar::hidden() };
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} trials, ETA {eta} {msg}")
-                .expect("valid template"),
-        );
-        let best_so_far = Mutex::new(outputs::best_by_accuracy(existing));
-        bar.set_message(best_message(best_so_far.lock().unwrap().as_ref()));
+    fn new(setup: &SearchSetup, csv: CsvLog, existing: &[FrozenTrial], to_run: usize, results_dir: &Path) -> Progress {
+        let best_so_far = outputs::best_by_accuracy(existing);
+        ui::current().search_started(to_run, best_so_far.as_ref());
         Progress {
             csv: Mutex::new(csv),
-            best_so_far,
-            bar,
+            best_so_far: Mutex::new(best_so_far),
+            done: AtomicUsize::new(0),
+            to_run,
+            metric_names: crate::report::objectives(setup).into_iter().map(|o| o.name).collect(),
             failures: AtomicUsize::new(0),
             running: Running::default(),
             live_report: LiveReport::new(results_dir),
@@ -81,7 +82,7 @@ impl Progress {
 }
 
 /// Runs the global search of `setup` in `results_dir`.
-pub fn run(setup: &SearchSetup, results_dir: &Path, show_progress: bool, how: &Participation) -> Result<SearchSummary> {
+pub fn run(setup: &SearchSetup, results_dir: &Path, how: &Participation) -> Result<SearchSummary> {
     let _lock = lock_results_dir(results_dir, how)?;
     let (study, study_name) = open_study(setup, results_dir, how)?;
     let interrupted = fail_interrupted(&study, how)?;
@@ -91,7 +92,7 @@ pub fn run(setup: &SearchSetup, results_dir: &Path, show_progress: bool, how: &P
     let search = &setup.experiment.search;
     let workers = search.workers.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     let workers = workers.min(to_run.max(1));
-    let progress = Progress::new(csv, &existing, to_run, show_progress, results_dir);
+    let progress = Progress::new(setup, csv, &existing, to_run, results_dir);
     let run = SearchRun { setup, study: &study, results_dir, how, progress };
     run_workers(&run, workers)?;
     finish(&run)
@@ -177,18 +178,19 @@ fn announce(
     // do not count: their places are drawn again.
     let interrupted_total = existing.iter().filter(|t| !counts_against_budget(t)).count();
     if done_before > 0 || interrupted_total > 0 {
-        eprintln!(
+        log::info!(
             "resuming study '{study_name}' in {}: {done_before} finished trials kept, {interrupted_total} \
              interrupted ({just_now} just now), {to_run} to run",
             results_dir.display(),
         );
     }
     if search.sampler == SamplerKind::Nsga2 && search.n_trials < 2 * search.population_size {
-        eprintln!(
-            "warning: {} trials is less than two generations of population {}: NSGA-II never leaves its random \
+        log::warn!(
+            "{} trials is less than two generations of population {}: NSGA-II never leaves its random \
              first generation, so this search is effectively random (set search.population_size lower or \
              search.n_trials higher)",
-            search.n_trials, search.population_size
+            search.n_trials,
+            search.population_size
         );
     }
     to_run
@@ -233,7 +235,7 @@ fn run_workers(run: &SearchRun, workers: usize) -> Result<()> {
         }
         done.store(true, Ordering::SeqCst);
     });
-    run.progress.bar.finish_and_clear();
+    ui::current().search_finished();
     if let Some(err) = first_error.into_inner().unwrap() {
         return Err(err.context("the search stopped"));
     }
@@ -277,14 +279,14 @@ fn finish(run: &SearchRun) -> Result<SearchSummary> {
     }
     let (written, cost) = progress.live_report.stats();
     if written > 0 {
-        eprintln!(
+        log::debug!(
             "report.html was rewritten {written} times during the search, {:.1} ms each",
             cost.as_secs_f64() * 1e3
         );
     }
     let failed = progress.failures.load(Ordering::SeqCst);
     if failed > 0 {
-        eprintln!("{failed} trial(s) failed; their reasons are in the CSV's fail_reason column");
+        log::warn!("{failed} trial(s) failed; their reasons are in the CSV's fail_reason column");
     }
     // Stopped early if the budget still has room (a stop after the last
     // trial changes nothing).
@@ -298,7 +300,7 @@ fn finish(run: &SearchRun) -> Result<SearchSummary> {
 /// records it in the CSV and the progress bar.
 fn run_one(run: &SearchRun, mut trial: Trial) -> Result<()> {
     let SearchRun { setup, study, results_dir, progress, .. } = run;
-    let Progress { csv, best_so_far, bar, failures, running, .. } = progress;
+    let Progress { csv, best_so_far, failures, running, .. } = progress;
     running.start(&trial);
     let outcome = evaluate_trial(setup, &mut trial);
     let told = match &outcome {
@@ -319,26 +321,31 @@ fn run_one(run: &SearchRun, mut trial: Trial) -> Result<()> {
             // Like a trial of a killed process: FAIL, not counted against
             // the budget, so a rerun draws its place again.
             trial.set_system_attr(INTERRUPTED_KEY, &Value::Bool(true))?;
-            bar.println(format!("trial {} interrupted", trial.number));
             study.tell(&trial, Err(format!("{err:#}")))?
         }
         Err(err) => {
             failures.fetch_add(1, Ordering::SeqCst);
-            bar.println(format!("trial {} failed: {err:#}", trial.number));
             study.tell(&trial, Err(format!("{err:#}")))?
         }
     };
     running.stop(trial.id);
     if !told {
-        bar.println(format!("trial {} was marked finished by someone else; its result was not stored", trial.number));
+        log::warn!("trial {} was marked finished by someone else; its result was not stored", trial.number);
     }
     let frozen = study.storage().get_trial(trial.id)?;
     csv.lock().unwrap().append(&frozen)?;
-    bar.inc(1);
     let mut best = best_so_far.lock().unwrap();
-    let candidates: Vec<FrozenTrial> = best.take().into_iter().chain([frozen]).collect();
+    let candidates: Vec<FrozenTrial> = best.take().into_iter().chain([frozen.clone()]).collect();
     *best = outputs::best_by_accuracy(&candidates);
-    bar.set_message(best_message(best.as_ref()));
+    let done = progress.done.fetch_add(1, Ordering::SeqCst) + 1;
+    let event = TrialEvent {
+        trial: &frozen,
+        metric_names: &progress.metric_names,
+        done,
+        total: progress.to_run,
+        best: best.as_ref(),
+    };
+    ui::current().trial_finished(&event);
     Ok(())
 }
 
@@ -389,16 +396,4 @@ fn record_result(trial: &Trial, result: &TrialResult, results_dir: &Path) -> Res
     result.outcome.weights.save(&weights_path)?;
     result.outcome.weights.save_npz(&weights_path.with_extension("npz"))?;
     Ok(())
-}
-
-fn best_message(best: Option<&FrozenTrial>) -> String {
-    match best {
-        Some(best) => format!(
-            "best acc {:.4} (trial {}, {})",
-            best.user_attrs.get("performance_metric").and_then(|v| v.as_f64()).unwrap_or(f64::NAN),
-            best.number,
-            best.user_attrs.get("arch").and_then(|v| v.as_str()).unwrap_or("")
-        ),
-        None => String::new(),
-    }
 }

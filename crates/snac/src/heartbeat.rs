@@ -68,7 +68,7 @@ impl Running {
             let ids: Vec<i64> = self.ids.lock().unwrap().iter().copied().collect();
             for id in ids {
                 if let Err(err) = storage.record_heartbeat(id) {
-                    eprintln!("warning: heartbeat of trial id {id} not recorded: {err:#}");
+                    log::warn!("heartbeat of trial id {id} not recorded: {err:#}");
                 }
             }
         }

@@ -7,13 +7,16 @@ pub mod cli;
 pub mod cmd;
 pub mod folds;
 pub mod global_search;
+pub mod handoff;
 pub mod heartbeat;
 pub mod local_search;
 pub mod outputs;
 pub mod report;
 pub mod setup;
 pub mod signals;
+pub mod stages;
 pub mod trial;
+pub mod ui;
 
 use clap::Parser;
 use std::ffi::OsString;
@@ -34,6 +37,7 @@ where
             return ExitCode::from(err.exit_code().clamp(0, 255) as u8);
         }
     };
+    ui::init_logging(ui::level_from_flags(cli.verbose, cli.quiet));
     match cmd::run(cli) {
         Ok(code) => code,
         Err(err) if snac_core::interrupt::is_interrupted(&err) => {
@@ -46,4 +50,10 @@ where
             ExitCode::FAILURE
         }
     }
+}
+
+/// The number an [`ExitCode`] exits the process with (`ExitCode` does not
+/// say; it only compares), for callers that must return it as a number.
+pub fn exit_status(code: ExitCode) -> u8 {
+    (0..=u8::MAX).find(|&n| ExitCode::from(n) == code).unwrap_or(1)
 }

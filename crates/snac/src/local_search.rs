@@ -142,7 +142,7 @@ pub fn run(
     let float_weights = match weights {
         Some(w) => w,
         None => {
-            eprintln!("local search: no trained weights for the best architecture; training it first");
+            log::info!("local search: no trained weights for the best architecture; training it first");
             train(arch, &data.train, &data.val, data.num_classes, &base)?.weights
         }
     };
@@ -295,7 +295,7 @@ impl LocalRun<'_> {
         let label = &precision.label;
         let iteration = chosen.iteration;
         self.write_model(&precision, chosen, accuracy, holdout)?;
-        eprintln!(
+        log::info!(
             "local search {label}: QAT {:.4}, best {accuracy:.4} at iteration {iteration} (sparsity {:.3}) in {:.1} s",
             rows.iter().rev().find(|r| &r.precision == label && r.iteration == 0).map_or(f64::NAN, |r| r.accuracy),
             chosen.weights.sparsity(),
@@ -373,7 +373,7 @@ impl LocalRun<'_> {
                     (Some(model), None, Some(accuracy))
                 }
                 Err(e) => {
-                    eprintln!("local search {label}: no integer model: {e:#}");
+                    log::warn!("local search {label}: no integer model: {e:#}");
                     (None, Some(format!("{e:#}")), None)
                 }
             },

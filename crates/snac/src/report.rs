@@ -32,8 +32,8 @@ pub fn record_objectives(setup: &SearchSetup, study: &Study) -> Result<()> {
     study.storage().set_study_user_attr(study.info().id, OBJECTIVES_ATTR, &json!(objectives))?;
     let names: Vec<&str> = objectives.iter().map(|o| o.name.as_str()).collect();
     if let Some(kept) = record_metric_names(study, &names)? {
-        eprintln!(
-            "warning: study '{}' already names its objectives {kept} (Optuna's {METRIC_NAMES_KEY}); kept them \
+        log::warn!(
+            "study '{}' already names its objectives {kept} (Optuna's {METRIC_NAMES_KEY}); kept them \
              rather than {}",
             study.info().name,
             json!(names)
@@ -109,14 +109,14 @@ pub fn write_all(results: &Results, results_dir: &Path) -> Result<Vec<PathBuf>> 
 pub fn after_stage(setup: &SearchSetup, results_dir: &Path) {
     let started = Instant::now();
     match load(setup, results_dir).and_then(|results| write_all(&results, results_dir)) {
-        Ok(files) => eprintln!(
+        Ok(files) => log::info!(
             "report: {} and {} plot files in {} ({:.1} s)",
             results_dir.join(REPORT_FILE).display(),
             files.len(),
             results_dir.join(PLOTS_DIR).display(),
             started.elapsed().as_secs_f64()
         ),
-        Err(err) => eprintln!("warning: could not write the report and plots: {err:#}"),
+        Err(err) => log::warn!("could not write the report and plots: {err:#}"),
     }
 }
 
@@ -161,7 +161,7 @@ impl LiveReport {
             }
             Err(err) if !state.warned => {
                 state.warned = true;
-                eprintln!("warning: could not update {}: {err:#}", self.path.display());
+                log::warn!("could not update {}: {err:#}", self.path.display());
             }
             Err(_) => {}
         }

@@ -121,7 +121,7 @@ impl SearchSetup {
         if let (Some(size), Shape::Image { height, .. }) = (space.initial_img_size, dataset.sample_shape)
             && size != height
         {
-            eprintln!(
+            log::info!(
                 "note: search_space.initial_img_size is {size} but the images are {height}×{height}; using {height}"
             );
         }

@@ -28,11 +28,7 @@ pub fn install() -> Result<()> {
             .context("installing the signal handler")?;
         signal_hook::flag::register(signal, flag.clone()).context("installing the signal handler")?;
     }
-    let grace = std::env::var("SNAC_STOP_GRACE")
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map_or(DEFAULT_GRACE, Duration::from_secs_f64);
+    let grace = grace();
     std::thread::spawn(move || {
         while !interrupt::stop_requested() {
             std::thread::sleep(Duration::from_millis(50));
@@ -46,6 +42,15 @@ pub fn install() -> Result<()> {
         interrupt::cancel();
     });
     Ok(())
+}
+
+/// The grace period: `SNAC_STOP_GRACE` seconds, else [`DEFAULT_GRACE`].
+pub fn grace() -> Duration {
+    std::env::var("SNAC_STOP_GRACE")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map_or(DEFAULT_GRACE, Duration::from_secs_f64)
 }
 
 /// The command line that resumes this run, for the user to copy.

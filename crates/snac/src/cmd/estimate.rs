@@ -30,7 +30,7 @@ pub fn estimate(args: &EstimateArgs) -> Result<ExitCode> {
     // Post-synthesis prices exist only once the corpus has such reports.
     let synth_fitted = SYNTH != CSYNTH;
     if report == Report::Synth && !synth_fitted {
-        eprintln!(
+        log::info!(
             "note: the corpus has no post-synthesis (vivado_synth) report yet, so --report synth gives the \
              C-synthesis figures"
         );
@@ -71,6 +71,15 @@ pub fn estimate(args: &EstimateArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The estimate `snac estimate --json` prints (the Python package's
+/// `snac_pack.estimate`).
+pub fn estimate_for(args: &EstimateArgs) -> Result<Estimate> {
+    let Some(path) = args.model.as_deref() else { bail!("estimate needs a model file") };
+    let (board, settings, report, kind) = parse_settings(args)?;
+    let (arch, layer_info, _) = read_model(path, args.weights.as_deref(), settings.precision.width)?;
+    Ok(run_estimator(kind, report, SYNTH != CSYNTH, &arch, layer_info.as_deref(), &settings, &board)?.0)
 }
 
 /// The board, HLS settings, report and estimator the flags name, checked.
@@ -221,7 +230,7 @@ fn validate(args: &EstimateArgs) -> Result<ExitCode> {
     let rule4ml = match Rule4mlEstimator::load_default(&Rule4mlRow::default()) {
         Ok(estimator) => Some(estimator),
         Err(error) => {
-            eprintln!("rule4ml comparison skipped: {error:#}");
+            log::warn!("rule4ml comparison skipped: {error:#}");
             None
         }
     };
@@ -233,7 +242,7 @@ fn validate(args: &EstimateArgs) -> Result<ExitCode> {
             path.display()
         );
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
-        eprintln!("wrote {}", path.display());
+        log::info!("wrote {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -241,7 +250,7 @@ fn validate(args: &EstimateArgs) -> Result<ExitCode> {
 fn calibrate_command() -> Result<ExitCode> {
     let (samples, skipped) = calibrate::samples()?;
     for (id, reason) in &skipped {
-        eprintln!("not built: {id}: {reason}");
+        log::info!("not built: {id}: {reason}");
     }
     println!("// `snac estimate --calibrate` on {} corpus designs", samples.len());
     println!("{}", calibrate::coefficients_source("CSYNTH", &calibrate::fit_all(&samples, Report::Csynth)));

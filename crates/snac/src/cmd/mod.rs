@@ -2,8 +2,8 @@
 
 mod bench;
 mod data;
-mod estimate;
-mod export;
+pub mod estimate;
+pub mod export;
 mod local;
 mod plot;
 mod predict;

@@ -41,7 +41,7 @@ pub fn predict(args: &PredictArgs) -> Result<ExitCode> {
         Some(out) => {
             write_npy_f64(out, &[samples, classes], &outputs)
                 .with_context(|| format!("writing the outputs of {} to {}", args.model.display(), out.display()))?;
-            eprintln!("wrote {samples} × {classes} outputs to {}", out.display());
+            log::info!("wrote {samples} × {classes} outputs to {}", out.display());
         }
         None => {
             let mut stdout = std::io::stdout().lock();

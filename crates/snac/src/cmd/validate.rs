@@ -8,10 +8,10 @@ pub fn validate(args: &RunArgs) -> Result<ExitCode> {
     match super::load_experiment(args) {
         Ok(experiment) => {
             for key in &experiment.unused_keys {
-                eprintln!("note: {}: key '{key}' is not used by snac", experiment.source.display());
+                log::info!("note: {}: key '{key}' is not used by snac", experiment.source.display());
             }
             print!("{}", serde_saphyr::to_string(&experiment)?);
-            eprintln!("{}: valid", experiment.source.display());
+            log::info!("{}: valid", experiment.source.display());
             Ok(ExitCode::SUCCESS)
         }
         Err(err) => {
