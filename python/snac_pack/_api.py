@@ -99,7 +99,7 @@ def _array_data(
         if bad.any():
             where = np.argwhere(bad)[0]
             raise SnacError(
-                f"x_{split}{list(where)} is {x[tuple(where)]} ({int(bad.sum())} non-finite values in all); "
+                f"x_{split}{[int(i) for i in where]} is {x[tuple(where)]} ({int(bad.sum())} non-finite values in all); "
                 "accepted: finite values (fill or drop the missing ones first)"
             )
         if y.ndim == 2 and y.shape[1] > 1:

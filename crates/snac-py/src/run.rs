@@ -32,6 +32,7 @@ static RUNNING: Mutex<()> = Mutex::new(());
 /// A dataset given as arrays, already checked by the Python half: samples
 /// as little-endian `f32` bytes, labels as little-endian `u32` bytes.
 #[derive(FromPyObject)]
+#[pyo3(from_item_all)]
 pub struct ArrayData<'py> {
     sample_shape: Vec<usize>,
     num_classes: usize,
@@ -236,13 +237,35 @@ fn drive<T: Send + 'static>(
     let grace = snac::signals::grace();
     let mut first_interrupt: Option<Instant> = None;
     let mut callback_ok = true;
+    // Ctrl-C raises KeyboardInterrupt in whatever Python code runs: a check
+    // of the signals here, or the progress callback.
+    let interrupted = |first_interrupt: &mut Option<Instant>| {
+        if first_interrupt.is_none() {
+            interrupt::request_stop();
+            *first_interrupt = Some(Instant::now());
+            log::warn!(
+                "stopping: no new trials start; running ones get {:.0} s to finish, then are recorded as \
+                 interrupted (interrupt again to stop them now)",
+                grace.as_secs_f64()
+            );
+        } else {
+            interrupt::cancel();
+        }
+    };
     loop {
         let finished = handle.is_finished();
         for event in receive(py, &rx, finished) {
-            if callback_ok && let Err(err) = on_event.call1((event,)) {
-                // A broken progress display must not lose the run.
-                err.print(py);
-                callback_ok = false;
+            if !callback_ok {
+                continue;
+            }
+            match on_event.call1((event,)) {
+                Err(err) if err.is_instance_of::<PyKeyboardInterrupt>(py) => interrupted(&mut first_interrupt),
+                Err(err) => {
+                    // A broken progress display must not lose the run.
+                    err.print(py);
+                    callback_ok = false;
+                }
+                Ok(_) => {}
             }
         }
         if finished {
@@ -252,17 +275,7 @@ fn drive<T: Send + 'static>(
             if !err.is_instance_of::<PyKeyboardInterrupt>(py) {
                 err.print(py);
             }
-            if first_interrupt.is_none() {
-                interrupt::request_stop();
-                first_interrupt = Some(Instant::now());
-                log::warn!(
-                    "stopping: no new trials start; running ones get {:.0} s to finish, then are recorded as \
-                     interrupted (interrupt again to stop them now)",
-                    grace.as_secs_f64()
-                );
-            } else {
-                interrupt::cancel();
-            }
+            interrupted(&mut first_interrupt);
         }
         if first_interrupt.is_some_and(|t| t.elapsed() >= grace) {
             interrupt::cancel();
