@@ -40,6 +40,12 @@ class Interrupted(KeyboardInterrupt):
         )
 
 
+def cli(args: Sequence[str]) -> int:
+    """Runs the ``snac`` command line in this process (``cli(["data", "fetch",
+    "mnist"])``) and returns its exit status."""
+    return _native.cli(["snac", *map(str, args)])
+
+
 def example_config() -> str:
     """The embedded example config (``snac example-config``): a starting point."""
     return _native.example_config()
@@ -568,8 +574,8 @@ class Results:
 
     @property
     def best_model_yaml(self) -> Path:
-        """The global search's best architecture (``best_model.yaml``)."""
-        return self._dir() / "best_model.yaml"
+        """The global search's best architecture (``best_model_for_local_search.yaml``)."""
+        return self._dir() / "best_model_for_local_search.yaml"
 
     def trial_weights(self, number: int) -> Dict[str, np.ndarray]:
         """A trial's trained float weights, from ``trial_weights/trial_N.npz``."""
