@@ -69,6 +69,7 @@ pub fn run(setup: &SearchSetup, stages: Stages, how: &Participation) -> Result<R
         setup.dataset.sample_shape,
         results_dir.display()
     );
+    log::debug!("study '{}' in {}", search.study_name.as_deref().unwrap_or("snac"), storage_url(setup, &results_dir));
     let summary = global_search::run(setup, &results_dir, how)?;
     crate::report::after_stage(setup, &results_dir);
     let mut outcome = RunOutcome {
