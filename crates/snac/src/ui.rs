@@ -240,8 +240,11 @@ impl Ui for TerminalUi {
         if event.trial.state == TrialState::Fail {
             state.failed += 1;
         }
+        // A completed trial is news (info); one that failed is a warning.
+        let level = if event.trial.state == TrialState::Complete { Level::Info } else { Level::Warn };
+        let shown = level <= log::max_level();
         if let Some(bar) = &state.bar {
-            if event.trial.state != TrialState::Complete {
+            if event.trial.state != TrialState::Complete && shown {
                 let line = trial_line(event);
                 bar.suspend(|| eprintln!("{line}"));
             }
@@ -249,7 +252,9 @@ impl Ui for TerminalUi {
             bar.set_message(best_message(event.best));
             return;
         }
-        eprintln!("{}", trial_line(event));
+        if shown {
+            eprintln!("{}", trial_line(event));
+        }
         let due = state.last_summary.is_none_or(|t| t.elapsed() >= SUMMARY_EVERY);
         if log::max_level() >= LevelFilter::Info && (due || event.done == event.total) {
             state.last_summary = Some(Instant::now());

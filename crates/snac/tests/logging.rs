@@ -43,7 +43,7 @@ fn quiet_keeps_warnings_and_snac_log_sets_the_level() {
     let dir = tempfile::tempdir().unwrap();
     let quiet = search(dir.path(), &["-q"], &[]);
     let stderr = String::from_utf8_lossy(&quiet.stderr);
-    assert!(!stderr.contains("global search:"), "info lines under -q:\n{stderr}");
+    assert!(!stderr.contains("global search:") && !stderr.contains("COMPLETE"), "info lines under -q:\n{stderr}");
     assert!(stderr.contains("warning: "), "warnings stay under -q:\n{stderr}");
     assert!(String::from_utf8_lossy(&quiet.stdout).contains("Pareto set"), "results still go to stdout");
     let dir = tempfile::tempdir().unwrap();

@@ -3,7 +3,7 @@ seeded search (the embedded digits example, or CONFIG) through
 `snac_pack.search` in this process and through the `snac` binary, rounds
 alternating, and prints the medians and their ratio.
 
-    python python/bench_vs_cli.py [--rounds 3] [--trials 24] [--snac target/release/snac] [CONFIG]
+    python tools/bench_python_vs_cli.py [--rounds 3] [--trials 24] [--snac target/release/snac] [CONFIG]
 """
 
 import argparse
