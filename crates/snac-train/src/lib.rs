@@ -36,8 +36,8 @@ mod weights;
 pub use prune::{Masks, magnitude_masks};
 pub use quant::{QuantSpec, fake_quantize, quantize_weights, quantized_model};
 pub use train::{
-    EpochStats, LayerOutput, TrainConfig, TrainOutcome, evaluate, evaluate_with, layer_outputs, outputs_f64, train,
-    train_from,
+    EpochHook, EpochStats, LayerOutput, TrainConfig, TrainOutcome, evaluate, evaluate_with, layer_outputs, outputs_f64,
+    train, train_from,
 };
 pub use weights::{LayerWeights, NamedTensor, Weights};
 

@@ -18,6 +18,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use snac_core::arch::Arch;
 use snac_core::data::Split;
+use std::sync::Arc;
 
 /// Samples per inference pass of the hand-written engine.
 const ENGINE_EVAL_BATCH: usize = 256;
@@ -50,6 +51,29 @@ pub struct TrainConfig {
     /// Pruning masks, held during training: masked kernel weights are zero
     /// from the start and stay exactly zero (see [`crate::prune`]).
     pub masks: Option<Masks>,
+    /// Called after every epoch with its statistics; an error stops the
+    /// training with that error (a pruner's "this trial is hopeless").
+    pub on_epoch: Option<EpochHook>,
+}
+
+/// The function an [`EpochHook`] calls.
+pub type EpochFn = dyn Fn(&EpochStats) -> Result<()> + Send + Sync;
+
+/// What [`TrainConfig::on_epoch`] calls.
+#[derive(Clone)]
+pub struct EpochHook(pub Arc<EpochFn>);
+
+impl std::fmt::Debug for EpochHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EpochHook")
+    }
+}
+
+impl PartialEq for EpochHook {
+    /// The same hook: two configs that call the same function are equal.
+    fn eq(&self, other: &EpochHook) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl Default for TrainConfig {
@@ -65,6 +89,7 @@ impl Default for TrainConfig {
             seed: 0,
             quant: None,
             masks: None,
+            on_epoch: None,
         }
     }
 }
@@ -468,6 +493,9 @@ impl<'a> Trainer<'a> {
                 val_accuracy,
                 learning_rate,
             });
+            if let (Some(hook), Some(stats)) = (&config.on_epoch, history.last()) {
+                (hook.0)(stats)?;
+            }
 
             // EarlyStopping (min_delta 0): strictly better is an improvement.
             if val_loss < callbacks.best_loss {

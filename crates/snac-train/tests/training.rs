@@ -129,6 +129,7 @@ fn learning_rate_follows_keras_reduce_on_plateau() {
         seed: 1,
         quant: None,
         masks: None,
+        on_epoch: None,
     };
     let outcome = train(&arch, &train_split, &val_split, 4, &config).unwrap();
     assert_eq!(outcome.history.len(), 12);
@@ -246,4 +247,38 @@ fn clear_errors() {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let err = evaluate(&arch, &Weights::init(&other, &mut rng).unwrap(), &split).unwrap_err().to_string();
     assert!(err.contains("kernel"), "{err}");
+}
+
+#[test]
+fn the_epoch_hook_sees_every_epoch_and_its_error_stops_training() {
+    use std::sync::{Arc, Mutex};
+    let train_split = noise(64, 16, 4, 7);
+    let val_split = noise(64, 16, 4, 8);
+    let arch = mlp(16, &[8], Norm::None, Activation::Relu, 4);
+    let seen: Arc<Mutex<Vec<(usize, f64)>>> = Arc::default();
+    let log = seen.clone();
+    let hook = snac_train::EpochHook(Arc::new(move |stats: &snac_train::EpochStats| {
+        log.lock().unwrap().push((stats.epoch, stats.val_accuracy));
+        anyhow::ensure!(stats.epoch < 3, "stop after epoch {}", stats.epoch);
+        Ok(())
+    }));
+    let config =
+        TrainConfig { epochs: 6, early_stopping_patience: 100, on_epoch: Some(hook), ..TrainConfig::default() };
+    let err = train(&arch, &train_split, &val_split, 4, &config).unwrap_err();
+    assert!(format!("{err:#}").contains("stop after epoch 3"), "{err:#}");
+    let epochs: Vec<usize> = seen.lock().unwrap().iter().map(|e| e.0).collect();
+    assert_eq!(epochs, [1, 2, 3]);
+    // Without an error it is called once per epoch and changes nothing.
+    let plain = TrainConfig { epochs: 3, early_stopping_patience: 100, ..TrainConfig::default() };
+    let counted: Arc<Mutex<usize>> = Arc::default();
+    let count = counted.clone();
+    let hook = snac_train::EpochHook(Arc::new(move |_: &snac_train::EpochStats| {
+        *count.lock().unwrap() += 1;
+        Ok(())
+    }));
+    let hooked = TrainConfig { on_epoch: Some(hook), ..plain.clone() };
+    let a = train(&arch, &train_split, &val_split, 4, &plain).unwrap();
+    let b = train(&arch, &train_split, &val_split, 4, &hooked).unwrap();
+    assert_eq!(*counted.lock().unwrap(), 3);
+    assert_eq!(a.history, b.history);
 }

@@ -53,11 +53,22 @@ impl SearchSetup {
         // Each fold's outcome, by fold.
         type FoldResult = Result<snac_train::TrainOutcome>;
         let outcomes: Mutex<Vec<Option<FoldResult>>> = Mutex::new((0..folds.len()).map(|_| None).collect());
+        // With a pruner, the first fold's curve is the trial's; the others
+        // stop when it is pruned.
+        let (lead, follow) = match &config.on_epoch {
+            Some(hook) => {
+                let (lead, follow) = crate::pruning::fold_hooks(hook);
+                let with = |h| snac_train::TrainConfig { on_epoch: Some(h), ..config.clone() };
+                (with(lead), with(follow))
+            }
+            None => (config.clone(), config.clone()),
+        };
         let work = || {
             loop {
                 let index = next.fetch_add(1, Ordering::Relaxed);
                 let Some((train, val)) = folds.get(index) else { return };
-                let outcome = train_guarded(arch, train, val, classes, config);
+                let fold_config = if index == 0 { &lead } else { &follow };
+                let outcome = train_guarded(arch, train, val, classes, fold_config);
                 outcomes.lock().unwrap_or_else(|e| e.into_inner())[index] = Some(outcome);
             }
         };

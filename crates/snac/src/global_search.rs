@@ -15,6 +15,7 @@
 use crate::folds::CoreClaim;
 use crate::heartbeat::{Running, WORKER_KEY, others_may_fail, worker_identity};
 use crate::outputs::{self, CsvLog, rank_csv_path};
+use crate::pruning::{Pruning, pruned};
 use crate::report::LiveReport;
 use crate::setup::{Participation, SearchSetup, slurm_rank};
 use crate::trial::{TrialResult, evaluate_trial, objective_values};
@@ -46,6 +47,8 @@ struct SearchRun<'a> {
     results_dir: &'a Path,
     how: &'a Participation,
     progress: Progress,
+    /// The pruner's view of the study, with `search.pruner`.
+    pruning: Option<Pruning>,
 }
 
 /// The search's tallies, updated as trials finish.
@@ -93,7 +96,8 @@ pub fn run(setup: &SearchSetup, results_dir: &Path, how: &Participation) -> Resu
     let workers = search.workers.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     let workers = workers.min(to_run.max(1));
     let progress = Progress::new(setup, csv, &existing, to_run, results_dir);
-    let run = SearchRun { setup, study: &study, results_dir, how, progress };
+    let pruning = Pruning::of(setup, &study);
+    let run = SearchRun { setup, study: &study, results_dir, how, progress, pruning };
     run_workers(&run, workers)?;
     finish(&run)
 }
@@ -266,7 +270,7 @@ fn work(run: &SearchRun) -> Result<()> {
 
 /// After the workers: the final CSV, the best model and the summary.
 fn finish(run: &SearchRun) -> Result<SearchSummary> {
-    let SearchRun { setup, study, results_dir, how, progress } = run;
+    let SearchRun { setup, study, results_dir, how, progress, .. } = run;
     let trials = study.trials()?;
     if !how.worker {
         // Rows were appended as trials finished; rewritten in trial order, the
@@ -302,11 +306,18 @@ fn run_one(run: &SearchRun, mut trial: Trial) -> Result<()> {
     let SearchRun { setup, study, results_dir, progress, .. } = run;
     let Progress { csv, best_so_far, failures, running, .. } = progress;
     running.start(&trial);
-    let outcome = evaluate_trial(setup, &mut trial);
+    let outcome = evaluate_trial(setup, &mut trial, run.pruning.as_ref());
     let told = match &outcome {
         Ok(result) => {
             let values = objective_values(setup, result);
             record_result(&trial, result, results_dir)?;
+            if run.pruning.is_none() {
+                // The training curve, as Optuna's intermediate values (with a
+                // pruner they were stored epoch by epoch).
+                let curve: Vec<(u64, f64)> =
+                    result.outcome.history.iter().map(|e| (e.epoch as u64, e.val_accuracy)).collect();
+                study.storage().set_trial_intermediate_values(trial.id, &curve)?;
+            }
             let constraints = &setup.experiment.search.constraints;
             if !constraints.is_empty() {
                 // Optuna's convention: value − bound, feasible when every one is ≤ 0.
@@ -316,6 +327,16 @@ fn run_one(run: &SearchRun, mut trial: Trial) -> Result<()> {
                 trial.set_user_attr("feasible", &json!(feasible))?;
             }
             study.tell(&trial, Ok(values))?
+        }
+        Err(err) if pruned(err).is_some() => {
+            let stop = pruned(err).expect("checked");
+            // The last accuracy, where the CSV and the report look for it.
+            trial.set_user_attrs(&[
+                ("performance_metric", json!(stop.accuracy)),
+                ("pruned_at_epoch", json!(stop.epoch)),
+                ("prune_reason", json!(stop.reason)),
+            ])?;
+            study.tell_pruned(&trial)?
         }
         Err(err) if interrupt::is_interrupted(err) => {
             // Like a trial of a killed process: FAIL, not counted against

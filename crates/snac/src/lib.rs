@@ -11,6 +11,7 @@ pub mod handoff;
 pub mod heartbeat;
 pub mod local_search;
 pub mod outputs;
+pub mod pruning;
 pub mod report;
 pub mod setup;
 pub mod signals;

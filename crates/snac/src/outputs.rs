@@ -125,10 +125,13 @@ impl CsvLog {
         };
         let complete = trial.state == TrialState::Complete;
         let metric = |key: &str| if complete { attr(key) } else { String::new() };
+        // A pruned trial shows its last accuracy and its BOPs.
+        let pruned = trial.state == TrialState::Pruned;
+        let reached = |key: &str| if complete || pruned { attr(key) } else { String::new() };
         let mut row = vec![
             trial.number.to_string(),
-            metric("performance_metric"),
-            metric("bops"),
+            reached("performance_metric"),
+            reached("bops"),
             metric("params"),
             metric("yaml_path"),
         ];
@@ -140,7 +143,7 @@ impl CsvLog {
             trial.state.name().to_string(),
             trial.duration_s().map(|d| format!("{d:.3}")).unwrap_or_default(),
             attr("seed"),
-            attr(FAIL_REASON_KEY),
+            if pruned { attr("prune_reason") } else { attr(FAIL_REASON_KEY) },
         ]);
         if self.constrained {
             row.push(metric("feasible"));

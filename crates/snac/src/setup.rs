@@ -183,6 +183,7 @@ impl SearchSetup {
             seed,
             quant: None,
             masks: None,
+            on_epoch: None,
         }
     }
 

@@ -3,6 +3,7 @@
 //! what the study's objectives and constraints need.
 
 use crate::folds::FoldsOutcome;
+use crate::pruning::Pruning;
 use crate::setup::SearchSetup;
 use anyhow::{Context, Result, ensure};
 use serde_json::json;
@@ -31,7 +32,7 @@ pub struct TrialResult {
 
 /// Decodes, trains and measures one trial. Panics inside training are caught
 /// and returned as errors, so one bad trial never stops a search.
-pub fn evaluate_trial(setup: &SearchSetup, trial: &mut Trial) -> Result<TrialResult> {
+pub fn evaluate_trial(setup: &SearchSetup, trial: &mut Trial, pruning: Option<&Pruning>) -> Result<TrialResult> {
     let arch = space::decode(&setup.spec, trial)?;
     let estimate = if setup.wants_hardware() {
         Some(setup.hardware.estimate(&arch).context("FPGA resource estimate")?)
@@ -39,16 +40,18 @@ pub fn evaluate_trial(setup: &SearchSetup, trial: &mut Trial) -> Result<TrialRes
         None
     };
     let seed = setup.experiment.search.seed ^ trial.training_seed();
+    let bops = cost::bops(&arch, setup.formula, GLOBAL_SEARCH_BITS)?;
     // With the parameters the space drew: two round trips on PostgreSQL.
-    trial.set_user_attrs(&[("seed", json!(seed)), ("arch", json!(arch.summary()))])?;
-    let config = setup.train_config(seed);
+    // BOPs before training: a pruner compares trials of similar cost.
+    trial.set_user_attrs(&[("seed", json!(seed)), ("arch", json!(arch.summary())), ("bops", json!(bops))])?;
+    let mut config = setup.train_config(seed);
+    config.on_epoch = pruning.map(|p| p.hook(trial.id, bops));
     check_memory(setup, &arch, config.batch_size)?;
     let FoldsOutcome { kept: outcome, fold_accuracies, .. } = setup.train_folds(&arch, &config)?;
     let accuracy = match &fold_accuracies {
         Some(accuracies) => accuracies.iter().sum::<f64>() / accuracies.len() as f64,
         None => outcome.val_accuracy,
     };
-    let bops = cost::bops(&arch, setup.formula, GLOBAL_SEARCH_BITS)?;
     let params = arch.parameter_count()?;
     let readout_fidelity = if setup.wants_readout_fidelity() {
         let val = &setup.dataset.val;

@@ -237,6 +237,40 @@ impl SamplerKind {
     pub const ACCEPTED: &'static str = "random, nsga2";
 }
 
+/// The `search.pruner` setting: which pruner stops hopeless trials
+/// (`crate::search::pruners`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrunerKind {
+    None,
+    Median,
+    SuccessiveHalving,
+    Hyperband,
+}
+
+impl PrunerKind {
+    pub const ACCEPTED: &'static str = "none, median, successive_halving, hyperband";
+
+    pub fn parse(name: &str) -> Option<PrunerKind> {
+        Some(match name.to_lowercase().replace('-', "_").as_str() {
+            "none" | "nop" | "null" => PrunerKind::None,
+            "median" => PrunerKind::Median,
+            "successive_halving" | "successivehalving" | "sha" | "asha" => PrunerKind::SuccessiveHalving,
+            "hyperband" => PrunerKind::Hyperband,
+            _ => return None,
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            PrunerKind::None => "none",
+            PrunerKind::Median => "median",
+            PrunerKind::SuccessiveHalving => "successive_halving",
+            PrunerKind::Hyperband => "hyperband",
+        }
+    }
+}
+
 /// The `search:` section.
 #[derive(Clone, Debug, Serialize)]
 pub struct SearchConfig {
@@ -251,6 +285,8 @@ pub struct SearchConfig {
     /// Our extensions.
     pub seed: u64,
     pub sampler: SamplerKind,
+    /// Stops hopeless trials after an epoch (`none` by default).
+    pub pruner: PrunerKind,
     /// NSGA-II population; Optuna's default 50.
     pub population_size: usize,
     /// Parallel trials; `None` = number of cores.

@@ -10,6 +10,7 @@
 
 pub mod nsga2;
 pub mod pareto;
+pub mod pruners;
 pub mod random;
 pub mod samplers;
 mod study;

@@ -174,6 +174,16 @@ impl Study {
     }
 }
 
+impl Study {
+    /// Finishes `trial` as PRUNED (stopped early by a pruner; no values, as
+    /// Optuna stores a pruned trial of a multi-objective study). Returns
+    /// `false` if it was no longer RUNNING.
+    pub fn tell_pruned(&self, trial: &Trial) -> Result<bool> {
+        trial.store_params()?;
+        self.storage.finish_trial(trial.id, TrialState::Pruned, None)
+    }
+}
+
 /// The RNG of one trial: a function of the study seed and the trial number,
 /// so a sequential search is reproducible.
 pub fn trial_rng(seed: u64, number: u64) -> ChaCha8Rng {

@@ -211,6 +211,17 @@ pub(crate) const TRIAL_TABLES: [&str; 6] = [
 pub(crate) const STUDY_TABLES: [&str; 5] =
     ["trials", "study_directions", "study_user_attributes", "study_system_attributes", "studies"];
 
+/// Stored form of an intermediate value (Optuna's
+/// `trial_intermediate_values`: NULL with the type for NaN and infinities).
+pub fn intermediate_to_stored(v: f64) -> (Option<f64>, &'static str) {
+    if v.is_nan() { (None, "NAN") } else { value_to_stored(v) }
+}
+
+/// An intermediate value from its stored form ([`intermediate_to_stored`]).
+pub fn stored_to_intermediate(value: Option<f64>, kind: &str) -> Result<f64> {
+    if kind == "NAN" { Ok(f64::NAN) } else { stored_to_value(value, kind) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

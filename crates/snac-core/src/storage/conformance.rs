@@ -121,6 +121,7 @@ suite!(
     study_direction_mismatch,
     study_user_attrs,
     study_system_attrs,
+    intermediate_values_round_trip,
     list_and_delete_studies,
     trial_numbers_per_study,
     new_trial_is_running,
@@ -220,6 +221,33 @@ fn study_system_attrs(f: Fixture) {
     s.delete_study(st.id).unwrap();
     let again = s.create_or_load_study("a", &[Minimize]).unwrap();
     assert!(s.study_system_attrs(again.id).unwrap().is_empty());
+}
+
+fn intermediate_values_round_trip(f: Fixture) {
+    let s = &f.storage;
+    let st = s.create_or_load_study("a", &[Maximize, Minimize]).unwrap();
+    let other = s.create_or_load_study("b", &[Maximize]).unwrap();
+    let (t0, _) = s.create_trial(st.id).unwrap();
+    let (t1, _) = s.create_trial(st.id).unwrap();
+    let (elsewhere, _) = s.create_trial(other.id).unwrap();
+    assert!(s.intermediate_values(st.id).unwrap().is_empty());
+    s.set_trial_intermediate_value(t0, 1, 0.5).unwrap();
+    s.set_trial_intermediate_value(t0, 2, 0.25).unwrap();
+    s.set_trial_intermediate_value(t0, 2, 0.75).unwrap(); // replaces
+    s.set_trial_intermediate_value(t1, 1, f64::NAN).unwrap();
+    s.set_trial_intermediate_value(t1, 3, f64::NEG_INFINITY).unwrap();
+    s.set_trial_intermediate_value(elsewhere, 1, 9.0).unwrap();
+    let values = (*f.connect)().intermediate_values(st.id).unwrap();
+    assert_eq!(values.len(), 2, "only this study's trials: {values:?}");
+    assert_eq!(values[&t0].iter().map(|(k, v)| (*k, *v)).collect::<Vec<_>>(), vec![(1, 0.5), (2, 0.75)]);
+    assert!(values[&t1][&1].is_nan());
+    assert_eq!(values[&t1][&3], f64::NEG_INFINITY);
+    // A finished trial's curve is frozen, as in Optuna.
+    assert!(s.finish_trial(t0, TrialState::Pruned, None).unwrap());
+    assert!(err_text(s.set_trial_intermediate_value(t0, 3, 0.9)).contains(&t0.to_string()));
+    assert_eq!(s.intermediate_values(st.id).unwrap()[&t0].len(), 2);
+    let bad = elsewhere + 1000;
+    assert!(err_text(s.set_trial_intermediate_value(bad, 1, 0.1)).contains(&bad.to_string()));
 }
 
 fn list_and_delete_studies(f: Fixture) {

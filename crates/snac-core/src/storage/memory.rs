@@ -2,7 +2,7 @@
 //! searches that need not survive the process.
 
 use super::common::{self, no_study, no_trial};
-use super::{Storage, StudyInfo};
+use super::{IntermediateValues, Storage, StudyInfo};
 use crate::trial::{Direction, Distribution, FrozenTrial, TrialState};
 use anyhow::Result;
 use chrono::{DateTime, Utc};
@@ -23,6 +23,8 @@ struct Inner {
     trials: BTreeMap<i64, TrialRec>,
     last_study_id: i64,
     last_trial_id: i64,
+    /// Intermediate values by study, trial id and step.
+    intermediate: BTreeMap<i64, IntermediateValues>,
 }
 
 struct StudyRec {
@@ -99,6 +101,7 @@ impl Storage for MemoryStorage {
         for id in study.trial_ids {
             inner.trials.remove(&id);
         }
+        inner.intermediate.remove(&study_id);
         Ok(())
     }
 
@@ -178,6 +181,21 @@ impl Storage for MemoryStorage {
         common::check_updatable(trial_id, t.state)?;
         Arc::make_mut(t).system_attrs.insert(key.to_string(), value.clone());
         Ok(())
+    }
+
+    fn set_trial_intermediate_value(&self, trial_id: i64, step: u64, value: f64) -> Result<()> {
+        let mut inner = self.lock();
+        let entry = inner.trial_mut(trial_id)?;
+        common::check_updatable(trial_id, entry.trial.state)?;
+        let study_id = entry.study_id;
+        inner.intermediate.entry(study_id).or_default().entry(trial_id).or_default().insert(step, value);
+        Ok(())
+    }
+
+    fn intermediate_values(&self, study_id: i64) -> Result<IntermediateValues> {
+        let inner = self.lock();
+        inner.study(study_id)?;
+        Ok(inner.intermediate.get(&study_id).cloned().unwrap_or_default())
     }
 
     fn finish_trial(&self, trial_id: i64, state: TrialState, values: Option<&[f64]>) -> Result<bool> {

@@ -43,6 +43,9 @@ pub fn counts_against_budget(trial: &FrozenTrial) -> bool {
     !(trial.state == TrialState::Fail && trial.system_attrs.get(INTERRUPTED_KEY) == Some(&Value::Bool(true)))
 }
 
+/// Intermediate values by trial id, then by step.
+pub type IntermediateValues = std::collections::BTreeMap<i64, std::collections::BTreeMap<u64, f64>>;
+
 /// Identity of a study in a storage.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StudyInfo {
@@ -142,6 +145,28 @@ pub trait Storage: Send + Sync {
     /// does not copy it. The default wraps a copy.
     fn get_all_trials_shared(&self, study_id: i64) -> Result<Vec<Arc<FrozenTrial>>> {
         Ok(self.get_all_trials(study_id)?.into_iter().map(Arc::new).collect())
+    }
+
+    /// Records a RUNNING trial's intermediate value at `step` (an epoch's
+    /// validation accuracy), replacing one already there (Optuna's
+    /// `set_trial_intermediate_value`; `trial.intermediate_values` in Optuna).
+    fn set_trial_intermediate_value(&self, trial_id: i64, step: u64, value: f64) -> Result<()> {
+        let _ = (step, value);
+        bail!("this storage cannot record intermediate values (trial id {trial_id})")
+    }
+
+    /// [`set_trial_intermediate_value`](Self::set_trial_intermediate_value)
+    /// for several steps (a whole training curve), in one transaction where
+    /// the backend has them.
+    fn set_trial_intermediate_values(&self, trial_id: i64, values: &[(u64, f64)]) -> Result<()> {
+        values.iter().try_for_each(|(step, value)| self.set_trial_intermediate_value(trial_id, *step, *value))
+    }
+
+    /// Every trial's intermediate values in study `study_id`: trial id →
+    /// step → value.
+    fn intermediate_values(&self, study_id: i64) -> Result<IntermediateValues> {
+        let _ = study_id;
+        Ok(IntermediateValues::new())
     }
 
     /// Records that the worker running this trial is alive.

@@ -28,7 +28,7 @@ use super::common::{
     value_to_stored,
 };
 use super::optuna_json::parse_json_lenient;
-use super::{FAIL_REASON_KEY, INTERRUPTED_KEY, Storage, StudyInfo};
+use super::{FAIL_REASON_KEY, INTERRUPTED_KEY, IntermediateValues, Storage, StudyInfo};
 use crate::trial::{Direction, Distribution, FrozenTrial, TrialState};
 use anyhow::{Context, Result, bail};
 use chrono::NaiveDateTime;
@@ -691,6 +691,44 @@ impl Storage for PostgresStorage {
 
     fn set_trial_system_attrs(&self, trial_id: i64, attrs: &[(&str, Value)]) -> Result<()> {
         self.set_trial_attrs("trial_system_attributes", trial_id, attrs)
+    }
+
+    fn set_trial_intermediate_value(&self, trial_id: i64, step: u64, value: f64) -> Result<()> {
+        let (stored, kind) = common::intermediate_to_stored(value);
+        let id = i32::try_from(trial_id).with_context(|| format!("trial id {trial_id} is out of range"))?;
+        let step = i32::try_from(step).with_context(|| format!("step {step} is out of range"))?;
+        let changed = self.execute_one(
+            "INSERT INTO trial_intermediate_values (trial_id, step, intermediate_value, intermediate_value_type) \
+             SELECT t.trial_id, $2, $3, $4::text::trialintermediatevaluetype FROM trials t \
+             WHERE t.trial_id = $1 AND t.state IN ('RUNNING', 'WAITING') FOR SHARE OF t \
+             ON CONFLICT (trial_id, step) DO UPDATE SET intermediate_value = excluded.intermediate_value, \
+             intermediate_value_type = excluded.intermediate_value_type",
+            &[&id, &step, &stored, &kind],
+        )?;
+        if changed == 1 {
+            return Ok(());
+        }
+        // Explain why not: no such trial, or one already finished.
+        self.write(|tx| {
+            let (_, _, state) = trial_state(tx, trial_id, false)?;
+            common::check_updatable(trial_id, state)
+        })
+    }
+
+    fn intermediate_values(&self, study_id: i64) -> Result<IntermediateValues> {
+        let id = i32::try_from(study_id).with_context(|| format!("study id {study_id} is out of range"))?;
+        let rows = self.query_one_statement(
+            "SELECT v.trial_id, v.step, v.intermediate_value, v.intermediate_value_type::text \
+             FROM trial_intermediate_values v JOIN trials t ON t.trial_id = v.trial_id WHERE t.study_id = $1",
+            &[&id],
+        )?;
+        let mut out = IntermediateValues::new();
+        for row in rows {
+            let (trial_id, step): (i32, i32) = (row.get(0), row.get(1));
+            let value = common::stored_to_intermediate(row.get(2), row.get::<_, &str>(3))?;
+            out.entry(trial_id as i64).or_default().insert(step as u64, value);
+        }
+        Ok(out)
     }
 
     fn finish_trial(&self, trial_id: i64, state: TrialState, values: Option<&[f64]>) -> Result<bool> {

@@ -18,7 +18,7 @@ use super::common::{
     value_to_stored,
 };
 use super::optuna_json::parse_json_lenient;
-use super::{Storage, StudyInfo};
+use super::{IntermediateValues, Storage, StudyInfo};
 use crate::trial::{Direction, Distribution, FrozenTrial, TrialState};
 use anyhow::{Context, Result, bail, ensure};
 use chrono::{DateTime, Utc};
@@ -495,6 +495,46 @@ impl Storage for SqliteStorage {
 
     fn set_trial_system_attrs(&self, trial_id: i64, attrs: &[(&str, Value)]) -> Result<()> {
         self.set_trial_attrs("trial_system_attributes", trial_id, attrs)
+    }
+
+    fn set_trial_intermediate_value(&self, trial_id: i64, step: u64, value: f64) -> Result<()> {
+        self.set_trial_intermediate_values(trial_id, &[(step, value)])
+    }
+
+    fn set_trial_intermediate_values(&self, trial_id: i64, values: &[(u64, f64)]) -> Result<()> {
+        self.write(|tx| {
+            common::check_updatable(trial_id, trial_state(tx, trial_id)?.1)?;
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO trial_intermediate_values (trial_id, step, intermediate_value, intermediate_value_type) \
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (trial_id, step) DO UPDATE SET \
+                 intermediate_value = excluded.intermediate_value, \
+                 intermediate_value_type = excluded.intermediate_value_type",
+            )?;
+            for (step, value) in values {
+                let (stored, kind) = common::intermediate_to_stored(*value);
+                stmt.execute(params![trial_id, *step as i64, stored, kind])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn intermediate_values(&self, study_id: i64) -> Result<IntermediateValues> {
+        self.read(|tx| {
+            check_study(tx, study_id)?;
+            let mut stmt = tx.prepare_cached(
+                "SELECT v.trial_id, v.step, v.intermediate_value, v.intermediate_value_type \
+                 FROM trial_intermediate_values v JOIN trials t ON t.trial_id = v.trial_id WHERE t.study_id = ?1",
+            )?;
+            let rows: Vec<(i64, i64, Option<f64>, String)> = stmt
+                .query_map([study_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut out = IntermediateValues::new();
+            for (trial_id, step, value, kind) in rows {
+                let value = common::stored_to_intermediate(value, &kind)?;
+                out.entry(trial_id).or_default().insert(step as u64, value);
+            }
+            Ok(out)
+        })
     }
 
     fn finish_trial(&self, trial_id: i64, state: TrialState, values: Option<&[f64]>) -> Result<bool> {

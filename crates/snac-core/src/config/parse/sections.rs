@@ -6,8 +6,8 @@ use super::reader::{Ctx, Field, Map, is_null, join, scalar, untag};
 use crate::arch::{Activation, Aggregation, Norm};
 use crate::config::{
     ConstraintMetric, DatasetConfig, DatasetName, Experiment, HlsConfig, LayerRange, LocalSearchConfig,
-    LocalSearchMode, ModelType, Objective, OutputConfig, PrecisionPair, SamplerKind, SearchConfig, SearchSpaceConfig,
-    SynthesisConfig,
+    LocalSearchMode, ModelType, Objective, OutputConfig, PrecisionPair, PrunerKind, SamplerKind, SearchConfig,
+    SearchSpaceConfig, SynthesisConfig,
 };
 use crate::estimate::rule4ml::{HLS4ML_VERSIONS, VIVADO_VERSIONS};
 use crate::estimate::{Backend, DEFAULT_CLOCK_PERIOD_NS, EstimatorKind, IoType, Rule4mlRow};
@@ -345,6 +345,7 @@ fn search(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> SearchConfig {
     let objectives = objectives(&mut s, use_hardware_metrics);
     let seed = s.opt_count("seed", 0).map(|n| n as u64).unwrap_or(42);
     let sampler = s.opt_choice("sampler", "a sampler", SamplerKind::ACCEPTED, SamplerKind::parse);
+    let pruner = s.opt_choice("pruner", "a pruner", PrunerKind::ACCEPTED, PrunerKind::parse);
     let population_size = s.count_or("population_size", 2, 50);
     let workers = s.opt_count("workers", 1);
     let storage = s.opt_string("storage", "a storage URL");
@@ -394,6 +395,7 @@ fn search(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> SearchConfig {
         objectives,
         seed,
         sampler: sampler.unwrap_or(SamplerKind::Nsga2),
+        pruner: pruner.unwrap_or(PrunerKind::None),
         population_size,
         workers,
         storage,
