@@ -34,7 +34,8 @@ pub fn install() -> Result<()> {
         .filter(|s| s.is_finite() && *s >= 0.0)
         .map_or(DEFAULT_GRACE, Duration::from_secs_f64);
     std::thread::spawn(move || {
-        while !interrupt::stop_requested() {
+        // A signal's stop only: the time budget's (crate::deadline) has its own rules.
+        while !interrupt::stop_signalled() {
             std::thread::sleep(Duration::from_millis(50));
         }
         eprintln!(

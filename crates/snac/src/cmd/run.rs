@@ -1,11 +1,13 @@
 //! `snac run` and `snac search`: the stages of an experiment.
 
 use crate::cli::RunArgs;
+use crate::deadline::Deadline;
 use crate::global_search;
 use crate::outputs;
 use crate::setup::{Participation, SearchSetup};
 use anyhow::Result;
 use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Runs the global search (and, with `all_stages`, every later stage that
@@ -37,7 +39,9 @@ pub fn run_as(args: &RunArgs, all_stages: bool, worker: Option<Participation>) -
         results_dir.display()
     );
     let how = worker.unwrap_or_else(|| Participation::for_run(&setup));
+    let deadline = Deadline::start(search.timeout, search.timeout_hard);
     let summary = global_search::run(&setup, &results_dir, std::io::stderr().is_terminal(), &how)?;
+    let timed_out = deadline.is_some_and(Deadline::finish);
     crate::report::after_stage(&setup, &results_dir);
     let complete = outputs::completed(&summary.trials).count();
     println!("Pareto set ({complete} completed trials):");
@@ -51,8 +55,23 @@ pub fn run_as(args: &RunArgs, all_stages: bool, worker: Option<Participation>) -
     if summary.best.is_some() {
         println!("best model: {}", results_dir.join(outputs::BEST_MODEL_FILE).display());
     }
+    let kept = summary.trials.iter().filter(|t| snac_core::storage::counts_against_budget(t)).count();
+    if summary.interrupted && timed_out {
+        eprintln!(
+            "time budget ran out ({}): {kept} of {} trials finished and are kept in {}; trials cancelled at the \
+             hard limit do not count and are drawn again. To continue the search, run the same command again:\n  {}",
+            budget_text(search),
+            search.n_trials,
+            results_dir.display(),
+            crate::signals::resume_command()
+        );
+        if all_stages && setup.experiment.local_search.is_some() {
+            eprintln!("local search skipped: it starts once the global search has all {} trials", search.n_trials);
+        }
+        print_outputs(&results_dir, &csv);
+        return Ok(ExitCode::SUCCESS);
+    }
     if summary.interrupted {
-        let kept = summary.trials.iter().filter(|t| snac_core::storage::counts_against_budget(t)).count();
         eprintln!(
             "stopped by a signal: the {kept} finished trials are kept in {}; interrupted trials do not count \
              and are drawn again. To resume, run the same command again:\n  {}",
@@ -61,6 +80,9 @@ pub fn run_as(args: &RunArgs, all_stages: bool, worker: Option<Participation>) -
         );
         return Ok(ExitCode::from(crate::signals::INTERRUPTED_EXIT));
     }
+    // The budget ran out as the last trials finished: the search is whole,
+    // and later stages run as usual.
+    snac_core::interrupt::clear_timeout();
     if complete == 0 && !summary.trials.is_empty() {
         return Ok(ExitCode::FAILURE);
     }
@@ -68,5 +90,37 @@ pub fn run_as(args: &RunArgs, all_stages: bool, worker: Option<Participation>) -
         super::local::run_local(&setup, &results_dir, None)?;
         super::export::export_after_run(&setup, &results_dir)?;
     }
+    print_outputs(&results_dir, &csv);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The time budget as configured, for messages: `--timeout 2m` or the key.
+fn budget_text(search: &snac_core::config::SearchConfig) -> String {
+    let show = |d: Option<std::time::Duration>| d.map(snac_core::config::format_duration);
+    match (show(search.timeout), show(search.timeout_hard)) {
+        (Some(soft), Some(hard)) => format!("timeout {soft}, hard limit {hard}"),
+        (Some(soft), None) => format!("timeout {soft}"),
+        (None, Some(hard)) => format!("hard limit {hard}"),
+        (None, None) => "timeout".to_string(),
+    }
+}
+
+/// Ends a run with where each output is, the report first.
+fn print_outputs(results_dir: &Path, csv: &Path) {
+    let local = crate::local_search::LOCAL_DIR;
+    let entries: [(PathBuf, &str); 7] = [
+        (results_dir.join("report.html"), "open this first: the search, the best model, the local search"),
+        (csv.to_path_buf(), "one row per trial"),
+        (results_dir.join(outputs::BEST_MODEL_FILE), "the most accurate architecture"),
+        (results_dir.join(local).join(crate::local_search::LOG_FILE), "QAT and pruning, per precision"),
+        (results_dir.join(local), "the quantized models (best_model_*.json, for snac predict / export)"),
+        (results_dir.join("hls4ml_export"), "QONNX and hls4ml config; its convert.py builds the HLS project"),
+        (results_dir.join("plots"), "Pareto fronts and training curves (PNG, SVG)"),
+    ];
+    let present: Vec<_> = entries.iter().filter(|(path, _)| path.exists()).collect();
+    let width = present.iter().map(|(path, _)| path.display().to_string().chars().count()).max().unwrap_or(0);
+    println!("outputs:");
+    for (path, what) in present {
+        println!("  {:<width$}  {what}", path.display().to_string());
+    }
 }
