@@ -16,7 +16,7 @@ pub enum Command {
     /// Run every stage the config asks for: the global search, then, when
     /// it has `local_search`, QAT and pruning of the best model and the
     /// hls4ml export of the `synthesis` precision. Without CONFIG, runs the
-    /// embedded digits example (a global search).
+    /// embedded digits example, which has every stage.
     Run(RunArgs),
     /// Run the global architecture search only.
     Search(RunArgs),
