@@ -146,7 +146,7 @@ def _stage(
     arch: Optional[PathLike] = None,
     **overrides: Any,
 ) -> "Results":
-    known = {"trials", "epochs", "seed", "workers", "results_dir", "storage", "study"}
+    known = {"trials", "epochs", "seed", "workers", "results_dir", "storage", "study", "timeout", "timeout_hard"}
     unknown = set(overrides) - known
     if unknown:
         raise TypeError(
@@ -156,6 +156,9 @@ def _stage(
     kwargs = {k: v for k, v in overrides.items() if v is not None}
     if "results_dir" in kwargs:
         kwargs["results_dir"] = os.fspath(kwargs["results_dir"])
+    for key in ("timeout", "timeout_hard"):
+        if key in kwargs:
+            kwargs[key] = str(kwargs[key])  # seconds, or "45m", "1h30m", as --timeout takes
     data = _array_data(x_train, y_train, x_val, y_val)
     display = Progress(show=progress)
     text = _native.run_experiment(
@@ -189,6 +192,8 @@ def run(
     results_dir: Optional[PathLike] = None,
     storage: Optional[str] = None,
     study: Optional[str] = None,
+    timeout: Union[float, str, None] = None,
+    timeout_hard: Union[float, str, None] = None,
     x_train: Any = None,
     y_train: Any = None,
     x_val: Any = None,
@@ -204,7 +209,11 @@ def run(
             keys, or None for the embedded digits example.
         trials, epochs, seed, workers, results_dir, storage, study: the
             command line's overrides (``--trials`` ...). ``storage`` is a URL
-            (``sqlite:///study.db``, ``postgresql://...``) shared by workers.
+            (``sqlite:///study.db``, ``postgresql://...``, ``journal:///path.log``)
+            shared by workers.
+        timeout, timeout_hard: the global search's time budget (``--timeout``):
+            seconds or ``"45m"``, ``"1h30m"``; no new trial starts after it,
+            and running ones are cancelled at the hard limit.
         x_train, y_train, x_val, y_val: a dataset as arrays instead of the
             config's ``dataset`` (samples first, channels last; labels as
             class indices or one-hot rows).
@@ -219,7 +228,7 @@ def run(
     """
     return _stage(
         "all", config, progress=progress, trials=trials, epochs=epochs, seed=seed, workers=workers,
-        results_dir=results_dir, storage=storage, study=study,
+        results_dir=results_dir, storage=storage, study=study, timeout=timeout, timeout_hard=timeout_hard,
         x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val,
     )
 
@@ -234,6 +243,8 @@ def search(
     results_dir: Optional[PathLike] = None,
     storage: Optional[str] = None,
     study: Optional[str] = None,
+    timeout: Union[float, str, None] = None,
+    timeout_hard: Union[float, str, None] = None,
     x_train: Any = None,
     y_train: Any = None,
     x_val: Any = None,
@@ -244,7 +255,7 @@ def search(
     arguments are :func:`run`'s."""
     return _stage(
         "search", config, progress=progress, trials=trials, epochs=epochs, seed=seed, workers=workers,
-        results_dir=results_dir, storage=storage, study=study,
+        results_dir=results_dir, storage=storage, study=study, timeout=timeout, timeout_hard=timeout_hard,
         x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val,
     )
 
@@ -474,6 +485,11 @@ class Results:
     @property
     def interrupted(self) -> bool:
         return bool(self.outcome.get("interrupted") or self.outcome.get("interrupted_by_user"))
+
+    @property
+    def timed_out(self) -> bool:
+        """The time budget (``timeout``) ran out before ``n_trials``."""
+        return bool(self.outcome.get("timed_out"))
 
     @property
     def completed(self) -> int:

@@ -43,4 +43,6 @@ def run_experiment(
     study: Optional[str] = ...,
     data: Optional[dict[str, Any]] = ...,
     arch: Optional[str] = ...,
+    timeout: Optional[str] = ...,
+    timeout_hard: Optional[str] = ...,
 ) -> str: ...

@@ -187,3 +187,11 @@ def test_an_interrupt_stops_cleanly_and_keeps_completed_trials(tmp_path):
     assert (df["state"] == "COMPLETE").sum() >= 2
     assert "RUNNING" not in set(df["state"])
     assert len(df) < 400
+
+
+def test_a_timeout_ends_the_search_early_and_keeps_what_finished(tmp_path):
+    cfg = dict(SMALL, search=dict(SMALL["search"], n_trials=500, epochs=20))
+    r = snac_pack.search(cfg, results_dir=tmp_path / "r", timeout="1s", progress=False)
+    assert r.timed_out and 0 < r.completed < 500
+    df = r.trials_dataframe()
+    assert "RUNNING" not in set(df["state"])

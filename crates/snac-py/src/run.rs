@@ -49,7 +49,8 @@ pub struct ArrayData<'py> {
 /// (`snac run`), `search` or `local`. Overrides mirror the CLI flags.
 #[pyfunction]
 #[pyo3(signature = (stages, on_event, config_path=None, config_text=None, source=None, trials=None, epochs=None,
-                    seed=None, workers=None, results_dir=None, storage=None, study=None, data=None, arch=None))]
+                    seed=None, workers=None, results_dir=None, storage=None, study=None, data=None, arch=None,
+                    timeout=None, timeout_hard=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn run_experiment(
     py: Python<'_>,
@@ -67,12 +68,14 @@ pub fn run_experiment(
     study: Option<String>,
     data: Option<ArrayData<'_>>,
     arch: Option<PathBuf>,
+    timeout: Option<String>,
+    timeout_hard: Option<String>,
 ) -> PyResult<String> {
     let stage = match stages {
         "all" | "search" | "local" => stages.to_string(),
         other => return Err(py_err(anyhow::anyhow!("stages '{other}' is unknown; accepted: all, search, local"))),
     };
-    let overrides = Overrides { results_dir, trials, epochs, seed, workers };
+    let overrides = Overrides { results_dir, trials, epochs, seed, workers, timeout, timeout_hard };
     let dataset = data.map(|d| d.to_dataset()).transpose().map_err(py_err)?;
     let Ok(_one_at_a_time) = RUNNING.try_lock() else {
         return Err(py_err(anyhow::anyhow!(
@@ -136,6 +139,7 @@ fn run_stages(setup: &SearchSetup, stage: &str, arch: Option<&Path>) -> Result<V
         "storage_url": outcome.storage_url,
         "study_name": outcome.study_name,
         "interrupted": outcome.search.interrupted,
+        "timed_out": outcome.timed_out,
         "completed": outcome.completed(),
         "n_trials": setup.experiment.search.n_trials,
         "best_trial": outcome.search.best.as_ref().map(|t| t.number),

@@ -22,7 +22,7 @@ pub enum Command {
     /// Run every stage the config asks for: the global search, then, when
     /// it has `local_search`, QAT and pruning of the best model and the
     /// hls4ml export of the `synthesis` precision. Without CONFIG, runs the
-    /// embedded digits example (a global search).
+    /// embedded digits example, which has every stage.
     Run(RunArgs),
     /// Run the global architecture search only.
     Search(RunArgs),
@@ -221,6 +221,16 @@ pub struct OverrideArgs {
     /// Study name in the storage (overrides `search.study_name`; default "snac").
     #[arg(long, value_name = "NAME")]
     pub study: Option<String>,
+    /// Time budget of the global search (overrides `search.timeout`): after
+    /// it no new trial starts, running ones finish, and the run ends as usual
+    /// (exit 0); the same command resumes. E.g. 90s, 45m, 2h, 1h30m, or seconds.
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// Hard time limit, counted from the start too (overrides
+    /// `search.timeout_hard`): trials still running are cancelled at their
+    /// next batch and recorded as FAIL "timeout" (not counted against n_trials).
+    #[arg(long, value_name = "DURATION")]
+    pub timeout_hard: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]

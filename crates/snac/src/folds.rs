@@ -1,13 +1,23 @@
 //! Training one trial's architecture: on the train/validation split, or on
 //! every fold with k-fold, the folds spread over the cores no trial worker
 //! uses ([`CoreClaim`]); a panic in training becomes an error.
+//!
+//! Cores are shared with the other `snac` processes of the node: under
+//! SLURM this process uses `SLURM_CPUS_ON_NODE / SLURM_NTASKS_PER_NODE`
+//! cores, and otherwise every training thread holds an flock'ed lock file,
+//! one per core, in a per-user folder of the temp dir (`SNAC_CORE_LOCK_DIR`
+//! overrides it), released by the kernel when the process dies. A fold
+//! spreads onto a core only when it gets one; the results are the same
+//! either way, since each fold's training is one deterministic thread.
 
 use crate::setup::SearchSetup;
 use anyhow::{Context, Result};
 use snac_core::arch::Arch;
 use snac_core::data::Split;
-use std::sync::Mutex;
+use std::fs::File;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 /// Trains `arch` with `config` on `train`, validating on `val`; a panic in
 /// training becomes an error with its message.
@@ -44,6 +54,7 @@ impl SearchSetup {
                 fold_accuracies: None,
                 epochs,
                 core_seconds: started.elapsed().as_secs_f64(),
+                cores: 1,
             });
         };
         // Folds side by side on idle cores (each training is one thread and
@@ -104,7 +115,7 @@ impl SearchSetup {
             }
         }
         let kept = kept.expect("at least two folds");
-        Ok(FoldsOutcome { kept, fold_accuracies: Some(accuracies), epochs, core_seconds })
+        Ok(FoldsOutcome { kept, fold_accuracies: Some(accuracies), epochs, core_seconds, cores })
     }
 }
 
@@ -119,6 +130,8 @@ pub struct FoldsOutcome {
     /// The trial's training wall time times the cores it held (each
     /// training is one thread; folds may share cores).
     pub core_seconds: f64,
+    /// Cores the trial held: its own and those its folds spread onto.
+    pub cores: usize,
 }
 
 /// Threads of this process now training, against the cores it may use.
@@ -129,31 +142,114 @@ thread_local! {
     static COUNTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// One thread counted in [`TRAINING_THREADS`] until dropped. Trial workers
-/// hold one for their lifetime, so that folds only spread onto cores no
-/// worker uses.
+/// How this process shares the node's cores with other processes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CoreShare {
+    /// SLURM says how many cores each task of the node has.
+    Slurm { cores: usize },
+    /// Per-core lock files in `dir`, for `cores` cores.
+    Locks { dir: PathBuf, cores: usize },
+    /// No lock folder could be made: this process's own count only.
+    Alone { cores: usize },
+}
+
+impl CoreShare {
+    /// From the environment: SLURM's per-task share when `SLURM_CPUS_ON_NODE`
+    /// and `SLURM_NTASKS_PER_NODE` are set, otherwise lock files.
+    pub fn from_env() -> CoreShare {
+        let machine = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let number = |name: &str| std::env::var(name).ok().and_then(|v| v.trim().parse::<usize>().ok());
+        // SLURM_NTASKS_PER_NODE may read "4(x2)" on uneven allocations; its
+        // leading number is this node's when the job asked for it per node.
+        let tasks = std::env::var("SLURM_NTASKS_PER_NODE")
+            .ok()
+            .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next().and_then(|n| n.parse::<usize>().ok()));
+        if let (Some(cpus), Some(tasks)) = (number("SLURM_CPUS_ON_NODE"), tasks.filter(|t| *t > 0)) {
+            return CoreShare::Slurm { cores: (cpus / tasks).clamp(1, machine) };
+        }
+        let dir = std::env::var_os("SNAC_CORE_LOCK_DIR").map(PathBuf::from).unwrap_or_else(|| {
+            let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "user".into());
+            let user: String = user.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).collect();
+            std::env::temp_dir().join(format!("snac-cores-{user}"))
+        });
+        match std::fs::create_dir_all(&dir) {
+            Ok(()) => CoreShare::Locks { dir, cores: machine },
+            Err(err) => {
+                eprintln!(
+                    "note: cannot make {} for per-core lock files ({err}); other snac processes on this node are \
+                     not seen when folds spread over the cores (set SNAC_CORE_LOCK_DIR)",
+                    dir.display()
+                );
+                CoreShare::Alone { cores: machine }
+            }
+        }
+    }
+
+    /// Cores this process may train on.
+    pub fn cores(&self) -> usize {
+        match self {
+            CoreShare::Slurm { cores } | CoreShare::Locks { cores, .. } | CoreShare::Alone { cores } => *cores,
+        }
+    }
+
+    /// Locks the lock file of a core no thread of any process holds.
+    fn lock_free_core(&self) -> Option<File> {
+        let CoreShare::Locks { dir, cores } = self else { return None };
+        (0..*cores).find_map(|core| {
+            let file =
+                File::options().create(true).truncate(false).write(true).open(dir.join(format!("core{core}.lock")));
+            file.ok().filter(|f| f.try_lock().is_ok())
+        })
+    }
+}
+
+/// This process's share of the node's cores, read once.
+pub fn core_share() -> &'static CoreShare {
+    static SHARE: OnceLock<CoreShare> = OnceLock::new();
+    SHARE.get_or_init(CoreShare::from_env)
+}
+
+/// One thread counted in [`TRAINING_THREADS`] (and holding a core's lock
+/// file, when one is free) until dropped. Trial workers hold one for their
+/// lifetime, so that folds only spread onto cores no worker, of this
+/// process or another, uses.
 pub struct CoreClaim {
     counted: bool,
+    _lock: Option<File>,
 }
 
 impl CoreClaim {
-    /// Counts the calling thread, whatever the count (once per thread).
+    /// Counts the calling thread, whatever the count (once per thread), and
+    /// takes a free core's lock file if there is one.
     pub fn this_thread() -> CoreClaim {
         if COUNTED.with(|c| c.replace(true)) {
-            return CoreClaim { counted: false };
+            return CoreClaim { counted: false, _lock: None };
         }
         TRAINING_THREADS.fetch_add(1, Ordering::SeqCst);
-        CoreClaim { counted: true }
+        CoreClaim { counted: true, _lock: core_share().lock_free_core() }
     }
 
-    /// A claim on a core no counted thread uses, if there is one; the
-    /// thread that runs on it marks itself with [`CoreClaim::this_thread`].
+    /// A claim on a core no counted thread uses (of this process, and with
+    /// lock files of any process), if there is one; the thread that runs on
+    /// it marks itself with [`CoreClaim::this_thread`].
     fn idle_core() -> Option<CoreClaim> {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let share = core_share();
         TRAINING_THREADS
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < cores).then_some(n + 1))
-            .ok()
-            .map(|_| CoreClaim { counted: true })
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < share.cores()).then_some(n + 1))
+            .ok()?;
+        let lock = match share {
+            CoreShare::Locks { .. } => match share.lock_free_core() {
+                Some(lock) => Some(lock),
+                None => {
+                    // Every core is taken by some process: give the count back
+                    // (not through Drop, which would unmark this thread).
+                    TRAINING_THREADS.fetch_sub(1, Ordering::SeqCst);
+                    return None;
+                }
+            },
+            CoreShare::Slurm { .. } | CoreShare::Alone { .. } => None,
+        };
+        Some(CoreClaim { counted: true, _lock: lock })
     }
 }
 

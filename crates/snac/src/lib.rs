@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod cmd;
+pub mod deadline;
 pub mod folds;
 pub mod global_search;
 pub mod handoff;

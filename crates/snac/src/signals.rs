@@ -30,7 +30,8 @@ pub fn install() -> Result<()> {
     }
     let grace = grace();
     std::thread::spawn(move || {
-        while !interrupt::stop_requested() {
+        // A signal's stop only: the time budget's (crate::deadline) has its own rules.
+        while !interrupt::stop_signalled() {
             std::thread::sleep(Duration::from_millis(50));
         }
         eprintln!(

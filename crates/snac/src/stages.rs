@@ -4,6 +4,7 @@
 //! Python package both run experiments through [`run`], so they cannot
 //! drift apart; only what they print around it differs.
 
+use crate::deadline::Deadline;
 use crate::global_search::{self, SearchSummary};
 use crate::local_search::LogRow;
 use crate::setup::{Participation, SearchSetup};
@@ -32,6 +33,8 @@ pub struct RunOutcome {
     pub local: Option<Vec<LogRow>>,
     /// The hls4ml hand-off folder, when one was written.
     pub export_dir: Option<PathBuf>,
+    /// The time budget (`--timeout`) ran out before `n_trials`.
+    pub timed_out: bool,
 }
 
 impl RunOutcome {
@@ -70,7 +73,9 @@ pub fn run(setup: &SearchSetup, stages: Stages, how: &Participation) -> Result<R
         results_dir.display()
     );
     log::debug!("study '{}' in {}", search.study_name.as_deref().unwrap_or("snac"), storage_url(setup, &results_dir));
+    let deadline = Deadline::start(search.timeout, search.timeout_hard);
     let summary = global_search::run(setup, &results_dir, how)?;
+    let timed_out = deadline.is_some_and(Deadline::finish);
     crate::report::after_stage(setup, &results_dir);
     let mut outcome = RunOutcome {
         storage_url: storage_url(setup, &results_dir),
@@ -79,9 +84,13 @@ pub fn run(setup: &SearchSetup, stages: Stages, how: &Participation) -> Result<R
         search: summary,
         local: None,
         export_dir: None,
+        timed_out,
     };
     let complete = outcome.completed();
     if outcome.search.interrupted || (complete == 0 && !outcome.search.trials.is_empty()) {
+        if timed_out && stages == Stages::All && setup.experiment.local_search.is_some() {
+            log::info!("local search skipped: it starts once the global search has all {} trials", search.n_trials);
+        }
         return Ok(outcome);
     }
     if stages == Stages::All && setup.experiment.local_search.is_some() {

@@ -47,7 +47,12 @@ pub fn evaluate_trial(setup: &SearchSetup, trial: &mut Trial, pruning: Option<&P
     let mut config = setup.train_config(seed);
     config.on_epoch = pruning.map(|p| p.hook(trial.id, bops));
     check_memory(setup, &arch, config.batch_size)?;
-    let FoldsOutcome { kept: outcome, fold_accuracies, .. } = setup.train_folds(&arch, &config)?;
+    let FoldsOutcome { kept: outcome, fold_accuracies, cores, .. } = setup.train_folds(&arch, &config)?;
+    if fold_accuracies.is_some() {
+        // How many cores the folds spread over (crate::folds), for whoever
+        // wonders why a trial took as long as it did.
+        trial.set_user_attr("fold_cores", &json!(cores))?;
+    }
     let accuracy = match &fold_accuracies {
         Some(accuracies) => accuracies.iter().sum::<f64>() / accuracies.len() as f64,
         None => outcome.val_accuracy,

@@ -76,6 +76,15 @@ fn column(rows: &[Vec<String>], name: &str) -> usize {
     rows[0].iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name} in {:?}", rows[0]))
 }
 
+/// The embedded example with its `local_search` and `synthesis` sections
+/// replaced by `sections` (YAML ending in a newline, or nothing).
+fn example_with(sections: &str) -> String {
+    let text = include_str!("../../../examples/digits_mlp.yaml");
+    let start = text.find("# Local search of the best").expect("the example has a local_search section");
+    let end = text.find("output:").expect("the example has an output section");
+    format!("{}{sections}{}", &text[..start], &text[end..])
+}
+
 #[test]
 fn embedded_default_search_writes_outputs() {
     let dir = tempfile::tempdir().unwrap();
@@ -84,6 +93,19 @@ fn embedded_default_search_writes_outputs() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("Pareto set"), "{stdout}");
+    // Every stage ran: local search of the best model, then the hls4ml
+    // hand-off (no Python needed), and the run ends saying where each
+    // output is, the report first.
+    let local = dir.path().join("local_search_combined");
+    assert_eq!(csv_rows(&local.join("combined_qat_pruning_log.csv")).len(), 1 + 3, "QAT + 2 pruning iterations");
+    assert!(local.join("best_model_8b3i.json").exists());
+    assert!(dir.path().join("hls4ml_export/model.onnx").exists(), "{stdout}");
+    let listed = &stdout[stdout.rfind("outputs:").expect("the outputs are listed")..];
+    let first = listed.lines().nth(1).unwrap();
+    assert!(first.contains("report.html") && first.contains("open this first"), "{listed}");
+    for name in ["mlp_search_results.csv", "combined_qat_pruning_log.csv", "hls4ml_export"] {
+        assert!(listed.contains(name), "{name} in {listed}");
+    }
     let rows = csv_rows(&dir.path().join("mlp_search_results.csv"));
     assert_eq!(rows.len(), 5, "header + 4 trials: {rows:?}");
     for name in
@@ -358,9 +380,8 @@ fn tutorial_1_runs_on_mnist() {
 fn local_search_quantizes_and_prunes_to_the_targets() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("local.yaml");
-    let text = include_str!("../../../examples/digits_mlp.yaml").replace(
-        "output:",
-        "local_search:\n  qat_epochs: 4\n  pruning_iterations: 3\n  pruning_epochs: 3\n  pruning_rate: 0.8\n  precision_pairs:\n    - {total_bits: 16, int_bits: 6}\n    - {total_bits: 8, int_bits: 3}\noutput:",
+    let text = example_with(
+        "local_search:\n  qat_epochs: 4\n  pruning_iterations: 3\n  pruning_epochs: 3\n  pruning_rate: 0.8\n  precision_pairs:\n    - {total_bits: 16, int_bits: 6}\n    - {total_bits: 8, int_bits: 3}\n",
     );
     std::fs::write(&config, text).unwrap();
     let results = dir.path().join("r");
@@ -580,12 +601,10 @@ fn resource_budgets_mark_infeasible_trials_and_pick_a_feasible_best() {
 fn k_fold_cross_validation_in_both_stages() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("kfold.yaml");
-    let text = include_str!("../../../examples/digits_mlp.yaml")
-        .replace("  epochs: 20\n", "  epochs: 6\n  n_folds: 3\n")
-        .replace(
-            "output:",
-            "local_search:\n  qat_epochs: 2\n  pruning_iterations: 1\n  pruning_epochs: 2\n  pruning_rate: 0.8\n  precision_pairs:\n    - {total_bits: 8, int_bits: 3}\noutput:",
-        );
+    let text = example_with(
+        "local_search:\n  qat_epochs: 2\n  pruning_iterations: 1\n  pruning_epochs: 2\n  pruning_rate: 0.8\n  precision_pairs:\n    - {total_bits: 8, int_bits: 3}\n",
+    )
+    .replace("  epochs: 20\n", "  epochs: 6\n  n_folds: 3\n");
     std::fs::write(&config, text).unwrap();
     let results = dir.path().join("r");
     run_ok(snac().arg("run").arg(&config).args(["--trials", "2", "--results-dir"]).arg(&results));
@@ -611,8 +630,7 @@ fn k_fold_cross_validation_in_both_stages() {
     // there; two workers keep them busy, so folds run one after another.
     // The folds' accuracies are the same either way.
     let search_only = dir.path().join("kfold_search.yaml");
-    let text =
-        include_str!("../../../examples/digits_mlp.yaml").replace("  epochs: 20\n", "  epochs: 3\n  n_folds: 3\n");
+    let text = example_with("").replace("  epochs: 20\n", "  epochs: 3\n  n_folds: 3\n");
     std::fs::write(&search_only, text).unwrap();
     let fold_accuracies = |workers: &str| {
         let results = dir.path().join(format!("w{workers}"));
@@ -644,9 +662,8 @@ fn local_config(dir: &Path, act_space: &str, synthesis: bool) -> PathBuf {
             dir.join("hls").display()
         ));
     }
-    let text = include_str!("../../../examples/digits_mlp.yaml")
-        .replace("  act_space: [relu, tanh, sigmoid]\n", &format!("  act_space: {act_space}\n"))
-        .replace("output:", &format!("{extra}output:"));
+    let text =
+        example_with(&extra).replace("  act_space: [relu, tanh, sigmoid]\n", &format!("  act_space: {act_space}\n"));
     std::fs::write(&config, text).unwrap();
     config
 }
@@ -942,4 +959,171 @@ fn estimate_validate_reports_leave_one_source_out_error() {
     assert!(written.starts_with("# Estimator accuracy") && written.contains("| LUT | FF | DSP | BRAM | latency |"));
     let out = run_ok(snac().args(["estimate", "--calibrate"]));
     assert!(String::from_utf8_lossy(&out.stdout).contains("pub const CSYNTH: Coefficients"));
+}
+
+/// The trials of a study in `results/study.db`.
+fn stored_trials(results: &Path) -> Vec<snac_core::search::FrozenTrial> {
+    let storage = snac_core::storage::open(&results.join("study.db").to_string_lossy()).unwrap();
+    let info = storage.load_study("snac").unwrap().expect("the study exists");
+    storage.get_all_trials(info.id).unwrap()
+}
+
+/// `--timeout`: no trial starts after it, the running one finishes, the run
+/// ends as usual (exit 0) but skips the local search, and the same command
+/// continues the study.
+#[test]
+fn a_timeout_ends_the_search_early_and_the_same_command_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("slow.yaml");
+    // Trials of a second or so (no early stopping, small batches): 50 of
+    // them cannot all finish within the budget.
+    let text = include_str!("../../../examples/digits_mlp.yaml")
+        .replace("  epochs: 20\n", "  epochs: 40\n  patience: 1000\n  batch_size: 16\n");
+    std::fs::write(&config, text).unwrap();
+    let results = dir.path().join("r");
+    let run = || {
+        let mut cmd = snac();
+        cmd.arg("run").arg(&config).args(["--trials", "50", "--workers", "1", "--timeout", "1s", "--results-dir"]);
+        let out = run_ok(cmd.arg(&results));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let stderr = run();
+    for needle in ["time budget ran out (timeout 1s)", "run the same command again", "local search skipped"] {
+        assert!(stderr.contains(needle), "'{needle}' in:\n{stderr}");
+    }
+    let csv = results.join("mlp_search_results.csv");
+    let before = csv_rows(&csv);
+    let (state, accuracy) = (column(&before, "state"), column(&before, "performance_metric"));
+    assert!(before.len() > 1 && before.len() < 51, "some but not all trials: {before:?}");
+    // Running trials finish normally after the budget: none failed.
+    assert!(before[1..].iter().all(|r| r[state] == "COMPLETE"), "{before:?}");
+    assert!(results.join("best_model_for_local_search.yaml").exists() && results.join("report.html").exists());
+    assert!(!results.join("local_search_combined").exists(), "no local search after a timed-out search");
+
+    let stderr = run();
+    assert!(stderr.contains("resuming study 'snac'"), "{stderr}");
+    let after = csv_rows(&csv);
+    assert!(after.len() > before.len() && after.len() < 51, "{} then {} rows", before.len(), after.len());
+    for row in &before[1..] {
+        let again = after[1..].iter().find(|r| r[0] == row[0]).expect("finished trial kept");
+        assert_eq!(again[accuracy], row[accuracy]);
+    }
+}
+
+/// `--timeout-hard`: trials still running then are cancelled, recorded as
+/// FAIL "timeout" and not counted, so a rerun draws their places again.
+#[test]
+fn a_hard_timeout_fails_running_trials_with_reason_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("endless.yaml");
+    let text = example_with("").replace("  epochs: 20\n", "  epochs: 1000000\n  patience: 1000000\n  batch_size: 8\n");
+    std::fs::write(&config, text).unwrap();
+    let results = dir.path().join("r");
+    let out = run_ok(
+        snac()
+            .arg("search")
+            .arg(&config)
+            .args(["--trials", "4", "--workers", "2", "--timeout", "1s", "--timeout-hard", "2s", "--results-dir"])
+            .arg(&results),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("time budget ran out (timeout 1s, hard limit 2s)"), "{stderr}");
+    let trials = stored_trials(&results);
+    assert!(!trials.is_empty() && trials.len() <= 2, "{trials:?}");
+    for trial in &trials {
+        assert_eq!(trial.state, snac_core::search::TrialState::Fail, "{trial:?}");
+        assert_eq!(trial.system_attrs.get(snac_core::storage::INTERRUPTED_KEY), Some(&serde_json::json!(true)));
+        let reason = trial.user_attrs.get(snac_core::search::FAIL_REASON_KEY).and_then(|v| v.as_str()).unwrap();
+        assert!(reason.starts_with("timeout"), "{reason}");
+    }
+    let rows = csv_rows(&results.join("mlp_search_results.csv"));
+    let reason = column(&rows, "fail_reason");
+    assert!(rows[1..].iter().all(|r| r[reason].starts_with("timeout")), "{rows:?}");
+
+    // The cancelled trials do not count: a rerun runs all four.
+    let out = run_ok(
+        snac().arg("search").arg(&config).args(["--trials", "4", "--epochs", "1", "--results-dir"]).arg(&results),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("{} interrupted", trials.len())), "{stderr}");
+    let complete =
+        stored_trials(&results).iter().filter(|t| t.state == snac_core::search::TrialState::Complete).count();
+    assert_eq!(complete, 4);
+}
+
+#[test]
+fn a_bad_timeout_is_named_with_the_accepted_forms() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, needles) in [
+        (vec!["--timeout", "10min"], vec!["--timeout '10min'", "unit 'min'", "accepted:", "1h30m", "plain seconds"]),
+        (vec!["--timeout-hard", "0"], vec!["--timeout-hard '0'", "not positive", "accepted:"]),
+        (vec!["--timeout", "2h", "--timeout-hard", "1h"], vec!["hard time limit 1h", "time budget 2h", "accepted:"]),
+    ] {
+        let out = snac().arg("run").args(&args).arg("--results-dir").arg(dir.path().join("r")).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        for needle in needles {
+            assert!(stderr.contains(needle), "'{needle}' for {args:?} in:\n{stderr}");
+        }
+    }
+    assert!(!dir.path().join("r").exists(), "nothing ran");
+    let config = dir.path().join("bad.yaml");
+    std::fs::write(&config, example_with("").replace("  seed: 42", "  seed: 42\n  timeout: soon")).unwrap();
+    let out = snac().arg("validate").arg(&config).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("bad.yaml:") && stderr.contains("search.timeout: 'soon'"), "{stderr}");
+}
+
+/// Several `snac` processes on one node share its cores: a trial's folds
+/// spread onto a core only while no process holds that core's lock file,
+/// and under SLURM only within the task's share (cpus / tasks per node).
+/// The folds' results are the same however many cores they had.
+#[test]
+fn folds_share_the_cores_with_other_processes_and_give_the_same_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("kfold.yaml");
+    std::fs::write(&config, example_with("").replace("  epochs: 20\n", "  epochs: 3\n  n_folds: 3\n")).unwrap();
+    let locks = dir.path().join("locks");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let run = |name: &str, slurm: Option<(usize, usize)>| {
+        let results = dir.path().join(name);
+        let mut cmd = snac();
+        cmd.arg("search").arg(&config).args(["--trials", "2", "--workers", "1", "--results-dir"]).arg(&results);
+        cmd.env("SNAC_CORE_LOCK_DIR", &locks).env_remove("SLURM_CPUS_ON_NODE").env_remove("SLURM_NTASKS_PER_NODE");
+        if let Some((cpus, tasks)) = slurm {
+            cmd.env("SLURM_CPUS_ON_NODE", cpus.to_string()).env("SLURM_NTASKS_PER_NODE", tasks.to_string());
+        }
+        run_ok(&mut cmd);
+        let rows = csv_rows(&results.join("mlp_search_results.csv"));
+        let (trial, folds) = (column(&rows, "trial"), column(&rows, "fold_accuracies"));
+        let mut by_trial: Vec<(String, String)> =
+            rows[1..].iter().map(|r| (r[trial].clone(), r[folds].clone())).collect();
+        by_trial.sort();
+        let used: Vec<usize> =
+            stored_trials(&results).iter().map(|t| t.user_attrs["fold_cores"].as_u64().unwrap() as usize).collect();
+        (by_trial, used)
+    };
+    // Alone on the node: the trial takes its core and spreads its folds.
+    let (alone, used) = run("alone", None);
+    assert!(alone.len() == 2 && alone.iter().all(|(_, f)| f.split(';').count() == 3), "{alone:?}");
+    assert_eq!(used, [cores.min(3); 2]);
+    // Another process holds every core's lock: one core, the same results.
+    let held: Vec<std::fs::File> = (0..cores)
+        .map(|core| {
+            let file = std::fs::File::create(locks.join(format!("core{core}.lock"))).unwrap();
+            file.try_lock().unwrap();
+            file
+        })
+        .collect();
+    let (busy, used) = run("busy", None);
+    assert_eq!(used, [1, 1]);
+    assert_eq!(busy, alone, "the folds' accuracies do not depend on the cores they had");
+    drop(held);
+    // SLURM: as many tasks as cores on the node leaves one core each, lock
+    // files or not; one task has them all.
+    let (slurm, used) = run("slurm", Some((cores, cores)));
+    assert_eq!((slurm, used), (alone.clone(), vec![1, 1]));
+    let (_, used) = run("slurm1", Some((cores, 1)));
+    assert_eq!(used, [cores.min(3); 2]);
 }

@@ -9,7 +9,7 @@ use std::process::Command;
 fn trials_csv(dir: &Path, workers: &str) -> Vec<String> {
     let results = dir.join(format!("w{workers}-{}", dir.read_dir().unwrap().count()));
     let out = Command::new(env!("CARGO_BIN_EXE_snac"))
-        .args(["run", "--trials", "40", "--seed", "9", "--workers", workers, "--results-dir"])
+        .args(["search", "--trials", "40", "--seed", "9", "--workers", workers, "--results-dir"])
         .arg(&results)
         .output()
         .unwrap();

@@ -6,8 +6,10 @@
 //! bad value, what would be accepted) before giving up, so `snac validate`
 //! reports them all at once.
 
+mod duration;
 mod parse;
 
+pub use duration::{DURATION_FORMS, format_duration, parse_duration};
 pub use parse::{
     BLOCK_TYPES, BOARDS, ConfigError, ConfigErrors, DEFAULT_PRECISION_PAIRS, load, load_str, parse_precision,
 };
@@ -16,6 +18,7 @@ use crate::arch::{Activation, Aggregation, Norm};
 use crate::estimate::{Backend, EstimatorKind, IoType, Rule4mlRow};
 use serde::Serialize;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// A whole experiment, resolved and checked.
 #[derive(Clone, Debug, Serialize)]
@@ -305,6 +308,15 @@ pub struct SearchConfig {
     /// NSGA-II uses constrained domination; infeasible trials are kept and
     /// marked.
     pub constraints: Vec<(ConstraintMetric, f64)>,
+    /// Time budget of the global search (`search.timeout`, `--timeout`):
+    /// after it no new trial starts; running ones finish.
+    #[serde(serialize_with = "optional_duration")]
+    pub timeout: Option<Duration>,
+    /// Hard limit (`search.timeout_hard`, `--timeout-hard`), from the start
+    /// like `timeout`: trials still running are cancelled and recorded as
+    /// FAIL with reason "timeout" (not counted against `n_trials`).
+    #[serde(serialize_with = "optional_duration")]
+    pub timeout_hard: Option<Duration>,
 }
 
 /// A metric that `search.constraints` can bound.
@@ -487,12 +499,21 @@ pub struct Overrides {
     pub epochs: Option<usize>,
     pub seed: Option<u64>,
     pub workers: Option<usize>,
+    /// `--timeout` and `--timeout-hard` as written (checked in [`Experiment::apply`]).
+    pub timeout: Option<String>,
+    pub timeout_hard: Option<String>,
 }
 
 impl Experiment {
     /// Applies command-line overrides.
     pub fn apply(&mut self, overrides: &Overrides) -> anyhow::Result<()> {
         if let Some(dir) = &overrides.results_dir {
+            // A default `synthesis.hls_output_dir` (inside the results dir) follows it.
+            if let Some(synthesis) = &mut self.synthesis
+                && synthesis.hls_output_dir == self.output.results_dir.join("hls_project")
+            {
+                synthesis.hls_output_dir = dir.join("hls_project");
+            }
             self.output.results_dir = dir.clone();
         }
         if let Some(n) = overrides.trials {
@@ -510,7 +531,31 @@ impl Experiment {
             anyhow::ensure!(n > 0, "--workers 0: at least one worker is needed");
             self.search.workers = Some(n);
         }
+        let duration = |flag: &str, text: &str| parse_duration(text).map_err(|e| anyhow::anyhow!("--{flag} {e}"));
+        if let Some(text) = &overrides.timeout {
+            self.search.timeout = Some(duration("timeout", text)?);
+        }
+        if let Some(text) = &overrides.timeout_hard {
+            self.search.timeout_hard = Some(duration("timeout-hard", text)?);
+        }
+        if let (Some(soft), Some(hard)) = (self.search.timeout, self.search.timeout_hard) {
+            anyhow::ensure!(
+                hard >= soft,
+                "the hard time limit {} (--timeout-hard or search.timeout_hard) is shorter than the time budget {} \
+                 (--timeout or search.timeout); accepted: a hard limit at least as long, both counted from the start",
+                format_duration(hard),
+                format_duration(soft)
+            );
+        }
         Ok(())
+    }
+}
+
+/// Writes an optional duration as `1h30m` (or nothing).
+fn optional_duration<S: serde::Serializer>(duration: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match duration {
+        Some(d) => s.serialize_some(&format_duration(*d)),
+        None => s.serialize_none(),
     }
 }
 

@@ -54,6 +54,8 @@ fn overrides(args: &OverrideArgs) -> Overrides {
         epochs: args.epochs,
         seed: args.seed,
         workers: args.workers,
+        timeout: args.timeout.clone(),
+        timeout_hard: args.timeout_hard.clone(),
     }
 }
 

@@ -105,6 +105,23 @@ impl<'c, 's, 'n> Section<'c, 's, 'n> {
         self.ctx.number(&self.path(key), field, accepted, check)
     }
 
+    /// A duration (`search.timeout`): a string such as `1h30m`, or a
+    /// number of seconds.
+    fn opt_duration(&mut self, key: &str) -> Option<std::time::Duration> {
+        let field = self.map.get(key)?;
+        let path = self.path(key);
+        let text = match scalar(field.node) {
+            Some(ScalarOwned::String(text)) => text.clone(),
+            Some(ScalarOwned::Integer(n)) => n.to_string(),
+            Some(ScalarOwned::FloatingPoint(x)) => x.into_inner().to_string(),
+            _ => {
+                self.ctx.reject(&path, field, "a duration", crate::config::DURATION_FORMS);
+                return None;
+            }
+        };
+        crate::config::parse_duration(&text).map_err(|message| self.ctx.error(&path, Some(field.line), message)).ok()
+    }
+
     fn opt_string(&mut self, key: &str, what: &str) -> Option<String> {
         let field = self.map.get(key)?;
         self.ctx.string(&self.path(key), field, what)
@@ -385,8 +402,24 @@ fn search(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> SearchConfig {
         let line = s.map.line_of(key);
         s.ctx.error(s.path(key), line, message);
     }
+    let timeout = s.opt_duration("timeout");
+    let timeout_hard = s.opt_duration("timeout_hard");
+    if let (Some(soft), Some(hard)) = (timeout, timeout_hard)
+        && hard < soft
+    {
+        let message = format!(
+            "{} is shorter than search.timeout ({}); accepted: a hard limit at least as long as the time budget \
+             (both count from the start of the search)",
+            crate::config::format_duration(hard),
+            crate::config::format_duration(soft)
+        );
+        let line = s.map.line_of("timeout_hard");
+        s.ctx.error(s.path("timeout_hard"), line, message);
+    }
     s.finish();
     SearchConfig {
+        timeout,
+        timeout_hard,
         model_type: model_type.unwrap_or(ModelType::Mlp),
         n_trials,
         epochs,

@@ -845,3 +845,20 @@ fn qubit_keys_on_another_dataset_get_a_note() {
         ]
     );
 }
+
+#[test]
+fn search_timeout_keys() {
+    let text = "dataset: {name: digits}\nsearch:\n  model_type: mlp\n  timeout: 1h30m\n  timeout_hard: 5700\n";
+    let search = parse(text).unwrap().search;
+    assert_eq!(search.timeout, Some(std::time::Duration::from_secs(5400)));
+    assert_eq!(search.timeout_hard, Some(std::time::Duration::from_secs(5700)));
+    assert_eq!(parse(MINIMAL).unwrap().search.timeout, None);
+
+    let text = "dataset: {name: digits}\nsearch:\n  model_type: mlp\n  timeout: 10 minutes\n";
+    let message = single_error(text, "search.timeout", 4);
+    assert_mentions(&message, &["'10 minutes'", "accepted: a positive duration", "1h30m", "plain seconds"]);
+    let text = "dataset: {name: digits}\nsearch:\n  model_type: mlp\n  timeout: [1h]\n";
+    assert_mentions(&single_error(text, "search.timeout", 4), &["not a duration", "45m"]);
+    let text = "dataset: {name: digits}\nsearch:\n  model_type: mlp\n  timeout: 2h\n  timeout_hard: 1h\n";
+    assert_mentions(&single_error(text, "search.timeout_hard", 5), &["1h is shorter than search.timeout (2h)"]);
+}
