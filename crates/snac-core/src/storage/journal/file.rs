@@ -9,6 +9,13 @@
 //! so that is what `stat` of the lock reads) unchanged for
 //! [`STALE_LOCK_GRACE`] releases it. A lock made by Optuna's
 //! `JournalFileOpenLock` (a plain file of the same name) is honoured too.
+//!
+//! Sooner than that, a lock of a snac process that died on this host is
+//! broken at once: while holding the lock, snac names itself in
+//! `<log>.lock.owner` (host, process id, and the lock's inode and time, so
+//! that the record cannot be mistaken for a later lock's), and removes it
+//! before releasing the lock. A waiter on the same host that finds the
+//! owner's process gone releases the lock without waiting.
 
 use anyhow::{Context, Result, bail, ensure};
 use std::fs::{self, File, OpenOptions};
@@ -23,6 +30,8 @@ pub const STALE_LOCK_GRACE: Duration = Duration::from_secs(30);
 /// Optuna's `LOCK_FILE_SUFFIX` and `RENAME_FILE_SUFFIX`.
 const LOCK_SUFFIX: &str = ".lock";
 const RENAME_SUFFIX: &str = ".rename";
+/// Next to the lock: who holds it (ours only; Optuna writes none).
+const OWNER_SUFFIX: &str = ".owner";
 
 /// One journal file and how far this handle has read it.
 pub struct LogFile {
@@ -141,6 +150,30 @@ impl LogFile {
         Ok(())
     }
 
+    /// Cuts off a last line without its newline: under the lock, after every
+    /// complete line was read, that is a line whose writer died while writing
+    /// it, and anything appended after it would make one unreadable line of
+    /// the two. (Optuna does not do this; it never tears a line it writes
+    /// itself unless killed in the middle of the write.)
+    pub fn cut_torn_tail(&self, _lock: &LockGuard) -> Result<()> {
+        let shown = self.path.display();
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .with_context(|| format!("journal storage '{shown}': cannot open it for writing"))?;
+        let len = file.metadata().with_context(|| format!("journal storage '{shown}': cannot read it"))?.len();
+        if len > self.offset {
+            eprintln!(
+                "warning: journal storage '{shown}' ends in {} bytes without a newline, left by a writer that \
+                 died while writing; removing them",
+                len - self.offset
+            );
+            file.set_len(self.offset).with_context(|| format!("journal storage '{shown}': cannot truncate it"))?;
+            file.sync_data().with_context(|| format!("journal storage '{shown}': cannot flush it to disk"))?;
+        }
+        Ok(())
+    }
+
     /// Takes the lock file, waiting while another process holds it, and
     /// breaking it when it is stale (see the module documentation).
     pub fn lock(&self) -> Result<LockGuard> {
@@ -150,7 +183,7 @@ impl LogFile {
         let mut since = Instant::now();
         loop {
             match std::os::unix::fs::symlink(target, &self.lock_path) {
-                Ok(()) => return Ok(LockGuard { lock_path: self.lock_path.clone() }),
+                Ok(()) => return Ok(LockGuard::taken(&self.lock_path)),
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
                 Err(e) => bail!(
                     "journal storage '{}': cannot create its lock file '{}' ({e}); the directory must be writable",
@@ -164,6 +197,13 @@ impl LogFile {
             let Ok(mtime) = mtime.and_then(|m| m.modified()) else {
                 continue; // released meanwhile: try again at once
             };
+            if break_dead_lock(&self.lock_path) {
+                eprintln!(
+                    "warning: journal lock '{}' was held by a process of this host that no longer runs; released it",
+                    self.lock_path.display()
+                );
+                continue;
+            }
             if seen != Some(mtime) {
                 seen = Some(mtime);
                 since = Instant::now();
@@ -192,12 +232,83 @@ pub struct LockGuard {
     lock_path: PathBuf,
 }
 
+impl LockGuard {
+    /// The lock just taken: records its owner (best effort: without the
+    /// record, a dead owner's lock is broken by the mtime rule only).
+    fn taken(lock_path: &Path) -> LockGuard {
+        if let Some(id) = lock_identity(lock_path) {
+            let _ = fs::write(owner_path(lock_path), format!("{id} {} {}\n", host(), std::process::id()));
+        }
+        LockGuard { lock_path: lock_path.to_path_buf() }
+    }
+}
+
 impl Drop for LockGuard {
     fn drop(&mut self) {
+        let _ = fs::remove_file(owner_path(&self.lock_path));
         if let Err(e) = release(&self.lock_path) {
             eprintln!("warning: journal lock '{}' could not be released: {e}", self.lock_path.display());
         }
     }
+}
+
+fn owner_path(lock_path: &Path) -> PathBuf {
+    let mut p = lock_path.as_os_str().to_owned();
+    p.push(OWNER_SUFFIX);
+    p.into()
+}
+
+/// The lock file's inode and modification time, which tell one lock from a
+/// later one (inode numbers are reused; the time to the nanosecond is not).
+fn lock_identity(lock_path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::symlink_metadata(lock_path).ok()?;
+    Some(format!("{}:{}.{:09}", m.ino(), m.mtime(), m.mtime_nsec()))
+}
+
+fn host() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
+}
+
+/// The owner record and the lock's identity, if the record names this very
+/// lock and a process of this host that has ended (`/proc` tells; without
+/// it, nothing is known).
+fn held_by_a_dead_process(lock_path: &Path) -> Option<(String, String)> {
+    let record = fs::read_to_string(owner_path(lock_path)).ok()?;
+    let mut fields = record.split_whitespace();
+    let (id, owner_host, pid) = (fields.next()?, fields.next()?, fields.next()?);
+    let proc = Path::new("/proc");
+    let dead = Some(id) == lock_identity(lock_path).as_deref()
+        && !owner_host.is_empty()
+        && owner_host == host()
+        && proc.join("self").exists()
+        && pid.parse::<u32>().is_ok()
+        && !proc.join(pid).exists();
+    dead.then(|| (record.clone(), id.to_string()))
+}
+
+/// Releases the lock if its owner died (see [`held_by_a_dead_process`]).
+/// Another waiter may have broken it and taken a new lock meanwhile: the
+/// lock renamed away is checked to be the dead one, and put back if not.
+fn break_dead_lock(lock_path: &Path) -> bool {
+    let Some((record, id)) = held_by_a_dead_process(lock_path) else { return false };
+    let mut renamed = lock_path.as_os_str().to_owned();
+    renamed.push(format!("{}{RENAME_SUFFIX}", super::random_uuid()));
+    let renamed = PathBuf::from(renamed);
+    if fs::rename(lock_path, &renamed).is_err() {
+        return false;
+    }
+    if lock_identity(&renamed).as_deref() != Some(id.as_str()) {
+        // A live lock: back where it was (unless yet another was taken).
+        let _ = fs::hard_link(&renamed, lock_path);
+        let _ = fs::remove_file(&renamed);
+        return false;
+    }
+    let _ = fs::remove_file(&renamed);
+    if fs::read_to_string(owner_path(lock_path)).is_ok_and(|now| now == record) {
+        let _ = fs::remove_file(owner_path(lock_path));
+    }
+    true
 }
 
 /// Removes a lock as Optuna does: renames it to a unique name first (only
@@ -267,6 +378,52 @@ mod tests {
         });
         assert!(fs::symlink_metadata(&lock_path).is_err(), "released");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "nothing left but the log");
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_before_appending() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.log");
+        let mut log = LogFile::open(&path).unwrap();
+        fs::write(&path, "{\"a\":1}\n{\"op_co").unwrap();
+        let lines = log.read_new().unwrap();
+        log.consumed(&lines[0]);
+        let guard = log.lock().unwrap();
+        log.cut_torn_tail(&guard).unwrap();
+        log.append(&guard, "{\"b\":2}\n").unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "{\"a\":1}\n{\"b\":2}\n");
+    }
+
+    #[test]
+    fn a_dead_processs_lock_is_broken_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.log");
+        let log = LogFile::open(&path).unwrap();
+        let lock_path = dir.path().join("j.log.lock");
+        let owner = dir.path().join("j.log.lock.owner");
+        // A process that took the lock and was killed (its id is free now).
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        std::os::unix::fs::symlink("j.log", &lock_path).unwrap();
+        let id = lock_identity(&lock_path).unwrap();
+        fs::write(&owner, format!("{id} {} {dead}\n", host())).unwrap();
+        // The record of another (earlier) lock, or of a live process, is not enough.
+        assert!(held_by_a_dead_process(&lock_path).is_some(), "the dead owner is seen");
+        fs::write(&owner, format!("1:2.000000003 {} {dead}\n", host())).unwrap();
+        assert!(held_by_a_dead_process(&lock_path).is_none(), "another lock's record");
+        fs::write(&owner, format!("{id} {} {}\n", host(), std::process::id())).unwrap();
+        assert!(held_by_a_dead_process(&lock_path).is_none(), "a live owner");
+        fs::write(&owner, format!("{id} other-host-{} {dead}\n", host())).unwrap();
+        assert!(held_by_a_dead_process(&lock_path).is_none(), "another host's process");
+        fs::write(&owner, format!("{id} {} {dead}\n", host())).unwrap();
+        let guard = log.lock().unwrap(); // with the 30 s grace: broken because its owner is dead
+        assert_eq!(
+            fs::read_to_string(&owner).unwrap().split_whitespace().nth(2),
+            Some(&*std::process::id().to_string())
+        );
+        drop(guard);
+        assert!(!owner.exists() && fs::symlink_metadata(&lock_path).is_err());
     }
 
     #[test]

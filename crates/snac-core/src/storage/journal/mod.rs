@@ -92,6 +92,7 @@ impl JournalStorage {
         inner.sync()?;
         let (lines, result) = f(&inner.replay, &self.worker_id)?;
         if !lines.is_empty() {
+            inner.file.cut_torn_tail(&guard)?;
             inner.file.append(&guard, &(lines.join("\n") + "\n"))?;
             inner.sync()?;
         }
@@ -258,11 +259,19 @@ impl Storage for JournalStorage {
         let now = common::now();
         let reason = Value::from(common::stale_reason(grace.as_secs_f64()));
         let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+        let stale = |rec: &replay::TrialRec| {
+            let last = rec.heartbeat.or(rec.trial.datetime_start);
+            rec.trial.state == TrialState::Running && last.is_none_or(|last| now - last > grace)
+        };
+        // Workers waiting for others' trials call this often: the lock only
+        // when there is something to fail.
+        if !self.read(|r| Ok(r.trials_of(study_id)?.into_iter().any(stale)))? {
+            return Ok(vec![]);
+        }
         self.write(|r, worker| {
             let (mut lines, mut failed) = (vec![], vec![]);
             for rec in r.trials_of(study_id)? {
-                let last = rec.heartbeat.or(rec.trial.datetime_start);
-                if rec.trial.state == TrialState::Running && last.is_none_or(|last| now - last > grace) {
+                if stale(rec) {
                     let id = rec.trial.id;
                     lines.push(ops::trial_attr_line(worker, id, true, INTERRUPTED_KEY, &Value::Bool(true)));
                     lines.push(ops::trial_attr_line(worker, id, false, FAIL_REASON_KEY, &reason));
