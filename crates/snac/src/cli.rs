@@ -215,7 +215,8 @@ pub struct OverrideArgs {
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
     /// Study storage (overrides `search.storage`): sqlite:///path.db,
-    /// postgresql://user[:password]@host[:port]/db, or memory:.
+    /// postgresql://user[:password]@host[:port]/db, journal:///abs/path.log
+    /// (Optuna's journal file; also journal://relative/path.log), or memory:.
     #[arg(long, value_name = "URL")]
     pub storage: Option<String>,
     /// Study name in the storage (overrides `search.study_name`; default "snac").

@@ -1,7 +1,7 @@
 //! Distributed search with real processes and real databases: several `snac
-//! worker` processes share one study (SQLite always, PostgreSQL from
-//! `$SNAC_PG_URL`), a worker killed with SIGKILL mid-trial, and `snac results`
-//! writing the outputs from the database. Trials are tiny (the embedded digits
+//! worker` processes share one study (SQLite and an Optuna journal file
+//! always, PostgreSQL from `$SNAC_PG_URL`), a worker killed with SIGKILL
+//! mid-trial, and `snac results` writing the outputs from the database. Trials are tiny (the embedded digits
 //! example, 2 epochs), so each test takes seconds.
 
 use serde_json::{Value, json};
@@ -33,6 +33,10 @@ fn pg_url() -> Option<String> {
 
 fn sqlite_url(dir: &Path) -> String {
     format!("sqlite:///{}", dir.join("study.db").display())
+}
+
+fn journal_url(dir: &Path) -> String {
+    format!("journal://{}", dir.join("study.log").display())
 }
 
 /// Starts `snac worker` on the embedded digits example.
@@ -137,6 +141,13 @@ fn four_workers_on_sqlite_finish_exactly_n_trials() {
 }
 
 #[test]
+fn eight_workers_on_a_journal_finish_exactly_n_trials() {
+    let dir = tempfile::tempdir().unwrap();
+    workers_share_a_study(&journal_url(dir.path()), 8, 16);
+    assert!(!dir.path().join("study.log.lock").exists(), "every worker released the journal's lock");
+}
+
+#[test]
 fn eight_workers_on_postgres_finish_exactly_n_trials() {
     let Some(url) = pg_url() else { return };
     workers_share_a_study(&url, 8, 24);
@@ -213,6 +224,12 @@ fn killed_worker(url: &str) {
 fn killed_worker_on_sqlite_its_trial_fails_and_the_study_completes() {
     let dir = tempfile::tempdir().unwrap();
     killed_worker(&sqlite_url(dir.path()));
+}
+
+#[test]
+fn killed_worker_on_a_journal_its_trial_fails_and_the_study_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    killed_worker(&journal_url(dir.path()));
 }
 
 #[test]

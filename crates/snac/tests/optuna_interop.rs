@@ -1,8 +1,9 @@
 //! Interop with Python Optuna (the venv of `.ci/setup.d/20-python-optuna.sh`,
 //! found through `$SNAC_PYTHON`): Optuna loads studies that `snac` wrote, on
-//! SQLite and on PostgreSQL, and sees the same params, values, states and
-//! Pareto set, and names the objectives as `snac` does (`study.metric_names`,
-//! which optuna-dashboard shows); `snac` continues a study that Optuna created.
+//! SQLite, on PostgreSQL and in a journal file, and sees the same params,
+//! values, states and Pareto set, and names the objectives as `snac` does
+//! (`study.metric_names`, which optuna-dashboard shows); Optuna adds a trial
+//! to a journal `snac` wrote; `snac` continues a study that Optuna created.
 
 use serde_json::Value;
 use snac_core::search::{FrozenTrial, TrialState, pareto};
@@ -113,17 +114,60 @@ fn optuna_reads_a_postgres_study_written_by_snac() {
 }
 
 #[test]
-fn snac_continues_a_study_created_by_optuna() {
+fn optuna_reads_and_continues_a_journal_written_by_snac() {
     let Some(python) = python() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite:///{}", dir.path().join("s.db").display());
+    let url = format!("journal://{}", dir.path().join("s.log").display());
+    let study = unique_study("journal-by-snac");
+    snac_search(&url, &study, 6, dir.path());
+    let (directions, trials) = read(&url, &study);
+    assert!(trials.iter().any(|t| t.state == TrialState::Complete));
+    let seen = optuna(&python, "dump", &url, &study);
+    assert_same_study(&seen, &directions, &trials);
+    assert_eq!(seen["metric_names"], serde_json::json!(OBJECTIVE_NAMES), "study.metric_names");
+
+    // Optuna's own worker adds a trial to the file; snac reads it back.
+    let added = optuna(&python, "add", &url, &study);
+    assert_eq!(added["number"], Value::from(6));
+    let (_, trials) = read(&url, &study);
+    assert_eq!(trials.len(), 7);
+    let t = &trials[6];
+    assert_eq!((t.number, t.state, t.values.clone()), (6, TrialState::Complete, Some(vec![0.25, 0.25])));
+    assert_eq!(t.user_attrs["added_by"], Value::from("optuna"));
+    let params: serde_json::Map<String, Value> =
+        t.params.iter().map(|(name, (dist, internal))| (name.clone(), dist.external(*internal))).collect();
+    assert_eq!(Value::Object(params), added["params"], "the params Optuna sampled");
+
+    // snac goes on after Optuna's trial, and Optuna reads it all.
+    snac_search(&url, &study, 9, dir.path());
+    let (directions, trials) = read(&url, &study);
+    assert_eq!(trials.iter().map(|t| t.number).collect::<Vec<_>>(), (0..9).collect::<Vec<_>>());
+    assert!(trials.iter().all(|t| t.state.is_finished()));
+    assert_same_study(&optuna(&python, "dump", &url, &study), &directions, &trials);
+}
+
+#[test]
+fn snac_continues_a_study_created_by_optuna() {
+    let dir = tempfile::tempdir().unwrap();
+    continues_optunas_study(&format!("sqlite:///{}", dir.path().join("s.db").display()), dir.path());
+}
+
+#[test]
+fn snac_continues_a_journal_created_by_optuna() {
+    let dir = tempfile::tempdir().unwrap();
+    continues_optunas_study(&format!("journal://{}", dir.path().join("s.log").display()), dir.path());
+}
+
+fn continues_optunas_study(url: &str, dir: &Path) {
+    let Some(python) = python() else { return };
+    let url = url.to_string();
     let study = unique_study("made-by-optuna");
     optuna(&python, "create", &url, &study);
     let (_, before) = read(&url, &study);
     assert_eq!(before.len(), 3);
 
     // 5 trials in all: Optuna's three (its FAIL counts too) and two of ours.
-    snac_search(&url, &study, 5, dir.path());
+    snac_search(&url, &study, 5, dir);
     let (directions, trials) = read(&url, &study);
     assert_eq!(trials.iter().map(|t| t.number).collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
     for (old, now) in before.iter().zip(&trials) {

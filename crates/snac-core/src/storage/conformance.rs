@@ -3,7 +3,7 @@
 //! and `suite!` instantiates all of them for every backend, so the backends
 //! cannot drift apart.
 
-use super::{MemoryStorage, PostgresStorage, SqliteStorage, Storage};
+use super::{JournalStorage, MemoryStorage, PostgresStorage, SqliteStorage, Storage};
 use crate::trial::{Direction, Distribution, FrozenTrial, TrialState};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -84,6 +84,14 @@ impl Fixture {
         Fixture { storage, connect, durable: true, _dir: Some(dir), _schema: None }
     }
 
+    fn journal() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let path: PathBuf = dir.path().join("study.log");
+        let storage: Arc<dyn Storage> = Arc::new(JournalStorage::open(&path).unwrap());
+        let connect = Box::new(move || Arc::new(JournalStorage::open(&path).unwrap()) as Arc<dyn Storage>);
+        Fixture { storage, connect, durable: true, _dir: Some(dir), _schema: None }
+    }
+
     fn postgres() -> Option<Fixture> {
         let schema = Arc::new(PgSchema::create()?);
         let storage: Arc<dyn Storage> = Arc::new(schema.open());
@@ -109,6 +117,9 @@ macro_rules! suite {
         }
         mod sqlite {
             $( #[test] fn $test() { super::$test(super::Fixture::sqlite()) } )*
+        }
+        mod journal {
+            $( #[test] fn $test() { super::$test(super::Fixture::journal()) } )*
         }
         mod postgres {
             $( #[test] fn $test() { if let Some(f) = super::Fixture::postgres() { super::$test(f) } } )*
@@ -729,6 +740,9 @@ fn open_understands_optunas_urls() {
     super::open(plain.to_str().unwrap()).unwrap();
     assert!(plain.exists());
     assert!(super::open("memory:").unwrap().list_studies().unwrap().is_empty());
+    let log = dir.path().join("c.log");
+    super::open(&format!("journal://{}", log.display())).unwrap().create_or_load_study("x", &[Minimize]).unwrap();
+    assert!(std::fs::read_to_string(&log).unwrap().starts_with(r#"{"op_code":0,"#), "an Optuna journal");
     for bad in ["sqlite://host/x.db", "postgresql://u@127.0.0.1:1/db", "redis://x"] {
         assert!(format!("{:#}", super::open(bad).err().unwrap()).contains(bad), "{bad}");
     }

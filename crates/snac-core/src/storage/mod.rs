@@ -1,12 +1,14 @@
 //! Where a study lives: the [`Storage`] trait and its backends (in memory, an
-//! SQLite file, and a PostgreSQL database, both in Optuna's RDB schema). Every
-//! backend passes the same conformance suite (`conformance.rs`).
+//! SQLite file, and a PostgreSQL database, both in Optuna's RDB schema, and a
+//! journal file in Optuna's `JournalFileBackend` format). Every backend
+//! passes the same conformance suite (`conformance.rs`).
 //!
 //! A storage is the only shared state of a search: samplers and workers read
 //! the study from it, so a killed process loses nothing that was told.
 
 mod cache;
 mod common;
+mod journal;
 mod memory;
 mod optuna_json;
 mod postgres;
@@ -15,6 +17,7 @@ mod sqlite;
 #[cfg(test)]
 mod conformance;
 
+pub use journal::{HEARTBEAT_KEY, JournalStorage};
 pub use memory::MemoryStorage;
 pub use postgres::PostgresStorage;
 pub use sqlite::SqliteStorage;
@@ -185,7 +188,8 @@ pub fn redact_url(url: &str) -> String {
 
 /// The storage URLs [`open`] accepts, for messages.
 pub const ACCEPTED_URLS: &str = "memory: (or :memory:), sqlite:///relative/path.db, sqlite:////absolute/path.db, \
-     postgresql://user@host[:port]/db (or postgres://), or a path to an SQLite file such as study.db";
+     postgresql://user@host[:port]/db (or postgres://), journal:///absolute/path.log, journal://relative/path.log, \
+     or a path to an SQLite file such as study.db";
 
 /// Where a storage URL points, as [`parse_url`] reads it.
 #[derive(Clone, Debug, PartialEq)]
@@ -194,12 +198,17 @@ pub enum StorageUrl {
     Sqlite(std::path::PathBuf),
     /// The URL as given (libpq reads it).
     Postgres(String),
+    /// An Optuna journal file.
+    Journal(std::path::PathBuf),
 }
 
 /// Reads a storage URL without touching anything: `memory:` (or `:memory:`,
 /// `memory`), `sqlite:///path.db` (SQLAlchemy's form, as Optuna takes it),
-/// `postgresql://user@host/db` (or `postgres://`, `postgresql+driver://`), or
-/// a plain file path (SQLite). Anything else, such as an empty string,
+/// `postgresql://user@host/db` (or `postgres://`, `postgresql+driver://`),
+/// `journal://` then a file path (`journal:///abs/study.log` is the absolute
+/// `/abs/study.log`, `journal://study.log` the relative `study.log`; Optuna
+/// has no URL for a journal, so this follows the path as written), or a plain
+/// file path (SQLite). Anything else, such as an empty string,
 /// `memory:xyz` or a path whose first part has a `:` (a mistyped URL), is an
 /// error naming the value and the accepted forms.
 pub fn parse_url(url: &str) -> Result<StorageUrl> {
@@ -227,6 +236,15 @@ pub fn parse_url(url: &str) -> Result<StorageUrl> {
     }
     if url.starts_with("sqlite:") {
         bail!("storage URL '{shown}': write sqlite:///relative/path.db or sqlite:////absolute/path.db");
+    }
+    if let Some(path) = url.strip_prefix("journal://") {
+        if path.is_empty() || path == "/" {
+            bail!("storage URL '{shown}' names no journal file; accepted: {ACCEPTED_URLS}");
+        }
+        return Ok(StorageUrl::Journal(path.into()));
+    }
+    if url.starts_with("journal:") {
+        bail!("storage URL '{shown}': a journal is written journal:// then its path; accepted: {ACCEPTED_URLS}");
     }
     // SQLAlchemy names a driver after a `+` (`postgresql+psycopg2://`); we
     // have one driver, so any is accepted.
@@ -267,7 +285,8 @@ pub fn parse_url(url: &str) -> Result<StorageUrl> {
 }
 
 /// Opens a storage from a URL read by [`parse_url`]. An SQLite file is
-/// created, with Optuna's schema, if it does not exist.
+/// created, with Optuna's schema, if it does not exist; so is a journal file
+/// (empty).
 pub fn open(url: &str) -> Result<Arc<dyn Storage>> {
     Ok(match parse_url(url)? {
         StorageUrl::Memory => Arc::new(MemoryStorage::new()),
@@ -275,6 +294,9 @@ pub fn open(url: &str) -> Result<Arc<dyn Storage>> {
             Arc::new(SqliteStorage::open(&path).with_context(|| format!("opening storage '{url}'"))?)
         }
         StorageUrl::Postgres(url) => Arc::new(PostgresStorage::open(&url)?),
+        StorageUrl::Journal(path) => {
+            Arc::new(JournalStorage::open(&path).with_context(|| format!("opening storage '{url}'"))?)
+        }
     })
 }
 
@@ -298,6 +320,8 @@ mod tests {
         assert_eq!(parse_url("/tmp/a:b.db").unwrap(), StorageUrl::Sqlite("/tmp/a:b.db".into()));
         assert_eq!(parse_url("run:1/study.db").unwrap(), StorageUrl::Sqlite("run:1/study.db".into()));
         assert!(matches!(parse_url("postgresql+psycopg2://u@h/db").unwrap(), StorageUrl::Postgres(_)));
+        assert_eq!(parse_url("journal:///abs/s.log").unwrap(), StorageUrl::Journal("/abs/s.log".into()));
+        assert_eq!(parse_url("journal://runs/s.log").unwrap(), StorageUrl::Journal("runs/s.log".into()));
         for (url, says) in [
             ("", "storage URL '' is empty"),
             ("  ", "is empty"),
@@ -310,10 +334,15 @@ mod tests {
             ("sqlite:///", "names no file"),
             ("sqlite://x.db", "write sqlite:///relative/path.db"),
             ("mysql://u:secret@h/db", "storage URL 'mysql://u:***@h/db' has an unknown scheme"),
+            ("redis://h", "unknown scheme; accepted: memory:"),
+            ("journal://", "storage URL 'journal://' names no journal file"),
+            ("journal:///", "names no journal file"),
+            ("journal:/x.log", "a journal is written journal:// then its path"),
         ] {
             let e = err(url);
             assert!(e.contains(says), "{url:?}: {e}");
             assert!(e.contains("sqlite:///"), "{url:?} does not list the accepted forms: {e}");
+            assert!(!e.contains("accepted:") || e.contains("journal:///absolute/path.log"), "{url:?}: {e}");
             assert!(!e.contains("secret"), "{e}");
         }
     }

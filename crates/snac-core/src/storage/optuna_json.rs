@@ -123,7 +123,7 @@ pub fn parse_json_lenient(text: &str) -> Result<Value> {
     match serde_json::from_str(text) {
         Ok(v) => Ok(v),
         Err(first) => {
-            let cleaned = replace_non_finite(text);
+            let cleaned = replace_non_finite(text, |_| "null");
             if cleaned == text {
                 return Err(first.into());
             }
@@ -132,8 +132,9 @@ pub fn parse_json_lenient(text: &str) -> Result<Value> {
     }
 }
 
-/// Replaces `NaN`, `Infinity` and `-Infinity` outside strings with `null`.
-fn replace_non_finite(text: &str) -> String {
+/// Replaces the tokens `NaN`, `Infinity` and `-Infinity` outside strings
+/// with what `with` makes of each (JSON text).
+pub(super) fn replace_non_finite(text: &str, with: fn(&str) -> &'static str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut in_string = false;
     let mut escaped = false;
@@ -152,7 +153,7 @@ fn replace_non_finite(text: &str) -> String {
         } else {
             let token = ["-Infinity", "Infinity", "NaN"].into_iter().find(|t| rest.starts_with(t));
             if let Some(t) = token {
-                out.push_str("null");
+                out.push_str(with(t));
                 rest = &rest[t.len()..];
                 continue;
             }

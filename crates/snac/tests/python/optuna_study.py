@@ -3,6 +3,10 @@
     optuna_study.py dump STORAGE STUDY     -> JSON: every trial and the Pareto set
     optuna_study.py create STORAGE STUDY   -> a study made by Optuna itself
     optuna_study.py name STORAGE STUDY     -> names its objectives in Optuna (acc, cost)
+    optuna_study.py add STORAGE STUDY      -> asks for one trial, as Optuna's own worker, and tells it
+
+STORAGE is a URL Optuna takes, or journal://PATH for a JournalFileBackend file
+(journal:///abs/path or journal://relative/path, as snac writes them).
 """
 import json
 import math
@@ -60,10 +64,30 @@ def name(storage, name):
     optuna.load_study(storage=storage, study_name=name).set_metric_names(["acc", "cost"])
 
 
-if __name__ == "__main__":
-    url = sys.argv[2]
+def add(storage, name):
+    """Continues the study as an Optuna worker: samples with the study's own
+    distributions (NSGA-II's default sampler reads them), reports values."""
+    study = optuna.load_study(storage=storage, study_name=name)
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    trial = study.ask(done[0].distributions)
+    trial.set_user_attr("added_by", "optuna")
+    study.tell(trial, [0.25] * len(study.directions))
+    print(json.dumps({"number": trial.number, "params": trial.params}))
+
+
+def open_storage(url):
+    if url.startswith("journal://"):
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        return JournalStorage(JournalFileBackend(url[len("journal://"):]))
     # SQLAlchemy 2.1 picks psycopg 3 for a bare postgresql:// URL; we install psycopg2.
     for scheme in ("postgresql://", "postgres://"):
         if url.startswith(scheme):
-            url = "postgresql+psycopg2://" + url[len(scheme):]
-    {"dump": dump, "create": create, "name": name}[sys.argv[1]](url, sys.argv[3])
+            return "postgresql+psycopg2://" + url[len(scheme):]
+    return url
+
+
+if __name__ == "__main__":
+    storage = open_storage(sys.argv[2])
+    {"dump": dump, "create": create, "name": name, "add": add}[sys.argv[1]](storage, sys.argv[3])
