@@ -19,7 +19,7 @@ mod replay;
 pub use replay::HEARTBEAT_KEY;
 
 use super::common::{self, no_trial};
-use super::{FAIL_REASON_KEY, INTERRUPTED_KEY, Storage, StudyInfo};
+use super::{FAIL_REASON_KEY, INTERRUPTED_KEY, IntermediateValues, Storage, StudyInfo};
 use crate::trial::{Direction, Distribution, FrozenTrial, TrialState};
 use anyhow::{Result, bail};
 use file::LogFile;
@@ -219,6 +219,28 @@ impl Storage for JournalStorage {
 
     fn set_trial_system_attrs(&self, trial_id: i64, attrs: &[(&str, Value)]) -> Result<()> {
         self.set_trial_attrs(trial_id, true, attrs)
+    }
+
+    fn set_trial_intermediate_value(&self, trial_id: i64, step: u64, value: f64) -> Result<()> {
+        self.set_trial_intermediate_values(trial_id, &[(step, value)])
+    }
+
+    fn set_trial_intermediate_values(&self, trial_id: i64, values: &[(u64, f64)]) -> Result<()> {
+        self.write(|r, worker| {
+            common::check_updatable(trial_id, r.trial(trial_id)?.trial.state)?;
+            Ok((values.iter().map(|(step, v)| ops::intermediate_line(worker, trial_id, *step, *v)).collect(), ()))
+        })
+    }
+
+    fn intermediate_values(&self, study_id: i64) -> Result<IntermediateValues> {
+        self.read(|r| {
+            let trials = r.trials_of(study_id)?;
+            Ok(trials
+                .iter()
+                .filter(|t| !t.intermediate.is_empty())
+                .map(|t| (t.trial.id, t.intermediate.clone()))
+                .collect())
+        })
     }
 
     fn finish_trial(&self, trial_id: i64, state: TrialState, values: Option<&[f64]>) -> Result<bool> {

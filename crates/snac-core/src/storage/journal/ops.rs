@@ -60,8 +60,12 @@ pub enum Op {
         key: String,
         value: Value,
     },
-    /// An intermediate value: kept in the file for Optuna, not read by us.
-    Ignored,
+    /// An intermediate value (an epoch's validation accuracy).
+    SetIntermediate {
+        trial_id: i64,
+        step: u64,
+        value: f64,
+    },
 }
 
 /// A `CREATE_TRIAL`, with the fields of a template trial when it has them.
@@ -187,7 +191,11 @@ pub fn parse_line(text: &str) -> Result<Op> {
             datetime_start: time(obj.get("datetime_start"))?,
             datetime_complete: time(obj.get("datetime_complete"))?,
         },
-        SET_TRIAL_INTERMEDIATE_VALUE => Op::Ignored,
+        SET_TRIAL_INTERMEDIATE_VALUE => {
+            let step = obj.get("step").and_then(Value::as_u64).context("no step (a whole number ≥ 0)")?;
+            let value = obj.get("intermediate_value").and_then(float).context("no intermediate_value")?;
+            Op::SetIntermediate { trial_id: int("trial_id")?, step, value }
+        }
         SET_TRIAL_USER_ATTR | SET_TRIAL_SYSTEM_ATTR => {
             let system = code == SET_TRIAL_SYSTEM_ATTR;
             let (key, value) = single_attr(obj, system)?;
@@ -395,6 +403,11 @@ pub fn state_values_line(
     format!("{},\"values\":{values},\"datetime_complete\":{complete}}}", &head[..head.len() - 1])
 }
 
+pub fn intermediate_line(worker: &str, trial_id: i64, step: u64, value: f64) -> String {
+    let head = line(SET_TRIAL_INTERMEDIATE_VALUE, worker, json!({"trial_id": trial_id, "step": step}));
+    format!("{},\"intermediate_value\":{}}}", &head[..head.len() - 1], py_float(value))
+}
+
 pub fn trial_attr_line(worker: &str, trial_id: i64, system: bool, key: &str, value: &Value) -> String {
     let (code, field) =
         if system { (SET_TRIAL_SYSTEM_ATTR, "system_attr") } else { (SET_TRIAL_USER_ATTR, "user_attr") };
@@ -435,10 +448,10 @@ mod tests {
         let Op::CreateTrial(t) = op else { panic!() };
         assert_eq!((t.state, t.datetime_start, t.values), (TrialState::Waiting, None, None));
         assert_eq!(t.system_attrs["fixed_params"], json!({"n": 2}));
-        assert!(matches!(
-            parse_line(&format!(r#"{{"op_code":7,{w},"trial_id":0,"step":1,"intermediate_value":NaN}}"#)),
-            Ok(Op::Ignored)
-        ));
+        let op = parse_line(&format!(r#"{{"op_code":7,{w},"trial_id":3,"step":2,"intermediate_value":NaN}}"#));
+        assert!(matches!(op, Ok(Op::SetIntermediate { trial_id: 3, step: 2, value }) if value.is_nan()));
+        let written = intermediate_line("w", 3, 2, 0.25);
+        assert_eq!(written, r#"{"op_code":7,"worker_id":"w","step":2,"trial_id":3,"intermediate_value":0.25}"#);
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub struct TrialRec {
     pub study_id: i64,
     pub trial: Arc<FrozenTrial>,
     pub heartbeat: Option<DateTime<Utc>>,
+    /// Intermediate values by step.
+    pub intermediate: BTreeMap<u64, f64>,
     /// Optuna's compatibility class of each parameter's distribution.
     compat: BTreeMap<String, ops::Compat>,
 }
@@ -132,7 +134,11 @@ impl Replay {
                     attrs.insert(key, value);
                 }
             }
-            Op::Ignored => {}
+            // Optuna ignores a value for a trial that is not updatable.
+            Op::SetIntermediate { trial_id, step, value } => {
+                let Some(rec) = self.updatable(trial_id) else { return Ok(()) };
+                rec.intermediate.insert(step, value);
+            }
         }
         Ok(())
     }
@@ -157,7 +163,8 @@ impl Replay {
         };
         study.trial_ids.push(id);
         let compat = t.params.into_iter().map(|(name, (_, _, c))| (name, c)).collect();
-        self.trials.push(TrialRec { study_id: t.study_id, trial: Arc::new(trial), heartbeat, compat });
+        let intermediate = BTreeMap::new();
+        self.trials.push(TrialRec { study_id: t.study_id, trial: Arc::new(trial), heartbeat, intermediate, compat });
     }
 
     fn set_param(&mut self, trial_id: i64, name: String, internal: f64, d: Distribution, compat: ops::Compat) {
