@@ -21,7 +21,7 @@ pub fn run_as(args: &RunArgs, all_stages: bool, worker: Option<Participation>) -
         eprintln!("no config given: running the embedded digits example (see `snac example-config`)");
     }
     for key in &experiment.unused_keys {
-        eprintln!("note: {}: key '{key}' is not used by snac", experiment.source.display());
+        eprintln!("note: {}", key.note(&experiment.source));
     }
     let results_dir = experiment.output.results_dir.clone();
     let setup = SearchSetup::prepare(experiment)?;

@@ -8,7 +8,7 @@ pub fn validate(args: &RunArgs) -> Result<ExitCode> {
     match super::load_experiment(args) {
         Ok(experiment) => {
             for key in &experiment.unused_keys {
-                eprintln!("note: {}: key '{key}' is not used by snac", experiment.source.display());
+                eprintln!("note: {}", key.note(&experiment.source));
             }
             print!("{}", serde_saphyr::to_string(&experiment)?);
             eprintln!("{}: valid", experiment.source.display());
