@@ -17,6 +17,7 @@ pub mod quantized;
 pub mod search;
 pub mod space;
 pub mod storage;
+pub mod suggest;
 pub mod trial;
 pub mod trial_yaml;
 

@@ -93,7 +93,7 @@ pub fn run_experiment(
             experiment.search.study_name = study;
         }
         for key in &experiment.unused_keys {
-            log::info!("note: {}: key '{key}' is not used by snac", experiment.source.display());
+            log::info!("note: {}", key.note(&experiment.source));
         }
         let setup = match dataset {
             Some(mut dataset) => {

@@ -7,6 +7,7 @@
 //! every trial and a user watches the search by reloading the page.
 
 use crate::data::{Results, TrialRecord};
+use crate::labels;
 use crate::plots::{self, LocalAxis, LocalPlot, TrainingCurves, format_number};
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
@@ -144,7 +145,9 @@ fn summary(page: &mut String, results: &Results, best: Option<&TrialRecord>, fro
         esc(&results
             .objectives
             .iter()
-            .map(|o| format!("{} ({})", o.name, if o.maximize { "maximize" } else { "minimize" }))
+            .map(|o| {
+                format!("{} ({}, {})", labels::label(&o.name), o.name, if o.maximize { "maximize" } else { "minimize" })
+            })
             .collect::<Vec<_>>()
             .join(", ")),
     );
@@ -168,8 +171,9 @@ fn summary(page: &mut String, results: &Results, best: Option<&TrialRecord>, fro
         row(
             "best trial (accuracy)",
             format!(
-                "trial {}: performance_metric {}{}",
+                "trial {}: {} {}{}",
                 best.number,
+                labels::label("performance_metric"),
                 format_number(best.metric("performance_metric")),
                 best.arch.as_ref().map(|a| format!(", <code>{}</code>", esc(a))).unwrap_or_default()
             ),
@@ -198,8 +202,9 @@ fn best_model(page: &mut String, results: &Results, best: Option<&TrialRecord>) 
     };
     writeln!(
         page,
-        "<p>Trial {} (highest performance_metric{}).</p>",
+        "<p>Trial {} (highest {}{}).</p>",
         best.number,
+        labels::label("performance_metric"),
         if results.complete().any(|t| !t.is_feasible()) { " among feasible trials" } else { "" }
     )?;
     architecture_table(page, best)?;
@@ -272,9 +277,11 @@ fn local_search(page: &mut String, results: &Results) -> Result<()> {
         .filter(|k| results.local.iter().any(|r| r.extra.contains_key(*k)))
         .map(str::to_string)
         .collect();
-    page.push_str("<div class=\"scroll\"><table class=\"sortable\" id=\"local-table\"><thead><tr><th>precision</th><th>iteration</th><th>sparsity</th><th>accuracy</th><th>effective BOPs</th>");
-    for key in &extra {
-        write!(page, "<th>{}</th>", esc(key))?;
+    page.push_str(
+        "<div class=\"scroll\"><table class=\"sortable\" id=\"local-table\"><thead><tr><th>precision</th><th>iteration</th>",
+    );
+    for key in ["sparsity", "accuracy", "effective_bops"].into_iter().chain(extra.iter().map(String::as_str)) {
+        header_cell(page, key)?;
     }
     page.push_str("</tr></thead><tbody>\n");
     for row in &results.local {
@@ -309,7 +316,7 @@ fn trial_table(page: &mut String, results: &Results, axes: &[String], front: &[&
         "<div class=\"scroll\"><table class=\"sortable\" id=\"trial-table\"><thead><tr><th>trial</th><th>state</th>",
     );
     for axis in axes {
-        write!(page, "<th>{}</th>", esc(axis))?;
+        header_cell(page, axis)?;
     }
     page.push_str(
         "<th>feasible</th><th>duration (s)</th><th>architecture</th><th>fail reason</th></tr></thead><tbody>\n",
@@ -351,7 +358,12 @@ fn trial_table(page: &mut String, results: &Results, axes: &[String], front: &[&
 /// The data for the script, then the script, and the end of the page.
 fn script(page: &mut String, results: &Results, axes: &[String]) -> Result<()> {
     let data = json!({
-        "axes": axes.iter().map(|a| json!({"name": a, "maximize": results.maximize(a)})).collect::<Vec<_>>(),
+        "axes": axes.iter().map(|a| json!({
+            "name": a,
+            "label": labels::label(a),
+            "scale": labels::scale(a).name(),
+            "maximize": results.maximize(a),
+        })).collect::<Vec<_>>(),
         "trials": results.trials.iter().filter(|t| t.is_complete()).map(|t| json!({
             "number": t.number,
             "state": t.state,
@@ -366,6 +378,12 @@ fn script(page: &mut String, results: &Results, axes: &[String]) -> Result<()> {
         "<script type=\"application/json\" id=\"report-data\">{}</script>\n<script>{SCRIPT}</script>\n</body></html>\n",
         script_json(&data)
     )?;
+    Ok(())
+}
+
+/// A table header for a metric: its label, with the column name as a tooltip.
+fn header_cell(page: &mut String, metric: &str) -> Result<()> {
+    write!(page, "<th title=\"{}\">{}</th>", esc(metric), esc(labels::label(metric)))?;
     Ok(())
 }
 
@@ -414,7 +432,8 @@ fn architecture_table(page: &mut String, best: &TrialRecord) -> Result<()> {
         }
         page.push_str("</tbody></table>\n");
     }
-    let metrics: Vec<String> = best.metrics.iter().map(|(k, v)| format!("{k} {}", format_number(*v))).collect();
+    let metrics: Vec<String> =
+        best.metrics.iter().map(|(k, v)| format!("{} {}", labels::label(k), format_number(*v))).collect();
     writeln!(page, "<p>{}</p>", esc(&metrics.join(" · ")))?;
     Ok(())
 }

@@ -13,6 +13,7 @@
 pub mod browser;
 pub mod data;
 pub mod html;
+pub mod labels;
 pub mod plots;
 pub mod traces;
 

@@ -4,11 +4,14 @@
 //!
 //! Every figure is built from its data first ([`PairPlot::new`] etc.) and
 //! drawn second, and [`Drawn`] reports how many points each series drew, so
-//! tests check the data behind a plot rather than its pixels.
+//! tests check the data behind a plot rather than its pixels. Axes carry
+//! labels for people and costs their log scale ([`crate::labels`]).
 
 use crate::data::{Epoch, LocalRow, Results, TrialRecord};
+use crate::labels;
 use anyhow::{Context, Result, anyhow};
 use plotters::coord::Shift;
+use plotters::coord::ranged1d::{KeyPointHint, NoDefaultFormatting, Ranged, ValueFormatter};
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use snac_core::search::Direction;
@@ -105,9 +108,11 @@ pub fn svg_string<F: Figure>(figure: &F) -> Result<String> {
     Ok(svg)
 }
 
-/// An axis: a metric, drawn on a log scale when it spans orders of magnitude.
+/// An axis: a metric, drawn on a log scale when it is a cost spanning
+/// orders of magnitude ([`labels::scale`]).
 #[derive(Clone, Debug)]
 pub struct Axis {
+    /// The metric's name (`bops`); [`labels::label`] gives what is shown.
     pub name: String,
     pub log: bool,
     /// Range in drawing units (log10 of the value on a log axis).
@@ -119,7 +124,7 @@ impl Axis {
     pub fn fit(name: &str, values: impl IntoIterator<Item = f64> + Clone) -> Axis {
         let finite = || values.clone().into_iter().filter(|v| v.is_finite());
         let (min, max) = finite().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
-        let log = min > 0.0 && max / min >= 100.0;
+        let log = min <= max && labels::scale(name).is_log(min, max);
         let (lo, hi) = if min > max {
             (0.0, 1.0)
         } else if log {
@@ -146,9 +151,111 @@ impl Axis {
         format_number(value)
     }
 
-    fn label(&self) -> String {
-        if self.log { format!("{} (log scale)", self.name) } else { self.name.clone() }
+    /// What the axis is called on the figure.
+    pub fn label(&self) -> String {
+        let label = labels::label(&self.name);
+        if self.log { format!("{label} (log scale)") } else { label.to_string() }
     }
+
+    /// Tick positions in drawing units, labelled and gridded (bold), and the
+    /// lighter grid lines between them. A log axis ticks at round values
+    /// (1, 2, 5 × a power of ten, or every power when it spans many
+    /// decades), with a light line at each other digit of each decade.
+    pub fn ticks(&self) -> (Vec<f64>, Vec<f64>) {
+        let (lo, hi) = (self.range.start, self.range.end);
+        if !self.log {
+            let step = nice_step(hi - lo);
+            return (multiples(lo, hi, step), multiples(lo, hi, step / 5.0));
+        }
+        let all_digits = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0];
+        let decades: Vec<f64> = multiples(lo, hi, 1.0);
+        let bold = if decades.len() >= 3 {
+            // Every power of ten, or every k-th when there are many.
+            let every = decades.len().div_ceil(8);
+            decades.iter().step_by(every).copied().collect()
+        } else {
+            match [&[1.0, 2.0, 5.0][..], &all_digits[..]].iter().map(|m| log_ticks(lo, hi, m)).find(|t| t.len() >= 3) {
+                Some(ticks) => ticks,
+                // Less than a decade: round steps of the values themselves.
+                None => {
+                    let (a, b) = (10f64.powf(lo), 10f64.powf(hi));
+                    multiples(a, b, nice_step(b - a)).into_iter().filter(|v| *v > 0.0).map(f64::log10).collect()
+                }
+            }
+        };
+        let light = log_ticks(lo, hi, &all_digits).into_iter().filter(|t| !bold.contains(t)).collect();
+        (bold, light)
+    }
+
+    /// The axis as plotters' coordinate, with [`Axis::ticks`] as its key points.
+    pub(crate) fn coord(&self) -> Ticked {
+        let (bold, light) = self.ticks();
+        Ticked { inner: self.range.clone().into(), bold, light }
+    }
+}
+
+/// Plotters' f64 coordinate with an [`Axis`]'s own ticks and grid lines.
+#[derive(Clone)]
+pub(crate) struct Ticked {
+    inner: RangedCoordf64,
+    bold: Vec<f64>,
+    light: Vec<f64>,
+}
+
+impl Ranged for Ticked {
+    type FormatOption = NoDefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, value: &f64, limit: (i32, i32)) -> i32 {
+        self.inner.map(value, limit)
+    }
+
+    fn key_points<Hint: KeyPointHint>(&self, hint: Hint) -> Vec<f64> {
+        if hint.weight().allow_light_points() { self.light.clone() } else { self.bold.clone() }
+    }
+
+    fn range(&self) -> std::ops::Range<f64> {
+        self.inner.range()
+    }
+}
+
+impl ValueFormatter<f64> for Ticked {
+    /// Only for a chart without its own label formatter (every chart here sets one).
+    fn format(value: &f64) -> String {
+        format_number(*value)
+    }
+}
+
+/// A round step (1, 2 or 5 × a power of ten) giving four to eight ticks over `span`.
+fn nice_step(span: f64) -> f64 {
+    let raw = if span > 0.0 && span.is_finite() { span / 6.0 } else { 1.0 };
+    let power = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0].into_iter().map(|m| m * power).find(|step| *step >= raw).unwrap_or(10.0 * power)
+}
+
+/// The multiples of `step` from `lo` to `hi`.
+fn multiples(lo: f64, hi: f64, step: f64) -> Vec<f64> {
+    if !(step > 0.0 && lo.is_finite() && hi.is_finite()) || (hi - lo) / step > 1000.0 {
+        return Vec::new();
+    }
+    let first = (lo / step).ceil() as i64;
+    let last = (hi / step + 1e-9).floor() as i64;
+    (first..=last).map(|k| if k == 0 { 0.0 } else { k as f64 * step }).collect()
+}
+
+/// log10 of `m × 10^e` for each mantissa `m` and every decade `e` that puts
+/// it inside `lo..hi` (log10 units).
+fn log_ticks(lo: f64, hi: f64, mantissas: &[f64]) -> Vec<f64> {
+    let mut ticks = Vec::new();
+    for decade in (lo.floor() as i64)..=(hi.ceil() as i64) {
+        for m in mantissas {
+            let t = decade as f64 + m.log10();
+            if t >= lo && t <= hi {
+                ticks.push(t);
+            }
+        }
+    }
+    ticks
 }
 
 /// Caption size and label-area sizes of a chart, in pixels.
@@ -164,7 +271,7 @@ pub(crate) const LARGE: Frame = Frame { caption: 22, x_area: 50, y_area: 80 };
 /// A chart in one panel of a figure.
 pub(crate) const SMALL: Frame = Frame { caption: 20, x_area: 45, y_area: 70 };
 
-pub(crate) type Chart2d<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+pub(crate) type Chart2d<'a, DB> = ChartContext<'a, DB, Cartesian2d<Ticked, Ticked>>;
 
 /// A 2-D chart on `area` with `title`, the axes' ranges, and a mesh labelled
 /// with the axes' names and ticks.
@@ -180,7 +287,7 @@ pub(crate) fn chart<'a, DB: DrawingBackend>(
         .margin(15)
         .x_label_area_size(frame.x_area)
         .y_label_area_size(frame.y_area)
-        .build_cartesian_2d(x.range.clone(), y.range.clone())
+        .build_cartesian_2d(x.coord(), y.coord())
         .map_err(drawing_error)?;
     chart
         .configure_mesh()
@@ -283,7 +390,7 @@ impl PairPlot {
         let x_axis = Axis::fit(x, trials.iter().map(|t| t.metric(x)).collect::<Vec<_>>());
         let y_axis = Axis::fit(y, trials.iter().map(|t| t.metric(y)).collect::<Vec<_>>());
         let directions = [Direction::from_maximize(results.maximize(x)), Direction::from_maximize(results.maximize(y))];
-        let title = format!("{} vs {} ({} completed trials)", y, x, trials.len());
+        let title = format!("{} vs {} ({} completed trials)", labels::label(y), labels::label(x), trials.len());
         PairPlot::from_trials(&trials, x_axis, y_axis, directions, title, format!("pareto_{y}_vs_{x}"), PAIR_SIZE)
     }
 
@@ -462,7 +569,8 @@ impl Figure for View3d {
         let mut caption = format!("x: {} · y: {} · z: {}", x.label(), y.label(), z.label());
         if let Some((name, lo, hi)) = &self.colour_by {
             caption.push_str(&format!(
-                " · colour: {name} {} (dark) to {} (yellow)",
+                " · colour: {} {} (dark) to {} (yellow)",
+                labels::label(name),
                 format_number(*lo),
                 format_number(*hi)
             ));
@@ -472,7 +580,7 @@ impl Figure for View3d {
         let mut chart = ChartBuilder::on(&body)
             .caption(format!("Pareto front in 3-D ({} on the front, red)", self.front.len()), (FONT_FAMILY, 20))
             .margin(20)
-            .build_cartesian_3d(x.range.clone(), y.range.clone(), z.range.clone())
+            .build_cartesian_3d(x.coord(), y.coord(), z.coord())
             .map_err(drawing_error)?;
         chart.with_projection(|mut projection| {
             projection.pitch = 0.45;
@@ -536,7 +644,7 @@ impl LocalPlot {
             LocalAxis::Sparsity => r.sparsity,
         };
         let x_name = match kind {
-            LocalAxis::EffectiveBops => "effective BOPs",
+            LocalAxis::EffectiveBops => "effective_bops",
             LocalAxis::Sparsity => "sparsity",
         };
         let x = Axis::fit(x_name, rows.iter().map(x_of).collect::<Vec<_>>());
@@ -686,6 +794,8 @@ pub struct Animation {
     pub frames: Vec<usize>,
     /// Points on the front in each frame.
     pub front_sizes: Vec<usize>,
+    /// The x and y axes, the same in every frame.
+    pub axes: [Axis; 2],
 }
 
 /// Frames of the animation at most; a longer search shows every k-th trial.
@@ -741,7 +851,7 @@ pub fn animate(results: &Results, path: &Path) -> Result<Option<Animation>> {
         }
     }
     std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    Ok(Some(Animation { path: path.to_path_buf(), size: ANIMATION_SIZE, frames, front_sizes }))
+    Ok(Some(Animation { path: path.to_path_buf(), size: ANIMATION_SIZE, frames, front_sizes, axes: [x_axis, y_axis] }))
 }
 
 /// Everything [`write_plots`] wrote.

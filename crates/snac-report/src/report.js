@@ -6,8 +6,8 @@
   var SVG = "http://www.w3.org/2000/svg";
   var data = JSON.parse(document.getElementById("report-data").textContent);
   var complete = data.trials.filter(function (t) { return t.state === "COMPLETE"; });
-  var maximize = {};
-  data.axes.forEach(function (a) { maximize[a.name] = a.maximize; });
+  var maximize = {}, axisOf = {};
+  data.axes.forEach(function (a) { maximize[a.name] = a.maximize; axisOf[a.name] = a; });
 
   function el(name, attrs, parent) {
     var node = document.createElementNS(SVG, name);
@@ -25,11 +25,36 @@
     return String(Number(v.toFixed(4)));
   }
 
-  function scale(values, lo, hi) {
+  // Round values (1, 2 or 5 times a power of ten) from a to b.
+  function roundTicks(a, b) {
+    var ticks = [];
+    var raw = (b - a) / 5, power = Math.pow(10, Math.floor(Math.log10(raw)));
+    var step = [1, 2, 5, 10].map(function (m) { return m * power; }).filter(function (s) { return s >= raw; })[0];
+    for (var t = Math.ceil(a / step) * step; t <= b + step * 1e-9; t += step) {
+      ticks.push(Math.abs(t) < step * 1e-9 ? 0 : t);
+    }
+    return ticks;
+  }
+
+  // m × 10^e for each mantissa m and every decade that puts it in [a, b] (log10 units).
+  function logTicks(a, b, mantissas) {
+    var ticks = [];
+    for (var e = Math.floor(a); e <= Math.ceil(b); e++) {
+      mantissas.forEach(function (m) {
+        var t = e + Math.log10(m);
+        if (t >= a && t <= b) ticks.push(Math.pow(10, t));
+      });
+    }
+    return ticks;
+  }
+
+  // An axis for `values` of the metric `kind` scales (labels.rs: "log" for
+  // BOPs, "log_if_wide" for costs spanning more than a decade, "linear").
+  function scale(values, lo, hi, kind) {
     var finite = values.filter(function (v) { return isFinite(v); });
     var min = Math.min.apply(null, finite), max = Math.max.apply(null, finite);
     if (!finite.length) { min = 0; max = 1; }
-    var log = min > 0 && max / min >= 100;
+    var log = min > 0 && (kind === "log" || (kind === "log_if_wide" && max / min > 10));
     var f = log ? Math.log10 : function (v) { return v; };
     var a = f(min), b = f(max);
     var pad = b > a ? (b - a) * 0.06 : Math.max(Math.abs(a), 1) * 0.1;
@@ -37,17 +62,18 @@
     var map = function (v) { return lo + (f(v) - a) / (b - a) * (hi - lo); };
     var ticks = [];
     if (log) {
-      for (var e = Math.ceil(a); e <= Math.floor(b); e++) ticks.push(Math.pow(10, e));
-    }
-    if (ticks.length < 2) {
-      // Round steps (1, 2 or 5 times a power of ten) in drawing units.
-      ticks = [];
-      var raw = (b - a) / 5, power = Math.pow(10, Math.floor(Math.log10(raw)));
-      var step = [1, 2, 5, 10].map(function (m) { return m * power; }).filter(function (s) { return s >= raw; })[0];
-      for (var t = Math.ceil(a / step) * step; t <= b + step * 1e-9; t += step) {
-        var v = Math.abs(t) < step * 1e-9 ? 0 : t;
-        ticks.push(log ? Math.pow(10, v) : v);
+      ticks = logTicks(a, b, [1]);
+      if (ticks.length > 8) {
+        var every = Math.ceil(ticks.length / 8);
+        ticks = ticks.filter(function (t, i) { return i % every === 0; });
       }
+      if (ticks.length < 3) ticks = logTicks(a, b, [1, 2, 5]);
+      if (ticks.length < 3) ticks = logTicks(a, b, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+      if (ticks.length < 3) {
+        ticks = roundTicks(Math.pow(10, a), Math.pow(10, b)).filter(function (v) { return v > 0; });
+      }
+    } else {
+      ticks = roundTicks(a, b);
     }
     return { map: map, ticks: ticks, log: log, ok: function (v) { return isFinite(v) && (!log || v > 0); } };
   }
@@ -72,7 +98,7 @@
     [xSelect, ySelect].forEach(function (s) {
       var o = document.createElement("option");
       o.value = a.name;
-      o.textContent = a.name + (a.maximize ? " (max)" : " (min)");
+      o.textContent = a.label + (a.maximize ? " (max)" : " (min)");
       s.appendChild(o);
     });
   });
@@ -81,7 +107,7 @@
 
   function showTip(event, t) {
     var rows = data.axes.map(function (a) {
-      return "<tr><th>" + esc(a.name) + "</th><td>" + fmt(t.metrics[a.name]) + "</td></tr>";
+      return "<tr><th>" + esc(a.label) + "</th><td>" + fmt(t.metrics[a.name]) + "</td></tr>";
     }).join("");
     var params = Object.keys(t.params).map(function (k) {
       return esc(k) + "=" + esc(t.params[k]);
@@ -106,8 +132,9 @@
     var W = 820, H = 520, L = 80, R = 40, T = 20, B = 60;
     while (plot.firstChild) plot.removeChild(plot.firstChild);
     el("rect", { x: 0, y: 0, width: W, height: H, fill: "#fff" }, plot);
-    var xs = scale(complete.map(function (t) { return t.metrics[xName]; }), L, W - R);
-    var ys = scale(complete.map(function (t) { return t.metrics[yName]; }), H - B, T);
+    var xAxis = axisOf[xName], yAxis = axisOf[yName];
+    var xs = scale(complete.map(function (t) { return t.metrics[xName]; }), L, W - R, xAxis.scale);
+    var ys = scale(complete.map(function (t) { return t.metrics[yName]; }), H - B, T, yAxis.scale);
     var axes = el("g", { "class": "axes" }, plot);
     el("line", { x1: L, y1: H - B, x2: W - R, y2: H - B, stroke: "#333" }, axes);
     el("line", { x1: L, y1: T, x2: L, y2: H - B, stroke: "#333" }, axes);
@@ -122,9 +149,9 @@
       el("text", { x: L - 6, y: y + 4, "text-anchor": "end" }, axes).textContent = fmt(v);
     });
     el("text", { x: (L + W - R) / 2, y: H - 15, "text-anchor": "middle", "class": "axis-name" }, axes)
-      .textContent = xName + (xs.log ? " (log scale)" : "");
+      .textContent = xAxis.label + (xs.log ? " (log scale)" : "");
     el("text", { x: 18, y: (T + H - B) / 2, "text-anchor": "middle", "class": "axis-name",
-      transform: "rotate(-90 18 " + (T + H - B) / 2 + ")" }, axes).textContent = yName + (ys.log ? " (log scale)" : "");
+      transform: "rotate(-90 18 " + (T + H - B) / 2 + ")" }, axes).textContent = yAxis.label + (ys.log ? " (log scale)" : "");
 
     var pts = [], infeasible = [];
     complete.forEach(function (t) {

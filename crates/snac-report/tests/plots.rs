@@ -6,7 +6,7 @@ mod common;
 
 use common::{COMPLETE, OBJECTIVES, brute_front, write_study};
 use snac_report::data::{load_csv, load_results_dir};
-use snac_report::plots::{self, ANIMATION_SIZE, CURVES_SIZE, HOLD_FRAMES, PAIR_SIZE, VIEW_3D_SIZE};
+use snac_report::plots::{self, ANIMATION_SIZE, Axis, CURVES_SIZE, HOLD_FRAMES, PAIR_SIZE, VIEW_3D_SIZE};
 use std::path::Path;
 
 fn png_size(path: &Path) -> (u32, u32) {
@@ -77,7 +77,15 @@ fn plots_of_a_study_show_every_completed_trial_and_the_right_front() {
     assert_eq!(view.count("trials") + view.count("Pareto front"), feasible.len());
     assert_eq!(png_size(&view.files[0]), VIEW_3D_SIZE);
 
+    // Labels for people, BOPs on a log axis ticked at round values.
+    let svg = std::fs::read_to_string(&set.figure("pareto_performance_metric_vs_bops").unwrap().files[1]).unwrap();
+    for text in ["bit operations (BOPs) (log scale)", "validation accuracy vs bit operations (BOPs)", "\n1.00e6\n"] {
+        assert!(svg.contains(text), "the BOPs plot's SVG has no {text:?}");
+    }
+    assert!(!svg.contains("performance_metric"), "a column name is shown instead of its label");
     let local = set.figure("local_accuracy_vs_effective_bops").unwrap();
+    let svg = std::fs::read_to_string(&local.files[1]).unwrap();
+    assert!(svg.contains("effective bit operations (BOPs) (log scale)"), "local search x axis");
     assert_eq!(local.series, vec![("<16,6>".to_string(), 4), ("<8,3>".to_string(), 4), ("<4,1>".to_string(), 4)]);
     let sparsity = set.figure("local_accuracy_vs_sparsity").unwrap();
     assert_eq!(sparsity.series.iter().map(|s| s.1).sum::<usize>(), 12);
@@ -103,6 +111,9 @@ fn plots_of_a_study_show_every_completed_trial_and_the_right_front() {
         frames += 1;
     }
     assert_eq!(frames, animation.frames.len());
+    // The animation's axes are the plots': BOPs on a log axis, labelled for people.
+    assert_eq!(animation.axes[0].label(), "validation accuracy");
+    assert_eq!(animation.axes[1].label(), "bit operations (BOPs) (log scale)");
     // The last frame's front is the final 2-D front of the first two objectives.
     let points: Vec<(f64, f64)> = feasible.iter().map(|&i| (value(i, 0), value(i, 1))).collect();
     assert_eq!(*animation.front_sizes.last().unwrap(), brute_front(&points, true, false).len());
@@ -175,4 +186,48 @@ fn a_csv_without_a_needed_column_names_it() {
     std::fs::write(&csv, "trial,performance_metric,bops\n0,high,100\n").unwrap();
     let message = format!("{:#}", load_csv(&csv, None).unwrap_err());
     assert!(message.contains("line 2") && message.contains("'high'"), "{message}");
+}
+
+/// The values of an axis's labelled ticks.
+fn tick_values(axis: &Axis) -> Vec<f64> {
+    axis.ticks().0.iter().map(|t| if axis.log { 10f64.powf(*t) } else { *t }).collect()
+}
+
+/// Whether `value` is 1, 2 or 5 times a power of ten (or any digit with `digits`).
+fn is_round(value: f64, digits: bool) -> bool {
+    let mantissa = value / 10f64.powf(value.log10().floor());
+    let rounded = mantissa.round();
+    (mantissa - rounded).abs() < 1e-6 && (digits || [1.0, 2.0, 5.0, 10.0].contains(&rounded))
+}
+
+#[test]
+fn costs_get_log_axes_with_round_ticks_and_accuracy_stays_linear() {
+    // BOPs over two decades: a log axis ticked at powers of ten.
+    let bops = Axis::fit("bops", vec![1.2e5, 3e5, 2.5e7]);
+    assert!(bops.log);
+    assert_eq!(bops.label(), "bit operations (BOPs) (log scale)");
+    let ticks = tick_values(&bops);
+    assert!(ticks.len() >= 3 && ticks.iter().all(|v| is_round(*v, false)), "{ticks:?}");
+    // Light grid lines at the other digits of each decade, never on a tick.
+    let (bold, light) = bops.ticks();
+    assert!(light.len() > bold.len() && light.iter().all(|l| !bold.contains(l)));
+    // BOPs within one decade: still log, ticks at round digits.
+    let narrow = Axis::fit("bops", vec![2e5, 6e5]);
+    assert!(narrow.log);
+    let ticks = tick_values(&narrow);
+    assert!(ticks.len() >= 3 && ticks.iter().all(|v| is_round(*v, true)), "{ticks:?}");
+    // Other costs: log only beyond a decade.
+    assert!(!Axis::fit("params", vec![100.0, 900.0]).log);
+    assert!(Axis::fit("params", vec![100.0, 1100.0]).log);
+    assert!(!Axis::fit("bops", vec![0.0, 1e6]).log, "zero cannot sit on a log axis");
+    // Accuracy: linear, whatever its span, ticked at round steps.
+    let accuracy = Axis::fit("performance_metric", vec![0.05, 0.99]);
+    assert!(!accuracy.log);
+    assert_eq!(accuracy.label(), "validation accuracy");
+    let ticks = tick_values(&accuracy);
+    assert!(ticks.len() >= 4 && ticks.iter().all(|v| accuracy.range.contains(v)), "{ticks:?}");
+    // Evenly spaced by a round step.
+    let step = ticks[1] - ticks[0];
+    assert!(is_round(step, false), "{ticks:?}");
+    assert!(ticks.windows(2).all(|w| (w[1] - w[0] - step).abs() < 1e-9), "{ticks:?}");
 }

@@ -63,6 +63,13 @@ fn report_opens_in_chromium_without_errors_and_looks_like_something() {
     assert_eq!(check.scatter_points(), feasible, "one scatter point per feasible trial");
     assert!(check.dom.contains("id=\"pareto-plot\""));
     assert!(check.dom.contains("class=\"pt front\""), "the front is highlighted");
+    // Axes for people: BOPs (x by default) on a log axis ticked at powers of
+    // ten, accuracy (y) linear.
+    assert!(check.dom.contains(">bit operations (BOPs) (log scale)<"), "x axis label");
+    assert!(check.dom.contains(">validation accuracy<"), "y axis label");
+    for tick in [">1.00e+5<", ">1.00e+6<", ">1.00e+7<"] {
+        assert!(check.dom.contains(tick), "no BOPs tick {tick}");
+    }
 
     // Hovering over a point shows its trial; another y axis redraws all points.
     let interactive = browser::self_test(&chromium, &html).unwrap();
@@ -70,7 +77,7 @@ fn report_opens_in_chromium_without_errors_and_looks_like_something() {
     assert!(interactive.ready());
     let tooltip = interactive.attribute("data-selftest-tooltip").unwrap();
     assert!(tooltip.starts_with("trial ") && tooltip.contains("relu → D10 softmax"), "tooltip: {tooltip:?}");
-    assert!(tooltip.contains("performance_metric") && tooltip.contains("width_0="), "tooltip: {tooltip:?}");
+    assert!(tooltip.contains("validation accuracy") && tooltip.contains("width_0="), "tooltip: {tooltip:?}");
     assert_eq!(interactive.attribute("data-selftest-axis").as_deref(), Some("params"));
     assert_eq!(interactive.attribute("data-selftest-points").as_deref(), Some("10"), "8 feasible + 2 infeasible");
 

@@ -1,7 +1,10 @@
 //! Command-line flags (clap). Raw values only; `cmd` turns them into a
 //! checked experiment.
 
+use crate::choices;
 use clap::{Args, Parser, Subcommand};
+use snac_core::config::DatasetName;
+use snac_core::estimate::{Backend, Board, EstimatorKind, IoType, Report, Strategy};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -31,11 +34,13 @@ pub enum Command {
     /// `n_trials`. Needs --storage (PostgreSQL for many nodes, SQLite for one).
     Worker(WorkerArgs),
     /// Write the CSV, the trial YAMLs and the best model of a study from its
-    /// storage (no merging of per-worker files needed).
+    /// storage (no merging of per-worker files needed). Needs --storage (or
+    /// search.storage in the config).
     Results(ResultsArgs),
-    /// Local search: QAT at each precision pair plus iterative magnitude
-    /// pruning with lottery-ticket rewinding, from the best global-search
-    /// architecture (or --arch).
+    /// Local search only: QAT at each precision pair plus iterative magnitude
+    /// pruning with lottery-ticket rewinding, from the results dir's best
+    /// global-search architecture and its trained weights (or --arch). Uses
+    /// the config's local_search, or SNAC-Pack's defaults without one.
     Local(LocalArgs),
     /// FPGA resources and latency of a model as hls4ml builds it (or, with
     /// --validate, the estimator's measured error on real synthesis reports).
@@ -53,9 +58,12 @@ pub enum Command {
     /// Plots (PNG and SVG) and the Pareto GIF from a search CSV: ours or
     /// SNAC-Pack's *_search_results.csv.
     Plot(PlotArgs),
-    /// Check a config and print the resolved experiment, or every error.
+    /// Check a config and print the resolved experiment (with a note for each
+    /// key snac does not use), or every error with its line; exits 2 on errors.
     Validate(RunArgs),
-    /// Time trials with tutorial 1's setup (MNIST 8×8, subset 10000, 2 epochs).
+    /// Time trials: tutorial 1's setup (MNIST 8×8, subset 10000, 2 epochs),
+    /// then its FPGA estimates and local search; or whole trials (every
+    /// fold) of a config's own search.
     Bench(BenchArgs),
     /// Datasets: download into the cache, simulate qubit readout, turn
     /// images into point sets.
@@ -65,6 +73,17 @@ pub enum Command {
     },
     /// Print the embedded example config (a starting point for your own).
     ExampleConfig,
+    /// Print a shell completion script for snac's subcommands, flags and
+    /// choices.
+    ///
+    /// Bash: `snac completions bash > ~/.local/share/bash-completion/completions/snac`;
+    /// zsh: `snac completions zsh > ~/.zfunc/_snac` (with ~/.zfunc on fpath);
+    /// fish: `snac completions fish > ~/.config/fish/completions/snac.fish`.
+    Completions {
+        /// The shell to write the script for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -132,7 +151,7 @@ pub struct PlotArgs {
     pub out: Option<PathBuf>,
     /// Objective columns, comma-separated (default: performance_metric, bops,
     /// and avg_resource, clock_cycles when the CSV has them).
-    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = choices::metric())]
     pub objectives: Option<Vec<String>>,
 }
 
@@ -151,8 +170,8 @@ pub struct EstimateArgs {
     /// A board (pynq-z2, zcu102, alveo-u200, alveo-u250), a part number
     /// (xcvu9p-flga2104-2L-e, xcu250-…, xczu7ev-…, xc7a100t-…), or a custom
     /// part as PART:LUT:FF:DSP:BRAM.
-    #[arg(long, visible_alias = "part", default_value = "zcu102")]
-    pub board: String,
+    #[arg(long, visible_alias = "part", default_value = "zcu102", value_parser = choices::BoardOrPart, hide_possible_values = true)]
+    pub board: Board,
     /// Fixed-point type of weights and activations (a quantized model's own
     /// types take precedence).
     #[arg(long, default_value = "ap_fixed<8,3>")]
@@ -160,26 +179,28 @@ pub struct EstimateArgs {
     /// hls4ml reuse factor.
     #[arg(long, default_value_t = 1)]
     pub reuse: usize,
-    /// latency or resource.
-    #[arg(long, default_value = "latency")]
-    pub strategy: String,
+    /// hls4ml's strategy for Dense layers.
+    #[arg(long, default_value = "latency", value_parser = choices::strategy())]
+    pub strategy: Strategy,
     /// Clock period in ns (hls4ml's ClockPeriod).
     #[arg(long, value_name = "NS", default_value_t = snac_core::estimate::DEFAULT_CLOCK_PERIOD_NS)]
     pub clock_ns: f64,
-    /// io_parallel or io_stream.
-    #[arg(long, default_value = "io_parallel")]
-    pub io_type: String,
-    /// hls4ml backend, which decides the HLS tool: Vivado or Vitis.
-    #[arg(long, default_value = "Vitis")]
-    pub backend: String,
-    /// Which figures --json prints: csynth (the HLS report) or synth
-    /// (Vivado post-synthesis). The table shows both.
-    #[arg(long, default_value = "csynth")]
-    pub report: String,
-    /// analytical, or rule4ml (rule4ml 0.2.0's numbers, hls4ml 0.8.1 / Vivado
-    /// 2019.1 row; needs `pip install --no-deps rule4ml==0.2.0` or $SNAC_RULE4ML_DIR).
-    #[arg(long, default_value = "analytical")]
-    pub estimator: String,
+    /// hls4ml's IOType: whole arrays at once, or FIFOs between layers.
+    #[arg(long, default_value = "io_parallel", value_parser = choices::io_type())]
+    pub io_type: IoType,
+    /// hls4ml backend, which decides the HLS tool.
+    #[arg(long, default_value = "Vitis", value_parser = choices::backend())]
+    pub backend: Backend,
+    /// Which figures --json prints and the fit is judged on: csynth (the HLS
+    /// report) or synth (Vivado post-synthesis). The table shows both once
+    /// the corpus has post-synthesis reports.
+    #[arg(long, default_value = "csynth", value_parser = choices::report())]
+    pub report: Report,
+    /// The built-in analytical estimator, or rule4ml (rule4ml 0.2.0's
+    /// numbers, hls4ml 0.8.1 / Vivado 2019.1 row; needs `pip install --no-deps
+    /// rule4ml==0.2.0` or $SNAC_RULE4ML_DIR).
+    #[arg(long, default_value = "analytical", value_parser = choices::estimator())]
+    pub estimator: EstimatorKind,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -260,10 +281,12 @@ pub struct BenchArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum DataCommand {
-    /// Download mnist or fashion_mnist into the cache, with sha256 checks.
+    /// Download MNIST or Fashion-MNIST (IDX files) into the per-user cache,
+    /// each file checked against its sha256.
     Fetch {
-        /// `mnist` or `fashion_mnist`.
-        name: String,
+        /// The dataset to download.
+        #[arg(value_parser = choices::downloadable_dataset())]
+        name: DatasetName,
         /// Download into this folder instead of the per-user cache.
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
@@ -288,10 +311,11 @@ pub struct MnistPointsArgs {
     /// Points per image (P).
     #[arg(long, value_name = "P", default_value_t = 32)]
     pub points: usize,
-    /// mnist, fashion_mnist (IDX files, looked up as for dataset.name), or
-    /// digits (the embedded 8×8 digits; 20 % held out as the test split).
-    #[arg(long, default_value = "mnist")]
-    pub source: String,
+    /// The images: mnist, fashion_mnist (IDX files, looked up as for
+    /// dataset.name), or digits (the embedded 8×8 digits; 20 % held out as
+    /// the test split).
+    #[arg(long, default_value = "mnist", value_parser = choices::image_dataset())]
+    pub source: DatasetName,
     /// Where the IDX files are (as dataset.data_dir); otherwise
     /// $SNAC_DATA_DIR, the cache and /usr/share/datasets are searched.
     #[arg(long, value_name = "DIR")]
@@ -312,6 +336,7 @@ pub struct SimulateQubitArgs {
     /// Test shots (default: a quarter of --n).
     #[arg(long, value_name = "N")]
     pub n_test: Option<usize>,
+    /// Seed of the simulated shots.
     #[arg(long, value_name = "S", default_value_t = 42)]
     pub seed: u64,
     /// Physics parameters as YAML (keys as in simulation.yaml, all
@@ -356,7 +381,7 @@ pub struct PredictArgs {
     pub input: PathBuf,
     /// Write the outputs (N, classes) as float64 .npy here; without it, one
     /// line per sample is printed: the arg-max, a tab, then the outputs.
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
 }
 
@@ -364,26 +389,27 @@ pub struct PredictArgs {
 pub struct ExportArgs {
     /// Quantized model file written by local search (best_model_{bits}b{int}i.json).
     pub model: PathBuf,
-    /// Directory to write.
-    #[arg(long)]
+    /// Folder to write the hand-off into.
+    #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Convert with hls4ml, compile (g++) and compare its C simulation with
     /// our integer inference (Python: $SNAC_PYTHON, or a venv made in the cache).
     #[arg(long)]
     pub verify: bool,
-    /// pynq-z2, zcu102, alveo-u200 or alveo-u250 (its part goes into the config).
-    #[arg(long, default_value = "zcu102")]
-    pub board: String,
+    /// The FPGA board; its part goes into the hls4ml config.
+    #[arg(long, default_value = "zcu102", value_parser = choices::board())]
+    pub board: Board,
     /// hls4ml reuse factor.
     #[arg(long, default_value_t = 1)]
     pub reuse: u32,
-    /// latency or resource.
-    #[arg(long, default_value = "latency")]
-    pub strategy: String,
+    /// hls4ml's strategy for Dense layers.
+    #[arg(long, default_value = "latency", value_parser = choices::strategy())]
+    pub strategy: Strategy,
     /// Where convert.py writes the HLS project (default: hls_project inside --out).
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub hls_output_dir: Option<PathBuf>,
-    /// Number of test vectors.
+    /// Number of test vectors: seeded random inputs across the input type's
+    /// range, with our integer inference's outputs.
     #[arg(long, default_value_t = 200)]
     pub samples: usize,
 }

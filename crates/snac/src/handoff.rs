@@ -5,7 +5,6 @@
 use crate::cli::ExportArgs;
 use crate::setup::SearchSetup;
 use anyhow::{Context, Result, bail};
-use snac_core::estimate::{Board, Strategy};
 use snac_core::quantized::QuantizedModel;
 use snac_export::{ExportSettings, export};
 use std::path::{Path, PathBuf};
@@ -16,12 +15,10 @@ pub const PYTHON_PACKAGES: [&str; 3] = ["hls4ml==1.3.0", "qonnx==1.0.0", "onnx==
 
 /// The hls4ml settings `snac export`'s flags name, checked.
 pub fn settings_of(args: &ExportArgs) -> Result<ExportSettings> {
-    let board = Board::by_name(&args.board).with_context(|| format!("--board {}", args.board))?;
-    let strategy = Strategy::parse(&args.strategy).context("--strategy")?;
     let settings = ExportSettings {
-        board,
+        board: args.board.clone(),
         reuse_factor: args.reuse,
-        strategy,
+        strategy: args.strategy,
         hls_output_dir: args.hls_output_dir.clone().unwrap_or_else(|| PathBuf::from("hls_project")),
         project_name: "snac_model".into(),
     };

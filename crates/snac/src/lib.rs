@@ -3,6 +3,7 @@
 //! (`crates/snac-py`) drives the same code the `snac` binary does.
 //! [`main_with_args`] is the whole command line; `main.rs` only calls it.
 
+pub mod choices;
 pub mod cli;
 pub mod cmd;
 pub mod deadline;

@@ -228,7 +228,11 @@ fn mnist_points_files_feed_a_deepsets_config() {
     // Sources that are not images are refused.
     let output = snac().args(["data", "mnist-points", "--source", "qubit", "--out"]).arg(&out).output().unwrap();
     assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("accepted: mnist, fashion_mnist, digits"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("'qubit'") && stderr.contains("[possible values: mnist, fashion_mnist, digits]"),
+        "{stderr}"
+    );
     let Some(shared) = shared_dir() else {
         eprintln!("skipped (MNIST part): ../shared is not here");
         return;
@@ -1126,4 +1130,100 @@ fn folds_share_the_cores_with_other_processes_and_give_the_same_results() {
     assert_eq!((slurm, used), (alone.clone(), vec![1, 1]));
     let (_, used) = run("slurm1", Some((cores, 1)));
     assert_eq!(used, [cores.min(3); 2]);
+}
+
+#[test]
+fn command_line_definition_is_consistent() {
+    // clap's own checks: defaults among the accepted values, no clashing flags.
+    use clap::CommandFactory;
+    snac::cli::Cli::command().debug_assert();
+}
+
+#[test]
+fn completions_are_written_for_every_shell() {
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let out = run_ok(snac().args(["completions", shell]));
+        let script = String::from_utf8(out.stdout).unwrap();
+        for word in ["snac", "run", "search", "worker", "estimate", "mnist-points", "completions", "board"] {
+            assert!(script.contains(word), "{shell} script does not mention {word}");
+        }
+        // The choices of a choice flag complete too (clap_complete writes
+        // them for these shells).
+        if ["bash", "zsh", "fish"].contains(&shell) {
+            assert!(script.contains("rule4ml") && script.contains("io_stream"), "{shell} script lacks the choices");
+        }
+    }
+    let bad = snac().args(["completions", "tcsh"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("'tcsh'") && stderr.contains("bash") && stderr.contains("zsh"), "{stderr}");
+}
+
+#[test]
+fn choice_flags_list_their_choices_and_suggest_the_closest() {
+    let help = String::from_utf8(run_ok(snac().args(["estimate", "--help"])).stdout).unwrap();
+    for choices in [
+        "[possible values: latency, resource]",
+        "[possible values: analytical, rule4ml]",
+        "[possible values: io_parallel, io_stream]",
+        "[possible values: csynth, synth]",
+        "[possible values: Vivado, Vitis]",
+    ] {
+        assert!(help.contains(choices), "estimate --help lacks {choices}:\n{help}");
+    }
+    let help = String::from_utf8(run_ok(snac().args(["data", "fetch", "--help"])).stdout).unwrap();
+    assert!(help.contains("[possible values: mnist, fashion_mnist]"), "{help}");
+    let help = String::from_utf8(run_ok(snac().args(["export", "--help"])).stdout).unwrap();
+    assert!(help.contains("[possible values: pynq-z2, zcu102, alveo-u200, alveo-u250]"), "{help}");
+
+    let cases: [(&[&str], &str, &str); 5] = [
+        (&["estimate", "m.yaml", "--strategy", "latncy"], "latncy", "'latency'"),
+        (&["estimate", "m.yaml", "--estimator", "rule4m"], "rule4m", "'rule4ml'"),
+        (&["data", "fetch", "mnsit"], "mnsit", "'mnist'"),
+        (&["export", "m.json", "--out", "x", "--board", "zcu012"], "zcu012", "'zcu102'"),
+        (&["plot", "r.csv", "--objectives", "performance_metric,bop"], "bop", "'bops'"),
+    ];
+    for (args, value, suggestion) in cases {
+        let out = snac().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(&format!("invalid value '{value}'")), "{args:?}: {stderr}");
+        assert!(stderr.contains(&format!("a similar value exists: {suggestion}")), "{args:?}: {stderr}");
+        assert!(stderr.contains("possible values"), "{args:?}: {stderr}");
+    }
+    // Aliases and other cases that snac-core reads still work.
+    let out =
+        snac().args(["estimate", "missing.yaml", "--backend", "vitis_hls", "--io-type", "STREAM"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("invalid value") && stderr.contains("missing.yaml"), "{stderr}");
+    // An open choice: a board, a part, or a custom part; a near miss is named.
+    let out = snac().args(["estimate", "m.yaml", "--board", "pynq-z1"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("'pynq-z1'") && stderr.contains("did you mean 'pynq-z2'?"), "{stderr}");
+    assert!(stderr.contains("PART:LUT:FF:DSP:BRAM"), "{stderr}");
+}
+
+#[test]
+fn misspelt_config_keys_and_values_get_a_suggestion() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("typo.yaml");
+    std::fs::write(&path, "dataset: {name: digits}\nsearch:\n  model_type: mlp\n  n_trails: 5\n  dummy: 1\n").unwrap();
+    let out = run_ok(snac().arg("validate").arg(&path));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("typo.yaml:4: key 'search.n_trails' is not used by snac (did you mean 'n_trials'?)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("typo.yaml:5: key 'search.dummy' is not used by snac\n"), "{stderr}");
+
+    std::fs::write(&path, "dataset: {name: digits}\nsearch:\n  model_type: mpl\n").unwrap();
+    let out = snac().arg("validate").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "typo.yaml:3: search.model_type: 'mpl' is not a model type (did you mean 'mlp'?); accepted: mlp, block, deepsets"
+        ),
+        "{stderr}"
+    );
 }

@@ -33,8 +33,51 @@ pub struct Experiment {
     pub synthesis: Option<SynthesisConfig>,
     pub output: OutputConfig,
     /// Keys present in the file that snac does not use (SNAC-Pack's "dummy"
-    /// keys); reported as notes, never errors.
-    pub unused_keys: Vec<String>,
+    /// keys), in file order; reported as notes, never errors.
+    pub unused_keys: Vec<UnusedKey>,
+}
+
+/// A key of the experiment file that snac does not read. SNAC-Pack's files
+/// carry such keys, so it is a note; a misspelt key is one too, with the
+/// known key it is likely meant to be.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UnusedKey {
+    /// Key path as written: `search.n_trails`.
+    pub path: String,
+    /// 1-based line of the key.
+    pub line: usize,
+    /// Why snac does not read it, when there is more to say than that it is
+    /// not one of its keys.
+    pub detail: Option<String>,
+    /// The known key of the same section spelled like it (`n_trials`).
+    pub suggestion: Option<String>,
+}
+
+impl UnusedKey {
+    /// The note printed for it, naming the file and line:
+    /// `t1.yaml:5: key 'search.n_trails' is not used by snac (did you mean 'n_trials'?)`.
+    pub fn note(&self, file: &std::path::Path) -> String {
+        format!("{}:{}: key '{}' is not used by snac{}", file.display(), self.line, self.path, self.remark())
+    }
+
+    fn remark(&self) -> String {
+        let mut remark = String::new();
+        if let Some(detail) = &self.detail {
+            remark.push_str(&format!(" ({detail})"));
+        }
+        if let Some(suggestion) = &self.suggestion {
+            remark.push_str(&format!(" (did you mean '{suggestion}'?)"));
+        }
+        remark
+    }
+}
+
+impl std::fmt::Display for UnusedKey {
+    /// The key path with what there is to say about it:
+    /// `search.n_trails (did you mean 'n_trials'?)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}", self.path, self.remark())
+    }
 }
 
 /// Which data, and how to prepare it (docs/snac-pack-compat.md §1).
@@ -113,6 +156,12 @@ pub enum DatasetName {
 }
 
 impl DatasetName {
+    /// Every dataset, in the order of [`DatasetName::ACCEPTED`].
+    pub const ALL: [DatasetName; 5] =
+        [DatasetName::Mnist, DatasetName::FashionMnist, DatasetName::Digits, DatasetName::Qubit, DatasetName::File];
+    /// The datasets `snac data fetch` downloads.
+    pub const DOWNLOADABLE: [DatasetName; 2] = [DatasetName::Mnist, DatasetName::FashionMnist];
+
     pub fn parse(name: &str) -> Option<DatasetName> {
         Some(match name.to_lowercase().replace('-', "_").as_str() {
             "mnist" => DatasetName::Mnist,

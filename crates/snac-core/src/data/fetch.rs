@@ -74,7 +74,7 @@ pub fn default_cache_dir() -> Option<PathBuf> {
 /// the dataset name. `progress` shows a progress bar per file on stderr.
 pub fn fetch(name: &str, cache_dir: Option<&Path>, mirror: Option<&str>, progress: bool) -> Result<PathBuf> {
     let dataset = DatasetName::parse(name)
-        .filter(|d| matches!(d, DatasetName::Mnist | DatasetName::FashionMnist))
+        .filter(|d| DatasetName::DOWNLOADABLE.contains(d))
         .with_context(|| format!("snac data fetch {name}: only mnist and fashion_mnist can be downloaded"))?;
     let root = match cache_dir {
         Some(dir) => dir.to_path_buf(),

@@ -65,8 +65,9 @@ impl Board {
         }
         let parts: Vec<&str> = PARTS.iter().map(|p| p.1).collect();
         bail!(
-            "unknown board or part '{spec}'; accepted: {}, a part starting with {} or one of rule4ml's parts, or a \
+            "unknown board or part '{spec}'{}; accepted: {}, a part starting with {} or one of rule4ml's parts, or a \
              custom part as PART:LUT:FF:DSP:BRAM (e.g. xc7a35t:20800:41600:90:100)",
+            crate::suggest::did_you_mean(spec, Board::NAMES),
             Board::NAMES.join(", "),
             parts.join(", ")
         )
@@ -101,7 +102,8 @@ impl Board {
         let key = name.trim().to_lowercase().replace('_', "-");
         let Some(&(name, part, bram, dsp, ff, lut)) = KNOWN.iter().find(|known| known.0 == key) else {
             bail!(
-                "unknown board '{name}'; accepted: {} (or a custom part with its LUT, FF, DSP and BRAM totals)",
+                "unknown board '{name}'{}; accepted: {} (or a custom part with its LUT, FF, DSP and BRAM totals)",
+                crate::suggest::did_you_mean(name, Board::NAMES),
                 Board::NAMES.join(", ")
             );
         };
@@ -158,6 +160,12 @@ mod tests {
         for name in Board::NAMES {
             assert!(message.contains(name), "{message}");
         }
+        assert!(!message.contains("did you mean"), "{message}");
+        // A near miss names the board it resembles, as a board and as a part.
+        let message = format!("{:#}", Board::by_name("zcu012").unwrap_err());
+        assert!(message.contains("'zcu012' (did you mean 'zcu102'?)"), "{message}");
+        let message = format!("{:#}", Board::parse("pynq-z1").unwrap_err());
+        assert!(message.contains("'pynq-z1' (did you mean 'pynq-z2'?)"), "{message}");
     }
 
     #[test]

@@ -49,6 +49,9 @@ pub enum Strategy {
 }
 
 impl Strategy {
+    /// Every strategy, in the order messages and `--help` list them.
+    pub const ALL: [Strategy; 2] = [Strategy::Latency, Strategy::Resource];
+
     /// `latency` or `resource`, case-insensitively.
     pub fn parse(name: &str) -> Result<Strategy> {
         match name.trim().to_lowercase().as_str() {
@@ -88,6 +91,8 @@ pub enum EstimatorKind {
 
 impl EstimatorKind {
     pub const ACCEPTED: &'static str = "analytical, rule4ml";
+    /// Every kind, in the order of [`EstimatorKind::ACCEPTED`].
+    pub const ALL: [EstimatorKind; 2] = [EstimatorKind::Analytical, EstimatorKind::Rule4ml];
 
     /// `analytical` or `rule4ml`, case-insensitively.
     pub fn parse(name: &str) -> Option<EstimatorKind> {
@@ -136,6 +141,8 @@ pub enum IoType {
 
 impl IoType {
     pub const ACCEPTED: &'static str = "io_parallel, io_stream";
+    /// Every io type, in the order of [`IoType::ACCEPTED`].
+    pub const ALL: [IoType; 2] = [IoType::Parallel, IoType::Stream];
 
     /// `io_parallel` or `io_stream` (also `parallel`, `stream`), any case.
     pub fn parse(name: &str) -> Option<IoType> {
@@ -167,6 +174,8 @@ pub enum Report {
 
 impl Report {
     pub const ACCEPTED: &'static str = "csynth, synth";
+    /// Every report, in the order of [`Report::ACCEPTED`].
+    pub const ALL: [Report; 2] = [Report::Csynth, Report::Synth];
 
     pub fn parse(name: &str) -> Option<Report> {
         match name.trim().to_lowercase().as_str() {
@@ -195,6 +204,8 @@ pub enum Backend {
 
 impl Backend {
     pub const ACCEPTED: &'static str = "Vivado, Vitis";
+    /// Every backend, in the order of [`Backend::ACCEPTED`].
+    pub const ALL: [Backend; 2] = [Backend::Vivado, Backend::Vitis];
 
     pub fn parse(name: &str) -> Option<Backend> {
         match name.trim().to_lowercase().as_str() {
@@ -380,6 +391,29 @@ pub trait ResourceEstimator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each `ALL` list is what `ACCEPTED` says (the CLI lists `ALL`), and
+    /// each name parses back to its own variant.
+    #[test]
+    fn choice_lists_match_their_accepted_text_and_parse_back() {
+        fn check<T: Copy + PartialEq + std::fmt::Debug>(
+            all: &[T],
+            accepted: &str,
+            name: fn(&T) -> &'static str,
+            parse: fn(&str) -> Option<T>,
+        ) {
+            let names: Vec<&str> = all.iter().map(name).collect();
+            assert_eq!(names.join(", "), accepted);
+            for value in all {
+                assert_eq!(parse(name(value)), Some(*value));
+            }
+        }
+        check(&Strategy::ALL, "latency, resource", Strategy::name, |s| Strategy::parse(s).ok());
+        check(&EstimatorKind::ALL, EstimatorKind::ACCEPTED, EstimatorKind::name, EstimatorKind::parse);
+        check(&IoType::ALL, IoType::ACCEPTED, IoType::name, IoType::parse);
+        check(&Report::ALL, Report::ACCEPTED, Report::name, Report::parse);
+        check(&Backend::ALL, Backend::ACCEPTED, Backend::name, Backend::parse);
+    }
 
     #[test]
     fn json_keys_are_exactly_the_cli_keys() {

@@ -8,8 +8,8 @@ use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use snac_core::arch::Arch;
 use snac_core::estimate::analytical::{CSYNTH, SYNTH};
 use snac_core::estimate::{
-    AnalyticalEstimator, Backend, Board, Estimate, EstimatorKind, HlsSettings, IoType, LayerInfo, Report,
-    Rule4mlEstimator, Rule4mlRow, Strategy, calibrate,
+    AnalyticalEstimator, Board, Estimate, EstimatorKind, HlsSettings, LayerInfo, Report, Rule4mlEstimator, Rule4mlRow,
+    calibrate,
 };
 use snac_core::fixed::FixedPoint;
 use snac_core::quantized::QuantizedModel;
@@ -82,29 +82,22 @@ pub fn estimate_for(args: &EstimateArgs) -> Result<Estimate> {
     Ok(run_estimator(kind, report, SYNTH != CSYNTH, &arch, layer_info.as_deref(), &settings, &board)?.0)
 }
 
-/// The board, HLS settings, report and estimator the flags name, checked.
+/// The board, HLS settings, report and estimator the flags name, checked
+/// (clap has read the choices).
 fn parse_settings(args: &EstimateArgs) -> Result<(Board, HlsSettings, Report, EstimatorKind)> {
-    let board = Board::parse(&args.board).context("--board")?;
     let precision =
         args.precision.parse::<FixedPoint>().with_context(|| format!("--precision '{}'", args.precision))?;
-    let strategy = Strategy::parse(&args.strategy).context("--strategy")?;
     anyhow::ensure!(args.reuse >= 1, "--reuse 0: the reuse factor must be at least 1");
-    let Some(io_type) = IoType::parse(&args.io_type) else {
-        bail!("--io-type '{}' is unknown; accepted: {}", args.io_type, IoType::ACCEPTED);
+    let settings = HlsSettings {
+        precision,
+        reuse_factor: args.reuse,
+        strategy: args.strategy,
+        clock_period_ns: args.clock_ns,
+        io_type: args.io_type,
+        backend: args.backend,
     };
-    let Some(report) = Report::parse(&args.report) else {
-        bail!("--report '{}' is unknown; accepted: {}", args.report, Report::ACCEPTED);
-    };
-    let Some(kind) = EstimatorKind::parse(&args.estimator) else {
-        bail!("--estimator '{}' is unknown; accepted: {}", args.estimator, EstimatorKind::ACCEPTED);
-    };
-    let Some(backend) = Backend::parse(&args.backend) else {
-        bail!("--backend '{}' is unknown; accepted: {}", args.backend, Backend::ACCEPTED);
-    };
-    let settings =
-        HlsSettings { precision, reuse_factor: args.reuse, strategy, clock_period_ns: args.clock_ns, io_type, backend };
     settings.check().context("--clock-ns")?;
-    Ok((board, settings, report, kind))
+    Ok((args.board.clone(), settings, args.report, args.estimator))
 }
 
 /// The estimate for the report asked for and, from the analytical

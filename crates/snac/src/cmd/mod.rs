@@ -1,6 +1,7 @@
 //! One function per subcommand; this file dispatches and loads configs.
 
 mod bench;
+mod completions;
 mod data;
 pub mod estimate;
 pub mod export;
@@ -40,6 +41,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plot(args) => plot::plot(&args),
         Command::Bench(args) => bench::bench(&args),
         Command::Data { command } => data::data(command),
+        Command::Completions { shell } => completions::completions(shell),
         Command::ExampleConfig => {
             print!("{EXAMPLE_CONFIG}");
             Ok(ExitCode::SUCCESS)

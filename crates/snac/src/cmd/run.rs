@@ -23,7 +23,7 @@ pub fn run_as(args: &RunArgs, all_stages: bool, worker: Option<Participation>) -
         log::info!("no config given: running the embedded digits example (see `snac example-config`)");
     }
     for key in &experiment.unused_keys {
-        log::info!("note: {}: key '{key}' is not used by snac", experiment.source.display());
+        log::info!("note: {}", key.note(&experiment.source));
     }
     let setup = SearchSetup::prepare(experiment)?;
     let how = worker.unwrap_or_else(|| Participation::for_run(&setup));

@@ -8,7 +8,7 @@ pub fn validate(args: &RunArgs) -> Result<ExitCode> {
     match super::load_experiment(args) {
         Ok(experiment) => {
             for key in &experiment.unused_keys {
-                log::info!("note: {}: key '{key}' is not used by snac", experiment.source.display());
+                log::info!("note: {}", key.note(&experiment.source));
             }
             print!("{}", serde_saphyr::to_string(&experiment)?);
             log::info!("{}: valid", experiment.source.display());

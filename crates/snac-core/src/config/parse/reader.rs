@@ -4,14 +4,17 @@
 //! and reports every problem in the file.
 
 use super::ConfigError;
+use crate::config::UnusedKey;
+use crate::suggest;
 use saphyr::{MarkedYamlOwned, ScalarOwned, YamlDataOwned};
 
 /// Collects errors and unused keys while the checker walks the tree.
 pub(super) struct Ctx<'s> {
     source: &'s str,
     pub errors: Vec<ConfigError>,
-    /// Unused keys with their lines.
-    pub unused: Vec<(usize, String)>,
+    /// Unused keys, each with its line and, when a known key of its section
+    /// is spelled like it, that key.
+    pub unused: Vec<UnusedKey>,
 }
 
 /// One value in the tree, with the key path and line that name it.
@@ -31,6 +34,9 @@ pub(super) struct Map<'n> {
     /// errors are added for it then.
     pub valid: bool,
     entries: Vec<Entry<'n>>,
+    /// Every key the checker asked for, written or not: the keys this
+    /// section knows, which an unused key may be a misspelling of.
+    asked: Vec<String>,
 }
 
 struct Entry<'n> {
@@ -141,7 +147,7 @@ impl<'s> Ctx<'s> {
     /// Opens a section. A missing or empty value is an empty (valid) map, so
     /// defaults apply; any other non-map is reported and checked no further.
     pub fn map<'n>(&mut self, path: &str, line: Option<usize>, field: Option<Field<'n>>) -> Map<'n> {
-        let mut map = Map { path: path.to_string(), line, valid: true, entries: Vec::new() };
+        let mut map = Map { path: path.to_string(), line, valid: true, entries: Vec::new(), asked: Vec::new() };
         let Some(field) = field else { return map };
         map.line = Some(field.line);
         match &untag(field.node).data {
@@ -283,7 +289,15 @@ impl<'s> Ctx<'s> {
         if let Some(found) = text.as_deref().and_then(&parse) {
             return Some(found);
         }
-        let message = format!("{} is not {what}; accepted: {accepted}", self.show(field.node));
+        // The names in `accepted` that `parse` takes are the candidates.
+        let hint = match &text {
+            Some(text) => {
+                let words = accepted.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-' || c == '.'));
+                suggest::did_you_mean(text, words.filter(|word| !word.is_empty() && parse(word).is_some()))
+            }
+            None => String::new(),
+        };
+        let message = format!("{} is not {what}{hint}; accepted: {accepted}", self.show(field.node));
         self.error(path, Some(field.line), message);
         None
     }
@@ -298,6 +312,9 @@ impl<'n> Map<'n> {
 
     /// Like [`Map::get`], but `null` values are returned.
     pub fn get_raw(&mut self, key: &str) -> Option<Field<'n>> {
+        if !self.asked.iter().any(|asked| asked == key) {
+            self.asked.push(key.to_string());
+        }
         let entry = self.entries.iter_mut().find(|entry| entry.key == key)?;
         entry.used = true;
         Some(Field { node: entry.value, line: entry.key_line })
@@ -324,10 +341,23 @@ impl<'n> Map<'n> {
         self.entries.iter().filter(|entry| !entry.used).map(|entry| (entry.key.clone(), entry.key_line)).collect()
     }
 
-    /// Lists the keys nobody asked for as unused.
+    /// The known key of this section that `key` is likely a misspelling of
+    /// (one asked for but not written).
+    pub fn suggestion(&self, key: &str) -> Option<String> {
+        let unwritten = self.asked.iter().filter(|asked| !self.entries.iter().any(|entry| entry.key == **asked));
+        suggest::closest(key, unwritten.map(String::as_str)).map(str::to_string)
+    }
+
+    /// Lists the keys nobody asked for as unused, each with the known key it
+    /// is likely a misspelling of.
     pub fn finish(self, ctx: &mut Ctx<'_>) {
         for entry in self.entries.iter().filter(|entry| !entry.used) {
-            ctx.unused.push((entry.key_line, join(&self.path, &entry.key)));
+            ctx.unused.push(UnusedKey {
+                path: join(&self.path, &entry.key),
+                line: entry.key_line,
+                detail: None,
+                suggestion: self.suggestion(&entry.key),
+            });
         }
     }
 }

@@ -7,7 +7,7 @@ use crate::arch::{Activation, Aggregation, Norm};
 use crate::config::{
     ConstraintMetric, DatasetConfig, DatasetName, Experiment, HlsConfig, LayerRange, LocalSearchConfig,
     LocalSearchMode, ModelType, Objective, OutputConfig, PrecisionPair, PrunerKind, SamplerKind, SearchConfig,
-    SearchSpaceConfig, SynthesisConfig,
+    SearchSpaceConfig, SynthesisConfig, UnusedKey,
 };
 use crate::estimate::rule4ml::{HLS4ML_VERSIONS, VIVADO_VERSIONS};
 use crate::estimate::{Backend, DEFAULT_CLOCK_PERIOD_NS, EstimatorKind, IoType, Rule4mlRow};
@@ -248,7 +248,7 @@ pub(super) fn experiment<'n>(ctx: &mut Ctx<'_>, root: Option<Field<'n>>, file: &
     let synthesis = synthesis(ctx, &mut root, local_search.as_ref(), &output);
     root.finish(ctx);
     let mut unused = std::mem::take(&mut ctx.unused);
-    unused.sort_by_key(|(line, _)| *line);
+    unused.sort_by_key(|key| key.line);
     Experiment {
         source: file.to_path_buf(),
         dataset,
@@ -258,7 +258,7 @@ pub(super) fn experiment<'n>(ctx: &mut Ctx<'_>, root: Option<Field<'n>>, file: &
         local_search,
         synthesis,
         output,
-        unused_keys: unused.into_iter().map(|(_, path)| path).collect(),
+        unused_keys: unused,
     }
 }
 
@@ -344,7 +344,12 @@ fn dataset(
     if name.is_some_and(|name| name != DatasetName::Qubit) {
         for key in ["start_location", "window_size", "normalize", "num_classes"] {
             if let Some(line) = s.map.get(key).map(|field| field.line) {
-                s.ctx.unused.push((line, format!("{} (read only with dataset name qubit)", s.path(key))));
+                s.ctx.unused.push(UnusedKey {
+                    path: s.path(key),
+                    line,
+                    detail: Some("read only with dataset name qubit".into()),
+                    suggestion: None,
+                });
             }
         }
     }
@@ -382,7 +387,10 @@ fn search(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> SearchConfig {
             }
         }
         for (key, line) in section.map.unasked() {
-            let message = format!("'{key}' is not a constrainable metric; accepted: {}", ConstraintMetric::ACCEPTED);
+            let hint =
+                section.map.suggestion(&key).map(|known| format!(" (did you mean '{known}'?)")).unwrap_or_default();
+            let message =
+                format!("'{key}' is not a constrainable metric{hint}; accepted: {}", ConstraintMetric::ACCEPTED);
             section.ctx.error(section.path(&key), Some(line), message);
             section.map.get_raw(&key);
         }

@@ -117,7 +117,59 @@ fn unknown_keys_are_listed_not_errors() {
     let text = with("dummy: 1\nsearch_space:\n  conv_attn: {hidden_channel_space: [2], extra: x}\n  foo: [1]\n");
     let experiment = parse(&text).unwrap();
     // In file order.
-    assert_eq!(experiment.unused_keys, vec!["dummy", "search_space.conv_attn.extra", "search_space.foo"]);
+    let listed: Vec<String> = experiment.unused_keys.iter().map(ToString::to_string).collect();
+    assert_eq!(listed, ["dummy", "search_space.conv_attn.extra", "search_space.foo"]);
+    assert_eq!(experiment.unused_keys.iter().map(|key| key.line).collect::<Vec<_>>(), [3, 5, 6]);
+    assert!(experiment.unused_keys.iter().all(|key| key.suggestion.is_none()), "{:?}", experiment.unused_keys);
+}
+
+#[test]
+fn misspelt_keys_stay_notes_with_the_key_they_resemble() {
+    let text = "dataset: {name: digits}\nsearch:\n  model_type: mlp\n  n_trails: 5\n  epoch: 2\n\
+                serach_space: {}\nlocal_search:\n  pruning_rte: 0.5\n";
+    let experiment = parse(text).unwrap();
+    // The misspelt keys are not read: their defaults apply.
+    assert_eq!((experiment.search.n_trials, experiment.search.epochs), (10, 10));
+    let keys: Vec<(&str, usize, Option<&str>)> =
+        experiment.unused_keys.iter().map(|k| (k.path.as_str(), k.line, k.suggestion.as_deref())).collect();
+    assert_eq!(
+        keys,
+        [
+            ("search.n_trails", 4, Some("n_trials")),
+            ("search.epoch", 5, Some("epochs")),
+            ("serach_space", 6, Some("search_space")),
+            ("local_search.pruning_rte", 8, Some("pruning_rate")),
+        ]
+    );
+    assert_eq!(
+        experiment.unused_keys[0].note(Path::new("t1.yaml")),
+        "t1.yaml:4: key 'search.n_trails' is not used by snac (did you mean 'n_trials'?)"
+    );
+    // A key that is written is no suggestion for another (both n_trials and n_trails).
+    let experiment = parse("dataset: {name: digits}\nsearch: {model_type: mlp, n_trials: 3, n_trails: 5}\n").unwrap();
+    assert_eq!(experiment.unused_keys[0].suggestion, None);
+}
+
+#[test]
+fn bad_choices_suggest_the_accepted_name_they_resemble() {
+    let message = single_error("dataset: {name: digits}\nsearch: {model_type: mpl}\n", "search.model_type", 2);
+    assert_eq!(message, "'mpl' is not a model type (did you mean 'mlp'?); accepted: mlp, block, deepsets");
+    let message = single_error(&with("hls_config: {board: zcu012}\n"), "hls_config.board", 3);
+    assert_mentions(&message, &["'zcu012'", "did you mean 'zcu102'?", "accepted: zcu102, pynq-z2"]);
+    let message = single_error(&with("search_space:\n  act_space: [relu, tahn]\n"), "search_space.act_space[1]", 4);
+    assert_mentions(&message, &["'tahn'", "did you mean 'tanh'?", "accepted: relu"]);
+    let message = single_error("dataset: {name: mnistt}\nsearch: {model_type: mlp}\n", "dataset.name", 1);
+    assert_mentions(&message, &["'mnistt'", "did you mean 'mnist'?", "fashion_mnist"]);
+    // softmax is in the accepted text but not accepted for hidden layers: never suggested there.
+    let message = single_error(&with("search_space:\n  act_space: [softmx]\n"), "search_space.act_space[0]", 4);
+    assert!(!message.contains("did you mean"), "{message}");
+    // Far from every name: no suggestion.
+    let message =
+        single_error("dataset: {name: digits}\nsearch: {model_type: mlp, sampler: tpe}\n", "search.sampler", 2);
+    assert_eq!(message, "'tpe' is not a sampler; accepted: random, nsga2");
+    let text = "dataset: {name: digits}\nsearch:\n  model_type: mlp\n  constraints: {lut_pc: 5}\n";
+    let message = single_error(text, "search.constraints.lut_pc", 4);
+    assert_mentions(&message, &["'lut_pc'", "did you mean 'lut_pct'?", "accepted: lut, ff"]);
 }
 
 #[test]
@@ -270,7 +322,10 @@ fn long_values_and_keys_are_clipped_in_messages() {
     // An unknown key of that length.
     // A long unknown key (YAML allows up to 1024 characters) is listed (as unused) clipped.
     let unused = parse(&format!("{MINIMAL}{}: 1\n", "k".repeat(1000))).unwrap().unused_keys;
-    assert_eq!(unused, [format!("{}… (1000 bytes)", "k".repeat(80))]);
+    assert_eq!(
+        unused.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        [format!("{}… (1000 bytes)", "k".repeat(80))]
+    );
     // Short values are whole.
     assert_eq!(reader::clip("nsga3"), "nsga3");
     assert_eq!(reader::clip(&"é".repeat(81)), format!("{}… (162 bytes)", "é".repeat(80)));
@@ -616,7 +671,9 @@ local_search:
     let shown = errors.to_string();
     assert_eq!(shown.lines().count(), errors.errors.len());
     assert!(shown.lines().all(|line| line.starts_with("/configs/exp.yaml:")), "{shown}");
-    assert!(shown.contains("/configs/exp.yaml:7: search.sampler: 'nsga3' is not a sampler; accepted: random, nsga2"));
+    assert!(shown.contains(
+        "/configs/exp.yaml:7: search.sampler: 'nsga3' is not a sampler (did you mean 'nsga2'?); accepted: random, nsga2"
+    ));
 }
 
 #[test]
@@ -838,7 +895,7 @@ fn qubit_keys_on_another_dataset_get_a_note() {
     let text = "dataset:\n  name: digits\n  num_classes: 2\n  start_location: 100\nsearch: {model_type: mlp}\n";
     let experiment = parse(text).unwrap();
     assert_eq!(
-        experiment.unused_keys,
+        experiment.unused_keys.iter().map(ToString::to_string).collect::<Vec<_>>(),
         [
             "dataset.num_classes (read only with dataset name qubit)",
             "dataset.start_location (read only with dataset name qubit)"
@@ -861,4 +918,14 @@ fn search_timeout_keys() {
     assert_mentions(&single_error(text, "search.timeout", 4), &["not a duration", "45m"]);
     let text = "dataset: {name: digits}\nsearch:\n  model_type: mlp\n  timeout: 2h\n  timeout_hard: 1h\n";
     assert_mentions(&single_error(text, "search.timeout_hard", 5), &["1h is shorter than search.timeout (2h)"]);
+}
+
+#[test]
+fn dataset_name_lists_match_the_accepted_text() {
+    let names: Vec<&str> = DatasetName::ALL.iter().map(DatasetName::name).collect();
+    assert!(DatasetName::ACCEPTED.starts_with(&format!("{}, ", names.join(", "))), "{}", DatasetName::ACCEPTED);
+    for name in DatasetName::ALL {
+        assert_eq!(DatasetName::parse(name.name()), Some(name));
+    }
+    assert!(DatasetName::DOWNLOADABLE.iter().all(|d| DatasetName::ALL.contains(d)));
 }
