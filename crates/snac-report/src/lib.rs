@@ -14,6 +14,7 @@ pub mod browser;
 pub mod data;
 pub mod html;
 pub mod plots;
+pub mod quality;
 pub mod traces;
 
 pub use data::{Results, load_csv, load_results_dir};

@@ -13,6 +13,7 @@ pub mod pareto;
 pub mod random;
 pub mod samplers;
 mod study;
+pub mod tpe;
 
 pub use study::{Study, Trial, trial_rng};
 

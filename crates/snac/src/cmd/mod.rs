@@ -1,6 +1,7 @@
 //! One function per subcommand; this file dispatches and loads configs.
 
 mod bench;
+mod bench_search;
 mod data;
 pub mod estimate;
 pub mod export;
@@ -38,7 +39,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Validate(args) => validate::validate(&args),
         Command::Report(args) => report::report(&args),
         Command::Plot(args) => plot::plot(&args),
-        Command::Bench(args) => bench::bench(&args),
+        Command::Bench(args) => match &args.command {
+            Some(crate::cli::BenchCommand::Search(search)) => bench_search::bench_search(search),
+            None => bench::bench(&args),
+        },
         Command::Data { command } => data::data(command),
         Command::ExampleConfig => {
             print!("{EXAMPLE_CONFIG}");

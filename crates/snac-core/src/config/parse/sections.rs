@@ -345,7 +345,9 @@ fn search(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> SearchConfig {
     let objectives = objectives(&mut s, use_hardware_metrics);
     let seed = s.opt_count("seed", 0).map(|n| n as u64).unwrap_or(42);
     let sampler = s.opt_choice("sampler", "a sampler", SamplerKind::ACCEPTED, SamplerKind::parse);
+    let population_size_given = s.map.get("population_size").is_some();
     let population_size = s.count_or("population_size", 2, 50);
+    let n_startup_trials = s.count_or("n_startup_trials", 0, 10);
     let workers = s.opt_count("workers", 1);
     let storage = s.opt_string("storage", "a storage URL");
     let study_name = s.opt_string("study_name", "a study name");
@@ -393,8 +395,10 @@ fn search(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> SearchConfig {
         use_hardware_metrics,
         objectives,
         seed,
-        sampler: sampler.unwrap_or(SamplerKind::Nsga2),
+        sampler: sampler.unwrap_or(SamplerKind::Auto),
         population_size,
+        population_size_given,
+        n_startup_trials,
         workers,
         storage,
         study_name,

@@ -53,7 +53,8 @@ fn minimal_config_gets_defaults() {
     assert_eq!((search.n_trials, search.epochs, search.n_folds), (10, 10, 1));
     assert!(!search.use_hardware_metrics);
     assert_eq!(search.objectives, vec![(Objective::PerformanceMetric, true), (Objective::Bops, false)]);
-    assert_eq!((search.seed, search.sampler, search.population_size), (42, SamplerKind::Nsga2, 50));
+    assert_eq!((search.seed, search.sampler, search.population_size), (42, SamplerKind::Auto, 50));
+    assert_eq!((search.n_startup_trials, search.population_size_given), (10, false));
     assert_eq!((search.workers, search.storage.as_deref(), search.study_name.as_deref()), (None, None, None));
     assert_eq!((search.batch_size, search.learning_rate), (128, 1e-3));
     assert_eq!(search.early_stopping_patience, 3);
