@@ -15,6 +15,7 @@ pub mod data;
 pub mod html;
 pub mod labels;
 pub mod plots;
+pub mod quality;
 pub mod traces;
 
 pub use data::{Results, load_csv, load_results_dir};

@@ -63,7 +63,9 @@ pub enum Command {
     Validate(RunArgs),
     /// Time trials: tutorial 1's setup (MNIST 8×8, subset 10000, 2 epochs),
     /// then its FPGA estimates and local search; or whole trials (every
-    /// fold) of a config's own search.
+    /// fold) of a config's own search. `snac bench search` compares the
+    /// samplers' search quality.
+    #[command(args_conflicts_with_subcommands = true)]
     Bench(BenchArgs),
     /// Datasets: download into the cache, simulate qubit readout, turn
     /// images into point sets.
@@ -277,6 +279,41 @@ pub struct BenchArgs {
     /// layer lists, as `--save-archs` writes.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["trials", "seed", "save_archs"])]
     pub archs: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<BenchCommand>,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum BenchCommand {
+    /// Search quality: real searches per sampler and seed, hypervolume
+    /// (accuracy up, BOPs down) after each trial, as a CSV and a plot.
+    Search(SearchBenchArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SearchBenchArgs {
+    /// Config to search (default: tutorial 1 on MNIST 8×8 when the data is
+    /// found, else the embedded digits example).
+    pub config: Option<PathBuf>,
+    /// Seeds per sampler (1, 2, ...).
+    #[arg(long, default_value_t = 5)]
+    pub seeds: u64,
+    /// Trials per search, unless a sampler names its own (`nsga2:150`).
+    #[arg(long, default_value_t = 50)]
+    pub trials: usize,
+    /// Samplers to compare: auto, tpe, nsga2, random, each optionally
+    /// with its own trial count and NSGA-II population (`nsga2:150`, `nsga2:150:25`).
+    #[arg(long, default_value = "nsga2,tpe,random,auto")]
+    pub samplers: String,
+    /// Training epochs per trial (default: the config's).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Searches run side by side (each search runs its trials one by one).
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Folder for search_quality.csv and the plot.
+    #[arg(long, value_name = "DIR", default_value = "bench-search")]
+    pub out: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]

@@ -188,13 +188,14 @@ fn announce(
             results_dir.display(),
         );
     }
-    if search.sampler == SamplerKind::Nsga2 && search.n_trials < 2 * search.population_size {
+    let choice = setup.sampler_choice();
+    if choice.kind == SamplerKind::Nsga2 && search.n_trials < 2 * choice.population_size {
         log::warn!(
             "{} trials is less than two generations of population {}: NSGA-II never leaves its random \
              first generation, so this search is effectively random (set search.population_size lower or \
              search.n_trials higher)",
             search.n_trials,
-            search.population_size
+            choice.population_size
         );
     }
     to_run

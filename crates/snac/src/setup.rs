@@ -9,6 +9,7 @@ use snac_core::cost::BopsFormula;
 use snac_core::data::{Dataset, Split};
 use snac_core::estimate::{Board, Estimate, HlsSettings, ResourceEstimator, Strategy};
 use snac_core::fixed::FixedPoint;
+use snac_core::search::samplers::SamplerChoice;
 use snac_core::search::{Direction, Sampler};
 use snac_core::space::SpaceSpec;
 use std::sync::Arc;
@@ -187,9 +188,29 @@ impl SearchSetup {
         }
     }
 
-    /// Builds the sampler the config names.
+    /// The sampler the config names, `auto` resolved by the budget.
+    pub fn sampler_choice(&self) -> SamplerChoice {
+        SamplerChoice::of(&self.experiment.search)
+    }
+
+    /// Trials this process trains side by side: `search.workers`, else the
+    /// cores, at most the budget.
+    pub fn workers(&self) -> usize {
+        let search = &self.experiment.search;
+        let cores = || std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        search.workers.unwrap_or_else(cores).min(search.n_trials).max(1)
+    }
+
+    /// Builds the sampler the config names and logs which one and why.
     pub fn sampler(&self) -> Arc<dyn Sampler> {
-        self.experiment.search.sampler.build(self.experiment.search.population_size)
+        let choice = self.sampler_choice();
+        let workers = self.workers();
+        if choice.kind == snac_core::config::SamplerKind::Tpe && workers > 1 {
+            log::info!("sampler: {}; trial n learns from trials 0..=n-{workers} ({workers} workers)", choice.why);
+        } else {
+            log::info!("sampler: {}", choice.why);
+        }
+        choice.build(workers)
     }
 }
 

@@ -179,7 +179,7 @@ fn validate_reports_every_error_with_lines() {
         ":2",
         "search.sampler",
         "nsga3",
-        "random, nsga2",
+        "auto, tpe, nsga2, random",
         "maximize_flags",
         "swish",
         "bad.yaml",

@@ -274,6 +274,9 @@ impl Objective {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SamplerKind {
+    /// Chosen from the budget when the search starts (`search::samplers`).
+    Auto,
+    Tpe,
     Random,
     Nsga2,
 }
@@ -281,12 +284,14 @@ pub enum SamplerKind {
 impl SamplerKind {
     pub fn parse(name: &str) -> Option<SamplerKind> {
         Some(match name.to_lowercase().replace(['-', '_'], "").as_str() {
+            "auto" => SamplerKind::Auto,
+            "tpe" | "motpe" => SamplerKind::Tpe,
             "random" => SamplerKind::Random,
             "nsga2" | "nsgaii" => SamplerKind::Nsga2,
             _ => return None,
         })
     }
-    pub const ACCEPTED: &'static str = "random, nsga2";
+    pub const ACCEPTED: &'static str = "auto, tpe, nsga2, random";
 }
 
 /// The `search.pruner` setting: which pruner stops hopeless trials
@@ -336,11 +341,16 @@ pub struct SearchConfig {
     pub objectives: Vec<(Objective, bool)>,
     /// Our extensions.
     pub seed: u64,
+    /// `auto` (the default) picks TPE or NSGA-II from the budget.
     pub sampler: SamplerKind,
     /// Stops hopeless trials after an epoch (`none` by default).
     pub pruner: PrunerKind,
     /// NSGA-II population; Optuna's default 50.
     pub population_size: usize,
+    /// Whether the config set `population_size` (`auto` sizes it otherwise).
+    pub population_size_given: bool,
+    /// TPE's random trials before it models anything; Optuna's default 10.
+    pub n_startup_trials: usize,
     /// Parallel trials; `None` = number of cores.
     pub workers: Option<usize>,
     /// Storage URL; `None` = SQLite file `study.db` in the results dir.

@@ -13,7 +13,7 @@
 //! let errors = load_str("dataset: {name: cifar}\nsearch: {model_type: mlp, sampler: nsga3}\n", Path::new("x.yaml"))
 //!     .unwrap_err();
 //! assert_eq!(errors.errors.len(), 2);
-//! assert_eq!(errors.errors[1].to_string(), "2: search.sampler: 'nsga3' is not a sampler (did you mean 'nsga2'?); accepted: random, nsga2");
+//! assert_eq!(errors.errors[1].to_string(), "2: search.sampler: 'nsga3' is not a sampler (did you mean 'nsga2'?); accepted: auto, tpe, nsga2, random");
 //! ```
 
 mod reader;
@@ -42,7 +42,7 @@ pub struct ConfigError {
 }
 
 impl fmt::Display for ConfigError {
-    /// `12: search.sampler: 'nsga3' is not a sampler (did you mean 'nsga2'?); accepted: random, nsga2`
+    /// `12: search.sampler: 'nsga3' is not a sampler (did you mean 'nsga2'?); accepted: auto, tpe, nsga2, random`
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(line) = self.line {
             write!(f, "{line}: ")?;
@@ -63,7 +63,7 @@ pub struct ConfigErrors {
 
 impl fmt::Display for ConfigErrors {
     /// One error per line, each prefixed with the file:
-    /// `t1.yaml:12: search.sampler: 'nsga3' is not a sampler (did you mean 'nsga2'?); accepted: random, nsga2`.
+    /// `t1.yaml:12: search.sampler: 'nsga3' is not a sampler (did you mean 'nsga2'?); accepted: auto, tpe, nsga2, random`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, error) in self.errors.iter().enumerate() {
             if i > 0 {

@@ -14,6 +14,7 @@ pub mod pruners;
 pub mod random;
 pub mod samplers;
 mod study;
+pub mod tpe;
 
 pub use study::{Study, Trial, trial_rng};
 

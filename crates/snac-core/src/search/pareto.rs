@@ -249,6 +249,48 @@ pub fn hypervolume_2d<V: AsRef<[f64]>>(points: &[V], reference: [f64; 2], direct
     volume
 }
 
+/// Hypervolume of loss vectors (every objective minimised) bounded by
+/// `reference`, in any number of objectives: the volume of the union of the
+/// boxes `[p, reference]`. Points not strictly below the reference in every
+/// objective add nothing. Slices along the last objective, so it is meant
+/// for the few dozen points a sampler weighs, not for huge fronts.
+pub fn hypervolume_losses<V: AsRef<[f64]>>(points: &[V], reference: &[f64]) -> f64 {
+    let d = reference.len();
+    let mut inside: Vec<&[f64]> = points
+        .iter()
+        .map(|p| p.as_ref())
+        .filter(|p| p.len() == d && p.iter().zip(reference).all(|(x, r)| x < r))
+        .collect();
+    if inside.is_empty() || d == 0 {
+        return 0.0;
+    }
+    if d == 1 {
+        return reference[0] - inside.iter().map(|p| p[0]).fold(f64::INFINITY, f64::min);
+    }
+    if d == 2 {
+        inside.sort_by(|a, b| cmp_f64(a[0], b[0]).then(cmp_f64(a[1], b[1])));
+        let (mut volume, mut ceiling) = (0.0, reference[1]);
+        for p in inside {
+            if p[1] < ceiling {
+                volume += (reference[0] - p[0]) * (ceiling - p[1]);
+                ceiling = p[1];
+            }
+        }
+        return volume;
+    }
+    inside.sort_by(|a, b| cmp_f64(a[d - 1], b[d - 1]));
+    let mut volume = 0.0;
+    for i in 0..inside.len() {
+        let top = inside.get(i + 1).map_or(reference[d - 1], |p| p[d - 1]);
+        let height = top - inside[i][d - 1];
+        if height > 0.0 {
+            let slice: Vec<&[f64]> = inside[..=i].iter().map(|p| &p[..d - 1]).collect();
+            volume += height * hypervolume_losses(&slice, &reference[..d - 1]);
+        }
+    }
+    volume
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

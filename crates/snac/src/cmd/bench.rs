@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 /// Tutorial 1's data and training settings with its search space.
-const T1_BENCH: &str = "dataset:
+pub(super) const T1_BENCH: &str = "dataset:
   name: mnist
   resize_val: 8
   subset_size: 10000

@@ -1,6 +1,7 @@
 //! One function per subcommand; this file dispatches and loads configs.
 
 mod bench;
+mod bench_search;
 mod completions;
 mod data;
 pub mod estimate;
@@ -39,7 +40,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Validate(args) => validate::validate(&args),
         Command::Report(args) => report::report(&args),
         Command::Plot(args) => plot::plot(&args),
-        Command::Bench(args) => bench::bench(&args),
+        Command::Bench(args) => match &args.command {
+            Some(crate::cli::BenchCommand::Search(search)) => bench_search::bench_search(search),
+            None => bench::bench(&args),
+        },
         Command::Data { command } => data::data(command),
         Command::Completions { shell } => completions::completions(shell),
         Command::ExampleConfig => {

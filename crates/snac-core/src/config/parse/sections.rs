@@ -368,7 +368,9 @@ fn search(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> SearchConfig {
     let seed = s.opt_count("seed", 0).map(|n| n as u64).unwrap_or(42);
     let sampler = s.opt_choice("sampler", "a sampler", SamplerKind::ACCEPTED, SamplerKind::parse);
     let pruner = s.opt_choice("pruner", "a pruner", PrunerKind::ACCEPTED, PrunerKind::parse);
+    let population_size_given = s.map.get("population_size").is_some();
     let population_size = s.count_or("population_size", 2, 50);
+    let n_startup_trials = s.count_or("n_startup_trials", 0, 10);
     let workers = s.opt_count("workers", 1);
     let storage = s.opt_string("storage", "a storage URL");
     let study_name = s.opt_string("study_name", "a study name");
@@ -435,9 +437,11 @@ fn search(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> SearchConfig {
         use_hardware_metrics,
         objectives,
         seed,
-        sampler: sampler.unwrap_or(SamplerKind::Nsga2),
         pruner: pruner.unwrap_or(PrunerKind::None),
+        sampler: sampler.unwrap_or(SamplerKind::Auto),
         population_size,
+        population_size_given,
+        n_startup_trials,
         workers,
         storage,
         study_name,

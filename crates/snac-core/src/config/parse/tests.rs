@@ -53,7 +53,8 @@ fn minimal_config_gets_defaults() {
     assert_eq!((search.n_trials, search.epochs, search.n_folds), (10, 10, 1));
     assert!(!search.use_hardware_metrics);
     assert_eq!(search.objectives, vec![(Objective::PerformanceMetric, true), (Objective::Bops, false)]);
-    assert_eq!((search.seed, search.sampler, search.population_size), (42, SamplerKind::Nsga2, 50));
+    assert_eq!((search.seed, search.sampler, search.population_size), (42, SamplerKind::Auto, 50));
+    assert_eq!((search.n_startup_trials, search.population_size_given), (10, false));
     assert_eq!((search.workers, search.storage.as_deref(), search.study_name.as_deref()), (None, None, None));
     assert_eq!((search.batch_size, search.learning_rate), (128, 1e-3));
     assert_eq!(search.early_stopping_patience, 3);
@@ -165,8 +166,8 @@ fn bad_choices_suggest_the_accepted_name_they_resemble() {
     assert!(!message.contains("did you mean"), "{message}");
     // Far from every name: no suggestion.
     let message =
-        single_error("dataset: {name: digits}\nsearch: {model_type: mlp, sampler: tpe}\n", "search.sampler", 2);
-    assert_eq!(message, "'tpe' is not a sampler; accepted: random, nsga2");
+        single_error("dataset: {name: digits}\nsearch: {model_type: mlp, sampler: cmaes}\n", "search.sampler", 2);
+    assert_eq!(message, "'cmaes' is not a sampler; accepted: auto, tpe, nsga2, random");
     let text = "dataset: {name: digits}\nsearch:\n  model_type: mlp\n  constraints: {lut_pc: 5}\n";
     let message = single_error(text, "search.constraints.lut_pc", 4);
     assert_mentions(&message, &["'lut_pc'", "did you mean 'lut_pct'?", "accepted: lut, ff"]);
@@ -318,7 +319,7 @@ fn long_values_and_keys_are_clipped_in_messages() {
     let text = format!("dataset: {{name: digits}}\nsearch:\n  model_type: mlp\n  sampler: {long}\n");
     let message = single_error(&text, "search.sampler", 4);
     assert!(message.len() < 400, "{} bytes", message.len());
-    assert_mentions(&message, &[&format!("{}… ({} bytes)", "n".repeat(80), 20 << 20), "accepted: random"]);
+    assert_mentions(&message, &[&format!("{}… ({} bytes)", "n".repeat(80), 20 << 20), "accepted: auto, tpe"]);
     // An unknown key of that length.
     // A long unknown key (YAML allows up to 1024 characters) is listed (as unused) clipped.
     let unused = parse(&format!("{MINIMAL}{}: 1\n", "k".repeat(1000))).unwrap().unused_keys;
@@ -335,7 +336,7 @@ fn long_values_and_keys_are_clipped_in_messages() {
 fn bad_sampler() {
     let text = "dataset: {name: digits}\nsearch:\n  model_type: mlp\n  sampler: nsga3\n";
     let message = single_error(text, "search.sampler", 4);
-    assert_mentions(&message, &["'nsga3'", "not a sampler", "random, nsga2"]);
+    assert_mentions(&message, &["'nsga3'", "not a sampler", "auto, tpe, nsga2, random"]);
 }
 
 #[test]
@@ -672,7 +673,7 @@ local_search:
     assert_eq!(shown.lines().count(), errors.errors.len());
     assert!(shown.lines().all(|line| line.starts_with("/configs/exp.yaml:")), "{shown}");
     assert!(shown.contains(
-        "/configs/exp.yaml:7: search.sampler: 'nsga3' is not a sampler (did you mean 'nsga2'?); accepted: random, nsga2"
+        "/configs/exp.yaml:7: search.sampler: 'nsga3' is not a sampler (did you mean 'nsga2'?); accepted: auto, tpe, nsga2, random"
     ));
 }
 
