@@ -302,7 +302,8 @@ pub struct SearchBenchArgs {
     #[arg(long, default_value_t = 50)]
     pub trials: usize,
     /// Samplers to compare: auto, tpe, nsga2, random, each optionally
-    /// with its own trial count and NSGA-II population (`nsga2:150`, `nsga2:150:25`).
+    /// with its own trial count and NSGA-II population (`nsga2:150`, `nsga2:150:25`)
+    /// and a pruner (`tpe+median`, `auto+hyperband`).
     #[arg(long, default_value = "nsga2,tpe,random,auto")]
     pub samplers: String,
     /// Training epochs per trial (default: the config's).

@@ -12,7 +12,7 @@ use crate::cli::SearchBenchArgs;
 use crate::setup::SearchSetup;
 use crate::trial::{evaluate_trial, objective_values};
 use anyhow::{Context, Result, bail};
-use snac_core::config::{self, Experiment, Objective, SamplerKind};
+use snac_core::config::{self, Experiment, Objective, PrunerKind, SamplerKind};
 use snac_core::search::pareto::hypervolume_2d;
 use snac_core::search::samplers::SamplerChoice;
 use snac_core::search::{Direction, Distribution, Study};
@@ -32,6 +32,8 @@ struct Entry {
     kind: SamplerKind,
     trials: usize,
     population: Option<usize>,
+    /// `search.pruner` for this entry (`tpe+median`).
+    pruner: PrunerKind,
 }
 
 /// One CSV row: the hypervolume after `trial` trials of one search.
@@ -48,7 +50,16 @@ struct Row {
 fn parse_entries(spec: &str, default_trials: usize) -> Result<Vec<Entry>> {
     let mut entries = Vec::new();
     for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let mut parts = item.split(':');
+        let (sampler_part, pruner) = match item.split_once('+') {
+            Some((sampler, pruner)) => match PrunerKind::parse(pruner) {
+                Some(kind) => (sampler, kind),
+                None => {
+                    bail!("--samplers: '{pruner}' (in '{item}') is not a pruner; accepted: {}", PrunerKind::ACCEPTED)
+                }
+            },
+            None => (item, PrunerKind::None),
+        };
+        let mut parts = sampler_part.split(':');
         let name = parts.next().unwrap_or_default();
         let accepted = format!("{} (each optionally :TRIALS[:POPULATION], e.g. nsga2:150:50)", SamplerKind::ACCEPTED);
         let Some(kind) = SamplerKind::parse(name) else {
@@ -76,7 +87,10 @@ fn parse_entries(spec: &str, default_trials: usize) -> Result<Vec<Entry>> {
         if trials != default_trials {
             label = format!("{label}@{trials}");
         }
-        entries.push(Entry { label, kind, trials, population });
+        if pruner != PrunerKind::None {
+            label = format!("{label}+{}", pruner.name());
+        }
+        entries.push(Entry { label, kind, trials, population, pruner });
     }
     if entries.is_empty() {
         bail!("--samplers: '{spec}' names no sampler; accepted: a comma-separated list of {}", SamplerKind::ACCEPTED);
@@ -161,21 +175,27 @@ fn run_search(
     experiment.search.seed = seed;
     experiment.search.n_trials = entry.trials;
     experiment.search.workers = Some(1);
+    experiment.search.pruner = entry.pruner;
     let setup = SearchSetup::with_dataset(experiment, (*base.dataset).clone())?;
     let choice =
         SamplerChoice::resolve(entry.kind, entry.trials, entry.population, setup.experiment.search.n_startup_trials);
     let storage = snac_core::storage::open("memory:")?;
     let study = Study::create_or_load(storage, "bench", &setup.directions(), choice.build(1), seed)?;
+    let pruning = crate::pruning::Pruning::of(&setup, &study);
     let started = Instant::now();
     let mut points: Vec<[f64; 2]> = Vec::new();
     let mut rows = Vec::with_capacity(entry.trials);
     for n in 1..=entry.trials {
         let mut trial = study.ask()?;
-        match evaluate_trial(&setup, &mut trial, None) {
+        match evaluate_trial(&setup, &mut trial, pruning.as_ref()) {
             Ok(result) => {
                 let values = objective_values(&setup, &result);
                 points.push([values[columns[0]], values[columns[1]]]);
                 study.tell(&trial, Ok(values))?;
+            }
+            // A pruned trial adds nothing to the front (it has no values).
+            Err(e) if crate::pruning::pruned(&e).is_some() => {
+                study.tell_pruned(&trial)?;
             }
             Err(e) => {
                 study.tell(&trial, Err(format!("{e:#}")))?;
@@ -327,6 +347,18 @@ mod tests {
 
     #[test]
     fn sampler_lists_parse_with_budgets_and_errors_name_the_value() {
+        let with_pruner = parse_entries("tpe+median,nsga2:150+hyperband", 50).unwrap();
+        assert_eq!(with_pruner[0].pruner, PrunerKind::Median);
+        assert_eq!(
+            (with_pruner[1].label.as_str(), with_pruner[1].pruner),
+            ("nsga2(pop 50)@150+hyperband", PrunerKind::Hyperband)
+        );
+        assert!(
+            parse_entries("tpe+medain", 50)
+                .unwrap_err()
+                .to_string()
+                .contains("'medain' (in 'tpe+medain') is not a pruner")
+        );
         let entries = parse_entries("auto, tpe,nsga2:150,nsga2:150:25,random", 50).unwrap();
         let labels: Vec<&str> = entries.iter().map(|e| e.label.as_str()).collect();
         assert_eq!(labels, ["auto", "tpe", "nsga2(pop 50)@150", "nsga2(pop 25)@150", "random"]);
