@@ -123,7 +123,7 @@ fn load(path: Option<&Path>, text: Option<&str>, source: Option<&str>) -> Result
 fn run_stages(setup: &SearchSetup, stage: &str, arch: Option<&Path>) -> Result<Value> {
     let results_dir = setup.experiment.output.results_dir.clone();
     let storage_url = stages::storage_url(setup, &results_dir);
-    let study_name = setup.experiment.search.study_name.clone().unwrap_or_else(|| "snac".to_string());
+    let study_name = snac::setup::study_name(&setup.experiment.search);
     if stage == "local" {
         let rows = stages::local(setup, &results_dir, arch)?;
         return Ok(json!({

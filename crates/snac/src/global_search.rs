@@ -133,7 +133,7 @@ fn open_study(setup: &SearchSetup, results_dir: &Path, how: &Participation) -> R
         }
         None => storage::open(&results_dir.join("study.db").to_string_lossy())?,
     };
-    let study_name = search.study_name.clone().unwrap_or_else(|| "snac".to_string());
+    let study_name = crate::setup::study_name(search).to_string();
     let study = Study::create_or_load(storage, &study_name, &setup.directions(), setup.sampler(), search.seed)
         .with_context(|| format!("opening study '{study_name}'"))?
         .with_trial_system_attrs([(WORKER_KEY.to_string(), worker_identity())]);

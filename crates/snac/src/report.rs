@@ -79,7 +79,7 @@ pub fn load(setup: &SearchSetup, results_dir: &Path) -> Result<Results> {
     let search = &setup.experiment.search;
     let default_db = results_dir.join("study.db");
     let url = search.storage.clone().unwrap_or_else(|| default_db.to_string_lossy().into_owned());
-    let name = search.study_name.clone().unwrap_or_else(|| "snac".to_string());
+    let name = crate::setup::study_name(search).to_string();
     // `snac local --arch` may run where no search ran: then only the local
     // search is shown (and no empty study.db is created).
     let trials = if search.storage.is_none() && !default_db.exists() {

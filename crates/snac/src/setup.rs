@@ -43,6 +43,12 @@ impl Participation {
     }
 }
 
+/// The study's name: `search.study_name`, else `snac` (also what `--study`
+/// sets).
+pub fn study_name(search: &snac_core::config::SearchConfig) -> &str {
+    search.study_name.as_deref().unwrap_or("snac")
+}
+
 /// This process's rank in a SLURM job, if it is one.
 pub fn slurm_rank() -> Option<String> {
     std::env::var("SLURM_PROCID").ok().filter(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_digit()))

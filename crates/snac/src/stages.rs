@@ -72,14 +72,15 @@ pub fn run(setup: &SearchSetup, stages: Stages, how: &Participation) -> Result<R
         setup.dataset.sample_shape,
         results_dir.display()
     );
-    log::debug!("study '{}' in {}", search.study_name.as_deref().unwrap_or("snac"), storage_url(setup, &results_dir));
+    let (study_name, url) = (crate::setup::study_name(search).to_string(), storage_url(setup, &results_dir));
+    log::debug!("study '{study_name}' in {url}");
     let deadline = Deadline::start(search.timeout, search.timeout_hard);
     let summary = global_search::run(setup, &results_dir, how)?;
     let timed_out = deadline.is_some_and(Deadline::finish);
     crate::report::after_stage(setup, &results_dir);
     let mut outcome = RunOutcome {
-        storage_url: storage_url(setup, &results_dir),
-        study_name: search.study_name.clone().unwrap_or_else(|| "snac".to_string()),
+        storage_url: url,
+        study_name,
         results_dir,
         search: summary,
         local: None,

@@ -14,7 +14,7 @@ pub fn results(args: &ResultsArgs) -> Result<ExitCode> {
     let Some(url) = experiment.search.storage.clone() else {
         bail!("snac results needs the study's storage: give --storage URL (or set search.storage in the config)");
     };
-    let name = experiment.search.study_name.clone().unwrap_or_else(|| "snac".to_string());
+    let name = crate::setup::study_name(&experiment.search).to_string();
     let storage = storage::open(&url)?;
     let Some(study) = storage.load_study(&name)? else {
         let known: Vec<String> = storage.list_studies().unwrap_or_default().into_iter().map(|s| s.name).collect();
