@@ -65,6 +65,16 @@ pub trait Sampler: Send + Sync {
         true
     }
 
+    /// Whether [`ready`](Self::ready) also waits for RUNNING trials that
+    /// another [`Study`] handle (another process: `snac worker` on another
+    /// node) asked for. NSGA-II does (its parents are a whole generation);
+    /// TPE does not: across processes the order trials finish in is timing
+    /// anyway, and waiting on another process's trial would make the
+    /// workers of a fleet take turns instead of running side by side.
+    fn waits_for_other_processes(&self) -> bool {
+        true
+    }
+
     /// Draws one parameter that `sample_relative` did not fix.
     /// The default draws uniformly from the distribution.
     fn sample_independent(

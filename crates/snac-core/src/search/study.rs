@@ -1,6 +1,7 @@
 //! [`Study`]: ask/tell over a [`Storage`] with a [`Sampler`]. The study holds
-//! no state of its own beyond handles, so any number of threads (and, with a
-//! database storage, processes) can share it.
+//! no state of its own beyond handles and the numbers of the trials it asked
+//! for, so any number of threads (and, with a database storage, processes)
+//! can share it.
 
 use super::{RelativeSample, Sampler, StudyView};
 use crate::space::Suggest;
@@ -10,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,6 +27,10 @@ pub struct Study {
     /// In a study shared between processes: a RUNNING trial without a
     /// heartbeat for this long is failed while [`ask`](Self::ask) waits on it.
     stale_grace: Option<Duration>,
+    /// Numbers of the trials this handle (and its clones: one process)
+    /// asked for, for samplers that wait only for their own process's
+    /// trials ([`Sampler::waits_for_other_processes`]).
+    own: Arc<Mutex<HashSet<u64>>>,
 }
 
 impl Study {
@@ -38,7 +43,15 @@ impl Study {
         seed: u64,
     ) -> Result<Study> {
         let info = storage.create_or_load_study(name, directions)?;
-        Ok(Study { storage, sampler, info, seed, trial_system_attrs: Vec::new(), stale_grace: None })
+        Ok(Study {
+            storage,
+            sampler,
+            info,
+            seed,
+            trial_system_attrs: Vec::new(),
+            stale_grace: None,
+            own: Arc::default(),
+        })
     }
 
     /// Stores these system attributes with every trial this handle asks for
@@ -92,6 +105,7 @@ impl Study {
         let Some((id, number)) = self.storage.create_trial_within(self.info.id, budget)? else {
             return Ok(None);
         };
+        self.own.lock().unwrap_or_else(|p| p.into_inner()).insert(number);
         // The sampler may depend on trials still running (NSGA-II on the
         // previous generation): wait for them, so that the trials drawn do
         // not depend on which worker finished first. The new trial's
@@ -99,8 +113,20 @@ impl Study {
         let mut waited = 0u32;
         let trials = loop {
             let trials = self.storage.get_all_trials_shared(self.info.id)?;
-            let view = StudyView { directions: &self.info.directions, trials: &trials };
-            if self.sampler.ready(&view, number) {
+            let ready = if self.sampler.waits_for_other_processes() {
+                self.sampler.ready(&StudyView { directions: &self.info.directions, trials: &trials }, number)
+            } else {
+                // Another process's trials still running are left out.
+                let own = self.own.lock().unwrap_or_else(|p| p.into_inner());
+                let mine: Vec<Arc<FrozenTrial>> = trials
+                    .iter()
+                    .filter(|t| t.state != TrialState::Running || own.contains(&t.number))
+                    .cloned()
+                    .collect();
+                drop(own);
+                self.sampler.ready(&StudyView { directions: &self.info.directions, trials: &mine }, number)
+            };
+            if ready {
                 break trials;
             }
             if crate::interrupt::stop_requested() {

@@ -272,7 +272,9 @@ pub fn bench_search(args: &SearchBenchArgs) -> Result<ExitCode> {
         args.seeds,
         names.join("; ")
     );
-    let jobs: Vec<(usize, u64)> = (0..entries.len()).flat_map(|e| (1..=args.seeds).map(move |s| (e, s))).collect();
+    // Seed by seed, every entry in turn: a change in the machine's load
+    // during the benchmark then falls on all entries alike.
+    let jobs: Vec<(usize, u64)> = (1..=args.seeds).flat_map(|s| (0..entries.len()).map(move |e| (e, s))).collect();
     let next = AtomicUsize::new(0);
     let rows = Mutex::new(Vec::new());
     let failure = Mutex::new(None);

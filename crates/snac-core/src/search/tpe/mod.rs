@@ -388,6 +388,10 @@ impl Sampler for TpeSampler {
         study.trials.iter().all(|t| t.number + lag > trial_number || t.state.is_finished())
     }
 
+    fn waits_for_other_processes(&self) -> bool {
+        false
+    }
+
     fn sample_independent(
         &self,
         study: &StudyView<'_>,

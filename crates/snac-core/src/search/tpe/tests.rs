@@ -373,3 +373,51 @@ fn matches_optuna() {
         }
     }
 }
+
+/// Two processes sharing one study (two `Study` handles on one storage):
+/// TPE waits for its own process's trials within the lag, never for the
+/// other's, so a fleet of `snac worker`s runs side by side rather than in
+/// turns. NSGA-II still waits for the whole previous generation.
+#[test]
+fn tpe_never_waits_for_another_process_trials() {
+    use crate::search::Study;
+    use crate::search::nsga2::NsgaIISampler;
+    use crate::storage::MemoryStorage;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let storage: Arc<dyn crate::storage::Storage> = Arc::new(MemoryStorage::new());
+    let directions = [Max, Min];
+    let tpe: Arc<dyn Sampler> = Arc::new(TpeSampler { lag: 1, ..TpeSampler::default() });
+    let open = |sampler: &Arc<dyn Sampler>| {
+        Study::create_or_load(storage.clone(), "fleet", &directions, sampler.clone(), 1).unwrap()
+    };
+    // Asks in another thread: `None` when it is still waiting after 2 s.
+    let ask_soon = |study: Study| {
+        let (send, receive) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = send.send(study.ask().map(|t| t.number));
+        });
+        receive.recv_timeout(Duration::from_secs(2)).ok().map(Result::unwrap)
+    };
+    let (a, b) = (open(&tpe), open(&tpe));
+    let first = a.ask().unwrap();
+    assert_eq!(first.number, 0);
+    // Process b: trial 1 would wait for trial 0 if it were its own.
+    assert_eq!(ask_soon(b.clone()), Some(1), "process b waited for process a's running trial");
+    // Process a: its own trial 0 is still running, so trial 2 (lag 1) waits.
+    assert_eq!(ask_soon(a.clone()), None, "process a did not wait for its own running trial");
+    // Finishing trial 0 lets that waiting ask go on (and its thread end).
+    a.tell(&first, Ok(vec![0.5, 10.0])).unwrap();
+
+    // NSGA-II (population 2): generation 1 waits for generation 0, whoever runs it.
+    let storage2: Arc<dyn crate::storage::Storage> = Arc::new(MemoryStorage::new());
+    let nsga: Arc<dyn Sampler> = Arc::new(NsgaIISampler { population_size: 2, ..Default::default() });
+    let open2 = || Study::create_or_load(storage2.clone(), "fleet", &directions, nsga.clone(), 1).unwrap();
+    let (c, d) = (open2(), open2());
+    let g0 = [c.ask().unwrap(), c.ask().unwrap()];
+    assert_eq!(ask_soon(d), None, "NSGA-II sampled generation 1 before generation 0 finished");
+    for t in &g0 {
+        c.tell(t, Ok(vec![0.5, 10.0])).unwrap();
+    }
+}
