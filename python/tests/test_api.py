@@ -34,6 +34,9 @@ def test_run_returns_results_with_every_stage(small_run):
     assert (r.results_dir / "mlp_search_results.csv").exists()
     assert r.report.exists()
     assert r.outcome["export_dir"] and os.path.exists(os.path.join(r.outcome["export_dir"], "convert.py"))
+    # Every local-search model is handed off beside its model file.
+    assert [os.path.basename(p) for p in r.outcome["exports"]] == ["best_model_8b3i_hls4ml"]
+    assert all(os.path.exists(os.path.join(p, "model.onnx")) for p in r.outcome["exports"])
     assert [row["Precision"] for row in r.outcome["local"]][:1] == ["<8,3>"] or r.outcome["local"]
     assert set(r.models) == {"8b3i"}
 

@@ -145,6 +145,7 @@ fn run_stages(setup: &SearchSetup, stage: &str, arch: Option<&Path>) -> Result<V
         "best_trial": outcome.search.best.as_ref().map(|t| t.number),
         "local": outcome.local,
         "export_dir": outcome.export_dir,
+        "exports": outcome.exports,
         "metric_names": snac::report::objectives(setup).into_iter().map(|o| o.name).collect::<Vec<_>>(),
     }))
 }

@@ -74,37 +74,105 @@ fn python_with_hls4ml() -> Result<PathBuf> {
     Ok(python)
 }
 
-/// After `snac run`: exports the local-search model of the `synthesis:`
-/// precision to `<results_dir>/hls4ml_export/`, with the run's board, reuse
-/// factor and strategy (`hls_config`, already checked in `setup.hardware`).
-pub fn export_after_run(setup: &SearchSetup, results_dir: &Path) -> Result<()> {
-    let Some(synthesis) = &setup.experiment.synthesis else { return Ok(()) };
-    let name = format!("best_model_{}b{}i.json", synthesis.total_bits, synthesis.int_bits);
-    let path = results_dir.join(crate::local_search::LOCAL_DIR).join(&name);
-    if !path.exists() {
-        log::info!(
-            "note: synthesis asks for <{},{}> but local search wrote no {name} (add that precision pair to \
-             local_search.precision_pairs); nothing exported",
-            synthesis.total_bits,
-            synthesis.int_bits
-        );
-        return Ok(());
-    }
-    let model = QuantizedModel::read(&path)?;
+/// Suffix of the hand-off folder `snac run` writes beside each
+/// local-search model: `best_model_8b3i.json` → `best_model_8b3i_hls4ml/`.
+pub const HANDOFF_SUFFIX: &str = "_hls4ml";
+
+/// The hls4ml settings of a run (`hls_config`, already checked in
+/// `setup.hardware`), with the HLS project written to `hls_output_dir`.
+fn run_settings(setup: &SearchSetup, hls_output_dir: PathBuf) -> ExportSettings {
     let hardware = &setup.hardware;
-    let settings = ExportSettings {
+    ExportSettings {
         board: hardware.board.clone(),
         reuse_factor: hardware.settings.reuse_factor as u32,
         strategy: hardware.settings.strategy,
-        hls_output_dir: std::path::absolute(&synthesis.hls_output_dir)?,
+        hls_output_dir,
         project_name: "snac_model".into(),
-    };
-    let out = results_dir.join("hls4ml_export");
-    // The search's results are written by now: a model the exporter does not
-    // cover yet is a note, not a failed run.
-    if let Err(e) = export(&model, &test_inputs(&model, 100), &settings, &out) {
-        log::info!("note: no hls4ml hand-off for {}: {e:#}", path.display());
-        return Ok(());
     }
-    Ok(())
+}
+
+/// What [`export_after_run`] wrote.
+#[derive(Debug, Default)]
+pub struct Handoff {
+    /// The `synthesis:` precision's folder (`<results_dir>/hls4ml_export`).
+    pub synthesis: Option<PathBuf>,
+    /// One folder per local-search model that exports, in name order.
+    pub models: Vec<PathBuf>,
+    /// `(model file, why)` for each local-search model that does not.
+    pub refused: Vec<(PathBuf, String)>,
+}
+
+/// After `snac run`: exports every local-search model
+/// (`local_search_combined/best_model_*.json`) to `<stem>_hls4ml/` beside
+/// it, and the `synthesis:` precision's model also to
+/// `<results_dir>/hls4ml_export/` with `synthesis.hls_output_dir`. A model
+/// that cannot be exported (a float model, a layer hls4ml has no form for)
+/// gets one line saying why, and no folder (a stale one from an earlier run
+/// is removed): the search's results are written by now, so it is a note,
+/// not a failed run.
+pub fn export_after_run(setup: &SearchSetup, results_dir: &Path) -> Result<Handoff> {
+    let local = results_dir.join(crate::local_search::LOCAL_DIR);
+    let mut handoff = Handoff::default();
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(&local) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                name.starts_with("best_model_") && name.ends_with(".json")
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    files.sort();
+    for path in &files {
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
+        let out = local.join(format!("{stem}{HANDOFF_SUFFIX}"));
+        let exported = QuantizedModel::read(path).and_then(|model| {
+            let settings = run_settings(setup, PathBuf::from("hls_project"));
+            export(&model, &test_inputs(&model, 100), &settings, &out)
+        });
+        match exported {
+            Ok(_) => handoff.models.push(out),
+            Err(e) => {
+                let why = format!("{e:#}");
+                log::warn!("no hls4ml hand-off for {}: {why}", path.display());
+                if out.join("convert.py").exists() {
+                    std::fs::remove_dir_all(&out).with_context(|| format!("removing the stale {}", out.display()))?;
+                }
+                handoff.refused.push((path.clone(), why));
+            }
+        }
+    }
+    if !files.is_empty() {
+        log::info!(
+            "hls4ml hand-off: {} of {} local-search models exported (each to its <model>{HANDOFF_SUFFIX}/ in {})",
+            handoff.models.len(),
+            files.len(),
+            local.display()
+        );
+    }
+
+    let Some(synthesis) = &setup.experiment.synthesis else { return Ok(handoff) };
+    let name = format!("best_model_{}b{}i.json", synthesis.total_bits, synthesis.int_bits);
+    let path = local.join(&name);
+    if !path.exists() {
+        log::info!(
+            "note: synthesis asks for <{},{}> but local search wrote no {name} (add that precision pair to \
+             local_search.precision_pairs); nothing exported to hls4ml_export",
+            synthesis.total_bits,
+            synthesis.int_bits
+        );
+        return Ok(handoff);
+    }
+    if handoff.refused.iter().any(|(p, _)| *p == path) {
+        return Ok(handoff);
+    }
+    let model = QuantizedModel::read(&path)?;
+    let settings = run_settings(setup, std::path::absolute(&synthesis.hls_output_dir)?);
+    let out = results_dir.join("hls4ml_export");
+    match export(&model, &test_inputs(&model, 100), &settings, &out) {
+        Ok(_) => handoff.synthesis = Some(out),
+        Err(e) => log::warn!("no hls4ml hand-off for {}: {e:#}", path.display()),
+    }
+    Ok(handoff)
 }

@@ -31,8 +31,11 @@ pub struct RunOutcome {
     pub search: SearchSummary,
     /// The local search's log, when it ran.
     pub local: Option<Vec<LogRow>>,
-    /// The hls4ml hand-off folder, when one was written.
+    /// The hls4ml hand-off folder of the `synthesis:` precision, when one
+    /// was written.
     pub export_dir: Option<PathBuf>,
+    /// The hand-off folder of every local-search model that exports.
+    pub exports: Vec<PathBuf>,
     /// The time budget (`--timeout`) ran out before `n_trials`.
     pub timed_out: bool,
 }
@@ -85,6 +88,7 @@ pub fn run(setup: &SearchSetup, stages: Stages, how: &Participation) -> Result<R
         search: summary,
         local: None,
         export_dir: None,
+        exports: Vec::new(),
         timed_out,
     };
     let complete = outcome.completed();
@@ -96,9 +100,9 @@ pub fn run(setup: &SearchSetup, stages: Stages, how: &Participation) -> Result<R
     }
     if stages == Stages::All && setup.experiment.local_search.is_some() {
         outcome.local = Some(local(setup, &outcome.results_dir, None)?);
-        crate::handoff::export_after_run(setup, &outcome.results_dir)?;
-        let dir = outcome.results_dir.join("hls4ml_export");
-        outcome.export_dir = dir.join("convert.py").exists().then_some(dir);
+        let handoff = crate::handoff::export_after_run(setup, &outcome.results_dir)?;
+        outcome.export_dir = handoff.synthesis;
+        outcome.exports = handoff.models;
     }
     Ok(outcome)
 }

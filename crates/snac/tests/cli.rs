@@ -712,6 +712,49 @@ fn run_hands_off_to_hls4ml_and_export_verifies() {
     assert!(stdout.contains("hls4ml C simulation: 3000 of 3000 outputs bit-identical"), "{stdout}");
 }
 
+/// `snac run` hands off every local-search model it can, each to a folder
+/// beside its model file; one it cannot gets one line saying why and no
+/// folder.
+#[test]
+fn run_exports_every_local_model_and_says_why_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = local_config(dir.path(), "[relu, tanh]", false);
+    let pairs = "    - {total_bits: 8, int_bits: 3}\n";
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(pairs, &format!("{pairs}    - {{total_bits: 6, int_bits: 2}}\n"));
+    std::fs::write(&config, &text).unwrap();
+    let results = dir.path().join("r");
+    let out =
+        run_ok(snac().arg("run").arg(&config).args(["--trials", "2", "--epochs", "3", "--results-dir"]).arg(&results));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("2 of 2 local-search models exported"), "{stderr}");
+    let local = results.join("local_search_combined");
+    for stem in ["best_model_8b3i", "best_model_6b2i"] {
+        let export = local.join(format!("{stem}_hls4ml"));
+        assert!(export.join("model.onnx").exists() && export.join("convert.py").exists(), "{stem}");
+        let settings: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(export.join("hls4ml_config.json")).unwrap()).unwrap();
+        assert_eq!(settings["output_dir"], "hls_project", "{stem}: the HLS project goes inside its own folder");
+    }
+    assert!(!results.join("hls4ml_export").exists(), "no synthesis: section, so no hls4ml_export");
+
+    // Pruning alone leaves a float model: no hand-off, one line saying why.
+    let float = dir.path().join("float.yaml");
+    std::fs::write(&float, text.replace("  precision_pairs:", "  mode: prune_only\n  precision_pairs:")).unwrap();
+    let results = dir.path().join("f");
+    let out =
+        run_ok(snac().arg("run").arg(&float).args(["--trials", "1", "--epochs", "2", "--results-dir"]).arg(&results));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let refusals: Vec<&str> = stderr.lines().filter(|l| l.contains("no hls4ml hand-off for")).collect();
+    assert_eq!(refusals.len(), 1, "{stderr}");
+    assert!(
+        refusals[0].contains("best_model_float_pruned.json") && refusals[0].contains("no fixed-point form"),
+        "{stderr}"
+    );
+    assert!(!results.join("local_search_combined/best_model_float_pruned_hls4ml").exists());
+}
+
 /// A model with a layer that has no fixed-point form cannot be exported,
 /// and the error names the layer.
 #[test]

@@ -101,7 +101,7 @@ fn print_outputs(results_dir: &Path, csv: &Path) {
         (csv.to_path_buf(), "one row per trial"),
         (results_dir.join(outputs::BEST_MODEL_FILE), "the most accurate architecture"),
         (results_dir.join(local).join(crate::local_search::LOG_FILE), "QAT and pruning, per precision"),
-        (results_dir.join(local), "the quantized models (best_model_*.json, for snac predict / export)"),
+        (results_dir.join(local), "the quantized models (best_model_*.json) and their hls4ml hand-offs (*_hls4ml/)"),
         (results_dir.join("hls4ml_export"), "QONNX and hls4ml config; its convert.py builds the HLS project"),
         (results_dir.join("plots"), "Pareto fronts and training curves (PNG, SVG)"),
     ];
