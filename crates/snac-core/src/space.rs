@@ -445,11 +445,13 @@ pub(crate) mod tests {
             let mut src = RandomSource(rand_chacha::ChaCha8Rng::seed_from_u64(seed), vec![]);
             let arch = decode(&spec, &mut src).unwrap();
             crate::quantized::exportable::exportable(&arch).unwrap_or_else(|e| panic!("{}: {e}", arch.summary()));
-            assert!(!arch.layers().any(|l| matches!(l, Layer::ConvAttention { .. } | Layer::Act(Activation::Gelu))));
+            assert!(!arch.layers().any(|l| matches!(l, Layer::Act(Activation::Gelu))));
             blocks.extend(arch.components.iter().map(|c| c.block_type));
         }
-        // The rest of the space is still searched.
-        assert!(blocks.contains(&BlockType::Conv) && blocks.contains(&BlockType::Mlp), "{blocks:?}");
+        // The rest of the space is still searched, ConvAttn (exported) included.
+        for block in [BlockType::Conv, BlockType::ConvAttn, BlockType::Mlp] {
+            assert!(blocks.contains(&block), "{blocks:?}");
+        }
     }
 
     #[test]

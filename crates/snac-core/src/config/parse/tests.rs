@@ -943,12 +943,13 @@ fn exportable_only_drops_what_the_export_refuses() {
     assert_eq!(all.block_types, vec!["Conv", "ConvAttn", "MLP", "None"]);
     let space = parse(&format!("{T2_LIKE}  exportable_only: true\n")).unwrap().search_space;
     assert!(space.exportable_only);
-    assert_eq!(space.block_types, vec!["Conv", "MLP", "None"]);
+    // ConvAttn is exported (hls4ml's Einsum and a configured softmax).
+    assert_eq!(space.block_types, vec!["Conv", "ConvAttn", "MLP", "None"]);
     assert_eq!(space.act_space, vec![Activation::Relu, Activation::LeakyRelu]);
     assert_eq!(space.norm_space, vec![Norm::None, Norm::Batch]);
     let dropped: Vec<&str> = space.dropped_for_export.iter().map(|d| d.split(' ').next().unwrap()).collect();
-    assert_eq!(dropped, ["gelu", "layer", "ConvAttn"]);
-    assert!(space.dropped_for_export[2].contains("hls4ml"), "{:?}", space.dropped_for_export);
+    assert_eq!(dropped, ["gelu", "layer"]);
+    assert!(space.dropped_for_export[0].contains("GELU"), "{:?}", space.dropped_for_export);
     // Nothing dropped when nothing is refused.
     let text = with("search_space:\n  exportable_only: true\n");
     assert!(parse(&text).unwrap().search_space.dropped_for_export.is_empty());
@@ -962,9 +963,8 @@ fn exportable_only_with_nothing_left_is_an_error() {
     let text = with("search_space:\n  act_space: [gelu]\n  exportable_only: true\n");
     let message = single_error(&text, "search_space.exportable_only", 5);
     assert_mentions(&message, &["true leaves search_space.act_space empty", "gelu (", "exportable_only: false"]);
-    let text = "dataset:\n  name: mnist\n  flatten: false\nsearch:\n  model_type: block\nsearch_space:\n  \
-                block_types: [ConvAttn]\n  exportable_only: true\n";
-    assert_mentions(&single_error(text, "search_space.exportable_only", 8), &["block_types empty", "ConvAttn ("]);
+    let text = with("search_space:\n  norm_space: [layer]\n  exportable_only: true\n");
+    assert_mentions(&single_error(&text, "search_space.exportable_only", 5), &["norm_space empty", "layer ("]);
     let text = with("search_space:\n  output_activation: gelu\n  exportable_only: true\n");
     assert_mentions(&single_error(&text, "search_space.exportable_only", 5), &["output_activation is gelu"]);
     let text = format!("{DEEPSETS}search_space: {{exportable_only: true}}\n");
