@@ -263,6 +263,8 @@ pub(crate) mod tests {
             phi_layers: LayerRange { min: 1, max: 3 },
             rho_layers: LayerRange { min: 0, max: 2 },
             aggregation_space: vec![Aggregation::Mean, Aggregation::Max],
+            exportable_only: false,
+            dropped_for_export: Vec::new(),
         }
     }
 
@@ -421,6 +423,34 @@ pub(crate) mod tests {
                     assert!(!matches!(c.block_type, BlockType::Conv | BlockType::ConvAttn), "{}", arch.summary());
                 }
             }
+        }
+    }
+
+    #[test]
+    fn exportable_only_search_never_proposes_refused_choices() {
+        let yaml = "dataset:\n  name: fashion_mnist\n  flatten: false\nsearch:\n  model_type: block\n\
+                    search_space:\n  block_types: [Conv, ConvAttn, MLP, None]\n  act_space: [relu, gelu, leaky_relu]\n  \
+                    num_blocks: 4\n  kernel_space: [1, 3]\n  channel_space: [4]\n  exportable_only: true\n";
+        let experiment = crate::config::load_str(yaml, std::path::Path::new("t2.yaml")).unwrap();
+        let spec = SpaceSpec {
+            model_type: ModelType::Block,
+            space: experiment.search_space,
+            input_shape: Shape::Image { height: 8, width: 8, channels: 1 },
+            output_dim: 10,
+            min_layers: 2,
+            max_layers: 5,
+        };
+        let mut blocks = Vec::new();
+        for seed in 0..200 {
+            let mut src = RandomSource(rand_chacha::ChaCha8Rng::seed_from_u64(seed), vec![]);
+            let arch = decode(&spec, &mut src).unwrap();
+            crate::quantized::exportable::exportable(&arch).unwrap_or_else(|e| panic!("{}: {e}", arch.summary()));
+            assert!(!arch.layers().any(|l| matches!(l, Layer::Act(Activation::Gelu))));
+            blocks.extend(arch.components.iter().map(|c| c.block_type));
+        }
+        // The rest of the space is still searched, ConvAttn (exported) included.
+        for block in [BlockType::Conv, BlockType::ConvAttn, BlockType::Mlp] {
+            assert!(blocks.contains(&block), "{blocks:?}");
         }
     }
 

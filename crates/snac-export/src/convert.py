@@ -38,6 +38,35 @@ def load_model():
     return model
 
 
+def register_einsum():
+    """hls4ml 1.3's ONNX frontend has no Einsum handler (its Einsum layer,
+    which the Vivado/Vitis backends implement for io_parallel, is only made
+    by the Keras v3 frontend). Our ConvAttention writes two Einsums of two
+    activation tensors; this handler makes them that layer, without the
+    batch axis."""
+    from hls4ml.converters.onnx_to_hls import get_onnx_attribute, layer_handlers, register_onnx_layer_handler
+
+    def parse_einsum(node, input_names, input_shapes, graph):
+        operands, output = get_onnx_attribute(node, "equation").split("->")
+        first, second = operands.split(",")
+        shapes = [tuple(shape[1:]) for shape in input_shapes]
+        sizes = dict(zip(first[1:], shapes[0]))
+        sizes.update(zip(second[1:], shapes[1]))
+        return {
+            "class_name": "Einsum",
+            "name": node.name,
+            "inputs": list(input_names),
+            "outputs": list(node.output),
+            "equation": f"{first[1:]},{second[1:]}->{output[1:]}",
+            "inp0_shape": shapes[0],
+            "inp1_shape": shapes[1],
+            "out_shape": tuple(sizes[axis] for axis in output[1:]),
+        }
+
+    if "Einsum" not in layer_handlers:
+        register_onnx_layer_handler("Einsum", parse_einsum)
+
+
 def cleaned_names(cleaned, wanted):
     """Our node names (those in `wanted`) -> the names qonnx's cleanup gave
     them. Cleanup renames every node `<op>_<k>`; a chain keeps each op type's
@@ -90,6 +119,9 @@ def hls_config(model, settings):
                 precision[key] = wanted[key]
         if "table_size" in wanted:
             layer["table_size"] = wanted["table_size"]
+        # Other layer settings as they are (the attention's softmax tables
+        # and types, its Einsums' strategy).
+        layer.update(wanted.get("config", {}))
     for layer in layers.values():
         layer["Trace"] = True
     return config
@@ -98,6 +130,8 @@ def hls_config(model, settings):
 def convert(model, settings, output_dir):
     import hls4ml
 
+    if any(node.op_type == "Einsum" for node in model.graph.node):
+        register_einsum()
     config = hls_config(model, settings)
     hls_model = hls4ml.converters.convert_from_onnx_model(
         model,

@@ -188,6 +188,14 @@ For convolutional models `convert.py` first runs qonnx's channels-last
 conversion (`ConvertToChannelsLastAndClean`), which hls4ml's QONNX frontend
 needs for `Conv`; it leaves no `Transpose` in the graph.
 
+Attention blocks (ConvAttn) are 1×1 `Conv`s, two `Einsum`s and a `Softmax`
+over the last axis. hls4ml 1.3's ONNX frontend has no `Einsum` handler, so
+`convert.py` registers one (`hls4ml.converters.onnx_to_hls.register_onnx_layer_handler`)
+that makes hls4ml's own `Einsum` layer (io_parallel, Latency strategy only).
+The softmax is hls4ml's `stable` implementation with the table sizes and
+types set per layer in `hls4ml_config.json`, which is exactly snac-pack's
+fixed-point softmax.
+
 `--verify` compares hls4ml's C simulation and qonnx's executor with
 `tb_output_predictions.dat`; on a mismatch it names the first layer that
 differs and exits with status 1. Then synthesise the project in `{out}` with

@@ -105,6 +105,8 @@ impl AttributeProto {
 
 /// `TensorProto.DataType.FLOAT`.
 pub const FLOAT: i32 = 1;
+/// `TensorProto.DataType.INT64` (a `Reshape`'s shape).
+pub const INT64: i32 = 7;
 
 #[derive(Clone, PartialEq, Message)]
 pub struct TensorProto {
@@ -114,6 +116,8 @@ pub struct TensorProto {
     pub data_type: i32,
     #[prost(float, repeated, tag = "4")]
     pub float_data: Vec<f32>,
+    #[prost(int64, repeated, tag = "7")]
+    pub int64_data: Vec<i64>,
     #[prost(string, tag = "8")]
     pub name: String,
 }
@@ -173,6 +177,18 @@ pub fn float_tensor(name: &str, shape: &[usize], values: Vec<f32>) -> TensorProt
         dims: shape.iter().map(|&d| d as i64).collect(),
         data_type: FLOAT,
         float_data: values,
+        int64_data: Vec::new(),
+        name: name.into(),
+    }
+}
+
+/// An int64 vector initializer (a `Reshape`'s shape).
+pub fn int64_tensor(name: &str, values: &[i64]) -> TensorProto {
+    TensorProto {
+        dims: vec![values.len() as i64],
+        data_type: INT64,
+        float_data: Vec::new(),
+        int64_data: values.to_vec(),
         name: name.into(),
     }
 }
@@ -198,7 +214,7 @@ pub fn check(model: &ModelProto) -> anyhow::Result<()> {
             };
             inputs.push(shape.clone());
         }
-        let check = NodeCheck { node, at, inputs };
+        let check = NodeCheck { node, at, inputs, graph };
         let out = check.output_shape(&constants)?;
         for name in &node.output {
             ensure!(shapes.insert(name, out.clone()).is_none(), "{}: output '{name}' is already defined", check.at);
@@ -234,11 +250,12 @@ fn initializer_shapes(graph: &GraphProto) -> anyhow::Result<Shapes<'_>> {
             tensor.dims
         );
         let numel: i64 = tensor.dims.iter().product();
+        let values = if tensor.data_type == INT64 { tensor.int64_data.len() } else { tensor.float_data.len() };
         ensure!(
-            tensor.float_data.len() as i64 == numel,
+            values as i64 == numel,
             "initializer '{}': {} values for dims {:?}, which hold {numel}",
             tensor.name,
-            tensor.float_data.len(),
+            values,
             tensor.dims
         );
         ensure!(
@@ -246,7 +263,7 @@ fn initializer_shapes(graph: &GraphProto) -> anyhow::Result<Shapes<'_>> {
             "initializer '{}' is defined twice",
             tensor.name
         );
-        constants.insert(&tensor.name, tensor.float_data.len());
+        constants.insert(&tensor.name, values);
     }
     Ok((shapes, constants))
 }
@@ -263,6 +280,8 @@ struct NodeCheck<'a> {
     /// `node 'NAME' (OP)`, the start of every error.
     at: String,
     inputs: Vec<Vec<i64>>,
+    /// For the values of a `Reshape`'s shape.
+    graph: &'a GraphProto,
 }
 
 impl NodeCheck<'_> {
@@ -281,6 +300,12 @@ impl NodeCheck<'_> {
             "BatchNormalization" => self.batch_normalization(),
             "Transpose" => self.transpose(),
             "Flatten" => self.flatten(),
+            "Reshape" => self.reshape(),
+            "Einsum" => self.einsum(),
+            "Softmax" => {
+                self.arity(1)?;
+                Ok(self.inputs[0].clone())
+            }
             other => anyhow::bail!("{}: operator '{other}' is not one the export writes", self.at),
         }
     }
@@ -385,5 +410,48 @@ impl NodeCheck<'_> {
         anyhow::ensure!((0..=x.len() as i64).contains(&axis), "{}: axis {axis} for shape {x:?}", self.at);
         let axis = axis as usize;
         Ok(vec![x[..axis].iter().product(), x[axis..].iter().product()])
+    }
+
+    fn reshape(&self) -> anyhow::Result<Vec<i64>> {
+        self.arity(2)?;
+        let at = &self.at;
+        let name = &self.node.input[1];
+        let shape = self.graph.initializer.iter().find(|t| t.name == *name && t.data_type == INT64);
+        let Some(shape) = shape else { anyhow::bail!("{at}: the shape '{name}' is not an int64 initializer") };
+        let x = &self.inputs[0];
+        let (from, to): (i64, i64) = (x.iter().product(), shape.int64_data.iter().product());
+        anyhow::ensure!(
+            from == to && shape.int64_data.iter().all(|&d| d >= 1),
+            "{at}: {x:?} cannot become {:?}",
+            shape.int64_data
+        );
+        Ok(shape.int64_data.clone())
+    }
+
+    /// Einsum of two operands, `ab…,cd…->ef…` with single-letter axes.
+    fn einsum(&self) -> anyhow::Result<Vec<i64>> {
+        self.arity(2)?;
+        let at = &self.at;
+        let equation = self.node.attribute.iter().find(|a| a.name == "equation").map(|a| a.s.clone());
+        let equation = String::from_utf8(equation.unwrap_or_default())?;
+        let Some((operands, output)) = equation.split_once("->") else {
+            anyhow::bail!("{at}: equation '{equation}' has no '->'")
+        };
+        let terms: Vec<&str> = operands.split(',').collect();
+        anyhow::ensure!(terms.len() == 2, "{at}: equation '{equation}' needs two operands");
+        let mut sizes: HashMap<char, i64> = HashMap::new();
+        for (term, shape) in terms.iter().zip(&self.inputs) {
+            anyhow::ensure!(term.len() == shape.len(), "{at}: '{term}' for an input of shape {shape:?}");
+            for (axis, &size) in term.chars().zip(shape) {
+                let known = *sizes.entry(axis).or_insert(size);
+                anyhow::ensure!(known == size, "{at}: axis '{axis}' is {known} and {size}");
+            }
+        }
+        output
+            .chars()
+            .map(|axis| {
+                sizes.get(&axis).copied().ok_or_else(|| anyhow::anyhow!("{at}: output axis '{axis}' is no input's"))
+            })
+            .collect()
     }
 }

@@ -20,8 +20,52 @@
 //! - activations: `Relu`, `Tanh`, `Sigmoid`, `LeakyRelu` (alpha our
 //!   fixed-point slope), then `Quant`; identity is the `Quant` alone.
 //!
-//! ConvAttention, Aggregate and Dense per set element have no hls4ml layer
-//! and are refused with an error naming the layer.
+//! - ConvAttention (rows `[1, H·W, ·]`, channels last):
+//!   `Conv` 1×1 for q, k, v (NCHW, each then `Quant`, `Transpose` to NHWC
+//!   and `Reshape` to rows), `Einsum("bpc,bqc->bpq")` for the scores (exact
+//!   type), `Softmax(axis=-1)`, `Quant`, `Einsum("bpq,bqc->bpc")` (exact),
+//!   `Quant`, back to an NCHW image for the output `Conv` 1×1, `Quant`, rows
+//!   again, the residual `Add` (exact) with the input rows, `Quant`, and a
+//!   `Reshape` to `[1, H, W, C]`. Every `Transpose` meets its inverse after
+//!   qonnx's channels-last conversion.
+//!
+//! Aggregate and Dense per set element have no hls4ml layer and are refused
+//! with an error naming the layer and pointing to
+//! `search_space.exportable_only: true`.
+//!
+//! ConvAttention and hls4ml 1.3 (paths under `hls4ml/`), what the mapping
+//! relies on:
+//! - the ONNX frontend has no handler for `Einsum`
+//!   (`converters/onnx/*.py`), and its `MatMul` of two activation tensors
+//!   stays a `MatMul` layer (`model/layers.py`: "only supported as an
+//!   intermediate form that gets converted to a Dense layer"; the only
+//!   conversion, `model/optimizer/passes/matmul_const_to_dense.py`, needs a
+//!   constant second operand) for which no backend has a template. The
+//!   backends do implement `Einsum` (`model/layers.py` `Einsum`,
+//!   `backends/vivado/passes/einsum.py`, `templates/vivado/nnet_utils/
+//!   nnet_einsum.h`: io_parallel and Latency strategy only; it accumulates
+//!   in `accum_t`), which only the Keras v3 frontend creates. `convert.py`
+//!   therefore registers an ONNX handler for `Einsum` with hls4ml's public
+//!   `register_onnx_layer_handler` (the batch axis dropped from the
+//!   equation) and sets the Einsums' `Strategy` to Latency;
+//! - `MatMul` with a constant on a `[P, C]` tensor would be wrong: the pass
+//!   above sets the Dense's `n_out` to `P·C_out`, which
+//!   `multi_dense.py` (`ReplaceMultidimensionalDenseWithConv`) then takes as
+//!   the filter count; the projections are therefore 1×1 `Conv`s;
+//! - the ONNX `Softmax` handler (`converters/onnx/core.py`
+//!   `parse_activation_layer`) keeps only `axis`; without `n_outer` the
+//!   softmax would run over all `P·P` scores. hls4ml copies any per-layer
+//!   configuration key onto the layer (`model/layers.py` `Layer.__init__`;
+//!   keys ending in `_t` become types), so the configuration sets
+//!   `n_outer = P`, `n_inner = 1` (`softmax_multidim` in
+//!   `nnet_activation.h`), `implementation: stable`, both table sizes
+//!   (which also keeps `backends/fpga/passes/fix_softmax_table_size.py` from
+//!   resizing them), `exp_table_t`, `inv_table_t`, `inv_inp_t`, `accum_t`,
+//!   `inp_norm_t` and `exp_scale` (`backends/vivado/passes/core_templates.py`
+//!   `SoftmaxConfigTemplate`). Our softmax (`snac_core::quantized::softmax`)
+//!   is `softmax_stable` with exactly those types and tables, so the C
+//!   simulation matches our integer inference bit for bit (tests/hls4ml.rs).
+//!   qonnx's executor computes a float softmax: it is not compared.
 //!
 //! The precisions hls4ml cannot read from Quant nodes (accumulators, the
 //! outputs of nonlinearities before their Quant, BatchNorm constants, the
@@ -34,7 +78,8 @@ use prost::Message;
 use serde_json::{Map, Value, json};
 use snac_core::arch::{Activation, Layer, Shape};
 use snac_core::fixed::{FixedPoint, Overflow, Rounding};
-use snac_core::quantized::{ActivationTable, Codes, QLayer, QuantizedModel};
+use snac_core::quantized::softmax::{self, SoftmaxTypes};
+use snac_core::quantized::{ActivationTable, Codes, Projection, QLayer, QuantizedModel};
 
 /// QONNX's custom-op domain.
 pub const QONNX_DOMAIN: &str = "qonnx.custom_op.general";
@@ -74,6 +119,19 @@ fn hls_type(fixed: &FixedPoint) -> String {
 }
 
 impl Builder {
+    /// `Reshape(x)` to `shape` (an int64 initializer `{name}_shape`).
+    fn reshape(&mut self, name: &str, x: &str, shape: &[usize], output: &str) -> String {
+        let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+        self.initializers.push(onnx::int64_tensor(&format!("{name}_shape"), &dims));
+        self.node("Reshape", name, &[x, &format!("{name}_shape")], output, vec![]);
+        output.to_string()
+    }
+
+    fn transpose(&mut self, name: &str, x: &str, perm: &[i64], output: &str) -> String {
+        self.node("Transpose", name, &[x], output, vec![AttributeProto::ints("perm", perm)]);
+        output.to_string()
+    }
+
     fn constant(&mut self, name: &str, shape: &[usize], values: Vec<f32>) -> String {
         self.initializers.push(onnx::float_tensor(name, shape, values));
         name.to_string()
@@ -135,7 +193,8 @@ fn exact_folded_bias(bias: &Codes, scale: &Codes, shift: &Codes) -> Result<Fixed
 }
 
 /// What the export covers, for the errors on the layers it refuses.
-const COVERED: &str = "the export covers Dense, Conv2d, BatchNorm, Flatten and pointwise activations";
+const COVERED: &str = "the export covers Dense, Conv2d, ConvAttention, BatchNorm, Flatten and pointwise activations; \
+                       `search_space.exportable_only: true` keeps a search to the architectures it can hand to hls4ml";
 
 /// The layout of the tensor between two layers.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -259,11 +318,7 @@ impl Builder {
                  layer (it would take a 1-D pointwise Conv over the elements); {COVERED}",
                 layer.describe()
             ),
-            QLayer::ConvAttention { .. } => bail!(
-                "{}: hls4ml has no convolutional self-attention layer, so models with ConvAttn blocks cannot be \
-                 handed to it; {COVERED}",
-                layer.describe()
-            ),
+            QLayer::ConvAttention { .. } => self.attention(layer, last),
             QLayer::Aggregate { .. } => bail!(
                 "{}: pooling over the elements of a set (DeepSets) is not exported: hls4ml has no such layer \
                  (its global pooling divides a mean in the accumulator type, not rounded half to even as here); \
@@ -338,6 +393,147 @@ impl Builder {
         self.x = conv_out;
         self.current = *accumulator;
         self.layout = Layout::Nchw { height: *out_height, width: *out_width, channels: *filters };
+        Ok(())
+    }
+
+    /// ConvAttention (see the module docs): 1×1 `Conv`s for q, k, v and the
+    /// output projection, `Einsum` for the scores and the weighted sum,
+    /// `Softmax` over the last axis configured as our softmax, the residual
+    /// `Add`; each result onto the activation grid with a `Quant`. The rows
+    /// `[1, H·W, ·]` are channels last; the output is `[1, H, W, C]`.
+    fn attention(&mut self, layer: &QLayer, last: bool) -> Result<()> {
+        let QLayer::ConvAttention { index, positions, channels, hidden, query, key, value, output: out, scale, result } =
+            layer
+        else {
+            unreachable!("attention is only called with a ConvAttention layer")
+        };
+        let (index, positions, channels, hidden) = (*index, *positions, *channels, *hidden);
+        let (height, width) = match self.layout {
+            Layout::Nhwc { height, width, channels: c } | Layout::Nchw { height, width, channels: c }
+                if c == channels && height * width == positions =>
+            {
+                (height, width)
+            }
+            other => {
+                bail!("{}: expects an image of {positions} positions × {channels}, gets {other:?}", layer.describe())
+            }
+        };
+        let name = |part: &str| format!("att{index}_{part}");
+        let x = std::mem::take(&mut self.x);
+        let input_type = self.current;
+        // The input as rows for the residual, and in NCHW for the projections.
+        let x_rows = match self.layout {
+            Layout::Nhwc { .. } => self.reshape(&name("x_rows"), &x, &[1, positions, channels], &name("x_rows")),
+            _ => {
+                let nhwc = self.transpose(&name("x_nhwc"), &x, &[0, 2, 3, 1], &name("x_nhwc"));
+                self.reshape(&name("x_rows"), &nhwc, &[1, positions, channels], &name("x_rows"))
+            }
+        };
+        let (x_nchw, _) = self.transpose_to_nchw(x, self.layout, index);
+        let signed = |width: u32, integer: u32| FixedPoint::ap_fixed(width, integer);
+        // A 1×1 Conv projection onto the activation grid, as rows [1, H·W, out].
+        let project = |b: &mut Builder, part: &str, input: &str, p: &Projection, inputs: usize, outputs: usize| {
+            let kernel = p.kernel.values();
+            let w: Vec<f32> = (0..outputs)
+                .flat_map(|f| (0..inputs).map(move |c| (f, c)))
+                .map(|(f, c)| kernel[c * outputs + f] as f32)
+                .collect();
+            let conv = name(part);
+            let w = b.constant(&format!("{conv}_W"), &[outputs, inputs, 1, 1], w);
+            let wq = b.quant(&format!("quant_{conv}_W"), &w, &p.kernel.fixed, &format!("{conv}_Wq"))?;
+            let bias: Vec<f32> = p.bias.values().iter().map(|&v| v as f32).collect();
+            let bb = b.constant(&format!("{conv}_b"), &[outputs], bias);
+            let bq = b.quant(&format!("quant_{conv}_b"), &bb, &p.bias.fixed, &format!("{conv}_bq"))?;
+            b.node(
+                "Conv",
+                &conv,
+                &[input, &wq, &bq],
+                &format!("{conv}_out"),
+                vec![
+                    AttributeProto::ints("kernel_shape", &[1, 1]),
+                    AttributeProto::ints("pads", &[0, 0, 0, 0]),
+                    AttributeProto::ints("strides", &[1, 1]),
+                    AttributeProto::ints("dilations", &[1, 1]),
+                    AttributeProto::int("group", 1),
+                ],
+            );
+            b.precision(&conv, json!({"accum": hls_type(&p.accumulator), "result": hls_type(&p.accumulator)}));
+            let q = b.quant(&format!("quant_{conv}"), &format!("{conv}_out"), result, &format!("{conv}_q"))?;
+            let nhwc = b.transpose(&format!("{conv}_nhwc"), &q, &[0, 2, 3, 1], &format!("{conv}_nhwc"));
+            Ok::<_, anyhow::Error>(b.reshape(
+                &format!("{conv}_rows"),
+                &nhwc,
+                &[1, positions, outputs],
+                &format!("{conv}_rows"),
+            ))
+        };
+        let q = project(self, "q", &x_nchw, query, channels, hidden)?;
+        let k = project(self, "k", &x_nchw, key, channels, hidden)?;
+        let v = project(self, "v", &x_nchw, value, channels, hidden)?;
+        // Scores: exact sums of `hidden` products of two activation codes.
+        let log2 = |n: usize| n.max(1).next_power_of_two().trailing_zeros();
+        let (aw, ai) = (result.width, result.integer);
+        let scores_type = signed(2 * aw + log2(hidden), 2 * ai + log2(hidden))?;
+        let scores = name("scores");
+        self.node("Einsum", &scores, &[&q, &k], &scores, vec![AttributeProto::string("equation", "bpc,bqc->bpq")]);
+        self.precision(
+            &scores,
+            json!({"accum": hls_type(&scores_type), "result": hls_type(&scores_type), "config": {"Strategy": "Latency"}}),
+        );
+        // hls4ml's stable softmax with our softmax's types (softmax.rs).
+        let types = SoftmaxTypes::new(positions, 2 * result.fractional_bits());
+        let softmax = name("softmax");
+        self.node("Softmax", &softmax, &[&scores], &format!("{softmax}_out"), vec![AttributeProto::int("axis", -1)]);
+        self.precision(
+            &softmax,
+            json!({
+                "result": hls_type(&types.product),
+                "config": {
+                    "implementation": "stable",
+                    "n_outer": positions,
+                    "n_inner": 1,
+                    "exp_table_size": types.exp_table_size,
+                    "inv_table_size": types.inv_table_size,
+                    "exp_table_t": hls_type(&types.exp_table),
+                    "inv_table_t": hls_type(&types.inv_table),
+                    "inv_inp_t": hls_type(&types.accum),
+                    "accum_t": hls_type(&types.accum),
+                    "inp_norm_t": hls_type(&types.norm),
+                    "exp_scale": softmax::hls4ml_exp_scale(*scale),
+                },
+            }),
+        );
+        let weights = self.quant(&format!("quant_{softmax}"), &format!("{softmax}_out"), result, &name("weights"))?;
+        // The weighted sum of the values: exact, then onto the grid.
+        let attended_type = signed(2 * aw + log2(positions), 2 * ai + log2(positions))?;
+        let attend = name("attend");
+        self.node(
+            "Einsum",
+            &attend,
+            &[&weights, &v],
+            &attend,
+            vec![AttributeProto::string("equation", "bpq,bqc->bpc")],
+        );
+        self.precision(
+            &attend,
+            json!({"accum": hls_type(&attended_type), "result": hls_type(&attended_type), "config": {"Strategy": "Latency"}}),
+        );
+        let attended = self.quant(&format!("quant_{attend}"), &attend, result, &name("attended"))?;
+        let image =
+            self.reshape(&name("attended_image"), &attended, &[1, height, width, hidden], &name("attended_image"));
+        let nchw = self.transpose(&name("attended_nchw"), &image, &[0, 3, 1, 2], &name("attended_nchw"));
+        let o = project(self, "o", &nchw, out, hidden, channels)?;
+        // Residual: exact sum, then onto the grid.
+        let frac = input_type.fractional_bits().max(result.fractional_bits());
+        let integer = input_type.integer.max(ai) + 1;
+        let sum_type = signed((integer as i32 + frac) as u32, integer)?;
+        let residual = name("residual");
+        self.node("Add", &residual, &[&x_rows, &o], &format!("{residual}_out"), vec![]);
+        self.precision(&residual, json!({"result": hls_type(&sum_type)}));
+        let summed = self.quant(&format!("quant_{residual}"), &format!("{residual}_out"), result, &name("sum"))?;
+        self.x = self.reshape(&name("output"), &summed, &[1, height, width, channels], &output(last, name("output")));
+        self.current = *result;
+        self.layout = Layout::Nhwc { height, width, channels };
         Ok(())
     }
 
@@ -486,7 +682,7 @@ impl Builder {
                 raw
             }
             Activation::Gelu | Activation::Softmax => {
-                bail!("layer {index}: activation {function:?} cannot be exported")
+                bail!("layer {index}: activation {function:?} cannot be exported; {COVERED}")
             }
         };
         self.x = self.quant(&format!("quant_{name}"), &applied, result, &output(last, format!("{name}_q")))?;

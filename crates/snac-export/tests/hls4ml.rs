@@ -45,6 +45,19 @@ fn model(arch: &Arch, types: QuantTypes, seed: u64) -> QuantizedModel {
                 add("bias", *filters, -0.5, 0.5);
                 masks.insert(index, (0..fan_in * filters).map(|i| i % 4 != 1).collect());
             }
+            Layer::ConvAttention { hidden, .. } => {
+                let channels = input.rows_and_features().1;
+                for (name, inputs, outputs) in [
+                    ("query", channels, *hidden),
+                    ("key", channels, *hidden),
+                    ("value", channels, *hidden),
+                    ("output", *hidden, channels),
+                ] {
+                    let limit = (3.0 / inputs as f32).sqrt() * 2.0;
+                    add(&format!("{name}_kernel"), inputs * outputs, -limit, limit);
+                    add(&format!("{name}_bias"), outputs, -0.5, 0.5);
+                }
+            }
             Layer::BatchNorm => {
                 // Per feature, or per channel of an image.
                 let n = output.rows_and_features().1;
@@ -202,4 +215,62 @@ fn even_kernel_same_padding_is_bit_exact_in_qonnx_and_hls4ml() {
     let model = model(&arch, QuantTypes::from_qkeras(8, 3).unwrap(), 7);
     assert!(snac_export::qonnx_is_exact(&model));
     verify(&arch, 8, 3, 250);
+}
+
+/// Convolutional self-attention on the input image (NHWC), ReLU, a Dense
+/// head: 1×1 Convs, two Einsums, hls4ml's stable softmax configured as ours,
+/// the residual Add.
+fn attention_model() -> Arch {
+    Arch::new(
+        Shape::Image { height: 4, width: 4, channels: 2 },
+        vec![
+            Component {
+                name: "b0".into(),
+                block_type: BlockType::ConvAttn,
+                layers: vec![Layer::ConvAttention { hidden: 3, scale: false }, Layer::Act(Activation::Relu)],
+            },
+            Component { name: "flatten".into(), block_type: BlockType::Flatten, layers: vec![Layer::Flatten] },
+            Component::output("out", 5, Activation::Softmax),
+        ],
+    )
+}
+
+#[test]
+fn attention_model_is_bit_exact_in_hls4ml_at_8_3() {
+    verify(&attention_model(), 8, 3, 1000);
+}
+
+#[test]
+fn attention_model_is_bit_exact_in_hls4ml_at_16_6() {
+    verify(&attention_model(), 16, 6, 1000);
+}
+
+/// A Conv block, then scaled attention (hls4ml's `exp_scale`) on its NCHW
+/// output, tanh, and a second attention block on that.
+#[test]
+fn conv_then_scaled_attention_is_bit_exact_in_hls4ml() {
+    let attention = |name: &str, act| Component {
+        name: name.into(),
+        block_type: BlockType::ConvAttn,
+        layers: vec![Layer::ConvAttention { hidden: 4, scale: true }, Layer::Act(act)],
+    };
+    let arch = Arch::new(
+        Shape::Image { height: 5, width: 5, channels: 1 },
+        vec![
+            Component {
+                name: "b0".into(),
+                block_type: BlockType::Conv,
+                layers: vec![
+                    Layer::Conv2d { filters: 3, kernel: 2, padding: Padding::Valid },
+                    Layer::Act(Activation::Relu),
+                ],
+            },
+            attention("b1", Activation::Tanh),
+            attention("b2", Activation::Identity),
+            Component { name: "flatten".into(), block_type: BlockType::Flatten, layers: vec![Layer::Flatten] },
+            Component::mlp("head", 6, Norm::None, Activation::Relu),
+            Component::output("out", 4, Activation::Softmax),
+        ],
+    );
+    verify(&arch, 8, 3, 1000);
 }

@@ -1,5 +1,6 @@
 //! Layers hls4ml has no counterpart for are refused with an error that names
-//! the layer and says what the export covers.
+//! the layer, says what the export covers and points to
+//! `search_space.exportable_only: true`; ConvAttention builds a checked graph.
 
 use snac_core::arch::{Activation, Aggregation, Arch, BlockType, Component, Layer, Norm, Shape};
 use snac_core::quantized::{QuantTypes, QuantizedModel};
@@ -37,7 +38,7 @@ fn refusal(arch: &Arch) -> String {
 }
 
 #[test]
-fn conv_attention_is_refused_by_name() {
+fn conv_attention_builds_a_checked_graph() {
     let arch = Arch::new(
         Shape::Image { height: 3, width: 3, channels: 2 },
         vec![
@@ -50,12 +51,16 @@ fn conv_attention_is_refused_by_name() {
             Component::output("out", 2, Activation::Softmax),
         ],
     );
-    let message = refusal(&arch);
-    assert!(
-        message.contains("ConvAttention (layer 0)") && message.contains("no convolutional self-attention"),
-        "{message}"
-    );
-    assert!(message.contains("covers Dense, Conv2d"), "{message}");
+    let graph = snac_export::qonnx::build(&model(&arch)).unwrap();
+    snac_export::onnx::check(&graph.model).unwrap();
+    let ops: Vec<&str> = graph.model.graph.as_ref().unwrap().node.iter().map(|n| n.op_type.as_str()).collect();
+    for op in ["Conv", "Einsum", "Softmax", "Reshape", "Add"] {
+        assert!(ops.contains(&op), "{ops:?}");
+    }
+    // The softmax is configured as ours: one row per position.
+    let softmax = &graph.precisions["att0_softmax"]["config"];
+    assert_eq!((softmax["n_outer"].as_u64(), softmax["implementation"].as_str()), (Some(9), Some("stable")));
+    assert_eq!(softmax["exp_scale"].as_f64(), Some(2896.0 / 4096.0));
 }
 
 #[test]
@@ -96,4 +101,5 @@ fn deep_sets_are_refused_by_name() {
         message.contains("Aggregate max (layer 0)") && message.contains("pooling over the elements of a set"),
         "{message}"
     );
+    assert!(message.contains("`search_space.exportable_only: true`"), "{message}");
 }

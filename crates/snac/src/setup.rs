@@ -116,6 +116,12 @@ impl SearchSetup {
 
     pub fn with_dataset(experiment: Experiment, dataset: Dataset) -> Result<SearchSetup> {
         let space = experiment.search_space.clone();
+        if !space.dropped_for_export.is_empty() {
+            log::info!(
+                "search_space.exportable_only: dropped {} from the search space",
+                space.dropped_for_export.join(", ")
+            );
+        }
         let output_dim = space.output_dim.unwrap_or(dataset.num_classes);
         if output_dim != dataset.num_classes {
             bail!(

@@ -466,6 +466,12 @@ pub struct SearchSpaceConfig {
     pub rho_layers: LayerRange,
     /// DeepSets: the pooling choices.
     pub aggregation_space: Vec<Aggregation>,
+    /// `exportable_only: true`: the choices the hls4ml export refuses were
+    /// dropped from the lists above (see `quantized::exportable`).
+    pub exportable_only: bool,
+    /// What `exportable_only` dropped, `choice (why)` each, for the log.
+    #[serde(skip)]
+    pub dropped_for_export: Vec<String>,
 }
 
 /// An inclusive range of layer counts (`[min, max]`, or one number for both).

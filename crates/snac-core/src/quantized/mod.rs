@@ -29,9 +29,11 @@
 //! (quantizing a trained arch, one function per layer kind) in `build.rs`;
 //! integer and float inference in `forward.rs`; the `tanh` / `sigmoid`
 //! tables in `tables.rs`; the attention softmax in `softmax.rs`; reading a
-//! model file in `io.rs` and checking it in `validate.rs`.
+//! model file in `io.rs` and checking it in `validate.rs`; what the hls4ml
+//! hand-off can export in `exportable.rs`.
 
 mod build;
+pub mod exportable;
 mod forward;
 mod io;
 pub mod softmax;

@@ -230,7 +230,7 @@ pub(super) fn experiment<'n>(ctx: &mut Ctx<'_>, root: Option<Field<'n>>, file: &
     // The model type decides how the data is read (sets or images).
     let search = search(ctx, &mut root);
     let (dataset, flatten_line) = dataset(ctx, &mut root, config_dir, search.model_type);
-    let (search_space, block_types_line) = search_space(ctx, &mut root);
+    let (search_space, block_types_line) = search_space(ctx, &mut root, search.model_type);
     // Conv and ConvAttn blocks need images: on flattened input the space
     // would silently leave every one of them out.
     let conv = search_space.block_types.iter().find(|b| *b == "Conv" || *b == "ConvAttn");
@@ -540,8 +540,10 @@ fn parse_block_type(text: &str) -> Option<String> {
     BLOCK_TYPES.iter().find(|name| name.to_lowercase() == key).map(|name| name.to_string())
 }
 
-/// The search_space section, and the line of its `block_types` key.
-fn search_space(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> (SearchSpaceConfig, Option<usize>) {
+/// The search_space section, and the line of its `block_types` key. With
+/// `exportable_only: true`, the choices the export refuses are dropped
+/// (`quantized::exportable::restrict`).
+fn search_space(ctx: &mut Ctx<'_>, root: &mut Map<'_>, model_type: ModelType) -> (SearchSpaceConfig, Option<usize>) {
     let mut s = Section::open(ctx, root, "search_space");
     let mlp_width_space = s.width_list_or("mlp_width_space", &[8, 16, 32, 64, 128]);
     let act_space = s.list_or(
@@ -591,8 +593,10 @@ fn search_space(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> (SearchSpaceConfig, Op
         "aggregations",
         |ctx, path, field| ctx.choice(path, field, "an aggregation", Aggregation::ACCEPTED, Aggregation::parse),
     );
+    let exportable_line = s.map.get("exportable_only").map(|field| field.line);
+    let exportable_only = s.bool_or("exportable_only", false);
     s.finish();
-    let config = SearchSpaceConfig {
+    let mut config = SearchSpaceConfig {
         mlp_width_space,
         act_space,
         norm_space,
@@ -610,7 +614,15 @@ fn search_space(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> (SearchSpaceConfig, Op
         phi_layers,
         rho_layers,
         aggregation_space,
+        exportable_only,
+        dropped_for_export: Vec::new(),
     };
+    if exportable_only {
+        match crate::quantized::exportable::restrict(&mut config, model_type) {
+            Ok(dropped) => config.dropped_for_export = dropped,
+            Err(message) => ctx.error("search_space.exportable_only", exportable_line, format!("true {message}")),
+        }
+    }
     (config, block_types_line)
 }
 

@@ -930,3 +930,43 @@ fn dataset_name_lists_match_the_accepted_text() {
     }
     assert!(DatasetName::DOWNLOADABLE.iter().all(|d| DatasetName::ALL.contains(d)));
 }
+
+/// A tutorial-2-like block search (Conv, ConvAttn, MLP; relu, gelu, leaky_relu).
+const T2_LIKE: &str = "dataset:\n  name: fashion_mnist\n  flatten: false\nsearch:\n  model_type: block\n\
+                       search_space:\n  block_types: [Conv, ConvAttn, MLP, None]\n  act_space: [relu, gelu, leaky_relu]\n  \
+                       norm_space: [null, batch, layer]\n  num_blocks: 4\n";
+
+#[test]
+fn exportable_only_drops_what_the_export_refuses() {
+    let all = parse(T2_LIKE).unwrap().search_space;
+    assert!(!all.exportable_only && all.dropped_for_export.is_empty());
+    assert_eq!(all.block_types, vec!["Conv", "ConvAttn", "MLP", "None"]);
+    let space = parse(&format!("{T2_LIKE}  exportable_only: true\n")).unwrap().search_space;
+    assert!(space.exportable_only);
+    // ConvAttn is exported (hls4ml's Einsum and a configured softmax).
+    assert_eq!(space.block_types, vec!["Conv", "ConvAttn", "MLP", "None"]);
+    assert_eq!(space.act_space, vec![Activation::Relu, Activation::LeakyRelu]);
+    assert_eq!(space.norm_space, vec![Norm::None, Norm::Batch]);
+    let dropped: Vec<&str> = space.dropped_for_export.iter().map(|d| d.split(' ').next().unwrap()).collect();
+    assert_eq!(dropped, ["gelu", "layer"]);
+    assert!(space.dropped_for_export[0].contains("GELU"), "{:?}", space.dropped_for_export);
+    // Nothing dropped when nothing is refused.
+    let text = with("search_space:\n  exportable_only: true\n");
+    assert!(parse(&text).unwrap().search_space.dropped_for_export.is_empty());
+    // A misspelling gets the key suggested.
+    let experiment = parse(&with("search_space:\n  exportable_onyl: true\n")).unwrap();
+    assert_eq!(experiment.unused_keys[0].suggestion.as_deref(), Some("exportable_only"));
+}
+
+#[test]
+fn exportable_only_with_nothing_left_is_an_error() {
+    let text = with("search_space:\n  act_space: [gelu]\n  exportable_only: true\n");
+    let message = single_error(&text, "search_space.exportable_only", 5);
+    assert_mentions(&message, &["true leaves search_space.act_space empty", "gelu (", "exportable_only: false"]);
+    let text = with("search_space:\n  norm_space: [layer]\n  exportable_only: true\n");
+    assert_mentions(&single_error(&text, "search_space.exportable_only", 5), &["norm_space empty", "layer ("]);
+    let text = with("search_space:\n  output_activation: gelu\n  exportable_only: true\n");
+    assert_mentions(&single_error(&text, "search_space.exportable_only", 5), &["output_activation is gelu"]);
+    let text = format!("{DEEPSETS}search_space: {{exportable_only: true}}\n");
+    assert_mentions(&single_error(&text, "search_space.exportable_only", 3), &["model_type is deepsets"]);
+}
