@@ -2,6 +2,7 @@
 //! the layer and says what the export covers.
 
 use snac_core::arch::{Activation, Aggregation, Arch, BlockType, Component, Layer, Norm, Shape};
+use snac_core::estimate::IoType;
 use snac_core::quantized::{QuantTypes, QuantizedModel};
 
 /// `arch` with every parameter a small deterministic value.
@@ -56,6 +57,14 @@ fn conv_attention_is_refused_by_name() {
         "{message}"
     );
     assert!(message.contains("covers Dense, Conv2d"), "{message}");
+    // io_stream takes only the layers checked in it, whatever io_parallel
+    // takes.
+    let message = format!("{:#}", snac_export::check_io_type(&model(&arch), IoType::Stream).unwrap_err());
+    assert!(
+        message.contains("ConvAttention (layer 0)") && message.contains("io_stream") && message.contains("io_parallel"),
+        "{message}"
+    );
+    snac_export::check_io_type(&model(&arch), IoType::Parallel).unwrap();
 }
 
 #[test]
