@@ -19,6 +19,9 @@ pub fn settings_of(args: &ExportArgs) -> Result<ExportSettings> {
         board: args.board.clone(),
         reuse_factor: args.reuse,
         strategy: args.strategy,
+        io_type: args.io_type,
+        backend: args.backend,
+        clock_period_ns: args.clock_ns,
         hls_output_dir: args.hls_output_dir.clone().unwrap_or_else(|| PathBuf::from("hls_project")),
         project_name: "snac_model".into(),
     };
@@ -76,7 +79,8 @@ fn python_with_hls4ml() -> Result<PathBuf> {
 
 /// After `snac run`: exports the local-search model of the `synthesis:`
 /// precision to `<results_dir>/hls4ml_export/`, with the run's board, reuse
-/// factor and strategy (`hls_config`, already checked in `setup.hardware`).
+/// factor, strategy, io type, backend and clock period (`hls_config`, already
+/// checked in `setup.hardware`).
 pub fn export_after_run(setup: &SearchSetup, results_dir: &Path) -> Result<()> {
     let Some(synthesis) = &setup.experiment.synthesis else { return Ok(()) };
     let name = format!("best_model_{}b{}i.json", synthesis.total_bits, synthesis.int_bits);
@@ -96,6 +100,9 @@ pub fn export_after_run(setup: &SearchSetup, results_dir: &Path) -> Result<()> {
         board: hardware.board.clone(),
         reuse_factor: hardware.settings.reuse_factor as u32,
         strategy: hardware.settings.strategy,
+        io_type: hardware.settings.io_type,
+        backend: hardware.settings.backend,
+        clock_period_ns: hardware.settings.clock_period_ns,
         hls_output_dir: std::path::absolute(&synthesis.hls_output_dir)?,
         project_name: "snac_model".into(),
     };
