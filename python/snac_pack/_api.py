@@ -347,16 +347,26 @@ class Model:
         board: str = "zcu102",
         reuse: int = 1,
         strategy: str = "latency",
+        io_type: str = "io_parallel",
+        backend: str = "Vitis",
+        clock_ns: Optional[float] = None,
         samples: int = 100,
         hls_output_dir: Optional[PathLike] = None,
         verify: bool = False,
     ) -> Path:
         """The hls4ml hand-off (``snac export``): QONNX, hls4ml config, test
-        vectors, ``convert.py`` and a README in ``out``. With ``verify``,
-        runs hls4ml's C simulation against our integer inference (needs
-        hls4ml and g++; ``SNAC_PYTHON`` or this Python when it has hls4ml).
-        Returns the path of ``convert.py``."""
-        flags = ["--board", board, "--reuse", str(reuse), "--strategy", strategy, "--samples", str(samples)]
+        vectors, ``convert.py`` and a README in ``out``, for hls4ml's
+        ``io_type`` (io_parallel or io_stream) and ``backend`` (Vivado or
+        Vitis) at ``clock_ns`` (default 5). With ``verify``, runs hls4ml's C
+        simulation against our integer inference (needs hls4ml and g++;
+        ``SNAC_PYTHON`` or this Python when it has hls4ml). Returns the path
+        of ``convert.py``."""
+        flags = [
+            "--board", board, "--reuse", str(reuse), "--strategy", strategy,
+            "--io-type", io_type, "--backend", backend, "--samples", str(samples),
+        ]
+        if clock_ns is not None:
+            flags += ["--clock-ns", str(clock_ns)]
         if hls_output_dir is not None:
             flags += ["--hls-output-dir", os.fspath(hls_output_dir)]
         script = Path(self._native.export(os.fspath(out), flags))

@@ -91,6 +91,17 @@ def test_predict_is_bit_exact_with_the_cli(small_run, tmp_path):
     assert np.array_equal(snac_pack.predict(model.path, x[0]), ours[:1])
 
 
+def test_export_takes_io_type_backend_and_clock(small_run, tmp_path):
+    model = small_run.best_model("8b3i")
+    script = model.export(tmp_path / "s", io_type="io_stream", backend="Vivado", clock_ns=4, samples=3)
+    config = json.loads((script.parent / "hls4ml_config.json").read_text())
+    assert (config["io_type"], config["backend"], config["clock_period_ns"]) == ("io_stream", "Vivado", 4.0)
+    config = json.loads((model.export(tmp_path / "p", samples=3).parent / "hls4ml_config.json").read_text())
+    assert (config["io_type"], config["backend"], config["clock_period_ns"]) == ("io_parallel", "Vitis", 5.0)
+    with pytest.raises(snac_pack.SnacError, match="io_strem"):
+        model.export(tmp_path / "x", io_type="io_strem")
+
+
 def test_model_weights_qonnx_and_estimate(small_run, tmp_path):
     model = small_run.best_model("8b3i")
     weights = model.weights

@@ -137,7 +137,7 @@ def convert(model, settings, output_dir):
         model,
         output_dir=str(output_dir),
         project_name=settings["project_name"],
-        io_type="io_parallel",
+        io_type=settings["io_type"],
         backend=settings["backend"],
         part=settings["part"],
         clock_period=settings["clock_period_ns"],
@@ -164,7 +164,9 @@ def main():
     model = load_model()
     hls_model = convert(model, settings, output_dir)
     hls_model.write()
-    print(f"HLS project written to {output_dir}")
+    cfg = hls_model.config
+    print(f"HLS project ({cfg.get_config_value('Backend')} backend, {cfg.get_config_value('IOType')}, "
+          f"clock {cfg.get_config_value('ClockPeriod')} ns) written to {output_dir}")
     if not args.verify:
         return 0
 

@@ -3,20 +3,41 @@
 //! - `model.onnx` in QONNX form (Quant nodes with power-of-two scales and
 //!   zero-point 0 on the input, weights, biases and every activation;
 //!   MatMul/Add, Conv, BatchNormalization, Flatten and activation nodes),
-//! - `hls4ml_config.json`: the part, reuse factor, strategy, `io_parallel`,
+//! - `hls4ml_config.json`: the part, reuse factor, strategy, io type
+//!   (`io_parallel` or `io_stream`), backend (Vivado or Vitis), clock period,
 //!   and every layer's precision matching our fixed-point types,
 //! - test vectors (`tb_data/tb_input_features.dat`,
 //!   `tb_data/tb_output_predictions.dat`) computed by our integer inference,
 //! - `convert.py`, which cleans the QONNX, converts it with hls4ml and
 //!   writes the HLS project (optionally compiles it and checks it against the
 //!   test vectors), and a README.
+//!
+//! ## io_stream
+//!
+//! Every model the search can build (Dense, Conv2d, BatchNorm, activations,
+//! Flatten; our architectures have no pooling layer) exports in
+//! `io_stream` too, with the same precisions and test vectors: hls4ml's
+//! streaming layers compute what its parallel ones do (the same dense kernel
+//! for Dense and Conv2D, the same BatchNorm product, the same tanh/sigmoid
+//! table indexing), so our integer inference is the reference for both.
+//! What changes is the plumbing, all hls4ml's own passes: each tensor is a
+//! FIFO of words, one word per position holding its last axis (all channels
+//! of a pixel; all features of a flat tensor, in one word); 'same' padding
+//! becomes a `ZeroPadding2D` layer before the Conv2D (input precision, so
+//! exact); Flatten is an in-place view of the conv stream (no FIFO of its
+//! own). FIFO depths are left to hls4ml's default
+//! (`StreamVariableConverter` in `hls4ml/backends/fpga/fpga_types.py`):
+//! depth = the tensor's size over its last axis, i.e. H·W for an H×W×C image
+//! and 1 for a flat tensor, enough for a whole tensor so no layer stalls.
+//! hls4ml can shrink them afterwards from a co-simulation (its
+//! `vivado:`/`vitis:fifo_depth_optimization` flow); the export does not.
 
 pub mod onnx;
 pub mod qonnx;
 
 use anyhow::{Context, Result};
 use serde_json::json;
-use snac_core::estimate::{Board, Strategy};
+use snac_core::estimate::{Backend, Board, IoType, Strategy};
 use snac_core::quantized::QuantizedModel;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -27,6 +48,13 @@ pub struct ExportSettings {
     pub board: Board,
     pub reuse_factor: u32,
     pub strategy: Strategy,
+    /// hls4ml's `IOType`: `io_parallel` (whole arrays) or `io_stream` (FIFOs
+    /// between layers, FIFO depths left to hls4ml's default).
+    pub io_type: IoType,
+    /// hls4ml's backend: Vivado (Vivado HLS) or Vitis (Vitis HLS).
+    pub backend: Backend,
+    /// hls4ml's `ClockPeriod` in ns.
+    pub clock_period_ns: f64,
     /// Where `convert.py` writes the HLS project (relative to the export dir
     /// unless absolute).
     pub hls_output_dir: PathBuf,
@@ -65,6 +93,7 @@ fn tb_lines(values: &[f64], per_line: usize) -> String {
 pub fn export(model: &QuantizedModel, x: &[f32], settings: &ExportSettings, dir: &Path) -> Result<Exported> {
     model.validate().context("the model to export is invalid")?;
     let graph = qonnx::build(model)?;
+    check_io_type(model, settings.io_type)?;
     onnx::check(&graph.model).context("the ONNX graph fails its check (nothing written)")?;
     anyhow::ensure!(
         x.len().is_multiple_of(model.input_features),
@@ -72,12 +101,17 @@ pub fn export(model: &QuantizedModel, x: &[f32], settings: &ExportSettings, dir:
         x.len(),
         model.input_features
     );
+    anyhow::ensure!(
+        settings.clock_period_ns.is_finite() && settings.clock_period_ns > 0.0,
+        "the clock period must be a positive number of ns, not {}",
+        settings.clock_period_ns
+    );
     let document = json!({
         "part": settings.board.part,
         "board": settings.board.name,
-        "clock_period_ns": 10,
-        "io_type": "io_parallel",
-        "backend": "Vitis",
+        "clock_period_ns": settings.clock_period_ns,
+        "io_type": settings.io_type.name(),
+        "backend": settings.backend.name(),
         "project_name": settings.project_name,
         "output_dir": settings.hls_output_dir,
         "reuse_factor": settings.reuse_factor,
@@ -123,6 +157,32 @@ pub fn export(model: &QuantizedModel, x: &[f32], settings: &ExportSettings, dir:
     Ok(exported)
 }
 
+/// Refuses a layer that has not been checked bit for bit against hls4ml's
+/// C simulation in `io_type`. `io_stream` covers what `io_parallel` did when
+/// it was added: Dense (of a vector), Conv2d, BatchNorm, the activations and
+/// Flatten; a layer added to the export later streams once a test shows it.
+pub fn check_io_type(model: &QuantizedModel, io_type: IoType) -> Result<()> {
+    use snac_core::quantized::QLayer;
+    if io_type == IoType::Parallel {
+        return Ok(());
+    }
+    for layer in &model.layers {
+        match layer {
+            QLayer::Dense { rows: 1, .. }
+            | QLayer::Conv2d { .. }
+            | QLayer::BatchNorm { .. }
+            | QLayer::Activation { .. } => {}
+            _ => anyhow::bail!(
+                "{}: not checked against hls4ml's {} C simulation (it covers Dense, Conv2d, BatchNorm, \
+                 activations and Flatten); export with io_parallel",
+                layer.describe(),
+                io_type.name()
+            ),
+        }
+    }
+    Ok(())
+}
+
 /// Whether qonnx's executor can reproduce the model exactly: it computes
 /// `tanh` and `sigmoid` with the real functions (hls4ml uses tables) and
 /// sums in `f32` (exact only up to 24 significant bits; a Conv2d's sums,
@@ -161,6 +221,18 @@ pub fn qonnx_is_exact(model: &QuantizedModel) -> bool {
 /// The conversion script written into every export directory.
 pub const CONVERT_PY: &str = include_str!("convert.py");
 
+/// The README's paragraph on `io_stream`.
+const STREAM_README: &str = "`io_stream`: layers pass FIFOs of words, one word per position holding
+its last axis (all channels of a pixel; a flat tensor is one word). The FIFO
+depths are hls4ml's default, the tensor's size over its last axis (H·W for
+an H×W×C image, 1 for a flat tensor), which holds a whole tensor; hls4ml's
+`vivado:`/`vitis:fifo_depth_optimization` flow can shrink them after a
+co-simulation. 'Same' padding becomes a ZeroPadding2D layer before its
+Conv2D, and Flatten reads the conv stream in place. The arithmetic, and so
+the test vectors, is the same as in `io_parallel`.
+
+";
+
 fn readme(model: &QuantizedModel, settings: &ExportSettings) -> String {
     format!(
         "# {name}: hand-off to hls4ml
@@ -171,7 +243,7 @@ Input type {input}, weights {weights}, activations {activations}.
 | file | what |
 |---|---|
 | `model.onnx` | the model in QONNX: Quant nodes (power-of-two scale, zero-point 0) on the input, weights, biases and activations; an image input is `[1, H, W, C]` (channels last, as the test vectors) |
-| `hls4ml_config.json` | part `{part}`, reuse factor {reuse}, strategy {strategy:?}, `io_parallel`, and each layer's precision |
+| `hls4ml_config.json` | part `{part}`, reuse factor {reuse}, strategy {strategy:?}, `{io_type}`, backend {backend}, clock {clock} ns, and each layer's precision |
 | `tb_data/tb_input_features.dat` | test inputs, one sample per line (already on the input grid) |
 | `tb_data/tb_output_predictions.dat` | the expected outputs: snac-pack's integer inference, bit-exact |
 | `convert.py` | cleans the QONNX, converts it with hls4ml, writes the HLS project |
@@ -196,10 +268,10 @@ The softmax is hls4ml's `stable` implementation with the table sizes and
 types set per layer in `hls4ml_config.json`, which is exactly snac-pack's
 fixed-point softmax.
 
-`--verify` compares hls4ml's C simulation and qonnx's executor with
+{stream}`--verify` compares hls4ml's C simulation and qonnx's executor with
 `tb_output_predictions.dat`; on a mismatch it names the first layer that
 differs and exits with status 1. Then synthesise the project in `{out}` with
-Vitis HLS as usual (`hls_model.build()` in Python, or `vitis_hls` on the
+{tool} as usual (`hls_model.build()` in Python, or `{tool_cmd}` on the
 project's `build_prj.tcl`).
 
 The final softmax is left out: the outputs are the quantized logits (take
@@ -214,5 +286,20 @@ the arg-max).
         reuse = settings.reuse_factor,
         strategy = settings.strategy,
         out = settings.hls_output_dir.display(),
+        io_type = settings.io_type.name(),
+        backend = settings.backend.name(),
+        clock = settings.clock_period_ns,
+        stream = match settings.io_type {
+            IoType::Parallel => "",
+            IoType::Stream => STREAM_README,
+        },
+        tool = match settings.backend {
+            Backend::Vivado => "Vivado HLS",
+            Backend::Vitis => "Vitis HLS",
+        },
+        tool_cmd = match settings.backend {
+            Backend::Vivado => "vivado_hls -f",
+            Backend::Vitis => "vitis_hls -f",
+        },
     )
 }

@@ -2,7 +2,7 @@
 //! would) and its model before writing, and writes nothing when either fails.
 
 use snac_core::arch::{Activation, Arch, BlockType, Component, Layer, Norm, Padding, Shape};
-use snac_core::estimate::{Board, Strategy};
+use snac_core::estimate::{Backend, Board, IoType, Strategy};
 use snac_core::quantized::{QLayer, QuantTypes, QuantizedModel};
 use snac_export::onnx::{self, ModelProto};
 use snac_export::{ExportSettings, export, qonnx};
@@ -61,6 +61,9 @@ fn settings() -> ExportSettings {
         board: Board::by_name("pynq-z2").unwrap(),
         reuse_factor: 1,
         strategy: Strategy::Latency,
+        io_type: IoType::Parallel,
+        backend: Backend::Vitis,
+        clock_period_ns: 5.0,
         hls_output_dir: "hls".into(),
         project_name: "snac_model".into(),
     }

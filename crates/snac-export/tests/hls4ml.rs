@@ -6,7 +6,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use snac_core::arch::{Activation, Arch, BlockType, Component, Layer, Norm, Padding, Shape};
-use snac_core::estimate::{Board, Strategy};
+use snac_core::estimate::{Backend, Board, IoType, Strategy};
 use snac_core::quantized::{QuantTypes, QuantizedModel};
 use snac_export::{ExportSettings, export};
 use std::collections::HashMap;
@@ -93,8 +93,13 @@ fn every_activation() -> Arch {
 }
 
 /// Exports `arch` with random parameters at `<total,int>` and checks
-/// `samples` random inputs through `convert.py --verify`.
+/// `samples` random inputs through `convert.py --verify` (io_parallel, Vitis).
 fn verify(arch: &Arch, total: u32, int: u32, samples: usize) {
+    verify_with(arch, total, int, samples, IoType::Parallel, Backend::Vitis);
+}
+
+/// [`verify`] with hls4ml's io type and backend.
+fn verify_with(arch: &Arch, total: u32, int: u32, samples: usize, io_type: IoType, backend: Backend) {
     let Some(python) = python() else { return };
     let types = QuantTypes::from_qkeras(total, int).unwrap();
     let model = model(arch, types, 7);
@@ -105,13 +110,21 @@ fn verify(arch: &Arch, total: u32, int: u32, samples: usize) {
     let dir = tempfile::tempdir().unwrap();
     // SNAC_KEEP_EXPORT=DIR keeps the export for a look.
     let path = match std::env::var_os("SNAC_KEEP_EXPORT") {
-        Some(keep) => PathBuf::from(keep).join(format!("{}_{total}_{int}", arch.input_shape.dims().len())),
+        Some(keep) => PathBuf::from(keep).join(format!(
+            "{}_{total}_{int}_{}_{}",
+            arch.input_shape.dims().len(),
+            io_type.name(),
+            backend.name()
+        )),
         None => dir.path().to_path_buf(),
     };
     let settings = ExportSettings {
         board: Board::by_name("zcu102").unwrap(),
         reuse_factor: 1,
         strategy: Strategy::Latency,
+        io_type,
+        backend,
+        clock_period_ns: 5.0,
         hls_output_dir: PathBuf::from("hls_project"),
         project_name: "snac_model".into(),
     };
@@ -119,7 +132,11 @@ fn verify(arch: &Arch, total: u32, int: u32, samples: usize) {
     let out = Command::new(&python).arg(path.join("convert.py")).arg("--verify").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "<{total},{int}>: verification failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    let what = format!("<{total},{int}> {} {}", io_type.name(), backend.name());
+    assert!(out.status.success(), "{what}: verification failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    // hls4ml built the project with the exported settings.
+    let project = format!("HLS project ({} backend, {}, clock 5.0 ns)", backend.name(), io_type.name());
+    assert!(stdout.contains(&project), "{what}: {stdout}");
     let all = format!("{outputs} of {outputs} outputs bit-identical");
     assert!(stdout.contains(&format!("hls4ml C simulation: {all}")), "{stdout}");
     if snac_export::qonnx_is_exact(&model) {
@@ -143,9 +160,16 @@ fn relu_mlp_is_bit_exact_in_qonnx_and_hls4ml() {
     verify(&arch, 8, 3, 200);
 }
 
+/// The same MLP (io_parallel) under each backend: the Vivado and Vitis
+/// backends share nnet_utils' arithmetic, but each writes its own project.
 #[test]
-fn mlp_with_every_activation_is_bit_exact_at_8_3() {
-    verify(&every_activation(), 8, 3, 200);
+fn mlp_with_every_activation_is_bit_exact_at_8_3_under_vitis() {
+    verify_with(&every_activation(), 8, 3, 1000, IoType::Parallel, Backend::Vitis);
+}
+
+#[test]
+fn mlp_with_every_activation_is_bit_exact_at_8_3_under_vivado() {
+    verify_with(&every_activation(), 8, 3, 1000, IoType::Parallel, Backend::Vivado);
 }
 
 #[test]
@@ -186,6 +210,40 @@ fn conv_model_is_bit_exact_at_8_3() {
 #[test]
 fn conv_model_is_bit_exact_at_16_6() {
     verify(&conv_model(), 16, 6, 1000);
+}
+
+/// Every layer in io_stream, where hls4ml passes a stream of pixels (all
+/// channels of one position at a time): a 3×3 'valid' Conv2d + BatchNorm +
+/// ReLU, a 2×2 'same' Conv2d (asymmetric padding, which hls4ml's io_stream
+/// does with a ZeroPadding2D layer) + tanh, Flatten (in place on the
+/// stream), a Dense + BatchNorm + sigmoid, a Dense + leaky ReLU and the
+/// Dense output.
+fn stream_model() -> Arch {
+    Arch::new(
+        Shape::Image { height: 6, width: 6, channels: 2 },
+        vec![
+            Component {
+                name: "conv".into(),
+                block_type: BlockType::Conv,
+                layers: vec![
+                    Layer::Conv2d { filters: 4, kernel: 3, padding: Padding::Valid },
+                    Layer::BatchNorm,
+                    Layer::Act(Activation::Relu),
+                    Layer::Conv2d { filters: 3, kernel: 2, padding: Padding::Same },
+                    Layer::Act(Activation::Tanh),
+                ],
+            },
+            Component { name: "flatten".into(), block_type: BlockType::Flatten, layers: vec![Layer::Flatten] },
+            Component::mlp("head", 8, Norm::Batch, Activation::Sigmoid),
+            Component::mlp("tail", 6, Norm::None, Activation::LeakyRelu),
+            Component::output("out", 5, Activation::Softmax),
+        ],
+    )
+}
+
+#[test]
+fn conv_model_streams_bit_exact_at_8_3() {
+    verify_with(&stream_model(), 8, 3, 1000, IoType::Stream, Backend::Vitis);
 }
 
 /// Keras' 'same' padding for an even kernel is asymmetric (one more row and

@@ -3,6 +3,7 @@
 //! `search_space.exportable_only: true`; ConvAttention builds a checked graph.
 
 use snac_core::arch::{Activation, Aggregation, Arch, BlockType, Component, Layer, Norm, Shape};
+use snac_core::estimate::IoType;
 use snac_core::quantized::{QuantTypes, QuantizedModel};
 
 /// `arch` with every parameter a small deterministic value.
@@ -61,6 +62,14 @@ fn conv_attention_builds_a_checked_graph() {
     let softmax = &graph.precisions["att0_softmax"]["config"];
     assert_eq!((softmax["n_outer"].as_u64(), softmax["implementation"].as_str()), (Some(9), Some("stable")));
     assert_eq!(softmax["exp_scale"].as_f64(), Some(2896.0 / 4096.0));
+    // io_stream takes only the layers checked in it: hls4ml's Einsum is
+    // io_parallel only.
+    let message = format!("{:#}", snac_export::check_io_type(&model(&arch), IoType::Stream).unwrap_err());
+    assert!(
+        message.contains("ConvAttention (layer 0)") && message.contains("io_stream") && message.contains("io_parallel"),
+        "{message}"
+    );
+    snac_export::check_io_type(&model(&arch), IoType::Parallel).unwrap();
 }
 
 #[test]

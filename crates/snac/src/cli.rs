@@ -443,6 +443,16 @@ pub struct ExportArgs {
     /// hls4ml's strategy for Dense layers.
     #[arg(long, default_value = "latency", value_parser = choices::strategy())]
     pub strategy: Strategy,
+    /// hls4ml's IOType: whole arrays at once, or FIFOs between layers (FIFO
+    /// depths are hls4ml's default: one slot per pixel of the tensor).
+    #[arg(long, default_value = "io_parallel", value_parser = choices::io_type())]
+    pub io_type: IoType,
+    /// hls4ml backend, which decides the HLS tool (Vivado HLS or Vitis HLS).
+    #[arg(long, default_value = "Vitis", value_parser = choices::backend())]
+    pub backend: Backend,
+    /// Clock period in ns (hls4ml's ClockPeriod).
+    #[arg(long, value_name = "NS", default_value_t = snac_core::estimate::DEFAULT_CLOCK_PERIOD_NS)]
+    pub clock_ns: f64,
     /// Where convert.py writes the HLS project (default: hls_project inside --out).
     #[arg(long, value_name = "DIR")]
     pub hls_output_dir: Option<PathBuf>,

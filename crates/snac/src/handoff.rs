@@ -19,6 +19,9 @@ pub fn settings_of(args: &ExportArgs) -> Result<ExportSettings> {
         board: args.board.clone(),
         reuse_factor: args.reuse,
         strategy: args.strategy,
+        io_type: args.io_type,
+        backend: args.backend,
+        clock_period_ns: args.clock_ns,
         hls_output_dir: args.hls_output_dir.clone().unwrap_or_else(|| PathBuf::from("hls_project")),
         project_name: "snac_model".into(),
     };
@@ -86,6 +89,9 @@ fn run_settings(setup: &SearchSetup, hls_output_dir: PathBuf) -> ExportSettings 
         board: hardware.board.clone(),
         reuse_factor: hardware.settings.reuse_factor as u32,
         strategy: hardware.settings.strategy,
+        io_type: hardware.settings.io_type,
+        backend: hardware.settings.backend,
+        clock_period_ns: hardware.settings.clock_period_ns,
         hls_output_dir,
         project_name: "snac_model".into(),
     }

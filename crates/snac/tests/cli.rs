@@ -672,12 +672,17 @@ fn local_config(dir: &Path, act_space: &str, synthesis: bool) -> PathBuf {
     config
 }
 
-/// `snac run` ends with the hand-off for the `synthesis:` precision;
-/// `snac export --verify` checks it with hls4ml's C simulation.
+/// `snac run` ends with the hand-off for the `synthesis:` precision, with
+/// `hls_config`'s io type, backend and clock period; `snac export` takes
+/// them as flags, and `--verify` checks it with hls4ml's C simulation.
 #[test]
 fn run_hands_off_to_hls4ml_and_export_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let config = local_config(dir.path(), "[relu, tanh, sigmoid]", true);
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("hls_config:\n"));
+    let hls = "hls_config:\n  io_type: io_stream\n  backend: Vivado\n  clock_period: 4\n";
+    std::fs::write(&config, text.replacen("hls_config:\n", hls, 1)).unwrap();
     let results = dir.path().join("r");
     let out =
         run_ok(snac().arg("run").arg(&config).args(["--trials", "2", "--epochs", "5", "--results-dir"]).arg(&results));
@@ -696,15 +701,29 @@ fn run_hands_off_to_hls4ml_and_export_verifies() {
     let config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(export.join("hls4ml_config.json")).unwrap()).unwrap();
     assert_eq!(config["part"], "xczu9eg-ffvb1156-2-e");
-    assert_eq!(config["io_type"], "io_parallel");
+    assert_eq!((config["io_type"].as_str(), config["backend"].as_str()), (Some("io_stream"), Some("Vivado")));
+    assert_eq!(config["clock_period_ns"], 4.0);
     assert_eq!(config["output_dir"].as_str().unwrap(), dir.path().join("hls").to_str().unwrap());
     assert_eq!(std::fs::read_to_string(export.join("tb_data/tb_output_predictions.dat")).unwrap().lines().count(), 100);
+
+    // `snac export`'s flags; without them io_parallel, Vitis, 5 ns.
+    let model = results.join("local_search_combined/best_model_8b3i.json");
+    let config_of = |args: &[&str]| -> serde_json::Value {
+        let out = dir.path().join("flags");
+        run_ok(snac().arg("export").arg(&model).arg("--out").arg(&out).args(args));
+        serde_json::from_slice(&std::fs::read(out.join("hls4ml_config.json")).unwrap()).unwrap()
+    };
+    let config = config_of(&["--io-type", "io_stream", "--backend", "Vivado", "--clock-ns", "3.5"]);
+    assert_eq!((config["io_type"].as_str(), config["backend"].as_str()), (Some("io_stream"), Some("Vivado")));
+    assert_eq!(config["clock_period_ns"], 3.5);
+    let config = config_of(&[]);
+    assert_eq!((config["io_type"].as_str(), config["backend"].as_str()), (Some("io_parallel"), Some("Vitis")));
+    assert_eq!(config["clock_period_ns"], 5.0);
 
     if std::env::var_os("SNAC_PYTHON").is_none() {
         snac_core::missing_test_dependency("$SNAC_PYTHON (a Python with hls4ml, qonnx and onnx) is not set");
         return;
     }
-    let model = results.join("local_search_combined/best_model_8b3i.json");
     let verified = dir.path().join("verified");
     let out =
         run_ok(snac().arg("export").arg(&model).arg("--out").arg(&verified).args(["--verify", "--samples", "300"]));
@@ -1217,7 +1236,13 @@ fn choice_flags_list_their_choices_and_suggest_the_closest() {
     let help = String::from_utf8(run_ok(snac().args(["data", "fetch", "--help"])).stdout).unwrap();
     assert!(help.contains("[possible values: mnist, fashion_mnist]"), "{help}");
     let help = String::from_utf8(run_ok(snac().args(["export", "--help"])).stdout).unwrap();
-    assert!(help.contains("[possible values: pynq-z2, zcu102, alveo-u200, alveo-u250]"), "{help}");
+    for choices in [
+        "[possible values: pynq-z2, zcu102, alveo-u200, alveo-u250]",
+        "[possible values: io_parallel, io_stream]",
+        "[possible values: Vivado, Vitis]",
+    ] {
+        assert!(help.contains(choices), "export --help lacks {choices}:\n{help}");
+    }
 
     let cases: [(&[&str], &str, &str); 5] = [
         (&["estimate", "m.yaml", "--strategy", "latncy"], "latncy", "'latency'"),

@@ -491,9 +491,11 @@ pub struct HlsConfig {
     pub strategy: String,
     /// `clock_period` in ns (hls4ml's `ClockPeriod`; default 5).
     pub clock_period: f64,
-    /// `io_type: io_parallel | io_stream` (default io_parallel).
+    /// `io_type: io_parallel | io_stream` (default io_parallel), for the
+    /// estimates and the hls4ml hand-off.
     pub io_type: IoType,
-    /// `backend: Vivado | Vitis` (default Vitis): the HLS tool.
+    /// `backend: Vivado | Vitis` (default Vitis): the HLS tool, for the
+    /// estimates and the hls4ml hand-off.
     pub backend: Backend,
     /// `estimator: analytical | rule4ml` (default analytical).
     pub estimator: EstimatorKind,

@@ -2,8 +2,9 @@
 //!
 //! [`QuantizedModel`] is what local search hands on: the architecture, one
 //! fixed-point type per tensor, and every parameter as an integer code. Its
-//! semantics follow hls4ml's `io_parallel` layers, so that a later export can
-//! be checked bit for bit against hls4ml's C simulation:
+//! semantics follow hls4ml's `io_parallel` layers (its `io_stream` layers
+//! compute the same), so that a later export can be checked bit for bit
+//! against hls4ml's C simulation in either:
 //!
 //! - the input is quantized to the input type (QKeras rounding: half to even,
 //!   saturating);
