@@ -2,7 +2,8 @@
 //! directory with
 //! - `model.onnx` in QONNX form (Quant nodes with power-of-two scales and
 //!   zero-point 0 on the input, weights, biases and every activation;
-//!   MatMul/Add, Conv, BatchNormalization, Flatten and activation nodes),
+//!   MatMul/Add, Conv, MaxPool, BatchNormalization, Flatten, Mul and activation
+//!   nodes),
 //! - `hls4ml_config.json`: the part, reuse factor, strategy, `io_parallel`,
 //!   and every layer's precision matching our fixed-point types,
 //! - test vectors (`tb_data/tb_input_features.dat`,
@@ -126,7 +127,7 @@ pub fn export(model: &QuantizedModel, x: &[f32], settings: &ExportSettings, dir:
 /// Whether qonnx's executor can reproduce the model exactly: it computes
 /// `tanh` and `sigmoid` with the real functions (hls4ml uses tables) and
 /// sums in `f32` (exact only up to 24 significant bits; a Conv2d's sums,
-/// run by onnxruntime, like a Dense's).
+/// run by onnxruntime, like a Dense's, and a set mean's).
 pub fn qonnx_is_exact(model: &QuantizedModel) -> bool {
     use snac_core::quantized::QLayer;
     let mut width = model.types.input.width;
@@ -152,7 +153,17 @@ pub fn qonnx_is_exact(model: &QuantizedModel) -> bool {
                 width = result.width;
             }
             QLayer::Activation { result, .. } => width = result.width,
-            QLayer::ConvAttention { .. } | QLayer::Aggregate { .. } => return false,
+            // The mean sums products with the 18-bit constant 1/N (a
+            // depthwise Conv); the maximum (MaxPool) is exact.
+            QLayer::Aggregate { elements, mode, result, .. } => {
+                let factor = snac_core::quantized::mean_factor(*elements).fixed.width;
+                let sum = width + factor + usize::BITS - elements.leading_zeros();
+                if *mode == snac_core::arch::Aggregation::Mean && sum > 24 {
+                    return false;
+                }
+                width = result.width;
+            }
+            QLayer::ConvAttention { .. } => return false,
         }
     }
     true
@@ -170,7 +181,7 @@ Input type {input}, weights {weights}, activations {activations}.
 
 | file | what |
 |---|---|
-| `model.onnx` | the model in QONNX: Quant nodes (power-of-two scale, zero-point 0) on the input, weights, biases and activations; an image input is `[1, H, W, C]` (channels last, as the test vectors) |
+| `model.onnx` | the model in QONNX: Quant nodes (power-of-two scale, zero-point 0) on the input, weights, biases and activations; an image input is `[1, H, W, C]` (channels last, as the test vectors), a set of N elements of F features `[1, N, 1, F]` |
 | `hls4ml_config.json` | part `{part}`, reuse factor {reuse}, strategy {strategy:?}, `io_parallel`, and each layer's precision |
 | `tb_data/tb_input_features.dat` | test inputs, one sample per line (already on the input grid) |
 | `tb_data/tb_output_predictions.dat` | the expected outputs: snac-pack's integer inference, bit-exact |

@@ -1,5 +1,6 @@
 //! Layers hls4ml has no counterpart for are refused with an error that names
-//! the layer and says what the export covers.
+//! the layer and says what the export covers; DeepSets, once refused, are
+//! exported.
 
 use snac_core::arch::{Activation, Aggregation, Arch, BlockType, Component, Layer, Norm, Shape};
 use snac_core::quantized::{QuantTypes, QuantizedModel};
@@ -55,45 +56,29 @@ fn conv_attention_is_refused_by_name() {
         message.contains("ConvAttention (layer 0)") && message.contains("no convolutional self-attention"),
         "{message}"
     );
-    assert!(message.contains("covers Dense, Conv2d"), "{message}");
+    assert!(message.contains("covers Dense (also per set element), Conv2d"), "{message}");
 }
 
+/// DeepSets are no longer refused: a Dense per element becomes a 1×1
+/// `Conv`, max pooling a `MaxPool` and the mean a depthwise `Conv` with the
+/// weights 1/N (`tests/hls4ml.rs` checks them against hls4ml).
 #[test]
-fn deep_sets_are_refused_by_name() {
-    let per_element = Arch::new(
-        Shape::Set { elements: 4, features: 3 },
-        vec![
-            Component::mlp("phi", 5, Norm::None, Activation::Relu),
-            Component {
-                name: "pool".into(),
-                block_type: BlockType::Mlp,
-                layers: vec![Layer::Aggregate(Aggregation::Mean)],
-            },
-            Component::output("out", 2, Activation::Softmax),
-        ],
-    );
-    let message = refusal(&per_element);
-    assert!(
-        message.contains("Dense (layer 0)")
-            && message.contains("each element of a set")
-            && message.contains("hls4ml has no such layer"),
-        "{message}"
-    );
-
-    let pooled = Arch::new(
-        Shape::Set { elements: 4, features: 3 },
-        vec![
-            Component {
-                name: "pool".into(),
-                block_type: BlockType::Mlp,
-                layers: vec![Layer::Aggregate(Aggregation::Max)],
-            },
-            Component::output("out", 2, Activation::Softmax),
-        ],
-    );
-    let message = refusal(&pooled);
-    assert!(
-        message.contains("Aggregate max (layer 0)") && message.contains("pooling over the elements of a set"),
-        "{message}"
-    );
+fn deep_sets_are_exported() {
+    for (mode, pool_op) in [(Aggregation::Mean, "Conv"), (Aggregation::Max, "MaxPool")] {
+        let arch = Arch::new(
+            Shape::Set { elements: 4, features: 3 },
+            vec![
+                Component::mlp("phi", 5, Norm::None, Activation::Relu),
+                Component { name: "pool".into(), block_type: BlockType::Mlp, layers: vec![Layer::Aggregate(mode)] },
+                Component::output("out", 2, Activation::Softmax),
+            ],
+        );
+        let graph = snac_export::qonnx::build(&model(&arch)).unwrap();
+        snac_export::onnx::check(&graph.model).unwrap();
+        let nodes = &graph.model.graph.as_ref().unwrap().node;
+        let op = |name: &str| nodes.iter().find(|n| n.name == name).map(|n| n.op_type.clone());
+        assert_eq!(op("dense0").as_deref(), Some("Conv"), "{mode:?}");
+        assert_eq!(op("pool2").as_deref(), Some(pool_op), "{mode:?}");
+        assert_eq!(op("dense3").as_deref(), Some("MatMul"), "{mode:?}");
+    }
 }
