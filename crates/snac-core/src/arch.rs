@@ -118,6 +118,13 @@ impl Activation {
     /// The negative slope of [`Activation::LeakyRelu`].
     pub const LEAKY_SLOPE: f32 = 0.01;
 
+    /// [`Activation::Gelu`] is the sigmoid form `x·σ(1.702·x)` (Hendrycks &
+    /// Gimpel's approximation of `x·Φ(x)`, at most 0.02 from it): the trainer,
+    /// the integer model and the hls4ml export all compute this function,
+    /// which hls4ml can build from a constant multiply, its sigmoid table and
+    /// a product (it has no GELU of its own).
+    pub const GELU_SCALE: f64 = 1.702;
+
     /// Parses any of the spellings SNAC-Pack configs use (`relu`, `ReLU`,
     /// `LeakyReLU`, `leaky_relu`, `GELU`, `linear`, ...), case-insensitively.
     pub fn parse(name: &str) -> Option<Activation> {

@@ -430,7 +430,7 @@ pub(crate) mod tests {
     fn exportable_only_search_never_proposes_refused_choices() {
         let yaml = "dataset:\n  name: fashion_mnist\n  flatten: false\nsearch:\n  model_type: block\n\
                     search_space:\n  block_types: [Conv, ConvAttn, MLP, None]\n  act_space: [relu, gelu, leaky_relu]\n  \
-                    num_blocks: 4\n  kernel_space: [1, 3]\n  channel_space: [4]\n  exportable_only: true\n";
+                    norm_space: [null, batch, layer]\n  num_blocks: 4\n  kernel_space: [1, 3]\n  channel_space: [4]\n  exportable_only: true\n";
         let experiment = crate::config::load_str(yaml, std::path::Path::new("t2.yaml")).unwrap();
         let spec = SpaceSpec {
             model_type: ModelType::Block,
@@ -440,15 +440,17 @@ pub(crate) mod tests {
             min_layers: 2,
             max_layers: 5,
         };
-        let mut blocks = Vec::new();
+        let (mut blocks, mut acts) = (Vec::new(), Vec::new());
         for seed in 0..200 {
             let mut src = RandomSource(rand_chacha::ChaCha8Rng::seed_from_u64(seed), vec![]);
             let arch = decode(&spec, &mut src).unwrap();
             crate::quantized::exportable::exportable(&arch).unwrap_or_else(|e| panic!("{}: {e}", arch.summary()));
-            assert!(!arch.layers().any(|l| matches!(l, Layer::Act(Activation::Gelu))));
+            assert!(!arch.layers().any(|l| matches!(l, Layer::LayerNorm)));
             blocks.extend(arch.components.iter().map(|c| c.block_type));
+            acts.extend(arch.layers().filter_map(|l| if let Layer::Act(a) = l { Some(*a) } else { None }));
         }
-        // The rest of the space is still searched, ConvAttn (exported) included.
+        // The rest of the space is still searched, ConvAttn and GELU (exported) included.
+        assert!(acts.contains(&Activation::Gelu), "{acts:?}");
         for block in [BlockType::Conv, BlockType::ConvAttn, BlockType::Mlp] {
             assert!(blocks.contains(&block), "{blocks:?}");
         }

@@ -2,7 +2,8 @@
 //! directory with
 //! - `model.onnx` in QONNX form (Quant nodes with power-of-two scales and
 //!   zero-point 0 on the input, weights, biases and every activation;
-//!   MatMul/Add, Conv, BatchNormalization, Flatten and activation nodes),
+//!   MatMul/Add, Conv, MaxPool, Einsum, Softmax, BatchNormalization, Flatten,
+//!   Mul and activation nodes),
 //! - `hls4ml_config.json`: the part, reuse factor, strategy, io type
 //!   (`io_parallel` or `io_stream`), backend (Vivado or Vitis), clock period,
 //!   and every layer's precision matching our fixed-point types,
@@ -168,10 +169,8 @@ pub fn check_io_type(model: &QuantizedModel, io_type: IoType) -> Result<()> {
     }
     for layer in &model.layers {
         match layer {
-            QLayer::Dense { rows: 1, .. }
-            | QLayer::Conv2d { .. }
-            | QLayer::BatchNorm { .. }
-            | QLayer::Activation { .. } => {}
+            QLayer::Dense { rows: 1, .. } | QLayer::Conv2d { .. } | QLayer::BatchNorm { .. } => {}
+            QLayer::Activation { function, .. } if *function != snac_core::arch::Activation::Gelu => {}
             _ => anyhow::bail!(
                 "{}: not checked against hls4ml's {} C simulation (it covers Dense, Conv2d, BatchNorm, \
                  activations and Flatten); export with io_parallel",
@@ -186,7 +185,7 @@ pub fn check_io_type(model: &QuantizedModel, io_type: IoType) -> Result<()> {
 /// Whether qonnx's executor can reproduce the model exactly: it computes
 /// `tanh` and `sigmoid` with the real functions (hls4ml uses tables) and
 /// sums in `f32` (exact only up to 24 significant bits; a Conv2d's sums,
-/// run by onnxruntime, like a Dense's).
+/// run by onnxruntime, like a Dense's, and a set mean's).
 pub fn qonnx_is_exact(model: &QuantizedModel) -> bool {
     use snac_core::quantized::QLayer;
     let mut width = model.types.input.width;
@@ -212,7 +211,17 @@ pub fn qonnx_is_exact(model: &QuantizedModel) -> bool {
                 width = result.width;
             }
             QLayer::Activation { result, .. } => width = result.width,
-            QLayer::ConvAttention { .. } | QLayer::Aggregate { .. } => return false,
+            // The mean sums products with the 18-bit constant 1/N (a
+            // depthwise Conv); the maximum (MaxPool) is exact.
+            QLayer::Aggregate { elements, mode, result, .. } => {
+                let factor = snac_core::quantized::mean_factor(*elements).fixed.width;
+                let sum = width + factor + usize::BITS - elements.leading_zeros();
+                if *mode == snac_core::arch::Aggregation::Mean && sum > 24 {
+                    return false;
+                }
+                width = result.width;
+            }
+            QLayer::ConvAttention { .. } => return false,
         }
     }
     true
@@ -242,7 +251,7 @@ Input type {input}, weights {weights}, activations {activations}.
 
 | file | what |
 |---|---|
-| `model.onnx` | the model in QONNX: Quant nodes (power-of-two scale, zero-point 0) on the input, weights, biases and activations; an image input is `[1, H, W, C]` (channels last, as the test vectors) |
+| `model.onnx` | the model in QONNX: Quant nodes (power-of-two scale, zero-point 0) on the input, weights, biases and activations; an image input is `[1, H, W, C]` (channels last, as the test vectors), a set of N elements of F features `[1, N, 1, F]` |
 | `hls4ml_config.json` | part `{part}`, reuse factor {reuse}, strategy {strategy:?}, `{io_type}`, backend {backend}, clock {clock} ns, and each layer's precision |
 | `tb_data/tb_input_features.dat` | test inputs, one sample per line (already on the input grid) |
 | `tb_data/tb_output_predictions.dat` | the expected outputs: snac-pack's integer inference, bit-exact |

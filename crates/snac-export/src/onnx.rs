@@ -295,8 +295,9 @@ impl NodeCheck<'_> {
                 Ok(self.inputs[0].clone())
             }
             "MatMul" => self.matmul(),
-            "Add" => self.add(),
+            "Add" | "Mul" => self.add(),
             "Conv" => self.conv(),
+            "MaxPool" => self.max_pool(),
             "BatchNormalization" => self.batch_normalization(),
             "Transpose" => self.transpose(),
             "Flatten" => self.flatten(),
@@ -362,19 +363,59 @@ impl NodeCheck<'_> {
     }
 
     fn conv(&self) -> anyhow::Result<Vec<i64>> {
-        self.arity(3)?;
+        anyhow::ensure!(
+            (2..=3).contains(&self.inputs.len()),
+            "{}: {} inputs (accepted: 2 or 3)",
+            self.at,
+            self.inputs.len()
+        );
         let at = &self.at;
-        let (x, w, b) = (&self.inputs[0], &self.inputs[1], &self.inputs[2]);
+        let (x, w) = (&self.inputs[0], &self.inputs[1]);
+        let bias_fits = self.inputs.get(2).is_none_or(|b| b[..] == [w[0]]);
         let pads = self.ints("pads").unwrap_or_default();
         let kernel = self.ints("kernel_shape").unwrap_or_default();
+        let group = self.int("group").unwrap_or(1);
         anyhow::ensure!(
-            x.len() == 4 && w.len() == 4 && x[1] == w[1] && b[..] == [w[0]] && pads.len() == 4 && kernel[..] == w[2..],
-            "{at}: input {x:?}, kernel {w:?}, bias {b:?}, kernel_shape {kernel:?}, pads {pads:?} do not fit \
-             (accepted: [N, C, H, W], [F, C, k, k], [F], [k, k], four pads)"
+            x.len() == 4
+                && w.len() == 4
+                && group >= 1
+                && x[1] == w[1] * group
+                && w[0] % group == 0
+                && bias_fits
+                && pads.len() == 4
+                && kernel[..] == w[2..],
+            "{at}: input {x:?}, kernel {w:?}, bias {:?}, kernel_shape {kernel:?}, pads {pads:?}, group {group} do not \
+             fit (accepted: [N, C, H, W], [F, C/group, kh, kw], [F] or none, [kh, kw], four pads)",
+            self.inputs.get(2)
         );
-        let (h, wd) = (x[2] + pads[0] + pads[2] - w[2] + 1, x[3] + pads[1] + pads[3] - w[3] + 1);
-        anyhow::ensure!(h >= 1 && wd >= 1, "{at}: a {:?} kernel does not fit the {x:?} input", &w[2..]);
-        Ok(vec![x[0], w[0], h, wd])
+        let strides = self.ints("strides").unwrap_or_else(|| vec![1, 1]);
+        anyhow::ensure!(strides.len() == 2 && strides.iter().all(|&s| s >= 1), "{at}: strides {strides:?}");
+        let (h, wd) = (x[2] + pads[0] + pads[2] - w[2], x[3] + pads[1] + pads[3] - w[3]);
+        anyhow::ensure!(h >= 0 && wd >= 0, "{at}: a {:?} kernel does not fit the {x:?} input", &w[2..]);
+        Ok(vec![x[0], w[0], h / strides[0] + 1, wd / strides[1] + 1])
+    }
+
+    fn max_pool(&self) -> anyhow::Result<Vec<i64>> {
+        self.arity(1)?;
+        let at = &self.at;
+        let x = &self.inputs[0];
+        let kernel = self.ints("kernel_shape").unwrap_or_default();
+        let strides = self.ints("strides").unwrap_or_else(|| vec![1, 1]);
+        let pads = self.ints("pads").unwrap_or_else(|| vec![0; 4]);
+        anyhow::ensure!(
+            x.len() == 4
+                && kernel.len() == 2
+                && strides.len() == 2
+                && strides.iter().all(|&s| s >= 1)
+                && pads.len() == 4
+                && kernel[0] <= x[2] + pads[0] + pads[2]
+                && kernel[1] <= x[3] + pads[1] + pads[3],
+            "{at}: input {x:?}, kernel_shape {kernel:?}, strides {strides:?}, pads {pads:?} do not fit \
+             (accepted: [N, C, H, W], a 2-D window within the padded input)"
+        );
+        let h = (x[2] + pads[0] + pads[2] - kernel[0]) / strides[0] + 1;
+        let w = (x[3] + pads[1] + pads[3] - kernel[1]) / strides[1] + 1;
+        Ok(vec![x[0], x[1], h, w])
     }
 
     fn batch_normalization(&self) -> anyhow::Result<Vec<i64>> {

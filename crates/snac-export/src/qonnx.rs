@@ -18,7 +18,24 @@
 //!   and `B`, mean 0, variance 1, epsilon 0 (so `x·scale + B` exactly), then
 //!   `Quant` with the activation type;
 //! - activations: `Relu`, `Tanh`, `Sigmoid`, `LeakyRelu` (alpha our
-//!   fixed-point slope), then `Quant`; identity is the `Quant` alone.
+//!   fixed-point slope), then `Quant`; identity is the `Quant` alone; GELU
+//!   (`x·σ(x·1.702)`, hls4ml has no GELU) is `Mul(x, Quant(1.702))`,
+//!   `Sigmoid` and `Mul(x, ·)`, which hls4ml builds as ApplyAlpha, its
+//!   sigmoid table and a Merge multiply, each product exact;
+//! - sets (DeepSets): the input `[1, N, F]` is an image `[1, N, 1, F]` (N
+//!   rows, one column, F channels), so that everything goes through the
+//!   convolution path hls4ml handles; a Dense applied to each element is a
+//!   1×1 `Conv` (hls4ml: PointwiseConv2D, the same kernel for every
+//!   element); max pooling is `MaxPool` with an `N×1` kernel (hls4ml:
+//!   MaxPooling2D); the mean is a depthwise `Conv` (`group` = F) with an
+//!   `N×1` kernel whose weights are all our constant `1/N`
+//!   ([`snac_core::quantized::mean_factor`]; hls4ml: DepthwiseConv2D), so the
+//!   mean is `Σx · 1/N` in an exact accumulator, then `Quant`. Both poolings
+//!   are followed by a `Transpose` back to channels last and `Flatten`.
+//!   hls4ml 1.3 offers no other route: its ONNX `MatMul` on an `[N, F]` tensor
+//!   miscounts the outputs (`n_out = N·units`), and its `GlobalAveragePool` /
+//!   `GlobalMaxPool` read NCW shapes but index the data channels last, so
+//!   after the Transpose ONNX needs they pool the wrong values.
 //!
 //! - ConvAttention (rows `[1, H·W, ·]`, channels last):
 //!   `Conv` 1×1 for q, k, v (NCHW, each then `Quant`, `Transpose` to NHWC
@@ -28,10 +45,6 @@
 //!   again, the residual `Add` (exact) with the input rows, `Quant`, and a
 //!   `Reshape` to `[1, H, W, C]`. Every `Transpose` meets its inverse after
 //!   qonnx's channels-last conversion.
-//!
-//! Aggregate and Dense per set element have no hls4ml layer and are refused
-//! with an error naming the layer and pointing to
-//! `search_space.exportable_only: true`.
 //!
 //! ConvAttention and hls4ml 1.3 (paths under `hls4ml/`), what the mapping
 //! relies on:
@@ -76,10 +89,10 @@ use crate::onnx::{self, AttributeProto, GraphProto, ModelProto, NodeProto, Opera
 use anyhow::{Result, bail};
 use prost::Message;
 use serde_json::{Map, Value, json};
-use snac_core::arch::{Activation, Layer, Shape};
+use snac_core::arch::{Activation, Aggregation, Layer, Shape};
 use snac_core::fixed::{FixedPoint, Overflow, Rounding};
 use snac_core::quantized::softmax::{self, SoftmaxTypes};
-use snac_core::quantized::{ActivationTable, Codes, Projection, QLayer, QuantizedModel};
+use snac_core::quantized::{ActivationTable, Codes, Projection, QLayer, QuantizedModel, mean_accumulator, mean_factor};
 
 /// QONNX's custom-op domain.
 pub const QONNX_DOMAIN: &str = "qonnx.custom_op.general";
@@ -193,8 +206,9 @@ fn exact_folded_bias(bias: &Codes, scale: &Codes, shift: &Codes) -> Result<Fixed
 }
 
 /// What the export covers, for the errors on the layers it refuses.
-const COVERED: &str = "the export covers Dense, Conv2d, ConvAttention, BatchNorm, Flatten and pointwise activations; \
-                       `search_space.exportable_only: true` keeps a search to the architectures it can hand to hls4ml";
+const COVERED: &str = "the export covers Dense (also per set element), Conv2d, ConvAttention, BatchNorm, Flatten, \
+                       set pooling (mean, max) and pointwise activations; `search_space.exportable_only: true` keeps \
+                       a search to the architectures it can hand to hls4ml";
 
 /// The layout of the tensor between two layers.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -257,7 +271,11 @@ pub fn build(model: &QuantizedModel) -> Result<Graph> {
         Shape::Image { height, width, channels } => {
             (vec![1, height, width, channels], Layout::Nhwc { height, width, channels })
         }
-        Shape::Flat(_) | Shape::Set { .. } => (vec![1, model.input_features], Layout::Flat),
+        // A set is an image of N rows, one column and F channels.
+        Shape::Set { elements, features } => {
+            (vec![1, elements, 1, features], Layout::Nhwc { height: elements, width: 1, channels: features })
+        }
+        Shape::Flat(_) => (vec![1, model.input_features], Layout::Flat),
     };
     let mut b = Builder {
         nodes: Vec::new(),
@@ -274,10 +292,13 @@ pub fn build(model: &QuantizedModel) -> Result<Graph> {
     let mut previous_bias: Option<&Codes> = None;
     for (position, layer) in model.layers.iter().enumerate() {
         let last = position + 1 == count;
+        // A Dense on a set (per element) becomes a Conv, which keeps its own bias.
+        let flat = b.layout == Layout::Flat;
         b.layer(layer, &arch_layers, previous_bias, last)?;
         previous_bias = match layer {
-            QLayer::Dense { bias, .. } => Some(bias),
-            QLayer::Conv2d { .. }
+            QLayer::Dense { bias, .. } if flat => Some(bias),
+            QLayer::Dense { .. }
+            | QLayer::Conv2d { .. }
             | QLayer::ConvAttention { .. }
             | QLayer::Aggregate { .. }
             | QLayer::BatchNorm { .. }
@@ -313,18 +334,9 @@ impl Builder {
         last: bool,
     ) -> Result<()> {
         match layer {
-            QLayer::Dense { rows: 2.., .. } => bail!(
-                "{}: a Dense applied to each element of a set (DeepSets) is not exported: hls4ml has no such \
-                 layer (it would take a 1-D pointwise Conv over the elements); {COVERED}",
-                layer.describe()
-            ),
             QLayer::ConvAttention { .. } => self.attention(layer, last),
-            QLayer::Aggregate { .. } => bail!(
-                "{}: pooling over the elements of a set (DeepSets) is not exported: hls4ml has no such layer \
-                 (its global pooling divides a mean in the accumulator type, not rounded half to even as here); \
-                 {COVERED}",
-                layer.describe()
-            ),
+            QLayer::Aggregate { .. } => self.aggregate(layer, last),
+            QLayer::Dense { .. } if self.layout != Layout::Flat => self.dense_per_element(layer, last),
             QLayer::Conv2d { .. } => self.conv2d(layer, last),
             QLayer::Dense { .. } => self.dense(layer, last),
             QLayer::BatchNorm { index, scale, shift, result } => {
@@ -537,6 +549,108 @@ impl Builder {
         Ok(())
     }
 
+    /// Dense applied to each element of a set (each pixel of an image): a
+    /// 1×1 `Conv(x, Quant(W), Quant(b))` in NCHW, the exact accumulator.
+    fn dense_per_element(&mut self, layer: &QLayer, last: bool) -> Result<()> {
+        let QLayer::Dense { index, inputs, outputs, kernel, bias, accumulator, .. } = layer else {
+            unreachable!("dense_per_element is only called with a Dense layer")
+        };
+        let x = std::mem::take(&mut self.x);
+        let (input, nchw) = self.transpose_to_nchw(x, self.layout, *index);
+        let Layout::Nchw { height, width, channels } = nchw else {
+            bail!("{}: expects a set or an image, gets {nchw:?}", layer.describe())
+        };
+        if channels != *inputs {
+            bail!("{}: expects {inputs} features per element, gets {channels}", layer.describe());
+        }
+        let w_values = onnx_conv_kernel(&kernel.values(), 1, *inputs, *outputs);
+        let w = self.constant(&format!("dense{index}_W"), &[*outputs, *inputs, 1, 1], w_values);
+        let wq = self.quant(&format!("quant_dense{index}_W"), &w, &kernel.fixed, &format!("dense{index}_Wq"))?;
+        let bv: Vec<f32> = bias.values().iter().map(|&v| v as f32).collect();
+        let bb = self.constant(&format!("dense{index}_b"), &[*outputs], bv);
+        let bq = self.quant(&format!("quant_dense{index}_b"), &bb, &bias.fixed, &format!("dense{index}_bq"))?;
+        let out = output(last, format!("dense{index}_out"));
+        self.node(
+            "Conv",
+            &format!("dense{index}"),
+            &[&input, &wq, &bq],
+            &out,
+            vec![
+                AttributeProto::ints("kernel_shape", &[1, 1]),
+                AttributeProto::ints("pads", &[0, 0, 0, 0]),
+                AttributeProto::ints("strides", &[1, 1]),
+                AttributeProto::ints("dilations", &[1, 1]),
+                AttributeProto::int("group", 1),
+            ],
+        );
+        self.precision(
+            &format!("dense{index}"),
+            json!({"accum": hls_type(accumulator), "result": hls_type(accumulator)}),
+        );
+        self.x = out;
+        self.current = *accumulator;
+        self.layout = Layout::Nchw { height, width, channels: *outputs };
+        Ok(())
+    }
+
+    /// Pooling over the elements of a set (the N rows of an `N×1` image):
+    /// `MaxPool` or the mean as a depthwise `Conv` with the weights `1/N`,
+    /// `Quant` onto the result type, then back to channels last and
+    /// `Flatten`.
+    fn aggregate(&mut self, layer: &QLayer, last: bool) -> Result<()> {
+        let QLayer::Aggregate { index, elements, features, mode, result } = layer else {
+            unreachable!("aggregate is only called with an Aggregate layer")
+        };
+        let (index, n, f) = (*index, *elements, *features);
+        let x = std::mem::take(&mut self.x);
+        let (input, nchw) = self.transpose_to_nchw(x, self.layout, index);
+        if nchw != (Layout::Nchw { height: n, width: 1, channels: f }) {
+            bail!("{}: expects a set of {n} elements of {f} features, gets {nchw:?}", layer.describe());
+        }
+        let ints = |v: &[usize]| v.iter().map(|&k| k as i64).collect::<Vec<i64>>();
+        let window = vec![
+            AttributeProto::ints("kernel_shape", &ints(&[n, 1])),
+            AttributeProto::ints("pads", &[0, 0, 0, 0]),
+            AttributeProto::ints("strides", &ints(&[n, 1])),
+        ];
+        let pooled = format!("pool{index}_out");
+        let current = self.current;
+        match mode {
+            Aggregation::Max => {
+                let name = format!("pool{index}");
+                self.node("MaxPool", &name, &[&input], &pooled, window);
+                // The maximum is one of the inputs: the input type holds it.
+                self.precision(&name, json!({"accum": hls_type(&current), "result": hls_type(&current)}));
+            }
+            Aggregation::Mean => {
+                let factor = mean_factor(n);
+                let accumulator = mean_accumulator(current, n)?;
+                let w = self.constant(&format!("pool{index}_W"), &[f, 1, n, 1], vec![factor.values()[0] as f32; f * n]);
+                let wq = self.quant(&format!("quant_pool{index}_W"), &w, &factor.fixed, &format!("pool{index}_Wq"))?;
+                let name = format!("pool{index}");
+                let mut attributes = window;
+                attributes.extend([AttributeProto::ints("dilations", &[1, 1]), AttributeProto::int("group", f as i64)]);
+                self.node("Conv", &name, &[&input, &wq], &pooled, attributes);
+                self.precision(&name, json!({"accum": hls_type(&accumulator), "result": hls_type(&accumulator)}));
+            }
+        }
+        let q = self.quant(&format!("quant_pool{index}"), &pooled, result, &format!("pool{index}_q"))?;
+        let nhwc = format!("pool{index}_nhwc");
+        self.node(
+            "Transpose",
+            &format!("pool{index}_to_nhwc"),
+            &[&q],
+            &nhwc,
+            vec![AttributeProto::ints("perm", &[0, 2, 3, 1])],
+        );
+        let flat = output(last, format!("pool{index}_flat"));
+        self.node("Flatten", &format!("pool{index}_flatten"), &[&nhwc], &flat, vec![AttributeProto::int("axis", 1)]);
+        self.x = flat;
+        self.current = *result;
+        self.layout = Layout::Flat;
+        Ok(())
+    }
+
     /// Dense on a vector: `MatMul(x, Quant(W)) → Add(·, Quant(b))`.
     fn dense(&mut self, layer: &QLayer, last: bool) -> Result<()> {
         let QLayer::Dense { index, inputs, outputs, kernel, bias, accumulator, .. } = layer else {
@@ -645,7 +759,9 @@ impl Builder {
         let QLayer::Activation { index, function, result, slope, table } = layer else {
             unreachable!("activation is only called with an Activation layer")
         };
-        check_table(layer, *function, table.as_ref())?;
+        // GELU reads the sigmoid table.
+        let table_of = if *function == Activation::Gelu { Activation::Sigmoid } else { *function };
+        check_table(layer, table_of, table.as_ref())?;
         let name = format!("act{index}_{}", format!("{function:?}").to_lowercase());
         let raw = format!("{name}_out");
         let x = std::mem::take(&mut self.x);
@@ -681,13 +797,57 @@ impl Builder {
                 self.precision(&name, json!({"result": hls_type(&exact), "param": hls_type(&slope.fixed)}));
                 raw
             }
-            Activation::Gelu | Activation::Softmax => {
-                bail!("layer {index}: activation {function:?} cannot be exported; {COVERED}")
+            Activation::Gelu => {
+                let (Some(scale), Some(table)) = (slope, table) else {
+                    bail!("layer {index}: GELU without its scale and sigmoid table")
+                };
+                self.gelu(&name, &x, &current, scale, table)?
+            }
+            Activation::Softmax => {
+                bail!("layer {index}: a softmax before the last layer cannot be exported; {COVERED}")
             }
         };
         self.x = self.quant(&format!("quant_{name}"), &applied, result, &output(last, format!("{name}_q")))?;
         self.current = *result;
         Ok(())
+    }
+
+    /// GELU, `x·σ(x·scale)`: `Mul(x, Quant(scale))` (hls4ml: ApplyAlpha),
+    /// `Sigmoid` (hls4ml's table), `Mul` of the two (hls4ml: Merge
+    /// multiply), each product in an exact type; returns the product's name.
+    fn gelu(
+        &mut self,
+        name: &str,
+        x: &str,
+        current: &FixedPoint,
+        scale: &Codes,
+        table: &ActivationTable,
+    ) -> Result<String> {
+        let exact = |other: &FixedPoint| {
+            FixedPoint::new(
+                current.width + other.width,
+                current.integer + other.integer,
+                true,
+                Rounding::Truncate,
+                Overflow::Wrap,
+            )
+        };
+        let c = self.constant(&format!("{name}_scale_c"), &[], vec![scale.values()[0] as f32]);
+        let cq = self.quant(&format!("quant_{name}_scale_c"), &c, &scale.fixed, &format!("{name}_scale_cq"))?;
+        let scaled = format!("{name}_scaled");
+        self.node("Mul", &format!("{name}_scale"), &[x, &cq], &scaled, vec![]);
+        self.precision(&format!("{name}_scale"), json!({"result": hls_type(&exact(&scale.fixed)?)}));
+        let sigmoid = format!("{name}_sigmoid_out");
+        self.node("Sigmoid", &format!("{name}_sigmoid"), &[&scaled], &sigmoid, vec![]);
+        let table_type = hls_type(&table.table.fixed);
+        self.precision(
+            &format!("{name}_sigmoid"),
+            json!({"result": table_type, "table": table_type, "table_size": table.table.codes.len()}),
+        );
+        let product = format!("{name}_out");
+        self.node("Mul", name, &[x, &sigmoid], &product, vec![]);
+        self.precision(name, json!({"result": hls_type(&exact(&table.table.fixed)?)}));
+        Ok(product)
     }
 
     /// The ONNX model around the nodes built.

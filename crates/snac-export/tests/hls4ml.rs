@@ -5,7 +5,7 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use snac_core::arch::{Activation, Arch, BlockType, Component, Layer, Norm, Padding, Shape};
+use snac_core::arch::{Activation, Aggregation, Arch, BlockType, Component, Layer, Norm, Padding, Shape};
 use snac_core::estimate::{Backend, Board, IoType, Strategy};
 use snac_core::quantized::{QuantTypes, QuantizedModel};
 use snac_export::{ExportSettings, export};
@@ -33,10 +33,12 @@ fn model(arch: &Arch, types: QuantTypes, seed: u64) -> QuantizedModel {
         };
         match layer {
             Layer::Dense { units } => {
-                let limit = (3.0 / input.numel() as f32).sqrt() * 2.0;
-                add("kernel", input.numel() * units, -limit, limit);
+                // Per element of a set: the kernel is [features, units].
+                let fan_in = input.rows_and_features().1;
+                let limit = (3.0 / fan_in as f32).sqrt() * 2.0;
+                add("kernel", fan_in * units, -limit, limit);
                 add("bias", *units, -0.5, 0.5);
-                masks.insert(index, (0..input.numel() * units).map(|i| i % 3 != 0).collect());
+                masks.insert(index, (0..fan_in * units).map(|i| i % 3 != 0).collect());
             }
             Layer::Conv2d { filters, kernel, .. } => {
                 let fan_in = kernel * kernel * input.rows_and_features().1;
@@ -293,6 +295,24 @@ fn attention_model() -> Arch {
     )
 }
 
+/// DeepSets: phi (a Dense per element with BatchNorm and ReLU, then one
+/// with tanh) on sets of 6 points of 3 features, a pooling over the
+/// elements, rho and the output. 6 is not a power of two, so the mean's
+/// constant 1/6 is rounded (hls4ml's depthwise Conv and our integer mean
+/// multiply by the same 18-bit constant).
+fn deepsets(mode: Aggregation) -> Arch {
+    Arch::new(
+        Shape::Set { elements: 6, features: 3 },
+        vec![
+            Component::mlp("phi_0", 8, Norm::Batch, Activation::Relu),
+            Component::mlp("phi_1", 5, Norm::None, Activation::Tanh),
+            Component { name: "pool".into(), block_type: BlockType::Flatten, layers: vec![Layer::Aggregate(mode)] },
+            Component::mlp("rho", 8, Norm::None, Activation::Relu),
+            Component::output("out", 4, Activation::Softmax),
+        ],
+    )
+}
+
 #[test]
 fn attention_model_is_bit_exact_in_hls4ml_at_8_3() {
     verify(&attention_model(), 8, 3, 1000);
@@ -331,4 +351,42 @@ fn conv_then_scaled_attention_is_bit_exact_in_hls4ml() {
         ],
     );
     verify(&arch, 8, 3, 1000);
+}
+
+#[test]
+fn deepsets_mean_is_bit_exact_at_8_3() {
+    verify(&deepsets(Aggregation::Mean), 8, 3, 1000);
+}
+
+#[test]
+fn deepsets_max_is_bit_exact_at_8_3() {
+    verify(&deepsets(Aggregation::Max), 8, 3, 1000);
+}
+
+#[test]
+fn deepsets_mean_is_bit_exact_at_16_6() {
+    verify(&deepsets(Aggregation::Mean), 16, 6, 1000);
+}
+
+/// GELU (`x·σ(x·1.702)`; hls4ml has none) after a Dense accumulator and
+/// after BatchNorm: hls4ml's ApplyAlpha, sigmoid table and Merge multiply.
+fn gelu_mlp() -> Arch {
+    Arch::new(
+        Shape::Flat(10),
+        vec![
+            Component::mlp("a", 12, Norm::None, Activation::Gelu),
+            Component::mlp("b", 8, Norm::Batch, Activation::Gelu),
+            Component::output("out", 4, Activation::Softmax),
+        ],
+    )
+}
+
+#[test]
+fn gelu_mlp_is_bit_exact_at_8_3() {
+    verify(&gelu_mlp(), 8, 3, 1000);
+}
+
+#[test]
+fn gelu_mlp_is_bit_exact_at_16_6() {
+    verify(&gelu_mlp(), 16, 6, 1000);
 }

@@ -1,6 +1,7 @@
-//! Layers hls4ml has no counterpart for are refused with an error that names
-//! the layer, says what the export covers and points to
-//! `search_space.exportable_only: true`; ConvAttention builds a checked graph.
+//! The layers once refused by the export: ConvAttention and DeepSets now
+//! build checked graphs, and io_stream still refuses them (checked in
+//! io_parallel only), naming the layer. LayerNorm, which has no fixed-point
+//! form, is refused before the export (`tests/cli.rs`).
 
 use snac_core::arch::{Activation, Aggregation, Arch, BlockType, Component, Layer, Norm, Shape};
 use snac_core::estimate::IoType;
@@ -29,13 +30,6 @@ fn model(arch: &Arch) -> QuantizedModel {
         Some((0..n).map(|i| base + ((i as f32 + 1.0) * 0.37) % 1.0 - 0.5).collect())
     };
     QuantizedModel::build(arch, &params, &|_| None, QuantTypes::from_qkeras(8, 3).unwrap()).unwrap()
-}
-
-fn refusal(arch: &Arch) -> String {
-    match snac_export::qonnx::build(&model(arch)) {
-        Ok(_) => panic!("the export took a model it cannot hand to hls4ml"),
-        Err(e) => format!("{e:#}"),
-    }
 }
 
 #[test]
@@ -72,43 +66,29 @@ fn conv_attention_builds_a_checked_graph() {
     snac_export::check_io_type(&model(&arch), IoType::Parallel).unwrap();
 }
 
+/// DeepSets are no longer refused: a Dense per element becomes a 1×1
+/// `Conv`, max pooling a `MaxPool` and the mean a depthwise `Conv` with the
+/// weights 1/N (`tests/hls4ml.rs` checks them against hls4ml).
 #[test]
-fn deep_sets_are_refused_by_name() {
-    let per_element = Arch::new(
-        Shape::Set { elements: 4, features: 3 },
-        vec![
-            Component::mlp("phi", 5, Norm::None, Activation::Relu),
-            Component {
-                name: "pool".into(),
-                block_type: BlockType::Mlp,
-                layers: vec![Layer::Aggregate(Aggregation::Mean)],
-            },
-            Component::output("out", 2, Activation::Softmax),
-        ],
-    );
-    let message = refusal(&per_element);
-    assert!(
-        message.contains("Dense (layer 0)")
-            && message.contains("each element of a set")
-            && message.contains("hls4ml has no such layer"),
-        "{message}"
-    );
-
-    let pooled = Arch::new(
-        Shape::Set { elements: 4, features: 3 },
-        vec![
-            Component {
-                name: "pool".into(),
-                block_type: BlockType::Mlp,
-                layers: vec![Layer::Aggregate(Aggregation::Max)],
-            },
-            Component::output("out", 2, Activation::Softmax),
-        ],
-    );
-    let message = refusal(&pooled);
-    assert!(
-        message.contains("Aggregate max (layer 0)") && message.contains("pooling over the elements of a set"),
-        "{message}"
-    );
-    assert!(message.contains("`search_space.exportable_only: true`"), "{message}");
+fn deep_sets_are_exported() {
+    for (mode, pool_op) in [(Aggregation::Mean, "Conv"), (Aggregation::Max, "MaxPool")] {
+        let arch = Arch::new(
+            Shape::Set { elements: 4, features: 3 },
+            vec![
+                Component::mlp("phi", 5, Norm::None, Activation::Relu),
+                Component { name: "pool".into(), block_type: BlockType::Mlp, layers: vec![Layer::Aggregate(mode)] },
+                Component::output("out", 2, Activation::Softmax),
+            ],
+        );
+        let graph = snac_export::qonnx::build(&model(&arch)).unwrap();
+        snac_export::onnx::check(&graph.model).unwrap();
+        let nodes = &graph.model.graph.as_ref().unwrap().node;
+        let op = |name: &str| nodes.iter().find(|n| n.name == name).map(|n| n.op_type.clone());
+        assert_eq!(op("dense0").as_deref(), Some("Conv"), "{mode:?}");
+        assert_eq!(op("pool2").as_deref(), Some(pool_op), "{mode:?}");
+        assert_eq!(op("dense3").as_deref(), Some("MatMul"), "{mode:?}");
+        // Checked against hls4ml in io_parallel only.
+        let message = format!("{:#}", snac_export::check_io_type(&model(&arch), IoType::Stream).unwrap_err());
+        assert!(message.contains("io_stream") && message.contains("io_parallel"), "{message}");
+    }
 }

@@ -21,7 +21,7 @@ pub use snac_core::arch::ConvGeometry;
 use snac_core::arch::{Activation, Aggregation};
 use snac_core::fixed::FixedPoint;
 use snac_core::quantized::softmax::{attention_scale, softmax_values};
-use snac_core::quantized::{ActivationTable, leaky_slope};
+use snac_core::quantized::{ActivationTable, gelu_scale, leaky_slope, mean_factor};
 
 /// Keras `BatchNormalization` default epsilon.
 pub const BATCH_NORM_EPSILON: f64 = 1e-3;
@@ -82,7 +82,8 @@ pub fn activation(x: Tensor<2>, act: Activation) -> Tensor<2> {
     match act {
         Activation::Relu => activation::relu(x),
         Activation::LeakyRelu => activation::leaky_relu(x, Activation::LEAKY_SLOPE as f64),
-        Activation::Gelu => activation::gelu(x),
+        // The sigmoid form x·σ(1.702·x), as the integer model and hls4ml.
+        Activation::Gelu => x.clone() * activation::sigmoid(x.mul_scalar(Activation::GELU_SCALE)),
         Activation::Tanh => pointwise(x, Pointwise::Tanh),
         Activation::Sigmoid => pointwise(x, Pointwise::Sigmoid),
         Activation::Identity => x,
@@ -92,8 +93,10 @@ pub fn activation(x: Tensor<2>, act: Activation) -> Tensor<2> {
 
 /// A pointwise activation as the quantized model computes it: `tanh` and
 /// `sigmoid` take their values from hls4ml's lookup tables
-/// ([`ActivationTable`]) with the real function's gradient, and Leaky ReLU
-/// multiplies by its fixed-point slope. Others as [`activation`].
+/// ([`ActivationTable`]) with the real function's gradient, GELU is
+/// `x·σ(x·scale)` with the fixed-point scale and the sigmoid table (with the
+/// gradient of `x·σ(1.702·x)`), and Leaky ReLU multiplies by its fixed-point
+/// slope. Others as [`activation`].
 pub fn activation_quantized(x: Tensor<2>, act: Activation) -> Tensor<2> {
     match act {
         Activation::Tanh | Activation::Sigmoid => {
@@ -102,8 +105,53 @@ pub fn activation_quantized(x: Tensor<2>, act: Activation) -> Tensor<2> {
             pointwise_with(x, kind, Some(&|v: f64| entries[table.index_of_value(v)]))
         }
         Activation::LeakyRelu => activation::leaky_relu(x, leaky_slope().values()[0]),
+        Activation::Gelu => gelu_quantized(x),
         other => activation(x, other),
     }
+}
+
+/// GELU's sigmoid form `x·σ(1.702·x)` and its derivative
+/// `σ + 1.702·x·σ·(1 − σ)`.
+pub(crate) fn gelu_sigmoid(x: f64) -> (f64, f64) {
+    let a = Activation::GELU_SCALE;
+    let s = 1.0 / (1.0 + (-a * x).exp());
+    (x * s, s + a * x * s * (1.0 - s))
+}
+
+/// GELU as the integer model computes it, before the output is quantized:
+/// `x · table(x·scale)` with the fixed-point scale ([`gelu_scale`]) and
+/// hls4ml's sigmoid table (both products are exact in `f64`). `x` is on a
+/// fixed-point grid here.
+pub(crate) fn gelu_table_value(x: f64) -> f64 {
+    static SCALE: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    let scale = *SCALE.get_or_init(|| gelu_scale().values()[0]);
+    let (table, entries) = ActivationTable::cached(Activation::Sigmoid).expect("sigmoid has a table");
+    x * entries[table.index_of_value(x * scale)]
+}
+
+/// [`gelu_table_value`] attached to the autodiff graph with the derivative
+/// of the smooth [`gelu_sigmoid`] (a straight-through estimate, as the
+/// tables of tanh and sigmoid).
+fn gelu_quantized(x: Tensor<2>) -> Tensor<2> {
+    let device = x.device();
+    let shape = x.dims();
+    let dtype = x.dtype();
+    let xs: Vec<f64> = x.clone().into_data().convert::<f64>().try_into_vec::<f64>().expect("float tensor data");
+    let values: Vec<f64> = xs.iter().map(|&v| gelu_table_value(v)).collect();
+    let slopes: Vec<f64> = xs.iter().map(|&v| gelu_sigmoid(v).1).collect();
+    let tensor = |data: Vec<f64>| {
+        let data = if dtype == DType::F32 {
+            TensorData::new(data.into_iter().map(|v| v as f32).collect::<Vec<f32>>(), shape)
+        } else {
+            TensorData::new(data, shape)
+        };
+        Tensor::<2>::from_data(data, (&device, dtype))
+    };
+    let values = tensor(values);
+    if !x.is_autodiff() {
+        return values;
+    }
+    values + (x.clone() - x.detach()) * tensor(slopes)
 }
 
 /// `tanh` or `sigmoid` computed outside the autodiff graph (vectorised in f32,
@@ -235,14 +283,16 @@ fn fixed_softmax(scores: Tensor<3>, float: Tensor<3>, frac: i32, scale: Option<i
     values + (float.clone() - float.detach())
 }
 
-/// A set `[batch·elements, F]` pooled to `[batch, F]`: the mean (sum, then
-/// one division) or the maximum over the elements.
+/// A set `[batch·elements, F]` pooled to `[batch, F]`: the mean (the sum
+/// times the integer model's constant 1/N, [`mean_factor`], as hls4ml
+/// computes it; exactly 1/N for a power of two) or the maximum over the
+/// elements.
 pub fn aggregate(x: Tensor<2>, elements: usize, mode: Aggregation) -> Tensor<2> {
     let [rows, features] = x.dims();
     let batch = rows / elements;
     let sets = x.reshape([batch, elements, features]);
     let pooled = match mode {
-        Aggregation::Mean => sets.sum_dim(1).div_scalar(elements as f64),
+        Aggregation::Mean => sets.sum_dim(1).mul_scalar(mean_factor(elements).values()[0]),
         Aggregation::Max => sets.max_dim(1),
     };
     pooled.reshape([batch, features])
@@ -560,14 +610,45 @@ mod tests {
     }
 
     #[test]
-    fn gelu_is_exact_and_leaky_slope_is_keras() {
+    fn gelu_is_the_sigmoid_form_and_leaky_slope_is_keras() {
         let device = Device::flex();
         let x = tensor(&[-1.5, 0.7], [1, 2], &device);
         let gelu = values(activation(x.clone(), Activation::Gelu));
-        // x·Φ(x) with Φ from erf: Φ(-1.5) = 0.0668072, Φ(0.7) = 0.7580363.
-        assert!((gelu[0] - -1.5 * 0.066_807_201).abs() < 1e-6, "{gelu:?}");
-        assert!((gelu[1] - 0.7 * 0.758_036_348).abs() < 1e-6, "{gelu:?}");
+        // x·σ(1.702·x): σ(-2.553) = 0.0722252, σ(1.1914) = 0.7669914.
+        assert!((gelu[0] - -1.5 * 0.072_225_2).abs() < 1e-6, "{gelu:?}");
+        assert!((gelu[1] - 0.7 * 0.766_991_4).abs() < 1e-6, "{gelu:?}");
+        // Within 0.021 of the exact x·Φ(x) (erf form).
+        assert!((gelu[0] - -1.5 * 0.066_807_201).abs() < 0.021, "{gelu:?}");
         let leaky = values(activation(x, Activation::LeakyRelu));
         assert!((leaky[0] - -0.015).abs() < 1e-9 && (leaky[1] - 0.7).abs() < 1e-12, "{leaky:?}");
+    }
+
+    /// The quantized GELU's values are the integer model's (the sigmoid
+    /// table at `x·scale`, times `x`) and its gradient is the smooth form's.
+    #[test]
+    fn quantized_gelu_values_and_straight_through_gradient() {
+        let device = Device::flex();
+        let xs = [-3.0, -1.25, -0.03125, 0.0, 0.5, 2.75];
+        let x = tensor(&xs, [1, 6], &device);
+        let quantized = values(activation_quantized(x.clone(), Activation::Gelu));
+        let smooth = values(activation(x, Activation::Gelu));
+        for ((&x, &q), &s) in xs.iter().zip(&quantized).zip(&smooth) {
+            assert_eq!(q, gelu_table_value(x), "x = {x}");
+            // The table's steps are 1/64 wide in x·1.702.
+            assert!((q - s).abs() < 0.02 * x.abs().max(1.0), "x = {x}: table {q}, smooth {s}");
+        }
+        // The gradient (of the sum of the outputs) is the smooth form's
+        // derivative, itself checked against central differences.
+        let mut rng = ChaCha8Rng::seed_from_u64(41);
+        let (input, shape) = random(3, 5, &mut rng);
+        let tracked = tensor(&input, shape, &Device::flex().autodiff()).require_grad();
+        let grads = activation_quantized(tracked.clone(), Activation::Gelu).sum().backward();
+        let grad = values(tracked.grad(&grads).expect("input gets a gradient"));
+        for (&v, &g) in input.iter().zip(&grad) {
+            let (step, derivative) = (1e-6, gelu_sigmoid(v).1);
+            let numeric = (gelu_sigmoid(v + step).0 - gelu_sigmoid(v - step).0) / (2.0 * step);
+            assert!((derivative - numeric).abs() < 1e-8, "x = {v}: derivative {derivative}, numeric {numeric}");
+            assert!((g - derivative).abs() < 1e-12, "x = {v}: gradient {g}, derivative {derivative}");
+        }
     }
 }

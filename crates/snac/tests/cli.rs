@@ -779,13 +779,21 @@ fn run_exports_every_local_model_and_says_why_not() {
 #[test]
 fn export_of_an_unsupported_layer_names_it() {
     let dir = tempfile::tempdir().unwrap();
-    let config = local_config(dir.path(), "[gelu]", false);
+    let config = local_config(dir.path(), "[relu]", false);
+    // LayerNorm has no fixed-point form (GELU, once refused, is exported).
+    let text =
+        std::fs::read_to_string(&config).unwrap().replace("  norm_space: [null, batch]\n", "  norm_space: [layer]\n");
+    assert!(text.contains("norm_space: [layer]"));
+    std::fs::write(&config, text).unwrap();
     let results = dir.path().join("r");
     run_ok(snac().arg("run").arg(&config).args(["--trials", "1", "--epochs", "2", "--results-dir"]).arg(&results));
     let model = results.join("local_search_combined/best_model_8b3i.json");
     let out = snac().arg("export").arg(&model).arg("--out").arg(dir.path().join("x")).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("GELU") && stderr.contains("best_model_8b3i.json"), "{stderr}");
+    assert!(
+        !out.status.success() && stderr.contains("LayerNorm") && stderr.contains("best_model_8b3i.json"),
+        "{stderr}"
+    );
 }
 
 /// Tutorial 3 from the README on simulated traces: `snac data simulate-qubit`,

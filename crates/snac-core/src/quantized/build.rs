@@ -57,6 +57,35 @@ pub fn leaky_slope() -> Codes {
     Codes::quantize(fixed, [Activation::LEAKY_SLOPE as f64])
 }
 
+/// GELU's constant [`Activation::GELU_SCALE`] (1.702) on 18 bits
+/// (`ap_fixed<18,2>`, 16 fractional bits): GELU is `x·σ(x·scale)` with
+/// hls4ml's sigmoid table.
+pub fn gelu_scale() -> Codes {
+    let fixed = FixedPoint::new(18, 2, true, Rounding::HalfEven, Overflow::Saturate).expect("valid type");
+    Codes::quantize(fixed, [Activation::GELU_SCALE])
+}
+
+/// The constant `1/elements` by which a set mean multiplies its sum: 18 bits
+/// fitted to the value (17 fractional bits from two elements on; exact for a
+/// power of two). The export computes the mean as hls4ml's depthwise
+/// convolution with this constant as every weight, so our integer mean is
+/// `Σx · factor` too (not a division; hls4ml's own GlobalAveragePool cannot
+/// be reached from ONNX for set data, see snac-export's `qonnx.rs`).
+pub fn mean_factor(elements: usize) -> Codes {
+    let value = 1.0 / elements.max(1) as f64;
+    Codes::quantize(fitted_type(&[value], 18).expect("18 bits is a valid width"), [value])
+}
+
+/// The exact accumulator of a set mean, `Σx · factor` over `elements`
+/// values of type `input` (as [`accumulator_type`] for a Dense whose weights
+/// are all [`mean_factor`]).
+pub fn mean_accumulator(input: FixedPoint, elements: usize) -> Result<FixedPoint> {
+    let factor = mean_factor(elements);
+    let kernel = Codes::quantize(factor.fixed, vec![factor.values()[0]; elements]);
+    let bias = Codes::quantize(factor.fixed, [0.0]);
+    accumulator_type(input, &kernel, &bias, elements)
+}
+
 /// The accumulator of a Dense layer: fractional bits of `input × kernel`
 /// (and at least the bias'), integer bits for the largest possible
 /// `Σ|w|·max|x| + |b|` over the outputs. Never overflows.
@@ -95,8 +124,7 @@ impl QLayer {
 impl QuantizedModel {
     /// Quantizes a trained `arch`: parameters from `params`, masks from
     /// `masks`, types from `types`. Fails, naming the layer, for layers with
-    /// no fixed-point form here (LayerNorm, GELU, convolutions so far) or a
-    /// softmax that is not last.
+    /// no fixed-point form here (LayerNorm) or a softmax that is not last.
     pub fn build(arch: &Arch, params: &ParamLookup, masks: &MaskLookup, types: QuantTypes) -> Result<QuantizedModel> {
         let shapes = arch.shapes()?;
         let input_features = arch.input_shape.numel();
@@ -313,12 +341,22 @@ impl Step<'_> {
         Ok(act)
     }
 
-    /// Aggregate: the mean or maximum over a set, on the activation grid.
+    /// Aggregate: the mean (`Σx · 1/N`, see [`mean_factor`]) or maximum
+    /// over a set, on the activation grid.
     fn aggregate(&self, mode: Aggregation, layers: &mut Vec<QLayer>) -> Result<FixedPoint> {
         let (index, input) = (self.index, self.input);
         let Shape::Set { elements, features } = input else {
             bail!("layer {index} (Aggregate) needs a set input, got {input}")
         };
+        if mode == Aggregation::Mean {
+            let accumulator = mean_accumulator(self.current, elements)?;
+            ensure!(
+                accumulator.width <= MAX_EXACT_BITS,
+                "layer {index} (Aggregate mean): its sum times 1/{elements} needs {} bits; at most \
+                 {MAX_EXACT_BITS} are supported (use narrower types)",
+                accumulator.width
+            );
+        }
         layers.push(QLayer::Aggregate { index, elements, features, mode, result: self.types.activations });
         Ok(self.types.activations)
     }
@@ -362,17 +400,33 @@ impl Step<'_> {
     }
 
     /// A pointwise activation on the activation grid (Leaky ReLU with its
-    /// slope, tanh and sigmoid with their tables); a final softmax is left
-    /// out, any other softmax and GELU have no fixed-point form.
+    /// slope, tanh and sigmoid with their tables, GELU as `x·σ(x·1.702)` with
+    /// the constant as its slope and the sigmoid table); a final softmax is
+    /// left out, any other softmax has no fixed-point form.
     fn activation(&self, function: Activation, last: bool, layers: &mut Vec<QLayer>) -> Result<FixedPoint> {
-        let index = self.index;
+        let (index, current) = (self.index, self.current);
         match function {
             Activation::Softmax if last => return Ok(self.current),
             Activation::Softmax => bail!("layer {index}: softmax may only be the last layer"),
-            Activation::Gelu => bail!(
-                "layer {index} (GELU) has no fixed-point implementation (hls4ml has none either); \
-                 supported activations: ReLU, Leaky ReLU, tanh, sigmoid, identity, a final softmax"
-            ),
+            Activation::Gelu => {
+                let scale = gelu_scale();
+                let table = ActivationTable::hls4ml(Activation::Sigmoid).expect("sigmoid has a table");
+                // x·scale and x·σ are exact products of the input's codes.
+                let product = current.width + scale.fixed.width.max(table.table.fixed.width);
+                ensure!(
+                    product <= MAX_EXACT_BITS,
+                    "layer {index} (GELU): its input ({current}) times its constants needs {product} bits; \
+                     at most {MAX_EXACT_BITS} are supported (use narrower types)"
+                );
+                layers.push(QLayer::Activation {
+                    index,
+                    function,
+                    result: self.types.activations,
+                    slope: Some(scale),
+                    table: Some(table),
+                });
+                return Ok(self.types.activations);
+            }
             Activation::Relu
             | Activation::LeakyRelu
             | Activation::Tanh

@@ -3,7 +3,7 @@
 //! short dispatch), and [`QuantizedModel::forward_float`], the same model as
 //! a fake-quantized `f64` pass that must agree with it bit for bit.
 
-use super::{ActivationTable, Codes, Projection, QLayer, QuantizedModel, softmax};
+use super::{ActivationTable, Codes, Projection, QLayer, QuantizedModel, mean_factor, softmax};
 use crate::arch::{Activation, Aggregation, ConvGeometry};
 use crate::fixed::{FixedPoint, Overflow, Rounding};
 use anyhow::{Result, bail, ensure};
@@ -342,8 +342,9 @@ fn attend(
     attended
 }
 
-/// Aggregate: each feature's maximum, or its mean rounded half to even,
-/// over the `elements` of a set.
+/// Aggregate: each feature's maximum, or its mean over the `elements` of a
+/// set: the exact sum times [`mean_factor`], then onto `result` (the
+/// model's checks keep the product within 53 bits).
 fn aggregate_codes(
     codes: &[i64],
     frac: i32,
@@ -352,16 +353,14 @@ fn aggregate_codes(
     result: &FixedPoint,
 ) -> Vec<i64> {
     let column = |f: usize| (0..elements).map(move |e| e * features + f);
+    let factor = mean_factor(elements);
+    let product_frac = frac + factor.fixed.fractional_bits();
     (0..features)
         .map(|f| match mode {
             Aggregation::Max => requantize(column(f).map(|i| codes[i]).max().unwrap_or(0), frac, result),
             Aggregation::Mean => {
-                let sum: i128 = column(f).map(|i| codes[i] as i128).sum();
-                let shift = result.fractional_bits() - frac;
-                let (num, den) =
-                    if shift >= 0 { (sum << shift, elements as i128) } else { (sum, (elements as i128) << -shift) };
-                let code = softmax::divide_half_even(num, den);
-                code.clamp(result.min_code() as i128, result.max_code() as i128) as i64
+                let sum: i64 = column(f).map(|i| codes[i]).sum();
+                requantize(sum * factor.codes[0], product_frac, result)
             }
         })
         .collect()
@@ -381,9 +380,10 @@ fn batch_norm_codes(codes: &[i64], frac: i32, scale: &Codes, shift: &Codes, resu
 }
 
 /// A pointwise activation onto `result`: a table lookup when the layer has
-/// a table, else ReLU, Leaky ReLU (by its slope) or the identity; `None`
-/// for a function with no integer form (tanh or sigmoid without a table,
-/// GELU, softmax, Leaky ReLU without a slope).
+/// a table (GELU: `x·σ(x·slope)` with the sigmoid table), else ReLU, Leaky
+/// ReLU (by its slope) or the identity; `None` for a function with no
+/// integer form (tanh, sigmoid or GELU without a table, softmax, Leaky ReLU
+/// or GELU without a slope).
 fn activation_codes(
     codes: &[i64],
     frac: i32,
@@ -392,6 +392,21 @@ fn activation_codes(
     slope: Option<&Codes>,
     result: &FixedPoint,
 ) -> Option<Vec<i64>> {
+    if function == Activation::Gelu {
+        // x·σ(x·scale): both products exact, σ from the table.
+        let (table, scale) = (table?, slope?);
+        let scale_frac = frac + scale.fixed.fractional_bits();
+        let product_frac = frac + table.table.fixed.fractional_bits();
+        return Some(
+            codes
+                .iter()
+                .map(|&x| {
+                    let sigmoid = table.table.codes[table.index(x * scale.codes[0], scale_frac)];
+                    requantize(x * sigmoid, product_frac, result)
+                })
+                .collect(),
+        );
+    }
     if let Some(table) = table {
         let table_frac = table.table.fixed.fractional_bits();
         return Some(
@@ -440,6 +455,11 @@ fn activation_values(
     slope: Option<&Codes>,
     result: &FixedPoint,
 ) -> Option<Vec<f64>> {
+    if function == Activation::Gelu {
+        let (entries, scale) = (table?.table.values(), slope?.values()[0]);
+        let table = table?;
+        return Some(values.iter().map(|&x| result.quantize(x * entries[table.index_of_value(x * scale)])).collect());
+    }
     if let Some(table) = table {
         let entries = table.table.values();
         return Some(values.iter().map(|&x| result.quantize(entries[table.index_of_value(x)])).collect());

@@ -16,7 +16,11 @@
 //!   quantized to the activation type;
 //! - activations quantize their output to the activation type; `tanh` and
 //!   `sigmoid` are hls4ml's 1024-entry lookup tables ([`ActivationTable`]);
-//!   Leaky ReLU multiplies by its slope as a fixed-point constant;
+//!   Leaky ReLU multiplies by its slope as a fixed-point constant; GELU is
+//!   `x·σ(x·1.702)`: the exact product with the constant ([`gelu_scale`]),
+//!   the sigmoid table, the exact product with `x`, then quantized;
+//! - a set mean is the exact sum times the constant `1/N` on 18 bits
+//!   ([`mean_factor`]), then quantized (hls4ml computes it so in the export);
 //! - a final softmax is left out (hls4ml users read the arg-max; the output
 //!   is the quantized logits).
 //!
@@ -44,7 +48,9 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
-pub use build::{accumulator_type, fitted_type, fold_batch_norm, leaky_slope};
+pub use build::{
+    accumulator_type, fitted_type, fold_batch_norm, gelu_scale, leaky_slope, mean_accumulator, mean_factor,
+};
 pub use forward::requantize;
 pub use tables::ActivationTable;
 pub use validate::MAX_VALUES;
@@ -198,7 +204,9 @@ pub enum QLayer {
         scale: Option<i64>,
         result: FixedPoint,
     },
-    /// Mean (rounded half to even) or maximum of each feature over the `elements` of a set.
+    /// Mean or maximum of each feature over the `elements` of a set, onto
+    /// `result`; the mean is the sum times the fixed-point constant
+    /// [`mean_factor`] (hls4ml's arithmetic in the export), rounded half to even.
     Aggregate { index: usize, elements: usize, features: usize, mode: Aggregation, result: FixedPoint },
     /// Inference-mode BatchNorm: `x·scale + shift` per feature, then quantized.
     BatchNorm { index: usize, scale: Codes, shift: Codes, result: FixedPoint },
@@ -207,10 +215,10 @@ pub enum QLayer {
         index: usize,
         function: Activation,
         result: FixedPoint,
-        /// Leaky ReLU's slope as a fixed-point constant.
+        /// Leaky ReLU's slope, or GELU's scale 1.702, as a fixed-point constant.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         slope: Option<Codes>,
-        /// `tanh` / `sigmoid` lookup table.
+        /// `tanh` / `sigmoid` lookup table (GELU: the sigmoid's).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         table: Option<ActivationTable>,
     },

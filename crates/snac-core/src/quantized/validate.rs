@@ -7,17 +7,17 @@
 //! the shapes, every code lies within its type, every accumulator is the
 //! exact one for its weights, the lookup tables have hls4ml's size and a
 //! power-of-two range, and every shift the integer inference makes stays
-//! within `i64` (or `i128` where it sums). Each error names the key path
+//! within `i64`. Each error names the key path
 //! (`layers[3].kernel.codes`), the value and what would be accepted.
 
 use super::tables::has_table;
 use super::{
     ActivationTable, Codes, FORMAT, MAX_EXACT_BITS, Projection, QLayer, QuantizedModel, TABLE_SIZE, accumulator_type,
-    softmax,
+    mean_accumulator, softmax,
 };
 use crate::arch::{Activation, Aggregation, ConvGeometry, Layer, Shape};
 use crate::fixed::{FixedPoint, MAX_INTEGER, MAX_WIDTH};
-use anyhow::{Result, bail, ensure};
+use anyhow::{Context, Result, bail, ensure};
 
 /// The most values one tensor of one sample may hold (inputs, outputs,
 /// kernels, a convolution's patches): 2^28.
@@ -25,8 +25,6 @@ pub const MAX_VALUES: usize = 1 << 28;
 
 /// The widest integer the shifts of integer inference may produce.
 const I64_BITS: i64 = 62;
-/// The same for the `i128` sums of a mean.
-const I128_BITS: i64 = 126;
 
 /// What the arch asks for at one position of `layers`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -115,11 +113,6 @@ fn same<T: PartialEq + std::fmt::Debug>(path: &str, name: &str, found: T, expect
     Ok(())
 }
 
-/// Bits of `n` (0 for 0).
-fn bits(n: usize) -> i64 {
-    (usize::BITS - n.leading_zeros()) as i64
-}
-
 /// Shifting a `width`-bit value left by `shift` stays within `limit` bits.
 fn check_shift(path: &str, what: &str, width: i64, shift: i64, limit: i64) -> Result<()> {
     ensure!(
@@ -205,6 +198,26 @@ fn check_table(path: &str, table: &ActivationTable, input: FixedPoint) -> Result
         check_shift(path, "the table index", 1, shift, I64_BITS)?;
     }
     Ok(())
+}
+
+/// GELU, `x·σ(x·scale)`: one scale code (the slope), hls4ml's sigmoid
+/// table read at `x·scale`, and both products within `i64`.
+fn gelu(path: &str, current: FixedPoint, scale: Option<&Codes>, table: Option<&ActivationTable>) -> Result<()> {
+    let Some(scale) = scale else { bail!("{path}.slope: missing: GELU needs its scale 1.702 (accepted: one code)") };
+    let Some(table) = table else {
+        bail!(
+            "{path}.table: missing: GELU needs hls4ml's {TABLE_SIZE}-entry sigmoid table (accepted: as build writes it)"
+        )
+    };
+    check_codes(&format!("{path}.slope"), scale, 1, "GELU's one scale")?;
+    let product = current.width + scale.fixed.width.max(table.table.fixed.width);
+    check_shift(path, "the products", product as i64, 0, I64_BITS)?;
+    let scaled = FixedPoint {
+        width: current.width + scale.fixed.width,
+        integer: current.integer + scale.fixed.integer,
+        ..current
+    };
+    check_table(path, table, scaled)
 }
 
 impl QuantizedModel {
@@ -311,8 +324,8 @@ fn expected_kinds(index: usize, layer: &Layer, input: Shape, last: usize, last_l
         Layer::Flatten => vec![],
         Layer::BatchNorm => vec![Kind::BatchNorm],
         Layer::Act(Activation::Softmax) if index == last => vec![],
-        Layer::Act(f @ (Activation::Softmax | Activation::Gelu)) => {
-            bail!("arch layer {index}: {f:?} here has no fixed-point form (accepted: a final softmax)")
+        Layer::Act(Activation::Softmax) => {
+            bail!("arch layer {index}: Softmax here has no fixed-point form (accepted: a final softmax)")
         }
         Layer::LayerNorm => bail!("arch layer {index}: LayerNorm has no fixed-point form"),
         Layer::Act(
@@ -320,6 +333,7 @@ fn expected_kinds(index: usize, layer: &Layer, input: Shape, last: usize, last_l
             | Activation::LeakyRelu
             | Activation::Tanh
             | Activation::Sigmoid
+            | Activation::Gelu
             | Activation::Identity),
         ) => vec![Kind::Activation(*f)],
     })
@@ -462,13 +476,14 @@ impl At<'_> {
         same(path, "mode", mode, *arch_mode, "the arch's layer")?;
         check_type(&format!("{path}.result"), result)?;
         if mode == Aggregation::Mean {
-            let shift = (result.fractional_bits() - current.fractional_bits()) as i64;
-            let sum = current.width as i64 + bits(elements);
-            if shift >= 0 {
-                check_shift(path, "the mean", sum, shift, I128_BITS)?;
-            } else {
-                check_shift(path, "the mean", bits(elements), -shift, I128_BITS)?;
-            }
+            // The sum times 1/elements, exact in 53 bits (as `build` checks).
+            let accumulator = mean_accumulator(current, elements).with_context(|| format!("{path}: the mean"))?;
+            ensure!(
+                accumulator.width <= MAX_EXACT_BITS,
+                "{path}: the mean of {elements} values of {current} needs {} bits (accepted: at most \
+                 {MAX_EXACT_BITS})",
+                accumulator.width
+            );
         }
         Ok(*result)
     }
@@ -505,6 +520,9 @@ impl At<'_> {
     ) -> Result<FixedPoint> {
         let (path, current) = (self.path, self.current);
         check_type(&format!("{path}.result"), result)?;
+        if function == Activation::Gelu {
+            return gelu(path, current, slope, table).map(|()| *result);
+        }
         let needs_table = has_table(function);
         match table {
             Some(table) if needs_table => check_table(path, table, current)?,

@@ -2,16 +2,9 @@
 //! at each input, which is all the backward pass needs.
 
 use crate::fastmath::{self, Pointwise};
+use crate::layers::{gelu_sigmoid, gelu_table_value};
 use snac_core::arch::Activation;
 use snac_core::quantized::{ActivationTable, leaky_slope};
-
-/// GELU (exact, erf form) and its derivative.
-fn gelu(x: f32) -> (f32, f32) {
-    let x = x as f64;
-    let cdf = 0.5 * (1.0 + libm::erf(x / std::f64::consts::SQRT_2));
-    let pdf = (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt();
-    ((x * cdf) as f32, (cdf + x * pdf) as f32)
-}
 
 /// A pointwise activation on `x` in place; returns the derivatives.
 fn activate(x: &mut [f32], act: Activation, quant: bool) -> Vec<f32> {
@@ -32,9 +25,14 @@ fn activate(x: &mut [f32], act: Activation, quant: bool) -> Vec<f32> {
             }
         }
         Activation::Identity | Activation::Softmax => slopes.fill(1.0),
+        // x·σ(1.702·x); under `quant` the values are the integer model's
+        // (its scale and the sigmoid table), the slopes the smooth form's.
         Activation::Gelu => {
             for (v, s) in x.iter_mut().zip(&mut slopes) {
-                (*v, *s) = gelu(*v);
+                let input = *v as f64;
+                let (value, slope) = gelu_sigmoid(input);
+                *s = slope as f32;
+                *v = if quant { gelu_table_value(input) } else { value } as f32;
             }
         }
         Activation::Tanh | Activation::Sigmoid => {

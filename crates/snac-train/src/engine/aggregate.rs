@@ -2,6 +2,7 @@
 //! sample's elements, and the gradient back to them.
 
 use snac_core::arch::Aggregation;
+use snac_core::quantized::mean_factor;
 
 /// Pools `x` (`batch` sets of `elements` rows) in place to one row per set;
 /// for the maximum, returns the winning position of each output (else
@@ -19,7 +20,9 @@ pub(super) fn forward(x: &mut Vec<f32>, batch: usize, elements: usize, mode: Agg
                         *p += v;
                     }
                 }
-                pooled.iter_mut().for_each(|p| *p /= elements as f32);
+                // Times the integer model's 1/N constant (exact in f32).
+                let factor = mean_factor(elements).values()[0] as f32;
+                pooled.iter_mut().for_each(|p| *p *= factor);
             }
             Aggregation::Max => {
                 for f in 0..features {
@@ -49,10 +52,11 @@ pub(super) fn backward(
     let mut dx = vec![0.0f32; batch * elements * features];
     match mode {
         Aggregation::Mean => {
+            let factor = mean_factor(elements).values()[0] as f32;
             for (b, set) in dx.chunks_exact_mut(elements * features).enumerate() {
                 for row in set.chunks_exact_mut(features) {
                     for (d, &g) in row.iter_mut().zip(&grad[b * features..(b + 1) * features]) {
-                        *d = g / elements as f32;
+                        *d = g * factor;
                     }
                 }
             }
