@@ -171,7 +171,10 @@ pub fn check_io_type(model: &QuantizedModel, io_type: IoType) -> Result<()> {
         match layer {
             QLayer::Dense { rows: 1, .. } | QLayer::Conv2d { .. } | QLayer::BatchNorm { .. } => {}
             QLayer::Activation { function, .. } if *function != snac_core::arch::Activation::Gelu => {}
-            _ => anyhow::bail!(
+            QLayer::Dense { .. }
+            | QLayer::ConvAttention { .. }
+            | QLayer::Aggregate { .. }
+            | QLayer::Activation { .. } => anyhow::bail!(
                 "{}: not checked against hls4ml's {} C simulation (it covers Dense, Conv2d, BatchNorm, \
                  activations and Flatten); export with io_parallel",
                 layer.describe(),

@@ -492,30 +492,7 @@ impl Builder {
             &scores,
             json!({"accum": hls_type(&scores_type), "result": hls_type(&scores_type), "config": {"Strategy": "Latency"}}),
         );
-        // hls4ml's stable softmax with our softmax's types (softmax.rs).
-        let types = SoftmaxTypes::new(positions, 2 * result.fractional_bits());
-        let softmax = name("softmax");
-        self.node("Softmax", &softmax, &[&scores], &format!("{softmax}_out"), vec![AttributeProto::int("axis", -1)]);
-        self.precision(
-            &softmax,
-            json!({
-                "result": hls_type(&types.product),
-                "config": {
-                    "implementation": "stable",
-                    "n_outer": positions,
-                    "n_inner": 1,
-                    "exp_table_size": types.exp_table_size,
-                    "inv_table_size": types.inv_table_size,
-                    "exp_table_t": hls_type(&types.exp_table),
-                    "inv_table_t": hls_type(&types.inv_table),
-                    "inv_inp_t": hls_type(&types.accum),
-                    "accum_t": hls_type(&types.accum),
-                    "inp_norm_t": hls_type(&types.norm),
-                    "exp_scale": softmax::hls4ml_exp_scale(*scale),
-                },
-            }),
-        );
-        let weights = self.quant(&format!("quant_{softmax}"), &format!("{softmax}_out"), result, &name("weights"))?;
+        let weights = self.attention_softmax(&name("softmax"), &scores, positions, result, *scale, &name("weights"))?;
         // The weighted sum of the values: exact, then onto the grid.
         let attended_type = signed(2 * aw + log2(positions), 2 * ai + log2(positions))?;
         let attend = name("attend");
@@ -547,6 +524,42 @@ impl Builder {
         self.current = *result;
         self.layout = Layout::Nhwc { height, width, channels };
         Ok(())
+    }
+
+    /// The attention's softmax over the last axis: hls4ml's `stable`
+    /// softmax configured with our softmax's tables and types (softmax.rs),
+    /// one row per position, then onto the activation grid as `out`.
+    fn attention_softmax(
+        &mut self,
+        node: &str,
+        scores: &str,
+        positions: usize,
+        result: &FixedPoint,
+        scale: Option<i64>,
+        out: &str,
+    ) -> Result<String> {
+        let types = SoftmaxTypes::new(positions, 2 * result.fractional_bits());
+        self.node("Softmax", node, &[scores], &format!("{node}_out"), vec![AttributeProto::int("axis", -1)]);
+        self.precision(
+            node,
+            json!({
+                "result": hls_type(&types.product),
+                "config": {
+                    "implementation": "stable",
+                    "n_outer": positions,
+                    "n_inner": 1,
+                    "exp_table_size": types.exp_table_size,
+                    "inv_table_size": types.inv_table_size,
+                    "exp_table_t": hls_type(&types.exp_table),
+                    "inv_table_t": hls_type(&types.inv_table),
+                    "inv_inp_t": hls_type(&types.accum),
+                    "accum_t": hls_type(&types.accum),
+                    "inp_norm_t": hls_type(&types.norm),
+                    "exp_scale": softmax::hls4ml_exp_scale(scale),
+                },
+            }),
+        );
+        self.quant(&format!("quant_{node}"), &format!("{node}_out"), result, out)
     }
 
     /// Dense applied to each element of a set (each pixel of an image): a

@@ -7,6 +7,7 @@
 //! reports them all at once.
 
 mod duration;
+mod exportable;
 mod parse;
 
 pub use duration::{DURATION_FORMS, format_duration, parse_duration};

@@ -3,11 +3,10 @@
 //! [`NOT_EXPORTABLE`] names every architecture feature the export refuses,
 //! with why. [`exportable`] checks an architecture against it, and
 //! `search_space.exportable_only: true` uses it to drop the refused choices
-//! from the search space ([`restrict`]). When the export learns a feature,
+//! from the search space (`config::exportable::restrict`). When the export learns a feature,
 //! remove its entry here and nothing else changes.
 
 use crate::arch::{Activation, Arch, Layer, Norm};
-use crate::config::{ModelType, SearchSpaceConfig};
 
 /// A feature of an architecture the export may refuse.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,58 +73,6 @@ pub fn exportable(arch: &Arch) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// Drops the refused choices from `space` (act_space, norm_space,
-/// block_types) for a `model_type` search. Returns what was dropped, one
-/// `choice (why)` each, or an error when a list the search needs is left
-/// empty or a fixed choice (the output activation, DeepSets) is refused.
-pub fn restrict(space: &mut SearchSpaceConfig, model_type: ModelType) -> Result<Vec<String>, String> {
-    let mut dropped = Vec::new();
-    let mut drop = |feature: Feature| match refusal(feature) {
-        Some(why) => {
-            let entry = format!("{} ({why})", feature.describe());
-            if !dropped.contains(&entry) {
-                dropped.push(entry);
-            }
-            false
-        }
-        None => true,
-    };
-    space.act_space.retain(|act| drop(Feature::Activation(*act)));
-    space.norm_space.retain(|norm| drop(Feature::Norm(*norm)));
-    space.block_types.retain(|block| block != "ConvAttn" || drop(Feature::ConvAttention));
-    let empty = |list: &str, what: &str| {
-        format!(
-            "leaves search_space.{list} empty: every {what} in it cannot be exported ({}); add one the export \
-             supports or set exportable_only: false",
-            dropped.join("; ")
-        )
-    };
-    if space.act_space.is_empty() {
-        return Err(empty("act_space", "activation"));
-    }
-    if space.norm_space.is_empty() {
-        return Err(empty("norm_space", "norm"));
-    }
-    if model_type == ModelType::Block && space.block_types.is_empty() {
-        return Err(empty("block_types", "block type"));
-    }
-    let output = Feature::Activation(space.output_activation);
-    if space.output_activation != Activation::Softmax
-        && let Some(why) = refusal(output)
-    {
-        return Err(format!(
-            "but search_space.output_activation is {}, which cannot be exported: {why}",
-            output.describe()
-        ));
-    }
-    if model_type == ModelType::DeepSets
-        && let Some(why) = refusal(Feature::SetLayers)
-    {
-        return Err(format!("but search.model_type is deepsets, which cannot be exported: {why}"));
-    }
-    Ok(dropped)
 }
 
 #[cfg(test)]

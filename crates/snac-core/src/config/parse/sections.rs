@@ -542,7 +542,7 @@ fn parse_block_type(text: &str) -> Option<String> {
 
 /// The search_space section, and the line of its `block_types` key. With
 /// `exportable_only: true`, the choices the export refuses are dropped
-/// (`quantized::exportable::restrict`).
+/// (`config::exportable::restrict`).
 fn search_space(ctx: &mut Ctx<'_>, root: &mut Map<'_>, model_type: ModelType) -> (SearchSpaceConfig, Option<usize>) {
     let mut s = Section::open(ctx, root, "search_space");
     let mlp_width_space = s.width_list_or("mlp_width_space", &[8, 16, 32, 64, 128]);
@@ -618,7 +618,7 @@ fn search_space(ctx: &mut Ctx<'_>, root: &mut Map<'_>, model_type: ModelType) ->
         dropped_for_export: Vec::new(),
     };
     if exportable_only {
-        match crate::quantized::exportable::restrict(&mut config, model_type) {
+        match crate::config::exportable::restrict(&mut config, model_type) {
             Ok(dropped) => config.dropped_for_export = dropped,
             Err(message) => ctx.error("search_space.exportable_only", exportable_line, format!("true {message}")),
         }
