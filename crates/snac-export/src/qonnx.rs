@@ -210,6 +210,19 @@ const COVERED: &str = "the export covers Dense (also per set element), Conv2d, C
                        set pooling (mean, max) and pointwise activations; `search_space.exportable_only: true` keeps \
                        a search to the architectures it can hand to hls4ml";
 
+/// A stride-1, ungrouped `Conv`'s attributes: kernel `[h, w]` and pads
+/// `[top, left, bottom, right]`.
+fn conv_attributes(kernel: [usize; 2], pads: [usize; 4]) -> Vec<AttributeProto> {
+    let ints = |v: &[usize]| v.iter().map(|&n| n as i64).collect::<Vec<i64>>();
+    vec![
+        AttributeProto::ints("kernel_shape", &ints(&kernel)),
+        AttributeProto::ints("pads", &ints(&pads)),
+        AttributeProto::ints("strides", &[1, 1]),
+        AttributeProto::ints("dilations", &[1, 1]),
+        AttributeProto::int("group", 1),
+    ]
+}
+
 /// The layout of the tensor between two layers.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Layout {
@@ -384,19 +397,12 @@ impl Builder {
         let bq = self.quant(&format!("quant_conv{index}_b"), &bb, &bias.fixed, &format!("conv{index}_bq"))?;
         let [(top, bottom), (left, right)] = *padding;
         let conv_out = output(last, format!("conv{index}_out"));
-        let ints = |v: &[usize]| v.iter().map(|&n| n as i64).collect::<Vec<i64>>();
         self.node(
             "Conv",
             &format!("conv{index}"),
             &[&input, &wq, &bq],
             &conv_out,
-            vec![
-                AttributeProto::ints("kernel_shape", &ints(&[*k, *k])),
-                AttributeProto::ints("pads", &ints(&[top, left, bottom, right])),
-                AttributeProto::ints("strides", &[1, 1]),
-                AttributeProto::ints("dilations", &[1, 1]),
-                AttributeProto::int("group", 1),
-            ],
+            conv_attributes([*k, *k], [top, left, bottom, right]),
         );
         self.precision(
             &format!("conv{index}"),
@@ -456,19 +462,7 @@ impl Builder {
             let bias: Vec<f32> = p.bias.values().iter().map(|&v| v as f32).collect();
             let bb = b.constant(&format!("{conv}_b"), &[outputs], bias);
             let bq = b.quant(&format!("quant_{conv}_b"), &bb, &p.bias.fixed, &format!("{conv}_bq"))?;
-            b.node(
-                "Conv",
-                &conv,
-                &[input, &wq, &bq],
-                &format!("{conv}_out"),
-                vec![
-                    AttributeProto::ints("kernel_shape", &[1, 1]),
-                    AttributeProto::ints("pads", &[0, 0, 0, 0]),
-                    AttributeProto::ints("strides", &[1, 1]),
-                    AttributeProto::ints("dilations", &[1, 1]),
-                    AttributeProto::int("group", 1),
-                ],
-            );
+            b.node("Conv", &conv, &[input, &wq, &bq], &format!("{conv}_out"), conv_attributes([1, 1], [0; 4]));
             b.precision(&conv, json!({"accum": hls_type(&p.accumulator), "result": hls_type(&p.accumulator)}));
             let q = b.quant(&format!("quant_{conv}"), &format!("{conv}_out"), result, &format!("{conv}_q"))?;
             let nhwc = b.transpose(&format!("{conv}_nhwc"), &q, &[0, 2, 3, 1], &format!("{conv}_nhwc"));
@@ -583,19 +577,7 @@ impl Builder {
         let bb = self.constant(&format!("dense{index}_b"), &[*outputs], bv);
         let bq = self.quant(&format!("quant_dense{index}_b"), &bb, &bias.fixed, &format!("dense{index}_bq"))?;
         let out = output(last, format!("dense{index}_out"));
-        self.node(
-            "Conv",
-            &format!("dense{index}"),
-            &[&input, &wq, &bq],
-            &out,
-            vec![
-                AttributeProto::ints("kernel_shape", &[1, 1]),
-                AttributeProto::ints("pads", &[0, 0, 0, 0]),
-                AttributeProto::ints("strides", &[1, 1]),
-                AttributeProto::ints("dilations", &[1, 1]),
-                AttributeProto::int("group", 1),
-            ],
-        );
+        self.node("Conv", &format!("dense{index}"), &[&input, &wq, &bq], &out, conv_attributes([1, 1], [0; 4]));
         self.precision(
             &format!("dense{index}"),
             json!({"accum": hls_type(accumulator), "result": hls_type(accumulator)}),
