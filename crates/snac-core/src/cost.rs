@@ -94,10 +94,25 @@ pub fn bops(arch: &Arch, formula: BopsFormula, bits: f64) -> Result<f64> {
 /// is layer `i`'s count of nonzero kernel weights (all its kernels
 /// together; `None`: all of them).
 pub fn effective_bops(arch: &Arch, nonzero: &[Option<usize>], weight_bits: f64, activation_bits: f64) -> Result<f64> {
-    let wa = weight_bits * activation_bits;
+    effective_bops_per_layer(arch, nonzero, &|_| (weight_bits, activation_bits))
+}
+
+/// [`effective_bops`] with each layer's own widths: `widths(index)` is arch
+/// layer `index`'s (weight bits, input bits), asked for layers with kernels
+/// (per-layer precision).
+pub fn effective_bops_per_layer(
+    arch: &Arch,
+    nonzero: &[Option<usize>],
+    widths: &dyn Fn(usize) -> (f64, f64),
+) -> Result<f64> {
     let mut total = 0.0;
     for (index, (layer, input, output)) in arch.shapes()?.into_iter().enumerate() {
         let kept = |all: usize| nonzero.get(index).copied().flatten().unwrap_or(all) as f64;
+        let (weight_bits, activation_bits) = match layer {
+            Layer::Dense { .. } | Layer::Conv2d { .. } | Layer::ConvAttention { .. } => widths(index),
+            Layer::BatchNorm | Layer::LayerNorm | Layer::Act(_) | Layer::Flatten | Layer::Aggregate(_) => (0.0, 0.0),
+        };
+        let wa = weight_bits * activation_bits;
         total += match (layer, input, output) {
             (Layer::Dense { units }, input, _) => {
                 let (rows, n_in) = input.rows_and_features();

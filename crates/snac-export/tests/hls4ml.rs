@@ -104,7 +104,7 @@ fn verify(arch: &Arch, total: u32, int: u32, samples: usize) {
 fn verify_with(arch: &Arch, total: u32, int: u32, samples: usize, io_type: IoType, backend: Backend) {
     let Some(python) = python() else { return };
     let types = QuantTypes::from_qkeras(total, int).unwrap();
-    let model = model(arch, types, 7);
+    let model = model(arch, types.clone(), 7);
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let top = types.input.max_value() as f32;
     let x: Vec<f32> = (0..samples * model.input_features).map(|_| rng.random_range(-top..top)).collect();

@@ -300,7 +300,7 @@ fn local_search(page: &mut String, results: &Results) -> Result<()> {
         page.push_str("</tr>\n");
     }
     page.push_str("</tbody></table></div>\n");
-    for kind in [LocalAxis::EffectiveBops, LocalAxis::Sparsity] {
+    for kind in LocalAxis::ALL {
         if let Some(plot) = LocalPlot::new(&results.local, kind) {
             page.push_str(&figure_svg(&plot)?);
         }

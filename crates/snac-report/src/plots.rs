@@ -620,10 +620,18 @@ impl Figure for View3d {
 pub enum LocalAxis {
     EffectiveBops,
     Sparsity,
+    /// The estimated LUTs (the log's `lut` column): uniform pairs against
+    /// per-layer precision.
+    Lut,
 }
 
-/// Local search: accuracy against effective BOPs or sparsity, one line per
-/// precision in pruning order.
+impl LocalAxis {
+    /// Every local-search plot, in the report's order.
+    pub const ALL: [LocalAxis; 3] = [LocalAxis::EffectiveBops, LocalAxis::Sparsity, LocalAxis::Lut];
+}
+
+/// Local search: accuracy against effective BOPs, sparsity or estimated
+/// LUTs, one line per precision in pruning order.
 #[derive(Clone, Debug)]
 pub struct LocalPlot {
     pub kind: LocalAxis,
@@ -634,25 +642,29 @@ pub struct LocalPlot {
 }
 
 impl LocalPlot {
-    /// `None` when the log is empty.
+    /// `None` when no row has the x value (the log is empty, or has no estimate).
     pub fn new(rows: &[LocalRow], kind: LocalAxis) -> Option<LocalPlot> {
+        let x_of = |r: &LocalRow| match kind {
+            LocalAxis::EffectiveBops => Some(r.effective_bops),
+            LocalAxis::Sparsity => Some(r.sparsity),
+            LocalAxis::Lut => r.extra.get("lut").copied().filter(|v| v.is_finite()),
+        };
+        let rows: Vec<&LocalRow> = rows.iter().filter(|r| x_of(r).is_some()).collect();
         if rows.is_empty() {
             return None;
         }
-        let x_of = |r: &LocalRow| match kind {
-            LocalAxis::EffectiveBops => r.effective_bops,
-            LocalAxis::Sparsity => r.sparsity,
-        };
+        let x_of = |r: &LocalRow| x_of(r).expect("filtered above");
         let x_name = match kind {
             LocalAxis::EffectiveBops => "effective_bops",
             LocalAxis::Sparsity => "sparsity",
+            LocalAxis::Lut => "lut",
         };
-        let x = Axis::fit(x_name, rows.iter().map(x_of).collect::<Vec<_>>());
+        let x = Axis::fit(x_name, rows.iter().map(|r| x_of(r)).collect::<Vec<_>>());
         let y = Axis::fit("accuracy", rows.iter().map(|r| r.accuracy).collect::<Vec<_>>());
         // (precision, [(iteration, x, y)]) in the log's order of precisions.
         type Line = (String, Vec<(u64, f64, f64)>);
         let mut lines: Vec<Line> = Vec::new();
-        for (index, row) in rows.iter().enumerate() {
+        for (index, &row) in rows.iter().enumerate() {
             let (Some(px), Some(py)) = (x.position(x_of(row)), y.position(row.accuracy)) else { continue };
             let order = row.iteration.unwrap_or(index as u64);
             match lines.iter_mut().find(|(p, _)| *p == row.precision) {
@@ -676,6 +688,7 @@ impl Figure for LocalPlot {
         match self.kind {
             LocalAxis::EffectiveBops => "local_accuracy_vs_effective_bops".into(),
             LocalAxis::Sparsity => "local_accuracy_vs_sparsity".into(),
+            LocalAxis::Lut => "local_accuracy_vs_lut".into(),
         }
     }
 
@@ -691,6 +704,7 @@ impl Figure for LocalPlot {
         let title = match self.kind {
             LocalAxis::EffectiveBops => "Local search: accuracy vs effective BOPs",
             LocalAxis::Sparsity => "Local search: accuracy vs sparsity",
+            LocalAxis::Lut => "Local search: accuracy vs estimated LUTs",
         };
         let (plot, legend) = with_legend(root);
         let mut chart = chart(&plot, title, LARGE, &self.x, &self.y)?;
@@ -889,7 +903,7 @@ pub fn write_plots(results: &Results, dir: &Path) -> Result<PlotSet> {
     if let Some(view) = View3d::new(results) {
         set.figures.push(save(&view, dir)?);
     }
-    for kind in [LocalAxis::EffectiveBops, LocalAxis::Sparsity] {
+    for kind in LocalAxis::ALL {
         if let Some(plot) = LocalPlot::new(&results.local, kind) {
             set.figures.push(save(&plot, dir)?);
         }

@@ -97,7 +97,7 @@ impl Param {
     pub fn forward_values(&self, quant: Option<&QuantSpec>) -> Vec<f32> {
         let mut values = self.values.clone();
         if let Some(spec) = quant {
-            spec.quantize_param(self.role, &mut values);
+            spec.quantize_param(self.layer, self.role, &mut values);
         }
         values
     }
@@ -270,13 +270,19 @@ impl Net {
         if let Some(spec) = quant {
             x = fake_quantize(x, &spec.input);
         }
-        for (position, layer) in self.layers.iter().enumerate() {
+        for (position, (layer, &index)) in self.layers.iter().zip(&self.arch_indices).enumerate() {
             x = match *layer {
                 NetLayer::Dense { kernel, bias } => layers::dense(x, p(kernel), p(bias)),
                 NetLayer::Conv2d { kernel, bias, ref geometry } => layers::conv2d(x, p(kernel), p(bias), geometry),
                 NetLayer::ConvAttention { params: ref indices, positions, scale } => {
                     let tensors = indices.map(p);
-                    layers::conv_attention(x, tensors, positions, scale, quant.map(|spec| &spec.activations))
+                    layers::conv_attention(
+                        x,
+                        tensors,
+                        positions,
+                        scale,
+                        quant.map(|spec| spec.result_at(index)).as_ref(),
+                    )
                 }
                 NetLayer::Flatten { rows } => layers::flatten(x, rows),
                 NetLayer::Aggregate { elements, mode } => layers::aggregate(x, elements, mode),
@@ -286,7 +292,11 @@ impl Net {
                         batch_stats.push((moving_mean, moving_variance, mean, variance));
                         out
                     } else if let Some(spec) = quant {
-                        folded_batch_norm(x, [gamma, beta, moving_mean, moving_variance].map(p), spec)
+                        folded_batch_norm(
+                            x,
+                            [gamma, beta, moving_mean, moving_variance].map(p),
+                            spec.weights_at(index).width,
+                        )
                     } else {
                         layers::batch_norm_eval(x, p(gamma), p(beta), p(moving_mean), p(moving_variance))
                     }
@@ -298,7 +308,7 @@ impl Net {
             if let Some(spec) = quant {
                 // A Dense or Conv2d output is an accumulator, unless it is the logits.
                 if !layer.is_accumulator() || position == last {
-                    x = fake_quantize(x, &spec.activations);
+                    x = fake_quantize(x, &spec.result_at(index));
                 }
             }
             if let Some(trace) = trace.as_deref_mut() {
@@ -316,10 +326,10 @@ impl Net {
 
 /// Inference-mode BatchNorm as the quantized model computes it:
 /// `x·scale + shift` with the fixed-point constants of
-/// [`snac_core::quantized::fold_batch_norm`].
-fn folded_batch_norm(x: Tensor<2>, [gamma, beta, mean, variance]: [Tensor<2>; 4], spec: &QuantSpec) -> Tensor<2> {
+/// [`snac_core::quantized::fold_batch_norm`] for the layer's weight width.
+fn folded_batch_norm(x: Tensor<2>, [gamma, beta, mean, variance]: [Tensor<2>; 4], width: u32) -> Tensor<2> {
     let host = |t: Tensor<2>| t.into_data().convert::<f32>().try_into_vec::<f32>().expect("float parameters");
-    let (scale, shift) = fold_batch_norm(&host(gamma), &host(beta), &host(mean), &host(variance), spec.weights.width)
+    let (scale, shift) = fold_batch_norm(&host(gamma), &host(beta), &host(mean), &host(variance), width)
         .expect("BatchNorm parameters of one layer have one length");
     let device = x.device();
     let dtype = x.dtype();

@@ -39,8 +39,10 @@ pub use snac_core::quantized::QuantTypes as QuantSpec;
 /// Other tensors are unchanged.
 pub fn quantize_weights(spec: &QuantSpec, weights: &Weights) -> Weights {
     let mut quantized = weights.clone();
-    for tensor in quantized.layers.iter_mut().flat_map(|l| l.tensors.iter_mut()) {
-        spec.quantize_param(role_of(&tensor.name), &mut tensor.values);
+    for layer in &mut quantized.layers {
+        for tensor in &mut layer.tensors {
+            spec.quantize_param(layer.index, role_of(&tensor.name), &mut tensor.values);
+        }
     }
     quantized
 }
@@ -51,26 +53,27 @@ pub fn quantized_model(
     arch: &snac_core::arch::Arch,
     weights: &Weights,
     masks: Option<&Masks>,
-    spec: QuantSpec,
+    spec: &QuantSpec,
 ) -> Result<QuantizedModel> {
     weights.check_fits(arch)?;
     let params =
         |index: usize, name: &str| weights.layers.get(index).and_then(|l| l.get(name).ok()).map(|t| t.values.clone());
     let masks = |index: usize| masks.and_then(|m| m.layers.get(index).cloned().flatten());
-    QuantizedModel::build(arch, &params, &masks, spec)
+    QuantizedModel::build(arch, &params, &masks, spec.clone())
 }
 
-/// Puts a parameter's values on the grid its role takes: kernels on the
-/// weight type, biases on the bias type, others unchanged.
+/// Puts a parameter of arch layer `layer` on the grid its role takes there:
+/// kernels on the layer's weight type, biases on its bias type, others
+/// unchanged.
 pub(crate) trait QuantizeParam {
-    fn quantize_param(&self, role: ParamRole, values: &mut [f32]);
+    fn quantize_param(&self, layer: usize, role: ParamRole, values: &mut [f32]);
 }
 
 impl QuantizeParam for QuantSpec {
-    fn quantize_param(&self, role: ParamRole, values: &mut [f32]) {
+    fn quantize_param(&self, layer: usize, role: ParamRole, values: &mut [f32]) {
         match role {
-            ParamRole::Kernel => self.weights.quantize_slice(values),
-            ParamRole::Bias => self.biases.quantize_slice(values),
+            ParamRole::Kernel => self.weights_at(layer).quantize_slice(values),
+            ParamRole::Bias => self.biases_at(layer).quantize_slice(values),
             ParamRole::Other => {}
         }
     }

@@ -166,8 +166,8 @@ pub fn train_from(
         masks.apply(&mut weights).context("the pruning masks do not fit the weights")?;
     }
     if let Some(spec) = &config.quant {
-        for fixed in [spec.weights, spec.biases, spec.activations] {
-            fixed.validate()?;
+        for (name, fixed) in spec.named() {
+            fixed.validate().with_context(|| format!("the QAT types: {name}"))?;
         }
     }
     let (net, table) = Net::build(arch, &weights)?;

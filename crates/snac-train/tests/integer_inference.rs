@@ -44,12 +44,12 @@ fn trainer_and_integer_model_agree_bit_for_bit() {
     let mut rng = ChaCha8Rng::seed_from_u64(17);
     for (total, int) in [(8, 3), (16, 6), (6, 2)] {
         let spec = QuantSpec::from_qkeras(total, int).unwrap();
-        let qat = TrainConfig { epochs: 3, quant: Some(spec), ..TrainConfig::default() };
+        let qat = TrainConfig { epochs: 3, quant: Some(spec.clone()), ..TrainConfig::default() };
         let warm = train_from(&arch, float.weights.clone(), &train_split, &val_split, 10, &qat).unwrap();
         let masks: Masks = magnitude_masks(&warm.weights, 0.3).unwrap();
         let pruned = TrainConfig { masks: Some(masks.clone()), ..qat.clone() };
         let tuned = train_from(&arch, warm.weights, &train_split, &val_split, 10, &pruned).unwrap();
-        let model = quantized_model(&arch, &tuned.weights, Some(&masks), spec).unwrap();
+        let model = quantized_model(&arch, &tuned.weights, Some(&masks), &spec).unwrap();
         eprintln!("<{total},{int}>: float {:.4}", float.val_accuracy);
 
         // Every real sample, then random inputs across and beyond the range.
@@ -81,7 +81,7 @@ fn the_float_model_differs_from_the_integer_one() {
     let float =
         train(&arch, &train_split, &val_split, 10, &TrainConfig { epochs: 1, ..TrainConfig::default() }).unwrap();
     let spec = QuantSpec::from_qkeras(8, 3).unwrap();
-    let model = quantized_model(&arch, &float.weights, None, spec).unwrap();
+    let model = quantized_model(&arch, &float.weights, None, &spec).unwrap();
     let x = &val_split.x[..64 * 50];
     let unquantized = outputs_f64(&arch, &float.weights, x, None).unwrap();
     assert_ne!(unquantized, integer_outputs(&model, x));
@@ -124,7 +124,7 @@ fn conv_attention_and_sets_agree_bit_for_bit() {
         let float = train(&arch, train_split, val_split, 10, &config).unwrap();
         for (total, int) in [(8, 3), (16, 6), (6, 2)] {
             let spec = QuantSpec::from_qkeras(total, int).unwrap();
-            let qat = TrainConfig { epochs: 1, quant: Some(spec), ..config.clone() };
+            let qat = TrainConfig { epochs: 1, quant: Some(spec.clone()), ..config.clone() };
             let warm = train_from(&arch, float.weights.clone(), train_split, val_split, 10, &qat).unwrap();
             let masks: Masks = magnitude_masks(&warm.weights, 0.3).unwrap();
             let pruned = TrainConfig { masks: Some(masks.clone()), ..qat.clone() };
@@ -142,7 +142,7 @@ fn conv_attention_and_sets_agree_bit_for_bit() {
                     layer.kernel_len()
                 );
             }
-            let model = quantized_model(&arch, &tuned.weights, Some(&masks), spec).unwrap();
+            let model = quantized_model(&arch, &tuned.weights, Some(&masks), &spec).unwrap();
 
             let mut x = val_split.x.clone();
             let top = spec.input.max_value() as f32;

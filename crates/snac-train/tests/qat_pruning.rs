@@ -59,6 +59,7 @@ fn quantized_outputs_lie_on_their_grids() {
         biases: FixedPoint::from_qkeras(8, 2).unwrap(),
         activations: FixedPoint::from_qkeras(4, 1).unwrap(),
         input: FixedPoint::from_qkeras(4, 1).unwrap(),
+        layers: Vec::new(),
     };
     let outputs = layer_outputs(&arch, &float.weights, &val_split.x, Some(&spec)).unwrap();
     let kinds: Vec<&str> = outputs.iter().map(|o| o.kind.as_str()).collect();
@@ -86,7 +87,7 @@ fn quantized_outputs_lie_on_their_grids() {
 
     // Training with QAT validates with the same quantized forward pass as
     // evaluate_with, and the weights it returns are float "shadow" weights.
-    let config = TrainConfig { epochs: 2, quant: Some(spec), ..TrainConfig::default() };
+    let config = TrainConfig { epochs: 2, quant: Some(spec.clone()), ..TrainConfig::default() };
     let qat = train_from(&arch, float.weights.clone(), &train_split, &val_split, 4, &config).unwrap();
     let (loss, accuracy) = evaluate_with(&arch, &qat.weights, &val_split, Some(&spec)).unwrap();
     assert_eq!((loss, accuracy), (qat.val_loss, qat.val_accuracy));
@@ -123,7 +124,7 @@ fn qat_keeps_float_accuracy_at_wide_types_and_runs_at_narrow_ones() {
     let Some((train_split, val_split, float)) = float_digits_model(&arch) else { return };
     let qat = |total_bits, int_bits| {
         let spec = QuantSpec::from_qkeras(total_bits, int_bits).unwrap();
-        let config = TrainConfig { epochs: 2, batch_size: 16, quant: Some(spec), ..TrainConfig::default() };
+        let config = TrainConfig { epochs: 2, batch_size: 16, quant: Some(spec.clone()), ..TrainConfig::default() };
         let before = evaluate_with(&arch, &float.weights, &val_split, Some(&spec)).unwrap().1;
         let outcome = train_from(&arch, float.weights.clone(), &train_split, &val_split, 10, &config).unwrap();
         eprintln!("<{total_bits},{int_bits}>: {before} before QAT, {} after", outcome.val_accuracy);
@@ -250,7 +251,7 @@ fn mnist_8x8_qat_stays_close_to_float() {
     let float = train(&arch, &data.train, &data.val, 10, &float_config).unwrap();
     for (total, int, margin) in [(16, 6, 0.01), (8, 3, 0.03)] {
         let spec = QuantSpec::from_qkeras(total, int).unwrap();
-        let config = TrainConfig { epochs: 2, quant: Some(spec), ..TrainConfig::default() };
+        let config = TrainConfig { epochs: 2, quant: Some(spec.clone()), ..TrainConfig::default() };
         let qat = train_from(&arch, float.weights.clone(), &data.train, &data.val, 10, &config).unwrap();
         eprintln!("<{total},{int}>: float {:.4}, QAT {:.4}", float.val_accuracy, qat.val_accuracy);
         assert!(

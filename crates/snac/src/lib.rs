@@ -13,6 +13,7 @@ pub mod handoff;
 pub mod heartbeat;
 pub mod local_search;
 pub mod outputs;
+pub mod precision_search;
 pub mod pruning;
 pub mod report;
 pub mod setup;

@@ -2,13 +2,17 @@
 //! from the trained global-search weights, the lottery-ticket checkpoint, then
 //! iterative magnitude pruning to sparsity `1 − rate^i` with rewinding. Writes
 //! `local_search_combined/combined_qat_pruning_log.csv` and one model file per
-//! precision, `best_model_{bits}b{int}i.json`.
+//! precision, `best_model_{bits}b{int}i.json`. With `precision: per_layer`,
+//! the per-layer widths found after the pairs ([`crate::precision_search`])
+//! go through the same QAT and pruning as one more precision, `per-layer`
+//! (`best_model_per_layer.json`).
 
+use crate::precision_search::{self, estimate_model, model_bops};
 use crate::setup::SearchSetup;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use snac_core::arch::Arch;
-use snac_core::config::{LocalSearchConfig, LocalSearchMode, PrecisionPair};
+use snac_core::config::{LocalSearchConfig, LocalSearchMode, PrecisionMode, PrecisionPair};
 use snac_core::cost::{self, GLOBAL_SEARCH_BITS};
 use snac_core::data::Split;
 use snac_core::estimate::{Estimate, HlsSettings, LayerInfo};
@@ -54,6 +58,8 @@ pub struct LogRow {
     pub bram: Option<f64>,
     /// k-fold: each fold's accuracy, `;`-separated (Accuracy is their mean).
     pub fold_accuracies: Option<String>,
+    /// Per-layer precision: each layer's widths (`index:w<kernel>/a<output>`).
+    pub layer_widths: Option<String>,
 }
 
 /// A model handed on from local search: architecture, types, weights, masks.
@@ -61,6 +67,8 @@ pub struct LogRow {
 struct ModelFile<'a> {
     architecture: ArchitectureYaml,
     precision: PrecisionPair,
+    /// `uniform` or `per_layer` (the types per layer are in `quantized_model.types.layers`).
+    precision_mode: &'static str,
     weight_type: String,
     activation_type: String,
     accuracy: f64,
@@ -88,9 +96,19 @@ fn nonzero_kernel_weights(weights: &Weights) -> usize {
     weights.kernel_nonzeros().into_iter().flatten().sum()
 }
 
-/// The FPGA estimate of a quantized, pruned model: the real bit widths and
-/// nonzero weights of every Dense layer.
-fn estimate(setup: &SearchSetup, arch: &Arch, weights: &Weights, quant: Option<&QuantSpec>) -> Option<Estimate> {
+/// The FPGA estimate of a (quantized, pruned) model: the real bit widths
+/// and nonzero weights of every layer with weights, and its bit operations
+/// counted the same way. A quantized model is built for it, so weights that
+/// round to zero count as zero (HLS drops those products).
+fn estimate(
+    setup: &SearchSetup,
+    arch: &Arch,
+    weights: &Weights,
+    quant: Option<&QuantSpec>,
+) -> (Option<Estimate>, Option<f64>) {
+    if let Some(model) = quant.and_then(|q| quantized_model(arch, weights, None, q).ok()) {
+        return (estimate_model(setup, &model), Some(model_bops(&model)));
+    }
     let hardware = &setup.hardware;
     let settings =
         HlsSettings { precision: quant.map_or(hardware.settings.precision, |q| q.weights), ..hardware.settings };
@@ -101,7 +119,7 @@ fn estimate(setup: &SearchSetup, arch: &Arch, weights: &Weights, quant: Option<&
         .flatten()
         .map(|nonzero| LayerInfo { weight_bits: bits, activation_bits: bits, nonzero_weights: Some(nonzero) })
         .collect();
-    hardware.estimator.estimate(arch, &settings, Some(&layers), &hardware.board).ok()
+    (hardware.estimator.estimate(arch, &settings, Some(&layers), &hardware.board).ok(), None)
 }
 
 /// The architecture and, when they exist, its trained weights.
@@ -158,7 +176,18 @@ pub fn run(
     };
     let log_path = dir.join(LOG_FILE);
     let search = LocalRun { setup, local, arch, mode, base, baseline_bops, dir, fold_starts };
-    run_pairs(setup, &pairs, &log_path, |pair| search.run_pair(pair))
+    let precisions = pairs.into_iter().map(Precision::new).collect::<Result<Vec<_>>>()?;
+    let outcomes = run_pairs(setup, &precisions, &log_path, |precision| search.run_pair(precision, None))?;
+    let mut rows: Vec<LogRow> = outcomes.iter().flat_map(|o| o.rows.clone()).collect();
+    if local.precision == PrecisionMode::PerLayer {
+        if mode == LocalSearchMode::PruneOnly {
+            log::warn!("local_search.precision per_layer: skipped, since mode prune_only trains no fixed-point model");
+        } else {
+            rows.extend(search.per_layer(&precisions, &outcomes)?);
+            write_log(&log_path, &rows)?;
+        }
+    }
+    Ok(rows)
 }
 
 /// The weights each pipeline starts from. With k-fold, each fold starts
@@ -180,35 +209,35 @@ fn fold_starts(setup: &SearchSetup, arch: &Arch, base: &TrainConfig, float_weigh
     })
 }
 
-/// Runs `run_pair` for every precision pair. Precision pairs are
-/// independent: they run side by side, one per worker (training is
-/// single-threaded), and the log is rewritten in pair order as each
-/// finishes.
+/// Runs `run_pair` for every precision. Precisions are independent: they
+/// run side by side, one per worker (training is single-threaded), and the
+/// log is rewritten in order as each finishes.
 fn run_pairs(
     setup: &SearchSetup,
-    pairs: &[Option<PrecisionPair>],
+    precisions: &[Precision],
     log_path: &Path,
-    run_pair: impl Fn(Option<PrecisionPair>) -> Result<Vec<LogRow>> + Sync,
-) -> Result<Vec<LogRow>> {
+    run_pair: impl Fn(&Precision) -> Result<PairOutcome> + Sync,
+) -> Result<Vec<PairOutcome>> {
     let workers = setup
         .experiment
         .search
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .clamp(1, pairs.len().max(1));
+        .clamp(1, precisions.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let done: std::sync::Mutex<Vec<Option<Vec<LogRow>>>> = std::sync::Mutex::new(vec![None; pairs.len()]);
+    let done: std::sync::Mutex<Vec<Option<PairOutcome>>> =
+        std::sync::Mutex::new((0..precisions.len()).map(|_| None).collect());
     std::thread::scope(|scope| -> Result<()> {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 scope.spawn(|| -> Result<()> {
                     loop {
                         let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(&pair) = pairs.get(index) else { return Ok(()) };
-                        let pair_rows = run_pair(pair)?;
+                        let Some(precision) = precisions.get(index) else { return Ok(()) };
+                        let outcome = run_pair(precision)?;
                         let mut done = done.lock().unwrap_or_else(|e| e.into_inner());
-                        done[index] = Some(pair_rows);
-                        let so_far: Vec<LogRow> = done.iter().flatten().flatten().cloned().collect();
+                        done[index] = Some(outcome);
+                        let so_far: Vec<LogRow> = done.iter().flatten().flat_map(|o| o.rows.clone()).collect();
                         write_log(log_path, &so_far)?;
                     }
                 })
@@ -219,9 +248,14 @@ fn run_pairs(
         }
         Ok(())
     })?;
-    let rows: Vec<LogRow> =
-        done.into_inner().unwrap_or_else(|e| e.into_inner()).into_iter().flatten().flatten().collect();
-    Ok(rows)
+    Ok(done.into_inner().unwrap_or_else(|e| e.into_inner()).into_iter().flatten().collect())
+}
+
+/// What one precision's QAT and pruning give: its log rows, and the first
+/// pipeline's QAT weights (where a per-layer search starts).
+struct PairOutcome {
+    rows: Vec<LogRow>,
+    checkpoint: Weights,
 }
 
 /// What every precision pair of one local search shares.
@@ -238,14 +272,27 @@ struct LocalRun<'a> {
     fold_starts: Vec<Weights>,
 }
 
-/// One precision pair (or the float model of `prune_only`) as the local
-/// search trains and labels it.
+/// One precision pair, the float model of `prune_only`, or the per-layer
+/// types, as the local search trains, labels and files it.
 struct Precision {
+    /// The pair, for the model file (`None`: float or per-layer).
     pair: Option<PrecisionPair>,
     quant: Option<QuantSpec>,
+    /// Total and integer bits in the log (per-layer: the widest kernel, 0).
+    total_bits: u32,
+    int_bits: u32,
+    /// Width for SNAC-Pack's effective-BOPs formula.
     bits: f64,
     label: String,
+    /// The model file's name in `local_search_combined/`.
+    file: String,
 }
+
+/// The label of the per-layer precision in the log.
+pub const PER_LAYER_LABEL: &str = "per-layer";
+
+/// The per-layer model's file.
+pub const PER_LAYER_FILE: &str = "best_model_per_layer.json";
 
 impl Precision {
     fn new(pair: Option<PrecisionPair>) -> Result<Precision> {
@@ -256,18 +303,42 @@ impl Precision {
                 })
             })
             .transpose()?;
-        let bits = pair.map_or(GLOBAL_SEARCH_BITS, |p| p.total_bits as f64);
-        let label = pair.map_or("float".to_string(), |p| format!("<{},{}>", p.total_bits, p.int_bits));
-        Ok(Precision { pair, quant, bits, label })
+        Ok(Precision {
+            pair,
+            quant,
+            total_bits: pair.map_or(32, |p| p.total_bits),
+            int_bits: pair.map_or(0, |p| p.int_bits),
+            bits: pair.map_or(GLOBAL_SEARCH_BITS, |p| p.total_bits as f64),
+            label: pair.map_or("float".to_string(), |p| format!("<{},{}>", p.total_bits, p.int_bits)),
+            file: match pair {
+                Some(p) => format!("best_model_{}b{}i.json", p.total_bits, p.int_bits),
+                None => "best_model_float_pruned.json".to_string(),
+            },
+        })
+    }
+
+    /// The per-layer types `spec`; `bits`: the uniform width with the same
+    /// bit operations (for SNAC-Pack's effective-BOPs formula).
+    fn per_layer(spec: QuantSpec, bits: f64) -> Precision {
+        let widest = spec.layers.iter().filter_map(|l| l.weights).map(|w| w.width).max().unwrap_or(spec.weights.width);
+        Precision {
+            pair: None,
+            quant: Some(spec),
+            total_bits: widest,
+            int_bits: 0,
+            bits,
+            label: PER_LAYER_LABEL.to_string(),
+            file: PER_LAYER_FILE.to_string(),
+        }
     }
 }
 
 impl LocalRun<'_> {
     /// QAT and pruning at one precision on every fold; writes its model
-    /// file and returns its log rows.
-    fn run_pair(&self, pair: Option<PrecisionPair>) -> Result<Vec<LogRow>> {
+    /// file and returns its log rows. `first_start` replaces the first
+    /// pipeline's starting weights (the per-layer search's tuned weights).
+    fn run_pair(&self, precision: &Precision, first_start: Option<&Weights>) -> Result<PairOutcome> {
         let started = Instant::now();
-        let precision = Precision::new(pair)?;
         let data = &self.setup.dataset;
         // One pipeline per fold (or on the train/validation split): each
         // yields (iteration, target sparsity, accuracy, weights, masks).
@@ -275,13 +346,19 @@ impl LocalRun<'_> {
             Some(folds) => folds.iter().map(|(t, v)| (t, v)).collect(),
             None => vec![(&data.train, &data.val)],
         };
-        let quant = precision.quant;
-        let config = |epochs: usize, masks: Option<Masks>| TrainConfig { epochs, quant, masks, ..self.base.clone() };
+        let quant = &precision.quant;
+        let config = |epochs: usize, masks: Option<Masks>| TrainConfig {
+            epochs,
+            quant: quant.clone(),
+            masks,
+            ..self.base.clone()
+        };
         let mut runs = Vec::with_capacity(splits.len());
-        for (split, start) in splits.iter().zip(&self.fold_starts) {
-            runs.push(pipeline(self.arch, self.local, self.mode, start.clone(), *split, data.num_classes, &config)?);
+        for (fold, (split, start)) in splits.iter().zip(&self.fold_starts).enumerate() {
+            let start = first_start.filter(|_| fold == 0).unwrap_or(start).clone();
+            runs.push(pipeline(self.arch, self.local, self.mode, start, *split, data.num_classes, &config)?);
         }
-        let (rows, (accuracy, position)) = self.fold_rows(&precision, &runs);
+        let (rows, (accuracy, position)) = self.fold_rows(precision, &runs);
         // The model file: at the best iteration, the fold that did best.
         let (chosen_fold, chosen) =
             runs.iter()
@@ -294,14 +371,64 @@ impl LocalRun<'_> {
         let holdout = splits[chosen_fold].1;
         let label = &precision.label;
         let iteration = chosen.iteration;
-        self.write_model(&precision, chosen, accuracy, holdout)?;
+        self.write_model(precision, chosen, accuracy, holdout)?;
         log::info!(
             "local search {label}: QAT {:.4}, best {accuracy:.4} at iteration {iteration} (sparsity {:.3}) in {:.1} s",
             rows.iter().rev().find(|r| &r.precision == label && r.iteration == 0).map_or(f64::NAN, |r| r.accuracy),
             chosen.weights.sparsity(),
             started.elapsed().as_secs_f64()
         );
-        Ok(rows)
+        Ok(PairOutcome { rows, checkpoint: runs[0][0].weights.clone() })
+    }
+
+    /// `precision: per_layer`: searches per-layer widths from the most
+    /// accurate pair's QAT weights, keeping its best accuracy within the
+    /// tolerance ([`precision_search`]), writes the candidates' log, and
+    /// runs QAT and pruning at the widths found. Returns their log rows.
+    fn per_layer(&self, precisions: &[Precision], outcomes: &[PairOutcome]) -> Result<Vec<LogRow>> {
+        let started = Instant::now();
+        let best = |o: &PairOutcome| o.rows.iter().map(|r| r.accuracy).fold(f64::NEG_INFINITY, f64::max);
+        // The most accurate pair; on a tie the narrower one.
+        let Some((precision, outcome)) = precisions
+            .iter()
+            .zip(outcomes)
+            .filter(|(p, _)| p.quant.is_some())
+            .max_by(|(pa, a), (pb, b)| best(a).total_cmp(&best(b)).then(pb.total_bits.cmp(&pa.total_bits)))
+        else {
+            anyhow::bail!("local_search.precision per_layer needs at least one precision pair");
+        };
+        log::info!(
+            "per-layer precision: from {} (best accuracy {:.4}), tolerance {}",
+            precision.label,
+            best(outcome),
+            self.local.accuracy_tolerance
+        );
+        let data = &self.setup.dataset;
+        let split = match &self.setup.folds {
+            Some(folds) => (&folds[0].0, &folds[0].1),
+            None => (&data.train, &data.val),
+        };
+        let search = precision_search::Search {
+            setup: self.setup,
+            local: self.local,
+            arch: self.arch,
+            base: &self.base,
+            split,
+            start_spec: precision.quant.as_ref().expect("filtered above"),
+            start_weights: &outcome.checkpoint,
+        };
+        let found = search.run()?;
+        precision_search::write_log(&self.dir, &found.candidates)?;
+        log::info!(
+            "per-layer precision: {} ({} candidates, accuracy {:.4}) in {:.1} s",
+            precision_search::describe_widths(&found.spec),
+            found.candidates.len(),
+            found.accuracy,
+            started.elapsed().as_secs_f64()
+        );
+        let model = quantized_model(self.arch, &found.weights, None, &found.spec)?;
+        let per_layer = Precision::per_layer(found.spec, precision_search::mean_width_product(&model).sqrt());
+        Ok(self.run_pair(&per_layer, Some(&found.weights))?.rows)
     }
 
     /// The log rows of one precision: the mean accuracy over folds per
@@ -329,21 +456,22 @@ impl LocalRun<'_> {
 
     /// One row of the log.
     fn row(&self, precision: &Precision, iteration: usize, target: f64, accuracy: f64, weights: &Weights) -> LogRow {
-        let Precision { pair, quant, bits, label } = precision;
+        let Precision { quant, bits, label, .. } = precision;
         let (arch, bits) = (self.arch, *bits);
         let sparsity = weights.sparsity();
-        let estimate = estimate(self.setup, arch, weights, quant.as_ref());
+        let (estimate, model_bops) = estimate(self.setup, arch, weights, quant.as_ref());
+        let per_layer = quant.as_ref().filter(|q| !q.layers.is_empty());
         LogRow {
             precision: label.clone(),
-            total_bits: pair.map_or(32, |p| p.total_bits),
-            int_bits: pair.map_or(0, |p| p.int_bits),
+            total_bits: precision.total_bits,
+            int_bits: precision.int_bits,
             iteration,
             sparsity,
             accuracy,
             effective_bops: self.baseline_bops * (bits / GLOBAL_SEARCH_BITS).powi(2) * (1.0 - sparsity),
             target_sparsity: target,
             nonzero_weights: nonzero_kernel_weights(weights),
-            bops_effective: bops_effective(arch, weights, bits, bits),
+            bops_effective: model_bops.unwrap_or_else(|| bops_effective(arch, weights, bits, bits)),
             avg_resource: estimate.map(|e| e.avg_resource),
             clock_cycles: estimate.map(|e| e.cycles),
             lut: estimate.map(|e| e.lut),
@@ -351,23 +479,20 @@ impl LocalRun<'_> {
             dsp: estimate.map(|e| e.dsp),
             bram: estimate.map(|e| e.bram),
             fold_accuracies: None,
+            layer_widths: per_layer.map(precision_search::describe_widths),
         }
     }
 
     /// Writes the model file of one precision (`best_model_{bits}b{int}i.json`)
     /// from the chosen step, with its integer model checked on `holdout`.
     fn write_model(&self, precision: &Precision, chosen: &Step, accuracy: f64, holdout: &Split) -> Result<()> {
-        let Precision { pair, quant, label, .. } = precision;
+        let Precision { pair, quant, label, file: name, .. } = precision;
         let (weights, masks, iteration) = (&chosen.weights, &chosen.masks, chosen.iteration);
-        let name = match pair {
-            Some(p) => format!("best_model_{}b{}i.json", p.total_bits, p.int_bits),
-            None => "best_model_float_pruned.json".to_string(),
-        };
         let fixed = quant.as_ref().map(|q| q.weights.to_string()).unwrap_or_else(|| "float".into());
         // The integer model, checked on the validation split: its accuracy
         // is what the hardware will do.
         let (quantized_model, quantized_model_error, integer_accuracy) = match quant {
-            Some(spec) => match quantized_model(self.arch, weights, masks.as_ref(), *spec) {
+            Some(spec) => match quantized_model(self.arch, weights, masks.as_ref(), spec) {
                 Ok(model) => {
                     let accuracy = model.accuracy(&holdout.x, &holdout.y)?;
                     (Some(model), None, Some(accuracy))
@@ -381,7 +506,8 @@ impl LocalRun<'_> {
         };
         let file = ModelFile {
             architecture: ArchitectureYaml::from_arch(self.arch)?,
-            precision: pair.unwrap_or(PrecisionPair { total_bits: 32, int_bits: 0 }),
+            precision: pair.unwrap_or(PrecisionPair { total_bits: precision.total_bits, int_bits: precision.int_bits }),
+            precision_mode: if quant.as_ref().is_some_and(|q| !q.layers.is_empty()) { "per_layer" } else { "uniform" },
             weight_type: fixed.clone(),
             activation_type: fixed,
             accuracy,
@@ -394,8 +520,8 @@ impl LocalRun<'_> {
             quantized_model_error,
         };
         // The same weights for NumPy users (`numpy.load`), beside the JSON.
-        weights.save_npz(&self.dir.join(&name).with_extension("npz"))?;
-        snac_core::write_atomic(&self.dir.join(&name), &serde_json::to_vec(&file)?)
+        weights.save_npz(&self.dir.join(name).with_extension("npz"))?;
+        snac_core::write_atomic(&self.dir.join(name), &serde_json::to_vec(&file)?)
     }
 }
 

@@ -9,7 +9,7 @@ use crate::global_search::{self, SearchSummary};
 use crate::local_search::LogRow;
 use crate::setup::{Participation, SearchSetup};
 use anyhow::Result;
-use snac_core::config::{DEFAULT_PRECISION_PAIRS, LocalSearchConfig, LocalSearchMode, PrecisionPair};
+use snac_core::config::{DEFAULT_PRECISION_PAIRS, LocalSearchConfig, PrecisionPair};
 use std::path::{Path, PathBuf};
 
 /// Which stages to run.
@@ -109,16 +109,13 @@ pub fn run(setup: &SearchSetup, stages: Stages, how: &Participation) -> Result<R
 
 /// The config's local search, or SNAC-Pack's defaults when it has none.
 fn local_config(setup: &SearchSetup) -> LocalSearchConfig {
-    setup.experiment.local_search.clone().unwrap_or_else(|| LocalSearchConfig {
-        qat_epochs: 2,
-        pruning_iterations: 5,
-        pruning_epochs: 2,
-        pruning_rate: 0.8,
-        precision_pairs: DEFAULT_PRECISION_PAIRS
-            .iter()
-            .map(|&(total_bits, int_bits)| PrecisionPair { total_bits, int_bits })
-            .collect(),
-        mode: LocalSearchMode::Combined,
+    setup.experiment.local_search.clone().unwrap_or_else(|| {
+        LocalSearchConfig::with_pairs(
+            DEFAULT_PRECISION_PAIRS
+                .iter()
+                .map(|&(total_bits, int_bits)| PrecisionPair { total_bits, int_bits })
+                .collect(),
+        )
     })
 }
 

@@ -522,6 +522,83 @@ pub struct LocalSearchConfig {
     pub precision_pairs: Vec<PrecisionPair>,
     /// `combined` (QAT then pruning, the default), `qat_only`, `prune_only`.
     pub mode: LocalSearchMode,
+    /// `uniform` (SNAC-Pack's: one type per precision pair, the default) or
+    /// `per_layer` (the pairs, then a search for per-layer widths).
+    pub precision: PrecisionMode,
+    /// `per_layer`: the accuracy (a fraction, 0.005 = half a point) the
+    /// per-layer model may lose against the best uniform pair.
+    pub accuracy_tolerance: f64,
+    /// `per_layer`: what the width search minimises.
+    pub precision_objective: PrecisionObjective,
+    /// `per_layer`: the narrowest width any tensor may take.
+    pub min_bits: u32,
+}
+
+impl LocalSearchConfig {
+    /// SNAC-Pack's defaults with these precision pairs (uniform precision).
+    pub fn with_pairs(precision_pairs: Vec<PrecisionPair>) -> LocalSearchConfig {
+        LocalSearchConfig {
+            qat_epochs: 2,
+            pruning_iterations: 5,
+            pruning_epochs: 2,
+            pruning_rate: 0.8,
+            precision_pairs,
+            mode: LocalSearchMode::Combined,
+            precision: PrecisionMode::Uniform,
+            accuracy_tolerance: DEFAULT_ACCURACY_TOLERANCE,
+            precision_objective: PrecisionObjective::Lut,
+            min_bits: DEFAULT_MIN_BITS,
+        }
+    }
+}
+
+/// `local_search.accuracy_tolerance`'s default: half a point.
+pub const DEFAULT_ACCURACY_TOLERANCE: f64 = 0.005;
+
+/// `local_search.min_bits`' default.
+pub const DEFAULT_MIN_BITS: u32 = 2;
+
+/// `local_search.precision`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrecisionMode {
+    Uniform,
+    PerLayer,
+}
+
+impl PrecisionMode {
+    pub fn parse(name: &str) -> Option<PrecisionMode> {
+        Some(match name.to_lowercase().replace(['-', ' '], "_").as_str() {
+            "uniform" => PrecisionMode::Uniform,
+            "per_layer" | "perlayer" => PrecisionMode::PerLayer,
+            _ => return None,
+        })
+    }
+    pub const ACCEPTED: &'static str = "uniform, per_layer";
+}
+
+/// `local_search.precision_objective`: what the per-layer width search minimises.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrecisionObjective {
+    /// The estimated LUTs.
+    Lut,
+    /// The estimate's mean fraction of the board's LUT, FF, DSP and BRAM.
+    AvgResource,
+    /// Bit operations with the real widths and nonzero weights.
+    Bops,
+}
+
+impl PrecisionObjective {
+    pub fn parse(name: &str) -> Option<PrecisionObjective> {
+        Some(match name.to_lowercase().replace('-', "_").as_str() {
+            "lut" | "luts" => PrecisionObjective::Lut,
+            "avg_resource" => PrecisionObjective::AvgResource,
+            "bops" => PrecisionObjective::Bops,
+            _ => return None,
+        })
+    }
+    pub const ACCEPTED: &'static str = "lut, avg_resource, bops";
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -295,24 +295,13 @@ impl LayerInfo {
     /// One entry per layer with weights of a quantized model: its real weight
     /// and activation widths and nonzero weights.
     pub fn of_model(model: &crate::quantized::QuantizedModel) -> Vec<LayerInfo> {
-        use crate::quantized::QLayer;
-        let nonzero = |codes: &[i64]| codes.iter().filter(|c| **c != 0).count();
-        let activation_bits = model.types.activations.width.max(model.types.input.width);
         model
-            .layers
-            .iter()
-            .filter_map(|layer| match layer {
-                QLayer::Dense { kernel, .. } | QLayer::Conv2d { kernel, .. } => Some(LayerInfo {
-                    weight_bits: kernel.fixed.width,
-                    activation_bits,
-                    nonzero_weights: Some(nonzero(&kernel.codes)),
-                }),
-                QLayer::ConvAttention { query, key, value, output, .. } => Some(LayerInfo {
-                    weight_bits: query.kernel.fixed.width,
-                    activation_bits,
-                    nonzero_weights: Some([query, key, value, output].iter().map(|p| nonzero(&p.kernel.codes)).sum()),
-                }),
-                QLayer::Aggregate { .. } | QLayer::BatchNorm { .. } | QLayer::Activation { .. } => None,
+            .kernel_layers()
+            .into_iter()
+            .map(|k| LayerInfo {
+                weight_bits: k.weight_bits,
+                activation_bits: k.input_bits,
+                nonzero_weights: Some(k.nonzero),
             })
             .collect()
     }

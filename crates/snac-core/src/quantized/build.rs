@@ -189,6 +189,11 @@ impl Step<'_> {
         (self.params)(index, name).with_context(|| format!("layer {index} has no parameter '{name}'"))
     }
 
+    /// The type this layer puts its output on.
+    fn result(&self) -> FixedPoint {
+        self.types.result_at(self.index)
+    }
+
     /// This layer's pruning mask; empty when it is not pruned.
     fn mask(&self) -> Vec<bool> {
         (self.masks)(self.index).unwrap_or_default()
@@ -217,13 +222,13 @@ impl Step<'_> {
             mask.len(),
             kernel.len()
         );
-        let mut kernel = Codes::quantize(types.weights, kernel.iter().map(|&v| v as f64));
+        let mut kernel = Codes::quantize(types.weights_at(index), kernel.iter().map(|&v| v as f64));
         for (code, keep) in kernel.codes.iter_mut().zip(mask) {
             if !keep {
                 *code = 0;
             }
         }
-        let bias = Codes::quantize(types.biases, bias.iter().map(|&v| v as f64));
+        let bias = Codes::quantize(types.biases_at(index), bias.iter().map(|&v| v as f64));
         let accumulator = accumulator_type(input, &kernel, &bias, inputs)?;
         ensure!(
             accumulator.width <= MAX_EXACT_BITS,
@@ -249,8 +254,8 @@ impl Step<'_> {
         )?;
         layers.push(QLayer::Dense { index, rows, inputs, outputs: units, kernel, bias, mask, accumulator });
         if logits {
-            layers.push(QLayer::on_grid(index, self.types.activations));
-            return Ok(self.types.activations);
+            layers.push(QLayer::on_grid(index, self.result()));
+            return Ok(self.result());
         }
         Ok(accumulator)
     }
@@ -291,7 +296,7 @@ impl Step<'_> {
     fn conv_attention(&self, hidden: usize, scale: bool, layers: &mut Vec<QLayer>) -> Result<FixedPoint> {
         let index = self.index;
         let (positions, channels) = self.input.rows_and_features();
-        let act = self.types.activations;
+        let act = self.result();
         // The layer's mask covers the four projection kernels
         // one after another (query, key, value, output).
         let mask = self.mask();
@@ -357,16 +362,16 @@ impl Step<'_> {
                 accumulator.width
             );
         }
-        layers.push(QLayer::Aggregate { index, elements, features, mode, result: self.types.activations });
-        Ok(self.types.activations)
+        layers.push(QLayer::Aggregate { index, elements, features, mode, result: self.result() });
+        Ok(self.result())
     }
 
     /// Flatten: flattening an image or set puts it on the activation grid
     /// (as the trainer does); a vector passes unchanged.
     fn flatten(&self, layers: &mut Vec<QLayer>) -> FixedPoint {
         if self.input.rows_and_features().0 > 1 {
-            layers.push(QLayer::on_grid(self.index, self.types.activations));
-            return self.types.activations;
+            layers.push(QLayer::on_grid(self.index, self.result()));
+            return self.result();
         }
         self.current
     }
@@ -379,7 +384,7 @@ impl Step<'_> {
             &self.get("beta")?,
             &self.get("moving_mean")?,
             &self.get("moving_variance")?,
-            self.types.weights.width,
+            self.types.weights_at(index).width,
         )?;
         ensure!(
             scale.codes.len() == output.rows_and_features().1,
@@ -395,8 +400,8 @@ impl Step<'_> {
             scale.fixed,
             MAX_EXACT_BITS - 1
         );
-        layers.push(QLayer::BatchNorm { index, scale, shift, result: self.types.activations });
-        Ok(self.types.activations)
+        layers.push(QLayer::BatchNorm { index, scale, shift, result: self.result() });
+        Ok(self.result())
     }
 
     /// A pointwise activation on the activation grid (Leaky ReLU with its
@@ -421,11 +426,11 @@ impl Step<'_> {
                 layers.push(QLayer::Activation {
                     index,
                     function,
-                    result: self.types.activations,
+                    result: self.result(),
                     slope: Some(scale),
                     table: Some(table),
                 });
-                return Ok(self.types.activations);
+                return Ok(self.result());
             }
             Activation::Relu
             | Activation::LeakyRelu
@@ -435,7 +440,7 @@ impl Step<'_> {
         }
         let slope = (function == Activation::LeakyRelu).then(leaky_slope);
         let table = ActivationTable::hls4ml(function);
-        layers.push(QLayer::Activation { index, function, result: self.types.activations, slope, table });
-        Ok(self.types.activations)
+        layers.push(QLayer::Activation { index, function, result: self.result(), slope, table });
+        Ok(self.result())
     }
 }

@@ -72,21 +72,102 @@ pub const BATCH_NORM_EPSILON: f64 = 1e-3;
 /// Largest accumulator for which the `f64` forward pass is exact.
 const MAX_EXACT_BITS: u32 = 53;
 
-/// The fixed-point types a model is quantized with (SNAC-Pack's precision
-/// pairs use one QKeras type for all of them).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The fixed-point types a model is quantized with: one type per role for
+/// the whole model (SNAC-Pack's precision pairs use one QKeras type for all
+/// of them), and per-layer exceptions ([`LayerTypes`], per-layer precision).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuantTypes {
     pub input: FixedPoint,
     pub weights: FixedPoint,
     pub biases: FixedPoint,
     pub activations: FixedPoint,
+    /// Layers whose types differ from the ones above, by arch index (at most
+    /// one entry per layer); empty for a uniform model.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<LayerTypes>,
+}
+
+/// The types of one arch layer where they differ from the model-wide
+/// [`QuantTypes`]: a Dense, Conv2d or attention layer's kernels and biases,
+/// and the type a layer puts its output on (an activation's, a BatchNorm's,
+/// the logits', an attention's or a set pooling's result). `None` keeps the
+/// model-wide type. A BatchNorm's folded constants take `max(16, weights)`
+/// bits of its `weights` width.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerTypes {
+    /// Position in [`Arch::layers`].
+    pub index: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<FixedPoint>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub biases: Option<FixedPoint>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<FixedPoint>,
+}
+
+impl LayerTypes {
+    /// No exception yet for layer `index`.
+    pub fn new(index: usize) -> LayerTypes {
+        LayerTypes { index, weights: None, biases: None, result: None }
+    }
 }
 
 impl QuantTypes {
     /// QKeras `quantized_bits(total_bits, int_bits)` everywhere.
     pub fn from_qkeras(total_bits: u32, int_bits: u32) -> Result<QuantTypes> {
         let fixed = FixedPoint::from_qkeras(total_bits, int_bits)?;
-        Ok(QuantTypes { input: fixed, weights: fixed, biases: fixed, activations: fixed })
+        Ok(QuantTypes::uniform(fixed))
+    }
+
+    /// `fixed` for every role and layer.
+    pub fn uniform(fixed: FixedPoint) -> QuantTypes {
+        QuantTypes { input: fixed, weights: fixed, biases: fixed, activations: fixed, layers: Vec::new() }
+    }
+
+    /// Layer `index`'s exceptions, if it has any.
+    pub fn layer(&self, index: usize) -> Option<&LayerTypes> {
+        self.layers.iter().find(|l| l.index == index)
+    }
+
+    /// The kernel type of layer `index`.
+    pub fn weights_at(&self, index: usize) -> FixedPoint {
+        self.layer(index).and_then(|l| l.weights).unwrap_or(self.weights)
+    }
+
+    /// The bias type of layer `index`.
+    pub fn biases_at(&self, index: usize) -> FixedPoint {
+        self.layer(index).and_then(|l| l.biases).unwrap_or(self.biases)
+    }
+
+    /// The type layer `index` puts its output on.
+    pub fn result_at(&self, index: usize) -> FixedPoint {
+        self.layer(index).and_then(|l| l.result).unwrap_or(self.activations)
+    }
+
+    /// These types with layer `index`'s exceptions replaced by `types`.
+    pub fn with_layer(mut self, types: LayerTypes) -> QuantTypes {
+        self.layers.retain(|l| l.index != types.index);
+        self.layers.push(types);
+        self.layers.sort_by_key(|l| l.index);
+        self
+    }
+
+    /// Every distinct type these use, with its key path (for checks).
+    pub fn named(&self) -> Vec<(String, FixedPoint)> {
+        let mut named = vec![
+            ("types.input".to_string(), self.input),
+            ("types.weights".to_string(), self.weights),
+            ("types.biases".to_string(), self.biases),
+            ("types.activations".to_string(), self.activations),
+        ];
+        for (i, layer) in self.layers.iter().enumerate() {
+            for (role, fixed) in [("weights", layer.weights), ("biases", layer.biases), ("result", layer.result)] {
+                if let Some(fixed) = fixed {
+                    named.push((format!("types.layers[{i}].{role}"), fixed));
+                }
+            }
+        }
+        named
     }
 }
 
@@ -298,6 +379,55 @@ pub struct QuantizedModel {
     pub input_features: usize,
     pub output_features: usize,
     pub layers: Vec<QLayer>,
+}
+
+/// A layer with kernels, as [`QuantizedModel::kernel_layers`] lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelLayer {
+    /// Position in [`Arch::layers`].
+    pub index: usize,
+    /// The kernel's width (an attention's query kernel's).
+    pub weight_bits: u32,
+    /// The width of the tensor flowing in.
+    pub input_bits: u32,
+    /// Nonzero kernel codes (an attention's four kernels together).
+    pub nonzero: usize,
+}
+
+impl QuantizedModel {
+    /// The Dense, Conv2d and ConvAttention layers in order, with their real
+    /// widths: what the estimator and the bit-operation count need.
+    pub fn kernel_layers(&self) -> Vec<KernelLayer> {
+        let nonzero = |codes: &[i64]| codes.iter().filter(|c| **c != 0).count();
+        let mut current = self.types.input;
+        let mut kernels = Vec::new();
+        for layer in &self.layers {
+            let input_bits = current.width;
+            current = match layer {
+                QLayer::Dense { index, kernel, accumulator, .. }
+                | QLayer::Conv2d { index, kernel, accumulator, .. } => {
+                    let weight_bits = kernel.fixed.width;
+                    kernels.push(KernelLayer {
+                        index: *index,
+                        weight_bits,
+                        input_bits,
+                        nonzero: nonzero(&kernel.codes),
+                    });
+                    *accumulator
+                }
+                QLayer::ConvAttention { index, query, key, value, output, result, .. } => {
+                    let nonzero = [query, key, value, output].iter().map(|p| nonzero(&p.kernel.codes)).sum();
+                    let weight_bits = query.kernel.fixed.width;
+                    kernels.push(KernelLayer { index: *index, weight_bits, input_bits, nonzero });
+                    *result
+                }
+                QLayer::Aggregate { result, .. }
+                | QLayer::BatchNorm { result, .. }
+                | QLayer::Activation { result, .. } => *result,
+            };
+        }
+        kernels
+    }
 }
 
 /// The parameters of layer `index` called `name` (Keras names: `kernel`,

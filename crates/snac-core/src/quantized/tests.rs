@@ -110,7 +110,7 @@ fn integer_and_float_passes_agree_bit_for_bit_on_random_inputs() {
         for spread in [0.3f32, 1.5, 6.0] {
             let params = random_params(&arch, &mut rng, spread);
             let masks = random_masks(&arch, &mut rng, 0.6);
-            let model = build(&arch, &params, &masks, types).unwrap();
+            let model = build(&arch, &params, &masks, types.clone()).unwrap();
             for _ in 0..300 {
                 assert_bit_exact(&model, &random_input(&mut rng, 6, &types.input));
             }
@@ -192,7 +192,7 @@ fn accumulators_never_overflow_at_the_extremes() {
         let types = QuantTypes::from_qkeras(total, int).unwrap();
         let arch = Arch::new(Shape::Flat(40), vec![Component::output("out", 3, Activation::Identity)]);
         let params = random_params(&arch, &mut rng, 100.0);
-        let model = build(&arch, &params, &HashMap::new(), types).unwrap();
+        let model = build(&arch, &params, &HashMap::new(), types.clone()).unwrap();
         let QLayer::Dense { kernel, bias, accumulator, .. } = &model.layers[0] else { panic!() };
         // The input that maximises each output: the extreme code with the weight's sign.
         for j in 0..3 {
@@ -408,7 +408,7 @@ fn model_jsons() -> Vec<Value> {
     [(dense, masks), (conv_arch(), HashMap::new()), (set_arch(), HashMap::new())]
         .into_iter()
         .map(|(arch, masks)| {
-            let model = build(&arch, &all_params(&arch, &mut rng), &masks, types).unwrap();
+            let model = build(&arch, &all_params(&arch, &mut rng), &masks, types.clone()).unwrap();
             serde_json::to_value(&model).unwrap()
         })
         .collect()

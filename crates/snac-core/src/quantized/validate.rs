@@ -227,17 +227,27 @@ impl QuantizedModel {
     /// names the key path, the value and what is accepted.
     pub fn validate(&self) -> Result<()> {
         ensure!(self.format == FORMAT, "format: '{}' is not supported (accepted: '{FORMAT}')", self.format);
-        for (name, fixed) in [
-            ("types.input", &self.types.input),
-            ("types.weights", &self.types.weights),
-            ("types.biases", &self.types.biases),
-            ("types.activations", &self.types.activations),
-        ] {
-            check_type(name, fixed)?;
+        for (name, fixed) in self.types.named() {
+            check_type(&name, &fixed)?;
         }
         check_shape("arch.input_shape", self.arch.input_shape)?;
         let shapes = self.arch.shapes().map_err(|e| anyhow::anyhow!("arch: {e:#}"))?;
         ensure!(!shapes.is_empty(), "arch.components: no layers (accepted: at least one layer)");
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, layer) in self.types.layers.iter().enumerate() {
+            ensure!(
+                layer.index < shapes.len(),
+                "types.layers[{i}].index: {} is past the arch's {} layers (accepted: 0 to {})",
+                layer.index,
+                shapes.len(),
+                shapes.len() - 1
+            );
+            ensure!(
+                seen.insert(layer.index),
+                "types.layers[{i}].index: layer {} has a second entry (accepted: one entry per layer)",
+                layer.index
+            );
+        }
         for (index, (layer, _, output)) in shapes.iter().enumerate() {
             check_shape(&format!("arch layer {index} ({}) output", layer.kind()), *output)?;
         }

@@ -9,7 +9,7 @@ use super::linalg::{column_sums, matmul, rows_of, scale_rows};
 use super::pool::{give_back, take_buffer};
 use crate::attention::{self, FUSED_MAX_HIDDEN, Scratch};
 use crate::fastmath;
-use crate::quant::QuantSpec;
+use snac_core::fixed::FixedPoint;
 use snac_core::quantized::softmax::{SCALE_FRAC, attention_scale, softmax_values};
 
 /// What the attention's backward pass needs.
@@ -77,7 +77,7 @@ pub(super) fn forward(
     p: [&[f32]; 8],
     positions: usize,
     scale: bool,
-    quant: Option<&QuantSpec>,
+    quant: Option<&FixedPoint>,
     training: bool,
     pool: &mut Vec<Vec<f32>>,
 ) -> (Vec<f32>, Option<Box<AttentionSaved>>) {
@@ -86,8 +86,8 @@ pub(super) fn forward(
     let rows = x.len() / channels;
     let batch = rows / positions;
     let on_grid = |values: &mut Vec<f32>| {
-        if let Some(spec) = quant {
-            spec.activations.quantize_slice(values);
+        if let Some(fixed) = quant {
+            fixed.quantize_slice(values);
         }
     };
     // q, k, v, attended and (in backward) their gradients come from the
@@ -164,7 +164,7 @@ fn attend_squares(
     sizes: Sizes,
     scale: ScoreScale,
     [q, k, v]: [&[f32]; 3],
-    quant: Option<&QuantSpec>,
+    quant: Option<&FixedPoint>,
     training: bool,
     attended: &mut [f32],
     pool: &mut Vec<Vec<f32>>,
@@ -213,11 +213,11 @@ fn attend_squares(
 
 /// The fixed-point softmax of each `s`-wide row of `scores` into `out`, as
 /// the quantized model computes it.
-fn fixed_softmax(scores: &[f32], s: usize, code: Option<i64>, spec: &QuantSpec, out: &mut [f32]) {
-    let frac = 2 * spec.activations.fractional_bits();
+fn fixed_softmax(scores: &[f32], s: usize, code: Option<i64>, result: &FixedPoint, out: &mut [f32]) {
+    let frac = 2 * result.fractional_bits();
     for (row, out) in scores.chunks_exact(s).zip(out.chunks_exact_mut(s)) {
         let row: Vec<f64> = row.iter().map(|&v| v as f64).collect();
-        for (o, v) in out.iter_mut().zip(softmax_values(&row, frac, code, &spec.activations)) {
+        for (o, v) in out.iter_mut().zip(softmax_values(&row, frac, code, result)) {
             *o = v as f32;
         }
     }

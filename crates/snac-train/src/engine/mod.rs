@@ -96,7 +96,9 @@ impl Op {
         pool: &mut Vec<Vec<f32>>,
         batch_stats: &mut Vec<BatchStats>,
     ) -> Option<Saved> {
-        let Pass { params, batch, training, quant, conv_chunk_floats } = *pass;
+        let Pass { params, batch, training, quant, conv_chunk_floats, index } = *pass;
+        // This layer's output type under QAT, and its BatchNorm constants' width.
+        let result = quant.map(|spec| spec.result_at(index));
         match *self {
             Op::Dense { kernel, bias } => {
                 let input = dense::forward(x, &params[kernel], &params[bias]);
@@ -109,7 +111,7 @@ impl Op {
             Op::ConvAttention { params: indices, positions, scale } => {
                 let p = indices.map(|i| params[i].as_slice());
                 let (out, saved) =
-                    conv_attention::forward(std::mem::take(x), p, positions, scale, quant, training, pool);
+                    conv_attention::forward(std::mem::take(x), p, positions, scale, result.as_ref(), training, pool);
                 *x = out;
                 saved.map(|saved| Saved::ConvAttention { params: indices, positions, saved })
             }
@@ -120,7 +122,7 @@ impl Op {
             }
             Op::BatchNorm { gamma, beta, moving_mean, moving_variance } => {
                 let parameters = [gamma, beta, moving_mean, moving_variance].map(|i| params[i].as_slice());
-                norm::eval_forward(x, parameters, quant);
+                norm::eval_forward(x, parameters, quant.map(|spec| spec.weights_at(index).width));
                 None
             }
             Op::Act(act) => activation::forward(x, act, training, quant.is_some()).map(|slopes| Saved::Act { slopes }),
@@ -142,6 +144,8 @@ struct Pass<'a> {
     training: bool,
     quant: Option<&'a QuantSpec>,
     conv_chunk_floats: usize,
+    /// The layer's position in the arch (its types under per-layer precision).
+    index: usize,
 }
 
 /// What the backward pass needs from one layer's training forward pass: the
@@ -227,6 +231,8 @@ struct Backprop<'a> {
 /// chunks are, and reusable buffers.
 pub(crate) struct Engine {
     ops: Vec<Op>,
+    /// For each of `ops`, its position in the arch.
+    arch_indices: Vec<usize>,
     saved: Vec<Saved>,
     conv_chunk_floats: usize,
     /// Attention's S×S buffers, kept between steps.
@@ -252,7 +258,13 @@ impl Engine {
     /// The engine for `net`, or `None` when it does not cover every layer.
     pub fn new(net: &Net) -> Option<Engine> {
         let ops = net.layers.iter().map(Op::of).collect::<Option<Vec<Op>>>()?;
-        Some(Engine { ops, saved: Vec::new(), conv_chunk_floats: conv::CONV_CHUNK_FLOATS, pool: Vec::new() })
+        Some(Engine {
+            ops,
+            arch_indices: net.arch_indices.clone(),
+            saved: Vec::new(),
+            conv_chunk_floats: conv::CONV_CHUNK_FLOATS,
+            pool: Vec::new(),
+        })
     }
 
     /// The forward pass to logits (`[batch, classes]`), in training mode
@@ -270,14 +282,14 @@ impl Engine {
         if let Some(spec) = quant {
             spec.input.quantize_slice(&mut x);
         }
-        let pass = Pass { params, batch, training, quant, conv_chunk_floats: self.conv_chunk_floats };
         let last = self.ops.len().saturating_sub(1);
-        for (position, op) in self.ops.iter().enumerate() {
+        for (position, (op, &index)) in self.ops.iter().zip(&self.arch_indices).enumerate() {
+            let pass = Pass { params, batch, training, quant, conv_chunk_floats: self.conv_chunk_floats, index };
             let saved = op.forward(&mut x, &pass, &mut self.pool, batch_stats);
             if let Some(spec) = quant
                 && (!op.is_accumulator() || position == last)
             {
-                spec.activations.quantize_slice(&mut x);
+                spec.result_at(index).quantize_slice(&mut x);
             }
             if let Some(saved) = saved {
                 self.saved.push(saved);

@@ -4,7 +4,6 @@
 
 use super::Backprop;
 use crate::layers::BATCH_NORM_EPSILON;
-use crate::quant::QuantSpec;
 use snac_core::quantized::fold_batch_norm;
 
 /// What BatchNorm's training forward pass gives: the normalised input and
@@ -51,13 +50,13 @@ pub(super) fn train_forward(x: &mut [f32], gamma: &[f32], beta: &[f32]) -> Norma
 }
 
 /// Inference mode: `x·scale + shift` in place, with the constants from the
-/// moving statistics (fixed-point ones under `quant`, as the quantized
-/// model folds them).
-pub(super) fn eval_forward(x: &mut [f32], [gamma, beta, mean, variance]: [&[f32]; 4], quant: Option<&QuantSpec>) {
+/// moving statistics (fixed-point ones of the layer's weight width under
+/// QAT, `quant_width`, as the quantized model folds them).
+pub(super) fn eval_forward(x: &mut [f32], [gamma, beta, mean, variance]: [&[f32]; 4], quant_width: Option<u32>) {
     let features = gamma.len();
-    let (scale, shift): (Vec<f32>, Vec<f32>) = match quant {
-        Some(spec) => {
-            let (s, t) = fold_batch_norm(gamma, beta, mean, variance, spec.weights.width)
+    let (scale, shift): (Vec<f32>, Vec<f32>) = match quant_width {
+        Some(width) => {
+            let (s, t) = fold_batch_norm(gamma, beta, mean, variance, width)
                 .expect("BatchNorm parameters of one layer have one length");
             (s.values().iter().map(|&v| v as f32).collect(), t.values().iter().map(|&v| v as f32).collect())
         }

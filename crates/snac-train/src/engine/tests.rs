@@ -130,7 +130,7 @@ fn engine_matches_burn() {
             let x: Vec<f32> = (0..batch * net.input_features).map(|_| rng.random_range(-2.0..2.0)).collect();
             let labels: Vec<u32> = (0..batch).map(|_| rng.random_range(0..4)).collect();
             let q = quant.as_ref();
-            let label = format!("{name} {:?}", quant.map(|s| s.weights.width));
+            let label = format!("{name} {:?}", quant.as_ref().map(|s| s.weights.width));
 
             // Training mode: burn's autodiff.
             let device = Device::flex().autodiff();

@@ -5,9 +5,10 @@
 use super::reader::{Ctx, Field, Map, is_null, join, scalar, untag};
 use crate::arch::{Activation, Aggregation, Norm};
 use crate::config::{
-    ConstraintMetric, DatasetConfig, DatasetName, Experiment, HlsConfig, LayerRange, LocalSearchConfig,
-    LocalSearchMode, ModelType, Objective, OutputConfig, PrecisionPair, PrunerKind, SamplerKind, SearchConfig,
-    SearchSpaceConfig, SynthesisConfig, UnusedKey,
+    ConstraintMetric, DEFAULT_ACCURACY_TOLERANCE, DEFAULT_MIN_BITS, DatasetConfig, DatasetName, Experiment, HlsConfig,
+    LayerRange, LocalSearchConfig, LocalSearchMode, ModelType, Objective, OutputConfig, PrecisionMode,
+    PrecisionObjective, PrecisionPair, PrunerKind, SamplerKind, SearchConfig, SearchSpaceConfig, SynthesisConfig,
+    UnusedKey,
 };
 use crate::estimate::rule4ml::{HLS4ML_VERSIONS, VIVADO_VERSIONS};
 use crate::estimate::{Backend, DEFAULT_CLOCK_PERIOD_NS, EstimatorKind, IoType, Rule4mlRow};
@@ -729,6 +730,16 @@ fn local_search(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> Option<LocalSearchConf
     let pruning_epochs = s.count_or("pruning_epochs", 1, 2);
     let pruning_rate = s.number_or("pruning_rate", 0.8, "a number between 0 and 1 (exclusive)", |v| v > 0.0 && v < 1.0);
     let mode = s.opt_choice("mode", "a local-search mode", LocalSearchMode::ACCEPTED, LocalSearchMode::parse);
+    let precision = s.opt_choice("precision", "a precision mode", PrecisionMode::ACCEPTED, PrecisionMode::parse);
+    let accuracy_tolerance = s.number_or(
+        "accuracy_tolerance",
+        DEFAULT_ACCURACY_TOLERANCE,
+        "a fraction from 0 to 1 (0.005 = half a point of accuracy)",
+        |v| (0.0..=1.0).contains(&v),
+    );
+    let precision_objective =
+        s.opt_choice("precision_objective", "an objective", PrecisionObjective::ACCEPTED, PrecisionObjective::parse);
+    let min_bits = s.opt_count_in("min_bits", 1, MAX_BITS as usize).map_or(DEFAULT_MIN_BITS, |n| n as u32);
     let defaults: Vec<PrecisionPair> =
         DEFAULT_PRECISION_PAIRS.iter().map(|&(total_bits, int_bits)| PrecisionPair { total_bits, int_bits }).collect();
     let mut seen: Vec<(PrecisionPair, String)> = Vec::new();
@@ -757,6 +768,10 @@ fn local_search(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> Option<LocalSearchConf
         pruning_rate,
         precision_pairs,
         mode: mode.unwrap_or(LocalSearchMode::Combined),
+        precision: precision.unwrap_or(PrecisionMode::Uniform),
+        accuracy_tolerance,
+        precision_objective: precision_objective.unwrap_or(PrecisionObjective::Lut),
+        min_bits,
     })
 }
 
