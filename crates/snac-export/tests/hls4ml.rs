@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use snac_core::arch::{Activation, Aggregation, Arch, BlockType, Component, Layer, Norm, Padding, Shape};
 use snac_core::estimate::{Backend, Board, IoType, Strategy};
-use snac_core::quantized::{QuantTypes, QuantizedModel};
+use snac_core::quantized::{LayerTypes, QuantTypes, QuantizedModel};
 use snac_export::{ExportSettings, export};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -102,8 +102,14 @@ fn verify(arch: &Arch, total: u32, int: u32, samples: usize) {
 
 /// [`verify`] with hls4ml's io type and backend.
 fn verify_with(arch: &Arch, total: u32, int: u32, samples: usize, io_type: IoType, backend: Backend) {
-    let Some(python) = python() else { return };
     let types = QuantTypes::from_qkeras(total, int).unwrap();
+    verify_types(arch, types, &format!("{total}_{int}"), samples, io_type, backend);
+}
+
+/// [`verify_with`] with any types (per-layer ones included), `label`
+/// naming them in messages.
+fn verify_types(arch: &Arch, types: QuantTypes, label: &str, samples: usize, io_type: IoType, backend: Backend) {
+    let Some(python) = python() else { return };
     let model = model(arch, types.clone(), 7);
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let top = types.input.max_value() as f32;
@@ -113,7 +119,7 @@ fn verify_with(arch: &Arch, total: u32, int: u32, samples: usize, io_type: IoTyp
     // SNAC_KEEP_EXPORT=DIR keeps the export for a look.
     let path = match std::env::var_os("SNAC_KEEP_EXPORT") {
         Some(keep) => PathBuf::from(keep).join(format!(
-            "{}_{total}_{int}_{}_{}",
+            "{}_{label}_{}_{}",
             arch.input_shape.dims().len(),
             io_type.name(),
             backend.name()
@@ -134,7 +140,7 @@ fn verify_with(arch: &Arch, total: u32, int: u32, samples: usize, io_type: IoTyp
     let out = Command::new(&python).arg(path.join("convert.py")).arg("--verify").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let what = format!("<{total},{int}> {} {}", io_type.name(), backend.name());
+    let what = format!("{label} {} {}", io_type.name(), backend.name());
     assert!(out.status.success(), "{what}: verification failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
     // hls4ml built the project with the exported settings.
     let project = format!("HLS project ({} backend, {}, clock 5.0 ns)", backend.name(), io_type.name());
@@ -167,6 +173,37 @@ fn relu_mlp_is_bit_exact_in_qonnx_and_hls4ml() {
 #[test]
 fn mlp_with_every_activation_is_bit_exact_at_8_3_under_vitis() {
     verify_with(&every_activation(), 8, 3, 1000, IoType::Parallel, Backend::Vitis);
+}
+
+/// Per-layer precision: each layer's kernel, bias and output on its own
+/// width and integer bits (2 to 9 bits), as local search's per-layer
+/// search writes them.
+fn per_layer_types(arch: &Arch, seed: u64) -> QuantTypes {
+    use snac_core::fixed::{FixedPoint, Overflow, Rounding};
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut types = QuantTypes::from_qkeras(8, 3).unwrap();
+    for index in 0..arch.layers().count() {
+        let mut fixed = |integers: std::ops::RangeInclusive<u32>| {
+            let integer = rng.random_range(integers);
+            let width = rng.random_range(2..=9u32).max(integer + 1);
+            Some(FixedPoint::new(width, integer, true, Rounding::HalfEven, Overflow::Saturate).unwrap())
+        };
+        let layer = LayerTypes { index, weights: fixed(1..=2), biases: fixed(1..=2), result: fixed(2..=4) };
+        types = types.with_layer(layer);
+    }
+    types
+}
+
+#[test]
+fn per_layer_mlp_is_bit_exact() {
+    let arch = every_activation();
+    verify_types(&arch, per_layer_types(&arch, 5), "per_layer", 1000, IoType::Parallel, Backend::Vitis);
+}
+
+#[test]
+fn per_layer_conv_model_streams_bit_exact() {
+    let arch = stream_model();
+    verify_types(&arch, per_layer_types(&arch, 6), "per_layer", 300, IoType::Stream, Backend::Vivado);
 }
 
 #[test]

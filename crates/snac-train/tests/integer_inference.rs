@@ -166,3 +166,65 @@ fn conv_attention_and_sets_agree_bit_for_bit() {
         }
     }
 }
+
+/// Random per-layer types for `arch`: each layer's kernel, bias and output
+/// on its own width (3 to 10 bits) and integer bits, saturating.
+fn per_layer_spec(arch: &Arch, rng: &mut ChaCha8Rng) -> QuantSpec {
+    use snac_core::fixed::{FixedPoint, Overflow, Rounding};
+    use snac_core::quantized::LayerTypes;
+    let mut spec = QuantSpec::from_qkeras(8, 3).unwrap();
+    for index in 0..arch.layers().count() {
+        let mut fixed = |integers: std::ops::RangeInclusive<u32>| {
+            let integer = rng.random_range(integers);
+            let width = rng.random_range(3..=10u32).max(integer + 1);
+            Some(FixedPoint::new(width, integer, true, Rounding::HalfEven, Overflow::Saturate).unwrap())
+        };
+        let layer = LayerTypes { index, weights: fixed(1..=2), biases: fixed(1..=3), result: fixed(2..=5) };
+        spec = spec.with_layer(layer);
+    }
+    spec
+}
+
+/// Per-layer precision: QAT at different types per layer (the trainer's
+/// engine and its burn pass) and the integer model built from the same
+/// types agree on every output, for an MLP with every activation, a conv
+/// + attention network and a DeepSets network.
+#[test]
+fn per_layer_types_agree_bit_for_bit() {
+    let Some((train_split, val_split)) = digits() else { return };
+    let sets = (as_point_sets(&train_split), as_point_sets(&val_split));
+    let cases = [
+        ("every kind", every_kind(), None),
+        ("conv + scaled attention", conv_attention_net(true), None),
+        ("deepsets mean", deepsets_net(Aggregation::Mean), Some(&sets)),
+    ];
+    let mut rng = ChaCha8Rng::seed_from_u64(31);
+    for (name, arch, set) in cases {
+        let (train_split, val_split) = set.map_or((&train_split, &val_split), |(t, v)| (t, v));
+        let config = TrainConfig { epochs: 2, batch_size: 32, ..TrainConfig::default() };
+        let float = train(&arch, train_split, val_split, 10, &config).unwrap();
+        let spec = per_layer_spec(&arch, &mut rng);
+        let qat = TrainConfig { epochs: 1, quant: Some(spec.clone()), ..config };
+        let tuned = train_from(&arch, float.weights, train_split, val_split, 10, &qat).unwrap();
+        let model = quantized_model(&arch, &tuned.weights, None, &spec).unwrap();
+        assert_eq!(model.types, spec);
+
+        let features = arch.input_shape.numel();
+        let mut x = val_split.x.clone();
+        x.extend((0..300 * features).map(|_| rng.random_range(-6.0f32..6.0)));
+        let trainer = outputs_f64(&arch, &tuned.weights, &x, Some(&spec)).unwrap();
+        let integer = integer_outputs(&model, &x);
+        let differing = trainer.iter().zip(&integer).filter(|(a, b)| a != b).count();
+        assert_eq!(differing, 0, "{name}: {differing} of {} outputs differ", integer.len());
+
+        // The uniform model-wide types alone compute something else.
+        let uniform = QuantSpec { layers: Vec::new(), ..spec.clone() };
+        let other = outputs_f64(&arch, &tuned.weights, &x, Some(&uniform)).unwrap();
+        assert_ne!(other, trainer, "{name}: the per-layer types changed nothing");
+
+        let (_, reported) = evaluate_with(&arch, &tuned.weights, val_split, Some(&spec)).unwrap();
+        let deployed = model.accuracy(&val_split.x, &val_split.y).unwrap();
+        eprintln!("{name} per-layer: trainer {reported:.4}, integer {deployed:.4}");
+        assert!((reported - deployed).abs() <= 0.02, "{name}: trainer {reported} vs integer {deployed}");
+    }
+}

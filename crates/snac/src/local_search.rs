@@ -397,10 +397,21 @@ impl LocalRun<'_> {
         else {
             anyhow::bail!("local_search.precision per_layer needs at least one precision pair");
         };
+        // The accuracy to keep: the reference pair's best, or the start's own.
+        let reference = match self.local.reference_bits {
+            Some(bits) => {
+                let Some((_, reference)) = precisions.iter().zip(outcomes).find(|(p, _)| p.total_bits == bits) else {
+                    anyhow::bail!("local_search.reference_bits: no precision pair has total_bits {bits}");
+                };
+                Some(best(reference))
+            }
+            None => None,
+        };
         log::info!(
-            "per-layer precision: from {} (best accuracy {:.4}), tolerance {}",
+            "per-layer precision: from {} (best accuracy {:.4}), keeping {} within {}",
             precision.label,
             best(outcome),
+            reference.map_or("the start's accuracy".to_string(), |r| format!("{r:.4}")),
             self.local.accuracy_tolerance
         );
         let data = &self.setup.dataset;
@@ -416,6 +427,7 @@ impl LocalRun<'_> {
             split,
             start_spec: precision.quant.as_ref().expect("filtered above"),
             start_weights: &outcome.checkpoint,
+            reference,
         };
         let found = search.run()?;
         precision_search::write_log(&self.dir, &found.candidates)?;

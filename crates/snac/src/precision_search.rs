@@ -1,14 +1,15 @@
 //! Per-layer precision (`local_search.precision: per_layer`): after the
 //! uniform precision pairs, a search for one width per tensor that keeps
-//! the accuracy of the most accurate pair's QAT model (within
-//! `local_search.accuracy_tolerance`) at the lowest estimated cost
-//! (`local_search.precision_objective`: LUTs by default). The widths found
+//! an accuracy (within `local_search.accuracy_tolerance`): the best one of
+//! the pair `local_search.reference_bits` names, or by default that of the
+//! most accurate pair's QAT model, where the search starts, at the lowest estimated cost
+//! (`local_search.precision_objective`: the mean resource fraction by default). The widths found
 //! then go through the same QAT and pruning as a pair.
 //!
-//! What is searched: the kernel width of every Dense, Conv2d and attention
-//! layer (its bias takes the same width) and the width of every tensor a
-//! layer puts on a grid (an activation's, a BatchNorm's, a set pooling's,
-//! the logits'). The input keeps the uniform pair's type. Integer bits are
+//! What is searched: the input's width, the kernel width of every Dense,
+//! Conv2d and attention layer (its bias takes the same width) and the width
+//! of every tensor a layer puts on a grid (an activation's, a BatchNorm's,
+//! a set pooling's, the logits'). Integer bits are
 //! not searched: they come from the observed ranges ([`ranges`]), the
 //! largest magnitude of each tensor over the training set (float forward
 //! pass of the QAT weights), so nothing overflows there; beyond it values
@@ -25,8 +26,10 @@
 //!    (the quantized forward pass on the validation split, a model build
 //!    and an estimate: milliseconds for an MLP).
 //! 3. QAT at the widths found (`qat_epochs`). Accepted when its accuracy
-//!    reaches the target; then another round from the tuned weights. A
-//!    rejected round tries the widths halfway back once, then stops.
+//!    reaches the target and its cost is lower; then another round from
+//!    the tuned weights. When QAT cannot reach the target, the widths
+//!    halfway back to the accepted ones are tried, and so on (3 QAT runs a
+//!    round at most, 3 rounds).
 //!
 //! The post-training floor is the target minus the tolerance again: QAT
 //! recovers about that much, so the descent may go a little past what
@@ -52,12 +55,18 @@ pub const SEARCH_LOG_FILE: &str = "precision_search_log.csv";
 /// Rounds of descent and QAT at most.
 const MAX_ROUNDS: usize = 3;
 
+/// QAT runs per round at most: the widths found, then halfway back to the
+/// accepted ones, and so on.
+const QAT_TRIES: usize = 3;
+
 /// Training samples per forward pass when measuring ranges.
 const RANGE_CHUNK: usize = 512;
 
 /// What a tensor's width applies to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
+    /// The model's input (`index` unused).
+    Input,
     /// A layer's kernels (and its bias, at the same width).
     Weights,
     /// The grid a layer puts its output on.
@@ -77,9 +86,13 @@ pub struct Unit {
 }
 
 impl Unit {
-    /// `3w` (layer 3's weights) or `4a` (layer 4's output).
+    /// `in` (the input), `3w` (layer 3's weights) or `4a` (layer 4's output).
     pub fn name(&self) -> String {
-        format!("{}{}", self.index, if self.role == Role::Weights { "w" } else { "a" })
+        match self.role {
+            Role::Input => "in".to_string(),
+            Role::Weights => format!("{}w", self.index),
+            Role::Result => format!("{}a", self.index),
+        }
     }
 
     /// The narrowest width allowed: `min_bits`, and never below the integer bits.
@@ -103,6 +116,10 @@ pub fn spec_of(base: &QuantTypes, units: &[Unit], widths: &[u32]) -> Result<Quan
         };
         let mut layer = spec.layer(unit.index).copied().unwrap_or_else(|| LayerTypes::new(unit.index));
         match unit.role {
+            Role::Input => {
+                spec.input = fixed(unit.integer)?;
+                continue;
+            }
             Role::Weights => {
                 layer.weights = Some(fixed(unit.integer)?);
                 layer.biases = Some(fixed(unit.bias_integer)?);
@@ -114,11 +131,11 @@ pub fn spec_of(base: &QuantTypes, units: &[Unit], widths: &[u32]) -> Result<Quan
     Ok(spec)
 }
 
-/// `0:w6 1:a5 …`: each layer's widths, for the logs.
+/// `in8 0:w6 1:a5 …`: the input's and each layer's widths, for the logs.
 pub fn describe_widths(spec: &QuantTypes) -> String {
-    spec.layers
-        .iter()
-        .map(|l| {
+    let input = format!("in{}", spec.input.width);
+    std::iter::once(input)
+        .chain(spec.layers.iter().map(|l| {
             let mut parts = Vec::new();
             if let Some(w) = l.weights {
                 parts.push(format!("w{}", w.width));
@@ -127,14 +144,14 @@ pub fn describe_widths(spec: &QuantTypes) -> String {
                 parts.push(format!("a{}", r.width));
             }
             format!("{}:{}", l.index, parts.join("/"))
-        })
+        }))
         .collect::<Vec<_>>()
         .join(" ")
 }
 
 /// The tensors of `model` whose widths are searched, with integer bits from
-/// `largest` (per arch layer: largest |output| on the training set) and the
-/// weights themselves.
+/// `largest` (per arch layer: largest |output| on the training set; the
+/// input's under [`INPUT`]) and the weights themselves.
 pub fn units(model: &QuantizedModel, weights: &Weights, largest: &BTreeMap<usize, f64>) -> Vec<Unit> {
     let largest_of = |index: usize, bias: bool| {
         let layer = weights.layers.get(index);
@@ -145,7 +162,8 @@ pub fn units(model: &QuantizedModel, weights: &Weights, largest: &BTreeMap<usize
         });
         values.flat_map(|t| &t.values).fold(0.0f64, |m, v| m.max(v.abs() as f64))
     };
-    let mut units = Vec::new();
+    let input = integer_bits(largest.get(&INPUT).copied().unwrap_or(0.0));
+    let mut units = vec![Unit { index: 0, role: Role::Input, integer: input, bias_integer: 0 }];
     for layer in &model.layers {
         let index = layer.arch_index();
         let weighted = matches!(layer, QLayer::Dense { .. } | QLayer::Conv2d { .. } | QLayer::ConvAttention { .. });
@@ -169,11 +187,15 @@ pub fn units(model: &QuantizedModel, weights: &Weights, largest: &BTreeMap<usize
     units
 }
 
+/// Where [`ranges`] puts the input's largest magnitude.
+pub const INPUT: usize = usize::MAX;
+
 /// The largest |output| of every layer over `split` (float forward pass,
-/// inference mode), by arch index.
+/// inference mode), by arch index, and the input's under [`INPUT`].
 pub fn ranges(arch: &Arch, weights: &Weights, split: &Split) -> Result<BTreeMap<usize, f64>> {
     let features = arch.input_shape.numel();
     let mut largest = BTreeMap::new();
+    largest.insert(INPUT, split.x.iter().fold(0.0f64, |m, v| m.max(v.abs() as f64)));
     for chunk in split.x.chunks(RANGE_CHUNK * features) {
         for output in layer_outputs(arch, weights, chunk, None)? {
             let m = output.values.iter().fold(0.0f64, |m, v| m.max(v.abs() as f64));
@@ -337,6 +359,9 @@ pub struct Search<'a> {
     /// The most accurate uniform pair: its types and QAT weights.
     pub start_spec: &'a QuantSpec,
     pub start_weights: &'a Weights,
+    /// The accuracy to keep (`local_search.reference_bits`' pair's best);
+    /// `None`: the start's own.
+    pub reference: Option<f64>,
 }
 
 impl Search<'_> {
@@ -396,9 +421,10 @@ impl Search<'_> {
         let Some((mut accuracy, row)) = self.measure(&spec, &weights)? else {
             anyhow::bail!("per-layer precision: the start model ({}) cannot be built", describe_widths(&spec));
         };
-        // The accuracy to keep is the start's: the pair's QAT weights at
-        // their widths, the same training as every later candidate.
-        let target = accuracy - self.local.accuracy_tolerance;
+        // The accuracy to keep is the reference pair's, or the start's (the
+        // pair's QAT weights at their widths, the same training as every
+        // later candidate).
+        let target = self.reference.unwrap_or(accuracy) - self.local.accuracy_tolerance;
         let floor = target - self.local.accuracy_tolerance;
         log::info!("per-layer precision: start accuracy {accuracy:.4}, target {target:.4}, {} tensors", units.len());
         candidates.push(CandidateRow { changed: "start".into(), ..row });
@@ -418,25 +444,29 @@ impl Search<'_> {
                 break;
             }
             let mut accepted = false;
-            // The widths found, then once the widths halfway back.
-            let halfway: Vec<u32> = widths.iter().zip(&lowered).map(|(&a, &b)| (a + b).div_ceil(2)).collect();
-            for attempt in [lowered, halfway] {
+            // The widths found; when QAT cannot keep the target there,
+            // halfway back to the accepted widths, and so on.
+            let mut attempt = lowered;
+            for _ in 0..QAT_TRIES {
                 if attempt == widths {
                     break;
                 }
                 let attempt_spec = spec_of(self.start_spec, &units, &attempt)?;
                 let (tuned, tuned_accuracy) = self.tune(&attempt_spec, &weights)?;
-                let Some((measured, row)) = self.measure(&attempt_spec, &tuned)? else { continue };
-                candidates.push(CandidateRow { round, phase: "qat", changed: "qat".into(), ..row.clone() });
-                log::info!(
-                    "per-layer precision round {round}: {} → QAT accuracy {tuned_accuracy:.4} (target {target:.4})",
-                    describe_widths(&attempt_spec)
-                );
-                if measured >= target && row.cost < cost {
-                    (widths, spec, weights, accuracy, cost) = (attempt, attempt_spec, tuned, measured, row.cost);
-                    accepted = true;
-                    break;
+                let measured = self.measure(&attempt_spec, &tuned)?;
+                if let Some((measured, row)) = measured {
+                    candidates.push(CandidateRow { round, phase: "qat", changed: "qat".into(), ..row.clone() });
+                    log::info!(
+                        "per-layer precision round {round}: {} → QAT accuracy {tuned_accuracy:.4} (target {target:.4})",
+                        describe_widths(&attempt_spec)
+                    );
+                    if measured >= target && row.cost < cost {
+                        (widths, spec, weights, accuracy, cost) = (attempt, attempt_spec, tuned, measured, row.cost);
+                        accepted = true;
+                        break;
+                    }
                 }
+                attempt = widths.iter().zip(&attempt).map(|(&a, &b)| (a + b).div_ceil(2)).collect();
             }
             if !accepted {
                 break;
@@ -515,7 +545,11 @@ mod tests {
         // 3 bits cannot hold 5 integer bits: the width grows to them.
         assert_eq!((spec.result_at(3).width, spec.result_at(3).integer), (5, 5));
         assert_eq!(spec.weights_at(3).width, 4);
-        assert_eq!(describe_widths(&spec), "0:w5 2:a6 3:w4/a5");
+        assert_eq!(describe_widths(&spec), "in8 0:w5 2:a6 3:w4/a5");
+        let with_input = [Unit { index: 0, role: Role::Input, integer: 2, bias_integer: 0 }];
+        let spec = spec_of(&base, &with_input, &[5]).unwrap();
+        assert_eq!((spec.input.width, spec.input.integer), (5, 2));
+        assert!(spec.layers.is_empty());
         assert_eq!(spec.result_at(3).overflow, Overflow::Saturate);
     }
 

@@ -672,6 +672,83 @@ fn local_config(dir: &Path, act_space: &str, synthesis: bool) -> PathBuf {
     config
 }
 
+/// `local_search.precision: per_layer`: after the uniform pairs, a search
+/// for per-layer widths logs every candidate, the widths found go through
+/// QAT and pruning as the `per-layer` precision, its model holds one type
+/// per layer, the hand-off exports it, and hls4ml's C simulation matches it
+/// bit for bit.
+#[test]
+fn per_layer_precision_search_logs_exports_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("per_layer.yaml");
+    let text = example_with(
+        "local_search:\n  precision: per_layer\n  qat_epochs: 3\n  pruning_iterations: 1\n  pruning_epochs: 2\n  pruning_rate: 0.8\n  precision_pairs:\n    - {total_bits: 8, int_bits: 3}\n    - {total_bits: 6, int_bits: 2}\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let results = dir.path().join("r");
+    run_ok(snac().arg("run").arg(&config).args(["--trials", "2", "--epochs", "15", "--results-dir"]).arg(&results));
+    let local = results.join("local_search_combined");
+
+    // Every candidate: the start, post-training steps, QAT rounds.
+    let candidates = csv_rows(&local.join("precision_search_log.csv"));
+    let (changed, phase, widths, accuracy, lut) = (
+        column(&candidates, "changed"),
+        column(&candidates, "phase"),
+        column(&candidates, "widths"),
+        column(&candidates, "accuracy"),
+        column(&candidates, "lut"),
+    );
+    assert_eq!(candidates[1][changed], "start");
+    assert!(candidates.len() > 5, "{} candidates", candidates.len() - 1);
+    assert!(candidates[1..].iter().any(|r| r[phase] == "qat"), "no QAT round: {candidates:?}");
+    for row in &candidates[1..] {
+        let a: f64 = row[accuracy].parse().unwrap();
+        assert!((0.0..=1.0).contains(&a) && !row[widths].is_empty(), "{row:?}");
+        assert!(row[lut].parse::<f64>().unwrap() > 0.0, "{row:?}");
+    }
+
+    // The per-layer precision in the log, with its widths.
+    let rows = csv_rows(&local.join("combined_qat_pruning_log.csv"));
+    let (precision, layer_widths) = (column(&rows, "Precision"), column(&rows, "layer_widths"));
+    let per_layer: Vec<&Vec<String>> = rows[1..].iter().filter(|r| r[precision] == "per-layer").collect();
+    assert_eq!(per_layer.len(), 2, "QAT and one pruning iteration: {rows:?}");
+    assert!(per_layer.iter().all(|r| r[layer_widths].contains(":w")), "{per_layer:?}");
+    assert!(rows[1..].iter().filter(|r| r[precision] != "per-layer").all(|r| r[layer_widths].is_empty()));
+
+    // The model file: one type per layer, none wider than the start's 8 bits.
+    let model_file = local.join("best_model_per_layer.json");
+    let model: serde_json::Value = serde_json::from_slice(&std::fs::read(&model_file).unwrap()).unwrap();
+    assert_eq!(model["precision_mode"], "per_layer");
+    let layers = model["quantized_model"]["types"]["layers"].as_array().expect("per-layer types");
+    assert!(!layers.is_empty());
+    for layer in layers {
+        for role in ["weights", "biases", "result"] {
+            if let Some(width) = layer[role]["width"].as_u64() {
+                let integer = layer[role]["integer"].as_u64().unwrap();
+                assert!(width <= 8 || width == integer, "{layer}");
+            }
+        }
+    }
+    assert!(model["integer_accuracy"].as_f64().unwrap() > 0.3, "{}", model["integer_accuracy"]);
+    // The hand-off exported it; the report plots accuracy against LUTs.
+    assert!(local.join("best_model_per_layer_hls4ml/model.onnx").exists());
+    let report = std::fs::read_to_string(results.join("report.html")).unwrap();
+    assert!(report.contains("accuracy vs estimated LUTs"), "no LUT plot in the report");
+
+    if std::env::var_os("SNAC_PYTHON").is_none() {
+        snac_core::missing_test_dependency("$SNAC_PYTHON (a Python with hls4ml, qonnx and onnx) is not set");
+        return;
+    }
+    let verified = dir.path().join("verified");
+    let out = run_ok(snac().arg("export").arg(&model_file).arg("--out").arg(&verified).args([
+        "--verify",
+        "--samples",
+        "300",
+    ]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("hls4ml C simulation: 3000 of 3000 outputs bit-identical"), "{stdout}");
+}
+
 /// `snac run` ends with the hand-off for the `synthesis:` precision, with
 /// `hls_config`'s io type, backend and clock period; `snac export` takes
 /// them as flags, and `--verify` checks it with hls4ml's C simulation.

@@ -532,6 +532,9 @@ pub struct LocalSearchConfig {
     pub precision_objective: PrecisionObjective,
     /// `per_layer`: the narrowest width any tensor may take.
     pub min_bits: u32,
+    /// `per_layer`: the precision pair (by `total_bits`) whose best accuracy
+    /// the per-layer model must keep; `None`: the start's own accuracy.
+    pub reference_bits: Option<u32>,
 }
 
 impl LocalSearchConfig {
@@ -546,8 +549,9 @@ impl LocalSearchConfig {
             mode: LocalSearchMode::Combined,
             precision: PrecisionMode::Uniform,
             accuracy_tolerance: DEFAULT_ACCURACY_TOLERANCE,
-            precision_objective: PrecisionObjective::Lut,
+            precision_objective: PrecisionObjective::AvgResource,
             min_bits: DEFAULT_MIN_BITS,
+            reference_bits: None,
         }
     }
 }
@@ -577,7 +581,9 @@ impl PrecisionMode {
     pub const ACCEPTED: &'static str = "uniform, per_layer";
 }
 
-/// `local_search.precision_objective`: what the per-layer width search minimises.
+/// `local_search.precision_objective`: what the per-layer width search
+/// minimises. `avg_resource` by default: LUTs alone would reward widths
+/// whose products move into DSPs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PrecisionObjective {

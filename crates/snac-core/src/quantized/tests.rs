@@ -118,6 +118,85 @@ fn integer_and_float_passes_agree_bit_for_bit_on_random_inputs() {
     }
 }
 
+/// Random per-layer types for every layer of `arch`: widths 2 to 12,
+/// integer bits 1 to 4, saturating; some layers keep the model-wide types.
+fn random_layer_types(arch: &Arch, base: QuantTypes, rng: &mut ChaCha8Rng) -> QuantTypes {
+    let mut types = base;
+    for index in 0..arch.layers().count() {
+        if rng.random_bool(0.2) {
+            continue;
+        }
+        let mut fixed = || {
+            let integer = rng.random_range(1..=4u32);
+            let width = rng.random_range(2..=12u32).max(integer);
+            FixedPoint::new(width, integer, true, Rounding::HalfEven, Overflow::Saturate).unwrap()
+        };
+        let layer = LayerTypes { index, weights: Some(fixed()), biases: Some(fixed()), result: Some(fixed()) };
+        types = types.with_layer(layer);
+    }
+    types
+}
+
+#[test]
+fn per_layer_types_are_used_and_integer_and_float_agree() {
+    let arch = every_activation(6);
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    for _ in 0..8 {
+        let types = random_layer_types(&arch, QuantTypes::from_qkeras(8, 3).unwrap(), &mut rng);
+        let params = random_params(&arch, &mut rng, 2.0);
+        let masks = random_masks(&arch, &mut rng, 0.7);
+        let model = build(&arch, &params, &masks, types.clone()).unwrap();
+        // Every layer holds its own types.
+        for layer in &model.layers {
+            let index = layer.arch_index();
+            match layer {
+                QLayer::Dense { kernel, bias, .. } => {
+                    assert_eq!(kernel.fixed, types.weights_at(index), "layer {index} kernel");
+                    assert_eq!(bias.fixed, types.biases_at(index), "layer {index} bias");
+                }
+                QLayer::Activation { result, .. } | QLayer::BatchNorm { result, .. } => {
+                    assert_eq!(*result, types.result_at(index), "layer {index} result");
+                }
+                _ => {}
+            }
+        }
+        for _ in 0..200 {
+            assert_bit_exact(&model, &random_input(&mut rng, 6, &types.input));
+        }
+        // The types survive a model file.
+        let back: QuantizedModel = serde_json::from_value(serde_json::to_value(&model).unwrap()).unwrap();
+        back.validate().unwrap();
+        assert_eq!(back.types, types);
+    }
+}
+
+#[test]
+fn per_layer_entries_are_checked() {
+    let arch = every_activation(6);
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let params = random_params(&arch, &mut rng, 1.0);
+    let base = QuantTypes::from_qkeras(8, 3).unwrap();
+    let model = build(&arch, &params, &HashMap::new(), base.clone()).unwrap();
+    let layers = arch.layers().count();
+
+    let mut past = model.clone();
+    past.types.layers = vec![LayerTypes::new(layers + 3)];
+    let err = format!("{:#}", past.validate().unwrap_err());
+    assert_mentions(&err, &["types.layers[0].index", &(layers + 3).to_string(), "accepted: 0 to"]);
+
+    let mut twice = model.clone();
+    twice.types.layers = vec![LayerTypes::new(1), LayerTypes::new(1)];
+    let err = format!("{:#}", twice.validate().unwrap_err());
+    assert_mentions(&err, &["types.layers[1].index", "second entry"]);
+
+    let mut bad = model;
+    let mut layer = LayerTypes::new(0);
+    layer.result = Some(FixedPoint { width: 90, ..base.activations });
+    bad.types.layers = vec![layer];
+    let err = format!("{:#}", bad.validate().unwrap_err());
+    assert_mentions(&err, &["types.layers[0].result"]);
+}
+
 /// Every kind of layer that exists in quantized models appears in the test
 /// architecture, so the bit-exact test covers all of them.
 #[test]

@@ -740,6 +740,7 @@ fn local_search(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> Option<LocalSearchConf
     let precision_objective =
         s.opt_choice("precision_objective", "an objective", PrecisionObjective::ACCEPTED, PrecisionObjective::parse);
     let min_bits = s.opt_count_in("min_bits", 1, MAX_BITS as usize).map_or(DEFAULT_MIN_BITS, |n| n as u32);
+    let reference_bits = s.opt_count_in("reference_bits", 1, MAX_BITS as usize).map(|n| n as u32);
     let defaults: Vec<PrecisionPair> =
         DEFAULT_PRECISION_PAIRS.iter().map(|&(total_bits, int_bits)| PrecisionPair { total_bits, int_bits }).collect();
     let mut seen: Vec<(PrecisionPair, String)> = Vec::new();
@@ -760,6 +761,17 @@ fn local_search(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> Option<LocalSearchConf
         seen.push((pair, path.to_string()));
         Some(pair)
     });
+    if let Some(bits) = reference_bits
+        && !precision_pairs.iter().any(|p| p.total_bits == bits)
+    {
+        let listed: Vec<String> = precision_pairs.iter().map(|p| p.total_bits.to_string()).collect();
+        let message = format!(
+            "{bits} is not the total_bits of any precision pair; accepted: one of {}",
+            if listed.is_empty() { "the pairs' total_bits (there are none)".to_string() } else { listed.join(", ") }
+        );
+        let line = s.map.line_of("reference_bits");
+        s.ctx.error(s.path("reference_bits"), line, message);
+    }
     s.finish();
     Some(LocalSearchConfig {
         qat_epochs,
@@ -770,8 +782,9 @@ fn local_search(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> Option<LocalSearchConf
         mode: mode.unwrap_or(LocalSearchMode::Combined),
         precision: precision.unwrap_or(PrecisionMode::Uniform),
         accuracy_tolerance,
-        precision_objective: precision_objective.unwrap_or(PrecisionObjective::Lut),
+        precision_objective: precision_objective.unwrap_or(PrecisionObjective::AvgResource),
         min_bits,
+        reference_bits,
     })
 }
 
