@@ -167,6 +167,14 @@ pub fn check_io_type(model: &QuantizedModel, io_type: IoType) -> Result<()> {
     if io_type == IoType::Parallel {
         return Ok(());
     }
+    // Per-layer types failed our io_stream check: hls4ml's C simulation put
+    // a Conv2d's BatchNorm output on the next activation's type.
+    anyhow::ensure!(
+        model.types.layers.is_empty(),
+        "per-layer precision (types.layers) is not exact in hls4ml's {}: its C simulation gave a BatchNorm's \
+         output the next layer's type; export with io_parallel (checked bit-exact)",
+        io_type.name()
+    );
     for layer in &model.layers {
         match layer {
             QLayer::Dense { rows: 1, .. } | QLayer::Conv2d { .. } | QLayer::BatchNorm { .. } => {}

@@ -201,9 +201,9 @@ fn per_layer_mlp_is_bit_exact() {
 }
 
 #[test]
-fn per_layer_conv_model_streams_bit_exact() {
+fn per_layer_conv_model_is_bit_exact() {
     let arch = stream_model();
-    verify_types(&arch, per_layer_types(&arch, 6), "per_layer", 300, IoType::Stream, Backend::Vivado);
+    verify_types(&arch, per_layer_types(&arch, 6), "per_layer", 300, IoType::Parallel, Backend::Vivado);
 }
 
 #[test]

@@ -92,3 +92,22 @@ fn deep_sets_are_exported() {
         assert!(message.contains("io_stream") && message.contains("io_parallel"), "{message}");
     }
 }
+
+/// Per-layer types export to io_parallel (checked bit-exact in
+/// tests/hls4ml.rs) but io_stream refuses them, saying why: hls4ml's
+/// io_stream C simulation gave a BatchNorm's output the next layer's type.
+#[test]
+fn io_stream_refuses_per_layer_types() {
+    let arch = Arch::new(
+        Shape::Flat(6),
+        vec![Component::mlp("a", 4, Norm::Batch, Activation::Relu), Component::output("out", 3, Activation::Softmax)],
+    );
+    let mut per_layer = model(&arch);
+    let mut relu = snac_core::quantized::LayerTypes::new(2);
+    relu.result = Some(snac_core::fixed::FixedPoint::from_qkeras(6, 1).unwrap());
+    per_layer.types = per_layer.types.clone().with_layer(relu);
+    let message = format!("{:#}", snac_export::check_io_type(&per_layer, IoType::Stream).unwrap_err());
+    assert!(message.contains("per-layer precision") && message.contains("io_parallel"), "{message}");
+    snac_export::check_io_type(&per_layer, IoType::Parallel).unwrap();
+    snac_export::check_io_type(&model(&arch), IoType::Stream).unwrap();
+}

@@ -336,8 +336,9 @@ impl Precision {
 impl LocalRun<'_> {
     /// QAT and pruning at one precision on every fold; writes its model
     /// file and returns its log rows. `first_start` replaces the first
-    /// pipeline's starting weights (the per-layer search's tuned weights).
-    fn run_pair(&self, precision: &Precision, first_start: Option<&Weights>) -> Result<PairOutcome> {
+    /// pipeline's QAT warm-up (the per-layer search's tuned weights and
+    /// their accuracy).
+    fn run_pair(&self, precision: &Precision, first_start: Option<(&Weights, f64)>) -> Result<PairOutcome> {
         let started = Instant::now();
         let data = &self.setup.dataset;
         // One pipeline per fold (or on the train/validation split): each
@@ -355,7 +356,10 @@ impl LocalRun<'_> {
         };
         let mut runs = Vec::with_capacity(splits.len());
         for (fold, (split, start)) in splits.iter().zip(&self.fold_starts).enumerate() {
-            let start = first_start.filter(|_| fold == 0).unwrap_or(start).clone();
+            let start = match first_start.filter(|_| fold == 0) {
+                Some((weights, accuracy)) => Start::Trained(weights.clone(), accuracy),
+                None => Start::Float(start.clone()),
+            };
             runs.push(pipeline(self.arch, self.local, self.mode, start, *split, data.num_classes, &config)?);
         }
         let (rows, (accuracy, position)) = self.fold_rows(precision, &runs);
@@ -440,7 +444,7 @@ impl LocalRun<'_> {
         );
         let model = quantized_model(self.arch, &found.weights, None, &found.spec)?;
         let per_layer = Precision::per_layer(found.spec, precision_search::mean_width_product(&model).sqrt());
-        Ok(self.run_pair(&per_layer, Some(&found.weights))?.rows)
+        Ok(self.run_pair(&per_layer, Some((&found.weights, found.accuracy)))?.rows)
     }
 
     /// The log rows of one precision: the mean accuracy over folds per
@@ -537,6 +541,14 @@ impl LocalRun<'_> {
     }
 }
 
+/// Where a pipeline starts.
+enum Start {
+    /// Weights QAT warms up from.
+    Float(Weights),
+    /// Weights already trained at the pipeline's types, with their validation accuracy.
+    Trained(Weights, f64),
+}
+
 /// One step of a local-search pipeline: QAT (iteration 0) or a pruning iteration.
 struct Step {
     iteration: usize,
@@ -548,20 +560,26 @@ struct Step {
 
 /// QAT warm-up (the lottery-ticket checkpoint, iteration 0), then pruning
 /// iterations with rewinding, on one train/validation split.
-/// `split` is (train, validation).
+/// `split` is (train, validation). `Start::Trained` weights (already QAT-
+/// trained at these types, with their accuracy) are the checkpoint as they are.
 fn pipeline(
     arch: &Arch,
     local: &LocalSearchConfig,
     mode: LocalSearchMode,
-    start: Weights,
+    start: Start,
     (train_split, val_split): (&Split, &Split),
     classes: usize,
     config: &dyn Fn(usize, Option<Masks>) -> TrainConfig,
 ) -> Result<Vec<Step>> {
-    let warm = train_from(arch, start, train_split, val_split, classes, &config(local.qat_epochs.max(1), None))?;
-    let checkpoint = warm.weights;
-    let mut steps =
-        vec![Step { iteration: 0, target: 0.0, accuracy: warm.val_accuracy, weights: checkpoint.clone(), masks: None }];
+    let (checkpoint, accuracy) = match start {
+        Start::Float(weights) => {
+            let warm =
+                train_from(arch, weights, train_split, val_split, classes, &config(local.qat_epochs.max(1), None))?;
+            (warm.weights, warm.val_accuracy)
+        }
+        Start::Trained(weights, accuracy) => (weights, accuracy),
+    };
+    let mut steps = vec![Step { iteration: 0, target: 0.0, accuracy, weights: checkpoint.clone(), masks: None }];
     if mode != LocalSearchMode::QatOnly {
         let mut current = checkpoint.clone();
         for iteration in 1..=local.pruning_iterations {
