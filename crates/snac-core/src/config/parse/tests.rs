@@ -968,3 +968,29 @@ fn exportable_only_with_nothing_left_is_an_error() {
     assert!(parse(&with("search_space:\n  act_space: [gelu]\n  exportable_only: true\n")).is_ok());
     assert!(parse(&format!("{DEEPSETS}search_space: {{exportable_only: true}}\n")).is_ok());
 }
+
+#[test]
+fn per_layer_precision_keys() {
+    let local = parse(&with("local_search: {qat_epochs: 1}\n")).unwrap().local_search.unwrap();
+    assert_eq!(local.precision, crate::config::PrecisionMode::Uniform);
+    assert_eq!(local.precision_objective, crate::config::PrecisionObjective::AvgResource);
+    assert_eq!((local.accuracy_tolerance, local.min_bits, local.reference_bits), (0.005, 2, None));
+    let text = with(
+        "local_search:\n  precision: per-layer\n  reference_bits: 8\n  accuracy_tolerance: 0.01\n  precision_objective: lut\n  min_bits: 3\n",
+    );
+    let local = parse(&text).unwrap().local_search.unwrap();
+    assert_eq!(local.precision, crate::config::PrecisionMode::PerLayer);
+    assert_eq!(local.precision_objective, crate::config::PrecisionObjective::Lut);
+    assert_eq!((local.accuracy_tolerance, local.min_bits, local.reference_bits), (0.01, 3, Some(8)));
+}
+
+#[test]
+fn bad_per_layer_precision_keys() {
+    let message = single_error(&with("local_search:\n  precision: mixed\n"), "local_search.precision", 4);
+    assert_mentions(&message, &["mixed", "uniform, per_layer"]);
+    let text = with("local_search:\n  precision_pairs: [{total_bits: 8, int_bits: 3}]\n  reference_bits: 6\n");
+    let message = single_error(&text, "local_search.reference_bits", 5);
+    assert_mentions(&message, &["6", "accepted: one of 8"]);
+    let message = single_error(&with("local_search:\n  accuracy_tolerance: 2\n"), "local_search.accuracy_tolerance", 4);
+    assert_mentions(&message, &["2", "fraction from 0 to 1"]);
+}
