@@ -258,7 +258,7 @@ fn readme(model: &QuantizedModel, settings: &ExportSettings) -> String {
         "# {name}: hand-off to hls4ml
 
 Exported by snac-pack from a quantized, pruned model ({arch}).
-Input type {input}, weights {weights}, activations {activations}.
+Types: {types}.
 
 | file | what |
 |---|---|
@@ -299,9 +299,7 @@ the arg-max).
 ",
         name = settings.project_name,
         arch = model.arch.summary(),
-        input = model.types.input,
-        weights = model.types.weights,
-        activations = model.types.activations,
+        types = model.types.describe(),
         part = settings.board.part,
         reuse = settings.reuse_factor,
         strategy = settings.strategy,

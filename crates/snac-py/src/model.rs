@@ -65,15 +65,7 @@ impl Model {
 
     /// The architecture in one line and the fixed-point types.
     fn describe(&self) -> String {
-        let t = &self.inner.types;
-        format!(
-            "{}; input {}, weights {}, biases {}, activations {}",
-            self.inner.arch.summary(),
-            t.input,
-            t.weights,
-            t.biases,
-            t.activations
-        )
+        format!("{}; {}", self.inner.arch.summary(), self.inner.types.describe())
     }
 
     /// The model as JSON text (the file format).

@@ -385,37 +385,38 @@ impl LocalRun<'_> {
         Ok(PairOutcome { rows, checkpoint: runs[0][0].weights.clone() })
     }
 
-    /// `precision: per_layer`: searches per-layer widths from the most
-    /// accurate pair's QAT weights, keeping its best accuracy within the
-    /// tolerance ([`precision_search`]), writes the candidates' log, and
-    /// runs QAT and pruning at the widths found. Returns their log rows.
+    /// `precision: per_layer`: searches per-layer widths ([`precision_search`])
+    /// from the QAT weights of the `reference_bits` pair, keeping its best
+    /// accuracy within the tolerance, or without it from the most accurate
+    /// pair, keeping its own; writes the candidates' log, and runs QAT and
+    /// pruning at the widths found. Returns their log rows.
     fn per_layer(&self, precisions: &[Precision], outcomes: &[PairOutcome]) -> Result<Vec<LogRow>> {
         let started = Instant::now();
         let best = |o: &PairOutcome| o.rows.iter().map(|r| r.accuracy).fold(f64::NEG_INFINITY, f64::max);
-        // The most accurate pair; on a tie the narrower one.
-        let Some((precision, outcome)) = precisions
-            .iter()
-            .zip(outcomes)
-            .filter(|(p, _)| p.quant.is_some())
-            .max_by(|(pa, a), (pb, b)| best(a).total_cmp(&best(b)).then(pb.total_bits.cmp(&pa.total_bits)))
-        else {
-            anyhow::bail!("local_search.precision per_layer needs at least one precision pair");
-        };
-        // The accuracy to keep: the reference pair's best, or the start's own.
-        let reference = match self.local.reference_bits {
+        let pairs = || precisions.iter().zip(outcomes).filter(|(p, _)| p.quant.is_some());
+        let (start, reference) = match self.local.reference_bits {
             Some(bits) => {
-                let Some((_, reference)) = precisions.iter().zip(outcomes).find(|(p, _)| p.total_bits == bits) else {
+                let Some(pair) = pairs().find(|(p, _)| p.total_bits == bits) else {
                     anyhow::bail!("local_search.reference_bits: no precision pair has total_bits {bits}");
                 };
-                Some(best(reference))
+                (pair, Some(best(pair.1)))
             }
-            None => None,
+            // The most accurate pair; on a tie the narrower one.
+            None => {
+                let most_accurate = pairs()
+                    .max_by(|(pa, a), (pb, b)| best(a).total_cmp(&best(b)).then(pb.total_bits.cmp(&pa.total_bits)));
+                let Some(pair) = most_accurate else {
+                    anyhow::bail!("local_search.precision per_layer needs at least one precision pair");
+                };
+                (pair, None)
+            }
         };
+        let (precision, outcome) = start;
         log::info!(
             "per-layer precision: from {} (best accuracy {:.4}), keeping {} within {}",
             precision.label,
             best(outcome),
-            reference.map_or("the start's accuracy".to_string(), |r| format!("{r:.4}")),
+            reference.map_or("its QAT accuracy".to_string(), |r| format!("{r:.4}")),
             self.local.accuracy_tolerance
         );
         let data = &self.setup.dataset;

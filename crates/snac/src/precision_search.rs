@@ -18,7 +18,8 @@
 //! How (chosen by measurement, see the closing note of issue 22 and
 //! `docs/per-layer-precision.md`): greedy width reduction by sensitivity,
 //! then QAT at the widths found, in rounds.
-//! 1. Start from the most accurate uniform pair's QAT weights and widths.
+//! 1. Start from the QAT weights and widths of the `reference_bits` pair,
+//!    or without it of the most accurate pair.
 //! 2. [`descend`]: lower every width together while the post-training
 //!    quantized accuracy stays above the floor; then, one bit at a time,
 //!    lower the tensor that saves the most cost per accuracy lost, while the
@@ -27,9 +28,9 @@
 //!    and an estimate: milliseconds for an MLP).
 //! 3. QAT at the widths found (`qat_epochs`). Accepted when its accuracy
 //!    reaches the target and its cost is lower; then another round from
-//!    the tuned weights. When QAT cannot reach the target, the widths
-//!    halfway back to the accepted ones are tried, and so on (3 QAT runs a
-//!    round at most, 3 rounds).
+//!    the tuned weights. When QAT cannot reach the target, the widths one
+//!    bit wider everywhere are tried, and so on (3 QAT runs a round at
+//!    most, 3 rounds).
 //!
 //! The post-training floor is the target minus the tolerance again: QAT
 //! recovers about that much, so the descent may go a little past what
@@ -55,8 +56,7 @@ pub const SEARCH_LOG_FILE: &str = "precision_search_log.csv";
 /// Rounds of descent and QAT at most.
 const MAX_ROUNDS: usize = 3;
 
-/// QAT runs per round at most: the widths found, then halfway back to the
-/// accepted ones, and so on.
+/// QAT runs per round at most: the widths found, then one bit wider, and so on.
 const QAT_TRIES: usize = 3;
 
 /// Training samples per forward pass when measuring ranges.
@@ -133,20 +133,7 @@ pub fn spec_of(base: &QuantTypes, units: &[Unit], widths: &[u32]) -> Result<Quan
 
 /// `in8 0:w6 1:a5 …`: the input's and each layer's widths, for the logs.
 pub fn describe_widths(spec: &QuantTypes) -> String {
-    let input = format!("in{}", spec.input.width);
-    std::iter::once(input)
-        .chain(spec.layers.iter().map(|l| {
-            let mut parts = Vec::new();
-            if let Some(w) = l.weights {
-                parts.push(format!("w{}", w.width));
-            }
-            if let Some(r) = l.result {
-                parts.push(format!("a{}", r.width));
-            }
-            format!("{}:{}", l.index, parts.join("/"))
-        }))
-        .collect::<Vec<_>>()
-        .join(" ")
+    spec.widths_summary()
 }
 
 /// The tensors of `model` whose widths are searched, with integer bits from
@@ -319,25 +306,28 @@ pub fn estimate_model(setup: &SearchSetup, model: &QuantizedModel) -> Option<Est
 /// uniform width would need to cost the same bit operations, squared.
 pub fn mean_width_product(model: &QuantizedModel) -> f64 {
     let ones = snac_core::cost::effective_bops(&model.arch, &[], 1.0, 1.0).unwrap_or(f64::NAN);
-    let dense: Vec<Option<usize>> = Vec::new();
-    let kernels = model.kernel_layers();
-    let widths = |index: usize| {
-        kernels.iter().find(|k| k.index == index).map_or((0.0, 0.0), |k| (k.weight_bits as f64, k.input_bits as f64))
-    };
-    snac_core::cost::effective_bops_per_layer(&model.arch, &dense, &widths).unwrap_or(f64::NAN) / ones
+    bops_at_widths(model, false) / ones
 }
 
 /// Bit operations of a quantized model with its real widths and nonzero weights.
 pub fn model_bops(model: &QuantizedModel) -> f64 {
+    bops_at_widths(model, true)
+}
+
+/// Bit operations at the model's real widths, of its nonzero weights
+/// (`nonzero`) or of all of them.
+fn bops_at_widths(model: &QuantizedModel, nonzero: bool) -> f64 {
     let kernels = model.kernel_layers();
-    let mut nonzero = vec![None; model.arch.layers().count()];
-    for k in &kernels {
-        nonzero[k.index] = Some(k.nonzero);
+    let mut counts = vec![None; model.arch.layers().count()];
+    if nonzero {
+        for k in &kernels {
+            counts[k.index] = Some(k.nonzero);
+        }
     }
     let widths = |index: usize| {
         kernels.iter().find(|k| k.index == index).map_or((0.0, 0.0), |k| (k.weight_bits as f64, k.input_bits as f64))
     };
-    snac_core::cost::effective_bops_per_layer(&model.arch, &nonzero, &widths).unwrap_or(f64::NAN)
+    snac_core::cost::effective_bops_per_layer(&model.arch, &counts, &widths).unwrap_or(f64::NAN)
 }
 
 /// The search's result: the types found, the QAT weights at them, and every candidate.
@@ -356,7 +346,7 @@ pub struct Search<'a> {
     pub base: &'a TrainConfig,
     /// (train, validation).
     pub split: (&'a Split, &'a Split),
-    /// The most accurate uniform pair: its types and QAT weights.
+    /// Where the search starts: a pair's types and QAT weights.
     pub start_spec: &'a QuantSpec,
     pub start_weights: &'a Weights,
     /// The accuracy to keep (`local_search.reference_bits`' pair's best);
@@ -444,8 +434,10 @@ impl Search<'_> {
                 break;
             }
             let mut accepted = false;
-            // The widths found; when QAT cannot keep the target there,
-            // halfway back to the accepted widths, and so on.
+            // The widths found; when QAT cannot keep the target there, one
+            // bit wider everywhere, and so on. (Halfway back to wide
+            // accepted widths would jump over the point where products
+            // move from LUTs to DSPs, and the estimate with it.)
             let mut attempt = lowered;
             for _ in 0..QAT_TRIES {
                 if attempt == widths {
@@ -466,7 +458,8 @@ impl Search<'_> {
                         break;
                     }
                 }
-                attempt = widths.iter().zip(&attempt).map(|(&a, &b)| (a + b).div_ceil(2)).collect();
+                // One bit wider everywhere, at most the accepted widths.
+                attempt = widths.iter().zip(&attempt).map(|(&accepted, &a)| (a + 1).min(accepted)).collect();
             }
             if !accepted {
                 break;

@@ -532,8 +532,9 @@ pub struct LocalSearchConfig {
     pub precision_objective: PrecisionObjective,
     /// `per_layer`: the narrowest width any tensor may take.
     pub min_bits: u32,
-    /// `per_layer`: the precision pair (by `total_bits`) whose best accuracy
-    /// the per-layer model must keep; `None`: the start's own accuracy.
+    /// `per_layer`: the precision pair (by `total_bits`) the search starts
+    /// from and whose best accuracy the per-layer model must keep; `None`:
+    /// the most accurate pair, keeping its QAT accuracy.
     pub reference_bits: Option<u32>,
 }
 

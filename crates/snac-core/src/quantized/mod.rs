@@ -152,6 +152,39 @@ impl QuantTypes {
         self
     }
 
+    /// `in8 0:w6 1:a5 …`: the input's width and each per-layer entry's
+    /// kernel (`w`) and output (`a`) widths, by arch index.
+    pub fn widths_summary(&self) -> String {
+        let input = format!("in{}", self.input.width);
+        std::iter::once(input)
+            .chain(self.layers.iter().map(|l| {
+                let mut parts = Vec::new();
+                if let Some(w) = l.weights {
+                    parts.push(format!("w{}", w.width));
+                }
+                if let Some(r) = l.result {
+                    parts.push(format!("a{}", r.width));
+                }
+                format!("{}:{}", l.index, parts.join("/"))
+            }))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The types in one line: the model-wide ones, and the per-layer
+    /// widths when there are any.
+    pub fn describe(&self) -> String {
+        let uniform = format!(
+            "input {}, weights {}, biases {}, activations {}",
+            self.input, self.weights, self.biases, self.activations
+        );
+        if self.layers.is_empty() {
+            uniform
+        } else {
+            format!("{uniform}; per layer (kernel w / output a bits): {}", self.widths_summary())
+        }
+    }
+
     /// Every distinct type these use, with its key path (for checks).
     pub fn named(&self) -> Vec<(String, FixedPoint)> {
         let mut named = vec![

@@ -759,3 +759,17 @@ proptest! {
 thread_local! {
     static MODELS: Vec<Value> = model_jsons();
 }
+
+#[test]
+fn types_describe_their_per_layer_widths() {
+    let uniform = QuantTypes::from_qkeras(8, 3).unwrap();
+    assert!(!uniform.describe().contains("per layer"), "{}", uniform.describe());
+    let narrow = FixedPoint::new(5, 2, true, Rounding::HalfEven, Overflow::Saturate).unwrap();
+    let mut dense = LayerTypes::new(0);
+    dense.weights = Some(narrow);
+    let mut relu = LayerTypes::new(2);
+    relu.result = Some(FixedPoint { width: 6, ..narrow });
+    let types = uniform.with_layer(relu).with_layer(dense);
+    assert_eq!(types.widths_summary(), "in8 0:w5 2:a6", "entries sorted by layer");
+    assert!(types.describe().ends_with("per layer (kernel w / output a bits): in8 0:w5 2:a6"), "{}", types.describe());
+}

@@ -8,7 +8,7 @@ use crate::folds::FoldsOutcome;
 use crate::setup::SearchSetup;
 use anyhow::{Context, Result};
 use snac_core::arch::{Arch, BlockType, Component, Layer, Shape};
-use snac_core::config::{self, LocalSearchConfig};
+use snac_core::config::{self, LocalSearchConfig, PrecisionMode};
 use snac_core::search::Distribution;
 use snac_core::space::{self, Suggest};
 use std::path::Path;
@@ -262,6 +262,19 @@ fn time_local_search(
     if let [one, many] = timings[..] {
         println!("local search speed-up from {workers} workers: {:.2}×", one / many);
     }
+    // The same with per-layer precision: the pairs, the width search and
+    // its QAT + pruning (issue 22's budget: 10 s on tutorial 1).
+    let per_layer = LocalSearchConfig { precision: PrecisionMode::PerLayer, ..local.clone() };
+    let started = Instant::now();
+    let rows = crate::local_search::run(setup, &per_layer, arch, Some(weights.clone()), &dir, local.mode)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let uniform = timings.last().copied().unwrap_or(f64::NAN);
+    println!(
+        "local search with per-layer precision ({} rows, {} worker(s)): {seconds:.2} s, {:.2}× the uniform one",
+        rows.len(),
+        workers.max(1),
+        seconds / uniform
+    );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
