@@ -78,14 +78,14 @@ impl SamplerChoice {
             tpe_multivariate: multivariate && kind == SamplerKind::Tpe,
             why,
         };
-        let model = if multivariate { "a joint model of each group of parameters" } else { "a model per parameter" };
+        let model = if multivariate { "one joint model per group of parameters" } else { "one model per parameter" };
         match kind {
             SamplerKind::Auto if n_trials <= AUTO_TPE_MAX_TRIALS => choice(
                 SamplerKind::Tpe,
                 population.unwrap_or(50),
                 format!(
                     "search.sampler auto: TPE for a budget of {n_trials} trials (≤ {AUTO_TPE_MAX_TRIALS}; \
-                     {n_startup_trials} random trials, then {model} of the finished ones)"
+                     {n_startup_trials} random trials, then {model}, learnt from the finished trials)"
                 ),
             ),
             SamplerKind::Auto => {
@@ -142,7 +142,7 @@ mod tests {
         let pick = |n, population| SamplerChoice::resolve(SamplerKind::Auto, n, population, 10, None);
         assert_eq!((pick(10, None).kind, pick(10, None).tpe_multivariate), (SamplerKind::Tpe, true));
         assert_eq!(pick(AUTO_TPE_MAX_TRIALS, None).kind, SamplerKind::Tpe);
-        assert!(pick(50, None).why.contains("joint model"), "{}", pick(50, None).why);
+        assert!(pick(50, None).why.contains("one joint model per group"), "{}", pick(50, None).why);
         let large = pick(AUTO_TPE_MAX_TRIALS + 1, None);
         assert_eq!((large.kind, large.population_size), (SamplerKind::Nsga2, 30));
         assert_eq!(pick(5000, None).population_size, 100);
@@ -159,7 +159,7 @@ mod tests {
         let tpe = |kind, given| SamplerChoice::resolve(kind, 50, None, 10, Some(given));
         assert!(tpe(SamplerKind::Tpe, true).tpe_multivariate && !tpe(SamplerKind::Auto, false).tpe_multivariate);
         assert!(tpe(SamplerKind::Tpe, true).why.contains("multivariate"));
-        assert!(tpe(SamplerKind::Auto, false).why.contains("a model per parameter"));
+        assert!(tpe(SamplerKind::Auto, false).why.contains("one model per parameter"));
     }
 
     #[test]
