@@ -352,6 +352,10 @@ pub struct SearchConfig {
     pub population_size_given: bool,
     /// TPE's random trials before it models anything; Optuna's default 10.
     pub n_startup_trials: usize,
+    /// `search.tpe_multivariate`: TPE models the parameters that occur
+    /// together jointly (Optuna's `multivariate=True, group=True`). Unset:
+    /// yes for `auto`, no for `tpe` (Optuna's default).
+    pub tpe_multivariate: Option<bool>,
     /// Parallel trials; `None` = number of cores.
     pub workers: Option<usize>,
     /// Storage URL; `None` = SQLite file `study.db` in the results dir.

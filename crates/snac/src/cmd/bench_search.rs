@@ -177,8 +177,14 @@ fn run_search(
     experiment.search.workers = Some(1);
     experiment.search.pruner = entry.pruner;
     let setup = SearchSetup::with_dataset(experiment, (*base.dataset).clone())?;
-    let choice =
-        SamplerChoice::resolve(entry.kind, entry.trials, entry.population, setup.experiment.search.n_startup_trials);
+    let search = &setup.experiment.search;
+    let choice = SamplerChoice::resolve(
+        entry.kind,
+        entry.trials,
+        entry.population,
+        search.n_startup_trials,
+        search.tpe_multivariate,
+    );
     let storage = snac_core::storage::open("memory:")?;
     let study = Study::create_or_load(storage, "bench", &setup.directions(), choice.build(1), seed)?;
     let pruning = crate::pruning::Pruning::of(&setup, &study);
@@ -260,8 +266,14 @@ pub fn bench_search(args: &SearchBenchArgs) -> Result<ExitCode> {
     let names: Vec<String> = entries
         .iter()
         .map(|e| {
-            let choice =
-                SamplerChoice::resolve(e.kind, e.trials, e.population, base.experiment.search.n_startup_trials);
+            let search = &base.experiment.search;
+            let choice = SamplerChoice::resolve(
+                e.kind,
+                e.trials,
+                e.population,
+                search.n_startup_trials,
+                search.tpe_multivariate,
+            );
             format!("{} = {}", e.label, choice.why)
         })
         .collect();

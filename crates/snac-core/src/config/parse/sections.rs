@@ -372,6 +372,7 @@ fn search(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> SearchConfig {
     let population_size_given = s.map.get("population_size").is_some();
     let population_size = s.count_or("population_size", 2, 50);
     let n_startup_trials = s.count_or("n_startup_trials", 0, 10);
+    let tpe_multivariate = s.map.get("tpe_multivariate").is_some().then(|| s.bool_or("tpe_multivariate", false));
     let workers = s.opt_count("workers", 1);
     let storage = s.opt_string("storage", "a storage URL");
     let study_name = s.opt_string("study_name", "a study name");
@@ -443,6 +444,7 @@ fn search(ctx: &mut Ctx<'_>, root: &mut Map<'_>) -> SearchConfig {
         population_size,
         population_size_given,
         n_startup_trials,
+        tpe_multivariate,
         workers,
         storage,
         study_name,

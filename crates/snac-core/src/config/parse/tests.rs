@@ -54,7 +54,7 @@ fn minimal_config_gets_defaults() {
     assert!(!search.use_hardware_metrics);
     assert_eq!(search.objectives, vec![(Objective::PerformanceMetric, true), (Objective::Bops, false)]);
     assert_eq!((search.seed, search.sampler, search.population_size), (42, SamplerKind::Auto, 50));
-    assert_eq!((search.n_startup_trials, search.population_size_given), (10, false));
+    assert_eq!((search.n_startup_trials, search.population_size_given, search.tpe_multivariate), (10, false, None));
     assert_eq!((search.workers, search.storage.as_deref(), search.study_name.as_deref()), (None, None, None));
     assert_eq!((search.batch_size, search.learning_rate), (128, 1e-3));
     assert_eq!(search.early_stopping_patience, 3);
@@ -100,8 +100,10 @@ fn extensions_are_read() {
     assert!(experiment.search_space.attention_scale);
     let text = "dataset: {name: digits}\nsearch:\n  model_type: MLP\n  seed: 7\n  sampler: random\n  \
                 population_size: 8\n  workers: 2\n  storage: sqlite:///x.db\n  study_name: s\n  batch_size: 32\n  \
-                learning_rate: 0.01\n  patience: 0\n  min_layers: 1\n  max_layers: 1\n  objective_names: [params, accuracy]\n";
+                learning_rate: 0.01\n  patience: 0\n  min_layers: 1\n  max_layers: 1\n  objective_names: [params, accuracy]\n  \
+                tpe_multivariate: false\n";
     let search = parse(text).unwrap().search;
+    assert_eq!(search.tpe_multivariate, Some(false));
     assert_eq!(
         (search.seed, search.sampler, search.population_size, search.workers),
         (7, SamplerKind::Random, 8, Some(2))

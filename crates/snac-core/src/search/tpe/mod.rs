@@ -1,8 +1,9 @@
 //! Tree-structured Parzen Estimator for several objectives (MOTPE), with the
-//! semantics of Optuna 4.5's `TPESampler` (univariate, the default): after
-//! `n_startup_trials` random trials, the finished trials are split into a
-//! good ("below") set of `gamma(n) = min(⌈n / 10⌉, 25)` trials and the rest;
-//! each parameter gets one Parzen estimator ([`parzen`]) per set, 24
+//! semantics of Optuna 4.5's `TPESampler` (univariate, its default, or
+//! multivariate, optionally grouped): after `n_startup_trials` random
+//! trials, the finished trials are split into a good ("below") set of
+//! `gamma(n) = min(⌈n / 10⌉, 25)` trials and the rest; each parameter (or
+//! each joint space) gets one Parzen estimator ([`parzen`]) per set, 24
 //! candidates are drawn from the good one, and the candidate with the
 //! largest log l(x) − log g(x) wins.
 //!
@@ -18,14 +19,15 @@
 //! (system attribute [`crate::trial::CONSTRAINTS_KEY`]); a trial without
 //! them then counts as infinitely infeasible, as in Optuna.
 //!
-//! Conditional parameters: Optuna's independent sampling. Each parameter is
-//! sampled by itself over the trials that have it (with the same
-//! distribution): a width that exists only with four layers learns from
-//! the trials with at least four layers, while the split into good and bad
-//! uses every trial. `group=True` would instead model the parameters that
-//! always occur together jointly, which needs `multivariate`; our spaces'
-//! parameters are mostly categorical with few choices, where the joint
-//! model gains little, and the independent form keeps one code path.
+//! Conditional parameters: by default Optuna's independent sampling. Each
+//! parameter is sampled by itself over the trials that have it (with the
+//! same distribution): a width that exists only with four layers learns
+//! from the trials with at least four layers, while the split into good and
+//! bad uses every trial. With `multivariate` (Optuna's `multivariate=True`)
+//! the parameters of a space are drawn jointly ([`multivariate`], from
+//! [`Sampler::sample_relative`]); with `group` too, each group of
+//! parameters that occur in exactly the same trials (`num_layers` and layer
+//! 0; layer 1; ...) is its own space. `search.sampler: auto` uses both.
 //!
 //! Parallel workers: instead of Optuna's `constant_liar`, trial n learns
 //! from the trials numbered at most n − `lag` and waits ([`Sampler::ready`])
@@ -36,15 +38,19 @@
 //! parameters are unknown when the next trial is drawn (they are drawn
 //! define-by-run), so a liar could not be reproducible.
 
+pub mod multivariate;
 pub mod parzen;
 
+use super::RelativeSample;
 use super::pareto::{dominates, hypervolume_losses, non_domination_ranks, trial_violation};
 use super::{Sampler, StudyView};
 use crate::trial::{Direction, Distribution, FrozenTrial, TrialState};
 use anyhow::Result;
+use multivariate::{JointParzen, Space, intersection_space, row_of, search_space_groups, value_of};
 use parzen::{EPS, ParzenEstimator};
 use rand::RngCore;
 use std::cmp::Ordering;
+use std::collections::BTreeMap;
 
 /// TPE sampler. The defaults are Optuna's (`lag` 1: sequential).
 #[derive(Clone, Debug, PartialEq)]
@@ -57,11 +63,51 @@ pub struct TpeSampler {
     pub prior_weight: f64,
     /// Trial n learns from trials 0..=n − lag (see the module docs).
     pub lag: usize,
+    /// Model the parameters jointly (Optuna's `multivariate`; see
+    /// [`multivariate`]).
+    pub multivariate: bool,
+    /// With `multivariate`: one joint model per group of parameters that
+    /// occur together (Optuna's `group`).
+    pub group: bool,
 }
 
 impl Default for TpeSampler {
     fn default() -> Self {
-        TpeSampler { n_startup_trials: 10, n_ei_candidates: 24, prior_weight: 1.0, lag: 1 }
+        TpeSampler {
+            n_startup_trials: 10,
+            n_ei_candidates: 24,
+            prior_weight: 1.0,
+            lag: 1,
+            multivariate: false,
+            group: false,
+        }
+    }
+}
+
+/// The finished trials split into good and bad, with the good ones' MOTPE
+/// weights (several objectives) by trial.
+struct Split<'a> {
+    below: Vec<&'a FrozenTrial>,
+    above: Vec<&'a FrozenTrial>,
+    /// One per `below` trial with several objectives, else `None`.
+    below_weights: Option<Vec<f64>>,
+}
+
+impl<'a> Split<'a> {
+    fn of(visible: &[&'a FrozenTrial], directions: &[Direction]) -> Split<'a> {
+        let constrained = visible.iter().any(|t| t.constraints().is_some());
+        let (below, above) = split_trials(visible, default_gamma(visible.len()), directions, constrained);
+        let below_weights = (directions.len() > 1).then(|| weights_below(&below, directions, constrained));
+        Split { below, above, below_weights }
+    }
+
+    /// The weights of the good trials for which `has` holds (MOTPE's, or
+    /// Optuna's `default_weights` of their number).
+    fn weights_where(&self, has: impl Fn(&FrozenTrial) -> bool) -> Vec<f64> {
+        match &self.below_weights {
+            Some(all) => self.below.iter().zip(all).filter(|(t, _)| has(t)).map(|(_, w)| *w).collect(),
+            None => default_weights(self.below.iter().filter(|t| has(t)).count()),
+        }
     }
 }
 
@@ -362,26 +408,85 @@ impl TpeSampler {
         name: &str,
         distribution: &Distribution,
     ) -> (ParzenEstimator, ParzenEstimator) {
-        let constrained = visible.iter().any(|t| t.constraints().is_some());
-        let (below, above) = split_trials(visible, default_gamma(visible.len()), directions, constrained);
-        let value = |t: &FrozenTrial| t.params.get(name).filter(|(d, _)| d == distribution).map(|(_, v)| *v);
-        let below_weights = if directions.len() > 1 {
-            let all = weights_below(&below, directions, constrained);
-            below.iter().zip(all).filter(|(t, _)| value(t).is_some()).map(|(_, w)| w).collect()
-        } else {
-            default_weights(below.iter().filter(|t| value(t).is_some()).count())
-        };
-        let below_values: Vec<f64> = below.iter().filter_map(|t| value(t)).collect();
-        let above_values: Vec<f64> = above.iter().filter_map(|t| value(t)).collect();
+        let split = Split::of(visible, directions);
+        self.estimators_of(&split, name, distribution)
+    }
+
+    fn estimators_of(
+        &self,
+        split: &Split<'_>,
+        name: &str,
+        distribution: &Distribution,
+    ) -> (ParzenEstimator, ParzenEstimator) {
+        let below_weights = split.weights_where(|t| value_of(t, name, distribution).is_some());
+        let below_values: Vec<f64> = split.below.iter().filter_map(|t| value_of(t, name, distribution)).collect();
+        let above_values: Vec<f64> = split.above.iter().filter_map(|t| value_of(t, name, distribution)).collect();
         let above_weights = default_weights(above_values.len());
+        // Optuna's multivariate sampler draws the parameters outside its
+        // joint space with the multivariate widths too (d = 1).
+        let dims = self.multivariate.then_some(1);
+        let build = |values: &[f64], weights: &[f64]| {
+            ParzenEstimator::with_bandwidth(values, weights, distribution, self.prior_weight, dims)
+        };
+        (build(&below_values, &below_weights), build(&above_values, &above_weights))
+    }
+
+    /// The good and bad joint estimators of `space`, from the trials that
+    /// have all of its parameters.
+    pub fn joint_estimators(
+        &self,
+        visible: &[&FrozenTrial],
+        directions: &[Direction],
+        space: &Space,
+    ) -> (JointParzen, JointParzen) {
+        self.joint_estimators_of(&Split::of(visible, directions), space)
+    }
+
+    fn joint_estimators_of(&self, split: &Split<'_>, space: &Space) -> (JointParzen, JointParzen) {
+        let distributions: Vec<&Distribution> = space.values().collect();
+        let below_weights = split.weights_where(|t| row_of(t, space).is_some());
+        let below_rows: Vec<Vec<f64>> = split.below.iter().filter_map(|t| row_of(t, space)).collect();
+        let above_rows: Vec<Vec<f64>> = split.above.iter().filter_map(|t| row_of(t, space)).collect();
+        let above_weights = default_weights(above_rows.len());
         (
-            ParzenEstimator::new(&below_values, &below_weights, distribution, self.prior_weight),
-            ParzenEstimator::new(&above_values, &above_weights, distribution, self.prior_weight),
+            JointParzen::new(&below_rows, &below_weights, &distributions, self.prior_weight),
+            JointParzen::new(&above_rows, &above_weights, &distributions, self.prior_weight),
         )
+    }
+
+    /// The spaces sampled jointly: the groups, or the intersection.
+    pub fn relative_spaces(&self, visible: &[&FrozenTrial]) -> Vec<Space> {
+        if self.group { search_space_groups(visible) } else { vec![intersection_space(visible)] }
     }
 }
 
 impl Sampler for TpeSampler {
+    /// With `multivariate`: each joint space's parameters, drawn together
+    /// (the best of `n_ei_candidates` joint candidates).
+    fn sample_relative(
+        &self,
+        study: &StudyView<'_>,
+        trial_number: u64,
+        rng: &mut dyn RngCore,
+    ) -> Result<RelativeSample> {
+        if !self.multivariate {
+            return Ok(RelativeSample::default());
+        }
+        let visible = self.visible(study, trial_number);
+        if visible.len() < self.n_startup_trials || visible.is_empty() {
+            return Ok(RelativeSample::default());
+        }
+        let split = Split::of(&visible, study.directions);
+        let mut params = BTreeMap::new();
+        for space in self.relative_spaces(&visible).iter().filter(|s| !s.is_empty()) {
+            let (below, above) = self.joint_estimators_of(&split, space);
+            let candidates: Vec<Vec<f64>> = (0..self.n_ei_candidates.max(1)).map(|_| below.sample(rng)).collect();
+            let best = argmax(candidates.iter().map(|x| below.log_pdf(x) - above.log_pdf(x)));
+            params.extend(space.keys().cloned().zip(candidates[best].iter().copied()));
+        }
+        Ok(RelativeSample { params, system_attrs: BTreeMap::new() })
+    }
+
     /// Trial n waits until every trial numbered at most n − lag has finished.
     fn ready(&self, study: &StudyView<'_>, trial_number: u64) -> bool {
         let lag = self.lag.max(1) as u64;
@@ -404,7 +509,7 @@ impl Sampler for TpeSampler {
         if visible.len() < self.n_startup_trials || visible.is_empty() {
             return Ok(distribution.sample(rng));
         }
-        let (below, above) = self.estimators(&visible, study.directions, name, distribution);
+        let (below, above) = self.estimators_of(&Split::of(&visible, study.directions), name, distribution);
         let candidates: Vec<f64> = (0..self.n_ei_candidates.max(1)).map(|_| below.sample(rng)).collect();
         let scores = candidates.iter().map(|&x| below.log_pdf(x) - above.log_pdf(x));
         Ok(candidates[argmax(scores)])

@@ -51,6 +51,21 @@ impl ParzenEstimator {
     /// with their `weights` (one each, not necessarily normalised) and the
     /// prior's weight.
     pub fn new(observations: &[f64], weights: &[f64], distribution: &Distribution, prior_weight: f64) -> Self {
+        Self::with_bandwidth(observations, weights, distribution, prior_weight, None)
+    }
+
+    /// Like [`new`](Self::new), with the numerical kernels' widths of
+    /// Optuna's multivariate TPE when `joint_dims` is `Some(d)` (the number
+    /// of parameters modelled together, this one included): every kernel gets
+    /// 0.2 · max(n, 1)^(−1/(d + 4)) · range (n observations), clipped as in
+    /// the univariate rule; `None` is the univariate rule (neighbour gaps).
+    pub fn with_bandwidth(
+        observations: &[f64],
+        weights: &[f64],
+        distribution: &Distribution,
+        prior_weight: f64,
+        joint_dims: Option<usize>,
+    ) -> Self {
         assert_eq!(observations.len(), weights.len(), "one weight per observation");
         let mut mixture: Vec<f64> = weights.to_vec();
         mixture.push(if observations.is_empty() { 1.0 } else { prior_weight });
@@ -60,12 +75,14 @@ impl ParzenEstimator {
             Distribution::Categorical { choices } => categorical_kernels(observations, choices.len(), prior_weight),
             Distribution::Int { low, high, step } => {
                 let step = *step as f64;
-                numerical_kernels(observations, *low as f64, *high as f64, step)
+                numerical_kernels(observations, *low as f64, *high as f64, step, joint_dims)
             }
-            Distribution::Float { low, high, log: false } => numerical_kernels(observations, *low, *high, 0.0),
+            Distribution::Float { low, high, log: false } => {
+                numerical_kernels(observations, *low, *high, 0.0, joint_dims)
+            }
             Distribution::Float { low, high, log: true } => {
                 let logs: Vec<f64> = observations.iter().map(|v| v.ln()).collect();
-                numerical_kernels(&logs, low.ln(), high.ln(), 0.0)
+                numerical_kernels(&logs, low.ln(), high.ln(), 0.0, joint_dims)
             }
         };
         ParzenEstimator { weights: mixture, kernels, distribution: distribution.clone() }
@@ -92,6 +109,11 @@ impl ParzenEstimator {
     /// Draws one internal value: a kernel by weight, then a value from it.
     pub fn sample(&self, rng: &mut dyn RngCore) -> f64 {
         let k = pick(&self.weights, rng.random::<f64>());
+        self.sample_kernel(k, rng)
+    }
+
+    /// Draws one internal value from kernel `k` (the prior's is the last).
+    pub fn sample_kernel(&self, k: usize, rng: &mut dyn RngCore) -> f64 {
         match &self.kernels {
             Kernels::Categorical(rows) => pick(&rows[k], rng.random::<f64>()) as f64,
             Kernels::Numerical { mus, sigmas, low, high, step } => {
@@ -108,7 +130,14 @@ impl ParzenEstimator {
     /// Log density (log probability for categoricals and integers) of an
     /// internal value under the mixture.
     pub fn log_pdf(&self, value: f64) -> f64 {
-        let per_kernel: Vec<f64> = match &self.kernels {
+        let terms: Vec<f64> = self.kernel_log_pdfs(value).iter().zip(&self.weights).map(|(l, w)| l + w.ln()).collect();
+        log_sum_exp(&terms)
+    }
+
+    /// Log density of an internal value under each kernel alone (mixture
+    /// weights left out), the prior's last.
+    pub fn kernel_log_pdfs(&self, value: f64) -> Vec<f64> {
+        match &self.kernels {
             Kernels::Categorical(rows) => {
                 let i = value as usize;
                 rows.iter().map(|row| row[i].ln()).collect()
@@ -129,9 +158,7 @@ impl ParzenEstimator {
                     })
                     .collect()
             }
-        };
-        let terms: Vec<f64> = per_kernel.iter().zip(&self.weights).map(|(l, w)| l + w.ln()).collect();
-        log_sum_exp(&terms)
+        }
     }
 }
 
@@ -148,7 +175,7 @@ fn pick(probabilities: &[f64], u: f64) -> usize {
     probabilities.iter().rposition(|p| *p > 0.0).unwrap_or(0)
 }
 
-fn log_sum_exp(terms: &[f64]) -> f64 {
+pub(super) fn log_sum_exp(terms: &[f64]) -> f64 {
     let max = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     if max == f64::NEG_INFINITY {
         return max;
@@ -175,8 +202,27 @@ fn categorical_kernels(observations: &[f64], n_choices: usize, prior_weight: f64
 }
 
 /// Centres and widths of the numerical kernels (Optuna's univariate rule
-/// without `consider_endpoints`, with the magic clip).
-fn numerical_kernels(observations: &[f64], low: f64, high: f64, step: f64) -> Kernels {
+/// without `consider_endpoints`, or its multivariate one with `joint_dims`;
+/// with the magic clip).
+fn numerical_kernels(observations: &[f64], low: f64, high: f64, step: f64, joint_dims: Option<usize>) -> Kernels {
+    let n = observations.len();
+    let range = high - low + step;
+    let min_sigma = range / f64::min(100.0, 1.0 + (n + 1) as f64);
+    let mut mus = observations.to_vec();
+    mus.push(0.5 * (low + high));
+    let mut sigmas = match joint_dims {
+        Some(d) => vec![0.2 * (n.max(1) as f64).powf(-1.0 / (d as f64 + 4.0)) * range; n],
+        None => neighbour_gaps(observations, low, high, step),
+    };
+    sigmas.iter_mut().for_each(|s| *s = s.clamp(min_sigma, range));
+    sigmas.push(range);
+    Kernels::Numerical { mus, sigmas, low, high, step }
+}
+
+/// The univariate widths: each observation's larger gap to its sorted
+/// neighbours (the prior's centre and the domain's ends included), the
+/// outermost ones their inner gap.
+fn neighbour_gaps(observations: &[f64], low: f64, high: f64, step: f64) -> Vec<f64> {
     let n = observations.len();
     let prior_mu = 0.5 * (low + high);
     let mut with_prior: Vec<f64> = observations.to_vec();
@@ -195,17 +241,12 @@ fn numerical_kernels(observations: &[f64], low: f64, high: f64, step: f64) -> Ke
         sorted_sigmas[0] = ends[2] - ends[1];
         sorted_sigmas[m - 1] = ends[m] - ends[m - 1];
     }
-    let range = high - low + step;
-    let min_sigma = range / f64::min(100.0, 1.0 + (n + 1) as f64);
     let mut sigmas = vec![0.0; m];
     for (rank, &i) in order.iter().enumerate() {
-        sigmas[i] = sorted_sigmas[rank].clamp(min_sigma, range);
+        sigmas[i] = sorted_sigmas[rank];
     }
     sigmas.truncate(n);
-    let mut mus = observations.to_vec();
-    mus.push(prior_mu);
-    sigmas.push(range);
-    Kernels::Numerical { mus, sigmas, low, high, step }
+    sigmas
 }
 
 /// A normal draw by Box–Muller.

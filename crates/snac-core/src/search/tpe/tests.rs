@@ -161,9 +161,13 @@ fn run_toy(sampler: &dyn Sampler, n: u64, seed: u64) -> Vec<FrozenTrial> {
         let mut rng = crate::search::trial_rng(seed, number);
         let view = StudyView { directions: &directions, trials: &trials };
         assert!(sampler.ready(&view, number));
+        let relative = sampler.sample_relative(&view, number, &mut rng).unwrap().params;
         let mut params = BTreeMap::new();
         let values = toy_space(&mut |name, d| {
-            let v = sampler.sample_independent(&view, number, name, &d, &mut rng).unwrap();
+            let v = match relative.get(name) {
+                Some(&v) if d.contains(v) => v,
+                _ => sampler.sample_independent(&view, number, name, &d, &mut rng).unwrap(),
+            };
             assert!(d.contains(v), "{v} outside {d:?}");
             params.insert(name.to_string(), (d, v));
             v
@@ -267,6 +271,25 @@ out = {
   "float_log": pdf(FloatDistribution(1e-3, 1.0, log=True), [0.01, 0.5, 0.002], [0.001, 0.003, 0.1, 1.0]),
   "float": pdf(FloatDistribution(-1.0, 2.0), [0.5, -0.9], [-1.0, 0.0, 1.9]),
 }
+pm = _ParzenEstimatorParameters(prior_weight=1.0, consider_magic_clip=True, consider_endpoints=False,
+    weights=s.default_weights, multivariate=True, categorical_distance_func={})
+space = {"a": CategoricalDistribution([8, 16, 32]), "n": IntDistribution(1, 5),
+         "f": FloatDistribution(1e-3, 1.0, log=True), "u": FloatDistribution(-1.0, 2.0)}
+obs = {"a": [0, 2, 2, 1], "n": [1, 4, 5, 2], "f": [0.01, 0.5, 0.002, 0.1], "u": [0.5, -0.9, 1.5, 0.0]}
+xs = {"a": [0, 1, 2, 2], "n": [1, 3, 5, 4], "f": [0.001, 0.02, 0.3, 1.0], "u": [-1.0, 0.0, 1.9, 0.4]}
+arr = lambda d: {k: np.array(v, dtype=float) for k, v in d.items()}
+out["joint"] = _ParzenEstimator(arr(obs), space, pm, np.array([1, 0.5, 2, 1.0])).log_pdf(arr(xs)).tolist()
+one = {"n": space["n"]}
+out["joint_int"] = _ParzenEstimator({"n": np.array([2.0, 3.0])}, one, pm, None).log_pdf({"n": np.arange(1.0, 6.0)}).tolist()
+from optuna.search_space.group_decomposed import _SearchSpaceGroup
+c2, c3 = CategoricalDistribution([8, 16]), CategoricalDistribution([8, 16, 32])
+n3, fixed = IntDistribution(1, 3), CategoricalDistribution(["relu"])
+group = _SearchSpaceGroup()
+for dists in [{"n": n3, "w0": c2, "f": fixed}, {"n": n3, "w0": c2, "w1": c2}, {"n": n3, "w0": c2, "w1": c2},
+              {"n": n3, "w0": c3, "a1": c2}, {"b": c2}]:
+    group.add_distributions(dists)
+spaces = [sorted(k for k, d in sp.items() if not d.single()) for sp in group.search_spaces]
+out["groups"] = [sp for sp in spaces if sp]
 losses = json.loads(SET)
 for name, dirs in [("split2", ["maximize", "minimize"]), ("split3", ["minimize"] * 3)]:
     study = optuna.create_study(directions=dirs)
@@ -356,6 +379,7 @@ fn matches_optuna() {
             assert!((g - w).abs() < 1e-9 * (1.0 + w.abs()), "{name}: ours {got:?}, Optuna {want:?}");
         }
     }
+    matches_optuna_multivariate(&optuna);
     for (name, values, directions) in [("split2", two, vec![Max, Min]), ("split3", three, vec![Min, Min, Min])] {
         let trials: Vec<FrozenTrial> = values.iter().enumerate().map(|(i, v)| trial(i as u64, v)).collect();
         let refs: Vec<&FrozenTrial> = trials.iter().collect();
@@ -372,6 +396,49 @@ fn matches_optuna() {
             }
         }
     }
+}
+
+/// The joint densities and groups against Optuna's (see [`OPTUNA_SCRIPT`]).
+fn matches_optuna_multivariate(optuna: &serde_json::Value) {
+    let close = |name: &str, got: &[f64]| {
+        let want: Vec<f64> = serde_json::from_value(optuna[name].clone()).unwrap();
+        assert_eq!(got.len(), want.len(), "{name}");
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() < 1e-9 * (1.0 + w.abs()), "{name}: ours {got:?}, Optuna {want:?}");
+        }
+    };
+    let cat = |n: usize| Distribution::Categorical { choices: (0..n).map(|c| json!(c)).collect() };
+    let (a, n) = (cat(3), Distribution::Int { low: 1, high: 5, step: 1 });
+    let f = Distribution::Float { low: 1e-3, high: 1.0, log: true };
+    let u = Distribution::Float { low: -1.0, high: 2.0, log: false };
+    let rows = |cols: [[f64; 4]; 4]| (0..4).map(|i| cols.iter().map(|c| c[i]).collect()).collect::<Vec<Vec<f64>>>();
+    let obs = rows([[0.0, 2.0, 2.0, 1.0], [1.0, 4.0, 5.0, 2.0], [0.01, 0.5, 0.002, 0.1], [0.5, -0.9, 1.5, 0.0]]);
+    let xs = rows([[0.0, 1.0, 2.0, 2.0], [1.0, 3.0, 5.0, 4.0], [0.001, 0.02, 0.3, 1.0], [-1.0, 0.0, 1.9, 0.4]]);
+    let pe = multivariate::JointParzen::new(&obs, &[1.0, 0.5, 2.0, 1.0], &[&a, &n, &f, &u], 1.0);
+    close("joint", &xs.iter().map(|x| pe.log_pdf(x)).collect::<Vec<_>>());
+    let pe = multivariate::JointParzen::new(&[vec![2.0], vec![3.0]], &default_weights(2), &[&n], 1.0);
+    close("joint_int", &(1..=5).map(|v| pe.log_pdf(&[f64::from(v)])).collect::<Vec<_>>());
+    let (c2, c3) = (cat(2), cat(3));
+    let (n3, fixed) = (Distribution::Int { low: 1, high: 3, step: 1 }, cat(1));
+    let sets: [&[(&str, &Distribution)]; 5] = [
+        &[("n", &n3), ("w0", &c2), ("f", &fixed)],
+        &[("n", &n3), ("w0", &c2), ("w1", &c2)],
+        &[("n", &n3), ("w0", &c2), ("w1", &c2)],
+        &[("n", &n3), ("w0", &c3), ("a1", &c2)],
+        &[("b", &c2)],
+    ];
+    let trials: Vec<FrozenTrial> = sets
+        .iter()
+        .enumerate()
+        .map(|(i, set)| {
+            with_params(i as u64, &[0.0], &set.iter().map(|(k, d)| (*k, (*d).clone(), 0.0)).collect::<Vec<_>>())
+        })
+        .collect();
+    let refs: Vec<&FrozenTrial> = trials.iter().collect();
+    let groups = multivariate::search_space_groups(&refs);
+    let ours: Vec<Vec<&str>> = groups.iter().map(names).collect();
+    let want: Vec<Vec<String>> = serde_json::from_value(optuna["groups"].clone()).unwrap();
+    assert_eq!(ours, want, "search space groups");
 }
 
 /// Two processes sharing one study (two `Study` handles on one storage):
@@ -419,5 +486,171 @@ fn tpe_never_waits_for_another_process_trials() {
     assert_eq!(ask_soon(d), None, "NSGA-II sampled generation 1 before generation 0 finished");
     for t in &g0 {
         c.tell(t, Ok(vec![0.5, 10.0])).unwrap();
+    }
+}
+
+fn with_params(number: u64, values: &[f64], params: &[(&str, Distribution, f64)]) -> FrozenTrial {
+    let mut t = trial(number, values);
+    t.params = params.iter().map(|(n, d, v)| (n.to_string(), (d.clone(), *v))).collect();
+    t
+}
+
+fn names(space: &multivariate::Space) -> Vec<&str> {
+    space.keys().map(String::as_str).collect()
+}
+
+/// Groups are the parameters that occur in exactly the same trials; the
+/// intersection is what every trial has with one distribution.
+#[test]
+fn search_space_groups_and_intersection() {
+    let n = Distribution::Int { low: 1, high: 3, step: 1 };
+    let c = Distribution::Categorical { choices: vec![json!(8), json!(16)] };
+    let fixed = Distribution::Categorical { choices: vec![json!("relu")] };
+    let c3 = Distribution::Categorical { choices: vec![json!(8), json!(16), json!(32)] };
+    let trials = [
+        with_params(0, &[0.5, 1.0], &[("n", n.clone(), 1.0), ("w0", c.clone(), 0.0), ("f", fixed.clone(), 0.0)]),
+        with_params(1, &[0.5, 1.0], &[("n", n.clone(), 2.0), ("w0", c.clone(), 1.0), ("w1", c.clone(), 0.0)]),
+        with_params(2, &[0.5, 1.0], &[("n", n.clone(), 3.0), ("w0", c.clone(), 1.0), ("w1", c.clone(), 1.0)]),
+        with_params(3, &[0.5, 1.0], &[("n", n.clone(), 2.0), ("w0", c3.clone(), 2.0), ("a1", c.clone(), 0.0)]),
+    ];
+    let refs: Vec<&FrozenTrial> = trials.iter().collect();
+    let groups = multivariate::search_space_groups(&refs);
+    let listed: Vec<Vec<&str>> = groups.iter().map(names).collect();
+    // {n, w0} in all four; f only in 0 (single-valued: left out); w1 in 1
+    // and 2; a1 only in 3.
+    assert_eq!(listed, vec![vec!["n", "w0"], vec!["w1"], vec!["a1"]]);
+    assert_eq!(groups[0]["w0"], c, "the first distribution seen");
+    // The intersection drops w0, whose distribution changed in trial 3.
+    assert_eq!(names(&multivariate::intersection_space(&refs)), vec!["n"]);
+    assert_eq!(names(&multivariate::intersection_space(&refs[..3])), vec!["n", "w0"]);
+    assert!(multivariate::search_space_groups(&[]).is_empty());
+}
+
+/// The joint density by hand: two categoricals, and the multivariate
+/// kernel width of an integer.
+#[test]
+fn joint_parzen_by_hand() {
+    let a = Distribution::Categorical { choices: vec![json!(0), json!(1)] };
+    let b = Distribution::Categorical { choices: vec![json!(0), json!(1), json!(2)] };
+    let obs = [vec![0.0, 2.0], vec![1.0, 0.0]];
+    let pe = multivariate::JointParzen::new(&obs, &[1.0, 3.0], &[&a, &b], 1.0);
+    // Mixture (1, 3, 1) / 5. Kernel rows with prior weight 1 over 3
+    // kernels: 1/3 per choice plus 1 at the observation, normalised (the
+    // prior's row has no observation).
+    let row = |o: Option<usize>, x: usize, n: f64| {
+        (1.0 / 3.0 + if o == Some(x) { 1.0 } else { 0.0 }) / (n / 3.0 + if o.is_some() { 1.0 } else { 0.0 })
+    };
+    let ka = |o: Option<usize>, x: usize| row(o, x, 2.0);
+    let kb = |o: Option<usize>, x: usize| row(o, x, 3.0);
+    let w = [0.2, 0.6, 0.2];
+    let kernels = [(Some(0), Some(2)), (Some(1), Some(0)), (None, None)];
+    let mut total = 0.0;
+    for x in 0..2 {
+        for y in 0..3 {
+            let p: f64 = kernels.iter().zip(w).map(|((oa, ob), w)| w * ka(*oa, x) * kb(*ob, y)).sum();
+            let got = pe.log_pdf(&[x as f64, y as f64]);
+            assert!((got - p.ln()).abs() < 1e-12, "({x}, {y}): {got} vs {}", p.ln());
+            total += got.exp();
+        }
+    }
+    assert!((total - 1.0).abs() < 1e-12);
+    assert_eq!(pe.weights(), &[0.2, 0.6, 0.2]);
+    // An integer of range 1..=10 among 3 parameters, 8 observations: every
+    // width 0.2 · 8^(−1/7) · 10 ≈ 1.49, within the clip [10 / min(100, 10), 10].
+    let d = Distribution::Int { low: 1, high: 10, step: 1 };
+    let values: Vec<f64> = (1..=8).map(f64::from).collect();
+    let pe = ParzenEstimator::with_bandwidth(&values, &[1.0; 8], &d, 1.0, Some(3));
+    let (_, sigmas) = pe.mus_sigmas().unwrap();
+    let want = 0.2 * 8f64.powf(-1.0 / 7.0) * 10.0;
+    assert_eq!(sigmas.len(), 9);
+    assert!(sigmas[..8].iter().all(|&s| (s - want).abs() < 1e-12) && sigmas[8] == 10.0, "{sigmas:?}");
+    // One observation by itself: 0.2 · 10 = 2 is below the clip's 10 / 3.
+    let pe = ParzenEstimator::with_bandwidth(&values[..1], &[1.0], &d, 1.0, Some(1));
+    let (_, sigmas) = pe.mus_sigmas().unwrap();
+    assert!((sigmas[0] - 10.0 / 3.0).abs() < 1e-12, "{sigmas:?}");
+}
+
+/// Joint draws follow the joint density.
+#[test]
+fn joint_samples_follow_the_density() {
+    let a = Distribution::Categorical { choices: vec![json!(0), json!(1)] };
+    let d = Distribution::Int { low: 0, high: 4, step: 1 };
+    let obs = [vec![0.0, 0.0], vec![1.0, 4.0], vec![1.0, 3.0]];
+    let pe = multivariate::JointParzen::new(&obs, &[1.0, 2.0, 0.5], &[&a, &d], 1.0);
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let mut counts = [[0usize; 5]; 2];
+    let n = 60_000;
+    for _ in 0..n {
+        let x = pe.sample(&mut rng);
+        counts[x[0] as usize][x[1] as usize] += 1;
+    }
+    for (i, row) in counts.iter().enumerate() {
+        for (j, &count) in row.iter().enumerate() {
+            let p = pe.log_pdf(&[i as f64, j as f64]).exp();
+            assert!((count as f64 / n as f64 - p).abs() < 0.01, "({i}, {j}): {count} vs {p}");
+        }
+    }
+}
+
+/// Two parameters that only pay off together (x = y; one objective): the
+/// good trials are the four diagonal pairs, so their marginals are flat,
+/// and the bad ones hold x = 0 and y = 1 least often. Univariate TPE then
+/// draws x = 0 and y = 1, a miss; the joint model draws diagonal pairs.
+#[test]
+fn multivariate_learns_what_univariate_cannot() {
+    let d = Distribution::Categorical { choices: (0..4).map(|c| json!(c)).collect() };
+    let off_diagonal: Vec<(u8, u8)> =
+        (0..4).flat_map(|x| (0..4).map(move |y| (x, y))).filter(|(x, y)| x != y).collect();
+    let extra = [(1, 0), (2, 0), (3, 0), (1, 2), (1, 3), (2, 3), (3, 2)];
+    let pairs: Vec<(u8, u8)> =
+        off_diagonal.iter().chain(&off_diagonal).chain(&extra).copied().chain((0..4).map(|i| (i, i))).collect();
+    let trials: Vec<Arc<FrozenTrial>> = pairs
+        .iter()
+        .enumerate()
+        .map(|(n, &(x, y))| {
+            let (x, y) = (f64::from(x), f64::from(y));
+            let value = f64::from(u8::from(x == y)) + 0.001 * n as f64;
+            Arc::new(with_params(n as u64, &[value], &[("x", d.clone(), x), ("y", d.clone(), y)]))
+        })
+        .collect();
+    assert_eq!(default_gamma(trials.len()), 4);
+    let view = StudyView { directions: &[Max], trials: &trials };
+    let next = trials.len() as u64;
+    let univariate = TpeSampler::default();
+    let joint = TpeSampler { multivariate: true, group: true, ..TpeSampler::default() };
+    let (mut hits_uni, mut hits_joint) = (0, 0);
+    for seed in 0..200 {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let relative = joint.sample_relative(&view, next, &mut rng).unwrap().params;
+        hits_joint += usize::from(relative["x"] == relative["y"]);
+        let mut draw = |name: &str| univariate.sample_independent(&view, next, name, &d, &mut rng).unwrap();
+        hits_uni += usize::from(draw("x") == draw("y"));
+    }
+    eprintln!("diagonal draws of 200: univariate {hits_uni}, multivariate {hits_joint}");
+    assert!(hits_joint > 160 && hits_uni < 40, "multivariate {hits_joint}, univariate {hits_uni}");
+}
+
+/// Multivariate TPE (grouped or not) on the conditional toy space: its
+/// draws are legal and reproducible, and it beats random search (on 4 of 6
+/// seeds and by 2 % in all; univariate TPE does about as well here).
+#[test]
+fn multivariate_on_a_conditional_space() {
+    for group in [false, true] {
+        let tpe = TpeSampler { multivariate: true, group, ..TpeSampler::default() };
+        let a = run_toy(&tpe, 40, 3);
+        let params = |trials: &[FrozenTrial]| trials.iter().map(|t| t.params.clone()).collect::<Vec<_>>();
+        assert_eq!(params(&a), params(&run_toy(&tpe, 40, 3)));
+        for t in &a {
+            assert_eq!(t.params.len(), 1 + 2 * t.param("n_layers").unwrap() as usize);
+        }
+        let (mut wins, mut total, mut total_random) = (0, 0.0, 0.0);
+        for seed in 1..=6 {
+            let (hv, hv_random) =
+                (toy_hypervolume(&run_toy(&tpe, 60, seed)), toy_hypervolume(&run_toy(&RandomSampler, 60, seed)));
+            wins += usize::from(hv > hv_random);
+            total += hv;
+            total_random += hv_random;
+        }
+        assert!(wins >= 4 && total > 1.02 * total_random, "group {group}: {wins} wins, {total} vs {total_random}");
     }
 }
