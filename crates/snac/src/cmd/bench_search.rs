@@ -36,6 +36,11 @@ struct Entry {
     pruner: PrunerKind,
 }
 
+/// The sampler `entry` runs with the config's TPE settings.
+fn resolve(entry: &Entry, search: &config::SearchConfig) -> SamplerChoice {
+    SamplerChoice::resolve(entry.kind, entry.trials, entry.population, search.n_startup_trials, search.tpe_multivariate)
+}
+
 /// One CSV row: the hypervolume after `trial` trials of one search.
 #[derive(Clone, Debug)]
 struct Row {
@@ -177,14 +182,7 @@ fn run_search(
     experiment.search.workers = Some(1);
     experiment.search.pruner = entry.pruner;
     let setup = SearchSetup::with_dataset(experiment, (*base.dataset).clone())?;
-    let search = &setup.experiment.search;
-    let choice = SamplerChoice::resolve(
-        entry.kind,
-        entry.trials,
-        entry.population,
-        search.n_startup_trials,
-        search.tpe_multivariate,
-    );
+    let choice = resolve(entry, &setup.experiment.search);
     let storage = snac_core::storage::open("memory:")?;
     let study = Study::create_or_load(storage, "bench", &setup.directions(), choice.build(1), seed)?;
     let pruning = crate::pruning::Pruning::of(&setup, &study);
@@ -266,14 +264,7 @@ pub fn bench_search(args: &SearchBenchArgs) -> Result<ExitCode> {
     let names: Vec<String> = entries
         .iter()
         .map(|e| {
-            let search = &base.experiment.search;
-            let choice = SamplerChoice::resolve(
-                e.kind,
-                e.trials,
-                e.population,
-                search.n_startup_trials,
-                search.tpe_multivariate,
-            );
+            let choice = resolve(e, &base.experiment.search);
             format!("{} = {}", e.label, choice.why)
         })
         .collect();
