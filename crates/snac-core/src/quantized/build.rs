@@ -107,6 +107,10 @@ pub fn accumulator_type(input: FixedPoint, kernel: &Codes, bias: &Codes, inputs:
         width <= 62,
         "a Dense accumulator would need {width} bits (more than the 62 supported); use fewer integer bits"
     );
+    // Sums smaller than 1/2 (a kernel column that quantized to zeros) need
+    // no integer bits: the type keeps all `frac` fractional bits (integer
+    // bits cannot go below 0 here), so the products are never shifted right.
+    let width = if integer < 0 { u32::try_from(frac).unwrap_or(0).max(width) } else { width };
     let integer = u32::try_from(integer.max(0)).unwrap_or(0);
     // A width below the integer bits would mean negative fractional bits:
     // keep the type well formed by widening.

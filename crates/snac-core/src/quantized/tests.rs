@@ -773,3 +773,30 @@ fn types_describe_their_per_layer_widths() {
     assert_eq!(types.widths_summary(), "in8 0:w5 2:a6", "entries sorted by layer");
     assert!(types.describe().ends_with("per layer (kernel w / output a bits): in8 0:w5 2:a6"), "{}", types.describe());
 }
+
+/// A layer whose weights all quantize to zero (a narrow pair, small
+/// weights) still builds a valid model: its accumulator keeps the products'
+/// fractional bits instead of a 1-bit type integer inference cannot shift
+/// into (T3's `<4,1>` pair failed so).
+#[test]
+fn a_kernel_of_zeros_builds_a_valid_model() {
+    let arch = Arch::new(
+        Shape::Flat(6),
+        vec![Component::mlp("a", 4, Norm::None, Activation::Relu), Component::output("out", 3, Activation::Softmax)],
+    );
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let mut params = random_params(&arch, &mut rng, 1.0);
+    for name in ["kernel", "bias"] {
+        for v in params.get_mut(&(0, name.to_string())).unwrap() {
+            *v *= 0.01;
+        }
+    }
+    let types = QuantTypes::from_qkeras(4, 1).unwrap();
+    let model = build(&arch, &params, &HashMap::new(), types.clone()).unwrap();
+    let QLayer::Dense { kernel, accumulator, .. } = &model.layers[0] else { panic!("{:?}", model.layers[0]) };
+    assert!(kernel.codes.iter().all(|&c| c == 0));
+    assert_eq!(accumulator.fractional_bits(), types.input.fractional_bits() + kernel.fixed.fractional_bits());
+    for _ in 0..50 {
+        assert_bit_exact(&model, &random_input(&mut rng, 6, &types.input));
+    }
+}

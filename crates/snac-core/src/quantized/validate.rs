@@ -116,9 +116,16 @@ fn same<T: PartialEq + std::fmt::Debug>(path: &str, name: &str, found: T, expect
 /// Shifting a `width`-bit value left by `shift` stays within `limit` bits.
 fn check_shift(path: &str, what: &str, width: i64, shift: i64, limit: i64) -> Result<()> {
     ensure!(
-        (0..=limit).contains(&shift) && width + shift <= limit,
-        "{path}: {what} needs a shift of {shift} bits on a {width}-bit value, more than the {limit} bits integer \
-         inference holds (accepted: types whose fractional bits differ less; local search writes such types)"
+        shift >= 0,
+        "{path}: {what} would lose {} fractional bits: the type it goes into has fewer than it (accepted: at least \
+         as many fractional bits; local search writes such types)",
+        -shift
+    );
+    ensure!(
+        width + shift <= limit,
+        "{path}: shifting {what} ({width} bits) left by {shift} bits needs {} bits, more than the {limit} bits \
+         integer inference holds (accepted: types whose fractional bits differ less; local search writes such types)",
+        width + shift
     );
     Ok(())
 }
