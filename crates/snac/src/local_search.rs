@@ -438,7 +438,7 @@ impl LocalRun<'_> {
         precision_search::write_log(&self.dir, &found.candidates)?;
         log::info!(
             "per-layer precision: {} ({} candidates, accuracy {:.4}) in {:.1} s",
-            precision_search::describe_widths(&found.spec),
+            found.spec.widths_summary(),
             found.candidates.len(),
             found.accuracy,
             started.elapsed().as_secs_f64()
@@ -496,7 +496,7 @@ impl LocalRun<'_> {
             dsp: estimate.map(|e| e.dsp),
             bram: estimate.map(|e| e.bram),
             fold_accuracies: None,
-            layer_widths: per_layer.map(precision_search::describe_widths),
+            layer_widths: per_layer.map(QuantSpec::widths_summary),
         }
     }
 

@@ -131,11 +131,6 @@ pub fn spec_of(base: &QuantTypes, units: &[Unit], widths: &[u32]) -> Result<Quan
     Ok(spec)
 }
 
-/// `in8 0:w6 1:a5 …`: the input's and each layer's widths, for the logs.
-pub fn describe_widths(spec: &QuantTypes) -> String {
-    spec.widths_summary()
-}
-
 /// The tensors of `model` whose widths are searched, with integer bits from
 /// `largest` (per arch layer: largest |output| on the training set; the
 /// input's under [`INPUT`]) and the weights themselves.
@@ -372,7 +367,7 @@ impl Search<'_> {
             round: 0,
             phase: "ptq",
             changed: String::new(),
-            widths: describe_widths(spec),
+            widths: spec.widths_summary(),
             accuracy,
             bops_effective: bops,
             lut: estimate.map(|e| e.lut),
@@ -409,7 +404,7 @@ impl Search<'_> {
         let mut spec = spec_of(self.start_spec, &units, &widths)?;
         let mut weights = self.start_weights.clone();
         let Some((mut accuracy, row)) = self.measure(&spec, &weights)? else {
-            anyhow::bail!("per-layer precision: the start model ({}) cannot be built", describe_widths(&spec));
+            anyhow::bail!("per-layer precision: the start model ({}) cannot be built", spec.widths_summary());
         };
         // The accuracy to keep is the reference pair's, or the start's (the
         // pair's QAT weights at their widths, the same training as every
@@ -450,7 +445,7 @@ impl Search<'_> {
                     candidates.push(CandidateRow { round, phase: "qat", changed: "qat".into(), ..row.clone() });
                     log::info!(
                         "per-layer precision round {round}: {} → QAT accuracy {tuned_accuracy:.4} (target {target:.4})",
-                        describe_widths(&attempt_spec)
+                        attempt_spec.widths_summary()
                     );
                     if measured >= target && row.cost < cost {
                         (widths, spec, weights, accuracy, cost) = (attempt, attempt_spec, tuned, measured, row.cost);
@@ -538,7 +533,7 @@ mod tests {
         // 3 bits cannot hold 5 integer bits: the width grows to them.
         assert_eq!((spec.result_at(3).width, spec.result_at(3).integer), (5, 5));
         assert_eq!(spec.weights_at(3).width, 4);
-        assert_eq!(describe_widths(&spec), "in8 0:w5 2:a6 3:w4/a5");
+        assert_eq!(spec.widths_summary(), "in8 0:w5 2:a6 3:w4/a5");
         let with_input = [Unit { index: 0, role: Role::Input, integer: 2, bias_integer: 0 }];
         let spec = spec_of(&base, &with_input, &[5]).unwrap();
         assert_eq!((spec.input.width, spec.input.integer), (5, 2));
